@@ -1,0 +1,161 @@
+"""The engine factory and the Database handle: schema upgrade on open, sessions, and the vault."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from storage.tables import ENCRYPTED_COLUMNS, VaultItem
+from storage.vault import Vault, VaultError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+KEY_CHECK_NAME = "vault.key-check"
+KEY_CHECK_TEXT = "keyturn master key check"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of a SQLite file."""
+    return f"sqlite:///{path}"
+
+
+def make_engine(url: str) -> Engine:
+    """Build an engine; for SQLite: WAL, a busy timeout, foreign keys, and BEGIN emitted by us."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None  # pysqlite's own BEGIN handling is replaced by _on_begin
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        # FULL: a committed `pending` record must survive a power cut, not just a crash.
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        # Writers take the lock up front so two processes queue on busy_timeout instead of
+        # failing with SQLITE_BUSY when a read transaction tries to become a write.
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Database:
+    """An open keyturn database: sessions for reading and writing, and the vault for its secrets."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._vault: Vault | None = None
+
+    # -- schema -----------------------------------------------------------------------------------
+    def upgrade(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def current_revision(self) -> str | None:
+        """The Alembic revision the database is at, or None when it has no schema yet."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+    # -- sessions ---------------------------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading (no write lock taken)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on any error: nothing half-written."""
+        with Session(self._write_engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    # -- vault ------------------------------------------------------------------------------------
+    @property
+    def vault(self) -> Vault:
+        """The vault cipher; set by attach_vault once the master key is loaded."""
+        if self._vault is None:
+            raise VaultError("the vault is not open (no master key loaded)")
+        return self._vault
+
+    def has_secrets(self) -> bool:
+        """Whether any encrypted value is stored (then a missing master key is fatal)."""
+        with self.engine.connect() as conn:
+            for table, (_pk, columns) in ENCRYPTED_COLUMNS.items():
+                cond = " OR ".join(f"{c} IS NOT NULL" for c in columns)
+                if conn.execute(text(f"SELECT 1 FROM {table} WHERE {cond} LIMIT 1")).first():
+                    return True
+        return False
+
+    def attach_vault(self, vault: Vault) -> None:
+        """Use this vault; check it against the stored key check value (or store one on first use)."""
+        with self.write() as session:
+            item = session.get(VaultItem, KEY_CHECK_NAME)
+            if item is None:
+                item = VaultItem(name=KEY_CHECK_NAME)
+                item.value_enc = vault.encrypt(KEY_CHECK_TEXT, "vault_item", KEY_CHECK_NAME, "value_enc")
+                session.add(item)
+            else:
+                try:
+                    vault.decrypt(item.value_enc or b"", "vault_item", KEY_CHECK_NAME, "value_enc")
+                except VaultError:
+                    raise VaultError(
+                        "the master key does not match this database (its key check value does not verify); "
+                        "use the key file this database was created with"
+                    ) from None
+        self._vault = vault
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    # -- encrypted fields -------------------------------------------------------------------------
+    def seal(self, row: object, column: str, value: str | None) -> None:
+        """Encrypt value into row.column (the row must have its id), or clear it for None."""
+        table = row.__tablename__  # type: ignore[attr-defined]
+        pk = ENCRYPTED_COLUMNS[table][0]
+        setattr(row, column, None if value is None else self.vault.encrypt(value, table, getattr(row, pk), column))
+
+    def unseal(self, row: object, column: str) -> str | None:
+        """Decrypt row.column, None when empty."""
+        blob = getattr(row, column)
+        if blob is None:
+            return None
+        table = row.__tablename__  # type: ignore[attr-defined]
+        pk = ENCRYPTED_COLUMNS[table][0]
+        return self.vault.decrypt(blob, table, getattr(row, pk), column)
+
+    def select_one(self, session: Session, stmt) -> object | None:  # type: ignore[no-untyped-def]
+        """First row of a select, or None."""
+        return session.exec(stmt).first()
+
+
+__all__ = ["Database", "make_engine", "sqlite_url", "select"]

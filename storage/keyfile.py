@@ -1,0 +1,95 @@
+"""The data directory and the master key file, with the permission checks that guard them."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import datetime, timezone
+from pathlib import Path
+
+from storage.vault import KEY_BYTES
+
+KEY_NAME = "master.key"
+
+
+class KeyFileError(Exception):
+    """The data directory or master key is unsafe or unusable; the program must not go on."""
+
+
+def _check_private(path: Path, what: str) -> None:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"{what} {path} is accessible by group or others (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod {'700' if path.is_dir() else '600'} {path}"
+        )
+    if hasattr(os, "geteuid") and path.stat().st_uid != os.geteuid():
+        raise KeyFileError(f"{what} {path} is owned by another user (uid {path.stat().st_uid})")
+
+
+def ensure_data_dir(home: Path) -> Path:
+    """Create the data directory 0700 if missing; refuse one that group or others can reach."""
+    if not home.exists():
+        old = os.umask(0o077)
+        try:
+            home.mkdir(parents=True, mode=0o700)
+        finally:
+            os.umask(old)
+    if not home.is_dir():
+        raise KeyFileError(f"data directory {home} is not a directory")
+    _check_private(home, "data directory")
+    return home
+
+
+def key_path(home: Path) -> Path:
+    """Where the master key lives in a data directory."""
+    return home / KEY_NAME
+
+
+def read_key(path: Path) -> bytes:
+    """Read a master key file after checking that only its owner can read it."""
+    _check_private(path, "master key file")
+    data = path.read_bytes()
+    if len(data) != KEY_BYTES:
+        raise KeyFileError(f"master key file {path} holds {len(data)} bytes, expected {KEY_BYTES}")
+    return data
+
+
+def write_key(path: Path, key: bytes) -> None:
+    """Write a key file 0600 atomically (temp file in the same directory, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, key)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def load_or_create_key(home: Path, *, database_has_secrets: bool) -> bytes:
+    """Return the master key, creating it on first start; refuse when secrets exist but the key is gone."""
+    path = key_path(home)
+    if path.exists():
+        return read_key(path)
+    if database_has_secrets:
+        raise KeyFileError(
+            f"master key {path} is missing but the database already holds encrypted secrets; "
+            "restore the key file from your backup (a new key could not read them)"
+        )
+    key = os.urandom(KEY_BYTES)
+    write_key(path, key)
+    return key
+
+
+def retire_key(home: Path, now: datetime | None = None) -> Path:
+    """Rename the current key to master.key.old-<date> (kept until the user removes it)."""
+    now = now or datetime.now(timezone.utc)
+    path = key_path(home)
+    target = home / f"{KEY_NAME}.old-{now.strftime('%Y%m%dT%H%M%SZ')}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = home / f"{KEY_NAME}.old-{now.strftime('%Y%m%dT%H%M%SZ')}-{n}"
+    os.link(path, target)
+    return target

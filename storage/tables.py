@@ -1,0 +1,269 @@
+"""SQLModel tables for every keyturn entity; rows never leave storage/ (repositories hand out dataclasses).
+
+Columns ending in `_enc` hold vault ciphertexts bound to (table, row id, column); ENCRYPTED_COLUMNS lists
+them all, so key rotation and the plaintext-dump test cannot miss one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (every datetime column holds aware UTC values)."""
+    return datetime.now(timezone.utc)
+
+
+def _blob() -> Any:
+    return Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+def _json(default: Any) -> Any:
+    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
+
+
+class Node(SQLModel, table=True):
+    """A group in the asset tree, identified by its path such as /prod/db."""
+
+    __tablename__ = "node"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    path: str = Field(index=True, unique=True)
+    name: str
+    parent_id: Optional[int] = Field(default=None, foreign_key="node.id", index=True)
+
+
+class AssetNode(SQLModel, table=True):
+    """Which nodes an asset belongs to."""
+
+    __tablename__ = "asset_node"
+    asset_id: int = Field(foreign_key="asset.id", primary_key=True, ondelete="CASCADE")
+    node_id: int = Field(foreign_key="node.id", primary_key=True, ondelete="CASCADE", index=True)
+
+
+class Asset(SQLModel, table=True):
+    """A host or database that holds accounts."""
+
+    __tablename__ = "asset"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    address: str
+    port: int = 22
+    platform: str = "linux"
+    active: bool = True
+    comment: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class HostKey(SQLModel, table=True):
+    """A pinned SSH host key of an asset (OpenSSH public key text)."""
+
+    __tablename__ = "host_key"
+    __table_args__ = (UniqueConstraint("asset_id", "key_type", "key_base64"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    asset_id: int = Field(foreign_key="asset.id", index=True, ondelete="CASCADE")
+    key_type: str
+    key_base64: str = Field(sa_column=Column(Text, nullable=False))
+    fingerprint: str
+    source: str = ""
+    added_at: datetime = Field(default_factory=utcnow)
+
+
+class Account(SQLModel, table=True):
+    """One account on one asset, with its current secret in the vault."""
+
+    __tablename__ = "account"
+    __table_args__ = (UniqueConstraint("asset_id", "username", "secret_type"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    asset_id: int = Field(foreign_key="asset.id", index=True, ondelete="CASCADE")
+    username: str = Field(index=True)
+    secret_type: str = "password"  # password | ssh_key
+    secret_enc: Optional[bytes] = _blob()
+    passphrase_enc: Optional[bytes] = _blob()  # of an encrypted private key
+    become_secret_enc: Optional[bytes] = _blob()  # sudo password (ansible_become_password)
+    privileged: bool = False
+    can_change: bool = True
+    version: int = 0
+    last_changed_at: Optional[datetime] = None
+    last_status: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AccountSecretHistory(SQLModel, table=True):
+    """A secret an account held before it was replaced; never deleted by rotation."""
+
+    __tablename__ = "account_secret_history"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True, ondelete="CASCADE")
+    version: int
+    secret_enc: Optional[bytes] = _blob()
+    passphrase_enc: Optional[bytes] = _blob()
+    valid_from: Optional[datetime] = None
+    replaced_at: datetime = Field(default_factory=utcnow)
+    record_id: Optional[int] = Field(default=None, foreign_key="change_record.id")
+
+
+class ChangeSecretTask(SQLModel, table=True):
+    """A change-secret task: which accounts, how the new secret is made, and when it runs."""
+
+    __tablename__ = "change_secret_task"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    description: str = ""
+    usernames: list = _json(list)
+    secret_strategy: str = "random"  # random | specific
+    secret_type: str = "password"  # password | ssh_key
+    specific_secret_enc: Optional[bytes] = _blob()
+    specific_passphrase_enc: Optional[bytes] = _blob()
+    ssh_key_strategy: str = "replace-ours"  # replace-ours | replace-all | append
+    key_algorithm: str = "ed25519"  # ed25519 | rsa4096
+    rules: dict = _json(dict)  # length, lower, upper, digits, symbols, exclude
+    params: dict = _json(dict)  # per-platform host parameters (no secrets)
+    become_password_enc: Optional[bytes] = _blob()
+    interval_hours: Optional[int] = None
+    cron: Optional[str] = None
+    start_at: Optional[datetime] = None
+    next_run_at: Optional[datetime] = Field(default=None, index=True)
+    check_after_change: bool = True
+    active: bool = True
+    recipients: list = _json(list)  # operator names
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class TaskAsset(SQLModel, table=True):
+    """Assets chosen directly on a task."""
+
+    __tablename__ = "task_asset"
+    task_id: int = Field(foreign_key="change_secret_task.id", primary_key=True, ondelete="CASCADE")
+    asset_id: int = Field(foreign_key="asset.id", primary_key=True, ondelete="CASCADE")
+
+
+class TaskNode(SQLModel, table=True):
+    """Nodes chosen on a task (all assets below them are covered)."""
+
+    __tablename__ = "task_node"
+    task_id: int = Field(foreign_key="change_secret_task.id", primary_key=True, ondelete="CASCADE")
+    node_id: int = Field(foreign_key="node.id", primary_key=True, ondelete="CASCADE")
+
+
+class Execution(SQLModel, table=True):
+    """One run of a task, with a frozen snapshot of it and its log (never a secret)."""
+
+    __tablename__ = "execution"
+    __table_args__ = (Index("ix_execution_started", "started_at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    task_id: Optional[int] = Field(default=None, foreign_key="change_secret_task.id", index=True, ondelete="SET NULL")
+    task_name: str
+    trigger: str  # manual | schedule | retry | cli
+    status: str = "running"  # running | success | partial | failed | cancelled | interrupted
+    operator: str = ""
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: Optional[datetime] = None
+    snapshot: dict = _json(dict)
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    unverified: int = 0
+    log: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    mail_error: str = ""
+    pid: Optional[int] = None
+    hostname: str = ""
+
+
+class ChangeRecord(SQLModel, table=True):
+    """One account's change in one execution: old and new secret, status and error.
+
+    status: pending -> pushing -> success | failed | unverified (DESIGN.md's state machine).
+    """
+
+    __tablename__ = "change_record"
+    __table_args__ = (
+        Index("ix_record_status_created", "status", "created_at"),
+        Index("ix_record_task_created", "task_id", "created_at"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    execution_id: int = Field(foreign_key="execution.id", index=True)
+    task_id: Optional[int] = Field(default=None, foreign_key="change_secret_task.id", ondelete="SET NULL")
+    account_id: Optional[int] = Field(default=None, foreign_key="account.id", index=True, ondelete="SET NULL")
+    asset_id: Optional[int] = Field(default=None, foreign_key="asset.id", ondelete="SET NULL")
+    task_name: str = ""
+    asset_name: str = ""
+    username: str = ""
+    secret_type: str = "password"
+    old_secret_enc: Optional[bytes] = _blob()
+    old_passphrase_enc: Optional[bytes] = _blob()
+    new_secret_enc: Optional[bytes] = _blob()
+    new_passphrase_enc: Optional[bytes] = _blob()
+    status: str = "pending"
+    error: str = ""
+    attempt: int = 1
+    retry_of: Optional[int] = Field(default=None, foreign_key="change_record.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+
+
+class Operator(SQLModel, table=True):
+    """A person who may run tasks and, after a TOTP check, see secrets."""
+
+    __tablename__ = "operator"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    email: str = ""
+    totp_secret_enc: Optional[bytes] = _blob()
+    confirmed: bool = False
+    last_totp_step: Optional[int] = None
+    failed_attempts: int = 0
+    locked_until: Optional[datetime] = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what to which object; each event carries the hash of the one before it."""
+
+    __tablename__ = "audit_event"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ts: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = ""
+    action: str
+    object_type: str = ""
+    object_id: str = ""
+    detail: dict = _json(dict)
+    source: str = ""
+    prev_hash: str = ""
+    hash: str = Field(index=True)
+
+
+class TaskLock(SQLModel, table=True):
+    """A held run of a task, so two processes (TUI, CLI, schedulers) never run one task at once."""
+
+    __tablename__ = "task_lock"
+    task_id: int = Field(foreign_key="change_secret_task.id", primary_key=True, ondelete="CASCADE")
+    holder: str
+    acquired_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class VaultItem(SQLModel, table=True):
+    """Named secrets that belong to no row (the SMTP password, the key check value)."""
+
+    __tablename__ = "vault_item"
+    name: str = Field(primary_key=True)
+    value_enc: Optional[bytes] = _blob()
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+# (table, primary-key column, encrypted columns): the associated data of each value uses that key.
+ENCRYPTED_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "account": ("id", ("secret_enc", "passphrase_enc", "become_secret_enc")),
+    "account_secret_history": ("id", ("secret_enc", "passphrase_enc")),
+    "change_secret_task": ("id", ("specific_secret_enc", "specific_passphrase_enc", "become_password_enc")),
+    "change_record": ("id", ("old_secret_enc", "old_passphrase_enc", "new_secret_enc", "new_passphrase_enc")),
+    "operator": ("id", ("totp_secret_enc",)),
+    "vault_item": ("name", ("value_enc",)),
+}

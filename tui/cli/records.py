@@ -1,0 +1,9 @@
+"""keyturn command group: records (being written)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this group's commands to the parser."""
