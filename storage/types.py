@@ -104,3 +104,124 @@ class ImportSummary:
             (self.nodes_created, self.assets_created, self.assets_updated, self.accounts_created,
              self.accounts_updated, self.host_keys_pinned)
         )
+
+
+@dataclass(frozen=True)
+class PasswordRules:
+    """Rules for random passwords."""
+
+    length: int = 24
+    lower: bool = True
+    upper: bool = True
+    digits: bool = True
+    symbols: bool = True
+    exclude: str = ""
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (stored on the task)."""
+        return {"length": self.length, "lower": self.lower, "upper": self.upper, "digits": self.digits,
+                "symbols": self.symbols, "exclude": self.exclude}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "PasswordRules":
+        """Inverse of to_dict; missing keys take defaults."""
+        data = data or {}
+        return cls(**{k: data[k] for k in ("length", "lower", "upper", "digits", "symbols", "exclude") if k in data})
+
+
+@dataclass(frozen=True)
+class HostParams:
+    """Per-task parameters for host (linux/unix/aix) assets. The become password is kept in the vault."""
+
+    use_sudo: bool = True
+    chpasswd_path: str = "chpasswd"
+    create_user: bool = False
+    verify: str = "ssh"  # ssh: log in as the account; none: trust the push (ambiguity still probes)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (stored on the task)."""
+        return {"use_sudo": self.use_sudo, "chpasswd_path": self.chpasswd_path, "create_user": self.create_user,
+                "verify": self.verify}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "HostParams":
+        """Inverse of to_dict; missing keys take defaults."""
+        data = data or {}
+        return cls(**{k: data[k] for k in ("use_sudo", "chpasswd_path", "create_user", "verify") if k in data})
+
+
+@dataclass
+class TaskSpec:
+    """A change-secret task as core sees it. Secrets (specific_secret etc.) are plaintext here: never log it."""
+
+    name: str
+    usernames: list[str]
+    assets: list[str] = field(default_factory=list)  # asset names
+    nodes: list[str] = field(default_factory=list)  # node paths
+    secret_strategy: str = "random"  # random | specific
+    secret_type: str = "password"  # password | ssh_key
+    specific_secret: str | None = field(default=None, repr=False)
+    specific_passphrase: str | None = field(default=None, repr=False)
+    ssh_key_strategy: str = "replace-ours"  # replace-ours | replace-all | append
+    key_algorithm: str = "ed25519"  # ed25519 | rsa4096
+    rules: PasswordRules = field(default_factory=PasswordRules)
+    params: HostParams = field(default_factory=HostParams)
+    become_password: str | None = field(default=None, repr=False)
+    interval_hours: int | None = None
+    cron: str | None = None
+    start_at: datetime | None = None
+    check_after_change: bool = True
+    active: bool = True
+    description: str = ""
+    recipients: list[str] = field(default_factory=list)
+    id: int | None = None
+    next_run_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def periodic(self) -> bool:
+        """Whether the task has a schedule."""
+        return self.interval_hours is not None or bool(self.cron)
+
+
+@dataclass(frozen=True)
+class ExecutionInfo:
+    """One run of a task (without its log text unless asked)."""
+
+    id: int
+    task_id: int | None
+    task_name: str
+    trigger: str
+    status: str
+    operator: str
+    started_at: datetime
+    finished_at: datetime | None
+    total: int
+    succeeded: int
+    failed: int
+    unverified: int
+    mail_error: str = ""
+    log: str = ""
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """One account change, without secrets."""
+
+    id: int
+    execution_id: int
+    task_id: int | None
+    task_name: str
+    account_id: int | None
+    asset_id: int | None
+    asset_name: str
+    username: str
+    secret_type: str
+    status: str
+    error: str
+    attempt: int
+    retry_of: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
