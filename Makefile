@@ -14,12 +14,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The integration tests start real OpenSSH hosts; they need sshd, sudo and chpasswd on this machine.
+# The integration tests start real OpenSSH hosts (sshd, sudo, chpasswd) and read the database with sqlite3.
+SYSTEM_TOOLS := /usr/sbin/sshd /usr/bin/sudo /usr/sbin/chpasswd /usr/bin/sqlite3 /usr/bin/nsenter /usr/bin/unshare
 system-deps:
-	@if [ "$$(id -u)" = 0 ] && ! { command -v sshd >/dev/null || [ -x /usr/sbin/sshd ]; } || ! command -v sudo >/dev/null; then \
+	@missing=""; for t in $(SYSTEM_TOOLS); do [ -x $$t ] || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client sudo passwd >/dev/null; \
-		else echo "system-deps: not root, cannot install openssh-server/sudo; sshd tests will skip loudly" >&2; fi; \
+			echo "installing openssh-server sudo sqlite3 (missing:$$missing)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				openssh-server openssh-client sudo passwd sqlite3 util-linux >/dev/null; \
+		else echo "system-deps: not root; missing$$missing; the sandbox sshd tests will say why they skip" >&2; fi; \
 	fi
 
 run: $(STAMP)
