@@ -1,0 +1,183 @@
+"""Which accounts a task would change, and which it leaves out and why (the preview the engine also works from).
+
+Targets are the task's user names on every asset in scope (chosen assets plus every asset below chosen nodes),
+restricted to accounts of the task's secret type that may be changed. A handful of queries covers any number
+of assets, so the TUI can show a live preview line while a task is being edited.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, col, select
+
+from core.context import Context
+from core.errors import InputError
+from storage.inventory import node_ids_below, normalize_node_path
+from storage.tables import Account, Asset, AssetNode, Node
+from storage.types import TaskSpec
+
+SUPPORTED_PLATFORMS = ("linux", "unix", "aix")
+
+REASON_SECURE_PRIVILEGED = "secure mode: privileged account"
+REASON_SECURE_LOGIN = "secure mode: the account keyturn logs in with"
+REASON_INACTIVE = "asset inactive"
+REASON_NO_PRIVILEGED = "no privileged account on the asset"
+REASON_CAN_CHANGE = "can_change is off"
+REASON_NO_ACCOUNT = "no such account on this asset"
+REASON_WINDOWS = "windows domain accounts are not supported"
+
+
+def reason_unsupported(platform: str) -> str:
+    """The exclusion reason for an asset whose platform keyturn cannot change secrets on."""
+    return f"platform {platform} not supported"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One account the task would change."""
+
+    account_id: int
+    asset_id: int
+    asset_name: str
+    address: str
+    port: int
+    platform: str
+    username: str
+    secret_type: str
+    privileged: bool
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A (asset, user name) in the task's scope that will not be changed, and why."""
+
+    asset_name: str
+    username: str
+    reason: str
+
+
+@dataclass
+class Preview:
+    """The targets of a task and what it leaves out."""
+
+    targets: list[Target] = field(default_factory=list)
+    excluded: list[Exclusion] = field(default_factory=list)
+    assets_in_scope: int = 0
+
+    @property
+    def asset_count(self) -> int:
+        """Number of distinct assets with at least one target."""
+        return len({t.asset_id for t in self.targets})
+
+    def reasons(self) -> Counter[str]:
+        """How many exclusions each reason accounts for."""
+        return Counter(e.reason for e in self.excluded)
+
+    def summary(self) -> str:
+        """One line: 'N accounts on M assets; K excluded (3 asset inactive, 1 can_change is off)'."""
+        n, m = len(self.targets), self.asset_count
+        line = f"{n} account{'s' if n != 1 else ''} on {m} asset{'s' if m != 1 else ''}"
+        if self.excluded:
+            parts = ", ".join(f"{count} {reason}" for reason, count in self.reasons().most_common())
+            line += f"; {len(self.excluded)} excluded ({parts})"
+        else:
+            line += "; none excluded"
+        return line
+
+
+def _scope_asset_ids(session: Session, spec: TaskSpec) -> set[int]:
+    ids: set[int] = set()
+    names = list(dict.fromkeys(spec.assets))
+    if names:
+        found = dict(session.exec(select(Asset.name, Asset.id).where(col(Asset.name).in_(names))).all())
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise InputError(f"assets: no asset named {', '.join(repr(m) for m in missing)}")
+        ids.update(found.values())
+    if spec.nodes:
+        paths = []
+        for p in spec.nodes:
+            try:
+                paths.append(normalize_node_path(p))
+            except ValueError:
+                raise InputError(f"nodes: {p!r} is not a node path such as /prod/db") from None
+        found = dict(session.exec(select(Node.path, Node.id).where(col(Node.path).in_(paths))).all())
+        missing = [p for p in paths if p not in found]
+        if missing:
+            raise InputError(f"nodes: no node {', '.join(repr(m) for m in missing)}")
+        below = node_ids_below(session, found.values())
+        ids.update(session.exec(select(AssetNode.asset_id).where(col(AssetNode.node_id).in_(below))).all())
+    return ids
+
+
+def _chunks(items: list[int], size: int = 900) -> list[list[int]]:
+    # SQLite limits bound parameters per statement; chunks keep thousands of assets to a few queries.
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def preview(ctx: Context, spec: TaskSpec) -> Preview:
+    """The accounts the task would change now, and every (asset, user) in scope it leaves out with the reason."""
+    secure = ctx.settings.secure_mode
+    usernames = list(dict.fromkeys(spec.usernames))
+    result = Preview()
+    with ctx.db.read() as s:
+        asset_ids = sorted(_scope_asset_ids(s, spec))
+        result.assets_in_scope = len(asset_ids)
+        assets: dict[int, Asset] = {}
+        accounts: dict[tuple[int, str], Account] = {}
+        login: dict[int, int] = {}  # asset id -> id of the privileged account keyturn logs in with
+        for chunk in _chunks(asset_ids):
+            for a in s.exec(select(Asset).where(col(Asset.id).in_(chunk))).all():
+                assets[a.id] = a
+            if usernames:
+                for acc in s.exec(select(Account).where(col(Account.asset_id).in_(chunk),
+                                                        col(Account.username).in_(usernames),
+                                                        Account.secret_type == spec.secret_type)).all():
+                    accounts[(acc.asset_id, acc.username)] = acc
+            # Same choice as storage.inventory.privileged_account: the first privileged account by id.
+            for asset_id, acc_id in s.exec(select(Account.asset_id, Account.id)
+                                           .where(col(Account.asset_id).in_(chunk), Account.privileged == True)  # noqa: E712
+                                           .order_by(Account.id)).all():
+                login.setdefault(asset_id, acc_id)
+    for asset in sorted(assets.values(), key=lambda a: a.name):
+        for user in usernames:
+            reason = _exclusion_reason(asset, accounts.get((asset.id, user)), login.get(asset.id), secure)
+            if reason is not None:
+                result.excluded.append(Exclusion(asset.name, user, reason))
+                continue
+            acc = accounts[(asset.id, user)]
+            result.targets.append(Target(
+                account_id=acc.id, asset_id=asset.id, asset_name=asset.name, address=asset.address, port=asset.port,
+                platform=asset.platform, username=user, secret_type=acc.secret_type, privileged=acc.privileged,
+            ))
+    return result
+
+
+def _exclusion_reason(asset: Asset, acc: Account | None, login_id: int | None, secure: bool) -> str | None:
+    if asset.platform == "windows":
+        return REASON_WINDOWS
+    if asset.platform not in SUPPORTED_PLATFORMS:
+        return reason_unsupported(asset.platform)
+    if not asset.active:
+        return REASON_INACTIVE
+    if acc is None:
+        return REASON_NO_ACCOUNT
+    if not acc.can_change:
+        return REASON_CAN_CHANGE
+    if login_id is None:
+        return REASON_NO_PRIVILEGED
+    if secure and acc.id == login_id:
+        return REASON_SECURE_LOGIN
+    if secure and acc.privileged:
+        return REASON_SECURE_PRIVILEGED
+    return None
+
+
+def preview_summary(ctx: Context, spec: TaskSpec) -> str:
+    """The one-line preview for the TUI's live line; a bad asset or node name reads as its error."""
+    try:
+        return preview(ctx, spec).summary()
+    except InputError as exc:
+        return str(exc)

@@ -1,0 +1,397 @@
+"""Change-secret tasks: validation, create/edit/copy/delete with audit, next run times, and TOML task files."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from datetime import date, datetime, time, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import func, select
+
+from core.context import Context
+from core.errors import InputError, KeyturnError
+from core.schedule import next_runs, validate_schedule
+from core.secretgen import KEY_ALGORITHMS, check_specific_password, load_private_key, validate_rules
+from storage import tasks as repo
+from storage.db import Database
+from storage.locks import lock_holder
+from storage.tables import Operator, utcnow
+from storage.types import HostParams, PasswordRules, TaskSpec
+
+SECRET_STRATEGIES = ("random", "specific")
+SECRET_TYPES = ("password", "ssh_key")
+KEY_STRATEGIES = ("replace-ours", "replace-all", "append")
+VERIFY_MODES = ("ssh", "none")
+MAX_NAME = 100
+MAX_DESCRIPTION = 2000
+# POSIX user names as useradd takes them; a ':' or a space would break chpasswd's `user:password` lines.
+_USERNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
+# The chpasswd path goes into a remote command line, so it must be a plain path with no shell syntax.
+_COMMAND_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
+
+
+# -- audit -----------------------------------------------------------------------------------------
+def _audit(ctx: Context, action: str, object_id: str, detail: dict[str, Any]) -> None:
+    """Record an audit event when core.audit exists (it is being written; until then this is a no-op)."""
+    try:
+        from core.audit import record_event  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    record_event(ctx, action, "task", object_id, detail)
+
+
+# -- validation ------------------------------------------------------------------------------------
+def _check_text(field: str, value: Any, max_len: int, *, empty_ok: bool = False) -> None:
+    if not isinstance(value, str):
+        raise InputError(f"{field}: must be text")
+    if not value.strip() and not empty_ok:
+        raise InputError(f"{field}: is empty")
+    if len(value) > max_len:
+        raise InputError(f"{field}: longer than {max_len} characters")
+    if any(not (c.isprintable() or c in " \t") for c in value):
+        raise InputError(f"{field}: contains a line break or control character")
+
+
+def validate_task(spec: TaskSpec, db: Database | None = None) -> None:
+    """Raise InputError naming the field when the task cannot be saved; db enables the recipients check."""
+    _check_text("name", spec.name, MAX_NAME)
+    if spec.name != spec.name.strip():
+        raise InputError("name: has leading or trailing spaces")
+    _check_text("description", spec.description, MAX_DESCRIPTION, empty_ok=True)
+    if not spec.usernames:
+        raise InputError("accounts: give at least one user name")
+    for user in spec.usernames:
+        if not isinstance(user, str) or not user.strip():
+            raise InputError("accounts: a user name is empty")
+        if not _USERNAME.match(user) or len(user) > 64:
+            raise InputError(f"accounts: {user!r} is not a valid user name")
+    if not spec.assets and not spec.nodes:
+        raise InputError("targets: choose at least one asset or node")
+    if spec.secret_strategy not in SECRET_STRATEGIES:
+        raise InputError(f"strategy: must be one of {', '.join(SECRET_STRATEGIES)}, got {spec.secret_strategy!r}")
+    if spec.secret_type not in SECRET_TYPES:
+        raise InputError(f"type: must be password or ssh-key, got {spec.secret_type!r}")
+    if spec.ssh_key_strategy not in KEY_STRATEGIES:
+        raise InputError(f"key strategy: must be one of {', '.join(KEY_STRATEGIES)}, got {spec.ssh_key_strategy!r}")
+    if spec.key_algorithm not in KEY_ALGORITHMS:
+        raise InputError(f"key algorithm: must be one of {', '.join(KEY_ALGORITHMS)}, got {spec.key_algorithm!r}")
+    if spec.secret_strategy == "specific":
+        if spec.specific_secret is None:
+            what = "password" if spec.secret_type == "password" else "private key"
+            raise InputError(f"{what}: the specific strategy needs one")
+        if spec.secret_type == "password":
+            check_specific_password(spec.specific_secret)
+            if spec.specific_passphrase is not None:
+                raise InputError("key passphrase: only a private key has a passphrase")
+        else:
+            load_private_key(spec.specific_secret, spec.specific_passphrase)
+    else:
+        if spec.specific_secret is not None or spec.specific_passphrase is not None:
+            raise InputError("strategy: a specific secret was given but the strategy is random")
+        if spec.secret_type == "password":
+            validate_rules(spec.rules)
+    params = spec.params
+    if not isinstance(params.chpasswd_path, str) or not _COMMAND_PATH.match(params.chpasswd_path):
+        raise InputError(f"chpasswd path: {params.chpasswd_path!r} must be a plain command or path (no spaces or shell characters)")
+    if params.verify not in VERIFY_MODES:
+        raise InputError(f"verify: must be one of {', '.join(VERIFY_MODES)}, got {params.verify!r}")
+    if spec.become_password is not None:
+        check_specific_password(spec.become_password, field="become password")
+    if spec.interval_hours is not None and (isinstance(spec.interval_hours, bool) or not isinstance(spec.interval_hours, int)):
+        raise InputError(f"interval: must be a whole number of hours, got {spec.interval_hours!r}")
+    validate_schedule(spec.interval_hours, spec.cron)
+    if spec.start_at is not None:
+        if spec.start_at.tzinfo is None:
+            raise InputError("start: needs a time zone (e.g. 2025-01-31T02:00:00Z)")
+        if not spec.periodic:
+            raise InputError("start: only a task with an interval or cron schedule has a start time")
+    for r in spec.recipients:
+        if not isinstance(r, str) or not r.strip():
+            raise InputError("recipients: a recipient name is empty")
+    if db is not None and spec.recipients:
+        with db.read() as s:
+            # Recipients are checked only once operators exist, so tasks can be set up before operators are.
+            if s.exec(select(func.count()).select_from(Operator)).one():
+                known = set(s.exec(select(Operator.name).where(Operator.name.in_(spec.recipients))).all())  # type: ignore[attr-defined]
+                missing = [r for r in spec.recipients if r not in known]
+                if missing:
+                    raise InputError(f"recipients: no operator named {', '.join(repr(m) for m in missing)}")
+
+
+def _normalized(spec: TaskSpec) -> TaskSpec:
+    """Copies with duplicate names removed and start_at in UTC."""
+    spec = dataclasses.replace(spec)
+    spec.usernames = [u.strip() if isinstance(u, str) else u for u in dict.fromkeys(spec.usernames)]
+    spec.assets = list(dict.fromkeys(a.strip() for a in spec.assets))
+    spec.nodes = list(dict.fromkeys(n.strip() for n in spec.nodes))
+    spec.recipients = list(dict.fromkeys(spec.recipients))
+    spec.cron = " ".join(spec.cron.split()) if spec.cron else None
+    if spec.start_at is not None and spec.start_at.tzinfo is not None:
+        spec.start_at = spec.start_at.astimezone(timezone.utc)
+    if isinstance(spec.rules, dict):
+        spec.rules = PasswordRules.from_dict(spec.rules)
+    if isinstance(spec.params, dict):
+        spec.params = HostParams.from_dict(spec.params)
+    return spec
+
+
+# -- schedule --------------------------------------------------------------------------------------
+def first_run_at(spec: TaskSpec, now: datetime | None = None) -> datetime | None:
+    """When a new or re-activated task is first due: start_at if given, else at once; None if not periodic."""
+    if not spec.periodic or not spec.active:
+        return None
+    return spec.start_at or (now or utcnow())
+
+
+def next_run_after(spec: TaskSpec, after: datetime) -> datetime | None:
+    """The next time the schedule fires strictly after `after` (None when not periodic)."""
+    if not spec.periodic:
+        return None
+    if spec.start_at is not None and spec.start_at > after:
+        return spec.start_at
+    runs = next_runs(spec.interval_hours, spec.cron, after, count=1, anchor=spec.start_at)
+    return runs[0] if runs else None
+
+
+def upcoming_runs(spec: TaskSpec, count: int = 3, now: datetime | None = None) -> list[datetime]:
+    """The next count run times of an active periodic task (the stored next run first)."""
+    if not spec.periodic or not spec.active:
+        return []
+    now = now or utcnow()
+    first = spec.next_run_at or first_run_at(spec, now)
+    assert first is not None
+    runs = [first]
+    while len(runs) < count:
+        nxt = next_run_after(spec, runs[-1])
+        if nxt is None:
+            break
+        runs.append(nxt)
+    return runs
+
+
+# -- operations ------------------------------------------------------------------------------------
+def _save(ctx: Context, spec: TaskSpec, create: bool) -> TaskSpec:
+    try:
+        return repo.save_task(ctx.db, spec, create=create)
+    except repo.TaskInputError as exc:
+        raise InputError(str(exc)) from None
+
+
+def get_task(ctx: Context, name: str) -> TaskSpec:
+    """One task with its secrets decrypted (never print them)."""
+    return repo.get_task(ctx.db, name)
+
+
+def list_tasks(ctx: Context) -> list[TaskSpec]:
+    """Every task, without secrets."""
+    return repo.list_tasks(ctx.db)
+
+
+def create_task(ctx: Context, spec: TaskSpec) -> TaskSpec:
+    """Validate and store a new task; a periodic one is due at once (or at its start time)."""
+    spec = _normalized(spec)
+    validate_task(spec, ctx.db)
+    spec.id = None
+    spec.next_run_at = first_run_at(spec)
+    saved = _save(ctx, spec, create=True)
+    _audit(ctx, "task.create", saved.name, {"id": saved.id, "secret_type": saved.secret_type,
+                                            "strategy": saved.secret_strategy})
+    return saved
+
+
+_EDITABLE = {f.name for f in dataclasses.fields(TaskSpec)} - {"id", "next_run_at", "created_at", "updated_at"}
+_SCHEDULE_FIELDS = ("interval_hours", "cron", "start_at")
+
+
+def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
+    """Change some fields of a task (TaskSpec field names, `name=` renames); the whole task is validated again."""
+    unknown = set(changes) - _EDITABLE
+    if unknown:
+        raise InputError(f"edit: unknown field {', '.join(sorted(unknown))}")
+    old = repo.get_task(ctx.db, name)
+    spec = dataclasses.replace(old, **changes)
+    # Moving away from a specific secret drops it rather than keeping an unused secret in the vault.
+    if spec.secret_strategy == "random" and "specific_secret" not in changes:
+        spec.specific_secret = None
+    if (spec.secret_strategy == "random" or spec.secret_type == "password") and "specific_passphrase" not in changes:
+        spec.specific_passphrase = None
+    spec = _normalized(spec)
+    validate_task(spec, ctx.db)
+    old_sched = (old.interval_hours, old.cron, old.start_at)
+    new_sched = (spec.interval_hours, spec.cron, spec.start_at)
+    if not spec.active or not spec.periodic:
+        spec.next_run_at = None
+    elif not old.active or not old.periodic:
+        spec.next_run_at = first_run_at(spec)  # newly scheduled or re-activated: due at once
+    elif old_sched != new_sched:
+        spec.next_run_at = next_run_after(spec, utcnow())
+    saved = _save(ctx, spec, create=False)
+    changed = sorted(k for k in changes if getattr(old, k) != getattr(saved, k) or k in repo.SECRET_COLUMNS)
+    _audit(ctx, "task.edit", saved.name, {"id": saved.id, "fields": changed,
+                                          **({"renamed_from": name} if saved.name != name else {})})
+    return saved
+
+
+def delete_task(ctx: Context, name: str) -> None:
+    """Delete a task; refused while a run of it holds the task lock."""
+    spec = repo.get_task(ctx.db, name)
+    assert spec.id is not None
+    holder = lock_holder(ctx.db, spec.id)
+    if holder is not None:
+        raise KeyturnError(f"task {name!r} is running ({holder}); wait for it to finish or cancel it first")
+    repo.delete_task(ctx.db, name)
+    _audit(ctx, "task.delete", name, {"id": spec.id})
+
+
+def copy_task(ctx: Context, name: str, new_name: str) -> TaskSpec:
+    """A new task with the settings and secrets of name; scheduled as a new task would be."""
+    spec = repo.get_task(ctx.db, name)
+    spec.name = new_name
+    spec = _normalized(spec)
+    validate_task(spec, ctx.db)
+    spec.id = None
+    spec.next_run_at = first_run_at(spec)
+    saved = _save(ctx, spec, create=True)
+    _audit(ctx, "task.copy", saved.name, {"id": saved.id, "copied_from": name})
+    return saved
+
+
+def set_active(ctx: Context, name: str, active: bool) -> TaskSpec:
+    """Activate (a periodic task becomes due at once, or at its future start time) or deactivate a task."""
+    spec = repo.get_task(ctx.db, name)
+    if spec.active == active:
+        return spec
+    spec.active = active
+    when = None
+    if active:
+        when = first_run_at(spec)
+        now = utcnow()
+        if when is not None and spec.start_at is not None and spec.start_at < now:
+            when = now  # a start time in the past means: due now
+    repo.set_task_active(ctx.db, name, active, when)
+    _audit(ctx, "task.activate" if active else "task.deactivate", name, {"id": spec.id})
+    return repo.get_task(ctx.db, name)
+
+
+# -- task files ------------------------------------------------------------------------------------
+_FILE_KEYS = {
+    "name", "description", "accounts", "assets", "nodes", "type", "strategy", "key_strategy", "key_algorithm",
+    "key_file", "check", "active", "recipients", "interval", "cron", "start", "rules", "host",
+}
+_RULE_KEYS = {"length": int, "lower": bool, "upper": bool, "digits": bool, "symbols": bool, "exclude": str}
+_HOST_KEYS = {"sudo": bool, "chpasswd_path": str, "create_user": bool, "verify": str}
+
+
+def parse_secret_type(value: str) -> str:
+    """'password' | 'ssh-key' (or 'ssh_key') -> the stored secret type."""
+    v = value.strip().lower().replace("_", "-")
+    if v == "password":
+        return "password"
+    if v == "ssh-key":
+        return "ssh_key"
+    raise InputError(f"type: must be password or ssh-key, got {value!r}")
+
+
+def parse_time(value: str | datetime | date, field: str = "start") -> datetime:
+    """An ISO time; one without a zone is taken as UTC."""
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, date):
+        when = datetime.combine(value, time(0, 0))
+    else:
+        try:
+            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError(f"{field}: {value!r} is not an ISO time such as 2025-01-31T02:00:00Z") from None
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+def _names(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [v.strip() for v in value]
+    raise InputError(f"{where}: must be a list of names or a comma-separated string")
+
+
+def _typed(value: Any, kind: type, where: str) -> Any:
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise InputError(f"{where}: must be {'true or false' if kind is bool else kind.__name__}, got {value!r}")
+    return value
+
+
+def load_task_file(path: str | Path) -> TaskSpec:
+    """Read a task from a TOML file; errors read `FILE: key: problem`. A key_file is relative to the file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: {exc}") from None
+    try:
+        return _spec_from_mapping(data, path)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def _spec_from_mapping(data: dict[str, Any], path: Path) -> TaskSpec:
+    unknown = sorted(set(data) - _FILE_KEYS)
+    if unknown:
+        raise InputError(f"{unknown[0]}: unknown key (known: {', '.join(sorted(_FILE_KEYS))})")
+    if "name" not in data:
+        raise InputError("name: missing")
+    spec = TaskSpec(name=_typed(data["name"], str, "name"), usernames=_names(data.get("accounts", []), "accounts"))
+    spec.description = _typed(data.get("description", ""), str, "description")
+    spec.assets = _names(data.get("assets", []), "assets")
+    spec.nodes = _names(data.get("nodes", []), "nodes")
+    spec.recipients = _names(data.get("recipients", []), "recipients")
+    if "type" in data:
+        spec.secret_type = parse_secret_type(_typed(data["type"], str, "type"))
+    if "strategy" in data:
+        spec.secret_strategy = _typed(data["strategy"], str, "strategy")
+    if "key_strategy" in data:
+        spec.ssh_key_strategy = _typed(data["key_strategy"], str, "key_strategy")
+    if "key_algorithm" in data:
+        spec.key_algorithm = _typed(data["key_algorithm"], str, "key_algorithm")
+    if "check" in data:
+        spec.check_after_change = _typed(data["check"], bool, "check")
+    if "active" in data:
+        spec.active = _typed(data["active"], bool, "active")
+    if "interval" in data:
+        spec.interval_hours = _typed(data["interval"], int, "interval")
+    if "cron" in data:
+        spec.cron = _typed(data["cron"], str, "cron")
+    if "start" in data:
+        if not isinstance(data["start"], (str, datetime, date)):
+            raise InputError(f"start: must be an ISO time, got {data['start']!r}")
+        spec.start_at = parse_time(data["start"])
+    rules = _typed(data.get("rules", {}), dict, "rules")
+    for key, value in rules.items():
+        if key not in _RULE_KEYS:
+            raise InputError(f"rules.{key}: unknown key (known: {', '.join(_RULE_KEYS)})")
+        _typed(value, _RULE_KEYS[key], f"rules.{key}")
+    spec.rules = PasswordRules.from_dict(rules)
+    host = _typed(data.get("host", {}), dict, "host")
+    for key, value in host.items():
+        if key not in _HOST_KEYS:
+            raise InputError(f"host.{key}: unknown key (known: {', '.join(_HOST_KEYS)})")
+        _typed(value, _HOST_KEYS[key], f"host.{key}")
+    spec.params = HostParams.from_dict({("use_sudo" if k == "sudo" else k): v for k, v in host.items()})
+    if "key_file" in data:
+        key_path = Path(_typed(data["key_file"], str, "key_file")).expanduser()
+        if not key_path.is_absolute():
+            key_path = path.parent / key_path
+        try:
+            spec.specific_secret = key_path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"key_file: cannot read {key_path} ({getattr(exc, 'strerror', None) or exc})") from None
+        if "type" not in data:
+            spec.secret_type = "ssh_key"
+        if "strategy" not in data:
+            spec.secret_strategy = "specific"
+    return spec
