@@ -1,9 +1,456 @@
-"""keyturn command group: tasks (being written)."""
+"""keyturn command group: change-secret tasks (create, edit, show, list, preview, copy, delete, activate, run)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import getpass
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from core import tasks as core_tasks
+from core.context import Context
+from core.errors import InputError, KeyturnError
+from core.targets import preview
+from storage import tasks as repo
+from storage.types import HostParams, PasswordRules, TaskSpec
+
+STDIN_ORDER = (
+    "Secrets are never taken as arguments. With several --*-stdin flags, standard input is read one line per "
+    "secret in this order: the password (--password-stdin), the key passphrase (--key-passphrase-stdin), "
+    "the sudo password (--become-password-stdin). On a terminal each is asked for without echo."
+)
+TIME_HELP = "ISO time such as 2025-01-31T02:00:00Z; without a zone it is taken as UTC"
+
+
+# -- formatting ------------------------------------------------------------------------------------
+def _when(dt: datetime | None) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "-"
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def _type_label(secret_type: str) -> str:
+    return "ssh-key" if secret_type == "ssh_key" else secret_type
+
+
+def _schedule(spec: TaskSpec) -> str:
+    if spec.interval_hours is not None:
+        return f"every {spec.interval_hours} hour{'s' if spec.interval_hours != 1 else ''}"
+    if spec.cron:
+        return f"cron {spec.cron}"
+    return "manual"
+
+
+def _task_dict(spec: TaskSpec, flags: dict[str, bool] | None = None) -> dict[str, Any]:
+    """JSON form of a task: every setting, secrets only as set/unset flags."""
+    data: dict[str, Any] = {
+        "id": spec.id, "name": spec.name, "description": spec.description, "accounts": spec.usernames,
+        "assets": spec.assets, "nodes": spec.nodes, "type": _type_label(spec.secret_type),
+        "strategy": spec.secret_strategy, "key_strategy": spec.ssh_key_strategy, "key_algorithm": spec.key_algorithm,
+        "rules": spec.rules.to_dict(), "host": spec.params.to_dict(), "interval_hours": spec.interval_hours,
+        "cron": spec.cron, "start_at": _iso(spec.start_at), "check_after_change": spec.check_after_change,
+        "active": spec.active, "recipients": spec.recipients, "next_run_at": _iso(spec.next_run_at),
+        "created_at": _iso(spec.created_at), "updated_at": _iso(spec.updated_at),
+    }
+    if flags is not None:
+        data["specific_secret_set"] = flags["specific_secret"]
+        data["key_passphrase_set"] = flags["specific_passphrase"]
+        data["become_password_set"] = flags["become_password"]
+    return data
+
+
+# -- reading options -------------------------------------------------------------------------------
+def _read_secret(prompt: str, flag: str) -> str:
+    """One secret line from stdin (a prompt without echo on a terminal)."""
+    if sys.stdin.isatty():
+        return getpass.getpass(f"{prompt}: ")
+    line = sys.stdin.readline()
+    if not line:
+        raise InputError(f"{flag}: expected a line on standard input, got end of input")
+    return line[:-1] if line.endswith("\n") else line
+
+
+def _stdin_secrets(args: argparse.Namespace) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if args.password_stdin:
+        out["password"] = _read_secret("Password", "--password-stdin").removesuffix("\r")
+    if args.key_passphrase_stdin:
+        out["passphrase"] = _read_secret("Key passphrase", "--key-passphrase-stdin").removesuffix("\r")
+    if args.become_password_stdin:
+        out["become"] = _read_secret("Sudo password", "--become-password-stdin").removesuffix("\r")
+    return out
+
+
+def _changes_from_args(args: argparse.Namespace, current: TaskSpec | None) -> dict[str, Any]:
+    """TaskSpec fields the options set (only those given), secrets read from stdin last."""
+    ch: dict[str, Any] = {}
+    if args.accounts is not None:
+        ch["usernames"] = [u.strip() for u in args.accounts.split(",") if u.strip()]
+    if getattr(args, "no_assets", False):
+        ch["assets"] = []
+    if args.asset:
+        ch["assets"] = [a for item in args.asset for a in item.split(",") if a.strip()]
+    if getattr(args, "no_nodes", False):
+        ch["nodes"] = []
+    if args.node:
+        ch["nodes"] = [n for item in args.node for n in item.split(",") if n.strip()]
+    if args.type is not None:
+        ch["secret_type"] = core_tasks.parse_secret_type(args.type)
+    if args.strategy is not None:
+        ch["secret_strategy"] = args.strategy
+    if args.key_strategy is not None:
+        ch["ssh_key_strategy"] = args.key_strategy
+    if args.key_algorithm is not None:
+        ch["key_algorithm"] = args.key_algorithm
+    if args.description is not None:
+        ch["description"] = args.description
+    if args.recipient is not None:
+        ch["recipients"] = [r for item in args.recipient for r in item.split(",") if r.strip()]
+    if args.check is not None:
+        ch["check_after_change"] = args.check
+    if args.active is not None:
+        ch["active"] = args.active
+    if getattr(args, "no_schedule", False):
+        ch.update(interval_hours=None, cron=None, start_at=None)
+    if args.interval is not None:
+        ch.update(interval_hours=args.interval, cron=None)
+    if args.cron is not None:
+        ch.update(cron=args.cron, interval_hours=None)
+    if args.start is not None:
+        ch["start_at"] = core_tasks.parse_time(args.start)
+
+    rules = {k: v for k, v in (("length", args.length), ("lower", args.lower), ("upper", args.upper),
+                               ("digits", args.digits), ("symbols", args.symbols), ("exclude", args.exclude))
+             if v is not None}
+    if rules:
+        ch["rules"] = dataclasses.replace(current.rules if current else PasswordRules(), **rules)
+    host = {k: v for k, v in (("use_sudo", args.sudo), ("chpasswd_path", args.chpasswd_path),
+                              ("create_user", args.create_user)) if v is not None}
+    if host:
+        ch["params"] = dataclasses.replace(current.params if current else HostParams(), **host)
+
+    if args.password_stdin and args.key_file:
+        raise InputError("give either --password-stdin or --key-file, not both")
+    if args.key_file:
+        try:
+            ch["specific_secret"] = Path(args.key_file).expanduser().read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"key file: {args.key_file}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        ch.setdefault("secret_type", "ssh_key")
+        ch.setdefault("secret_strategy", "specific")
+        ch.setdefault("specific_passphrase", None)  # a new key: its passphrase comes with it or not at all
+    secrets = _stdin_secrets(args)
+    if "password" in secrets:
+        ch["specific_secret"] = secrets["password"]
+        ch.setdefault("secret_strategy", "specific")
+        ch["specific_passphrase"] = None
+        if ch.get("secret_type", current.secret_type if current else "password") != "password":
+            raise InputError("--password-stdin: the task's type is ssh-key; give --key-file instead")
+    if "passphrase" in secrets:
+        ch["specific_passphrase"] = secrets["passphrase"] or None
+    if "become" in secrets:
+        ch["become_password"] = secrets["become"]
+    return ch
+
+
+# -- handlers --------------------------------------------------------------------------------------
+def _cmd_create(ctx: Context, args: argparse.Namespace) -> int:
+    if args.from_file:
+        base = core_tasks.load_task_file(args.from_file)
+        if args.name:
+            base.name = args.name
+    else:
+        if not args.name:
+            raise InputError("name: give the task a name (or --from FILE.toml)")
+        base = TaskSpec(name=args.name, usernames=[])
+    changes = _changes_from_args(args, base)
+    spec = dataclasses.replace(base, **changes)
+    saved = core_tasks.create_task(ctx, spec)
+    _print_saved(ctx, "created", saved)
+    return 0
+
+
+def _cmd_edit(ctx: Context, args: argparse.Namespace) -> int:
+    current = repo.get_task(ctx.db, args.name)
+    changes = _changes_from_args(args, current)
+    if args.rename:
+        changes["name"] = args.rename
+    if not changes:
+        raise InputError("edit: nothing to change (give at least one option; see keyturn task edit --help)")
+    saved = core_tasks.edit_task(ctx, args.name, **changes)
+    _print_saved(ctx, "updated", saved)
+    return 0
+
+
+def _print_saved(ctx: Context, verb: str, spec: TaskSpec) -> None:
+    line = f"task {spec.name} {verb}"
+    if spec.next_run_at:
+        line += f"; next run {_when(spec.next_run_at)}"
+    print(line)
+    print(f"targets: {preview(ctx, spec).summary()}")
+
+
+def _cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+    spec = repo.get_task(ctx.db, args.name)
+    flags = repo.secrets_set(ctx.db, args.name)
+    runs = core_tasks.upcoming_runs(spec, 3)
+    if args.json:
+        data = _task_dict(spec, flags)
+        data["next_runs"] = [_iso(r) for r in runs]
+        print(json.dumps(data, indent=2))
+        return 0
+    is_key = spec.secret_type == "ssh_key"
+    rows: list[tuple[str, str]] = [
+        ("name", spec.name), ("description", spec.description or "-"), ("accounts", ", ".join(spec.usernames)),
+        ("assets", ", ".join(spec.assets) or "-"), ("nodes", ", ".join(spec.nodes) or "-"),
+        ("type", _type_label(spec.secret_type)), ("strategy", spec.secret_strategy),
+    ]
+    if spec.secret_strategy == "specific":
+        if is_key:
+            rows.append(("specific private key", "set" if flags["specific_secret"] else "not set"))
+            rows.append(("key passphrase", "set" if flags["specific_passphrase"] else "not set"))
+        else:
+            rows.append(("specific password", "set" if flags["specific_secret"] else "not set"))
+    elif is_key:
+        rows.append(("key algorithm", spec.key_algorithm))
+    else:
+        r = spec.rules
+        classes = [c for c in ("lower", "upper", "digits", "symbols") if getattr(r, c)]
+        rows.append(("password rules", f"length {r.length}, {', '.join(classes)}"
+                     + (f", excluding {r.exclude!r}" if r.exclude else "")))
+    if is_key:
+        rows.append(("key strategy", spec.ssh_key_strategy))
+    p = spec.params
+    rows += [
+        ("sudo", "yes" if p.use_sudo else "no"), ("sudo password", "set" if flags["become_password"] else "not set"),
+        ("chpasswd path", p.chpasswd_path), ("create user", "yes" if p.create_user else "no"),
+        ("check after change", "yes" if spec.check_after_change else "no"),
+        ("schedule", _schedule(spec)), ("start", _when(spec.start_at) if spec.start_at else "-"),
+        ("active", "yes" if spec.active else "no"), ("recipients", ", ".join(spec.recipients) or "-"),
+    ]
+    if spec.periodic:
+        rows.append(("next runs", ", ".join(_when(r) for r in runs) if runs else "- (inactive)"))
+    rows += [("created", _when(spec.created_at)), ("updated", _when(spec.updated_at))]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key + ':':<{width + 2}}{value}")
+    return 0
+
+
+def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    specs = core_tasks.list_tasks(ctx)
+    if args.json:
+        print(json.dumps([_task_dict(s) for s in specs], indent=2))
+        return 0
+    if not specs:
+        print("no tasks (create one with: keyturn task create NAME --accounts USER --asset ASSET)")
+        return 0
+    header = ("NAME", "TYPE", "STRATEGY", "ACCOUNTS", "TARGETS", "SCHEDULE", "ACTIVE", "NEXT RUN")
+    table = [header] + [
+        (s.name, _type_label(s.secret_type), s.secret_strategy, ",".join(s.usernames),
+         ",".join([*s.nodes, *s.assets]), _schedule(s), "yes" if s.active else "no",
+         _when(s.next_run_at) if s.next_run_at else "-")
+        for s in specs
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
+    spec = repo.get_task(ctx.db, args.name)
+    result = preview(ctx, spec)
+    if args.json:
+        print(json.dumps({
+            "task": spec.name, "summary": result.summary(),
+            "targets": [dataclasses.asdict(t) for t in result.targets],
+            "excluded": [dataclasses.asdict(e) for e in result.excluded],
+        }, indent=2))
+        return 0
+    print(result.summary())
+    if result.targets:
+        print("\nwill change:")
+        for t in result.targets:
+            print(f"  {t.asset_name}  {t.address}:{t.port}  {t.username}" + ("  (privileged)" if t.privileged else ""))
+    if result.excluded:
+        print("\nexcluded:")
+        for e in result.excluded:
+            print(f"  {e.asset_name}  {e.username}: {e.reason}")
+    return 0
+
+
+def _cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
+    repo.get_task(ctx.db, args.name)  # a missing task is reported before asking
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise InputError(f"delete: not deleting task {args.name!r} without --yes (no terminal to confirm on)")
+        answer = input(f"Delete task {args.name!r}? Its executions and records are kept. [y/N] ")
+        if answer.strip().lower() not in {"y", "yes"}:
+            print("not deleted")
+            return 1
+    core_tasks.delete_task(ctx, args.name)
+    print(f"task {args.name} deleted")
+    return 0
+
+
+def _cmd_copy(ctx: Context, args: argparse.Namespace) -> int:
+    saved = core_tasks.copy_task(ctx, args.name, args.new_name)
+    _print_saved(ctx, f"copied from {args.name}", saved)
+    return 0
+
+
+def _cmd_activate(ctx: Context, args: argparse.Namespace) -> int:
+    spec = core_tasks.set_active(ctx, args.name, True)
+    print(f"task {spec.name} active" + (f"; next run {_when(spec.next_run_at)}" if spec.next_run_at else ""))
+    return 0
+
+
+def _cmd_deactivate(ctx: Context, args: argparse.Namespace) -> int:
+    spec = core_tasks.set_active(ctx, args.name, False)
+    print(f"task {spec.name} inactive; it will not run on schedule")
+    return 0
+
+
+def _cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    try:
+        from tui.cli.records import cmd_task_run  # the engine's command; written with core/engine.py
+    except ImportError:
+        raise KeyturnError("task run: the execution engine is not available in this build yet") from None
+    return cmd_task_run(ctx, args)
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def _add_task_options(p: argparse.ArgumentParser, *, edit: bool) -> None:
+    """Options shared by create and edit; every default is None so an edit changes only what is given."""
+    what = p.add_argument_group("accounts and targets")
+    what.add_argument("--accounts", metavar="U1,U2", help="user names to change, comma separated"
+                      + (" (replaces the list)" if edit else ""))
+    what.add_argument("--asset", action="append", metavar="ASSET", help="an asset to cover (repeat or comma separate)"
+                      + ("; replaces the task's assets" if edit else ""))
+    what.add_argument("--node", action="append", metavar="/PATH", help="a node: every asset below it is covered"
+                      + ("; replaces the task's nodes" if edit else ""))
+    if edit:
+        what.add_argument("--no-assets", action="store_true", help="remove every directly chosen asset")
+        what.add_argument("--no-nodes", action="store_true", help="remove every chosen node")
+        what.add_argument("--rename", metavar="NEW_NAME", help="give the task a new name")
+
+    sec = p.add_argument_group("secret", STDIN_ORDER)
+    sec.add_argument("--type", choices=("password", "ssh-key"), help="what to change (default: password)")
+    sec.add_argument("--strategy", choices=("random", "specific"),
+                     help="random: a new secret per account; specific: the one you give (default: random, or "
+                          "specific when a password or key is given)")
+    sec.add_argument("--password-stdin", action="store_true", help="read the specific password from stdin")
+    sec.add_argument("--key-file", metavar="PATH", help="the specific private key (OpenSSH or PEM) to push")
+    sec.add_argument("--key-passphrase-stdin", action="store_true", help="read the key's passphrase from stdin")
+    sec.add_argument("--key-strategy", choices=core_tasks.KEY_STRATEGIES,
+                     help="replace-ours: remove only keys keyturn pushed, then add (default); replace-all: empty "
+                          "authorized_keys first; append: only add")
+    sec.add_argument("--key-algorithm", choices=("ed25519", "rsa4096"), help="for random keys (default: ed25519)")
+
+    rules = p.add_argument_group("password rules (random passwords)")
+    rules.add_argument("--length", type=int, metavar="N", help="8 to 128 (default: 24)")
+    for cls in ("lower", "upper", "digits", "symbols"):
+        rules.add_argument(f"--{cls}", dest=cls, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"use {cls} (default: yes)")
+    rules.add_argument("--exclude", metavar="CHARS", help="characters never to use (e.g. 'l1O0')")
+
+    sched = p.add_argument_group("schedule")
+    when = sched.add_mutually_exclusive_group()
+    when.add_argument("--interval", type=int, metavar="HOURS", help="run every HOURS hours")
+    when.add_argument("--cron", metavar='"m h dom mon dow"', help="run on a five-field cron line (UTC)")
+    if edit:
+        when.add_argument("--no-schedule", action="store_true", help="remove the schedule (manual runs only)")
+    sched.add_argument("--start", metavar="TIME", help=f"first scheduled run; {TIME_HELP}")
+    state = sched.add_mutually_exclusive_group()
+    state.add_argument("--inactive", dest="active", action="store_const", const=False, default=None,
+                       help="save the task inactive (it will not run on schedule)")
+    state.add_argument("--active", dest="active", action="store_const", const=True, help="save the task active")
+
+    host = p.add_argument_group("hosts")
+    host.add_argument("--sudo", dest="sudo", action=argparse.BooleanOptionalAction, default=None,
+                      help="change secrets through sudo when the login account is not root (default: yes)")
+    host.add_argument("--become-password-stdin", action="store_true", help="read the sudo password from stdin")
+    host.add_argument("--chpasswd-path", metavar="P", help="chpasswd command on the hosts (default: chpasswd)")
+    host.add_argument("--create-user", dest="create_user", action=argparse.BooleanOptionalAction, default=None,
+                      help="create the account on a host that lacks it (default: no)")
+
+    other = p.add_argument_group("other")
+    other.add_argument("--check", dest="check", action=argparse.BooleanOptionalAction, default=None,
+                       help="log in with the new secret after the change (default: yes)")
+    other.add_argument("--description", metavar="TEXT", help="what the task is for")
+    other.add_argument("--recipient", action="append", metavar="OPERATOR",
+                       help="operator mailed the results (repeat)" + ("; replaces the list" if edit else ""))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this group's commands to the parser."""
+    task = sub.add_parser("task", help="change-secret tasks: create, edit, preview, run",
+                          description="Create, inspect and run change-secret tasks.")
+    cmds = task.add_subparsers(dest="task_command", metavar="SUBCOMMAND", parser_class=type(task))
+
+    p = cmds.add_parser("create", help="create a task", description="Create a change-secret task. " + STDIN_ORDER,
+                        epilog="Example: keyturn task create web-root --accounts root --node /prod/web --interval 720")
+    p.add_argument("name", nargs="?", metavar="NAME", help="task name (optional with --from: overrides the file's)")
+    p.add_argument("--from", dest="from_file", metavar="FILE.toml",
+                   help="read the task from a TOML file; options given here override it")
+    _add_task_options(p, edit=False)
+    p.set_defaults(handler=_cmd_create)
+
+    p = cmds.add_parser("edit", help="change a task", description="Change the given settings of a task; the rest "
+                        "stay as they are. " + STDIN_ORDER)
+    p.add_argument("name", metavar="NAME", help="task name")
+    _add_task_options(p, edit=True)
+    p.set_defaults(handler=_cmd_edit)
+
+    p = cmds.add_parser("show", help="show a task (never its secrets)",
+                        description="Show a task's settings and next run times; secrets show only as set or not set.")
+    p.add_argument("name", metavar="NAME", help="task name")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_show)
+
+    p = cmds.add_parser("list", help="list tasks", description="List every task with its schedule and next run.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_list)
+
+    p = cmds.add_parser("preview", help="show which accounts a task would change",
+                        description="List the accounts a run would change now, and the ones left out with the reason.")
+    p.add_argument("name", metavar="NAME", help="task name")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_preview)
+
+    p = cmds.add_parser("delete", help="delete a task", description="Delete a task; its executions and records are "
+                        "kept. Asks for confirmation on a terminal; elsewhere --yes is required.")
+    p.add_argument("name", metavar="NAME", help="task name")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(handler=_cmd_delete)
+
+    p = cmds.add_parser("copy", help="copy a task under a new name",
+                        description="Create a new task with every setting and secret of an existing one.")
+    p.add_argument("name", metavar="NAME", help="task to copy")
+    p.add_argument("new_name", metavar="NEW", help="name of the copy")
+    p.set_defaults(handler=_cmd_copy)
+
+    p = cmds.add_parser("activate", help="let a task run on its schedule",
+                        description="Activate a task; a periodic one is due at once (or at its future start time).")
+    p.add_argument("name", metavar="NAME", help="task name")
+    p.set_defaults(handler=_cmd_activate)
+
+    p = cmds.add_parser("deactivate", help="stop a task running on its schedule",
+                        description="Deactivate a task; it can still be run by hand.")
+    p.add_argument("name", metavar="NAME", help="task name")
+    p.set_defaults(handler=_cmd_deactivate)
+
+    p = cmds.add_parser("run", help="run a task now", description="Run a task now and wait for it to finish; "
+                        "the exit code tells whether every account changed.")
+    p.add_argument("name", metavar="NAME", help="task name")
+    p.add_argument("--json", action="store_true", help="print the execution result as JSON")
+    p.add_argument("--no-reconcile", action="store_true",
+                   help="do not settle unfinished records of earlier runs before starting")
+    p.set_defaults(handler=_cmd_run)
