@@ -1,0 +1,140 @@
+"""Operators: who may run, edit and reveal, and their TOTP enrolment.
+
+Until the first operator has confirmed enrolment anyone may do everything (a fresh install must be usable);
+after that a person who is not a confirmed operator may only browse. Managing operators then also needs a
+good TOTP code from the acting operator, because the acting name itself is only a claim (--operator, env).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from core.audit import record_event_in
+from core.context import Context
+from core.errors import InputError, PermissionDenied
+from core.mfa import MfaSession, new_secret, provisioning_uri, verify_code
+from core.qr import qr_halfblocks
+from storage import operators as store
+from storage.operators import OperatorInfo
+
+ACTIONS = ("browse", "run", "edit", "reveal")
+SYSTEM_ACTOR = "scheduler"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_SYSTEM_FLAG = "_keyturn_system_actor"
+
+__all__ = ["ACTIONS", "Enrolment", "OperatorInfo", "SYSTEM_ACTOR", "add_operator", "confirm_enrolment",
+           "get_operator", "is_enforcing", "list_operators", "mark_system", "remove_operator", "require",
+           "require_admin", "reset_mfa"]
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What a new phone needs: the otpauth URI and its QR code. Shown once at enrolment, never logged."""
+
+    operator: str
+    uri: str = field(repr=False)
+    qr: str = field(repr=False)
+
+
+def mark_system(ctx: Context) -> Context:
+    """Mark a context opened by keyturn itself (the scheduler) so it may run tasks with no person acting.
+
+    A flag on the object, not the name: anyone can type --operator scheduler, no one can set this from outside.
+    """
+    ctx.operator = SYSTEM_ACTOR
+    setattr(ctx, _SYSTEM_FLAG, True)
+    return ctx
+
+
+def is_enforcing(ctx: Context) -> bool:
+    """Whether operators are enforced (some operator has confirmed enrolment)."""
+    return store.confirmed_count(ctx.db) > 0
+
+
+def require(ctx: Context, action: str) -> None:
+    """Raise PermissionDenied unless the acting person may do action ('browse', 'run', 'edit' or 'reveal')."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+    if action == "browse":
+        return
+    if getattr(ctx, _SYSTEM_FLAG, False) and action == "run":
+        return
+    if not is_enforcing(ctx):
+        return
+    who = ctx.operator or ""
+    info = store.find_operator(ctx.db, who) if who else None
+    if info is None:
+        raise PermissionDenied(f"{who or 'this user'!r} is not a keyturn operator: you may browse but not {action}; "
+                               "act as an operator with --operator NAME, or ask one to add you")
+    if not info.confirmed:
+        raise PermissionDenied(f"operator {who!r} has not confirmed the TOTP enrolment, so may not {action} yet; "
+                               f"run `keyturn operator confirm {who} CODE`")
+
+
+def require_admin(ctx: Context, mfa: MfaSession) -> None:
+    """Managing operators: once any operator is confirmed, only a confirmed operator who gave a code may."""
+    require(ctx, "edit")
+    if is_enforcing(ctx) and not mfa.unlocked(ctx.operator):
+        raise PermissionDenied("managing operators needs a TOTP code from the acting operator (--otp CODE)")
+
+
+def _check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not _NAME.match(name):
+        raise InputError(f"operator name {name!r}: use 1-64 letters, digits, '.', '_', '-' or '@', starting with a "
+                         "letter or digit")
+    if name == SYSTEM_ACTOR:
+        raise InputError(f"operator name {name!r} is reserved for keyturn's scheduler")
+    return name
+
+
+def list_operators(ctx: Context) -> list[OperatorInfo]:
+    """Every operator (without TOTP secrets)."""
+    return store.list_operators(ctx.db)
+
+
+def get_operator(ctx: Context, name: str) -> OperatorInfo:
+    """One operator, or storage.inventory.NotFound."""
+    return store.get_operator(ctx.db, name)
+
+
+def add_operator(ctx: Context, name: str, email: str) -> Enrolment:
+    """Create an operator with a fresh TOTP secret; the enrolment must then be confirmed with a code."""
+    name = _check_name(name)
+    email = (email or "").strip()
+    if not _EMAIL.match(email):
+        raise InputError(f"email {email!r}: expected an address like name@example.org")
+    secret = new_secret()
+    with ctx.db.write() as s:
+        if store.operator_exists(s, name):
+            raise InputError(f"operator {name!r} already exists (use `keyturn operator reset-mfa {name}` for a new code)")
+        store.add_operator(ctx.db, s, name, email, secret)
+        record_event_in(s, ctx, "operator.add", "operator", name, {"email": email})
+    uri = provisioning_uri(name, secret)
+    return Enrolment(name, uri, qr_halfblocks(uri))
+
+
+def reset_mfa(ctx: Context, name: str) -> Enrolment:
+    """Give an operator a new TOTP secret; unconfirmed (cannot reveal) until a code from it is given."""
+    secret = new_secret()
+    with ctx.db.write() as s:
+        store.set_totp_secret(ctx.db, s, name, secret)
+        record_event_in(s, ctx, "operator.reset_mfa", "operator", name)
+    uri = provisioning_uri(name, secret)
+    return Enrolment(name, uri, qr_halfblocks(uri))
+
+
+def confirm_enrolment(ctx: Context, name: str, code: str, *, now=None) -> None:  # type: ignore[no-untyped-def]
+    """Confirm an enrolment with a current code from the new secret (raises MfaFailed when wrong)."""
+    store.get_operator(ctx.db, name)  # NotFound before anything is counted
+    verify_code(ctx, name, code, now=now, enrolling=True)
+
+
+def remove_operator(ctx: Context, name: str) -> OperatorInfo:
+    """Delete an operator (their audit events stay)."""
+    with ctx.db.write() as s:
+        info = store.remove_operator(s, name)
+        record_event_in(s, ctx, "operator.remove", "operator", name, {"email": info.email})
+    return info
