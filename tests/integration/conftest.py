@@ -1,0 +1,45 @@
+"""Fixtures for integration tests that need real OpenSSH sandbox hosts (see tests/sandbox.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import pytest
+
+from tests.sandbox import SandboxFleet, SandboxHost, require_sandbox
+
+FleetFactory = Callable[..., SandboxFleet]
+
+
+@pytest.fixture
+def sandbox_fleet() -> Iterator[FleetFactory]:
+    """Factory: ``sandbox_fleet(3, users=["alice", "bob"])`` -> started SandboxFleet, closed at teardown.
+
+    Skips loudly when not root / sshd, unshare or nsenter are missing; fails instead if $CI is set.
+    """
+    require_sandbox()
+    fleets: list[SandboxFleet] = []
+
+    def factory(count: int = 1, users: Sequence[str] = (), password: str | None = None,
+                base_dir: Path | None = None, **kwargs: object) -> SandboxFleet:
+        """Start a fleet that is closed when the test ends."""
+        fleet = SandboxFleet(count, users, password, base_dir, **kwargs)  # type: ignore[arg-type]
+        fleets.append(fleet)
+        return fleet
+
+    yield factory
+    errors: list[BaseException] = []
+    for fleet in fleets:
+        try:
+            fleet.close()
+        except BaseException as exc:  # close every fleet even if one fails
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def sandbox_host(sandbox_fleet: FleetFactory) -> SandboxHost:
+    """One started sandbox host with users "alice" and "bob" (passwords in host.passwords)."""
+    return sandbox_fleet(1, users=["alice", "bob"]).hosts[0]
