@@ -70,7 +70,7 @@ _SUDO_MODES = (None, "nopasswd", "password")
 _PORT_LOCK = threading.Lock()
 _USED_PORTS: set[int] = set()
 
-# The namespace holder.  argv: host_dir sshd_config target|upper|work ...
+# The namespace holder.  argv: host_dir, sshd argv (tab-joined), then target|upper|work per overlay.
 # Protocol on stdin/stdout, one line each: "START" -> "PID <sshd pid>" | "ERR <msg>".
 # It is a child subreaper and reaps everything, so killed sessions leave no zombies.
 _HOLDER = r"""
