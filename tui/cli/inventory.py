@@ -1,9 +1,484 @@
-"""keyturn command group: inventory (being written)."""
+"""keyturn command group: inventory import, assets, accounts, nodes and host key trust."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.context import Context
+from core.errors import InputError, KeyturnError
+from core.hostkeys import check_trust, fetch_host_keys, import_known_hosts
+from core.importer import FORMATS, PLATFORMS, check_name, check_private_key, describe_summary, import_inventory
+from storage.inventory import (
+    NotFound, asset_counts_by_node, get_account_row, get_asset, get_asset_row, list_accounts, list_assets, list_nodes,
+    normalize_node_path, remove_account, remove_asset, replace_host_keys, upsert_account, upsert_asset,
+)
+from storage.types import AccountInfo, AssetInfo, ImportSummary, fingerprint_sha256
+
+
+class HostKeyChanged(KeyturnError):
+    """The host presents a different key than the pinned one and the change was not confirmed."""
+
+    exit_code = 5
+
+
+class NotConfirmed(KeyturnError):
+    """A destructive step needs a confirmation that was not given."""
+
+    exit_code = 1
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def _audit(ctx: Context, action: str, object_type: str, object_id: str, detail: dict[str, Any]) -> None:
+    """Record an audit event once core.audit exists (details never hold secrets)."""
+    try:
+        from core.audit import record_event  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    record_event(ctx, action, object_type, object_id, detail)
+
+
+def _confirm(question: str, yes: bool, refuse: str) -> None:
+    """Ask question on the terminal unless yes; without a terminal refuse with NotConfirmed(refuse)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise NotConfirmed(refuse)
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise NotConfirmed("not confirmed; nothing changed")
+
+
+class _StdinSecrets:
+    """Reads secrets one line each from stdin (or a hidden prompt on a terminal); never from argv."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def read(self, what: str) -> str:
+        """The next secret; InputError when stdin ends or the value is empty."""
+        self.count += 1
+        if sys.stdin.isatty():
+            value = getpass.getpass(f"{what}: ")
+        else:
+            value = sys.stdin.readline()
+            if not value:
+                raise InputError(f"expected the {what} on line {self.count} of stdin, got end of input")
+            value = value[:-1] if value.endswith("\n") else value
+            value = value[:-1] if value.endswith("\r") else value
+        if not value:
+            raise InputError(f"the {what} read from stdin is empty")
+        return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"port {text!r} is not a number 1-65535")
+    return int(text)
+
+
+def _node_path(text: str) -> str:
+    try:
+        return normalize_node_path(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _name(what: str):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> str:
+        try:
+            return check_name(text, what)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def _time(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def asset_to_dict(a: AssetInfo) -> dict[str, Any]:
+    """JSON form of an asset (no secrets exist on assets)."""
+    return {
+        "name": a.name, "address": a.address, "port": a.port, "platform": a.platform, "active": a.active,
+        "comment": a.comment, "nodes": list(a.nodes),
+        "host_keys": [{"type": k.key_type, "fingerprint": k.fingerprint, "source": k.source} for k in a.host_keys],
+    }
+
+
+def account_to_dict(a: AccountInfo) -> dict[str, Any]:
+    """JSON form of an account: whether it has a secret, never the secret."""
+    return {
+        "asset": a.asset_name, "username": a.username, "secret_type": a.secret_type, "privileged": a.privileged,
+        "can_change": a.can_change, "version": a.version, "last_changed_at": _time(a.last_changed_at),
+        "last_status": a.last_status, "has_secret": a.has_secret,
+    }
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    return "\n".join(lines)
+
+
+def _print_summary(label: str, summary: ImportSummary) -> None:
+    print(f"{label}: {describe_summary(summary)}")
+    for message in summary.messages:
+        print(f"  {message}")
+
+
+def _summary_detail(summary: ImportSummary) -> dict[str, int]:
+    return {k: getattr(summary, k) for k in ("nodes_created", "assets_created", "assets_updated", "accounts_created",
+                                             "accounts_updated", "unchanged", "host_keys_pinned")}
+
+
+# -- import --------------------------------------------------------------------------------------------
+def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn import FILE | --known-hosts FILE."""
+    if args.known_hosts:
+        if args.file or args.format:
+            raise InputError("give either an inventory FILE or --known-hosts FILE, not both")
+        path = Path(args.known_hosts)
+        summary = import_known_hosts(ctx.db, path, source=args.known_hosts)
+        _print_summary(f"imported host keys from {args.known_hosts}", summary)
+        _audit(ctx, "inventory.import_known_hosts", "inventory", path.name, _summary_detail(summary))
+        return 0
+    if not args.file:
+        raise InputError("give an inventory FILE to import (or --known-hosts FILE)")
+    path = Path(args.file)
+    summary = import_inventory(ctx.db, path, args.format, source=args.file)
+    _print_summary(f"imported {args.file}", summary)
+    _audit(ctx, "inventory.import", "inventory", path.name, {"format": args.format or "auto", **_summary_detail(summary)})
+    return 0
+
+
+# -- assets --------------------------------------------------------------------------------------------
+def cmd_asset_add(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn asset add."""
+    with ctx.db.write() as s:
+        try:
+            get_asset_row(s, args.name)
+        except NotFound:
+            pass
+        else:
+            raise InputError(f"asset {args.name!r} already exists; change it with `keyturn asset edit {args.name}`")
+        upsert_asset(s, args.name, address=args.address, port=args.port, platform=args.platform, nodes=args.node or [],
+                     active=not args.inactive, comment=args.comment)
+    print(f"asset {args.name} added ({args.address}:{args.port}, {args.platform})")
+    print(f"pin its host key next: keyturn asset trust {args.name}")
+    _audit(ctx, "asset.add", "asset", args.name, {"address": args.address, "port": args.port, "platform": args.platform,
+                                                   "nodes": args.node or [], "active": not args.inactive})
+    return 0
+
+
+def cmd_asset_list(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn asset list."""
+    assets = list_assets(ctx.db, node=args.node)
+    if args.json:
+        print(json.dumps([asset_to_dict(a) for a in assets], indent=2))
+        return 0
+    if not assets:
+        print("no assets" + (f" under {args.node}" if args.node else ""))
+        return 0
+    rows = [[a.name, a.address, str(a.port), a.platform, "yes" if a.active else "no", ",".join(a.nodes) or "-",
+             str(len(a.host_keys))] for a in assets]
+    print(_table(rows, ["NAME", "ADDRESS", "PORT", "PLATFORM", "ACTIVE", "NODES", "KEYS"]))
+    return 0
+
+
+def cmd_asset_show(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn asset show."""
+    asset = get_asset(ctx.db, args.name)
+    accounts = list_accounts(ctx.db, asset=args.name)
+    if args.json:
+        print(json.dumps({**asset_to_dict(asset), "accounts": [account_to_dict(a) for a in accounts]}, indent=2))
+        return 0
+    print(f"name:      {asset.name}")
+    print(f"address:   {asset.address}")
+    print(f"port:      {asset.port}")
+    print(f"platform:  {asset.platform}")
+    print(f"active:    {'yes' if asset.active else 'no'}")
+    if asset.comment:
+        print(f"comment:   {asset.comment}")
+    print(f"nodes:     {', '.join(asset.nodes) or '-'}")
+    print("host keys:" + ("" if asset.host_keys else f" none pinned (run `keyturn asset trust {asset.name}`)"))
+    for k in asset.host_keys:
+        print(f"  {k.key_type:<22} {k.fingerprint}  ({k.source or 'unknown source'})")
+    print("accounts:" + ("" if accounts else " none"))
+    for a in accounts:
+        flags = [a.secret_type, "privileged" if a.privileged else "", "no-change" if not a.can_change else "",
+                 f"v{a.version}", "has secret" if a.has_secret else "no secret", a.last_status]
+        print(f"  {a.username:<16} " + "  ".join(f for f in flags if f))
+    return 0
+
+
+def cmd_asset_remove(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn asset remove."""
+    asset = get_asset(ctx.db, args.name)
+    accounts = list_accounts(ctx.db, asset=args.name)
+    print(f"asset {asset.name} ({asset.address}:{asset.port}) has {len(accounts)} accounts; removing it deletes "
+          "them with their current and earlier secrets from the vault")
+    _confirm(f"Remove asset {asset.name}?", args.yes,
+             f"not removing asset {asset.name}: confirm on a terminal or pass --yes")
+    remove_asset(ctx.db, args.name)
+    print(f"asset {args.name} removed")
+    _audit(ctx, "asset.remove", "asset", args.name, {"accounts": len(accounts)})
+    return 0
+
+
+def cmd_asset_edit(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn asset edit."""
+    with ctx.db.write() as s:
+        row = get_asset_row(s, args.name)
+        _, outcome = upsert_asset(
+            s, args.name, address=args.address or row.address, port=args.port or row.port,
+            platform=args.platform or row.platform, nodes=args.add_node or [],
+            active=row.active if args.active is None else args.active, comment=args.comment,
+        )
+    print(f"asset {args.name} {outcome}")
+    if outcome == "updated":
+        changes = {k: v for k, v in (("address", args.address), ("port", args.port), ("platform", args.platform),
+                                     ("add_nodes", args.add_node), ("active", args.active)) if v is not None}
+        _audit(ctx, "asset.edit", "asset", args.name, changes)
+    return 0
+
+
+def cmd_asset_trust(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn asset trust: fetch the host's keys, show fingerprints, pin after confirmation."""
+    asset = get_asset(ctx.db, args.name)
+    print(f"fetching host keys of {asset.name} ({asset.address}:{asset.port})...")
+    offered = fetch_host_keys(asset.address, asset.port, timeout=ctx.settings.connect_timeout)
+    check = check_trust(offered, asset)
+    if check.already_pinned:
+        for key_type, b64 in offered:
+            print(f"  {key_type:<22} {fingerprint_sha256(b64)}")
+        print(f"these keys are already pinned on {asset.name}; nothing changed")
+        return 0
+    print("the host offers:")
+    for key_type, b64 in offered:
+        print(f"  {key_type:<22} {fingerprint_sha256(b64)}")
+    if check.changed:
+        print(f"\nWARNING: the host key of {asset.name} has CHANGED since it was pinned.", file=sys.stderr)
+        print("  pinned now:", file=sys.stderr)
+        for key_type, b64 in check.pinned:
+            print(f"    {key_type:<22} {fingerprint_sha256(b64)}", file=sys.stderr)
+        print("  offered by the host:", file=sys.stderr)
+        for key_type, b64 in offered:
+            print(f"    {key_type:<22} {fingerprint_sha256(b64)}", file=sys.stderr)
+        print("This is exactly how a man-in-the-middle attack would look. Compare the offered fingerprint with the\n"
+              "one the host itself reports (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) before replacing it.",
+              file=sys.stderr)
+        if not (args.yes and args.accept_changed):
+            if not sys.stdin.isatty():
+                raise HostKeyChanged(f"host key of {asset.name} changed; the pinned key was kept. After checking the "
+                                     "fingerprint, confirm on a terminal or pass --yes --accept-changed")
+            answer = input(f"Replace the pinned key of {asset.name}? Type 'replace' to confirm: ").strip().lower()
+            if answer != "replace":
+                raise HostKeyChanged(f"host key of {asset.name} changed; not confirmed, the pinned key was kept")
+    else:
+        what = "this key" if len(offered) == 1 else "these keys"
+        _confirm(f"Pin {what}?", args.yes,
+                 f"not pinning: no terminal to ask on; check the fingerprint and pass --yes to pin {what}")
+    replace_host_keys(ctx.db, asset.name, offered, source="trust")
+    print(f"pinned {len(offered)} host key(s) on {asset.name}")
+    _audit(ctx, "asset.trust", "asset", asset.name, {
+        "fingerprints": [fingerprint_sha256(b) for _, b in offered],
+        "replaced": [fingerprint_sha256(b) for _, b in check.changed],
+    })
+    return 0
+
+
+# -- accounts ------------------------------------------------------------------------------------------
+def cmd_account_add(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn account add: secrets only from stdin (or a hidden prompt) and key files."""
+    stdin = _StdinSecrets()
+    passphrase: str | None = None
+    if args.password_stdin:
+        secret_type, secret = "password", stdin.read("password")
+        if args.key_passphrase_stdin:
+            raise InputError("--key-passphrase-stdin goes with --key-file, not --password-stdin")
+    else:
+        secret_type = "ssh_key"
+        try:
+            secret = Path(args.key_file).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--key-file {args.key_file}: cannot read it ({getattr(exc, 'strerror', None) or 'not text'})") from None
+        if args.key_passphrase_stdin:
+            passphrase = stdin.read("key passphrase")
+        try:
+            check_private_key(secret, passphrase, f"--key-file {args.key_file}")
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    become = stdin.read("become (sudo) password") if args.become_password_stdin else None
+    with ctx.db.write() as s:
+        asset = get_asset_row(s, args.asset)
+        _, outcome = upsert_account(ctx.db, s, asset, args.username, secret_type=secret_type, secret=secret,
+                                    passphrase=passphrase, become=become, privileged=args.privileged,
+                                    can_change=not args.no_change)
+    note = "; the previous secret is kept in its history" if outcome == "updated" else ""
+    print(f"account {args.username}@{args.asset} ({secret_type}) {outcome}{note}")
+    _audit(ctx, f"account.{'add' if outcome == 'created' else 'update'}", "account", f"{args.username}@{args.asset}",
+           {"secret_type": secret_type, "privileged": args.privileged, "can_change": not args.no_change,
+            "outcome": outcome})
+    return 0
+
+
+def cmd_account_list(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn account list (never secrets)."""
+    accounts = list_accounts(ctx.db, asset=args.asset)
+    if args.json:
+        print(json.dumps([account_to_dict(a) for a in accounts], indent=2))
+        return 0
+    if not accounts:
+        print("no accounts")
+        return 0
+    rows = [[a.asset_name, a.username, a.secret_type, "yes" if a.privileged else "no", "yes" if a.can_change else "no",
+             str(a.version), "yes" if a.has_secret else "no", a.last_status or "-"] for a in accounts]
+    print(_table(rows, ["ASSET", "USERNAME", "TYPE", "PRIVILEGED", "CHANGE", "VERSION", "SECRET", "STATUS"]))
+    return 0
+
+
+def cmd_account_remove(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn account remove."""
+    secret_type = args.type.replace("-", "_") if args.type else None
+    with ctx.db.read() as s:
+        acc = get_account_row(s, args.asset, args.username, secret_type)
+        kind, version = acc.secret_type, acc.version
+    print(f"account {args.username}@{args.asset} ({kind}, secret version {version}) will be deleted with its current "
+          "and earlier secrets from the vault")
+    _confirm(f"Remove account {args.username}@{args.asset}?", args.yes,
+             f"not removing {args.username}@{args.asset}: confirm on a terminal or pass --yes")
+    remove_account(ctx.db, args.asset, args.username, kind)
+    print(f"account {args.username}@{args.asset} ({kind}) removed")
+    _audit(ctx, "account.remove", "account", f"{args.username}@{args.asset}", {"secret_type": kind})
+    return 0
+
+
+# -- nodes ---------------------------------------------------------------------------------------------
+def cmd_node_tree(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn node tree: the node tree, each with the number of assets at or below it."""
+    nodes = list_nodes(ctx.db)
+    direct = asset_counts_by_node(ctx.db)
+    assets = list_assets(ctx.db)
+    if not nodes:
+        print(f"no nodes ({len(assets)} assets)")
+        return 0
+
+    def below(path: str) -> int:
+        return sum(1 for a in assets if any(n == path or n.startswith(path + "/") for n in a.nodes))
+
+    for node in nodes:
+        depth = node.path.count("/") - 1
+        total, here = below(node.path), direct.get(node.path, 0)
+        extra = f" ({here} directly)" if here != total else ""
+        print(f"{'  ' * depth}{node.name}  {total} asset{'s' if total != 1 else ''}{extra}")
+    loose = sum(1 for a in assets if not a.nodes)
+    if loose:
+        print(f"(no node)  {loose} asset{'s' if loose != 1 else ''}")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------------
+def _cmd(sub: argparse._SubParsersAction, name: str, help_: str, description: str, handler: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_, description=description)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _group(sub: argparse._SubParsersAction, name: str, help_: str, description: str) -> argparse._SubParsersAction:
+    p = sub.add_parser(name, help=help_, description=description)
+    return p.add_subparsers(dest=f"{name}_command", metavar="COMMAND", parser_class=type(p))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this group's commands to the parser."""
+    p = _cmd(sub, "import", "import an inventory (CSV, keyturn YAML, Ansible) or a known_hosts file",
+             "Import nodes, assets and accounts from FILE (format from the extension: .csv, .yaml/.yml for "
+             "keyturn or Ansible YAML, anything else Ansible INI), or pin host keys from an OpenSSH known_hosts "
+             "file. The whole file is checked first; one bad line rejects it and nothing is written. "
+             "See docs/inventory.md.", cmd_import)
+    p.add_argument("file", nargs="?", metavar="FILE", help="the inventory file")
+    p.add_argument("--format", choices=FORMATS, help="file format (default: from the file's extension)")
+    p.add_argument("--known-hosts", metavar="FILE", help="pin host keys from this known_hosts file onto existing assets")
+
+    assets = _group(sub, "asset", "add, list, show, edit, remove assets; pin their host keys",
+                    "Manage assets (hosts and databases) and their pinned SSH host keys.")
+    p = _cmd(assets, "add", "add an asset", "Add an asset. Pin its host key afterwards with `keyturn asset trust`.",
+             cmd_asset_add)
+    p.add_argument("name", metavar="NAME", type=_name("asset name"), help="unique asset name")
+    p.add_argument("--address", required=True, type=_name("address"), help="host name or IP address")
+    p.add_argument("--port", type=_port, default=22, help="SSH (or database) port (default 22)")
+    p.add_argument("--platform", choices=PLATFORMS, default="linux", help="platform (default linux)")
+    p.add_argument("--node", action="append", type=_node_path, metavar="PATH", help="node path such as /prod/db (repeatable)")
+    p.add_argument("--inactive", action="store_true", help="add it as inactive (tasks skip it)")
+    p.add_argument("--comment", help="free text shown with the asset")
+
+    p = _cmd(assets, "list", "list assets", "List assets, optionally only those under a node.", cmd_asset_list)
+    p.add_argument("--node", metavar="PATH", help="only assets at or below this node")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = _cmd(assets, "show", "show one asset", "Show an asset: nodes, pinned host keys with fingerprints, accounts.",
+             cmd_asset_show)
+    p.add_argument("name", metavar="NAME", help="asset name")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = _cmd(assets, "remove", "remove an asset and its accounts",
+             "Remove an asset with its accounts, their secrets and history, and its pinned keys.", cmd_asset_remove)
+    p.add_argument("name", metavar="NAME", help="asset name")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    p = _cmd(assets, "edit", "change an asset", "Change an asset's address, port, platform, nodes or state.",
+             cmd_asset_edit)
+    p.add_argument("name", metavar="NAME", help="asset name")
+    p.add_argument("--address", type=_name("address"), help="new host name or IP address")
+    p.add_argument("--port", type=_port, help="new port")
+    p.add_argument("--platform", choices=PLATFORMS, help="new platform")
+    p.add_argument("--add-node", action="append", type=_node_path, metavar="PATH", help="also put it in this node (repeatable)")
+    p.add_argument("--comment", help="new comment")
+    state = p.add_mutually_exclusive_group()
+    state.add_argument("--active", dest="active", action="store_true", default=None, help="mark active")
+    state.add_argument("--inactive", dest="active", action="store_false", help="mark inactive (tasks skip it)")
+
+    p = _cmd(assets, "trust", "fetch and pin the host's SSH key(s)",
+             "Connect to the asset, show the SHA256 fingerprints of the host keys it offers, and pin them after "
+             "confirmation. A key different from the pinned one is shown next to it and needs explicit "
+             "confirmation (typed on a terminal, or --yes --accept-changed).", cmd_asset_trust)
+    p.add_argument("name", metavar="NAME", help="asset name")
+    p.add_argument("--yes", action="store_true", help="pin without asking (first pin, or new key types)")
+    p.add_argument("--accept-changed", action="store_true",
+                   help="with --yes: also replace a pinned key the host no longer presents (check it first!)")
+
+    accounts = _group(sub, "account", "add, list and remove accounts",
+                      "Manage accounts on assets. Secrets are read from stdin or a key file, never from the command line.")
+    p = _cmd(accounts, "add", "add an account (or set its secret)",
+             "Add an account to an asset, or give an existing one a new secret (the previous one stays in its "
+             "history). Secrets come one per line on stdin, in this order: password or key passphrase, then the "
+             "become password; on a terminal you are asked without echo.", cmd_account_add)
+    p.add_argument("asset", metavar="ASSET", help="asset name")
+    p.add_argument("username", metavar="USERNAME", type=_name("username"), help="account name")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--password-stdin", action="store_true", help="read the password from stdin (one line)")
+    how.add_argument("--key-file", metavar="PATH", help="the account's private key file (an ssh_key account)")
+    p.add_argument("--key-passphrase-stdin", action="store_true", help="read the key's passphrase from stdin")
+    p.add_argument("--privileged", action="store_true", help="keyturn logs in with this account to change others")
+    p.add_argument("--no-change", action="store_true", help="never change this account's secret")
+    p.add_argument("--become-password-stdin", action="store_true", help="read its sudo (become) password from stdin")
+
+    p = _cmd(accounts, "list", "list accounts (never secrets)", "List accounts; secrets are never shown.", cmd_account_list)
+    p.add_argument("--asset", metavar="ASSET", help="only this asset's accounts")
+    p.add_argument("--json", action="store_true", help="print JSON (has_secret, never the secret)")
+
+    p = _cmd(accounts, "remove", "remove an account",
+             "Remove an account with its secret and secret history.", cmd_account_remove)
+    p.add_argument("asset", metavar="ASSET", help="asset name")
+    p.add_argument("username", metavar="USERNAME", help="account name")
+    p.add_argument("--type", choices=("password", "ssh-key"), help="which one, when the user has both a password and a key")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    nodes = _group(sub, "node", "show the node tree", "Asset groups (nodes) such as /prod/db.")
+    _cmd(nodes, "tree", "print the node tree with asset counts",
+         "Print the node tree; each node shows how many assets are at or below it.", cmd_node_tree)
