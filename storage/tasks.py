@@ -185,18 +185,6 @@ def list_tasks(db: Database) -> list[TaskSpec]:
         return [_to_spec(r, assets[r.id], nodes[r.id], None) for r in rows]
 
 
-def due_tasks(db: Database, now: datetime | None = None) -> list[TaskSpec]:
-    """Active tasks whose next run time has come, oldest first (secrets left None)."""
-    now = now or utcnow()
-    with db.read() as s:
-        rows = s.exec(select(ChangeSecretTask).where(ChangeSecretTask.active == True,  # noqa: E712
-                                                     col(ChangeSecretTask.next_run_at).is_not(None),
-                                                     col(ChangeSecretTask.next_run_at) <= now)
-                      .order_by(ChangeSecretTask.next_run_at)).all()
-        assets, nodes = _links(s, [r.id for r in rows])
-        return [_to_spec(r, assets[r.id], nodes[r.id], None) for r in rows]
-
-
 def delete_task(db: Database, name: str) -> int:
     """Delete a task (its links and lock go with it; executions and records keep the task name). Returns its id."""
     with db.write() as s:
