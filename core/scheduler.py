@@ -51,8 +51,10 @@ class RunOutcome:
 
 def default_runner() -> Runner:
     """core.engine.run_task, imported late so the scheduler loads (and its unit tests run) without it."""
-    from core.engine import run_task
-
+    try:
+        from core.engine import run_task
+    except ImportError as exc:
+        raise KeyturnError(f"the rotation engine cannot be loaded: {exc}") from None
     return run_task  # type: ignore[return-value]
 
 
@@ -219,6 +221,13 @@ class Scheduler:
         finally:
             self.shutdown()
 
+    def run_once(self, now: datetime | None = None) -> list[RunOutcome]:
+        """Claim and run what is due at now, wait for those runs, and return their outcomes."""
+        try:
+            return [f.result() for f in self.tick(now)]
+        finally:
+            self.shutdown()
+
     def stop(self) -> None:
         """Stop claiming and cancel running executions (safe to call from a signal handler)."""
         self._stop.set()
@@ -242,11 +251,7 @@ def run_due(ctx: Context, now: datetime | None = None, *, runner: Runner | None 
     sched = Scheduler(ctx, runner=runner, clock=clock, max_workers=max_workers, notify=notify)
     if cancel is not None:
         sched.cancel = cancel
-    try:
-        futures = sched.tick(now)
-        return [f.result() for f in futures]
-    finally:
-        sched.shutdown()
+    return sched.run_once(now)
 
 
 __all__ = ["RunOutcome", "Runner", "Scheduler", "claim", "due_tasks", "next_due_at", "next_slot", "run_claimed",

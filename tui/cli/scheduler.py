@@ -1,9 +1,176 @@
-"""keyturn command group: scheduler (being written)."""
+"""keyturn command groups: scheduler (unattended periodic runs) and mail (SMTP password, test, reports)."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from core.context import Context
+from core.errors import InputError
+from core.notify import send_execution_report, send_test_message
+from core.scheduler import DEFAULT_WORKERS, Scheduler
+from storage.mail import set_smtp_password
+from storage.scheduling import scheduled_tasks
+from storage.tables import utcnow
+
+log = logging.getLogger("keyturn.scheduler")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.1 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be between 0.1 and 86400 seconds")
+    return value
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be between 1 and 256")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this group's commands to the parser."""
+    """Add the scheduler and mail commands to the parser."""
+    p = sub.add_parser(
+        "scheduler", help="run periodic tasks when they are due (long-running, or --once for cron)",
+        description="Run active periodic tasks when their interval or cron slot comes, with trigger 'schedule', "
+                    "and mail each run's report to the task's recipients. Runs until SIGTERM or Ctrl-C, which "
+                    "cancel running executions safely (records are settled, never lost) and exit 0. Several "
+                    "schedulers may share one database: each due slot runs once. A slot missed while no "
+                    "scheduler ran is run once at start. See docs/scheduler.md for a systemd unit.")
+    p.add_argument("--once", action="store_true", help="run what is due now, wait for those runs, and exit")
+    p.add_argument("--poll", type=_positive, metavar="SECONDS",
+                   help="seconds between checks for due tasks (default: scheduler_poll_seconds, 30); "
+                        "the scheduler also wakes early when a slot is sooner")
+    p.add_argument("--workers", type=_workers, default=DEFAULT_WORKERS, metavar="N",
+                   help=f"tasks run at once at most (default {DEFAULT_WORKERS})")
+    p.add_argument("--no-mail", action="store_true", help="do not mail execution reports")
+    p.add_argument("--list", action="store_true", help="show the scheduled tasks and their next slots, run nothing")
+    p.set_defaults(handler=cmd_scheduler)
+
+    m = sub.add_parser("mail", help="SMTP password, test message, execution reports",
+                       description="Mail settings live in the config file ([smtp] host, port, starttls, ssl, user, "
+                                   "from, timeout) or KEYTURN_SMTP_* variables; the password is kept in the vault.")
+    msub = m.add_subparsers(dest="mail_command", metavar="COMMAND")
+    sp = msub.add_parser("set-password", help="store the SMTP password in the vault (read from stdin)",
+                         description="Read the SMTP password from stdin (prompted without echo on a terminal) "
+                                     "and store it encrypted in the vault; it is never a command-line argument.")
+    sp.add_argument("--clear", action="store_true", help="forget the stored SMTP password instead")
+    sp.set_defaults(handler=cmd_mail_set_password)
+    tp = msub.add_parser("test", help="send a test message",
+                         description="Send a short test message through the configured SMTP server; exits "
+                                     "non-zero with the server's reason when it cannot be delivered.")
+    tp.add_argument("address", metavar="ADDR", help="where to send it")
+    tp.set_defaults(handler=cmd_mail_test)
+    rp = msub.add_parser("report", help="(re)send the report of an execution to its task's recipients",
+                         description="Mail the report of one execution to the recipients of its task; the "
+                                     "delivery error, if any, is stored on the execution and printed.")
+    rp.add_argument("execution", type=int, metavar="EXECUTION_ID", help="the execution's number")
+    rp.set_defaults(handler=cmd_mail_report)
+
+
+# -- scheduler ----------------------------------------------------------------------------------------
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s keyturn %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    root = logging.getLogger("keyturn")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def _list(ctx: Context) -> int:
+    now = utcnow()
+    tasks = scheduled_tasks(ctx.db)
+    if not tasks:
+        print("no active periodic tasks")
+        return 0
+    print(f"{'TASK':<32} {'SCHEDULE':<20} NEXT RUN (UTC)")
+    for t in tasks:
+        schedule = f"every {t.interval_hours} h" if t.interval_hours else (t.cron or "")
+        due = t.due_at(now)
+        when = due.strftime("%Y-%m-%d %H:%M:%S") + (" (due)" if due <= now else "")
+        print(f"{t.name:<32} {schedule:<20} {when}")
+    return 0
+
+
+def cmd_scheduler(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn scheduler [--once] [--poll SECONDS] [--workers N] [--no-mail] [--list]."""
+    if args.list:
+        return _list(ctx)
+    _setup_logging()
+    sched = Scheduler(ctx, poll_seconds=args.poll, max_workers=args.workers, notify=not args.no_mail)
+    sched.runner = sched._runner()  # fail now, not at the first due slot, if the engine cannot load
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        # Event.set takes a lock the interrupted main thread may hold: do the stopping in another thread.
+        name = signal.Signals(signum).name
+        threading.Thread(target=_stop, args=(name,), daemon=True).start()
+
+    def _stop(name: str) -> None:
+        if sched.stopping:
+            log.info("%s again: still waiting for running executions to settle", name)
+            return
+        log.info("%s received: no new runs; cancelling running executions", name)
+        sched.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if args.once:
+            outcomes = sched.run_once()
+            if not outcomes:
+                log.info("nothing due")
+            return 1 if any(o.error for o in outcomes) else 0
+        sched.serve()
+        return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+# -- mail -----------------------------------------------------------------------------------------------
+def cmd_mail_set_password(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn mail set-password [--clear]: the password comes from stdin, never from argv."""
+    if args.clear:
+        set_smtp_password(ctx.db, None)
+        print("SMTP password forgotten")
+        return 0
+    if sys.stdin.isatty():
+        password = getpass.getpass("SMTP password: ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise InputError("password: stdin gave an empty SMTP password")
+    set_smtp_password(ctx.db, password)
+    print("SMTP password stored in the vault")
+    return 0
+
+
+def cmd_mail_test(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn mail test ADDR."""
+    send_test_message(ctx, args.address)
+    s = ctx.settings
+    print(f"test message sent to {args.address} via {s.smtp_host}:{s.smtp_port}")
+    return 0
+
+
+def cmd_mail_report(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn mail report EXECUTION_ID."""
+    error = send_execution_report(ctx, args.execution)
+    if error:
+        print(f"keyturn: error: report of execution {args.execution} not delivered: {error}", file=sys.stderr)
+        return 1
+    print(f"report of execution {args.execution} sent (or no recipients)")
+    return 0

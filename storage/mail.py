@@ -1,0 +1,109 @@
+"""What mail reports need from the database: the SMTP password, an execution with its records, recipients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlmodel import col, select
+
+from storage.db import Database
+from storage.inventory import NotFound
+from storage.tables import ChangeRecord, ChangeSecretTask, Execution, Operator, VaultItem, utcnow
+from storage.types import ExecutionInfo, RecordInfo
+
+SMTP_PASSWORD_ITEM = "smtp.password"
+
+
+def get_smtp_password(db: Database) -> str | None:
+    """The stored SMTP password (decrypted), None when none is stored."""
+    with db.read() as s:
+        item = s.get(VaultItem, SMTP_PASSWORD_ITEM)
+        return db.unseal(item, "value_enc") if item is not None else None
+
+
+def set_smtp_password(db: Database, password: str | None) -> None:
+    """Store (or, with None, forget) the SMTP password in the vault."""
+    with db.write() as s:
+        item = s.get(VaultItem, SMTP_PASSWORD_ITEM)
+        if password is None:
+            if item is not None:
+                s.delete(item)
+            return
+        if item is None:
+            item = VaultItem(name=SMTP_PASSWORD_ITEM)
+            s.add(item)
+        db.seal(item, "value_enc", password)
+        item.updated_at = utcnow()
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """An operator chosen on a task and the address their reports go to ('' when they have none)."""
+
+    name: str
+    email: str
+    known: bool = True  # False: no operator of that name exists
+
+
+@dataclass
+class ExecutionReportData:
+    """An execution, its records (no secrets) and who should hear about it."""
+
+    execution: ExecutionInfo
+    records: list[RecordInfo]
+    recipients: list[Recipient]
+    secrets: set[str] = field(default_factory=set, repr=False)  # only to scrub the report, never shown
+
+
+def execution_info(row: Execution) -> ExecutionInfo:
+    """A plain copy of an execution row (without its log)."""
+    assert row.id is not None
+    return ExecutionInfo(id=row.id, task_id=row.task_id, task_name=row.task_name, trigger=row.trigger,
+                         status=row.status, operator=row.operator, started_at=row.started_at,
+                         finished_at=row.finished_at, total=row.total, succeeded=row.succeeded, failed=row.failed,
+                         unverified=row.unverified, mail_error=row.mail_error)
+
+
+def record_info(row: ChangeRecord) -> RecordInfo:
+    """A plain copy of a change record without its secrets."""
+    assert row.id is not None
+    return RecordInfo(id=row.id, execution_id=row.execution_id, task_id=row.task_id, task_name=row.task_name,
+                      account_id=row.account_id, asset_id=row.asset_id, asset_name=row.asset_name,
+                      username=row.username, secret_type=row.secret_type, status=row.status, error=row.error,
+                      attempt=row.attempt, retry_of=row.retry_of, created_at=row.created_at,
+                      started_at=row.started_at, finished_at=row.finished_at)
+
+
+def execution_report_data(db: Database, execution_id: int) -> ExecutionReportData:
+    """Everything a report on one execution needs; raises NotFound for an unknown execution."""
+    with db.read() as s:
+        run = s.get(Execution, execution_id)
+        if run is None:
+            raise NotFound(f"execution {execution_id} does not exist")
+        rows = s.exec(select(ChangeRecord).where(ChangeRecord.execution_id == execution_id)
+                      .order_by(col(ChangeRecord.asset_name), col(ChangeRecord.username), col(ChangeRecord.id))).all()
+        # The snapshot holds the recipients the task had when it ran; fall back to the task as it is now.
+        names = run.snapshot.get("recipients") if isinstance(run.snapshot, dict) else None
+        if names is None and run.task_id is not None:
+            task = s.get(ChangeSecretTask, run.task_id)
+            names = task.recipients if task is not None else []
+        recipients = []
+        for name in dict.fromkeys(names or []):
+            op = s.exec(select(Operator).where(Operator.name == name)).first()
+            recipients.append(Recipient(name=name, email=(op.email or "").strip() if op else "", known=op is not None))
+        secrets: set[str] = set()
+        for row in rows:
+            for column in ("old_secret_enc", "old_passphrase_enc", "new_secret_enc", "new_passphrase_enc"):
+                value = db.unseal(row, column)
+                if value:
+                    secrets.add(value)
+        return ExecutionReportData(execution=execution_info(run), records=[record_info(r) for r in rows],
+                                   recipients=recipients, secrets=secrets)
+
+
+def set_mail_error(db: Database, execution_id: int, error: str) -> None:
+    """Record why the report of an execution could not be delivered ('' clears it)."""
+    with db.write() as s:
+        run = s.get(Execution, execution_id)
+        if run is not None:
+            run.mail_error = error
