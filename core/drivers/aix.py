@@ -1,0 +1,39 @@
+"""AIX hosts: like POSIX, but `chpasswd -c` and AIX's own user tools.
+
+No AIX host exists here: this driver is checked by unit tests against recorded AIX behaviour (a fake SSH
+channel that answers the way AIX 7.2 does), see tests/unit/test_aix_driver.py.
+"""
+
+from __future__ import annotations
+
+from core.drivers.posix import EXIT_CREATE_FAILED, EXIT_NO_USER, PosixDriver
+
+
+class AixDriver(PosixDriver):
+    """Driver for `aix` assets."""
+
+    # chpasswd -c clears every password flag, ADMCHG included: without it AIX forces the user to pick a new
+    # password at the next login, and the secret keyturn just stored would be thrown away by the user.
+    chpasswd_args = ("-c",)
+
+    def _emit(self, var: str) -> str:
+        # AIX /bin/sh is ksh88, where printf is an external command (its arguments would be visible in ps);
+        # `print` is a ksh builtin.
+        return f"print -r -- \"${var}\""
+
+    def _user_missing_snippet(self, q_user: str) -> str:
+        if self.params.create_user:
+            return (f"mkuser {q_user} >/dev/null || {{ echo 'keyturn: could not create the user' >&2; "
+                    f"exit {EXIT_CREATE_FAILED}; }}\n")
+        return f"echo 'keyturn: no such user on host' >&2; exit {EXIT_NO_USER}\n"
+
+    def _home_snippet(self, q_user: str) -> str:
+        # AIX has no getent; lsuser prints "name home=/path".
+        return (f"kt_ent=$(lsuser -a home {q_user} 2>/dev/null) || {{ echo 'keyturn: no such user on host' >&2; "
+                f"exit {EXIT_NO_USER}; }}\n"
+                "kt_home=${kt_ent#*home=}\n")
+
+    def _mktemp_snippet(self) -> str:
+        # Older AIX releases ship no mktemp: create the file exclusively with noclobber instead.
+        return ("kt_tmp=\"$kt_dir/.authorized_keys.keyturn.$$\"\n"
+                "( set -C; : > \"$kt_tmp\" ) 2>/dev/null || kt_fail 'cannot create a temp file'\n")

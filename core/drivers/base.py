@@ -1,0 +1,151 @@
+"""What every host driver offers the engine: push a secret over one privileged connection, and verify logins.
+
+A push answers applied, not applied (the host is certainly unchanged) or ambiguous (it may or may not have
+changed: the engine must probe). A verification answers OK, REJECTED, or UNKNOWN with a reason; only a
+login the host really refused is REJECTED, so a timeout or a policy refusal never looks like a wrong secret.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from core import ssh
+from core.ssh import Timeouts
+from storage.types import AssetInfo, HostParams
+
+APPLIED = "applied"
+NOT_APPLIED = "not_applied"
+AMBIGUOUS = "ambiguous"
+
+KEY_STRATEGIES = ("replace-ours", "replace-all", "append")
+
+# POSIX portable user names (plus the trailing $ of Samba machine accounts); nothing a shell would expand.
+_USERNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
+_PUBLIC_LINE = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+={0,3}( [^\r\n\x00]*)?$")
+
+
+class DriverError(Exception):
+    """The driver cannot work on this asset (unsupported platform, bad parameters)."""
+
+
+def check_username(username: str) -> None:
+    """Raise DriverError unless username is safe to put (quoted) in a remote command."""
+    if not _USERNAME.match(username or ""):
+        raise DriverError(f"invalid user name {username!r}: only letters, digits, '_', '.', '-' are allowed")
+
+
+def check_public_line(line: str) -> None:
+    """Raise DriverError unless line is one OpenSSH public key line."""
+    if not _PUBLIC_LINE.match(line or ""):
+        raise DriverError("the public key is not a single OpenSSH public key line")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """Outcome of pushing one secret: applied, not_applied (host unchanged) or ambiguous (probe it)."""
+
+    state: str
+    error: str = ""
+
+    @property
+    def applied(self) -> bool:
+        """Whether the host reported the change done."""
+        return self.state == APPLIED
+
+
+@dataclass(frozen=True)
+class Verify:
+    """Outcome of a login attempt: status OK, REJECTED or UNKNOWN (with the reason)."""
+
+    status: str
+    reason: str = ""
+
+    OK_STATUS = "ok"
+    REJECTED_STATUS = "rejected"
+    UNKNOWN_STATUS = "unknown"
+
+    @property
+    def ok(self) -> bool:
+        """The host accepted the secret."""
+        return self.status == self.OK_STATUS
+
+    @property
+    def rejected(self) -> bool:
+        """The host answered and refused the secret."""
+        return self.status == self.REJECTED_STATUS
+
+
+OK = Verify(Verify.OK_STATUS)
+REJECTED = Verify(Verify.REJECTED_STATUS)
+
+
+def UNKNOWN(reason: str) -> Verify:  # noqa: N802 - reads like the OK / REJECTED constants
+    """A login whose outcome could not be learned (network, timeout, refused by policy)."""
+    return Verify(Verify.UNKNOWN_STATUS, reason)
+
+
+class HostDriver(Protocol):
+    """One privileged connection to an asset, reused for all its accounts."""
+
+    def change_password(self, username: str, new_password: str) -> PushResult:
+        """Set username's password on the host (the password travels on stdin)."""
+
+    def install_key(self, username: str, public_line: str, strategy: str) -> PushResult:
+        """Put public_line into username's authorized_keys following strategy, atomically."""
+
+    def close(self) -> None:
+        """Close the connection."""
+
+
+def _login(asset: AssetInfo, username: str, timeouts: Timeouts, **creds: str | None) -> Verify:
+    try:
+        ssh.connect(asset, username, timeouts=timeouts, **creds).close()  # type: ignore[arg-type]
+        return OK
+    except ssh.AuthRejected:
+        return REJECTED
+    except ssh.SSHError as exc:
+        return UNKNOWN(str(exc))
+
+
+def verify_password(asset: AssetInfo, username: str, password: str | None, timeouts: Timeouts = Timeouts()) -> Verify:
+    """Log in as username with password: OK, REJECTED, or UNKNOWN(reason)."""
+    if not password:
+        return UNKNOWN("no password known for this account")
+    return _login(asset, username, timeouts, password=password)
+
+
+def verify_key(asset: AssetInfo, username: str, private_text: str | None, passphrase: str | None,
+               timeouts: Timeouts = Timeouts()) -> Verify:
+    """Log in as username with a private key: OK, REJECTED, or UNKNOWN(reason)."""
+    if not private_text:
+        return UNKNOWN("no private key known for this account")
+    try:
+        ssh.load_pkey(private_text, passphrase)
+    except ValueError as exc:
+        return UNKNOWN(str(exc))
+    return _login(asset, username, timeouts, pkey_text=private_text, passphrase=passphrase)
+
+
+def driver_class(platform: str) -> type:
+    """The driver class of a platform, or DriverError."""
+    from core.drivers.aix import AixDriver
+    from core.drivers.posix import PosixDriver
+
+    drivers = {"linux": PosixDriver, "unix": PosixDriver, "aix": AixDriver}
+    try:
+        return drivers[platform]
+    except KeyError:
+        raise DriverError(f"platform {platform!r} is not supported for secret changes yet") from None
+
+
+def open_driver(asset: AssetInfo, login_user: str, *, password: str | None = None, pkey_text: str | None = None,
+                passphrase: str | None = None, become: str | None = None, params: HostParams = HostParams(),
+                timeouts: Timeouts = Timeouts()) -> HostDriver:
+    """Connect with the privileged account and return the platform's driver (raises ssh.SSHError, DriverError)."""
+    cls = driver_class(asset.platform)
+    check_username(login_user)
+    client = ssh.connect(asset, login_user, password=password, pkey_text=pkey_text, passphrase=passphrase,
+                         timeouts=timeouts)
+    return cls(client, login_user=login_user, params=params, become=become, timeouts=timeouts)

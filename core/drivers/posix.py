@@ -1,0 +1,238 @@
+"""Linux and other POSIX hosts: chpasswd for passwords, an atomic authorized_keys rewrite for SSH keys.
+
+Every remote command is a fixed script with the (validated, quoted) user name in it; the secret, the sudo
+password and the public key arrive on stdin. The input ends with a random end line the script checks before
+acting, so a connection cut mid-send can never set a truncated password.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+
+import paramiko
+
+from core import ssh
+from core.drivers.base import (
+    AMBIGUOUS, APPLIED, KEY_STRATEGIES, NOT_APPLIED, DriverError, PushResult, check_public_line, check_username,
+)
+from core.ssh import Timeouts
+from storage.types import HostParams
+
+STARTED = "keyturn:started"
+
+# Exit codes of our scripts that mean "stopped before changing anything".
+EXIT_TRUNCATED = 91
+EXIT_NO_USER = 92
+EXIT_CREATE_FAILED = 93
+EXIT_NO_HOME = 94
+EXIT_SYMLINK = 95
+EXIT_SSH_DIR = 96
+EXIT_WRITE = 97
+_NOT_APPLIED_CODES = {EXIT_TRUNCATED, EXIT_NO_USER, EXIT_CREATE_FAILED, EXIT_NO_HOME, EXIT_SYMLINK, EXIT_SSH_DIR,
+                      EXIT_WRITE}
+
+
+class PosixDriver:
+    """Driver for `linux` and `unix` assets over one privileged SSH connection."""
+
+    chpasswd_args: tuple[str, ...] = ()
+
+    def __init__(self, client: paramiko.SSHClient, *, login_user: str, params: HostParams = HostParams(),
+                 become: str | None = None, timeouts: Timeouts = Timeouts(),
+                 key_marker: str | None = None) -> None:
+        self.client = client
+        self.login_user = login_user
+        self.params = params
+        self.become = become or None
+        self.timeouts = timeouts
+        if key_marker is None:
+            from core.secretgen import KEY_MARKER
+
+            key_marker = KEY_MARKER
+        self.key_marker = key_marker
+        self._become_checked = False
+
+    # -- how commands reach root -------------------------------------------------------------------
+    @property
+    def _direct(self) -> bool:
+        return self.login_user == "root" or not self.params.use_sudo
+
+    def _wrap(self, script: str) -> str:
+        """The command line running script as root: directly, via `sudo -n`, or `sudo -S` fed on stdin."""
+        if self._direct:
+            return "sh -c " + shlex.quote(script)
+        if self.become:
+            return "sudo -S -p '' -- sh -c " + shlex.quote(script)
+        return "sudo -n -- sh -c " + shlex.quote(script)
+
+    def _stdin(self, payload_lines: list[str], begin: str, end: str) -> str:
+        lines = [begin, *payload_lines, end]
+        if self.become and not self._direct:
+            # sudo reads the password byte by byte and leaves the rest; when it needs none (NOPASSWD, cached),
+            # the script sees the password first and skips it up to the begin line.
+            lines.insert(0, self.become)
+        return "".join(line + "\n" for line in lines)
+
+    def _script_head(self, begin: str) -> str:
+        return (
+            f"echo {STARTED}\n"
+            "IFS= read -r kt_first || kt_first=\n"
+            f"if [ \"$kt_first\" != {begin} ]; then IFS= read -r kt_first || kt_first=; fi\n"
+            f"if [ \"$kt_first\" != {begin} ]; then echo 'keyturn: input was cut short; nothing changed' >&2; "
+            f"exit {EXIT_TRUNCATED}; fi\n"
+            "kt_first=\n"
+        )
+
+    def _emit(self, var: str) -> str:
+        """A shell builtin that writes $var and a newline (a builtin, so the value never reaches an argv)."""
+        return f"printf '%s\\n' \"${var}\""
+
+    def _check_become(self) -> PushResult | None:
+        """Once per connection: does sudo take the become password? Stops a wrong one early and cleanly."""
+        if self._direct or not self.become or self._become_checked:
+            return None
+        try:
+            code, _out, err = ssh.run(self.client, "sudo -S -p '' -v", self.become + "\n", self.timeouts.command)
+        except ssh.SSHError as exc:
+            return PushResult(NOT_APPLIED, f"sudo check failed: {exc}")
+        if code != 0:
+            reason = ssh.scrub(err.strip().splitlines()[-1] if err.strip() else f"exit {code}", [self.become])
+            return PushResult(NOT_APPLIED, f"sudo refused the become password for {self.login_user}: {reason}")
+        self._become_checked = True
+        return None
+
+    def _execute(self, script: str, payload: list[str], secrets_in_play: list[str | None]) -> tuple[int, str, str] | PushResult:
+        """Run script as root with payload lines on stdin; a PushResult when it never ran or its end is unknown."""
+        early = self._check_become()
+        if early is not None:
+            return early
+        begin, end = "kt-begin-" + secrets.token_hex(8), "kt-end-" + secrets.token_hex(8)
+        full = self._script_head(shlex.quote(begin)) + script.replace("@END@", shlex.quote(end))
+        scrub_list = [*secrets_in_play, self.become]
+        try:
+            code, out, err = ssh.run(self.client, self._wrap(full), self._stdin(payload, begin, end),
+                                     self.timeouts.command)
+        except ssh.CommandNotStarted as exc:
+            return PushResult(NOT_APPLIED, ssh.scrub(str(exc), scrub_list))
+        except ssh.CommandLost as exc:
+            return PushResult(AMBIGUOUS, ssh.scrub(str(exc), scrub_list))
+        return code, ssh.scrub(out, scrub_list), ssh.scrub(err, scrub_list)
+
+    def _refused(self, code: int, out: str, err: str) -> PushResult | None:
+        """The not-applied outcomes: root was never reached, or our script stopped before changing anything."""
+        if STARTED not in out:
+            how = "sudo" if not self._direct else "the remote shell"
+            text = _last_line(err) or f"exit {code}"
+            return PushResult(NOT_APPLIED, f"{how} refused to run the change as root for {self.login_user}: {text}")
+        if code == EXIT_NO_USER:
+            return PushResult(NOT_APPLIED, "no such user on host")
+        if code in _NOT_APPLIED_CODES:
+            return PushResult(NOT_APPLIED, _last_line(err).removeprefix("keyturn: ") or f"exit {code}")
+        return None
+
+    # -- passwords ---------------------------------------------------------------------------------
+    def _user_missing_snippet(self, q_user: str) -> str:
+        if self.params.create_user:
+            return (f"useradd -m {q_user} >/dev/null || {{ echo 'keyturn: could not create the user' >&2; "
+                    f"exit {EXIT_CREATE_FAILED}; }}\n")
+        return f"echo 'keyturn: no such user on host' >&2; exit {EXIT_NO_USER}\n"
+
+    def _chpasswd_command(self) -> str:
+        return " ".join(shlex.quote(p) for p in (self.params.chpasswd_path or "chpasswd", *self.chpasswd_args))
+
+    def change_password(self, username: str, new_password: str) -> PushResult:
+        """Set username's password with chpasswd; the `user:password` line goes on stdin only."""
+        check_username(username)
+        if not new_password or "\n" in new_password or "\r" in new_password or "\0" in new_password:
+            raise DriverError("the new password must be a single non-empty line")
+        q_user = shlex.quote(username)
+        script = (
+            "IFS= read -r kt_line || kt_line=\n"
+            "IFS= read -r kt_end || kt_end=\n"
+            f"if [ \"$kt_end\" != @END@ ]; then echo 'keyturn: input was cut short; nothing changed' >&2; "
+            f"exit {EXIT_TRUNCATED}; fi\n"
+            f"if ! id -u {q_user} >/dev/null 2>&1; then\n{self._user_missing_snippet(q_user)}fi\n"
+            f"{self._emit('kt_line')} | {self._chpasswd_command()}\n"
+        )
+        result = self._execute(script, [f"{username}:{new_password}"], [new_password])
+        if isinstance(result, PushResult):
+            return result
+        code, out, err = result
+        refused = self._refused(code, out, err)
+        if refused is not None:
+            return refused
+        if code != 0:
+            # chpasswd ran and failed: it normally changes nothing then, but only a login can tell for sure.
+            return PushResult(AMBIGUOUS, f"chpasswd failed (exit {code}): {_last_line(err) or 'no message'}")
+        return PushResult(APPLIED)
+
+    # -- SSH keys ----------------------------------------------------------------------------------
+    def _home_snippet(self, q_user: str) -> str:
+        """Shell lines setting kt_home to the user's home directory, or exiting EXIT_NO_USER."""
+        return (f"kt_ent=$(getent passwd {q_user}) || {{ echo 'keyturn: no such user on host' >&2; exit {EXIT_NO_USER}; }}\n"
+                f"kt_home=$({self._emit('kt_ent')} | cut -d: -f6)\n")
+
+    def _mktemp_snippet(self) -> str:
+        """Shell lines creating a fresh private temp file kt_tmp in $kt_dir."""
+        return "kt_tmp=$(mktemp \"$kt_dir/.authorized_keys.keyturn.XXXXXX\") || kt_fail 'cannot create a temp file'\n"
+
+    def install_key(self, username: str, public_line: str, strategy: str) -> PushResult:
+        """Rewrite username's authorized_keys with one script: temp file, owner, mode 0600, rename over."""
+        check_username(username)
+        check_public_line(public_line)
+        if strategy not in KEY_STRATEGIES:
+            raise DriverError(f"ssh key strategy must be one of {', '.join(KEY_STRATEGIES)}, got {strategy!r}")
+        q_user = shlex.quote(username)
+        keep = {
+            "replace-all": ":",
+            # Keep every line except ones keyturn pushed (they carry the marker in their comment).
+            "replace-ours": f"if [ -f \"$kt_file\" ]; then grep -vF -e {shlex.quote(self.key_marker)} \"$kt_file\"; fi",
+            "append": "if [ -f \"$kt_file\" ]; then grep -vxF -e \"$kt_key\" \"$kt_file\"; fi",
+        }[strategy]
+        script = (
+            "IFS= read -r kt_key || kt_key=\n"
+            "IFS= read -r kt_end || kt_end=\n"
+            f"if [ \"$kt_end\" != @END@ ]; then echo 'keyturn: input was cut short; nothing changed' >&2; "
+            f"exit {EXIT_TRUNCATED}; fi\n"
+            f"kt_fail() {{ echo \"keyturn: $1\" >&2; exit {EXIT_WRITE}; }}\n"
+            f"{self._home_snippet(q_user)}"
+            f"kt_group=$(id -g {q_user}) || kt_fail 'cannot read the group of the user'\n"
+            f"if [ -z \"$kt_home\" ] || [ ! -d \"$kt_home\" ]; then echo \"keyturn: home directory $kt_home does not exist\" >&2; "
+            f"exit {EXIT_NO_HOME}; fi\n"
+            "kt_dir=\"$kt_home/.ssh\"; kt_file=\"$kt_dir/authorized_keys\"\n"
+            "if [ -L \"$kt_dir\" ] || [ -L \"$kt_file\" ]; then "
+            f"echo 'keyturn: refusing to write through a symbolic link (~/.ssh or authorized_keys)' >&2; exit {EXIT_SYMLINK}; fi\n"
+            f"if [ ! -d \"$kt_dir\" ]; then mkdir -m 700 \"$kt_dir\" || {{ echo 'keyturn: cannot create ~/.ssh' >&2; exit {EXIT_SSH_DIR}; }}; fi\n"
+            f"chown {q_user}:\"$kt_group\" \"$kt_dir\" && chmod 700 \"$kt_dir\" || "
+            f"{{ echo 'keyturn: cannot set owner and mode of ~/.ssh' >&2; exit {EXIT_SSH_DIR}; }}\n"
+            "umask 077\n"
+            f"{self._mktemp_snippet()}"
+            "trap 'rm -f \"$kt_tmp\"' EXIT\n"
+            # grep exits 1 when it keeps no line; 2 means it could not read the file: never drop keys then.
+            f"{{ {keep}; }} > \"$kt_tmp\"; kt_rc=$?\n"
+            "if [ $kt_rc -gt 1 ]; then kt_fail 'cannot read the current authorized_keys'; fi\n"
+            f"{self._emit('kt_key')} >> \"$kt_tmp\" || kt_fail 'cannot write the new authorized_keys'\n"
+            f"chown {q_user}:\"$kt_group\" \"$kt_tmp\" && chmod 600 \"$kt_tmp\" || kt_fail 'cannot set owner and mode'\n"
+            "mv -f \"$kt_tmp\" \"$kt_file\" || kt_fail 'cannot replace authorized_keys'\n"
+            "trap - EXIT\n"
+        )
+        result = self._execute(script, [public_line], [])
+        if isinstance(result, PushResult):
+            return result
+        code, out, err = result
+        refused = self._refused(code, out, err)
+        if refused is not None:
+            return refused
+        if code != 0:
+            return PushResult(AMBIGUOUS, f"key install failed (exit {code}): {_last_line(err) or 'no message'}")
+        return PushResult(APPLIED)
+
+    def close(self) -> None:
+        """Close the privileged connection."""
+        self.client.close()
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""

@@ -1,0 +1,500 @@
+"""The execution engine: runs a change-secret task over many hosts without ever losing a secret.
+
+Per account, DESIGN.md's state machine, each step committed before the next side effect:
+`pending` (old and new secret sealed on the record, for every target, before any host is touched) ->
+`pushing` -> the driver pushes -> a login with the new secret -> `success` (the account takes the new
+secret in the same transaction) | `failed` (host unchanged, with why) | `unverified` (both secrets kept,
+a reconcile settles it later).
+
+Assets run in a thread pool bounded by Settings.concurrency; the accounts of one asset run in sequence on
+one privileged connection (the privileged account itself last, since changing it may end that login).
+
+Test hook (inert unless set): KEYTURN_TEST_PAUSE_AFTER="pushing|pushed[:FLAGFILE]" makes the run sleep
+(KEYTURN_TEST_PAUSE_SECONDS, default 3600) at that point of the first account it changes, after touching
+FLAGFILE, so crash tests can SIGKILL the process at an exact step. Nothing else reads these variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from core import ssh
+from core.context import Context
+from core.drivers.base import (
+    AMBIGUOUS, NOT_APPLIED, DriverError, HostDriver, PushResult, Verify, open_driver, verify_key, verify_password,
+)
+from core.errors import InputError, KeyturnError
+from core.events import (
+    AccountPushed, AccountSettled, AssetConnected, AssetConnecting, AssetFailed, Event, EventCallback,
+    ExecutionFinished, ExecutionStarted,
+)
+from core.ssh import Timeouts
+from storage import executions as rec
+from storage.inventory import NotFound, account_secrets, get_asset_by_id, privileged_account
+from storage.locks import acquire_task_lock, holder_id, lock_holder, release_task_lock, renew_task_lock
+from storage.types import AssetInfo, ExecutionInfo, TaskSpec
+
+LOCK_RENEW_SECONDS = 60.0
+CANCELLED_BEFORE_PUSH = "cancelled before push"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One account to change: its record and the new secret (already committed on the record)."""
+
+    record_id: int
+    account_id: int
+    asset_id: int
+    asset_name: str
+    username: str
+    secret_type: str
+    privileged: bool
+    new_secret: str | None = field(repr=False)
+    new_passphrase: str | None = field(default=None, repr=False)
+    public_line: str = ""
+
+
+@dataclass
+class _NewSecret:
+    secret: str | None = field(repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+    public_line: str = ""
+
+
+def task_snapshot(spec: TaskSpec, settings_view: dict | None = None) -> dict:
+    """The task frozen for an execution, without any secret (only whether each one is set)."""
+    data: dict = {}
+    for f in dataclasses.fields(spec):
+        if f.name in ("specific_secret", "specific_passphrase", "become_password"):
+            data["has_" + f.name] = getattr(spec, f.name) is not None
+            continue
+        value = getattr(spec, f.name)
+        if f.name in ("rules", "params"):
+            value = value.to_dict()
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, list):
+            value = list(value)
+        data[f.name] = value
+    if settings_view:
+        data["settings"] = settings_view
+    return data
+
+
+class _Run:
+    """State of one execution while it runs: the log buffer, events, cancellation and the lock."""
+
+    def __init__(self, ctx: Context, spec: TaskSpec, execution_id: int, *, cancel: threading.Event | None,
+                 on_event: EventCallback | None) -> None:
+        self.ctx = ctx
+        self.db = ctx.db
+        self.spec = spec
+        self.execution_id = execution_id
+        self.cancel = cancel or threading.Event()
+        self.on_event = on_event
+        self.timeouts = Timeouts.from_settings(ctx.settings)
+        self._log: list[str] = []
+        self._log_lock = threading.Lock()
+        self._pause = _TestPause.from_env()
+
+    # -- events and log ----------------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        """Send an event to the callback and queue its line for the execution log."""
+        line = f"{event.at.strftime('%Y-%m-%dT%H:%M:%SZ')} {event.text()}"
+        with self._log_lock:
+            self._log.append(line)
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:  # noqa: BLE001 - a broken display (closed pipe, dead widget) must not stop a rotation
+                pass
+
+    def drain(self) -> list[str]:
+        """Log lines not yet written; they go into the next transaction."""
+        with self._log_lock:
+            lines, self._log = self._log, []
+        return lines
+
+    def settled(self, job: Job, status: str, error: str = "") -> None:
+        """Emit AccountSettled for a job."""
+        self.emit(AccountSettled(self.execution_id, asset=job.asset_name, username=job.username,
+                                 record_id=job.record_id, status=status, error=error))
+
+    # -- per asset ---------------------------------------------------------------------------------
+    def work_asset(self, jobs: list[Job]) -> None:
+        """Change every account of one asset over one privileged connection; never raises."""
+        jobs = sorted(jobs, key=lambda j: (j.privileged, j.username))
+        remaining = list(jobs)
+        try:
+            if self.cancel.is_set():
+                self._fail_unpushed(remaining, CANCELLED_BEFORE_PUSH)
+                return
+            asset = get_asset_by_id(self.db, jobs[0].asset_id)
+            driver = self._connect(asset)
+            if driver is None:
+                self._fail_unpushed(remaining, self._last_connect_error)
+                return
+            try:
+                while remaining:
+                    if self.cancel.is_set():
+                        self._fail_unpushed(remaining, CANCELLED_BEFORE_PUSH)
+                        return
+                    if not _alive(driver):
+                        driver.close()
+                        driver = self._connect(asset)
+                        if driver is None:
+                            self._fail_unpushed(remaining, self._last_connect_error)
+                            return
+                    job = remaining.pop(0)
+                    self.change_one(driver, asset, job)
+            finally:
+                if driver is not None:
+                    driver.close()
+        except Exception as exc:  # noqa: BLE001 - one bad host (or a bug on it) never stops the others
+            self.emit(AssetFailed(self.execution_id, asset=jobs[0].asset_name, error=f"internal error: {type(exc).__name__}"))
+            # Only never-pushed (pending) records are settled here; a `pushing` one is left for reconcile.
+            self._fail_unpushed(remaining, f"internal error: {type(exc).__name__}")
+
+    _last_connect_error = ""
+
+    def _connect(self, asset: AssetInfo) -> HostDriver | None:
+        self.emit(AssetConnecting(self.execution_id, asset=asset.name, address=f"{asset.address}:{asset.port}"))
+        priv = privileged_account(self.db, asset.id)
+        if priv is None:
+            return self._connect_failed(asset, "no privileged account on the asset")
+        creds = account_secrets(self.db, priv.id)
+        become = self.spec.become_password or creds.become
+        if become is None and priv.secret_type == "password":
+            # sudo asks for the user's own password by default; it is only fed on stdin and skipped when unused.
+            become = creds.secret
+        try:
+            driver = open_driver(
+                asset, priv.username,
+                password=creds.secret if priv.secret_type == "password" else None,
+                pkey_text=creds.secret if priv.secret_type == "ssh_key" else None,
+                passphrase=creds.passphrase, become=become, params=self.spec.params, timeouts=self.timeouts,
+            )
+        except (ssh.SSHError, DriverError) as exc:
+            return self._connect_failed(asset, ssh.scrub(str(exc), [creds.secret, creds.passphrase, become]))
+        self.emit(AssetConnected(self.execution_id, asset=asset.name))
+        return driver
+
+    def _connect_failed(self, asset: AssetInfo, error: str) -> None:
+        self._last_connect_error = error
+        self.emit(AssetFailed(self.execution_id, asset=asset.name, error=error))
+        return None
+
+    def _fail_unpushed(self, jobs: Sequence[Job], error: str) -> None:
+        """Settle never-pushed records as failed (the host was not touched for them)."""
+        if not jobs:
+            return
+        rec.settle_many_failed(self.db, [j.record_id for j in jobs], error, log=self.drain())
+        for job in jobs:
+            self.settled(job, rec.FAILED, error)
+
+    # -- per account -------------------------------------------------------------------------------
+    def change_one(self, driver: HostDriver, asset: AssetInfo, job: Job) -> str:
+        """Push one secret and settle its record; returns the final status."""
+        if not rec.mark_pushing(self.db, job.record_id, log=self.drain()):
+            return "skipped"  # settled elsewhere (a reconcile of a run thought dead): never push twice
+        self._pause.at("pushing")
+        try:
+            if job.secret_type == "ssh_key":
+                result = driver.install_key(job.username, job.public_line, self.spec.ssh_key_strategy)
+            else:
+                result = driver.change_password(job.username, job.new_secret or "")
+        except DriverError as exc:
+            result = PushResult(NOT_APPLIED, str(exc))
+        self._pause.at("pushed")
+        if result.state == NOT_APPLIED:
+            rec.settle_failed(self.db, job.record_id, result.error, log=self.drain())
+            self.settled(job, rec.FAILED, result.error)
+            return rec.FAILED
+        if result.applied:
+            self.emit(AccountPushed(self.execution_id, asset=job.asset_name, username=job.username, record_id=job.record_id))
+        must_verify = result.state == AMBIGUOUS or (self.spec.check_after_change and self.spec.params.verify != "none")
+        if not must_verify:
+            rec.settle_success(self.db, job.record_id, log=self.drain())
+            self.settled(job, rec.SUCCESS)
+            return rec.SUCCESS
+        status, error = judge(asset, job.username, job.secret_type, self.timeouts,
+                              new=(job.new_secret, job.new_passphrase), old_loader=lambda: _old_secret(self.db, job.record_id),
+                              push_error=result.error)
+        _settle(self.db, job.record_id, status, error, self.drain())
+        self.settled(job, status, error)
+        return status
+
+
+def _old_secret(db, record_id: int) -> tuple[str | None, str | None]:  # type: ignore[no-untyped-def]
+    full = rec.record_secrets_full(db, record_id)
+    return full.old, full.old_passphrase
+
+
+def _settle(db, record_id: int, status: str, error: str, log: Sequence[str]) -> bool:  # type: ignore[no-untyped-def]
+    if status == rec.SUCCESS:
+        return rec.settle_success(db, record_id, log=log)
+    if status == rec.FAILED:
+        return rec.settle_failed(db, record_id, error, log=log)
+    return rec.settle_unverified(db, record_id, error, log=log)
+
+
+def login(asset: AssetInfo, username: str, secret_type: str, secret: tuple[str | None, str | None],
+          timeouts: Timeouts) -> Verify:
+    """Log in as the account with one secret (password, or private key and passphrase)."""
+    if secret_type == "ssh_key":
+        return verify_key(asset, username, secret[0], secret[1], timeouts)
+    return verify_password(asset, username, secret[0], timeouts)
+
+
+def judge(asset: AssetInfo, username: str, secret_type: str, timeouts: Timeouts, *,
+          new: tuple[str | None, str | None], old_loader: Callable[[], tuple[str | None, str | None]],
+          push_error: str = "") -> tuple[str, str]:
+    """Probe new then old: (success|failed|unverified, why). Only a real login decides."""
+    tail = f" (push: {push_error})" if push_error else ""
+    v_new = login(asset, username, secret_type, new, timeouts)
+    if v_new.ok:
+        return rec.SUCCESS, ""
+    if not v_new.rejected:
+        return rec.UNVERIFIED, f"could not verify the new secret: {v_new.reason}{tail}"
+    v_old = login(asset, username, secret_type, old_loader(), timeouts)
+    if v_old.ok:
+        return rec.FAILED, f"the new secret was rejected at login; the host kept the old one{tail}"
+    why = "rejected too" if v_old.rejected else f"could not be checked: {v_old.reason}"
+    return rec.UNVERIFIED, f"the new secret was rejected at login and the old one {why}{tail}"
+
+
+def _alive(driver: HostDriver) -> bool:
+    client = getattr(driver, "client", None)
+    transport = client.get_transport() if client is not None else None
+    return transport is not None and transport.is_active()
+
+
+class _TestPause:
+    """The crash-test hook described in the module docstring; a no-op unless its variable is set."""
+
+    def __init__(self, point: str | None, flag: str | None, seconds: float) -> None:
+        self.point, self.flag, self.seconds = point, flag, seconds
+        self._done = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> "_TestPause":
+        raw = os.environ.get("KEYTURN_TEST_PAUSE_AFTER", "")
+        point, _, flag = raw.partition(":")
+        return cls(point or None, flag or None, float(os.environ.get("KEYTURN_TEST_PAUSE_SECONDS", "3600")))
+
+    def at(self, point: str) -> None:
+        if self.point != point:
+            return
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        if self.flag:
+            Path(self.flag).write_text(point)
+        time.sleep(self.seconds)
+
+
+# -- secrets for new records -------------------------------------------------------------------------
+def _new_secret(spec: TaskSpec) -> _NewSecret:
+    from core.secretgen import check_specific_password, generate_password, generate_ssh_key, load_private_key
+
+    if spec.secret_type == "ssh_key":
+        if spec.secret_strategy == "specific":
+            if not spec.specific_secret:
+                raise InputError(f"task {spec.name}: the specific private key is not set")
+            key = load_private_key(spec.specific_secret, spec.specific_passphrase, spec.name)
+            return _NewSecret(key.private_openssh, spec.specific_passphrase, key.public_line)
+        key = generate_ssh_key(spec.key_algorithm, spec.name)
+        return _NewSecret(key.private_openssh, None, key.public_line)
+    if spec.secret_strategy == "specific":
+        if not spec.specific_secret:
+            raise InputError(f"task {spec.name}: the specific password is not set")
+        check_specific_password(spec.specific_secret)
+        return _NewSecret(spec.specific_secret)
+    return _NewSecret(generate_password(spec.rules))
+
+
+def _public_line_of(private_text: str | None, passphrase: str | None, label: str) -> str:
+    from core.secretgen import load_private_key
+
+    return load_private_key(private_text or "", passphrase, label).public_line
+
+
+# -- entry points ------------------------------------------------------------------------------------
+@dataclass
+class _Planned:
+    """A target to create a record for."""
+
+    account_id: int
+    asset_id: int
+    asset_name: str
+    username: str
+    secret_type: str
+    privileged: bool
+    secret: _NewSecret
+    retry_of: int | None = None
+    attempt: int = 1
+
+
+def _load_task(ctx: Context, task_name: str) -> TaskSpec:
+    from storage.tasks import get_task
+
+    return get_task(ctx.db, task_name)
+
+
+def run_task(ctx: Context, task_name: str, *, trigger: str = "manual", cancel: threading.Event | None = None,
+             on_event: EventCallback | None = None, only_record_ids: list[int] | None = None) -> ExecutionInfo:
+    """Run a task now over all its targets (or, with only_record_ids, retry those records of it)."""
+    if only_record_ids is not None:
+        return retry_records(ctx, only_record_ids, cancel=cancel, on_event=on_event, task_name=task_name)
+    from core.targets import preview
+
+    spec = _load_task(ctx, task_name)
+    targets = preview(ctx, spec).targets
+    planned = [_Planned(t.account_id, t.asset_id, t.asset_name, t.username, t.secret_type, t.privileged, _new_secret(spec))
+               for t in targets]
+    return _execute(ctx, spec, trigger, planned, cancel=cancel, on_event=on_event)
+
+
+def retry_records(ctx: Context, record_ids: list[int], *, cancel: threading.Event | None = None,
+                  on_event: EventCallback | None = None, task_name: str | None = None) -> ExecutionInfo:
+    """Retry failed or unverified records of one task: an unverified one re-pushes its same candidate secret,
+    a failed one gets a fresh secret (random, or the task's specific one)."""
+    from storage.tasks import get_task_by_id
+
+    ids = list(dict.fromkeys(record_ids))
+    if not ids:
+        raise InputError("retry: give at least one record id")
+    records = []
+    for rid in ids:
+        try:
+            r = rec.get_record(ctx.db, rid)
+        except NotFound:
+            raise InputError(f"record {rid}: no such change record") from None
+        if r.status not in (rec.FAILED, rec.UNVERIFIED):
+            raise InputError(f"record {rid}: is {r.status}; only failed or unverified records can be retried")
+        child = rec.retried_as(ctx.db, rid)
+        if child is not None:
+            raise InputError(f"record {rid}: was already retried as record {child}; retry that one")
+        if r.account_id is None:
+            raise InputError(f"record {rid}: its account was removed from the inventory")
+        if task_name is not None and r.task_name != task_name:
+            raise InputError(f"record {rid}: belongs to task {r.task_name!r}, not {task_name!r}")
+        records.append(r)
+    task_ids = {r.task_id for r in records}
+    if len(task_ids) != 1:
+        names = ", ".join(sorted({r.task_name for r in records}))
+        raise InputError(f"retry: the records belong to different tasks ({names}); retry each task's records separately")
+    task_id = task_ids.pop()
+    if task_id is None:
+        raise KeyturnError(f"record {records[0].id}: its task {records[0].task_name!r} was deleted; it cannot be retried")
+    spec = get_task_by_id(ctx.db, task_id)
+    planned = []
+    for r in records:
+        acc = rec.account_info(ctx.db, r.account_id)
+        if r.status == rec.UNVERIFIED:
+            full = rec.record_secrets_full(ctx.db, r.id)
+            line = _public_line_of(full.new, full.new_passphrase, spec.name) if r.secret_type == "ssh_key" else ""
+            secret = _NewSecret(full.new, full.new_passphrase, line)
+        else:
+            secret = _new_secret(spec)
+        planned.append(_Planned(acc.id, acc.asset_id, acc.asset_name, acc.username, acc.secret_type, acc.privileged,
+                                secret, retry_of=r.id, attempt=r.attempt + 1))
+    return _execute(ctx, spec, "retry", planned, cancel=cancel, on_event=on_event)
+
+
+def retry_failed(ctx: Context, task_name: str, *, cancel: threading.Event | None = None,
+                 on_event: EventCallback | None = None) -> ExecutionInfo:
+    """Retry every account whose latest record in the task failed (or stayed unverified)."""
+    latest = rec.latest_records_of_task(ctx.db, task_name)
+    ids = [r.id for r in latest if r.status in (rec.FAILED, rec.UNVERIFIED) and rec.retried_as(ctx.db, r.id) is None]
+    if not ids:
+        raise InputError(f"task {task_name}: no failed or unverified record to retry")
+    return retry_records(ctx, ids, cancel=cancel, on_event=on_event, task_name=task_name)
+
+
+def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned], *,
+             cancel: threading.Event | None, on_event: EventCallback | None) -> ExecutionInfo:
+    assert spec.id is not None
+    db = ctx.db
+    holder = holder_id("run-" + os.urandom(4).hex())
+    if not acquire_task_lock(db, spec.id, holder):
+        raise KeyturnError(f"task {spec.name} is already running ({lock_holder(db, spec.id) or 'another run'})")
+    started = time.monotonic()
+    stop_renew = threading.Event()
+    renewer = threading.Thread(target=_renew_lock, args=(db, spec.id, holder, stop_renew), daemon=True,
+                               name=f"keyturn-lock-{spec.id}")
+    renewer.start()
+    execution_id: int | None = None
+    run: _Run | None = None
+    try:
+        snapshot = task_snapshot(spec, {"secure_mode": ctx.settings.secure_mode, "concurrency": ctx.settings.concurrency})
+        execution_id = rec.create_execution(db, task_id=spec.id, task_name=spec.name, trigger=trigger,
+                                            operator=ctx.operator or "", snapshot=snapshot, pid=os.getpid(),
+                                            hostname=socket.gethostname())
+        _audit(ctx, "execution.start", execution_id, {"task": spec.name, "trigger": trigger, "accounts": len(planned)})
+        run = _Run(ctx, spec, execution_id, cancel=cancel, on_event=on_event)
+        assets = {p.asset_id for p in planned}
+        run.emit(ExecutionStarted(execution_id, task_name=spec.name, trigger=trigger, total=len(planned), assets=len(assets)))
+        # Write-ahead: every new secret is committed on its record before the first host is touched.
+        ids = rec.add_pending_records(db, execution_id, [
+            rec.PendingItem(p.account_id, p.secret.secret, p.secret.passphrase, p.retry_of, p.attempt) for p in planned
+        ], log=run.drain())
+        by_asset: dict[int, list[Job]] = defaultdict(list)
+        for rid, p in zip(ids, planned):
+            by_asset[p.asset_id].append(Job(rid, p.account_id, p.asset_id, p.asset_name, p.username, p.secret_type,
+                                            p.privileged, p.secret.secret, p.secret.passphrase, p.secret.public_line))
+        workers = max(1, min(ctx.settings.concurrency, len(by_asset)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"keyturn-exec-{execution_id}") as pool:
+            for fut in [pool.submit(run.work_asset, jobs) for jobs in by_asset.values()]:
+                fut.result()
+        info = rec.finish_execution(db, execution_id, cancelled=run.cancel.is_set(), log=run.drain())
+        run.emit(ExecutionFinished(execution_id, status=info.status, total=info.total, succeeded=info.succeeded,
+                                   failed=info.failed, unverified=info.unverified, duration_s=time.monotonic() - started))
+        rec.append_log(db, execution_id, run.drain())
+        _audit(ctx, "execution.finish", execution_id, {"task": spec.name, "status": info.status, "total": info.total,
+                                                        "succeeded": info.succeeded, "failed": info.failed,
+                                                        "unverified": info.unverified})
+        return rec.get_execution(db, execution_id, with_log=False)
+    except BaseException:
+        if execution_id is not None:
+            # Records still `pushing` stay open for reconcile; the execution no longer claims to run.
+            try:
+                rec.finish_execution(db, execution_id, status="interrupted", log=run.drain() if run else ())
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+        raise
+    finally:
+        stop_renew.set()
+        renewer.join(timeout=5)
+        release_task_lock(db, spec.id, holder)
+
+
+def _renew_lock(db, task_id: int, holder: str, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+    while not stop.wait(LOCK_RENEW_SECONDS):
+        try:
+            renew_task_lock(db, task_id, holder)
+        except Exception:  # noqa: BLE001 - a busy database now is retried at the next tick
+            pass
+
+
+def _audit(ctx: Context, action: str, execution_id: int, detail: dict) -> None:
+    try:
+        from core.audit import record_event
+    except ImportError:
+        return
+    try:
+        record_event(ctx, action, "execution", execution_id, detail)
+    except Exception:  # noqa: BLE001 - the audit trail must not break a rotation in flight
+        pass

@@ -1,0 +1,451 @@
+"""Executions and change records: the write-ahead steps of a secret change, and simple reads for the CLI.
+
+Every function that moves a record is its own short transaction, committed before the engine's next side
+effect (DESIGN.md: pending -> pushing -> success | failed | unverified). A settle only applies to a record
+that is still open, so the engine and a reconcile can never both settle one record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import exists, func, text
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from storage.db import Database
+from storage.inventory import NotFound, set_account_secret
+from storage.tables import Account, ChangeRecord, Execution, utcnow
+from storage.types import AccountInfo, ExecutionInfo, RecordInfo
+
+PENDING = "pending"
+PUSHING = "pushing"
+SUCCESS = "success"
+FAILED = "failed"
+UNVERIFIED = "unverified"
+OPEN_STATUSES = (PENDING, PUSHING, UNVERIFIED)
+RECORD_STATUSES = (PENDING, PUSHING, SUCCESS, FAILED, UNVERIFIED)
+
+RUNNING = "running"
+EXECUTION_STATUSES = ("running", "success", "partial", "failed", "cancelled", "interrupted")
+
+
+@dataclass
+class PendingItem:
+    """One record to create: the account and its new secret (old secrets are copied from the account)."""
+
+    account_id: int
+    new_secret: str | None = field(repr=False)
+    new_passphrase: str | None = field(default=None, repr=False)
+    retry_of: int | None = None
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class OpenRecord:
+    """A record not settled yet, with what a reconcile needs to judge its execution."""
+
+    id: int
+    execution_id: int
+    execution_status: str
+    pid: int | None
+    hostname: str
+    task_id: int | None
+    account_id: int | None
+    asset_id: int | None
+    asset_name: str
+    username: str
+    secret_type: str
+    status: str
+
+
+@dataclass(frozen=True)
+class RecordSecrets:
+    """Decrypted old and new secrets of a record (reveal view and retry only; never log)."""
+
+    old: str | None = field(repr=False)
+    new: str | None = field(repr=False)
+    old_passphrase: str | None = field(default=None, repr=False)
+    new_passphrase: str | None = field(default=None, repr=False)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _append_log(session: Session, execution_id: int, lines: Sequence[str]) -> None:
+    if not lines:
+        return
+    session.connection().execute(text("UPDATE execution SET log = log || :t WHERE id = :i"),
+                                 {"t": "".join(line.rstrip("\n") + "\n" for line in lines), "i": execution_id})
+
+
+def execution_info(row: Execution, with_log: bool = False) -> ExecutionInfo:
+    """Row -> ExecutionInfo."""
+    return ExecutionInfo(
+        id=row.id, task_id=row.task_id, task_name=row.task_name, trigger=row.trigger, status=row.status,
+        operator=row.operator, started_at=row.started_at, finished_at=row.finished_at, total=row.total,
+        succeeded=row.succeeded, failed=row.failed, unverified=row.unverified, mail_error=row.mail_error,
+        log=row.log if with_log else "",
+    )
+
+
+def record_info(row: ChangeRecord) -> RecordInfo:
+    """Row -> RecordInfo (no secrets)."""
+    return RecordInfo(
+        id=row.id, execution_id=row.execution_id, task_id=row.task_id, task_name=row.task_name,
+        account_id=row.account_id, asset_id=row.asset_id, asset_name=row.asset_name, username=row.username,
+        secret_type=row.secret_type, status=row.status, error=row.error, attempt=row.attempt, retry_of=row.retry_of,
+        created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
+    )
+
+
+# -- write side ------------------------------------------------------------------------------------
+def create_execution(db: Database, *, task_id: int | None, task_name: str, trigger: str, operator: str,
+                     snapshot: dict, pid: int, hostname: str) -> int:
+    """Insert a running execution; returns its id."""
+    with db.write() as s:
+        row = Execution(task_id=task_id, task_name=task_name, trigger=trigger, operator=operator or "",
+                        snapshot=snapshot, pid=pid, hostname=hostname, status=RUNNING)
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def add_pending_records(db: Database, execution_id: int, items: Sequence[PendingItem], *,
+                        log: Sequence[str] = ()) -> list[int]:
+    """Create `pending` records with old (the account's current) and new secrets sealed, in ONE transaction.
+
+    Returns ids in the order of items. Committed before any host is touched.
+    """
+    if not items:
+        _log_only(db, execution_id, log)
+        return []
+    with db.write() as s:
+        ex = s.get(Execution, execution_id)
+        if ex is None:
+            raise NotFound(f"no execution with id {execution_id}")
+        accounts = {a.id: a for a in s.exec(select(Account).where(col(Account.id).in_([i.account_id for i in items]))).all()}
+        from storage.tables import Asset
+
+        asset_names = dict(s.exec(select(Asset.id, Asset.name).where(
+            col(Asset.id).in_({a.asset_id for a in accounts.values()}))).all())
+        rows: list[ChangeRecord] = []
+        now = utcnow()
+        for item in items:
+            acc = accounts.get(item.account_id)
+            if acc is None:
+                raise NotFound(f"no account with id {item.account_id}")
+            rows.append(ChangeRecord(
+                execution_id=execution_id, task_id=ex.task_id, account_id=acc.id, asset_id=acc.asset_id,
+                task_name=ex.task_name, asset_name=asset_names.get(acc.asset_id, ""), username=acc.username,
+                secret_type=acc.secret_type, status=PENDING, attempt=item.attempt, retry_of=item.retry_of,
+                created_at=now,
+            ))
+        s.add_all(rows)
+        s.flush()  # ids first: each ciphertext is bound to its row id
+        for row, item in zip(rows, items):
+            acc = accounts[item.account_id]
+            db.seal(row, "old_secret_enc", db.unseal(acc, "secret_enc"))
+            db.seal(row, "old_passphrase_enc", db.unseal(acc, "passphrase_enc"))
+            db.seal(row, "new_secret_enc", item.new_secret)
+            db.seal(row, "new_passphrase_enc", item.new_passphrase)
+        ex.total = (ex.total or 0) + len(rows)
+        s.add(ex)
+        _append_log(s, execution_id, log)
+        return [r.id for r in rows]
+
+
+def _log_only(db: Database, execution_id: int, log: Sequence[str]) -> None:
+    if log:
+        with db.write() as s:
+            _append_log(s, execution_id, log)
+
+
+def mark_pushing(db: Database, record_id: int, *, log: Sequence[str] = ()) -> bool:
+    """pending -> pushing, committed before the driver touches the host; False if the record is not pending."""
+    with db.write() as s:
+        row = s.get(ChangeRecord, record_id)
+        if row is None or row.status != PENDING:
+            return False
+        row.status = PUSHING
+        row.started_at = utcnow()
+        s.add(row)
+        _append_log(s, row.execution_id, log)
+        return True
+
+
+def _open_row(s: Session, record_id: int) -> ChangeRecord | None:
+    row = s.get(ChangeRecord, record_id)
+    return row if row is not None and row.status in OPEN_STATUSES else None
+
+
+def _set_account_status(s: Session, row: ChangeRecord, status: str) -> Account | None:
+    acc = s.get(Account, row.account_id) if row.account_id is not None else None
+    if acc is not None:
+        acc.last_status = status
+        s.add(acc)
+    return acc
+
+
+def settle_success(db: Database, record_id: int, *, log: Sequence[str] = (), error: str = "") -> bool:
+    """The host holds the new secret: record success and the account's secret becomes the new one, together."""
+    with db.write() as s:
+        row = _open_row(s, record_id)
+        if row is None:
+            return False
+        now = utcnow()
+        row.status, row.error, row.finished_at = SUCCESS, error, now
+        acc = _set_account_status(s, row, SUCCESS)
+        if acc is not None:
+            set_account_secret(db, s, acc, db.unseal(row, "new_secret_enc"), db.unseal(row, "new_passphrase_enc"),
+                               when=now, record_id=row.id)
+        s.add(row)
+        _append_log(s, row.execution_id, log)
+        return True
+
+
+def settle_failed(db: Database, record_id: int, error: str, *, log: Sequence[str] = ()) -> bool:
+    """The host kept the old secret (or was never touched): record failed with why; the account is unchanged."""
+    return _settle(db, record_id, FAILED, error, log)
+
+
+def settle_unverified(db: Database, record_id: int, error: str, *, log: Sequence[str] = ()) -> bool:
+    """Neither secret could be confirmed: both stay on the record for a later reconcile."""
+    return _settle(db, record_id, UNVERIFIED, error, log)
+
+
+def _settle(db: Database, record_id: int, status: str, error: str, log: Sequence[str]) -> bool:
+    with db.write() as s:
+        row = _open_row(s, record_id)
+        if row is None:
+            return False
+        row.status, row.error, row.finished_at = status, error, utcnow()
+        _set_account_status(s, row, status)
+        s.add(row)
+        _append_log(s, row.execution_id, log)
+        return True
+
+
+def settle_many_failed(db: Database, record_ids: Iterable[int], error: str, *, log: Sequence[str] = ()) -> int:
+    """Settle still-`pending` records as failed in one transaction (never pushed, e.g. cancelled or host down)."""
+    ids = list(record_ids)
+    if not ids:
+        return 0
+    with db.write() as s:
+        rows = s.exec(select(ChangeRecord).where(col(ChangeRecord.id).in_(ids), ChangeRecord.status == PENDING)).all()
+        now = utcnow()
+        for row in rows:
+            row.status, row.error, row.finished_at = FAILED, error, now
+            _set_account_status(s, row, FAILED)
+            s.add(row)
+        if rows:
+            _append_log(s, rows[0].execution_id, log)
+        return len(rows)
+
+
+def append_log(db: Database, execution_id: int, lines: Sequence[str]) -> None:
+    """Append lines to an execution's log (never a secret)."""
+    _log_only(db, execution_id, lines)
+
+
+def _counts(s: Session, execution_id: int) -> dict[str, int]:
+    rows = s.exec(select(ChangeRecord.status, func.count()).where(ChangeRecord.execution_id == execution_id)
+                  .group_by(ChangeRecord.status)).all()
+    return {status: n for status, n in rows}
+
+
+def _apply_counts(ex: Execution, counts: dict[str, int]) -> None:
+    ex.total = sum(counts.values())
+    ex.succeeded = counts.get(SUCCESS, 0)
+    ex.failed = counts.get(FAILED, 0)
+    # Records still pending or pushing are not confirmed either way: they count as unverified.
+    ex.unverified = counts.get(UNVERIFIED, 0) + counts.get(PENDING, 0) + counts.get(PUSHING, 0)
+
+
+def _derived_status(ex: Execution) -> str:
+    if ex.succeeded == ex.total:
+        return "success"
+    return "partial" if ex.succeeded else "failed"
+
+
+def recount_execution(db: Database, execution_id: int) -> None:
+    """Refresh a finished execution's counts after a reconcile settled some of its records."""
+    with db.write() as s:
+        ex = s.get(Execution, execution_id)
+        if ex is None or ex.status == RUNNING:
+            return
+        _apply_counts(ex, _counts(s, execution_id))
+        if ex.status in ("success", "partial", "failed"):
+            ex.status = _derived_status(ex)
+        s.add(ex)
+
+
+def finish_execution(db: Database, execution_id: int, *, status: str | None = None, cancelled: bool = False,
+                     log: Sequence[str] = ()) -> ExecutionInfo:
+    """Recompute the counts from the records and close the execution (status derived unless given)."""
+    with db.write() as s:
+        ex = s.get(Execution, execution_id)
+        if ex is None:
+            raise NotFound(f"no execution with id {execution_id}")
+        _apply_counts(ex, _counts(s, execution_id))
+        if status is None:
+            status = "cancelled" if cancelled else _derived_status(ex)
+        ex.status = status
+        ex.finished_at = utcnow()
+        s.add(ex)
+        _append_log(s, execution_id, log)
+        s.flush()
+        return execution_info(ex, with_log=False)
+
+
+# -- read side -------------------------------------------------------------------------------------
+def get_execution(db: Database, execution_id: int, *, with_log: bool = True) -> ExecutionInfo:
+    """One execution (with its log by default)."""
+    with db.read() as s:
+        ex = s.get(Execution, execution_id)
+        if ex is None:
+            raise NotFound(f"no execution with id {execution_id}")
+        return execution_info(ex, with_log=with_log)
+
+
+def execution_snapshot(db: Database, execution_id: int) -> dict:
+    """The frozen task snapshot of an execution (no secrets in it)."""
+    with db.read() as s:
+        ex = s.get(Execution, execution_id)
+        if ex is None:
+            raise NotFound(f"no execution with id {execution_id}")
+        return dict(ex.snapshot or {})
+
+
+def running_executions(db: Database) -> list[tuple[int, int | None, int | None, str]]:
+    """(id, task_id, pid, hostname) of every execution still marked running."""
+    with db.read() as s:
+        return [(e.id, e.task_id, e.pid, e.hostname)
+                for e in s.exec(select(Execution).where(Execution.status == RUNNING)).all()]
+
+
+def list_records(db: Database, task: str | None = None, status: str | None = None, *, execution_id: int | None = None,
+                 offset: int = 0, limit: int | None = None) -> list[RecordInfo]:
+    """Records newest first, optionally of one task (by name), one status or one execution."""
+    with db.read() as s:
+        stmt = select(ChangeRecord).order_by(col(ChangeRecord.id).desc())
+        if task:
+            stmt = stmt.where(ChangeRecord.task_name == task)
+        if status:
+            stmt = stmt.where(ChangeRecord.status == status)
+        if execution_id is not None:
+            stmt = stmt.where(ChangeRecord.execution_id == execution_id)
+        stmt = stmt.offset(offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [record_info(r) for r in s.exec(stmt).all()]
+
+
+def get_record(db: Database, record_id: int) -> RecordInfo:
+    """One record, or NotFound."""
+    with db.read() as s:
+        row = s.get(ChangeRecord, record_id)
+        if row is None:
+            raise NotFound(f"no change record with id {record_id}")
+        return record_info(row)
+
+
+def record_secrets(db: Database, record_id: int) -> tuple[str | None, str | None]:
+    """(old, new) secret of a record, decrypted (retry and the reveal view only)."""
+    full = record_secrets_full(db, record_id)
+    return full.old, full.new
+
+
+def record_secrets_full(db: Database, record_id: int) -> RecordSecrets:
+    """Old and new secret and key passphrases of a record, decrypted."""
+    with db.read() as s:
+        row = s.get(ChangeRecord, record_id)
+        if row is None:
+            raise NotFound(f"no change record with id {record_id}")
+        return RecordSecrets(db.unseal(row, "old_secret_enc"), db.unseal(row, "new_secret_enc"),
+                             db.unseal(row, "old_passphrase_enc"), db.unseal(row, "new_passphrase_enc"))
+
+
+def retried_as(db: Database, record_id: int) -> int | None:
+    """The id of the record that retried this one, if any."""
+    with db.read() as s:
+        return s.exec(select(ChangeRecord.id).where(ChangeRecord.retry_of == record_id)
+                      .order_by(ChangeRecord.id)).first()
+
+
+def unsettled_records(db: Database, *, statuses: Sequence[str] = OPEN_STATUSES) -> list[OpenRecord]:
+    """Open records (pending, pushing, unverified) that no later retry has taken over, oldest first."""
+    child = aliased(ChangeRecord)
+    with db.read() as s:
+        stmt = (select(ChangeRecord, Execution.status, Execution.pid, Execution.hostname)
+                .join(Execution, Execution.id == ChangeRecord.execution_id)
+                .where(col(ChangeRecord.status).in_(list(statuses)))
+                .where(~exists().where(child.retry_of == ChangeRecord.id))
+                .order_by(ChangeRecord.id))
+        return [OpenRecord(r.id, r.execution_id, st, pid, host or "", r.task_id, r.account_id, r.asset_id, r.asset_name,
+                           r.username, r.secret_type, r.status) for r, st, pid, host in s.exec(stmt).all()]
+
+
+def anything_unsettled(db: Database) -> bool:
+    """Cheap check: is any record open (not taken over by a retry) or any execution left running?"""
+    child = aliased(ChangeRecord)
+    with db.read() as s:
+        if s.exec(select(Execution.id).where(Execution.status == RUNNING).limit(1)).first() is not None:
+            return True
+        stmt = (select(ChangeRecord.id).where(col(ChangeRecord.status).in_(list(OPEN_STATUSES)))
+                .where(~exists().where(child.retry_of == ChangeRecord.id)).limit(1))
+        return s.exec(stmt).first() is not None
+
+
+def later_success(db: Database, record_id: int, account_id: int) -> int | None:
+    """The id of a later successful record of the same account, if any."""
+    with db.read() as s:
+        return s.exec(select(ChangeRecord.id).where(ChangeRecord.account_id == account_id, ChangeRecord.id > record_id,
+                                                    ChangeRecord.status == SUCCESS).order_by(ChangeRecord.id)).first()
+
+
+def latest_records_of_task(db: Database, task_name: str) -> list[RecordInfo]:
+    """Each account's latest record in a task (by task name)."""
+    with db.read() as s:
+        newest = (select(func.max(ChangeRecord.id)).where(ChangeRecord.task_name == task_name,
+                                                          col(ChangeRecord.account_id).is_not(None))
+                  .group_by(ChangeRecord.account_id))
+        rows = s.exec(select(ChangeRecord).where(col(ChangeRecord.id).in_(newest)).order_by(ChangeRecord.id)).all()
+        return [record_info(r) for r in rows]
+
+
+def interrupt_execution(db: Database, execution_id: int, *, log: Sequence[str] = ()) -> ExecutionInfo | None:
+    """An execution whose process died: counts recomputed from its records, status interrupted."""
+    with db.read() as s:
+        ex = s.get(Execution, execution_id)
+        if ex is None or ex.status != RUNNING:
+            return None
+    return finish_execution(db, execution_id, status="interrupted", log=log)
+
+
+def execution_records_open(db: Database, execution_id: int) -> int:
+    """How many records of an execution are still pending or pushing."""
+    with db.read() as s:
+        return s.exec(select(func.count()).select_from(ChangeRecord).where(
+            ChangeRecord.execution_id == execution_id, col(ChangeRecord.status).in_([PENDING, PUSHING]))).one()
+
+
+def account_info(db: Database, account_id: int) -> AccountInfo:
+    """One account by id (no secret), or NotFound."""
+    from storage.inventory import _account_info
+    from storage.tables import Asset
+
+    with db.read() as s:
+        acc = s.get(Account, account_id)
+        if acc is None:
+            raise NotFound(f"no account with id {account_id}")
+        asset = s.get(Asset, acc.asset_id)
+        return _account_info(acc, asset.name if asset else "")
+
+
+def task_locks(db: Database) -> list[tuple[int, str, datetime]]:
+    """(task id, holder, expires_at) of every task lock row, live or expired."""
+    from storage.tables import TaskLock
+
+    with db.read() as s:
+        return [(lk.task_id, lk.holder, lk.expires_at) for lk in s.exec(select(TaskLock)).all()]
