@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import hashlib
 import hmac
+import re
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -62,11 +62,17 @@ class KnownHostsEntry:
         hit = False
         for pattern in self.patterns:
             negated = pattern.startswith("!")
-            if fnmatch.fnmatchcase(host_token.lower(), pattern.lstrip("!").lower()):
+            if _pattern_matches(pattern.lstrip("!"), host_token):
                 if negated:
                     return False
                 hit = True
         return hit
+
+
+def _pattern_matches(pattern: str, host_token: str) -> bool:
+    """OpenSSH host pattern: only * and ? are wildcards ("[addr]:port" brackets are literal)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower())
+    return re.fullmatch(regex, host_token.lower()) is not None
 
 
 def host_tokens(address: str, port: int) -> tuple[str, ...]:

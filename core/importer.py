@@ -269,7 +269,7 @@ def check_private_key(text: str, passphrase: str | None, what: str = "private ke
 def _finish_account(acc: AccountEntry, what: str) -> None:
     """Checks that need the whole account: a key must be a key its passphrase opens."""
     if acc.secret_type == "ssh_key" and acc.secret is not None:
-        check_private_key(acc.secret, acc.passphrase, what)
+        check_private_key(acc.secret, acc.passphrase, f"{what}: the private key")
     if acc.secret_type == "password":
         if acc.passphrase is not None:
             raise ValueError(f"{what}: a passphrase only goes with secret_type ssh_key")
