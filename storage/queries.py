@@ -1,0 +1,336 @@
+"""Read-only, paged queries for the app's tables and the overview; SQL aggregates, never whole tables.
+
+Every list here takes offset/limit so a screen loads one page, and every count is one SQL aggregate
+on an indexed column: the app must stay quick with 100,000 records and 50,000 accounts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, case, distinct, func, or_, text
+from sqlalchemy.orm import defer
+from sqlmodel import Session, col, select
+
+from storage.db import Database
+from storage.tables import (
+    Account, Asset, AssetNode, ChangeRecord, ChangeSecretTask, Execution, Node, Operator, TaskAsset, TaskNode,
+)
+from storage.types import ExecutionInfo, RecordInfo
+
+SETTLED_BAD = ("failed", "unverified")
+RECORD_STATUSES = ("pending", "pushing", "success", "failed", "unverified")
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """Successful and failed (or unverified) changes on one UTC day."""
+
+    day: str  # YYYY-MM-DD
+    success: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class OverviewStats:
+    """The numbers the Overview shows."""
+
+    tasks: int
+    periodic_tasks: int
+    active_tasks: int
+    assets: int
+    assets_covered: int
+    accounts: int
+    exec_7d_success: int
+    exec_7d_failed: int
+    exec_30d_success: int
+    exec_30d_failed: int
+    running: int
+    days: tuple[DayCount, ...]
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One line of the task list."""
+
+    id: int
+    name: str
+    usernames: tuple[str, ...]
+    assets: int
+    nodes: int
+    secret_strategy: str
+    secret_type: str
+    interval_hours: int | None
+    cron: str | None
+    active: bool
+    next_run_at: datetime | None
+    last_started_at: datetime | None
+    last_status: str
+
+    @property
+    def schedule(self) -> str:
+        """'every 24h', the cron line, or '-'."""
+        if self.interval_hours:
+            return f"every {self.interval_hours}h"
+        return self.cron or "-"
+
+
+@dataclass(frozen=True)
+class AttentionRow:
+    """An account whose newest change failed or could not be verified."""
+
+    record_id: int
+    asset_name: str
+    username: str
+    task_name: str
+    status: str
+    error: str
+    created_at: datetime
+
+
+def _execution_info(e: Execution, with_log: bool = False) -> ExecutionInfo:
+    return ExecutionInfo(
+        id=e.id, task_id=e.task_id, task_name=e.task_name, trigger=e.trigger, status=e.status, operator=e.operator,
+        started_at=e.started_at, finished_at=e.finished_at, total=e.total, succeeded=e.succeeded, failed=e.failed,
+        unverified=e.unverified, mail_error=e.mail_error, log=e.log if with_log else "",
+    )
+
+
+def _record_info(r: ChangeRecord) -> RecordInfo:
+    return RecordInfo(
+        id=r.id, execution_id=r.execution_id, task_id=r.task_id, task_name=r.task_name, account_id=r.account_id,
+        asset_id=r.asset_id, asset_name=r.asset_name, username=r.username, secret_type=r.secret_type,
+        status=r.status, error=r.error, attempt=r.attempt, retry_of=r.retry_of, created_at=r.created_at,
+        started_at=r.started_at, finished_at=r.finished_at,
+    )
+
+
+def _count(session: Session, stmt) -> int:  # type: ignore[no-untyped-def]
+    return int(session.exec(stmt).one() or 0)
+
+
+# -- overview --------------------------------------------------------------------------------------
+def _assets_covered(session: Session) -> int:
+    # A task covers its own assets and every asset in or below its nodes; one SQL statement, no Python loop.
+    sql = text(
+        """
+        SELECT COUNT(*) FROM (
+            SELECT asset_id FROM task_asset
+            UNION
+            SELECT an.asset_id FROM task_node tn
+              JOIN node tnode ON tnode.id = tn.node_id
+              JOIN node n ON n.path = tnode.path OR n.path LIKE tnode.path || '/%'
+              JOIN asset_node an ON an.node_id = n.id
+        )
+        """
+    )
+    return int(session.connection().execute(sql).scalar() or 0)
+
+
+def overview_stats(db: Database, now: datetime, days: int = 30) -> OverviewStats:
+    """Counts of tasks, coverage, executions in the last 7/30 days and changes per day over `days` days."""
+    since7 = now - timedelta(days=7)
+    since30 = now - timedelta(days=30)
+    first_day = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    ok = col(Execution.status) == "success"
+    bad = col(Execution.status).in_(("failed", "partial", "interrupted"))
+    with db.read() as s:
+        tasks, periodic, active = s.exec(select(
+            func.count(ChangeSecretTask.id),
+            func.coalesce(func.sum(case((or_(col(ChangeSecretTask.interval_hours).is_not(None),
+                                             col(ChangeSecretTask.cron).is_not(None)), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((col(ChangeSecretTask.active) == True, 1), else_=0)), 0),  # noqa: E712
+        )).one()
+        assets = _count(s, select(func.count()).select_from(Asset))
+        accounts = _count(s, select(func.count()).select_from(Account))
+        e7s, e7f, e30s, e30f = s.exec(select(
+            func.coalesce(func.sum(case((and_(ok, col(Execution.started_at) >= since7), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((and_(bad, col(Execution.started_at) >= since7), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((ok, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((bad, 1), else_=0)), 0),
+        ).where(col(Execution.started_at) >= since30)).one()
+        running = _count(s, select(func.count()).select_from(Execution).where(Execution.status == "running"))
+        day = func.substr(ChangeRecord.created_at, 1, 10)
+        per_day: dict[str, list[int]] = {}
+        for status in ("success", *SETTLED_BAD):
+            # One indexed range scan per status on ix_record_status_created.
+            rows = s.exec(select(day, func.count()).where(ChangeRecord.status == status,
+                                                         col(ChangeRecord.created_at) >= first_day).group_by(day)).all()
+            for d, n in rows:
+                slot = per_day.setdefault(str(d), [0, 0])
+                slot[0 if status == "success" else 1] += int(n)
+        covered = _assets_covered(s)
+    series = []
+    for i in range(days):
+        d = (first_day + timedelta(days=i)).strftime("%Y-%m-%d")
+        success, failed = per_day.get(d, [0, 0])
+        series.append(DayCount(d, success, failed))
+    return OverviewStats(
+        tasks=int(tasks), periodic_tasks=int(periodic), active_tasks=int(active), assets=assets,
+        assets_covered=covered, accounts=accounts, exec_7d_success=int(e7s), exec_7d_failed=int(e7f),
+        exec_30d_success=int(e30s), exec_30d_failed=int(e30f), running=running, days=tuple(series),
+    )
+
+
+def attention_accounts(db: Database, limit: int = 200) -> list[AttentionRow]:
+    """Accounts whose newest change record failed or is unverified, newest first."""
+    newer = ChangeRecord.__table__.alias("newer")
+    with db.read() as s:
+        stmt = (
+            select(ChangeRecord)
+            .where(col(ChangeRecord.status).in_(SETTLED_BAD))
+            # Keep only the newest record of each account: a later success clears the alarm.
+            .where(~select(newer.c.id).where(newer.c.account_id == ChangeRecord.account_id,
+                                              newer.c.id > ChangeRecord.id).exists())
+            .order_by(col(ChangeRecord.created_at).desc(), col(ChangeRecord.id).desc())
+            .limit(limit)
+        )
+        return [AttentionRow(r.id, r.asset_name, r.username, r.task_name, r.status, r.error, r.created_at)
+                for r in s.exec(stmt).all()]
+
+
+# -- tasks -----------------------------------------------------------------------------------------
+def task_rows(db: Database, *, search: str = "", offset: int = 0, limit: int = 500) -> list[TaskRow]:
+    """Tasks sorted by name with their target counts and last run."""
+    last = select(Execution.started_at, Execution.status).where(Execution.task_id == ChangeSecretTask.id) \
+        .order_by(col(Execution.started_at).desc()).limit(1).correlate(ChangeSecretTask)
+    n_assets = select(func.count()).select_from(TaskAsset).where(TaskAsset.task_id == ChangeSecretTask.id) \
+        .correlate(ChangeSecretTask).scalar_subquery()
+    n_nodes = select(func.count()).select_from(TaskNode).where(TaskNode.task_id == ChangeSecretTask.id) \
+        .correlate(ChangeSecretTask).scalar_subquery()
+    last_at = last.with_only_columns(Execution.started_at).scalar_subquery()
+    last_status = last.with_only_columns(Execution.status).scalar_subquery()
+    with db.read() as s:
+        stmt = select(ChangeSecretTask, n_assets, n_nodes, last_at, last_status).order_by(ChangeSecretTask.name)
+        if search:
+            stmt = stmt.where(col(ChangeSecretTask.name).like(f"%{search}%"))
+        rows = s.exec(stmt.offset(offset).limit(limit)).all()
+        out = []
+        for t, na, nn, la, ls in rows:
+            out.append(TaskRow(t.id, t.name, tuple(t.usernames or ()), int(na), int(nn), t.secret_strategy,
+                               t.secret_type, t.interval_hours, t.cron, t.active, t.next_run_at, la, ls or ""))
+        return out
+
+
+def task_names(db: Database) -> list[str]:
+    """Every task name, sorted."""
+    with db.read() as s:
+        return list(s.exec(select(ChangeSecretTask.name).order_by(ChangeSecretTask.name)).all())
+
+
+def operator_names(db: Database) -> list[str]:
+    """Every operator name, sorted (task recipients are operators)."""
+    with db.read() as s:
+        return list(s.exec(select(Operator.name).order_by(Operator.name)).all())
+
+
+# -- executions ------------------------------------------------------------------------------------
+def count_executions(db: Database, *, task: str | None = None) -> int:
+    """How many executions (of one task when given)."""
+    with db.read() as s:
+        stmt = select(func.count()).select_from(Execution)
+        if task:
+            stmt = stmt.where(Execution.task_name == task)
+        return _count(s, stmt)
+
+
+def list_executions(db: Database, *, task: str | None = None, offset: int = 0, limit: int = 200) -> list[ExecutionInfo]:
+    """Executions newest first, without their logs."""
+    with db.read() as s:
+        stmt = select(Execution).order_by(col(Execution.started_at).desc(), col(Execution.id).desc())
+        if task:
+            stmt = stmt.where(Execution.task_name == task)
+        # Do not load log texts of a whole page: they can be long.
+        stmt = stmt.options(defer(Execution.log))
+        return [_execution_info(e) for e in s.exec(stmt.offset(offset).limit(limit)).all()]
+
+
+def execution_detail(db: Database, execution_id: int) -> tuple[ExecutionInfo, list[RecordInfo]]:
+    """One execution with its log, and its records ordered by asset then account."""
+    with db.read() as s:
+        e = s.get(Execution, execution_id)
+        if e is None:
+            raise LookupError(f"no execution {execution_id}")
+        recs = s.exec(select(ChangeRecord).where(ChangeRecord.execution_id == execution_id)
+                      .order_by(ChangeRecord.asset_name, ChangeRecord.username, ChangeRecord.id)).all()
+        return _execution_info(e, with_log=True), [_record_info(r) for r in recs]
+
+
+# -- records ---------------------------------------------------------------------------------------
+def _record_filter(stmt, status: str | None, task: str | None, search: str):  # type: ignore[no-untyped-def]
+    if status == "attention":
+        stmt = stmt.where(col(ChangeRecord.status).in_(SETTLED_BAD))
+    elif status:
+        stmt = stmt.where(ChangeRecord.status == status)
+    if task:
+        stmt = stmt.where(ChangeRecord.task_name == task)
+    if search:
+        like = f"%{search}%"
+        stmt = stmt.where(or_(col(ChangeRecord.asset_name).like(like), col(ChangeRecord.username).like(like),
+                              col(ChangeRecord.error).like(like), col(ChangeRecord.task_name).like(like)))
+    return stmt
+
+
+def count_records(db: Database, *, status: str | None = None, task: str | None = None, search: str = "") -> int:
+    """How many records match the filters."""
+    with db.read() as s:
+        return _count(s, _record_filter(select(func.count()).select_from(ChangeRecord), status, task, search))
+
+
+def list_records(db: Database, *, status: str | None = None, task: str | None = None, search: str = "",
+                 offset: int = 0, limit: int = 100) -> list[RecordInfo]:
+    """One page of records, newest first. status may be a record status or 'attention' (failed+unverified)."""
+    with db.read() as s:
+        stmt = _record_filter(select(ChangeRecord), status, task, search) \
+            .order_by(col(ChangeRecord.created_at).desc(), col(ChangeRecord.id).desc()).offset(offset).limit(limit)
+        return [_record_info(r) for r in s.exec(stmt).all()]
+
+
+def retryable_record_ids(db: Database, *, status: str | None = None, task: str | None = None, search: str = "",
+                         limit: int = 10_000) -> list[int]:
+    """Ids of failed and unverified records that match the filters (for 'retry all')."""
+    with db.read() as s:
+        stmt = _record_filter(select(ChangeRecord.id), status, task, search) \
+            .where(col(ChangeRecord.status).in_(SETTLED_BAD)).order_by(ChangeRecord.id).limit(limit)
+        return list(s.exec(stmt).all())
+
+
+# -- inventory -------------------------------------------------------------------------------------
+def count_assets(db: Database, *, node_ids: set[int] | None = None, search: str = "") -> int:
+    """How many assets match (node_ids: already expanded to subnodes)."""
+    with db.read() as s:
+        stmt = select(func.count(distinct(Asset.id))).select_from(Asset)
+        if node_ids is not None:
+            stmt = stmt.where(col(Asset.id).in_(select(AssetNode.asset_id).where(col(AssetNode.node_id).in_(node_ids))))
+        if search:
+            like = f"%{search}%"
+            stmt = stmt.where(or_(col(Asset.name).like(like), col(Asset.address).like(like)))
+        return _count(s, stmt)
+
+
+def node_subtree_ids(db: Database, path: str) -> set[int]:
+    """Ids of the node at path and every node below it."""
+    with db.read() as s:
+        rows = s.exec(select(Node.id).where(or_(Node.path == path, col(Node.path).like(path + "/%")))).all()
+        return set(rows)
+
+
+def account_count_by_asset(db: Database, asset_ids: list[int]) -> dict[int, int]:
+    """Number of accounts on each of the given assets."""
+    if not asset_ids:
+        return {}
+    with db.read() as s:
+        rows = s.exec(select(Account.asset_id, func.count()).where(col(Account.asset_id).in_(asset_ids))
+                      .group_by(Account.asset_id)).all()
+        return {a: int(n) for a, n in rows}
+
+
+def asset_choices(db: Database, *, search: str = "", limit: int = 200) -> list[tuple[str, str]]:
+    """(name, address) of assets matching search, sorted by name: the task form's asset picker."""
+    with db.read() as s:
+        stmt = select(Asset.name, Asset.address).order_by(Asset.name)
+        if search:
+            like = f"%{search}%"
+            stmt = stmt.where(or_(col(Asset.name).like(like), col(Asset.address).like(like)))
+        return [(n, a) for n, a in s.exec(stmt.limit(limit)).all()]

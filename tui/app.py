@@ -1,0 +1,311 @@
+"""The keyturn Textual app: modes for each main area, the registry of running rotations, and reveal.
+
+Rotation work runs in App-level thread workers (they must outlive any screen or modal); engine events come
+back as messages and are folded into a RunState per run, which the History mode's run panel renders.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from functools import partial
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.signal import Signal
+from textual.worker import Worker, WorkerState
+
+from core.config import Settings
+from core.context import Context, open_context
+from core.errors import KeyturnError, UnsafeSetupError
+from core.events import Event
+from storage.tables import utcnow
+from tui.modals.confirm import ConfirmModal
+from tui.screens.history import HistoryScreen
+from tui.screens.inventory import InventoryScreen
+from tui.screens.overview import OverviewScreen
+from tui.screens.records import RecordsScreen
+from tui.screens.tasks import TasksScreen
+from tui.widgets.run_panel import RunState, RunUpdated
+
+Clock = Callable[[], datetime]
+
+try:  # the audit screen is written by another engineer; it becomes a mode once it exists
+    from tui.screens.audit import AuditScreen
+except ImportError:  # pragma: no cover - depends on what has landed
+    AuditScreen = None  # type: ignore[assignment,misc]
+
+# mode -> (key, title); the order is the order of the mode bar and of the footer.
+MODE_KEYS: dict[str, tuple[str, str]] = {
+    "overview": ("o", "Overview"),
+    "tasks": ("t", "Tasks"),
+    "history": ("h", "History"),
+    "records": ("s", "Records"),
+    "inventory": ("i", "Inventory"),
+}
+MODE_SCREENS: dict[str, Callable[[], Screen]] = {
+    "overview": OverviewScreen,
+    "tasks": TasksScreen,
+    "history": HistoryScreen,
+    "records": RecordsScreen,
+    "inventory": InventoryScreen,
+}
+if AuditScreen is not None:
+    MODE_KEYS["audit"] = ("u", "Audit")
+    MODE_SCREENS["audit"] = AuditScreen
+
+
+class EngineEvent(Message):
+    """An engine event of one run, posted from the worker thread (post_message is thread-safe)."""
+
+    def __init__(self, run_key: int, event: Event) -> None:
+        super().__init__()
+        self.run_key = run_key
+        self.event = event
+
+
+class KeyturnApp(App[int]):
+    """Rotate secrets on many hosts: overview, tasks, history, records, inventory."""
+
+    TITLE = "keyturn"
+    CSS_PATH = "app.tcss"
+    MODES = MODE_SCREENS
+    MODE_KEYS = MODE_KEYS
+    DEFAULT_MODE = "overview"
+    BINDINGS = [
+        *(Binding(key, f"switch_mode('{mode}')", title, tooltip=f"Show {title}") for mode, (key, title) in MODE_KEYS.items()),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, ctx: Context, *, clock: Clock | None = None, mfa_session: object | None = None) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self._clock = clock or utcnow
+        self._mfa = mfa_session
+        self.runs: dict[int, RunState] = {}
+        self._next_run_key = 1
+        self.run_signal: Signal[RunUpdated] = Signal(self, "run")
+
+    def now(self) -> datetime:
+        """The app's clock: dates on screen are relative to it (frozen in tests and screenshots)."""
+        return self._clock()
+
+    # -- command palette ---------------------------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Mode switches and every action of the current screen, by their footer descriptions."""
+        yield from super().get_system_commands(screen)
+        for mode, (key, title) in MODE_KEYS.items():
+            yield SystemCommand(f"Show {title}", f"Switch to the {title} mode (key {key})",
+                                partial(self.switch_mode, mode))
+        seen = set()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if active.node is self or not binding.description or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            yield SystemCommand(binding.description, f"{binding.description} (key {key})",
+                                partial(self._run_screen_action, active.node, binding.action))
+
+    def _run_screen_action(self, node: object, action: str) -> None:
+        self.call_later(self.run_action, action, node)
+
+    # -- runs --------------------------------------------------------------------------------------
+    def active_runs(self) -> list[RunState]:
+        """Runs still going."""
+        return [r for r in self.runs.values() if not r.finished]
+
+    def _new_run(self, title: str, kind: str) -> RunState:
+        run = RunState(key=self._next_run_key, title=title, kind=kind, started_at=self.now())
+        self._next_run_key += 1
+        self.runs[run.key] = run
+        self._publish(run, run.note(f"{title}: starting", style="dim"))
+        return run
+
+    def _publish(self, run: RunState, line: object) -> None:
+        self.run_signal.publish(RunUpdated(run, line))  # type: ignore[arg-type]
+
+    def start_run(self, task_name: str) -> RunState | None:
+        """Run a task now in a worker; the History mode shows its live log."""
+        if any(r.title == task_name and not r.finished for r in self.runs.values()):
+            self.notify(f"{task_name} is already running", severity="warning")
+            return None
+        run = self._new_run(task_name, "run")
+        run.worker = self._rotation(run, partial(self._engine_run, task_name))
+        self.notify(f"Started {task_name}; its log is in History (h)")
+        return run
+
+    def start_retry(self, record_ids: list[int], title: str) -> RunState:
+        """Retry failed/unverified records in a worker."""
+        run = self._new_run(title, "retry")
+        run.worker = self._rotation(run, partial(self._engine_retry, record_ids))
+        self.notify(f"Started {title}; its log is in History (h)")
+        return run
+
+    def start_reconcile(self) -> RunState:
+        """Probe and settle pending/unverified records in a worker."""
+        run = self._new_run("reconcile", "reconcile")
+        run.worker = self._rotation(run, self._engine_reconcile)
+        self.notify("Started reconcile; its log is in History (h)")
+        return run
+
+    def _engine_run(self, task_name: str, run: RunState) -> object:
+        from core.engine import run_task
+
+        return run_task(self.ctx, task_name, trigger="manual", cancel=run.cancel, on_event=self._sink(run))
+
+    def _engine_retry(self, record_ids: list[int], run: RunState) -> object:
+        from core.engine import retry_records
+
+        return retry_records(self.ctx, record_ids, cancel=run.cancel, on_event=self._sink(run))
+
+    def _engine_reconcile(self, run: RunState) -> object:
+        from core.reconcile import reconcile
+
+        return reconcile(self.ctx, on_event=self._sink(run), cancel=run.cancel)
+
+    def _sink(self, run: RunState) -> Callable[[Event], None]:
+        def on_event(event: Event) -> None:
+            self.post_message(EngineEvent(run.key, event))
+        return on_event
+
+    @work(thread=True, group="rotation", exit_on_error=False)
+    def _rotation(self, run: RunState, job: Callable[[RunState], object]) -> object:
+        return job(run)
+
+    def record_event(self, run: RunState, event: Event) -> None:
+        """Fold one engine event into its run and tell the run panels (also used to replay fixed events)."""
+        self._publish(run, run.apply(event))
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        """An event from a worker thread, now on the app's thread."""
+        run = self.runs.get(message.run_key)
+        if run is not None:
+            self.record_event(run, message.event)
+
+    def cancel_run(self, key: int) -> None:
+        """Ask a run to stop: the engine finishes accounts in flight, verifies them, and touches no more."""
+        run = self.runs.get(key)
+        if run is None or run.finished:
+            return
+        run.cancel.set()
+        self._publish(run, run.note("cancel requested; finishing the accounts in flight", style="magenta"))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place worker outcomes reach the user: errors as notifications, never a traceback."""
+        worker = event.worker
+        run = None
+        if worker.group == "rotation":
+            run = next((r for r in self.runs.values() if r.worker is worker), None)
+        if event.state == WorkerState.ERROR:
+            error = worker.error
+            message = str(error) if isinstance(error, (KeyturnError, LookupError)) else f"{type(error).__name__}: {error}"
+            if run is not None:
+                run.status = "error"
+                self._publish(run, run.note(f"error: {message}", style="bold red"))
+            self.notify(message, title=f"{run.title} failed" if run else "Error", severity="error", timeout=10)
+        elif event.state == WorkerState.SUCCESS and run is not None and not run.finished:
+            # The engine sends ExecutionFinished; this covers jobs that end without it.
+            result = worker.result
+            run.status = getattr(result, "status", None) or ("cancelled" if run.cancel.is_set() else "success")
+            self._publish(run, run.note(f"{run.title}: {run.status}", style="bold"))
+        elif event.state == WorkerState.CANCELLED and run is not None and not run.finished:
+            run.status = "cancelled"
+            self._publish(run, None)
+        if run is not None and run.finished and event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
+            self.notify(f"{run.title}: {run.status}", severity="information" if run.status == "success" else "warning")
+
+    async def action_quit(self) -> None:
+        """Quit; with runs going, ask first and cancel them cleanly."""
+        active = self.active_runs()
+        if not active:
+            self.exit(0)
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                for run in active:
+                    run.cancel.set()
+                self.exit(0)
+
+        self.push_screen(ConfirmModal(
+            f"{len(active)} run(s) in progress. Cancel them and quit?",
+            "Accounts in flight are finished and verified; the rest stay untouched.", yes="Cancel and quit",
+            danger=True), done)
+
+    # -- reveal ------------------------------------------------------------------------------------
+    @property
+    def mfa(self) -> object:
+        """The one MFA session of this app (unlocks last Settings.mfa_unlock_seconds)."""
+        if self._mfa is None:
+            from core.mfa import MfaSession
+
+            self._mfa = MfaSession(self.ctx.settings)
+        return self._mfa
+
+    def reveal_record(self, record_id: int, which: str = "both") -> None:
+        """Show a change record's old and/or new secret after a TOTP check."""
+        from core.reveal import reveal_record
+
+        whiches = ("old", "new") if which == "both" else (which,)
+
+        def fetch() -> list:
+            items: list = []
+            errors = []
+            for w in whiches:
+                try:
+                    items.extend(reveal_record(self.ctx, self.mfa, record_id, w))  # type: ignore[arg-type]
+                except KeyturnError as exc:
+                    if "holds no" not in str(exc):
+                        raise
+                    errors.append(str(exc))
+            if not items:
+                raise KeyturnError("; ".join(errors) or f"change record {record_id} holds no secret")
+            return items
+
+        self._reveal(fetch, f"record {record_id}")
+
+    def reveal_account(self, account_id: int) -> None:
+        """Show an account's current secret after a TOTP check."""
+        from core.reveal import reveal_account
+
+        self._reveal(lambda: reveal_account(self.ctx, self.mfa, account_id), f"account {account_id}")  # type: ignore[arg-type]
+
+    def _reveal(self, fetch: Callable[[], list], what: str) -> None:
+        try:
+            from tui.modals.otp import OtpModal
+            from tui.modals.reveal import RevealModal
+        except ImportError:
+            self.notify("reveal needs the MFA module (OTP and reveal dialogs are not installed yet)",
+                        title="Reveal", severity="warning")
+            return
+
+        def show() -> None:
+            try:
+                items = fetch()
+            except KeyturnError as exc:
+                self.notify(str(exc), title="Reveal refused", severity="error")
+                return
+            self.push_screen(RevealModal(items))
+
+        if self.mfa.unlocked(self.ctx.operator):  # type: ignore[attr-defined]
+            show()
+            return
+        self.push_screen(OtpModal(self.ctx, self.mfa), lambda ok: show() if ok else None)
+
+
+def run_app(settings: Settings, operator: str | None = None, source: str = "") -> int:
+    """Open keyturn and run the app; an unsafe data directory or key file stops before any screen."""
+    try:
+        ctx = open_context(settings, operator=operator, source=source)
+    except UnsafeSetupError as exc:
+        print(f"keyturn: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        KeyturnApp(ctx).run()
+    finally:
+        ctx.close()
+    return 0

@@ -1,0 +1,125 @@
+"""Add or edit one asset: AssetFormModal(ctx, asset_or_None) saves in one transaction and dismisses with its name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.validation import Function, Integer, ValidationResult, Validator
+from textual.widgets import Button, Checkbox, Input, Label, Select
+
+from core.context import Context
+from core.importer import PLATFORMS, check_name
+from storage.inventory import NotFound, get_asset_row, normalize_node_path, upsert_asset
+from storage.types import AssetInfo
+
+
+class _PyCheck(Validator):
+    """Run a check that raises ValueError with the message to show."""
+
+    def __init__(self, check: Callable[[str], object]) -> None:
+        super().__init__()
+        self.check = check
+
+    def validate(self, value: str) -> ValidationResult:
+        """Pass when check raises nothing."""
+        try:
+            self.check(value)
+        except ValueError as exc:
+            return self.failure(str(exc))
+        return self.success()
+
+
+def _check_nodes(value: str) -> None:
+    for part in (p for p in value.split(",") if p.strip()):
+        normalize_node_path(part)
+
+
+class AssetFormModal(ModalScreen[str | None]):
+    """Name, address, port, platform, nodes, active and comment of an asset; ctrl+s saves."""
+
+    BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, ctx: Context, asset: AssetInfo | None) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.asset = asset
+
+    def compose(self) -> ComposeResult:
+        a = self.asset
+        with Vertical(classes="dialog form"):
+            yield Label(f"Edit asset {a.name}" if a else "New asset", classes="dialog-title")
+            with VerticalScroll(id="form-body"):
+                for key, title, widget in (
+                    ("name", "Name", Input(a.name if a else "", id="name", disabled=a is not None,
+                                           validators=[_PyCheck(lambda v: check_name(v, "name"))])),
+                    ("address", "Address (host name or IP)", Input(a.address if a else "", id="address",
+                                                                   validators=[_PyCheck(lambda v: check_name(v, "address"))])),
+                    ("port", "SSH port", Input(str(a.port if a else 22), id="port", type="integer",
+                                               validators=[Integer(1, 65535, failure_description="port: must be 1-65535")])),
+                    ("platform", "Platform", Select([(p, p) for p in PLATFORMS], value=a.platform if a else "linux",
+                                                    allow_blank=False, id="platform")),
+                    ("nodes", "Nodes (paths, comma separated; edits add nodes)" if a else "Nodes (paths, comma separated)",
+                     Input(", ".join(a.nodes) if a else "", id="nodes", placeholder="/prod/web",
+                           validators=[_PyCheck(_check_nodes)])),
+                    ("comment", "Comment", Input(a.comment if a else "", id="comment",
+                                                 validators=[Function(lambda v: "\n" not in v)])),
+                ):
+                    error = Label("", id=f"err-{key}", classes="field-error")
+                    error.display = False
+                    yield Vertical(Label(title, classes="field-title"), widget, error, classes="field", id=f"f-{key}")
+                yield Checkbox("active", a.active if a else True, id="active")
+            yield Label("", id="err-form", classes="field-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save (ctrl+s)", id="save", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Each field shows its own error as the user types."""
+        result = event.validation_result
+        self._error(event.input.id or "form", "" if result is None or result.is_valid
+                    else "; ".join(result.failure_descriptions))
+
+    def _error(self, key: str, message: str) -> None:
+        label = self.query_one(f"#err-{key}", Label)
+        label.update(message)
+        label.display = bool(message)
+
+    def action_save(self) -> None:
+        """Check all fields, then write the asset in one transaction."""
+        bad = 0
+        for field in self.query(Input):
+            result = field.validate(field.value)
+            ok = result is None or result.is_valid
+            self._error(field.id or "form", "" if ok else "; ".join(result.failure_descriptions))  # type: ignore[union-attr]
+            bad += not ok
+        if bad:
+            self._error("form", "fix the fields above; nothing saved")
+            return
+        value = {w.id: w.value.strip() for w in self.query(Input)}
+        name = value["name"]
+        nodes = [normalize_node_path(p) for p in value["nodes"].split(",") if p.strip()]
+        with self.ctx.db.write() as s:
+            if self.asset is None:
+                try:
+                    get_asset_row(s, name)
+                except NotFound:
+                    pass
+                else:
+                    self._error("name", f"name: asset {name!r} already exists")
+                    return
+            upsert_asset(s, name, address=value["address"], port=int(value["port"]),
+                         platform=str(self.query_one("#platform", Select).value), nodes=nodes,
+                         active=self.query_one("#active", Checkbox).value, comment=value["comment"])
+        self.dismiss(name)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        """Buttons do what their keys do."""
+        self.action_save() if event.button.id == "save" else self.action_cancel()
+
+    def action_cancel(self) -> None:
+        """Close without saving."""
+        self.dismiss(None)

@@ -1,0 +1,40 @@
+"""Which accounts a task would change, and which it leaves out and why: PreviewModal(preview)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Label
+
+
+class PreviewModal(ModalScreen[None]):
+    """Targets and exclusions of a task, as core.targets.preview computed them."""
+
+    BINDINGS = [Binding("escape,q", "close", "Close")]
+
+    def __init__(self, task_name: str, summary: str, targets: list[tuple[str, str]],
+                 excluded: list[tuple[str, str, str]]) -> None:
+        super().__init__()
+        self.task_name = task_name
+        self.summary = summary
+        self.targets = targets
+        self.excluded = excluded
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label(f"Targets of {self.task_name}", classes="dialog-title")
+            yield Label(self.summary, id="preview-summary")
+            table: DataTable = DataTable(id="preview-table", cursor_type="row")
+            table.add_columns("asset", "account", "will", "reason")
+            for asset, user in self.targets:
+                table.add_row(asset, user, "change", "")
+            for asset, user, reason in self.excluded:
+                table.add_row(asset, user, "skip", reason)
+            yield table
+            yield Label("Esc close", classes="dialog-hint")
+
+    def action_close(self) -> None:
+        """Close the preview."""
+        self.dismiss(None)

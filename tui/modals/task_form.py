@@ -1,0 +1,523 @@
+"""The task form: every field of a change-secret task, each checked by core's own rules with its own error line.
+
+TaskFormModal(ctx, spec_or_None) saves through core.tasks (create_task / edit_task) only when every field
+passes, and dismisses with the saved TaskSpec (None when cancelled). Fields that do not apply are hidden.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.timer import Timer
+from textual.validation import ValidationResult, Validator
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Label, Select, SelectionList, TextArea
+
+from core import tasks
+from core.context import Context
+from core.errors import InputError, KeyturnError
+from core.schedule import next_runs, validate_schedule
+from core.secretgen import KEY_ALGORITHMS, check_specific_password, validate_rules
+from core.targets import preview
+from storage.inventory import list_nodes
+from storage.queries import asset_choices, operator_names
+from storage.types import HostParams, PasswordRules, TaskSpec
+
+ASSET_CHOICES = 200
+PREVIEW_DELAY = 0.5
+SEARCH_DELAY = 0.25
+
+# A valid task; one field at a time is replaced by what the user typed and the whole spec goes through
+# core.tasks.validate_task, so the form applies exactly core's rules without copying them.
+_BASE = TaskSpec(name="task", usernames=["root"], assets=["asset"])
+
+# The first word(s) of a core InputError name the field; this maps them to the form's error lines.
+ERROR_FIELDS: dict[str, str] = {
+    "name": "name", "description": "description", "accounts": "accounts", "targets": "assets", "assets": "assets",
+    "nodes": "nodes", "strategy": "strategy", "type": "type", "key strategy": "key_strategy",
+    "key algorithm": "key_algorithm", "password": "password", "private key": "private_key",
+    "key passphrase": "passphrase", "length": "rules", "exclude": "rules", "rules": "rules",
+    "chpasswd path": "host", "verify": "host", "become password": "host", "interval": "schedule",
+    "cron": "schedule", "schedule": "schedule", "start": "schedule", "recipients": "recipients",
+}
+
+
+def error_field(message: str) -> str:
+    """The form field a core error message names ('form' when none matches)."""
+    head = message.split(":", 1)[0].strip().lower()
+    return ERROR_FIELDS.get(head, "form")
+
+
+def split_names(text: str) -> list[str]:
+    """'root, admin' -> ['root', 'admin']."""
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+class CoreCheck(Validator):
+    """A textual Validator running a core check; the InputError message becomes the failure text."""
+
+    def __init__(self, check: Callable[[str], object]) -> None:
+        super().__init__()
+        self.check = check
+
+    def validate(self, value: str) -> ValidationResult:
+        """Pass when the core check raises nothing."""
+        try:
+            self.check(value)
+        except InputError as exc:
+            return self.failure(str(exc))
+        return self.success()
+
+
+def _spec_check(**build: Callable[[str], object]) -> CoreCheck:
+    ((field, parse),) = build.items()
+    return CoreCheck(lambda v: tasks.validate_task(dataclasses.replace(_BASE, **{field: parse(v)})))
+
+
+def _int(field: str) -> Callable[[str], int]:
+    def parse(v: str) -> int:
+        try:
+            return int(v.strip())
+        except ValueError:
+            raise InputError(f"{field}: must be a whole number, got {v!r}") from None
+    return parse
+
+
+def task_name_validators() -> list[Validator]:
+    """Validators of a task name (also used by the copy prompt)."""
+    return [_spec_check(name=lambda v: v)]
+
+
+def _check_interval(v: str) -> None:
+    validate_schedule(_int("interval")(v), None)
+
+
+def _check_cron(v: str) -> None:
+    if not v.strip():
+        raise InputError("cron: is empty")
+    validate_schedule(None, v.strip())
+
+
+def _check_start(v: str) -> None:
+    if v.strip():
+        tasks.parse_time(v)
+
+
+def _check_become(v: str) -> None:
+    if v:
+        check_specific_password(v, field="become password")
+
+
+class TaskFormModal(ModalScreen[TaskSpec | None]):
+    """Create or edit a task; ctrl+s saves, Esc cancels."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, ctx: Context, spec: TaskSpec | None, *, now: Callable[[], datetime]) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.original = spec
+        self.spec = spec or TaskSpec(name="", usernames=[])
+        self.now = now
+        self.chosen_assets: list[str] = list(self.spec.assets)
+        self._preview_timer: Timer | None = None
+        self._search_timer: Timer | None = None
+
+    # -- layout ------------------------------------------------------------------------------------
+    def _field(self, key: str, title: str, *widgets: Widget, note: str = "") -> Vertical:
+        parts: list[Widget] = [Label(title, classes="field-title")]
+        parts.extend(widgets)
+        if note:
+            parts.append(Label(note, classes="field-note"))
+        error = Label("", id=f"err-{key}", classes="field-error")
+        error.display = False
+        parts.append(error)
+        return Vertical(*parts, id=f"f-{key}", classes="field")
+
+    def compose(self) -> ComposeResult:
+        s = self.spec
+        rules, params = s.rules, s.params
+        periodic = "interval" if s.interval_hours else "cron" if s.cron else "none"
+        nodes = list_nodes(self.ctx.db)
+        operators = operator_names(self.ctx.db)
+        with Vertical(classes="dialog form", id="task-form"):
+            yield Label("Edit task " + self.original.name if self.original else "New task", classes="dialog-title")
+            with VerticalScroll(id="form-body"):
+                yield self._field("name", "Name", Input(s.name, id="name", validators=task_name_validators()))
+                yield self._field("accounts", "Accounts (user names, comma separated)", Input(
+                    ", ".join(s.usernames), id="accounts", placeholder="root, deploy",
+                    validators=[_spec_check(usernames=split_names)]))
+                yield self._field(
+                    "assets", "Assets", Input(placeholder="filter assets by name or address", id="asset-filter"),
+                    SelectionList[str](id="assets"), Label("", id="assets-chosen", classes="field-note"))
+                yield self._field("nodes", "Nodes (subnodes included)", SelectionList[str](
+                    *(("  " * (n.path.count("/") - 1) + n.name, n.path, n.path in s.nodes)
+                      for n in nodes), id="nodes"), note="" if nodes else "no nodes yet")
+                yield self._field("strategy", "Secret strategy", Select(
+                    [("random (generated per account)", "random"), ("specific (the same for all)", "specific")],
+                    value=s.secret_strategy, allow_blank=False, id="strategy"))
+                yield self._field("type", "Secret type", Select(
+                    [("password", "password"), ("SSH key", "ssh_key")], value=s.secret_type, allow_blank=False,
+                    id="type"))
+                yield self._field("password", "Password", Input(
+                    s.specific_secret or "" if s.secret_type == "password" else "", password=True, id="password",
+                    validators=[CoreCheck(check_specific_password)]))
+                yield self._field("key_strategy", "SSH key strategy", Select(
+                    [("replace ours (remove keys keyturn pushed, then add)", "replace-ours"),
+                     ("replace all (empty authorized_keys, then add)", "replace-all"),
+                     ("append", "append")], value=s.ssh_key_strategy, allow_blank=False, id="key_strategy"))
+                yield self._field("key_algorithm", "Key algorithm", Select(
+                    [(a, a) for a in KEY_ALGORITHMS], value=s.key_algorithm, allow_blank=False, id="key_algorithm"))
+                yield self._field(
+                    "private_key", "Private key (paste, or give a file path below)",
+                    TextArea(s.specific_secret or "" if s.secret_type == "ssh_key" else "", id="private_key",
+                             soft_wrap=False, show_line_numbers=False),
+                    Input(placeholder="or a path: ~/.ssh/new_key", id="private_key_path"))
+                yield self._field("passphrase", "Key passphrase (empty when the key is not encrypted)", Input(
+                    s.specific_passphrase or "", password=True, id="passphrase"))
+                yield self._field(
+                    "rules", "Password rules",
+                    Horizontal(Label("length ", classes="inline-label"),
+                               Input(str(rules.length), id="length", type="integer", classes="short",
+                                     validators=[CoreCheck(self._check_length)]),
+                               Label(" exclude ", classes="inline-label"),
+                               Input(rules.exclude, id="exclude", classes="short", placeholder="e.g. O0l1"),
+                               classes="inline"),
+                    Horizontal(Checkbox("lower", rules.lower, id="lower"), Checkbox("upper", rules.upper, id="upper"),
+                               Checkbox("digits", rules.digits, id="digits"),
+                               Checkbox("symbols", rules.symbols, id="symbols"), classes="inline"))
+                yield self._field(
+                    "host", "Host parameters",
+                    Horizontal(Checkbox("use sudo", params.use_sudo, id="sudo"),
+                               Checkbox("create user if missing", params.create_user, id="create_user"),
+                               classes="inline"),
+                    Input(s.become_password or "", password=True, id="become", validators=[CoreCheck(_check_become)],
+                          placeholder="sudo (become) password, empty if NOPASSWD"),
+                    Input(params.chpasswd_path, id="chpasswd", placeholder="chpasswd path", validators=[
+                        _spec_check(params=lambda v: HostParams(chpasswd_path=v.strip()))]),
+                    Select([("verify by logging in (ssh)", "ssh"), ("do not verify", "none")], value=params.verify,
+                           allow_blank=False, id="verify"))
+                yield self._field(
+                    "schedule", "Periodic",
+                    Select([("no schedule", "none"), ("every N hours", "interval"), ("cron line", "cron")],
+                           value=periodic, allow_blank=False, id="periodic"),
+                    Input(str(s.interval_hours or ""), id="interval", type="integer", placeholder="hours",
+                          validators=[CoreCheck(_check_interval)]),
+                    Input(s.cron or "", id="cron", placeholder="minute hour day month weekday, e.g. 0 3 * * 1",
+                          validators=[CoreCheck(_check_cron)]),
+                    Input(s.start_at.strftime("%Y-%m-%dT%H:%MZ") if s.start_at else "", id="start",
+                          placeholder="start (UTC, optional): 2025-01-31T02:00Z", validators=[CoreCheck(_check_start)]),
+                    Label("", id="next-runs", classes="field-note"))
+                yield self._field("options", "Options", Horizontal(
+                    Checkbox("check connection after change", s.check_after_change, id="check"),
+                    Checkbox("active", s.active, id="active"), classes="inline"))
+                yield self._field("description", "Description", Input(s.description, id="description"))
+                yield self._field("recipients", "Recipients (operators mailed after each run)", SelectionList[str](
+                    *((o, o, o in s.recipients) for o in operators), id="recipients"),
+                    note="" if operators else "no operators yet (keyturn operator add)")
+            yield Label("", id="err-form", classes="field-error")
+            yield Label("", id="form-preview", classes="preview-line")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save (ctrl+s)", id="save", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        """Fill the asset picker, hide fields that do not apply, and compute the first preview."""
+        self._fill_assets()
+        self._apply_visibility()
+        self._update_next_runs()
+        self._schedule_preview()
+        self.query_one("#name", Input).focus()
+
+    # -- field helpers -----------------------------------------------------------------------------
+    def _value(self, widget_id: str) -> str:
+        return self.query_one(f"#{widget_id}", Input).value
+
+    def _select(self, widget_id: str) -> str:
+        return str(self.query_one(f"#{widget_id}", Select).value)
+
+    def _checked(self, widget_id: str) -> bool:
+        return self.query_one(f"#{widget_id}", Checkbox).value
+
+    def _rules(self, length: int | None = None) -> PasswordRules:
+        if length is None:
+            try:
+                length = int(self._value("length"))
+            except ValueError:
+                length = 0
+        return PasswordRules(length=length, lower=self._checked("lower"), upper=self._checked("upper"),
+                             digits=self._checked("digits"), symbols=self._checked("symbols"),
+                             exclude=self._value("exclude"))
+
+    def _check_length(self, v: str) -> None:
+        validate_rules(self._rules(_int("length")(v)))
+
+    def show_error(self, key: str, message: str) -> None:
+        """Put message on the field's error line (an empty message hides the line)."""
+        label = self.query_one(f"#err-{key}", Label)
+        label.update(message)
+        label.display = bool(message)
+
+    def _apply_visibility(self) -> None:
+        specific = self._select("strategy") == "specific"
+        password = self._select("type") == "password"
+        periodic = self._select("periodic")
+        shown = {
+            "password": specific and password,
+            "key_strategy": not password,
+            "key_algorithm": not password and not specific,
+            "private_key": not password and specific,
+            "passphrase": not password and specific,
+            "rules": password and not specific,
+        }
+        for key, visible in shown.items():
+            self.query_one(f"#f-{key}").display = visible
+            if not visible:
+                self.show_error(key, "")
+        self.query_one("#interval").display = periodic == "interval"
+        self.query_one("#cron").display = periodic == "cron"
+        self.query_one("#start").display = periodic != "none"
+        self.query_one("#next-runs").display = periodic != "none"
+
+    # -- assets picker -----------------------------------------------------------------------------
+    def _fill_assets(self) -> None:
+        picker = self.query_one("#assets", SelectionList)
+        search = self._value("asset-filter").strip()
+        choices = asset_choices(self.ctx.db, search=search, limit=ASSET_CHOICES)
+        chosen = set(self.chosen_assets)
+        with self.prevent(SelectionList.SelectedChanged):
+            picker.clear_options()
+            # Chosen assets stay listed whatever the filter, so they can be un-chosen.
+            names = [n for n, _ in choices]
+            extra = [n for n in self.chosen_assets if n not in names]
+            picker.add_options([(f"{n}  {a}", n, n in chosen) for n, a in choices] + [(n, n, True) for n in extra])
+        more = " (first 200 shown; type to filter)" if len(choices) >= ASSET_CHOICES else ""
+        self._update_chosen(more)
+
+    def _update_chosen(self, more: str = "") -> None:
+        chosen = self.chosen_assets
+        text = f"chosen: {len(chosen)}" + (": " + ", ".join(chosen[:6]) + (" …" if len(chosen) > 6 else "")
+                                             if chosen else "") + more
+        self.query_one("#assets-chosen", Label).update(text)
+
+    @on(SelectionList.SelectedChanged, "#assets")
+    def _assets_changed(self, event: SelectionList.SelectedChanged) -> None:
+        picker = event.selection_list
+        selected = set(picker.selected)
+        listed = {picker.get_option_at_index(i).value for i in range(picker.option_count)}
+        kept = [a for a in self.chosen_assets if a not in listed or a in selected]
+        kept += [a for a in picker.selected if a not in kept]
+        self.chosen_assets = kept
+        self._update_chosen()
+        self.show_error("assets", "")
+        self._schedule_preview()
+
+    @on(SelectionList.SelectedChanged, "#nodes")
+    def _nodes_changed(self) -> None:
+        self.show_error("assets", "")
+        self._schedule_preview()
+
+    # -- live reactions ----------------------------------------------------------------------------
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Show the field's own error as the user types; refresh the preview and the next runs."""
+        widget_id = event.input.id or ""
+        if widget_id == "asset-filter":
+            if self._search_timer is not None:
+                self._search_timer.stop()
+            self._search_timer = self.set_timer(SEARCH_DELAY, self._fill_assets)
+            return
+        key = self._error_key(event.input)
+        if event.validation_result is not None:
+            self.show_error(key, "" if event.validation_result.is_valid
+                            else "; ".join(event.validation_result.failure_descriptions))
+        if widget_id in ("interval", "cron", "start"):
+            self._update_next_runs()
+        if widget_id in ("accounts",):
+            self._schedule_preview()
+
+    def _error_key(self, widget: Widget) -> str:
+        for ancestor in widget.ancestors_with_self:
+            if ancestor.id and ancestor.id.startswith("f-"):
+                return ancestor.id[2:]
+        return "form"
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """Strategy, type and schedule choices show and hide the fields that apply."""
+        self._apply_visibility()
+        self._update_next_runs()
+        self._schedule_preview()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        """Rule checkboxes change whether the length is possible."""
+        if event.checkbox.id in ("lower", "upper", "digits", "symbols"):
+            result = self.query_one("#length", Input).validate(self._value("length"))
+            self.show_error("rules", "" if result is None or result.is_valid else "; ".join(result.failure_descriptions))
+
+    def _update_next_runs(self) -> None:
+        label = self.query_one("#next-runs", Label)
+        periodic = self._select("periodic")
+        try:
+            interval = _int("interval")(self._value("interval")) if periodic == "interval" else None
+            cron = self._value("cron").strip() if periodic == "cron" else None
+            validate_schedule(interval, cron)
+            start = tasks.parse_time(self._value("start")) if self._value("start").strip() else None
+        except InputError:
+            label.update("next runs: (fix the schedule)")
+            return
+        if periodic == "none":
+            label.update("")
+            return
+        runs = next_runs(interval, cron, start or self.now(), count=3, anchor=start) if (interval or cron) else []
+        if start is not None and start > self.now():
+            runs = [start, *runs][:3]
+        label.update("next runs: " + ", ".join(r.strftime("%Y-%m-%d %H:%M") for r in runs) + " UTC" if runs else "")
+
+    def _schedule_preview(self) -> None:
+        # Debounced and synchronous: a preview is a few SQL queries, and a timer dies with the modal.
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+        self._preview_timer = self.set_timer(PREVIEW_DELAY, self._update_preview)
+
+    def _update_preview(self) -> None:
+        line = self.query_one("#form-preview", Label)
+        users = split_names(self._value("accounts"))
+        nodes = list(self.query_one("#nodes", SelectionList).selected)
+        if not users or not (self.chosen_assets or nodes):
+            line.update("targets: choose accounts and assets or nodes")
+            return
+        spec = dataclasses.replace(_BASE, usernames=users, assets=list(self.chosen_assets), nodes=nodes)
+        try:
+            line.update("targets: " + preview(self.ctx, spec).summary())
+        except KeyturnError as exc:
+            line.update(f"targets: {exc}")
+
+    # -- save --------------------------------------------------------------------------------------
+    def _build(self) -> tuple[TaskSpec | None, dict[str, str]]:
+        """The spec the form describes, and the errors of every visible field (empty when all pass)."""
+        errors: dict[str, str] = {}
+        for field in self.query(Input):
+            if field.id == "asset-filter" or not field.validators or not self._visible(field):
+                continue
+            result = field.validate(field.value)
+            if result is not None and not result.is_valid:
+                errors.setdefault(self._error_key(field), "; ".join(result.failure_descriptions))
+        nodes = list(self.query_one("#nodes", SelectionList).selected)
+        if not self.chosen_assets and not nodes:
+            errors.setdefault("assets", "targets: choose at least one asset or node")
+        if not split_names(self._value("accounts")):
+            errors.setdefault("accounts", "accounts: give at least one user name")
+        strategy, secret_type = self._select("strategy"), self._select("type")
+        specific_secret: str | None = None
+        passphrase: str | None = None
+        if strategy == "specific" and secret_type == "password":
+            specific_secret = self._value("password")
+        elif strategy == "specific":
+            specific_secret = self.query_one("#private_key", TextArea).text.strip() or None
+            path = self._value("private_key_path").strip()
+            if path:
+                try:
+                    specific_secret = Path(path).expanduser().read_text()
+                except OSError as exc:
+                    errors.setdefault("private_key", f"private key: cannot read {path}: {exc.strerror}")
+            if specific_secret is None and "private_key" not in errors:
+                errors["private_key"] = "private key: paste a key or give a file path"
+            passphrase = self._value("passphrase") or None
+        periodic = self._select("periodic")
+        interval = cron = start = None
+        try:
+            if periodic == "interval":
+                interval = _int("interval")(self._value("interval"))
+            elif periodic == "cron":
+                cron = self._value("cron").strip()
+            if periodic != "none" and self._value("start").strip():
+                start = tasks.parse_time(self._value("start"))
+        except InputError as exc:
+            errors.setdefault("schedule", str(exc))
+        try:
+            length = int(self._value("length"))
+        except ValueError:
+            length = 0
+            if secret_type == "password" and strategy == "random":
+                errors.setdefault("rules", "length: must be a whole number")
+        if errors:
+            return None, errors
+        spec = TaskSpec(
+            name=self._value("name").strip(), usernames=split_names(self._value("accounts")),
+            assets=list(self.chosen_assets), nodes=nodes, secret_strategy=strategy, secret_type=secret_type,
+            specific_secret=specific_secret, specific_passphrase=passphrase,
+            ssh_key_strategy=self._select("key_strategy"), key_algorithm=self._select("key_algorithm"),
+            rules=self._rules(length),
+            params=HostParams(use_sudo=self._checked("sudo"), chpasswd_path=self._value("chpasswd").strip(),
+                              create_user=self._checked("create_user"), verify=self._select("verify")),
+            become_password=self._value("become") or None, interval_hours=interval, cron=cron or None,
+            start_at=start, check_after_change=self._checked("check"), active=self._checked("active"),
+            description=self._value("description"),
+            recipients=list(self.query_one("#recipients", SelectionList).selected),
+        )
+        return spec, {}
+
+    def _visible(self, widget: Widget) -> bool:
+        return all(a.display for a in widget.ancestors_with_self if isinstance(a, Widget))
+
+    def action_save(self) -> None:
+        """Check every field; save through core only when all pass, else show each field's error."""
+        for label in self.query(".field-error"):
+            label.display = False
+        spec, errors = self._build()
+        if spec is None:
+            for key, message in errors.items():
+                self.show_error(key, message)
+            self.show_error("form", f"{len(errors)} field{'s' if len(errors) != 1 else ''} to fix; nothing saved")
+            self._focus_first_error()
+            return
+        try:
+            if self.original is None:
+                saved = tasks.create_task(self.ctx, spec)
+            else:
+                changes = {f.name: getattr(spec, f.name) for f in dataclasses.fields(TaskSpec)
+                           if f.name not in ("id", "next_run_at", "created_at", "updated_at")}
+                saved = tasks.edit_task(self.ctx, self.original.name, **changes)
+        except InputError as exc:
+            self.show_error(error_field(str(exc)), str(exc))
+            if error_field(str(exc)) != "form":
+                self.show_error("form", "nothing saved")
+            self._focus_first_error()
+            return
+        except KeyturnError as exc:
+            self.show_error("form", str(exc))
+            return
+        self.dismiss(saved)
+
+    def _focus_first_error(self) -> None:
+        for label in self.query(".field-error"):
+            if label.display and label.id != "err-form":
+                label.scroll_visible()
+                field = label.parent
+                if field is not None:
+                    target = next((w for w in field.query("Input, Select, SelectionList, TextArea")
+                                   if w.display and w.focusable), None)
+                    if target is not None:
+                        target.focus()
+                return
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        """Save and Cancel buttons do what their keys do."""
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.action_cancel()
+
+    def action_cancel(self) -> None:
+        """Close without saving."""
+        self.dismiss(None)

@@ -1,0 +1,52 @@
+"""What every mode screen shares: the mode bar on top, the footer below, and the app's context."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from core.context import Context
+from tui.widgets.mode_bar import ModeBar
+
+if TYPE_CHECKING:
+    from tui.app import KeyturnApp
+
+
+class ModeScreen(Screen[None]):
+    """A main area of the app (App.MODES); subclasses compose their body in compose_body and load in reload."""
+
+    MODE = ""
+
+    @property
+    def kt(self) -> "KeyturnApp":
+        """The app, typed."""
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def ctx(self) -> Context:
+        """The open keyturn context."""
+        return self.kt.ctx
+
+    def now(self) -> datetime:
+        """The app's clock (frozen in tests and screenshots)."""
+        return self.kt.now()
+
+    def compose(self) -> ComposeResult:
+        yield ModeBar(self.MODE)
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        """The mode's own widgets."""
+        return iter(())
+
+    def on_screen_resume(self) -> None:
+        """Data may have changed while another mode was shown: load again."""
+        self.reload()
+
+    def reload(self) -> None:
+        """Load this mode's data from the database (one page)."""

@@ -1,0 +1,89 @@
+"""One execution: its counts, its full log, the accounts per asset with status and error, mail delivery."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Label, RichLog, Static
+
+from storage.queries import execution_detail
+from tui.widgets.format import STATUS_STYLES, clip, duration, status_text, when
+
+LOG_LINES = 5000
+
+
+class ExecutionScreen(Screen[None]):
+    """Pushed over History; Esc goes back. v reveals the highlighted record's secrets (after TOTP)."""
+
+    BINDINGS = [
+        Binding("escape,q", "back", "Back"),
+        Binding("v", "reveal", "Reveal old/new"),
+        Binding("l", "focus_log", "Log"),
+    ]
+
+    def __init__(self, execution_id: int) -> None:
+        super().__init__()
+        self.execution_id = execution_id
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="execution-head")
+        yield Label("", id="execution-mail", classes="error-line")
+        with Horizontal(id="execution-body"):
+            table: DataTable = DataTable(id="execution-records", cursor_type="row", zebra_stripes=True)
+            for key in ("asset", "account", "status", "error"):
+                table.add_column(key, key=key)
+            yield table
+            yield RichLog(id="execution-log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Load the execution once; its log is immutable after it finished."""
+        app = self.app
+        info, records = execution_detail(app.ctx.db, self.execution_id)  # type: ignore[attr-defined]
+        now = app.now()  # type: ignore[attr-defined]
+        took = (info.finished_at - info.started_at).total_seconds() if info.finished_at else None
+        head = Text()
+        head.append(f"Execution {info.id}", style="bold").append(f" of {info.task_name}  ")
+        head.append_text(status_text(info.status))
+        head.append(f"\n{info.trigger} by {info.operator or '-'}, started {when(info.started_at, now)}, took {duration(took)}; ")
+        head.append(f"{info.succeeded} ok", style="green").append(", ")
+        head.append(f"{info.failed} failed", style="red").append(", ")
+        head.append(f"{info.unverified} unverified", style="yellow").append(f" of {info.total}")
+        self.query_one("#execution-head", Static).update(head)
+        mail = self.query_one("#execution-mail", Label)
+        mail.update(f"mail not delivered: {info.mail_error}" if info.mail_error else "")
+        mail.display = bool(info.mail_error)
+        table = self.query_one("#execution-records", DataTable)
+        previous = None
+        for r in records:
+            # Group visually by asset: the asset name only on its first row.
+            asset = r.asset_name if r.asset_name != previous else ""
+            previous = r.asset_name
+            table.add_row(asset, r.username, status_text(r.status), clip(r.error, 50), key=str(r.id))
+        log = self.query_one("#execution-log", RichLog)
+        for line in (info.log or "(no log)").splitlines():
+            style = ""
+            for word, colour in STATUS_STYLES.items():
+                if f": {word}" in line or f" {word};" in line:
+                    style = colour
+                    break
+            log.write(Text(line, style=style))
+
+    def action_back(self) -> None:
+        """Back to the history."""
+        self.app.pop_screen()
+
+    def action_focus_log(self) -> None:
+        """Move the focus to the log (to scroll it)."""
+        self.query_one("#execution-log", RichLog).focus()
+
+    def action_reveal(self) -> None:
+        """Reveal the highlighted record's old and new secret."""
+        table = self.query_one("#execution-records", DataTable)
+        if not table.row_count:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        self.app.reveal_record(int(key), "both")  # type: ignore[attr-defined]

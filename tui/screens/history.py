@@ -1,0 +1,111 @@
+"""Execution history mode: every run newest first (paged), and the live panel of runs started here."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Label
+
+from storage.queries import count_executions, list_executions
+from tui.modals.confirm import ConfirmModal
+from tui.screens.base import ModeScreen
+from tui.screens.execution import ExecutionScreen
+from tui.widgets.format import duration, status_text, when
+from tui.widgets.run_panel import RunPanel
+
+PAGE = 200
+
+
+class HistoryScreen(ModeScreen):
+    """Executions (Enter opens one) above the live runs panel (x cancels the highlighted run)."""
+
+    MODE = "history"
+    BINDINGS = [
+        Binding("enter", "open", "Open", show=False),
+        Binding("x", "cancel_run", "Cancel run"),
+        Binding("right_square_bracket", "page(1)", "Next page"),
+        Binding("left_square_bracket", "page(-1)", "Prev page"),
+        Binding("f5", "reload", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = 0
+
+    def compose_body(self) -> ComposeResult:
+        yield Label("", id="history-count", classes="section-title")
+        table: DataTable = DataTable(id="executions-table", cursor_type="row", zebra_stripes=True)
+        for key in ("id", "task", "trigger", "started", "took", "status", "ok", "failed", "unver.", "total"):
+            table.add_column(key, key=key)
+        yield table
+        yield RunPanel(id="run-panel")
+
+    def on_mount(self) -> None:
+        """Load at mount; resume loads again."""
+        self.reload()
+
+    def reload(self) -> None:
+        """Load the current page of executions."""
+        total = count_executions(self.ctx.db)
+        self.offset = max(0, min(self.offset, (total - 1) // PAGE * PAGE if total else 0))
+        rows = list_executions(self.ctx.db, offset=self.offset, limit=PAGE)
+        now = self.now()
+        table = self.query_one("#executions-table", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for e in rows:
+            took = (e.finished_at - e.started_at).total_seconds() if e.finished_at else None
+            table.add_row(str(e.id), e.task_name, e.trigger, when(e.started_at, now), duration(took),
+                          status_text(e.status), str(e.succeeded), str(e.failed), str(e.unverified), str(e.total),
+                          key=str(e.id))
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1))
+        last = self.offset + len(rows)
+        self.query_one("#history-count", Label).update(
+            f"Executions {self.offset + 1 if rows else 0}-{last} of {total}  ([ ] page)")
+        self.query_one(RunPanel).refresh_runs()
+
+    def action_reload(self) -> None:
+        """Load again now."""
+        self.reload()
+
+    def action_page(self, step: int) -> None:
+        """Previous or next page."""
+        self.offset = max(0, self.offset + step * PAGE)
+        self.reload()
+
+    def action_open(self) -> None:
+        """Open the highlighted execution (or the highlighted run's execution)."""
+        focused = self.focused
+        if isinstance(focused, DataTable) and focused.id == "runs-table":
+            run = self.query_one(RunPanel).selected_run
+            if run is None or run.execution_id is None:
+                return
+            self.app.push_screen(ExecutionScreen(run.execution_id))
+            return
+        table = self.query_one("#executions-table", DataTable)
+        if not table.row_count:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        self.app.push_screen(ExecutionScreen(int(key)))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row opens it."""
+        event.stop()
+        self.action_open()
+
+    def action_cancel_run(self) -> None:
+        """Cancel the highlighted live run after a confirmation."""
+        run = self.query_one(RunPanel).selected_run
+        if run is None or run.finished:
+            self.notify("No running run selected", severity="warning")
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.kt.cancel_run(run.key)
+
+        self.app.push_screen(ConfirmModal(
+            f"Cancel {run.title}?",
+            "Accounts already being changed finish and are verified; the rest are not touched.",
+            yes="Cancel run", no="Keep running", danger=True), done)

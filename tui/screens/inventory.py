@@ -1,0 +1,282 @@
+"""Inventory mode: the node tree beside a paged asset table, the selected asset's accounts below.
+
+Keys add, edit and remove assets, import an inventory file, and pin a host key after showing its fingerprint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Input, Label, Tree
+
+from core.audit import record_event
+from core.hostkeys import check_trust, fetch_host_keys
+from core.importer import describe_summary, import_inventory
+from storage.inventory import get_asset, list_accounts, list_assets, list_nodes, remove_asset, replace_host_keys
+from storage.queries import count_assets, node_subtree_ids
+from storage.types import AssetInfo, fingerprint_sha256
+from tui.modals.asset_form import AssetFormModal
+from tui.modals.confirm import ConfirmModal
+from tui.modals.prompt import PromptModal
+from tui.screens.base import ModeScreen
+from tui.widgets.format import ago, status_text
+
+PAGE = 200
+
+
+class InventoryScreen(ModeScreen):
+    """Nodes, assets and accounts."""
+
+    MODE = "inventory"
+    BINDINGS = [
+        Binding("n", "new", "New asset"),
+        Binding("e", "edit", "Edit"),
+        Binding("d", "remove", "Remove"),
+        Binding("f", "import_file", "Import file"),
+        Binding("k", "trust", "Trust host key"),
+        Binding("v", "reveal", "Reveal secret"),
+        Binding("slash", "focus_search", "Search"),
+        Binding("right_square_bracket", "page(1)", "Next page"),
+        Binding("left_square_bracket", "page(-1)", "Prev page"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.node: str | None = None
+        self.offset = 0
+        self._assets: dict[str, AssetInfo] = {}
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="inventory-body"):
+            tree: Tree[str | None] = Tree("all assets", data=None, id="node-tree")
+            tree.show_root = True
+            yield tree
+            with Vertical(id="inventory-right"):
+                yield Input(placeholder="search assets by name or address  (/)", id="asset-search")
+                yield Label("", id="assets-count", classes="section-title")
+                table: DataTable = DataTable(id="assets-table", cursor_type="row", zebra_stripes=True)
+                for key in ("name", "address", "port", "platform", "active", "nodes", "keys"):
+                    table.add_column(key, key=key)
+                yield table
+                yield Label("", id="accounts-title", classes="section-title")
+                accounts: DataTable = DataTable(id="accounts-table", cursor_type="row", zebra_stripes=True)
+                for key in ("account", "type", "privileged", "changeable", "version", "changed", "status"):
+                    accounts.add_column(key, key=key)
+                yield accounts
+
+    def on_mount(self) -> None:
+        """Load at mount; resume loads again."""
+        self.reload()
+        self.query_one("#assets-table", DataTable).focus()
+
+    # -- loading -----------------------------------------------------------------------------------
+    def _fill_tree(self) -> None:
+        tree = self.query_one("#node-tree", Tree)
+        nodes = list_nodes(self.ctx.db)
+        if [n.path for n in nodes] == getattr(self, "_node_paths", None):
+            return
+        self._node_paths = [n.path for n in nodes]
+        tree.clear()
+        by_path = {}
+        for n in nodes:  # sorted by path, so a parent comes before its children
+            parent = by_path.get(n.path.rsplit("/", 1)[0], tree.root)
+            by_path[n.path] = parent.add(n.name, data=n.path, expand=True)
+        tree.root.expand()
+
+    def reload(self) -> None:
+        """Load the tree, the current page of assets and the highlighted asset's accounts."""
+        self._fill_tree()
+        search = self.query_one("#asset-search", Input).value.strip()
+        node_ids = node_subtree_ids(self.ctx.db, self.node) if self.node else None
+        total = count_assets(self.ctx.db, node_ids=node_ids, search=search)
+        self.offset = max(0, min(self.offset, (total - 1) // PAGE * PAGE if total else 0))
+        assets = list_assets(self.ctx.db, node=self.node, search=search, offset=self.offset, limit=PAGE)
+        table = self.query_one("#assets-table", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        self._assets = {a.name: a for a in assets}
+        for a in assets:
+            table.add_row(a.name, a.address, str(a.port), a.platform,
+                          Text("yes", "green") if a.active else Text("no", "dim"), ",".join(a.nodes) or "-",
+                          Text(str(len(a.host_keys)), "" if a.host_keys else "red"), key=a.name)
+        if assets:
+            table.move_cursor(row=min(max(cursor, 0), len(assets) - 1))
+        where = f" in {self.node}" if self.node else ""
+        self.query_one("#assets-count", Label).update(
+            f"Assets{where} {self.offset + 1 if assets else 0}-{self.offset + len(assets)} of {total}")
+        self._show_accounts()
+
+    def _show_accounts(self) -> None:
+        name = self.selected_asset()
+        table = self.query_one("#accounts-table", DataTable)
+        table.clear()
+        title = self.query_one("#accounts-title", Label)
+        if name is None:
+            title.update("Accounts")
+            return
+        now = self.now()
+        accounts = list_accounts(self.ctx.db, asset=name)
+        title.update(f"Accounts on {name} ({len(accounts)})")
+        for acc in accounts:
+            table.add_row(acc.username, "ssh key" if acc.secret_type == "ssh_key" else "password",
+                          "yes" if acc.privileged else "", "yes" if acc.can_change else "no", str(acc.version),
+                          ago(acc.last_changed_at, now), status_text(acc.last_status) if acc.last_status else "-",
+                          key=str(acc.id))
+
+    def selected_asset(self) -> str | None:
+        """Name of the highlighted asset."""
+        table = self.query_one("#assets-table", DataTable)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """Moving through assets shows each one's accounts."""
+        if event.data_table.id == "assets-table":
+            self._show_accounts()
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
+        """Choosing a node shows the assets in it and below it."""
+        self.node = event.node.data
+        self.offset = 0
+        self.reload()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Filter assets as the user types."""
+        self.offset = 0
+        self.reload()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter goes back to the table."""
+        self.query_one("#assets-table", DataTable).focus()
+
+    def action_focus_search(self) -> None:
+        """Jump to the search field."""
+        self.query_one("#asset-search", Input).focus()
+
+    def action_page(self, step: int) -> None:
+        """Previous or next page of assets."""
+        self.offset = max(0, self.offset + step * PAGE)
+        self.reload()
+
+    def _need_asset(self) -> str | None:
+        name = self.selected_asset()
+        if name is None:
+            self.notify("No asset selected", severity="warning")
+        return name
+
+    # -- actions -----------------------------------------------------------------------------------
+    def action_new(self) -> None:
+        """Add an asset."""
+        self.app.push_screen(AssetFormModal(self.ctx, None), self._saved)
+
+    def action_edit(self) -> None:
+        """Edit the highlighted asset."""
+        name = self._need_asset()
+        if name is not None:
+            self.app.push_screen(AssetFormModal(self.ctx, get_asset(self.ctx.db, name)), self._saved)
+
+    def _saved(self, name: str | None) -> None:
+        if name:
+            record_event(self.ctx, "asset.save", "asset", name, {"via": "tui"})
+            self.notify(f"Asset {name} saved" + ("" if get_asset(self.ctx.db, name).host_keys
+                                                  else "; pin its host key with k"))
+            self._node_paths = None
+            self.reload()
+
+    def action_remove(self) -> None:
+        """Remove the highlighted asset with its accounts (after a confirmation)."""
+        name = self._need_asset()
+        if name is None:
+            return
+        count = len(list_accounts(self.ctx.db, asset=name))
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                remove_asset(self.ctx.db, name)
+                record_event(self.ctx, "asset.remove", "asset", name, {"accounts": count})
+                self.notify(f"Asset {name} removed")
+                self.reload()
+
+        self.app.push_screen(ConfirmModal(
+            f"Remove asset {name}?",
+            f"Its {count} accounts are deleted with their current and earlier secrets.", yes="Remove",
+            danger=True), done)
+
+    def action_import_file(self) -> None:
+        """Import an inventory file (CSV, keyturn YAML, Ansible INI/YAML)."""
+
+        def check(path: str) -> str | None:
+            return None if Path(path).expanduser().is_file() else f"path: no file {path}"
+
+        def done(path: str | None) -> None:
+            if path:
+                self.notify(f"Importing {path}…")
+                self._import(str(Path(path).expanduser()))
+
+        self.app.push_screen(PromptModal("Import inventory file", placeholder="~/inventory.yaml", check=check), done)
+
+    @work(thread=True, group="inventory", exit_on_error=False)
+    def _import(self, path: str) -> None:
+        summary = import_inventory(self.ctx.db, Path(path), source=path)
+        record_event(self.ctx, "inventory.import", "inventory", Path(path).name, {"summary": describe_summary(summary)})
+        self.app.call_from_thread(self._imported, path, describe_summary(summary))
+
+    def _imported(self, path: str, text: str) -> None:
+        self.notify(f"{path}: {text}", title="Imported")
+        self._node_paths = None
+        self.reload()
+
+    def action_trust(self) -> None:
+        """Fetch the highlighted asset's host keys, show their fingerprints, and pin them if confirmed."""
+        name = self._need_asset()
+        if name is not None:
+            self.notify(f"Fetching host keys of {name}…")
+            self._fetch_keys(name)
+
+    @work(thread=True, group="hostkey", exit_on_error=False)
+    def _fetch_keys(self, name: str) -> None:
+        asset = get_asset(self.ctx.db, name)
+        offered = fetch_host_keys(asset.address, asset.port, timeout=self.ctx.settings.connect_timeout)
+        self.app.call_from_thread(self._confirm_keys, asset, offered)
+
+    def _confirm_keys(self, asset: AssetInfo, offered: list[tuple[str, str]]) -> None:
+        check = check_trust(offered, asset)
+        lines = [f"{t:<20} {fingerprint_sha256(b)}" for t, b in offered]
+        if check.already_pinned:
+            self.notify(f"{asset.name}: these keys are already pinned\n" + "\n".join(lines))
+            return
+        body = f"{asset.address}:{asset.port} offers:\n" + "\n".join(lines)
+        if check.changed:
+            body = ("WARNING: the host key CHANGED since it was pinned. This is how a man-in-the-middle looks; "
+                    "compare with the host's own fingerprint first.\npinned now:\n"
+                    + "\n".join(f"{t:<20} {fingerprint_sha256(b)}" for t, b in check.changed) + "\n" + body)
+
+        def done(yes: bool | None) -> None:
+            if not yes:
+                self.notify("Nothing pinned")
+                return
+            replace_host_keys(self.ctx.db, asset.name, offered, source="trust")
+            record_event(self.ctx, "asset.trust", "asset", asset.name, {
+                "fingerprints": [fingerprint_sha256(b) for _, b in offered],
+                "replaced": [fingerprint_sha256(b) for _, b in check.changed]})
+            self.notify(f"Pinned {len(offered)} host key(s) on {asset.name}")
+            self.reload()
+
+        self.app.push_screen(ConfirmModal(
+            f"{'Replace' if check.changed else 'Pin'} host key of {asset.name}?", body,
+            yes="Replace" if check.changed else "Pin", danger=bool(check.changed)), done)
+
+    def action_reveal(self) -> None:
+        """Reveal the highlighted account's current secret (after a TOTP check)."""
+        table = self.query_one("#accounts-table", DataTable)
+        if not table.row_count:
+            self.notify("No account selected (Tab to the accounts table)", severity="warning")
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        self.kt.reveal_account(int(key))

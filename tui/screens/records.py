@@ -1,0 +1,174 @@
+"""Records mode: one row per account change, filtered in SQL and paged; reveal, retry and reconcile."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.timer import Timer
+from textual.widgets import DataTable, Input, Label, Select
+
+from storage.queries import RECORD_STATUSES, count_records, list_records, retryable_record_ids, task_names
+from tui.modals.confirm import ConfirmModal
+from tui.screens.base import ModeScreen
+from tui.widgets.format import clip, status_text, when
+
+PAGE = 100
+SEARCH_DELAY = 0.3
+
+
+class RecordsScreen(ModeScreen):
+    """Change records newest first; filters by status, task and text are applied by the database."""
+
+    MODE = "records"
+    BINDINGS = [
+        Binding("v", "reveal", "Reveal old/new"),
+        Binding("y", "retry", "Retry row"),
+        Binding("Y", "retry_all", "Retry all failed"),
+        Binding("g", "reconcile", "Reconcile"),
+        Binding("slash", "focus_search", "Search"),
+        Binding("right_square_bracket", "page(1)", "Next page"),
+        Binding("left_square_bracket", "page(-1)", "Prev page"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = 0
+        self.total = 0
+        self._search_timer: Timer | None = None
+        self._task_options: list[str] = []
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="records-filters"):
+            yield Select([("failed + unverified", "attention"), *((s, s) for s in RECORD_STATUSES)],
+                         prompt="any status", id="filter-status")
+            yield Select([], prompt="any task", id="filter-task")
+            yield Input(placeholder="search asset, account, error", id="filter-text")
+        yield Label("", id="records-count", classes="section-title")
+        table: DataTable = DataTable(id="records-table", cursor_type="row", zebra_stripes=True)
+        for key in ("id", "when", "asset", "account", "task", "exec", "status", "error"):
+            table.add_column(key, key=key)
+        yield table
+
+    def on_mount(self) -> None:
+        """Load at mount; resume loads again."""
+        self.reload()
+        self.query_one("#records-table", DataTable).focus()
+
+    # -- filters -----------------------------------------------------------------------------------
+    @property
+    def filters(self) -> dict[str, str | None]:
+        """The current filters as list_records keywords."""
+        status = self.query_one("#filter-status", Select).value
+        task = self.query_one("#filter-task", Select).value
+        return {
+            "status": None if status is Select.BLANK else str(status),
+            "task": None if task is Select.BLANK else str(task),
+            "search": self.query_one("#filter-text", Input).value.strip(),
+        }
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """A new filter starts at the first page."""
+        self.offset = 0
+        self.reload()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Search as the user types, once they pause."""
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        self._search_timer = self.set_timer(SEARCH_DELAY, self._search_now)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter searches at once and goes to the table."""
+        self._search_now()
+        self.query_one("#records-table", DataTable).focus()
+
+    def _search_now(self) -> None:
+        self.offset = 0
+        self.reload()
+
+    def _refresh_task_options(self) -> None:
+        names = task_names(self.ctx.db)
+        if names != self._task_options:
+            self._task_options = names
+            select = self.query_one("#filter-task", Select)
+            current = select.value
+            with self.prevent(Select.Changed):
+                select.set_options((n, n) for n in names)
+                if current in names:
+                    select.value = current
+
+    # -- loading -----------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Load the current page with the current filters."""
+        self._refresh_task_options()
+        f = self.filters
+        db = self.ctx.db
+        self.total = count_records(db, **f)  # type: ignore[arg-type]
+        self.offset = max(0, min(self.offset, (self.total - 1) // PAGE * PAGE if self.total else 0))
+        rows = list_records(db, **f, offset=self.offset, limit=PAGE)  # type: ignore[arg-type]
+        now = self.now()
+        table = self.query_one("#records-table", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for r in rows:
+            table.add_row(str(r.id), when(r.created_at, now), r.asset_name, r.username, r.task_name,
+                          str(r.execution_id), status_text(r.status), clip(r.error, 40), key=str(r.id))
+        if rows:
+            table.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
+        self.query_one("#records-count", Label).update(
+            f"Records {self.offset + 1 if rows else 0}-{self.offset + len(rows)} of {self.total}  ([ ] page, / search)")
+
+    def action_page(self, step: int) -> None:
+        """Previous or next page."""
+        self.offset = max(0, self.offset + step * PAGE)
+        self.reload()
+
+    def action_focus_search(self) -> None:
+        """Jump to the text filter."""
+        self.query_one("#filter-text", Input).focus()
+
+    def _selected_id(self) -> int | None:
+        table = self.query_one("#records-table", DataTable)
+        if not table.row_count:
+            self.notify("No record selected", severity="warning")
+            return None
+        return int(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    # -- actions -----------------------------------------------------------------------------------
+    def action_reveal(self) -> None:
+        """Reveal the old and new secret of the highlighted record (after a TOTP check)."""
+        record_id = self._selected_id()
+        if record_id is not None:
+            self.kt.reveal_record(record_id, "both")
+
+    def action_retry(self) -> None:
+        """Retry the highlighted record (failed or unverified only)."""
+        record_id = self._selected_id()
+        if record_id is None:
+            return
+        table = self.query_one("#records-table", DataTable)
+        status = str(table.get_cell(str(record_id), "status"))
+        if status not in ("failed", "unverified"):
+            self.notify(f"Record {record_id} is {status}; only failed or unverified records are retried",
+                        severity="warning")
+            return
+        self.kt.start_retry([record_id], f"retry record {record_id}")
+
+    def action_retry_all(self) -> None:
+        """Retry every failed and unverified record the filters match, after a confirmation."""
+        ids = retryable_record_ids(self.ctx.db, **self.filters)  # type: ignore[arg-type]
+        if not ids:
+            self.notify("No failed or unverified records match the filters", severity="warning")
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.kt.start_retry(ids, f"retry {len(ids)} records")
+
+        self.app.push_screen(ConfirmModal(f"Retry {len(ids)} failed/unverified records?",
+                                          "Each gets a new secret; the old one stays in the vault.", yes="Retry"), done)
+
+    def action_reconcile(self) -> None:
+        """Settle pending, pushing and unverified records by probing the hosts."""
+        self.kt.start_reconcile()

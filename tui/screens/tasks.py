@@ -1,0 +1,179 @@
+"""Tasks mode: every change-secret task with its targets, schedule and last run; create, edit, run them."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Label
+
+from core import tasks
+from core.errors import KeyturnError
+from core.targets import preview
+from storage.queries import TaskRow, task_rows
+from tui.modals.confirm import ConfirmModal
+from tui.modals.preview import PreviewModal
+from tui.modals.prompt import PromptModal
+from tui.modals.task_form import TaskFormModal, task_name_validators
+from tui.screens.base import ModeScreen
+from tui.widgets.format import ago, clip, status_text
+
+TASK_LIMIT = 5000
+
+
+class TasksScreen(ModeScreen):
+    """The task list; n/e/c/d manage tasks, r runs one now, a toggles active, p previews targets."""
+
+    MODE = "tasks"
+    BINDINGS = [
+        Binding("n", "new", "New"),
+        Binding("e,enter", "edit", "Edit"),
+        Binding("c", "copy", "Copy"),
+        Binding("d", "delete", "Delete"),
+        Binding("r", "run", "Run now"),
+        Binding("a", "toggle_active", "Active on/off"),
+        Binding("p", "preview", "Preview targets"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        yield Label("", id="tasks-count", classes="section-title")
+        table: DataTable = DataTable(id="tasks-table", cursor_type="row", zebra_stripes=True)
+        for key in ("name", "accounts", "targets", "strategy", "type", "schedule", "last run", "result", "active"):
+            table.add_column(key, key=key)
+        yield table
+
+    def on_mount(self) -> None:
+        """Load at mount; resume loads again."""
+        self.reload()
+
+    def reload(self, select: str | None = None) -> None:
+        """Load the task list, keeping the cursor on the same task (or on `select`)."""
+        table = self.query_one("#tasks-table", DataTable)
+        keep = select or self.selected_name()
+        now = self.now()
+        rows = task_rows(self.ctx.db, limit=TASK_LIMIT)
+        table.clear()
+        for t in rows:
+            parts = [f"{n} {what}{'s' if n != 1 else ''}" for n, what in ((t.assets, "asset"), (t.nodes, "node")) if n]
+            targets = ", ".join(parts) or "-"
+            table.add_row(
+                t.name, clip(",".join(t.usernames), 18), targets, t.secret_strategy,
+                "ssh key" if t.secret_type == "ssh_key" else "password", t.schedule, ago(t.last_started_at, now),
+                status_text(t.last_status) if t.last_status else Text("never", "dim"),
+                Text("yes", "green") if t.active else Text("no", "dim"), key=t.name)
+        self.query_one("#tasks-count", Label).update(f"{len(rows)} tasks")
+        if keep and keep in table.rows:
+            table.move_cursor(row=table.get_row_index(keep))
+        self._rows = {t.name: t for t in rows}
+
+    def selected_name(self) -> str | None:
+        """Name of the highlighted task."""
+        table = self.query_one("#tasks-table", DataTable)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def _selected(self) -> TaskRow | None:
+        name = self.selected_name()
+        if name is None:
+            self.notify("No task selected; press n to create one", severity="warning")
+            return None
+        return getattr(self, "_rows", {}).get(name)
+
+    # -- actions -----------------------------------------------------------------------------------
+    def action_new(self) -> None:
+        """Open an empty task form."""
+        self.app.push_screen(TaskFormModal(self.ctx, None, now=self.now), self._saved)
+
+    def action_edit(self) -> None:
+        """Open the form on the highlighted task."""
+        row = self._selected()
+        if row is None:
+            return
+        try:
+            spec = tasks.get_task(self.ctx, row.name)
+        except (KeyturnError, LookupError) as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.app.push_screen(TaskFormModal(self.ctx, spec, now=self.now), self._saved)
+
+    def _saved(self, spec: object) -> None:
+        if spec is not None:
+            name = getattr(spec, "name", None)
+            self.notify(f"Task {name} saved")
+            self.reload(select=name)
+
+    def action_copy(self) -> None:
+        """Copy the highlighted task under a new name."""
+        row = self._selected()
+        if row is None:
+            return
+
+        def done(new_name: str | None) -> None:
+            if not new_name:
+                return
+            try:
+                tasks.copy_task(self.ctx, row.name, new_name)
+            except (KeyturnError, LookupError, ValueError) as exc:
+                self.notify(str(exc), severity="error", title="Copy failed")
+                return
+            self.notify(f"Copied {row.name} to {new_name}")
+            self.reload(select=new_name)
+
+        taken = set(getattr(self, "_rows", {}))
+        self.app.push_screen(PromptModal(
+            f"Copy task {row.name} as", value=f"{row.name}-copy", validators=task_name_validators(),
+            check=lambda v: f"a task named {v} already exists" if v in taken else None), done)
+
+    def action_delete(self) -> None:
+        """Delete the highlighted task after a confirmation (its executions and records stay)."""
+        row = self._selected()
+        if row is None:
+            return
+
+        def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                tasks.delete_task(self.ctx, row.name)
+            except (KeyturnError, LookupError) as exc:
+                self.notify(str(exc), severity="error", title="Delete failed")
+                return
+            self.notify(f"Deleted task {row.name}")
+            self.reload()
+
+        self.app.push_screen(ConfirmModal(
+            f"Delete task {row.name}?", "Its executions and change records are kept.", yes="Delete", danger=True), done)
+
+    def action_run(self) -> None:
+        """Run the highlighted task now (the App runs it; the live log is in History)."""
+        row = self._selected()
+        if row is not None:
+            self.kt.start_run(row.name)
+
+    def action_toggle_active(self) -> None:
+        """Switch the highlighted task active or inactive."""
+        row = self._selected()
+        if row is None:
+            return
+        try:
+            tasks.set_active(self.ctx, row.name, not row.active)
+        except (KeyturnError, LookupError) as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(f"Task {row.name} is now {'inactive' if row.active else 'active'}")
+        self.reload()
+
+    def action_preview(self) -> None:
+        """Show which accounts the highlighted task would change and which it skips."""
+        row = self._selected()
+        if row is None:
+            return
+        try:
+            result = preview(self.ctx, tasks.get_task(self.ctx, row.name))
+        except (KeyturnError, LookupError) as exc:
+            self.notify(str(exc), severity="error", title="Preview failed")
+            return
+        self.app.push_screen(PreviewModal(
+            row.name, result.summary(), [(t.asset_name, t.username) for t in result.targets],
+            [(e.asset_name, e.username, e.reason) for e in result.excluded]))
