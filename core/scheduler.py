@@ -58,6 +58,19 @@ def default_runner() -> Runner:
     return run_task  # type: ignore[return-value]
 
 
+def settle_leftovers(ctx: Context) -> None:
+    """Settle records a killed process left open (and free its stale task locks) before scheduling again."""
+    try:
+        from core.reconcile import reconcile_if_needed
+
+        summary = reconcile_if_needed(ctx)
+    except Exception:  # noqa: BLE001 - the scheduler still runs; `keyturn reconcile` can be run by hand
+        log.exception("reconcile at start failed")
+        return
+    if not summary.nothing_to_do:
+        log.info("%s", summary.text())
+
+
 def next_slot(task: ScheduledTask, now: datetime) -> datetime:
     """The first slot of the task strictly after now. Interval slots stay on the grid of start or first due."""
     anchor = task.start_at or task.next_run_at

@@ -13,7 +13,7 @@ from types import FrameType
 from core.context import Context
 from core.errors import InputError
 from core.notify import send_execution_report, send_test_message
-from core.scheduler import DEFAULT_WORKERS, Scheduler
+from core.scheduler import DEFAULT_WORKERS, Scheduler, settle_leftovers
 from storage.mail import set_smtp_password
 from storage.scheduling import scheduled_tasks
 from storage.tables import utcnow
@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=_workers, default=DEFAULT_WORKERS, metavar="N",
                    help=f"tasks run at once at most (default {DEFAULT_WORKERS})")
     p.add_argument("--no-mail", action="store_true", help="do not mail execution reports")
+    p.add_argument("--no-reconcile", action="store_true",
+                   help="do not settle records a killed run left open before starting (default: settle them, "
+                        "unless reconcile_on_start is off)")
     p.add_argument("--list", action="store_true", help="show the scheduled tasks and their next slots, run nothing")
     p.set_defaults(handler=cmd_scheduler)
 
@@ -128,6 +131,8 @@ def cmd_scheduler(ctx: Context, args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        if ctx.settings.reconcile_on_start and not args.no_reconcile:
+            settle_leftovers(ctx)
         if args.once:
             outcomes = sched.run_once()
             if not outcomes:
