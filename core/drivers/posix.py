@@ -98,7 +98,7 @@ class PosixDriver:
             return PushResult(NOT_APPLIED, f"sudo check failed: {exc}")
         if code != 0:
             reason = ssh.scrub(err.strip().splitlines()[-1] if err.strip() else f"exit {code}", [self.become])
-            return PushResult(NOT_APPLIED, f"sudo refused the become password for {self.login_user}: {reason}")
+            return PushResult(NOT_APPLIED, f"sudo refused {self.login_user}: {reason}")
         self._become_checked = True
         return None
 
