@@ -146,7 +146,8 @@ def _see_more(task_name: str) -> list[str]:
     name = shlex.quote(task_name)
     return [f"keyturn records list --task {name} --status failed",
             f"keyturn records list --task {name} --status unverified",
-            "or open keyturn and switch to Records mode"]
+            "or open keyturn and switch to Records mode",
+            f"retry them: keyturn retry --task {name} --failed"]
 
 
 def build_report(data: ExecutionReportData, to: list[str], settings: Settings) -> EmailMessage:

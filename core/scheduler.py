@@ -208,8 +208,13 @@ class Scheduler:
             return list(self._running)
 
     def _sleep_seconds(self) -> float:
+        """Seconds until the next poll: the poll interval, or less when a slot of an idle task is sooner."""
         now = self.clock()
-        upcoming = next_due_at(self.ctx, now)
+        running = set(self.running)
+        # A task still running past its next slot is looked at again when its run ends (that wakes us), so
+        # its overdue slot must not make the loop spin meanwhile.
+        slots = [t.due_at(now) for t in scheduled_tasks(self.ctx.db) if t.id not in running]
+        upcoming = min(slots) if slots else None
         wait = self.poll_seconds
         if upcoming is not None:
             # Wake early for a slot sooner than the next poll (never spin: at least a tenth of a second).

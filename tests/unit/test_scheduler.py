@@ -266,3 +266,17 @@ def test_smtp_settings_from_the_config_file_and_a_bad_port_named(keyturn_env: di
     assert (s.smtp_host, s.smtp_port, s.smtp_ssl) == ("relay", 465, True)
     with pytest.raises(ConfigError, match="KEYTURN_SMTP_PORT"):
         load_settings(env={**keyturn_env, "KEYTURN_SMTP_PORT": "twenty-five"})
+
+
+def test_an_overdue_slot_of_a_running_task_does_not_make_the_loop_spin(ctx: Context) -> None:
+    from concurrent.futures import Future
+
+    add_task(ctx, "long", interval_hours=1)
+    set_slot(ctx, "long", utcnow() - timedelta(minutes=5))
+    sched = Scheduler(ctx, runner=RecordingRunner(), poll_seconds=30, notify=False)
+    try:
+        assert sched._sleep_seconds() == pytest.approx(0.1)  # idle and overdue: look again at once
+        sched._running[get_task(ctx.db, "long").id] = Future()  # its run outlasts its period
+        assert sched._sleep_seconds() == 30
+    finally:
+        sched.shutdown()
