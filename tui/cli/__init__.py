@@ -25,6 +25,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+class _CommandParser(_Parser):
+    """A command's parser: also takes --operator after the command (`keyturn reveal --operator alice ...`).
+
+    Nested groups inherit this class (argparse uses the parent's type), so every subcommand gets the option;
+    SUPPRESS keeps the global --operator when it is not repeated after the command.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.add_argument("--operator", default=argparse.SUPPRESS, metavar="NAME",
+                          help="act as this operator (same as the global --operator)")
+
+
 def resolve_operator(explicit: str | None, env: dict[str, str] | os._Environ) -> str:
     """Who is acting: --operator, KEYTURN_OPERATOR, SUDO_USER, else the OS login."""
     if explicit:
@@ -57,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="keyturn", description="Rotate account secrets on many hosts; with no command, open the app.")
     parser.add_argument("--operator", help="act as this operator (default: KEYTURN_OPERATOR, SUDO_USER, or your login)")
     parser.add_argument("--config", help="configuration file (default: $XDG_CONFIG_HOME/keyturn/config.toml)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     for name in GROUPS:
         importlib.import_module(name).register(sub)
     return parser

@@ -1,9 +1,252 @@
-"""keyturn command group: operators (being written)."""
+"""keyturn command groups: `operator` (people and their TOTP enrolment), `reveal` (secrets after a code), `audit`."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
+import sys
+
+from core import audit as audit_core
+from core import operators as ops
+from core.context import Context
+from core.errors import InputError
+from core.mfa import MfaSession
+from core.reveal import RevealedSecret, reveal_pairs, reveal_record, reveal_task
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this group's commands to the parser."""
+    """Add `operator`, `reveal` and `audit`."""
+    _register_operator(sub)
+    _register_reveal(sub)
+    _register_audit(sub)
+
+
+# -- operator --------------------------------------------------------------------------------------
+def _register_operator(sub: argparse._SubParsersAction) -> None:
+    op = sub.add_parser("operator", help="manage operators and their TOTP enrolment",
+                        description="Operators are the people who may run tasks and, after a TOTP code, see secrets. "
+                        "Once one operator has confirmed enrolment, managing operators needs a code from the acting one.")
+    op_sub = op.add_subparsers(dest="operator_command", metavar="ACTION", required=True)
+
+    add = op_sub.add_parser("add", help="add an operator and show the QR code to enrol their phone",
+                            description="Create an operator with a fresh TOTP secret and print its otpauth:// URI and "
+                            "a QR code. The operator cannot reveal secrets until `keyturn operator confirm` succeeds.")
+    add.add_argument("name", metavar="NAME", help="login name of the person")
+    add.add_argument("--email", required=True, metavar="ADDR", help="their email address (for notifications)")
+    _otp_option(add)
+    add.set_defaults(handler=cmd_add)
+
+    confirm = op_sub.add_parser("confirm", help="confirm an enrolment with a code from the phone",
+                                description="Confirm an operator's TOTP enrolment with a current 6-digit code.")
+    confirm.add_argument("name", metavar="NAME", help="operator name")
+    confirm.add_argument("code", metavar="CODE", help="current 6-digit code from the authenticator app")
+    confirm.set_defaults(handler=cmd_confirm)
+
+    lst = op_sub.add_parser("list", help="list operators", description="List operators (never their TOTP secrets).")
+    lst.add_argument("--json", action="store_true", help="print a JSON list")
+    lst.set_defaults(handler=cmd_list)
+
+    rm = op_sub.add_parser("remove", help="remove an operator", description="Remove an operator; their audit events stay.")
+    rm.add_argument("name", metavar="NAME", help="operator name")
+    rm.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _otp_option(rm)
+    rm.set_defaults(handler=cmd_remove)
+
+    reset = op_sub.add_parser("reset-mfa", help="give an operator a new TOTP secret (lost phone)",
+                              description="Replace an operator's TOTP secret, print the new URI and QR code; the "
+                              "operator must confirm again before revealing.")
+    reset.add_argument("name", metavar="NAME", help="operator name")
+    _otp_option(reset)
+    reset.set_defaults(handler=cmd_reset_mfa)
+
+
+def _otp_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--otp", metavar="CODE", help="your current TOTP code (asked on the terminal when needed)")
+
+
+def ask_code(operator: str | None) -> str:
+    """A TOTP code from the terminal without echo, or one line of stdin when it is not a terminal."""
+    prompt = f"TOTP code for {operator or 'operator'}: "
+    if sys.stdin is not None and sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    if not line.strip():
+        raise InputError("a TOTP code is needed: pass --otp CODE or run in a terminal")
+    return line.strip()
+
+
+def _admin(ctx: Context, args: argparse.Namespace) -> None:
+    mfa = MfaSession(ctx.settings)
+    ops.require(ctx, "edit")
+    if ops.is_enforcing(ctx):
+        mfa.unlock(ctx, args.otp or ask_code(ctx.operator))
+    ops.require_admin(ctx, mfa)
+
+
+def _print_enrolment(enrolment: ops.Enrolment) -> None:
+    # The one place a secret is printed: enrolment is the act of handing it to the person's phone.
+    print(enrolment.qr)
+    print()
+    print(f"otpauth URI (for an authenticator app that cannot scan): {enrolment.uri}")
+    print(f"then confirm with: keyturn operator confirm {enrolment.operator} CODE")
+
+
+def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
+    """Add an operator and print the enrolment."""
+    _admin(ctx, args)
+    enrolment = ops.add_operator(ctx, args.name, args.email)
+    print(f"operator {enrolment.operator} added; scan this code with an authenticator app:")
+    _print_enrolment(enrolment)
+    return 0
+
+
+def cmd_confirm(ctx: Context, args: argparse.Namespace) -> int:
+    """Confirm an enrolment."""
+    ops.confirm_enrolment(ctx, args.name, args.code)
+    print(f"operator {args.name} confirmed: TOTP enrolment works")
+    return 0
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    """List operators."""
+    rows = ops.list_operators(ctx)
+    if args.json:
+        print(json.dumps([
+            {"name": o.name, "email": o.email, "confirmed": o.confirmed, "failed_attempts": o.failed_attempts,
+             "locked_until": o.locked_until.isoformat() if o.locked_until else None,
+             "created_at": o.created_at.isoformat()} for o in rows
+        ], indent=2))
+        return 0
+    if not rows:
+        print("no operators yet (anyone may do everything until one confirms enrolment)")
+        return 0
+    width = max(len(o.name) for o in rows)
+    for o in rows:
+        state = "confirmed" if o.confirmed else "unconfirmed"
+        if o.locked_until:
+            state += f", locked until {o.locked_until:%Y-%m-%d %H:%M} UTC"
+        print(f"{o.name:<{width}}  {o.email}  {state}")
+    return 0
+
+
+def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
+    """Remove an operator."""
+    ops.get_operator(ctx, args.name)  # a clear "no operator" before any code is asked
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise InputError("removing an operator needs --yes when not run in a terminal")
+        if input(f"remove operator {args.name}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not removed")
+            return 1
+    _admin(ctx, args)
+    ops.remove_operator(ctx, args.name)
+    print(f"operator {args.name} removed")
+    if not ops.is_enforcing(ctx):
+        print("no confirmed operator is left: anyone may now do everything until one is enrolled")
+    return 0
+
+
+def cmd_reset_mfa(ctx: Context, args: argparse.Namespace) -> int:
+    """Give an operator a new TOTP secret."""
+    ops.get_operator(ctx, args.name)
+    _admin(ctx, args)
+    enrolment = ops.reset_mfa(ctx, args.name)
+    print(f"operator {enrolment.operator} has a new TOTP secret; scan this code with an authenticator app:")
+    _print_enrolment(enrolment)
+    return 0
+
+
+# -- reveal ----------------------------------------------------------------------------------------
+def _register_reveal(sub: argparse._SubParsersAction) -> None:
+    rv = sub.add_parser("reveal", help="show secrets after a TOTP code (every secret shown is audited)",
+                        description="Print secrets as `asset<TAB>user<TAB>secret` lines after one TOTP code for the "
+                        "whole call. Name accounts as ASSET USER pairs, or use --task or --record.")
+    rv.add_argument("pairs", nargs="*", metavar="ASSET USER", help="asset and user name pairs")
+    rv.add_argument("--task", metavar="NAME", help="every account the task's latest run worked on")
+    rv.add_argument("--record", type=int, metavar="ID", help="a change record's new secret")
+    rv.add_argument("--old", action="store_true", help="with --record: the old secret instead of the new one")
+    rv.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    _otp_option(rv)
+    rv.set_defaults(handler=cmd_reveal)
+
+
+def cmd_reveal(ctx: Context, args: argparse.Namespace) -> int:
+    """Reveal secrets."""
+    chosen = sum(bool(x) for x in (args.pairs, args.task, args.record is not None))
+    if chosen != 1:
+        raise InputError("name what to reveal: ASSET USER pairs, --task NAME, or --record ID (exactly one)")
+    if args.pairs and len(args.pairs) % 2:
+        raise InputError(f"ASSET USER pairs: got {len(args.pairs)} names, expected an even number "
+                         f"({args.pairs[-1]!r} has no user)")
+    if args.old and args.record is None:
+        raise InputError("--old applies to --record only")
+    ops.require(ctx, "reveal")  # a non-operator is refused before being asked for a code
+    mfa = MfaSession(ctx.settings)
+    mfa.unlock(ctx, args.otp or ask_code(ctx.operator))
+    if args.record is not None:
+        items = reveal_record(ctx, mfa, args.record, "old" if args.old else "new")
+    elif args.task:
+        items = reveal_task(ctx, mfa, args.task)
+    else:
+        items = reveal_pairs(ctx, mfa, list(zip(args.pairs[0::2], args.pairs[1::2])))
+    _print_secrets(items, args.json)
+    return 0
+
+
+def _print_secrets(items: list[RevealedSecret], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{"asset": i.asset, "username": i.username, "kind": i.kind, "which": i.which,
+                           "object_type": i.object_type, "object_id": i.object_id, "secret": i.secret} for i in items],
+                         indent=2))
+        return
+    for i in items:
+        user = i.username if i.kind != "passphrase" else f"{i.username} (passphrase)"
+        if "\n" in i.secret.rstrip("\n"):
+            # A private key: its PEM lines follow the header line unchanged, so it can be cut out as is.
+            print(f"{i.asset}\t{user}\t")
+            print(i.secret.rstrip("\n"))
+        else:
+            print(f"{i.asset}\t{user}\t{i.secret}")
+
+
+# -- audit -----------------------------------------------------------------------------------------
+def _register_audit(sub: argparse._SubParsersAction) -> None:
+    au = sub.add_parser("audit", help="read and verify the audit trail",
+                        description="The audit trail: who did what, when and from where, in a hash chain.")
+    au_sub = au.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    lst = au_sub.add_parser("list", help="recent events, newest first", description="List recent audit events.")
+    lst.add_argument("--limit", type=int, default=50, metavar="N", help="how many events (default 50)")
+    lst.add_argument("--action", metavar="A", help="only this action; 'mfa.*' matches a prefix")
+    lst.add_argument("--json", action="store_true", help="print a JSON list")
+    lst.set_defaults(handler=cmd_audit_list)
+    ver = au_sub.add_parser("verify", help="check the hash chain (exit 1 at the first broken link)",
+                            description="Recompute every event's hash and link; print the first broken one.")
+    ver.set_defaults(handler=cmd_audit_verify)
+
+
+def cmd_audit_list(ctx: Context, args: argparse.Namespace) -> int:
+    """List audit events."""
+    if args.limit < 1:
+        raise InputError(f"--limit: expected a positive number, got {args.limit}")
+    events = audit_core.list_events(ctx, limit=args.limit, action=args.action)
+    if args.json:
+        print(json.dumps([{"id": e.id, "ts": e.ts.isoformat(), "actor": e.actor, "action": e.action,
+                           "object_type": e.object_type, "object_id": e.object_id, "detail": e.detail,
+                           "source": e.source, "hash": e.hash} for e in events], indent=2))
+        return 0
+    for e in events:
+        detail = json.dumps(e.detail, sort_keys=True) if e.detail else ""
+        print(f"{e.id}\t{e.ts:%Y-%m-%d %H:%M:%S}\t{e.actor}\t{e.action}\t{e.object_type}:{e.object_id}\t{e.source}\t{detail}")
+    return 0
+
+
+def cmd_audit_verify(ctx: Context, args: argparse.Namespace) -> int:
+    """Verify the chain."""
+    result = audit_core.verify_chain(ctx)
+    if result.ok:
+        print(f"audit trail ok: {result.checked} events, head hash {result.head_hash or '(empty)'}")
+        return 0
+    print(f"audit trail BROKEN at event {result.first_bad_id}: {result.reason} "
+          f"({result.checked} events before it check out)")
+    return 1
