@@ -237,9 +237,9 @@ def _cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     if spec.periodic:
         rows.append(("next runs", ", ".join(_when(r) for r in runs) if runs else "- (inactive)"))
     rows += [("created", _when(spec.created_at)), ("updated", _when(spec.updated_at))]
-    width = max(len(k) for k, _ in rows)
+    # "key: value" with one space, unaligned, so scripts can grep e.g. "specific password: set".
     for key, value in rows:
-        print(f"{key + ':':<{width + 2}}{value}")
+        print(f"{key}: {value}")
     return 0
 
 
