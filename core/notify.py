@@ -15,6 +15,7 @@ from email.utils import formatdate, make_msgid
 from core.config import Settings
 from core.context import Context
 from core.errors import KeyturnError
+from storage.inventory import NotFound
 from storage.mail import ExecutionReportData, execution_report_data, get_smtp_password, set_mail_error
 from storage.types import ExecutionInfo, RecordInfo
 
@@ -210,9 +211,21 @@ def send_execution_report(ctx: Context, execution_id: int) -> str | None:
     """Mail the report of an execution to its task's recipients; returns the delivery error, or None.
 
     Never raises for a delivery problem and never changes records or accounts: the error is only stored
-    in Execution.mail_error (cleared on success). No recipients: nothing is sent, no error.
+    in Execution.mail_error (cleared on success). No recipients: nothing is sent, no error. Raises NotFound
+    only for an execution id that does not exist.
     """
-    data = execution_report_data(ctx.db, execution_id)
+    try:
+        data = execution_report_data(ctx.db, execution_id)
+    except NotFound:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the run is over and stored; only its report is lost
+        error = f"report not built: {type(exc).__name__}"
+        log.warning("execution %s: %s", execution_id, error)
+        try:
+            set_mail_error(ctx.db, execution_id, error)
+        except Exception:  # noqa: BLE001 - nothing more to be done; the log line says it
+            pass
+        return error
     missing = [r.name if r.known else f"{r.name} (no such operator)" for r in data.recipients if not r.email]
     to = [r.email for r in data.recipients if r.email]
     if not data.recipients:
@@ -231,7 +244,10 @@ def send_execution_report(ctx: Context, execution_id: int) -> str | None:
         except Exception as exc:  # noqa: BLE001 - a report must never break the run it reports on
             problems.append(f"report not sent: {type(exc).__name__}: {exc}")
     error = _scrub("; ".join(problems), data.secrets) if problems else ""
-    set_mail_error(ctx.db, execution_id, error)
+    try:
+        set_mail_error(ctx.db, execution_id, error)
+    except Exception:  # noqa: BLE001 - the delivery result is still returned and logged
+        log.exception("execution %s: could not store the mail error", execution_id)
     if error:
         log.warning("execution %s (%s): report not delivered: %s", execution_id, data.execution.task_name, error)
     else:

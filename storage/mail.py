@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlmodel import col, select
 
 from storage.db import Database
+from storage.executions import execution_info, record_info
 from storage.inventory import NotFound
 from storage.tables import ChangeRecord, ChangeSecretTask, Execution, Operator, VaultItem, utcnow
 from storage.types import ExecutionInfo, RecordInfo
@@ -53,25 +54,6 @@ class ExecutionReportData:
     records: list[RecordInfo]
     recipients: list[Recipient]
     secrets: set[str] = field(default_factory=set, repr=False)  # only to scrub the report, never shown
-
-
-def execution_info(row: Execution) -> ExecutionInfo:
-    """A plain copy of an execution row (without its log)."""
-    assert row.id is not None
-    return ExecutionInfo(id=row.id, task_id=row.task_id, task_name=row.task_name, trigger=row.trigger,
-                         status=row.status, operator=row.operator, started_at=row.started_at,
-                         finished_at=row.finished_at, total=row.total, succeeded=row.succeeded, failed=row.failed,
-                         unverified=row.unverified, mail_error=row.mail_error)
-
-
-def record_info(row: ChangeRecord) -> RecordInfo:
-    """A plain copy of a change record without its secrets."""
-    assert row.id is not None
-    return RecordInfo(id=row.id, execution_id=row.execution_id, task_id=row.task_id, task_name=row.task_name,
-                      account_id=row.account_id, asset_id=row.asset_id, asset_name=row.asset_name,
-                      username=row.username, secret_type=row.secret_type, status=row.status, error=row.error,
-                      attempt=row.attempt, retry_of=row.retry_of, created_at=row.created_at,
-                      started_at=row.started_at, finished_at=row.finished_at)
 
 
 def execution_report_data(db: Database, execution_id: int) -> ExecutionReportData:

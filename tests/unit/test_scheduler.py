@@ -21,7 +21,7 @@ from core.scheduler import Scheduler, claim, due_tasks, next_due_at, run_due
 from core.tasks import create_task, edit_task, set_active
 from storage.db import Database
 from storage.inventory import upsert_asset
-from storage.mail import execution_info
+from storage.executions import execution_info
 from storage.tables import Execution, utcnow
 from storage.tasks import get_task
 from storage.types import TaskSpec
