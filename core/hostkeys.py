@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import re
 import socket
 import struct
@@ -30,6 +31,11 @@ KNOWN_KEY_TYPES: frozenset[str] = frozenset({
     "ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
     "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
 })
+
+
+# Asking for a key type the server lacks makes paramiko's transport thread log a traceback; without a
+# handler Python would print it on the user's terminal. The failure is expected and handled below.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class HostUnreachable(KeyturnError):
