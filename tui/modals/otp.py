@@ -1,0 +1,98 @@
+"""Ask for a TOTP code: OtpModal(ctx, mfa_session) dismisses True once the operator is unlocked, else False."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label
+
+from core.context import Context
+from core.errors import KeyturnError
+from core.mfa import MfaFailed, MfaLocked, MfaSession, mfa_status
+from storage.inventory import NotFound
+
+
+class OtpModal(ModalScreen[bool]):
+    """One code unlocks the operator for this app session; wrong codes show the tries left, then the lockout."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    OtpModal #otp-code { width: 20; }
+    OtpModal #otp-status { color: $text-muted; }
+    """
+
+    def __init__(self, ctx: Context, mfa: MfaSession, operator: str | None = None) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.mfa = mfa
+        self.operator = operator or ctx.operator or ""
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"TOTP code for {self.operator or 'operator'}", classes="dialog-title")
+            yield Label("", id="otp-status", markup=False)
+            yield Input(placeholder="6-digit code", max_length=7, restrict=r"[0-9 ]*", id="otp-code")
+            yield Label("", classes="field-error", id="otp-error", markup=False)
+            yield Label("Enter check · Esc cancel", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        """Skip the question when already unlocked; otherwise say how many tries are left."""
+        if self.mfa.unlocked(self.operator):
+            # Not dismiss directly: a screen cannot await its own dismissal from its handlers.
+            self.call_after_refresh(self._already_unlocked)
+            return
+        self._show_status()
+        self.query_one("#otp-code", Input).focus()
+
+    def _already_unlocked(self) -> None:
+        self.dismiss(True)
+
+    def _show_status(self) -> None:
+        status = self.query_one("#otp-status", Label)
+        try:
+            st = mfa_status(self.ctx, self.operator, now=self.mfa.now())
+        except NotFound:
+            status.update(f"{self.operator!r} is not a keyturn operator")
+            self._disable()
+            return
+        if not st.confirmed:
+            status.update(f"{self.operator} has not confirmed the TOTP enrolment yet")
+            self._disable()
+        elif st.locked_until is not None:
+            status.update(f"locked out until {st.locked_until:%H:%M:%S} UTC after too many wrong codes")
+            self._disable()
+        else:
+            status.update(f"{st.remaining} tr{'y' if st.remaining == 1 else 'ies'} before a lockout; "
+                          f"an unlock lasts {int(self.mfa.unlock_seconds // 60)} min")
+
+    def _disable(self) -> None:
+        self.query_one("#otp-code", Input).disabled = True
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Check the code; the input is cleared after a wrong one."""
+        event.stop()
+        code_input = self.query_one("#otp-code", Input)
+        error = self.query_one("#otp-error", Label)
+        try:
+            self.mfa.unlock(self.ctx, event.value, self.operator)
+        except MfaLocked as exc:
+            error.update(str(exc))
+            self._show_status()
+            self._disable()
+            return
+        except MfaFailed as exc:
+            error.update(str(exc))
+            code_input.value = ""
+            self._show_status()
+            return
+        except KeyturnError as exc:  # the audit trail could not be written: refused, say why
+            error.update(str(exc))
+            code_input.value = ""
+            return
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        """Close without unlocking."""
+        self.dismiss(False)

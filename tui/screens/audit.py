@@ -1,0 +1,104 @@
+"""Audit mode: the newest audit events in pages, and a key that verifies the whole hash chain."""
+
+from __future__ import annotations
+
+import json
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Label
+
+from core.audit import list_events, verify_chain
+from storage.audit import count_events
+from tui.screens.base import ModeScreen
+
+PAGE = 100
+
+
+class AuditScreen(ModeScreen):
+    """Who did what, when and from where, newest first; `v` checks that no event was edited, deleted or moved."""
+
+    MODE = "audit"
+    BINDINGS = [
+        Binding("v", "verify", "Verify chain"),
+        Binding("r", "reload", "Reload"),
+        Binding("right_square_bracket", "page(1)", "Older"),
+        Binding("left_square_bracket", "page(-1)", "Newer"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Each page starts below the last id of the page before; the stack lets `[` go back.
+        self._page_starts: list[int | None] = [None]
+        self._last_id: int | None = None
+
+    def compose_body(self) -> ComposeResult:
+        yield Label("", id="audit-count", classes="section-title")
+        yield Label("press v to verify the hash chain", id="audit-verify", markup=False)
+        table: DataTable = DataTable(id="audit-table", cursor_type="row", zebra_stripes=True)
+        for key in ("id", "time (UTC)", "actor", "action", "object", "source", "detail"):
+            table.add_column(key, key=key)
+        yield table
+
+    def on_mount(self) -> None:
+        """Load at mount; resume loads again."""
+        self.reload()
+        self.query_one("#audit-table", DataTable).focus()
+
+    def reload(self) -> None:
+        """Load the current page."""
+        before = self._page_starts[-1]
+        events = list_events(self.ctx, limit=PAGE, before_id=before)
+        table = self.query_one("#audit-table", DataTable)
+        table.clear()
+        for e in events:
+            detail = json.dumps(e.detail, sort_keys=True, ensure_ascii=False) if e.detail else ""
+            # Text, not str: DataTable reads a str as markup, and names come from users.
+            table.add_row(str(e.id), e.ts.strftime("%Y-%m-%d %H:%M:%S"), Text(e.actor), Text(e.action),
+                          Text(f"{e.object_type}:{e.object_id}" if e.object_type else e.object_id), Text(e.source),
+                          Text(detail[:80] + ("\u2026" if len(detail) > 80 else "")), key=str(e.id))
+        self._last_id = events[-1].id if events else None
+        total = count_events(self.ctx.db)
+        page = len(self._page_starts)
+        span = f"{events[-1].id}-{events[0].id}" if events else "none"
+        self.query_one("#audit-count", Label).update(f"Audit events {span} of {total}, page {page}  ([ ] page, v verify)")
+
+    def action_reload(self) -> None:
+        """Back to the newest events."""
+        self._page_starts = [None]
+        self.reload()
+
+    def action_page(self, step: int) -> None:
+        """Older (1) or newer (-1) page."""
+        if step > 0:
+            if self._last_id is None or self._last_id <= 1:
+                self.notify("no older events", severity="information")
+                return
+            self._page_starts.append(self._last_id)
+        elif len(self._page_starts) > 1:
+            self._page_starts.pop()
+        else:
+            return
+        self.reload()
+
+    def action_verify(self) -> None:
+        """Check every event's hash and link; jump to the first broken one."""
+        result = verify_chain(self.ctx)
+        label = self.query_one("#audit-verify", Label)
+        if result.ok:
+            label.update(f"chain ok: {result.checked} events, head {result.head_hash[:16] or '(empty)'}")
+            label.set_classes("")
+            self.notify(f"audit chain ok ({result.checked} events)", title="Audit")
+            return
+        label.update(f"chain BROKEN at event {result.first_bad_id}: {result.reason}")
+        label.set_classes("field-error")
+        self.notify(f"broken at event {result.first_bad_id}: {result.reason}", title="Audit", severity="error",
+                    markup=False)
+        # Show the page holding the broken event, with the cursor on it.
+        bad = result.first_bad_id or 0
+        self._page_starts = [None, bad + 1] if bad else [None]
+        self.reload()
+        table = self.query_one("#audit-table", DataTable)
+        if table.row_count:
+            table.move_cursor(row=0)
