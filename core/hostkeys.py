@@ -14,8 +14,11 @@ import logging
 import re
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sqlmodel import Session
 
 from core.errors import InputError, KeyturnError
 from storage.db import Database
@@ -189,8 +192,12 @@ def plan_known_hosts(entries: list[KnownHostsEntry], assets: list[AssetInfo], so
     return plan
 
 
-def import_known_hosts(db: Database, path: Path, source: str | None = None) -> ImportSummary:
-    """Pin keys from a known_hosts file onto existing assets, all in one transaction (or nothing)."""
+def import_known_hosts(db: Database, path: Path, source: str | None = None, *,
+                       before_commit: Callable[[Session, ImportSummary], None] | None = None) -> ImportSummary:
+    """Pin keys from a known_hosts file onto existing assets, all in one transaction (or nothing).
+
+    before_commit runs inside that transaction (the audit event commits with the pins, or neither does).
+    """
     source = source or str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -207,6 +214,8 @@ def import_known_hosts(db: Database, path: Path, source: str | None = None) -> I
                 summary.host_keys_pinned += 1
             else:
                 summary.unchanged += 1
+        if before_commit is not None:
+            before_commit(s, summary)
     return summary
 
 

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from sqlmodel import Session
 
 from core.errors import InputError
 from storage.db import Database
@@ -958,8 +959,14 @@ def parse_inventory(path: Path, fmt: str | None = None, *, env: Mapping[str, str
     return parse_keyturn_yaml(root, source, resolver)
 
 
-def apply_inventory(db: Database, inv: Inventory) -> ImportSummary:
-    """Write a validated inventory in one transaction; returns what was created, updated or unchanged."""
+BeforeCommit = Callable[[Session, ImportSummary], None]
+
+
+def apply_inventory(db: Database, inv: Inventory, *, before_commit: BeforeCommit | None = None) -> ImportSummary:
+    """Write a validated inventory in one transaction; returns what was created, updated or unchanged.
+
+    before_commit runs inside that transaction (the audit event commits with the import, or neither does).
+    """
     summary = ImportSummary(messages=list(inv.notes))
     with db.write() as s:
         for entry in inv.assets:
@@ -978,6 +985,8 @@ def apply_inventory(db: Database, inv: Inventory) -> ImportSummary:
                                             passphrase=acc.passphrase, become=acc.become, privileged=acc.privileged,
                                             can_change=acc.can_change)
                 _count(summary, "accounts", outcome)
+        if before_commit is not None:
+            before_commit(s, summary)
     return summary
 
 
@@ -990,9 +999,9 @@ def _count(summary: ImportSummary, kind: str, outcome: str) -> None:
 
 
 def import_inventory(db: Database, path: Path, fmt: str | None = None, *, env: Mapping[str, str] | None = None,
-                     source: str | None = None) -> ImportSummary:
+                     source: str | None = None, before_commit: BeforeCommit | None = None) -> ImportSummary:
     """Parse, validate, then write an inventory file: all of it or (on any error) nothing."""
-    return apply_inventory(db, parse_inventory(path, fmt, env=env, source=source))
+    return apply_inventory(db, parse_inventory(path, fmt, env=env, source=source), before_commit=before_commit)
 
 
 def describe_summary(summary: ImportSummary) -> str:

@@ -204,3 +204,23 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
 def test_help_in_a_real_process(keyturn_cli) -> None:
     out = " ".join(keyturn_cli("account", "add", "--help", check=True).stdout.split())
     assert "--password-stdin" in out and "Secrets come one per line on stdin" in out
+
+
+def test_changes_are_audited_without_secrets(cli, ctx) -> None:
+    from core.audit import list_events, verify_chain
+
+    cli("import", str(DATA / "fleet.csv"), env=ENV, check=True)
+    cli("import", str(DATA / "fleet.csv"), env=ENV, check=True)
+    cli("asset", "add", "web9", "--address", "10.9.0.9", check=True)
+    cli("account", "add", "web9", "root", "--password-stdin", input="Kt-audit-pw-5555\n", check=True)
+    cli("account", "remove", "web9", "root", "--yes", check=True)
+    cli("asset", "remove", "web9", "--yes", check=True)
+    events = list(reversed(list_events(ctx, limit=20)))
+    assert [(e.action, e.object_id, e.actor) for e in events] == [
+        ("inventory.import", "fleet.csv", "tester"), ("inventory.import", "fleet.csv", "tester"),
+        ("asset.add", "web9", "tester"), ("account.add", "root@web9", "tester"),
+        ("account.remove", "root@web9", "tester"), ("asset.remove", "web9", "tester"),
+    ]
+    assert events[0].detail["assets_created"] == 4 and events[1].detail["unchanged"] == 9
+    assert "Kt-" not in json.dumps([e.detail for e in events])
+    assert verify_chain(ctx).ok

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import Session
+
+from core.audit import record_event, record_event_in
 from core.context import Context
 from core.errors import InputError, KeyturnError
 from core.hostkeys import check_trust, fetch_host_keys, import_known_hosts
@@ -33,13 +36,14 @@ class NotConfirmed(KeyturnError):
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-def _audit(ctx: Context, action: str, object_type: str, object_id: str, detail: dict[str, Any]) -> None:
-    """Record an audit event once core.audit exists (details never hold secrets)."""
-    try:
-        from core.audit import record_event  # type: ignore[import-not-found]
-    except ImportError:
-        return
-    record_event(ctx, action, object_type, object_id, detail)
+def _audit(ctx: Context, action: str, object_type: str, object_id: str, detail: dict[str, Any],
+           session: Session | None = None) -> None:
+    """Record an audit event (details never hold secrets): inside session when the change is written there,
+    else in its own transaction *before* the change, so a trail that cannot be written refuses the change."""
+    if session is not None:
+        record_event_in(session, ctx, action, object_type, object_id, detail)
+    else:
+        record_event(ctx, action, object_type, object_id, detail)
 
 
 def _confirm(question: str, yes: bool, refuse: str) -> None:
@@ -143,16 +147,22 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
         if args.file or args.format:
             raise InputError("give either an inventory FILE or --known-hosts FILE, not both")
         path = Path(args.known_hosts)
-        summary = import_known_hosts(ctx.db, path, source=args.known_hosts)
+        summary = import_known_hosts(
+            ctx.db, path, source=args.known_hosts,
+            before_commit=lambda s, summ: _audit(ctx, "inventory.import_known_hosts", "inventory", path.name,
+                                                 _summary_detail(summ), s),
+        )
         _print_summary(f"imported host keys from {args.known_hosts}", summary)
-        _audit(ctx, "inventory.import_known_hosts", "inventory", path.name, _summary_detail(summary))
         return 0
     if not args.file:
         raise InputError("give an inventory FILE to import (or --known-hosts FILE)")
     path = Path(args.file)
-    summary = import_inventory(ctx.db, path, args.format, source=args.file)
+    summary = import_inventory(
+        ctx.db, path, args.format, source=args.file,
+        before_commit=lambda s, summ: _audit(ctx, "inventory.import", "inventory", path.name,
+                                             {"format": args.format or "auto", **_summary_detail(summ)}, s),
+    )
     _print_summary(f"imported {args.file}", summary)
-    _audit(ctx, "inventory.import", "inventory", path.name, {"format": args.format or "auto", **_summary_detail(summary)})
     return 0
 
 
@@ -168,10 +178,11 @@ def cmd_asset_add(ctx: Context, args: argparse.Namespace) -> int:
             raise InputError(f"asset {args.name!r} already exists; change it with `keyturn asset edit {args.name}`")
         upsert_asset(s, args.name, address=args.address, port=args.port, platform=args.platform, nodes=args.node or [],
                      active=not args.inactive, comment=args.comment)
+        _audit(ctx, "asset.add", "asset", args.name, {"address": args.address, "port": args.port,
+                                                       "platform": args.platform, "nodes": args.node or [],
+                                                       "active": not args.inactive}, s)
     print(f"asset {args.name} added ({args.address}:{args.port}, {args.platform})")
     print(f"pin its host key next: keyturn asset trust {args.name}")
-    _audit(ctx, "asset.add", "asset", args.name, {"address": args.address, "port": args.port, "platform": args.platform,
-                                                   "nodes": args.node or [], "active": not args.inactive})
     return 0
 
 
@@ -224,9 +235,9 @@ def cmd_asset_remove(ctx: Context, args: argparse.Namespace) -> int:
           "them with their current and earlier secrets from the vault")
     _confirm(f"Remove asset {asset.name}?", args.yes,
              f"not removing asset {asset.name}: confirm on a terminal or pass --yes")
+    _audit(ctx, "asset.remove", "asset", args.name, {"address": asset.address, "accounts": len(accounts)})
     remove_asset(ctx.db, args.name)
     print(f"asset {args.name} removed")
-    _audit(ctx, "asset.remove", "asset", args.name, {"accounts": len(accounts)})
     return 0
 
 
@@ -239,11 +250,11 @@ def cmd_asset_edit(ctx: Context, args: argparse.Namespace) -> int:
             platform=args.platform or row.platform, nodes=args.add_node or [],
             active=row.active if args.active is None else args.active, comment=args.comment,
         )
+        if outcome == "updated":
+            changes = {k: v for k, v in (("address", args.address), ("port", args.port), ("platform", args.platform),
+                                         ("add_nodes", args.add_node), ("active", args.active)) if v is not None}
+            _audit(ctx, "asset.edit", "asset", args.name, changes, s)
     print(f"asset {args.name} {outcome}")
-    if outcome == "updated":
-        changes = {k: v for k, v in (("address", args.address), ("port", args.port), ("platform", args.platform),
-                                     ("add_nodes", args.add_node), ("active", args.active)) if v is not None}
-        _audit(ctx, "asset.edit", "asset", args.name, changes)
     return 0
 
 
@@ -283,12 +294,12 @@ def cmd_asset_trust(ctx: Context, args: argparse.Namespace) -> int:
         what = "this key" if len(offered) == 1 else "these keys"
         _confirm(f"Pin {what}?", args.yes,
                  f"not pinning: no terminal to ask on; check the fingerprint and pass --yes to pin {what}")
-    replace_host_keys(ctx.db, asset.name, offered, source="trust")
-    print(f"pinned {len(offered)} host key(s) on {asset.name}")
     _audit(ctx, "asset.trust", "asset", asset.name, {
         "fingerprints": [fingerprint_sha256(b) for _, b in offered],
         "replaced": [fingerprint_sha256(b) for _, b in check.changed],
     })
+    replace_host_keys(ctx.db, asset.name, offered, source="trust")
+    print(f"pinned {len(offered)} host key(s) on {asset.name}")
     return 0
 
 
@@ -319,11 +330,12 @@ def cmd_account_add(ctx: Context, args: argparse.Namespace) -> int:
         _, outcome = upsert_account(ctx.db, s, asset, args.username, secret_type=secret_type, secret=secret,
                                     passphrase=passphrase, become=become, privileged=args.privileged,
                                     can_change=not args.no_change)
+        if outcome != "unchanged":
+            _audit(ctx, f"account.{'add' if outcome == 'created' else 'update'}", "account",
+                   f"{args.username}@{args.asset}", {"secret_type": secret_type, "privileged": args.privileged,
+                                                    "can_change": not args.no_change}, s)
     note = "; the previous secret is kept in its history" if outcome == "updated" else ""
     print(f"account {args.username}@{args.asset} ({secret_type}) {outcome}{note}")
-    _audit(ctx, f"account.{'add' if outcome == 'created' else 'update'}", "account", f"{args.username}@{args.asset}",
-           {"secret_type": secret_type, "privileged": args.privileged, "can_change": not args.no_change,
-            "outcome": outcome})
     return 0
 
 
@@ -352,9 +364,9 @@ def cmd_account_remove(ctx: Context, args: argparse.Namespace) -> int:
           "and earlier secrets from the vault")
     _confirm(f"Remove account {args.username}@{args.asset}?", args.yes,
              f"not removing {args.username}@{args.asset}: confirm on a terminal or pass --yes")
+    _audit(ctx, "account.remove", "account", f"{args.username}@{args.asset}", {"secret_type": kind, "version": version})
     remove_account(ctx.db, args.asset, args.username, kind)
     print(f"account {args.username}@{args.asset} ({kind}) removed")
-    _audit(ctx, "account.remove", "account", f"{args.username}@{args.asset}", {"secret_type": kind})
     return 0
 
 
