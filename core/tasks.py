@@ -34,13 +34,17 @@ _COMMAND_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
 
 
 # -- audit -----------------------------------------------------------------------------------------
-def _audit(ctx: Context, action: str, object_id: str, detail: dict[str, Any]) -> None:
-    """Record an audit event when core.audit exists (it is being written; until then this is a no-op)."""
+def _audit(ctx: Context, action: str, object_id: str, detail: dict[str, Any]) -> repo.AuditHook | None:
+    """A hook that writes the audit event in the task's own transaction (none until core.audit exists)."""
     try:
-        from core.audit import record_event  # type: ignore[import-not-found]
+        from core.audit import record_event_in
     except ImportError:
-        return
-    record_event(ctx, action, "task", object_id, detail)
+        return None
+
+    def hook(session: Any, task_id: int) -> None:
+        record_event_in(session, ctx, action, "task", object_id, {"id": task_id, **detail})
+
+    return hook
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -173,9 +177,9 @@ def upcoming_runs(spec: TaskSpec, count: int = 3, now: datetime | None = None) -
 
 
 # -- operations ------------------------------------------------------------------------------------
-def _save(ctx: Context, spec: TaskSpec, create: bool) -> TaskSpec:
+def _save(ctx: Context, spec: TaskSpec, create: bool, audit: repo.AuditHook | None) -> TaskSpec:
     try:
-        return repo.save_task(ctx.db, spec, create=create)
+        return repo.save_task(ctx.db, spec, create=create, audit=audit)
     except repo.TaskInputError as exc:
         raise InputError(str(exc)) from None
 
@@ -196,10 +200,8 @@ def create_task(ctx: Context, spec: TaskSpec) -> TaskSpec:
     validate_task(spec, ctx.db)
     spec.id = None
     spec.next_run_at = first_run_at(spec)
-    saved = _save(ctx, spec, create=True)
-    _audit(ctx, "task.create", saved.name, {"id": saved.id, "secret_type": saved.secret_type,
-                                            "strategy": saved.secret_strategy})
-    return saved
+    return _save(ctx, spec, create=True, audit=_audit(ctx, "task.create", spec.name, {
+        "secret_type": spec.secret_type, "strategy": spec.secret_strategy}))
 
 
 _EDITABLE = {f.name for f in dataclasses.fields(TaskSpec)} - {"id", "next_run_at", "created_at", "updated_at"}
@@ -228,11 +230,12 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
         spec.next_run_at = first_run_at(spec)  # newly scheduled or re-activated: due at once
     elif old_sched != new_sched:
         spec.next_run_at = next_run_after(spec, utcnow())
-    saved = _save(ctx, spec, create=False)
-    changed = sorted(k for k in changes if getattr(old, k) != getattr(saved, k) or k in repo.SECRET_COLUMNS)
-    _audit(ctx, "task.edit", saved.name, {"id": saved.id, "fields": changed,
-                                          **({"renamed_from": name} if saved.name != name else {})})
-    return saved
+    # Field names only: the detail never carries a value, so no secret can reach the audit trail.
+    changed = sorted(k for k in changes if getattr(old, k) != getattr(spec, k))
+    detail: dict[str, Any] = {"fields": changed}
+    if spec.name != name:
+        detail["renamed_from"] = name
+    return _save(ctx, spec, create=False, audit=_audit(ctx, "task.edit", spec.name, detail))
 
 
 def delete_task(ctx: Context, name: str) -> None:
@@ -242,8 +245,7 @@ def delete_task(ctx: Context, name: str) -> None:
     holder = lock_holder(ctx.db, spec.id)
     if holder is not None:
         raise KeyturnError(f"task {name!r} is running ({holder}); wait for it to finish or cancel it first")
-    repo.delete_task(ctx.db, name)
-    _audit(ctx, "task.delete", name, {"id": spec.id})
+    repo.delete_task(ctx.db, name, audit=_audit(ctx, "task.delete", name, {}))
 
 
 def copy_task(ctx: Context, name: str, new_name: str) -> TaskSpec:
@@ -254,9 +256,7 @@ def copy_task(ctx: Context, name: str, new_name: str) -> TaskSpec:
     validate_task(spec, ctx.db)
     spec.id = None
     spec.next_run_at = first_run_at(spec)
-    saved = _save(ctx, spec, create=True)
-    _audit(ctx, "task.copy", saved.name, {"id": saved.id, "copied_from": name})
-    return saved
+    return _save(ctx, spec, create=True, audit=_audit(ctx, "task.copy", spec.name, {"copied_from": name}))
 
 
 def set_active(ctx: Context, name: str, active: bool) -> TaskSpec:
@@ -271,8 +271,8 @@ def set_active(ctx: Context, name: str, active: bool) -> TaskSpec:
         now = utcnow()
         if when is not None and spec.start_at is not None and spec.start_at < now:
             when = now  # a start time in the past means: due now
-    repo.set_task_active(ctx.db, name, active, when)
-    _audit(ctx, "task.activate" if active else "task.deactivate", name, {"id": spec.id})
+    repo.set_task_active(ctx.db, name, active, when,
+                         audit=_audit(ctx, "task.activate" if active else "task.deactivate", name, {}))
     return repo.get_task(ctx.db, name)
 
 

@@ -7,7 +7,7 @@ and a missing task raises inventory's NotFound (the CLI prints both without a tr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from sqlmodel import Session, col, delete, select
@@ -23,6 +23,10 @@ SECRET_COLUMNS: dict[str, str] = {
     "specific_passphrase": "specific_passphrase_enc",
     "become_password": "become_password_enc",
 }
+
+
+# Called inside the write transaction with the task's id, so an audit event commits (or not) with the change.
+AuditHook = Callable[[Session, int], None]
 
 
 class TaskInputError(ValueError):
@@ -103,7 +107,7 @@ def _resolve_nodes(session: Session, paths: Iterable[str]) -> list[int]:
     return [found[p] for p in wanted]
 
 
-def save_task(db: Database, spec: TaskSpec, *, create: bool) -> TaskSpec:
+def save_task(db: Database, spec: TaskSpec, *, create: bool, audit: AuditHook | None = None) -> TaskSpec:
     """Insert (create=True) or update the task in one transaction; returns the stored spec (secrets as given).
 
     An edit finds the row by spec.id when set (so a rename works), else by name.
@@ -152,6 +156,8 @@ def save_task(db: Database, spec: TaskSpec, *, create: bool) -> TaskSpec:
         for nid in node_ids:
             s.add(TaskNode(task_id=row.id, node_id=nid))
         s.flush()
+        if audit is not None:
+            audit(s, row.id)
         assets, nodes = _links(s, [row.id])
         saved = _to_spec(row, assets[row.id], nodes[row.id], None)
     for attr in SECRET_COLUMNS:
@@ -185,7 +191,7 @@ def list_tasks(db: Database) -> list[TaskSpec]:
         return [_to_spec(r, assets[r.id], nodes[r.id], None) for r in rows]
 
 
-def delete_task(db: Database, name: str) -> int:
+def delete_task(db: Database, name: str, audit: AuditHook | None = None) -> int:
     """Delete a task (its links and lock go with it; executions and records keep the task name). Returns its id."""
     with db.write() as s:
         row = _get_row(s, name)
@@ -194,6 +200,8 @@ def delete_task(db: Database, name: str) -> int:
         s.exec(delete(TaskAsset).where(col(TaskAsset.task_id) == task_id))
         s.exec(delete(TaskNode).where(col(TaskNode.task_id) == task_id))
         s.delete(row)
+        if audit is not None:
+            audit(s, task_id)
     return task_id
 
 
@@ -204,7 +212,8 @@ def copy_task(db: Database, name: str, new_name: str) -> TaskSpec:
     return save_task(db, spec, create=True)
 
 
-def set_task_active(db: Database, name: str, active: bool, next_run_at: datetime | None = None) -> None:
+def set_task_active(db: Database, name: str, active: bool, next_run_at: datetime | None = None,
+                    audit: AuditHook | None = None) -> None:
     """Mark a task active or inactive and store its next run time (None: not scheduled)."""
     with db.write() as s:
         row = _get_row(s, name)
@@ -212,6 +221,8 @@ def set_task_active(db: Database, name: str, active: bool, next_run_at: datetime
         row.next_run_at = next_run_at
         row.updated_at = utcnow()
         s.add(row)
+        if audit is not None:
+            audit(s, row.id)
 
 
 def set_next_run(db: Database, task_id: int, when: datetime | None) -> None:

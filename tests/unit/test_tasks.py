@@ -268,3 +268,26 @@ def test_task_file_errors_read_file_key_problem(tmp_path: Path, text: str, messa
     with pytest.raises(InputError) as err:
         load_task_file(path)
     assert str(err.value).startswith(f"{path}: {message}"), str(err.value)
+
+
+def test_task_changes_are_audited_in_the_same_transaction_without_secrets(inventory: Context) -> None:
+    from core.audit import list_events, verify_chain
+
+    create_task(inventory, TaskSpec(name="aud", usernames=["u"], assets=["web1"], secret_strategy="specific",
+                                    specific_secret=PASSWORD))
+    edit_task(inventory, "aud", specific_secret="An0ther secret!", name="aud2")
+    copy_task(inventory, "aud2", "aud3")
+    set_active(inventory, "aud3", False)
+    delete_task(inventory, "aud3")
+    with pytest.raises(InputError):
+        create_task(inventory, TaskSpec(name="aud2", usernames=["u"], assets=["web1"]))  # refused: no event
+    events = list(reversed(list_events(inventory, action="task.*")))
+    assert [(e.action, e.object_id, e.actor) for e in events] == [
+        ("task.create", "aud", "tester"), ("task.edit", "aud2", "tester"), ("task.copy", "aud3", "tester"),
+        ("task.deactivate", "aud3", "tester"), ("task.delete", "aud3", "tester"),
+    ]
+    assert events[1].detail["fields"] == ["name", "specific_secret"] and events[1].detail["renamed_from"] == "aud"
+    assert events[2].detail["copied_from"] == "aud2"
+    text = repr([e.detail for e in events])
+    assert PASSWORD not in text and "An0ther" not in text
+    assert verify_chain(inventory).ok
