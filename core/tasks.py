@@ -167,7 +167,8 @@ def upcoming_runs(spec: TaskSpec, count: int = 3, now: datetime | None = None) -
     now = now or utcnow()
     first = spec.next_run_at or first_run_at(spec, now)
     assert first is not None
-    runs = [first]
+    # An overdue slot runs at the scheduler's next check, so "now" is what a person should read.
+    runs = [max(first, now)]
     while len(runs) < count:
         nxt = next_run_after(spec, runs[-1])
         if nxt is None:

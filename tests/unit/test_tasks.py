@@ -291,3 +291,13 @@ def test_task_changes_are_audited_in_the_same_transaction_without_secrets(invent
     text = repr([e.detail for e in events])
     assert PASSWORD not in text and "An0ther" not in text
     assert verify_chain(inventory).ok
+
+
+def test_an_overdue_task_shows_now_then_its_grid(inventory: Context) -> None:
+    start = datetime(2020, 1, 1, 2, 0, tzinfo=timezone.utc)
+    t = create_task(inventory, TaskSpec(name="late", usernames=["u"], assets=["web1"], interval_hours=24, start_at=start))
+    assert t.next_run_at == start  # stored as due: the scheduler runs a missed slot once
+    before = utcnow()
+    runs = upcoming_runs(t, 3)
+    assert runs[0] >= before and [(r.hour, r.minute) for r in runs[1:]] == [(2, 0), (2, 0)]
+    assert runs[1] - runs[0] <= timedelta(hours=24) and runs[2] - runs[1] == timedelta(hours=24)

@@ -23,6 +23,38 @@ STDIN_ORDER = (
     "secret in this order: the password (--password-stdin), the key passphrase (--key-passphrase-stdin), "
     "the sudo password (--become-password-stdin). On a terminal each is asked for without echo."
 )
+FILE_HELP = """example:
+  keyturn task create web-root --accounts root --node /prod/web --interval 720
+
+task file (--from FILE.toml); secrets never go in it, give them with the --*-stdin flags:
+  name = "deploy-keys"
+  description = "CI deploy keys"
+  accounts = ["deploy", "ci"]          # or "deploy,ci"
+  assets = ["web1"]
+  nodes = ["/prod"]
+  type = "ssh-key"                     # password | ssh-key
+  strategy = "random"                  # random | specific
+  key_file = "id_deploy"               # a specific private key, relative to the file
+  key_strategy = "replace-ours"        # replace-ours | replace-all | append
+  key_algorithm = "ed25519"            # ed25519 | rsa4096
+  interval = 24                        # hours; or cron = "0 3 * * *"
+  start = 2025-01-31T02:00:00Z
+  check = true
+  active = true
+  recipients = ["carol"]
+  [rules]                              # random passwords
+  length = 24
+  lower = true
+  upper = true
+  digits = true
+  symbols = true
+  exclude = "lO01"
+  [host]
+  sudo = true
+  chpasswd_path = "chpasswd"
+  create_user = false
+  verify = "ssh"                       # ssh | none
+"""
 TIME_HELP = "ISO time such as 2025-01-31T02:00:00Z; without a zone it is taken as UTC"
 
 
@@ -396,7 +428,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = task.add_subparsers(dest="task_command", metavar="SUBCOMMAND", parser_class=type(task))
 
     p = cmds.add_parser("create", help="create a task", description="Create a change-secret task. " + STDIN_ORDER,
-                        epilog="Example: keyturn task create web-root --accounts root --node /prod/web --interval 720")
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=FILE_HELP)
     p.add_argument("name", nargs="?", metavar="NAME", help="task name (optional with --from: overrides the file's)")
     p.add_argument("--from", dest="from_file", metavar="FILE.toml",
                    help="read the task from a TOML file; options given here override it")
