@@ -100,9 +100,9 @@ def _key_blob_type(blob: bytes) -> str:
 
 
 def check_public_key(key_type: str, key_base64: str) -> None:
-    """ValueError unless key_base64 is a well-formed public key blob of key_type."""
-    if key_type not in KNOWN_KEY_TYPES:
-        raise ValueError(f"unknown key type {key_type!r}")
+    """ValueError unless key_base64 is a well-formed public key blob of the type the line names."""
+    if not re.fullmatch(r"[a-z0-9@.\-]+", key_type):
+        raise ValueError(f"{key_type!r} is not an SSH key type")
     try:
         blob = base64.b64decode(key_base64, validate=True)
     except (binascii.Error, ValueError):
@@ -167,6 +167,9 @@ def plan_known_hosts(entries: list[KnownHostsEntry], assets: list[AssetInfo], so
     for e in entries:
         if e.marker:
             plan.messages.append(f"{source}:{e.line}: skipped: {e.marker} lines are not pinned")
+            continue
+        if e.key_type not in KNOWN_KEY_TYPES:
+            plan.messages.append(f"{source}:{e.line}: skipped: key type {e.key_type} is not one keyturn pins")
             continue
         matched = [a for a in assets if any(e.matches(t) for t in host_tokens(a.address, a.port))]
         if not matched:

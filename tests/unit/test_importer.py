@@ -260,3 +260,17 @@ def test_parse_known_hosts_rejects_a_key_of_the_wrong_type() -> None:
     key = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
     with pytest.raises(InputError, match=r"^kh:2: the key says it is 'ssh-ed25519'"):
         parse_known_hosts(f"# c\nhost ssh-rsa {key}\n", "kh")
+
+
+def test_known_hosts_skips_key_types_keyturn_does_not_pin(ctx: Context, tmp_path: Path) -> None:
+    import base64
+    import struct
+
+    import_inventory(ctx.db, DATA / "fleet.csv", env=ENV)
+    blob = base64.b64encode(struct.pack(">I", 12) + b"ssh-future99" + b"\x00" * 8).decode()
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"@cert-authority *.example.com ssh-future99 {blob}\n10.0.0.5 ssh-future99 {blob}\n")
+    summary = import_known_hosts(ctx.db, kh)
+    assert not summary.changed
+    assert summary.messages == [f"{kh}:1: skipped: @cert-authority lines are not pinned",
+                                f"{kh}:2: skipped: key type ssh-future99 is not one keyturn pins"]
