@@ -126,8 +126,8 @@ def cmd_scheduler(ctx: Context, args: argparse.Namespace) -> int:
         if sched.stopping:
             log.info("%s again: still waiting for running executions to settle", name)
             return
-        log.info("%s received: no new runs; cancelling running executions", name)
         sched.stop()
+        log.info("%s received: no new runs; cancelling running executions", name)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
