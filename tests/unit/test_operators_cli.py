@@ -214,3 +214,37 @@ def test_audit_verify_reports_a_tampered_event(cli, alice, settings):
     conn.close()
     broken = cli("audit", "verify")
     assert broken.returncode == 1 and "BROKEN at event 1" in broken.stdout
+
+
+def test_reveal_a_record_and_a_task(cli, alice, settings):
+    """Old and new secrets stay on the record; --task shows the accounts of the task's latest run."""
+    from core.mfa import MfaSession
+    from core.reveal import reveal_record
+    from storage.executions import PendingItem, add_pending_records, create_execution, settle_success
+    from storage.operators import account_ref
+
+    new_pw = "n3w-R0tated-secret"
+    ctx = open_context(settings, operator="alice", source="pytest")
+    try:
+        root = account_ref(ctx.db, "web1", "root").account_id
+        execution = create_execution(ctx.db, task_id=None, task_name="rotate-web", trigger="cli", operator="alice",
+                                     snapshot={}, pid=1, hostname="test")
+        (record,) = add_pending_records(ctx.db, execution, [PendingItem(root, new_pw)])
+        settle_success(ctx.db, record)
+
+        old = cli("reveal", "--record", str(record), "--old", "--operator", "alice", "--otp", code(alice), check=True)
+        assert old.stdout == f"web1\troot\t{ROOT_PW}\n"
+        task = cli("reveal", "--task", "rotate-web", "--json", "--operator", "alice", "--otp", code(alice, 1), check=True)
+        assert [(i["username"], i["secret"], i["which"]) for i in json.loads(task.stdout)] == [("root", new_pw, "current")]
+
+        # In-process, an unlock lasts for several reveals (one code, many secrets, each audited).
+        later = now() + timedelta(minutes=10)
+        mfa = MfaSession(settings, clock=lambda: later)
+        mfa.unlock(ctx, code_at(alice, later))
+        assert [i.secret for i in reveal_record(ctx, mfa, record, "new")] == [new_pw]
+        missing = cli("reveal", "--task", "no-such-task", "--operator", "alice", "--otp", code(alice))
+        assert missing.returncode == 1 and missing.stdout == "" and "no task named 'no-such-task'" in missing.stderr
+    finally:
+        ctx.close()
+    details = [(e["object_type"], e["detail"]["which"]) for e in audit_events(cli, "--action", "secret.reveal")]
+    assert details == [("change_record", "new"), ("account", "current"), ("change_record", "old")]

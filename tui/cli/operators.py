@@ -13,6 +13,7 @@ from core.context import Context
 from core.errors import InputError
 from core.mfa import MfaSession
 from core.reveal import RevealedSecret, reveal_pairs, reveal_record, reveal_task
+from storage.inventory import NotFound
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -182,6 +183,7 @@ def cmd_reveal(ctx: Context, args: argparse.Namespace) -> int:
     if args.old and args.record is None:
         raise InputError("--old applies to --record only")
     ops.require(ctx, "reveal")  # a non-operator is refused before being asked for a code
+    _check_targets(ctx, args)  # a typo is reported before a code is spent on it
     mfa = MfaSession(ctx.settings)
     mfa.unlock(ctx, args.otp or ask_code(ctx.operator))
     if args.record is not None:
@@ -192,6 +194,22 @@ def cmd_reveal(ctx: Context, args: argparse.Namespace) -> int:
         items = reveal_pairs(ctx, mfa, list(zip(args.pairs[0::2], args.pairs[1::2])))
     _print_secrets(items, args.json)
     return 0
+
+
+def _check_targets(ctx: Context, args: argparse.Namespace) -> None:
+    from storage import operators as store
+
+    if args.record is not None:
+        store.record_secrets(ctx.db, args.record)
+    elif args.task:
+        store.latest_execution_accounts(ctx.db, args.task)
+    else:
+        for asset, user in zip(args.pairs[0::2], args.pairs[1::2]):
+            try:
+                store.account_ref(ctx.db, asset, user)
+            except NotFound as exc:
+                if "password and a key" not in str(exc):
+                    raise
 
 
 def _print_secrets(items: list[RevealedSecret], as_json: bool) -> None:
