@@ -171,6 +171,8 @@ def remove_asset(db: Database, name: str) -> None:
             s.delete(row)
         for row in s.exec(select(AssetNode).where(AssetNode.asset_id == asset.id)).all():
             s.delete(row)
+        # Flush the link rows first: deleting the asset would cascade them away under the ORM's feet.
+        s.flush()
         s.delete(asset)
 
 
