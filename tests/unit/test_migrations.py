@@ -66,3 +66,14 @@ def test_two_writers_on_one_file_queue_instead_of_failing(tmp_path: Path) -> Non
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM vault_item")).scalar() == 120
     db.close()
+
+
+def test_head_revision_constant_matches_alembic() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from storage.db import HEAD_REVISION, MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION
