@@ -46,6 +46,7 @@ from storage.types import AssetInfo, ExecutionInfo, TaskSpec
 
 LOCK_RENEW_SECONDS = 60.0
 CANCELLED_BEFORE_PUSH = "cancelled before push"
+LOG_FLUSH_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class _Run:
         self.on_event = on_event
         self.timeouts = Timeouts.from_settings(ctx.settings)
         self._log: list[str] = []
+        self._flushed = time.monotonic()
         self._log_lock = threading.Lock()
         self._pause = _TestPause.from_env()
 
@@ -119,10 +121,17 @@ class _Run:
             except Exception:  # noqa: BLE001 - a broken display (closed pipe, dead widget) must not stop a rotation
                 pass
 
-    def drain(self) -> list[str]:
-        """Log lines not yet written; they go into the next transaction."""
+    def drain(self, *, force: bool = False) -> list[str]:
+        """Log lines to write with the next transaction: every LOG_FLUSH_SECONDS, or all now when forced.
+
+        Appending to the log rewrites the execution row, so writing it on every state change would cost more
+        than the change itself; the records carry the state, the log only tells the story.
+        """
+        now = time.monotonic()
         with self._log_lock:
-            lines, self._log = self._log, []
+            if not force and now - self._flushed < LOG_FLUSH_SECONDS:
+                return []
+            lines, self._log, self._flushed = self._log, [], now
         return lines
 
     def settled(self, job: Job, status: str, error: str = "") -> None:
@@ -135,6 +144,7 @@ class _Run:
         """Change every account of one asset over one privileged connection; never raises."""
         jobs = sorted(jobs, key=lambda j: (j.privileged, j.username))
         remaining = list(jobs)
+        marked = False  # remaining[0] is already `pushing` (committed with the previous account's settle)
         try:
             if self.cancel.is_set():
                 self._fail_unpushed(remaining, CANCELLED_BEFORE_PUSH)
@@ -146,7 +156,7 @@ class _Run:
                 return
             try:
                 while remaining:
-                    if self.cancel.is_set():
+                    if self.cancel.is_set() and not marked:
                         self._fail_unpushed(remaining, CANCELLED_BEFORE_PUSH)
                         return
                     if not _alive(driver):
@@ -156,13 +166,14 @@ class _Run:
                             self._fail_unpushed(remaining, self._last_connect_error)
                             return
                     job = remaining.pop(0)
-                    self.change_one(driver, asset, job)
+                    nxt = remaining[0].record_id if remaining and not self.cancel.is_set() else None
+                    marked = self.change_one(driver, asset, job, already_pushing=marked, then_pushing=nxt)
             finally:
                 if driver is not None:
                     driver.close()
         except Exception as exc:  # noqa: BLE001 - one bad host (or a bug on it) never stops the others
             self.emit(AssetFailed(self.execution_id, asset=jobs[0].asset_name, error=f"internal error: {type(exc).__name__}"))
-            # Only never-pushed (pending) records are settled here; a `pushing` one is left for reconcile.
+            # Only never-pushed records are settled here; one caught mid-push stays `pushing` for reconcile.
             self._fail_unpushed(remaining, f"internal error: {type(exc).__name__}")
 
     _last_connect_error = ""
@@ -174,9 +185,6 @@ class _Run:
             return self._connect_failed(asset, "no privileged account on the asset")
         creds = account_secrets(self.db, priv.id)
         become = self.spec.become_password or creds.become
-        if become is None and priv.secret_type == "password":
-            # sudo asks for the user's own password by default; it is only fed on stdin and skipped when unused.
-            become = creds.secret
         try:
             driver = open_driver(
                 asset, priv.username,
@@ -198,15 +206,18 @@ class _Run:
         """Settle never-pushed records as failed (the host was not touched for them)."""
         if not jobs:
             return
-        rec.settle_many_failed(self.db, [j.record_id for j in jobs], error, log=self.drain())
+        # The first may already be `pushing` (marked with the previous settle) yet never pushed.
+        rec.settle(self.db, jobs[0].record_id, rec.FAILED, error, log=self.drain())
+        rec.settle_many_failed(self.db, [j.record_id for j in jobs[1:]], error, log=self.drain())
         for job in jobs:
             self.settled(job, rec.FAILED, error)
 
     # -- per account -------------------------------------------------------------------------------
-    def change_one(self, driver: HostDriver, asset: AssetInfo, job: Job) -> str:
-        """Push one secret and settle its record; returns the final status."""
-        if not rec.mark_pushing(self.db, job.record_id, log=self.drain()):
-            return "skipped"  # settled elsewhere (a reconcile of a run thought dead): never push twice
+    def change_one(self, driver: HostDriver, asset: AssetInfo, job: Job, *, already_pushing: bool = False,
+                   then_pushing: int | None = None) -> bool:
+        """Push one secret and settle its record; returns whether then_pushing was marked `pushing` with it."""
+        if not already_pushing and not rec.mark_pushing(self.db, job.record_id, log=self.drain()):
+            return False  # settled elsewhere (a reconcile of a run thought dead): never push twice
         self._pause.at("pushing")
         try:
             if job.secret_type == "ssh_key":
@@ -217,35 +228,26 @@ class _Run:
             result = PushResult(NOT_APPLIED, str(exc))
         self._pause.at("pushed")
         if result.state == NOT_APPLIED:
-            rec.settle_failed(self.db, job.record_id, result.error, log=self.drain())
-            self.settled(job, rec.FAILED, result.error)
-            return rec.FAILED
-        if result.applied:
-            self.emit(AccountPushed(self.execution_id, asset=job.asset_name, username=job.username, record_id=job.record_id))
-        must_verify = result.state == AMBIGUOUS or (self.spec.check_after_change and self.spec.params.verify != "none")
-        if not must_verify:
-            rec.settle_success(self.db, job.record_id, log=self.drain())
-            self.settled(job, rec.SUCCESS)
-            return rec.SUCCESS
-        status, error = judge(asset, job.username, job.secret_type, self.timeouts,
-                              new=(job.new_secret, job.new_passphrase), old_loader=lambda: _old_secret(self.db, job.record_id),
-                              push_error=result.error)
-        _settle(self.db, job.record_id, status, error, self.drain())
+            status, error = rec.FAILED, result.error
+        else:
+            if result.applied:
+                self.emit(AccountPushed(self.execution_id, asset=job.asset_name, username=job.username,
+                                        record_id=job.record_id))
+            must_verify = result.state == AMBIGUOUS or (self.spec.check_after_change and self.spec.params.verify != "none")
+            if must_verify:
+                status, error = judge(asset, job.username, job.secret_type, self.timeouts,
+                                      new=(job.new_secret, job.new_passphrase),
+                                      old_loader=lambda: _old_secret(self.db, job.record_id), push_error=result.error)
+            else:
+                status, error = rec.SUCCESS, ""
+        _settled, marked = rec.settle(self.db, job.record_id, status, error, log=self.drain(), then_pushing=then_pushing)
         self.settled(job, status, error)
-        return status
+        return marked
 
 
 def _old_secret(db, record_id: int) -> tuple[str | None, str | None]:  # type: ignore[no-untyped-def]
     full = rec.record_secrets_full(db, record_id)
     return full.old, full.old_passphrase
-
-
-def _settle(db, record_id: int, status: str, error: str, log: Sequence[str]) -> bool:  # type: ignore[no-untyped-def]
-    if status == rec.SUCCESS:
-        return rec.settle_success(db, record_id, log=log)
-    if status == rec.FAILED:
-        return rec.settle_failed(db, record_id, error, log=log)
-    return rec.settle_unverified(db, record_id, error, log=log)
 
 
 def login(asset: AssetInfo, username: str, secret_type: str, secret: tuple[str | None, str | None],
@@ -450,7 +452,7 @@ def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned]
         # Write-ahead: every new secret is committed on its record before the first host is touched.
         ids = rec.add_pending_records(db, execution_id, [
             rec.PendingItem(p.account_id, p.secret.secret, p.secret.passphrase, p.retry_of, p.attempt) for p in planned
-        ], log=run.drain())
+        ], log=run.drain(force=True))
         by_asset: dict[int, list[Job]] = defaultdict(list)
         for rid, p in zip(ids, planned):
             by_asset[p.asset_id].append(Job(rid, p.account_id, p.asset_id, p.asset_name, p.username, p.secret_type,
@@ -459,10 +461,10 @@ def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"keyturn-exec-{execution_id}") as pool:
             for fut in [pool.submit(run.work_asset, jobs) for jobs in by_asset.values()]:
                 fut.result()
-        info = rec.finish_execution(db, execution_id, cancelled=run.cancel.is_set(), log=run.drain())
+        info = rec.finish_execution(db, execution_id, cancelled=run.cancel.is_set(), log=run.drain(force=True))
         run.emit(ExecutionFinished(execution_id, status=info.status, total=info.total, succeeded=info.succeeded,
                                    failed=info.failed, unverified=info.unverified, duration_s=time.monotonic() - started))
-        rec.append_log(db, execution_id, run.drain())
+        rec.append_log(db, execution_id, run.drain(force=True))
         _audit(ctx, "execution.finish", execution_id, {"task": spec.name, "status": info.status, "total": info.total,
                                                         "succeeded": info.succeeded, "failed": info.failed,
                                                         "unverified": info.unverified})
@@ -471,7 +473,7 @@ def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned]
         if execution_id is not None:
             # Records still `pushing` stay open for reconcile; the execution no longer claims to run.
             try:
-                rec.finish_execution(db, execution_id, status="interrupted", log=run.drain() if run else ())
+                rec.finish_execution(db, execution_id, status="interrupted", log=run.drain(force=True) if run else ())
             except Exception:  # noqa: BLE001 - the original error matters more
                 pass
         raise

@@ -193,11 +193,17 @@ def run(client: paramiko.SSHClient, argv_or_script: str | list[str], stdin_data:
         raise CommandNotStarted(f"could not start the remote command: {type(exc).__name__}") from None
     sent = False
     try:
-        if stdin_data:
+        try:
+            if stdin_data:
+                sent = True
+                chan.sendall(stdin_data.encode())
+            chan.shutdown_write()
             sent = True
-            chan.sendall(stdin_data.encode())
-        chan.shutdown_write()
-        sent = True
+        except (paramiko.SSHException, OSError, EOFError):
+            # A command may end without reading its input (sudo refusing at once, `sudo -v` needing no
+            # password): the channel closes under our write. Its exit status still tells what happened.
+            if not chan.status_event.wait(min(timeout, 10.0)):
+                raise
         out = _read_all(chan.recv)
         err = _read_all(chan.recv_stderr)
         if not chan.status_event.wait(timeout):

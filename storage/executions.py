@@ -7,11 +7,14 @@ that is still open, so the engine and a reconcile can never both settle one reco
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import exists, func, text
+from sqlalchemy import exists, func, text, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -72,6 +75,23 @@ class RecordSecrets:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+_WRITE_LOCKS: "weakref.WeakKeyDictionary[Database, threading.Lock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _write(db: Database) -> Iterator[Session]:
+    """db.write(), with the engine's threads queued on an in-process lock first.
+
+    Dozens of worker threads settle records at once; left to SQLite's busy handler they would sleep in
+    growing steps (up to 100 ms) instead of taking turns the moment the writer commits.
+    """
+    with _LOCKS_GUARD:
+        lock = _WRITE_LOCKS.setdefault(db, threading.Lock())
+    with lock, db.write() as session:
+        yield session
+
+
 def _append_log(session: Session, execution_id: int, lines: Sequence[str]) -> None:
     if not lines:
         return
@@ -103,7 +123,7 @@ def record_info(row: ChangeRecord) -> RecordInfo:
 def create_execution(db: Database, *, task_id: int | None, task_name: str, trigger: str, operator: str,
                      snapshot: dict, pid: int, hostname: str) -> int:
     """Insert a running execution; returns its id."""
-    with db.write() as s:
+    with _write(db) as s:
         row = Execution(task_id=task_id, task_name=task_name, trigger=trigger, operator=operator or "",
                         snapshot=snapshot, pid=pid, hostname=hostname, status=RUNNING)
         s.add(row)
@@ -120,7 +140,7 @@ def add_pending_records(db: Database, execution_id: int, items: Sequence[Pending
     if not items:
         _log_only(db, execution_id, log)
         return []
-    with db.write() as s:
+    with _write(db) as s:
         ex = s.get(Execution, execution_id)
         if ex is None:
             raise NotFound(f"no execution with id {execution_id}")
@@ -157,21 +177,26 @@ def add_pending_records(db: Database, execution_id: int, items: Sequence[Pending
 
 def _log_only(db: Database, execution_id: int, log: Sequence[str]) -> None:
     if log:
-        with db.write() as s:
+        with _write(db) as s:
             _append_log(s, execution_id, log)
+
+
+def _mark_pushing_in(s: Session, record_id: int) -> bool:
+    # One UPDATE, no ORM load: this runs once per account on the hot path.
+    return s.connection().execute(
+        update(ChangeRecord).where(col(ChangeRecord.id) == record_id, col(ChangeRecord.status) == PENDING)
+        .values(status=PUSHING, started_at=utcnow())).rowcount == 1
 
 
 def mark_pushing(db: Database, record_id: int, *, log: Sequence[str] = ()) -> bool:
     """pending -> pushing, committed before the driver touches the host; False if the record is not pending."""
-    with db.write() as s:
-        row = s.get(ChangeRecord, record_id)
-        if row is None or row.status != PENDING:
-            return False
-        row.status = PUSHING
-        row.started_at = utcnow()
-        s.add(row)
-        _append_log(s, row.execution_id, log)
-        return True
+    with _write(db) as s:
+        done = _mark_pushing_in(s, record_id)
+        if done and log:
+            ex_id = s.connection().execute(text("SELECT execution_id FROM change_record WHERE id = :id"),
+                                           {"id": record_id}).scalar_one()
+            _append_log(s, ex_id, log)
+        return done
 
 
 def _open_row(s: Session, record_id: int) -> ChangeRecord | None:
@@ -187,43 +212,46 @@ def _set_account_status(s: Session, row: ChangeRecord, status: str) -> Account |
     return acc
 
 
-def settle_success(db: Database, record_id: int, *, log: Sequence[str] = (), error: str = "") -> bool:
-    """The host holds the new secret: record success and the account's secret becomes the new one, together."""
-    with db.write() as s:
+def settle(db: Database, record_id: int, status: str, error: str = "", *, log: Sequence[str] = (),
+           then_pushing: int | None = None) -> tuple[bool, bool]:
+    """Settle an open record as success, failed or unverified, in one transaction.
+
+    success: the account's secret becomes the record's new one (old one to history) in the same transaction.
+    then_pushing: also move the next record of the same host to `pushing` in this commit (it is committed
+    before that host is touched, as the state machine requires, for one commit instead of two).
+    Returns (this record settled, next record marked pushing).
+    """
+    if status not in (SUCCESS, FAILED, UNVERIFIED):
+        raise ValueError(f"cannot settle a record as {status!r}")
+    with _write(db) as s:
         row = _open_row(s, record_id)
-        if row is None:
-            return False
-        now = utcnow()
-        row.status, row.error, row.finished_at = SUCCESS, error, now
-        acc = _set_account_status(s, row, SUCCESS)
-        if acc is not None:
-            set_account_secret(db, s, acc, db.unseal(row, "new_secret_enc"), db.unseal(row, "new_passphrase_enc"),
-                               when=now, record_id=row.id)
-        s.add(row)
-        _append_log(s, row.execution_id, log)
-        return True
+        settled = row is not None
+        if row is not None:
+            now = utcnow()
+            row.status, row.error, row.finished_at = status, error, now
+            acc = _set_account_status(s, row, status)
+            if status == SUCCESS and acc is not None:
+                set_account_secret(db, s, acc, db.unseal(row, "new_secret_enc"), db.unseal(row, "new_passphrase_enc"),
+                                   when=now, record_id=row.id)
+            s.add(row)
+            _append_log(s, row.execution_id, log)
+        marked = _mark_pushing_in(s, then_pushing) if then_pushing is not None else False
+        return settled, marked
+
+
+def settle_success(db: Database, record_id: int, *, log: Sequence[str] = ()) -> bool:
+    """The host holds the new secret: record success and the account's secret becomes the new one, together."""
+    return settle(db, record_id, SUCCESS, log=log)[0]
 
 
 def settle_failed(db: Database, record_id: int, error: str, *, log: Sequence[str] = ()) -> bool:
     """The host kept the old secret (or was never touched): record failed with why; the account is unchanged."""
-    return _settle(db, record_id, FAILED, error, log)
+    return settle(db, record_id, FAILED, error, log=log)[0]
 
 
 def settle_unverified(db: Database, record_id: int, error: str, *, log: Sequence[str] = ()) -> bool:
     """Neither secret could be confirmed: both stay on the record for a later reconcile."""
-    return _settle(db, record_id, UNVERIFIED, error, log)
-
-
-def _settle(db: Database, record_id: int, status: str, error: str, log: Sequence[str]) -> bool:
-    with db.write() as s:
-        row = _open_row(s, record_id)
-        if row is None:
-            return False
-        row.status, row.error, row.finished_at = status, error, utcnow()
-        _set_account_status(s, row, status)
-        s.add(row)
-        _append_log(s, row.execution_id, log)
-        return True
+    return settle(db, record_id, UNVERIFIED, error, log=log)[0]
 
 
 def settle_many_failed(db: Database, record_ids: Iterable[int], error: str, *, log: Sequence[str] = ()) -> int:
@@ -231,7 +259,7 @@ def settle_many_failed(db: Database, record_ids: Iterable[int], error: str, *, l
     ids = list(record_ids)
     if not ids:
         return 0
-    with db.write() as s:
+    with _write(db) as s:
         rows = s.exec(select(ChangeRecord).where(col(ChangeRecord.id).in_(ids), ChangeRecord.status == PENDING)).all()
         now = utcnow()
         for row in rows:
@@ -270,7 +298,7 @@ def _derived_status(ex: Execution) -> str:
 
 def recount_execution(db: Database, execution_id: int) -> None:
     """Refresh a finished execution's counts after a reconcile settled some of its records."""
-    with db.write() as s:
+    with _write(db) as s:
         ex = s.get(Execution, execution_id)
         if ex is None or ex.status == RUNNING:
             return
@@ -283,7 +311,7 @@ def recount_execution(db: Database, execution_id: int) -> None:
 def finish_execution(db: Database, execution_id: int, *, status: str | None = None, cancelled: bool = False,
                      log: Sequence[str] = ()) -> ExecutionInfo:
     """Recompute the counts from the records and close the execution (status derived unless given)."""
-    with db.write() as s:
+    with _write(db) as s:
         ex = s.get(Execution, execution_id)
         if ex is None:
             raise NotFound(f"no execution with id {execution_id}")

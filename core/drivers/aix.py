@@ -21,11 +21,11 @@ class AixDriver(PosixDriver):
         # `print` is a ksh builtin.
         return f"print -r -- \"${var}\""
 
-    def _user_missing_snippet(self, q_user: str) -> str:
-        if self.params.create_user:
-            return (f"mkuser {q_user} >/dev/null || {{ echo 'keyturn: could not create the user' >&2; "
-                    f"exit {EXIT_CREATE_FAILED}; }}\n")
-        return f"echo 'keyturn: no such user on host' >&2; exit {EXIT_NO_USER}\n"
+    def _user_check(self, q_user: str) -> str:
+        if not self.params.create_user:
+            return ""
+        return (f"if ! id -u {q_user} >/dev/null 2>&1; then mkuser {q_user} >/dev/null || "
+                f"{{ echo 'keyturn: could not create the user' >&2; exit {EXIT_CREATE_FAILED}; }}; fi\n")
 
     def _home_snippet(self, q_user: str) -> str:
         # AIX has no getent; lsuser prints "name home=/path".

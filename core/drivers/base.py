@@ -143,9 +143,13 @@ def driver_class(platform: str) -> type:
 def open_driver(asset: AssetInfo, login_user: str, *, password: str | None = None, pkey_text: str | None = None,
                 passphrase: str | None = None, become: str | None = None, params: HostParams = HostParams(),
                 timeouts: Timeouts = Timeouts()) -> HostDriver:
-    """Connect with the privileged account and return the platform's driver (raises ssh.SSHError, DriverError)."""
+    """Connect with the privileged account and return the platform's driver (raises ssh.SSHError, DriverError).
+
+    become is the sudo password when one is configured; without it, a sudo that asks for a password gets the
+    login password (sudo's default is the user's own).
+    """
     cls = driver_class(asset.platform)
     check_username(login_user)
     client = ssh.connect(asset, login_user, password=password, pkey_text=pkey_text, passphrase=passphrase,
                          timeouts=timeouts)
-    return cls(client, login_user=login_user, params=params, become=become, timeouts=timeouts)
+    return cls(client, login_user=login_user, params=params, become=become, timeouts=timeouts, login_password=password)

@@ -40,7 +40,7 @@ class PosixDriver:
 
     def __init__(self, client: paramiko.SSHClient, *, login_user: str, params: HostParams = HostParams(),
                  become: str | None = None, timeouts: Timeouts = Timeouts(),
-                 key_marker: str | None = None) -> None:
+                 key_marker: str | None = None, login_password: str | None = None) -> None:
         self.client = client
         self.login_user = login_user
         self.params = params
@@ -52,6 +52,8 @@ class PosixDriver:
             key_marker = KEY_MARKER
         self.key_marker = key_marker
         self._become_checked = False
+        # sudo asks for the user's own password by default: used only once `sudo -n` says one is required.
+        self._fallback_become = None if become else (login_password or None)
 
     # -- how commands reach root -------------------------------------------------------------------
     @property
@@ -104,12 +106,22 @@ class PosixDriver:
 
     def _execute(self, script: str, payload: list[str], secrets_in_play: list[str | None]) -> tuple[int, str, str] | PushResult:
         """Run script as root with payload lines on stdin; a PushResult when it never ran or its end is unknown."""
+        result = self._execute_once(script, payload, secrets_in_play)
+        if (not isinstance(result, PushResult) and self._fallback_become and STARTED not in result[1]
+                and "password is required" in result[2]):
+            # Nothing ran (sudo stopped first), so trying again with the login password is safe.
+            self.become, self._fallback_become = self._fallback_become, None
+            result = self._execute_once(script, payload, secrets_in_play)
+        return result
+
+    def _execute_once(self, script: str, payload: list[str],
+                      secrets_in_play: list[str | None]) -> tuple[int, str, str] | PushResult:
         early = self._check_become()
         if early is not None:
             return early
         begin, end = "kt-begin-" + secrets.token_hex(8), "kt-end-" + secrets.token_hex(8)
         full = self._script_head(shlex.quote(begin)) + script.replace("@END@", shlex.quote(end))
-        scrub_list = [*secrets_in_play, self.become]
+        scrub_list = [*secrets_in_play, self.become, self._fallback_become]
         try:
             code, out, err = ssh.run(self.client, self._wrap(full), self._stdin(payload, begin, end),
                                      self.timeouts.command)
@@ -132,11 +144,12 @@ class PosixDriver:
         return None
 
     # -- passwords ---------------------------------------------------------------------------------
-    def _user_missing_snippet(self, q_user: str) -> str:
-        if self.params.create_user:
-            return (f"useradd -m {q_user} >/dev/null || {{ echo 'keyturn: could not create the user' >&2; "
-                    f"exit {EXIT_CREATE_FAILED}; }}\n")
-        return f"echo 'keyturn: no such user on host' >&2; exit {EXIT_NO_USER}\n"
+    def _user_check(self, q_user: str) -> str:
+        """Shell lines run before chpasswd: create a missing user when the task asks for it."""
+        if not self.params.create_user:
+            return ""
+        return (f"if ! id -u {q_user} >/dev/null 2>&1; then useradd -m {q_user} >/dev/null || "
+                f"{{ echo 'keyturn: could not create the user' >&2; exit {EXIT_CREATE_FAILED}; }}; fi\n")
 
     def _chpasswd_command(self) -> str:
         return " ".join(shlex.quote(p) for p in (self.params.chpasswd_path or "chpasswd", *self.chpasswd_args))
@@ -152,8 +165,11 @@ class PosixDriver:
             "IFS= read -r kt_end || kt_end=\n"
             f"if [ \"$kt_end\" != @END@ ]; then echo 'keyturn: input was cut short; nothing changed' >&2; "
             f"exit {EXIT_TRUNCATED}; fi\n"
-            f"if ! id -u {q_user} >/dev/null 2>&1; then\n{self._user_missing_snippet(q_user)}fi\n"
-            f"{self._emit('kt_line')} | {self._chpasswd_command()}\n"
+            f"{self._user_check(q_user)}"
+            f"{self._emit('kt_line')} | {self._chpasswd_command()} && exit 0\n"
+            # chpasswd changes nothing for an unknown user; asking only after a failure saves a process per account.
+            f"kt_rc=$?; if ! id -u {q_user} >/dev/null 2>&1; then echo 'keyturn: no such user on host' >&2; "
+            f"exit {EXIT_NO_USER}; fi; exit $kt_rc\n"
         )
         result = self._execute(script, [f"{username}:{new_password}"], [new_password])
         if isinstance(result, PushResult):
