@@ -287,13 +287,19 @@ def list_records(db: Database, *, status: str | None = None, task: str | None = 
         return [_record_info(r) for r in s.exec(stmt).all()]
 
 
-def retryable_record_ids(db: Database, *, status: str | None = None, task: str | None = None, search: str = "",
-                         limit: int = 10_000) -> list[int]:
-    """Ids of failed and unverified records that match the filters (for 'retry all')."""
+def retryable_records(db: Database, *, status: str | None = None, task: str | None = None, search: str = "",
+                      limit: int = 10_000) -> dict[str, list[int]]:
+    """Failed and unverified records matching the filters and not retried yet, grouped by task name."""
+    child = ChangeRecord.__table__.alias("child")
     with db.read() as s:
-        stmt = _record_filter(select(ChangeRecord.id), status, task, search) \
-            .where(col(ChangeRecord.status).in_(SETTLED_BAD)).order_by(ChangeRecord.id).limit(limit)
-        return list(s.exec(stmt).all())
+        stmt = _record_filter(select(ChangeRecord.task_name, ChangeRecord.id), status, task, search) \
+            .where(col(ChangeRecord.status).in_(SETTLED_BAD)) \
+            .where(~select(child.c.id).where(child.c.retry_of == ChangeRecord.id).exists()) \
+            .order_by(ChangeRecord.id).limit(limit)
+        out: dict[str, list[int]] = {}
+        for name, rid in s.exec(stmt).all():
+            out.setdefault(name, []).append(rid)
+        return out
 
 
 # -- inventory -------------------------------------------------------------------------------------

@@ -90,6 +90,18 @@ class KeyturnApp(App[int]):
         self._next_run_key = 1
         self.run_signal: Signal[RunUpdated] = Signal(self, "run")
 
+    def notify(self, message: str, *, markup: bool = False, **kwargs: object) -> None:  # type: ignore[override]
+        """Show a toast. Messages carry host errors and user names, so they are never read as markup."""
+        super().notify(message, markup=False, **kwargs)  # type: ignore[arg-type]
+
+    def on_mount(self) -> None:
+        """Settle records a killed run left open before anything else touches them (DESIGN.md step 4)."""
+        if self.ctx.settings.reconcile_on_start:
+            from storage.executions import anything_unsettled
+
+            if anything_unsettled(self.ctx.db):
+                self.start_reconcile()
+
     def now(self) -> datetime:
         """The app's clock: dates on screen are relative to it (frozen in tests and screenshots)."""
         return self._clock()
@@ -211,7 +223,8 @@ class KeyturnApp(App[int]):
             # The engine sends ExecutionFinished; this covers jobs that end without it.
             result = worker.result
             run.status = getattr(result, "status", None) or ("cancelled" if run.cancel.is_set() else "success")
-            self._publish(run, run.note(f"{run.title}: {run.status}", style="bold"))
+            summary = result.text() if hasattr(result, "text") else f"{run.title}: {run.status}"
+            self._publish(run, run.note(summary, style="bold"))
         elif event.state == WorkerState.CANCELLED and run is not None and not run.finished:
             run.status = "cancelled"
             self._publish(run, None)
@@ -289,7 +302,7 @@ class KeyturnApp(App[int]):
             except KeyturnError as exc:
                 self.notify(str(exc), title="Reveal refused", severity="error")
                 return
-            self.push_screen(RevealModal(items))
+            self.push_screen(RevealModal(f"Secrets of {what}", items))
 
         if self.mfa.unlocked(self.ctx.operator):  # type: ignore[attr-defined]
             show()

@@ -15,6 +15,7 @@ from core.context import Context
 from core.importer import PLATFORMS, check_name
 from storage.inventory import NotFound, get_asset_row, normalize_node_path, upsert_asset
 from storage.types import AssetInfo
+from tui.widgets.compact import make_compact
 
 
 class _PyCheck(Validator):
@@ -51,7 +52,7 @@ class AssetFormModal(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         a = self.asset
         with Vertical(classes="dialog form"):
-            yield Label(f"Edit asset {a.name}" if a else "New asset", classes="dialog-title")
+            yield Label(markup=False, content=f"Edit asset {a.name}" if a else "New asset", classes="dialog-title")
             with VerticalScroll(id="form-body"):
                 for key, title, widget in (
                     ("name", "Name", Input(a.name if a else "", id="name", disabled=a is not None,
@@ -68,14 +69,19 @@ class AssetFormModal(ModalScreen[str | None]):
                     ("comment", "Comment", Input(a.comment if a else "", id="comment",
                                                  validators=[Function(lambda v: "\n" not in v)])),
                 ):
-                    error = Label("", id=f"err-{key}", classes="field-error")
+                    error = Label("", markup=False, id=f"err-{key}", classes="field-error")
                     error.display = False
                     yield Vertical(Label(title, classes="field-title"), widget, error, classes="field", id=f"f-{key}")
                 yield Checkbox("active", a.active if a else True, id="active")
-            yield Label("", id="err-form", classes="field-error")
+            yield Label("", markup=False, id="err-form", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)", id="save", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        """Compact fields, focus the first editable one."""
+        make_compact(self)
+        self.query_one("#address" if self.asset else "#name", Input).focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Each field shows its own error as the user types."""

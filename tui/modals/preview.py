@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
+from tui.widgets.table import PlainTable
 
 
 class PreviewModal(ModalScreen[None]):
@@ -24,9 +25,9 @@ class PreviewModal(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Label(f"Targets of {self.task_name}", classes="dialog-title")
-            yield Label(self.summary, id="preview-summary")
-            table: DataTable = DataTable(id="preview-table", cursor_type="row")
+            yield Label(markup=False, content=f"Targets of {self.task_name}", classes="dialog-title")
+            yield Label(self.summary, id="preview-summary", markup=False)
+            table: DataTable = PlainTable(id="preview-table", cursor_type="row")
             table.add_columns("asset", "account", "will", "reason")
             for asset, user in self.targets:
                 table.add_row(asset, user, "change", "")

@@ -28,10 +28,10 @@ class PromptModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(self.title_text, classes="dialog-title", markup=False)
             yield Input(value=self.value, placeholder=self.placeholder, validators=self.validators,
                         validate_on=["changed", "submitted"], id="prompt-input")
-            yield Label("", classes="field-error", id="prompt-error")
+            yield Label("", markup=False, classes="field-error", id="prompt-error")
             yield Label("Enter accept · Esc cancel", classes="dialog-hint")
 
     def on_input_changed(self, event: Input.Changed) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.timer import Timer
@@ -30,6 +31,7 @@ from core.targets import preview
 from storage.inventory import list_nodes
 from storage.queries import asset_choices, operator_names
 from storage.types import HostParams, PasswordRules, TaskSpec
+from tui.widgets.compact import make_compact
 
 ASSET_CHOICES = 200
 PREVIEW_DELAY = 0.5
@@ -140,7 +142,7 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         parts.extend(widgets)
         if note:
             parts.append(Label(note, classes="field-note"))
-        error = Label("", id=f"err-{key}", classes="field-error")
+        error = Label("", markup=False, id=f"err-{key}", classes="field-error")
         error.display = False
         parts.append(error)
         return Vertical(*parts, id=f"f-{key}", classes="field")
@@ -152,7 +154,7 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         nodes = list_nodes(self.ctx.db)
         operators = operator_names(self.ctx.db)
         with Vertical(classes="dialog form", id="task-form"):
-            yield Label("Edit task " + self.original.name if self.original else "New task", classes="dialog-title")
+            yield Label("Edit task " + self.original.name if self.original else "New task", classes="dialog-title", markup=False)
             with VerticalScroll(id="form-body"):
                 yield self._field("name", "Name", Input(s.name, id="name", validators=task_name_validators()))
                 yield self._field("accounts", "Accounts (user names, comma separated)", Input(
@@ -160,9 +162,9 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                     validators=[_spec_check(usernames=split_names)]))
                 yield self._field(
                     "assets", "Assets", Input(placeholder="filter assets by name or address", id="asset-filter"),
-                    SelectionList[str](id="assets"), Label("", id="assets-chosen", classes="field-note"))
+                    SelectionList[str](id="assets"), Label("", markup=False, id="assets-chosen", classes="field-note"))
                 yield self._field("nodes", "Nodes (subnodes included)", SelectionList[str](
-                    *(("  " * (n.path.count("/") - 1) + n.name, n.path, n.path in s.nodes)
+                    *(("\u00a0\u00a0" * (n.path.count("/") - 1) + n.name, n.path, n.path in s.nodes)
                       for n in nodes), id="nodes"), note="" if nodes else "no nodes yet")
                 yield self._field("strategy", "Secret strategy", Select(
                     [("random (generated per account)", "random"), ("specific (the same for all)", "specific")],
@@ -218,7 +220,7 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                           validators=[CoreCheck(_check_cron)]),
                     Input(s.start_at.strftime("%Y-%m-%dT%H:%MZ") if s.start_at else "", id="start",
                           placeholder="start (UTC, optional): 2025-01-31T02:00Z", validators=[CoreCheck(_check_start)]),
-                    Label("", id="next-runs", classes="field-note"))
+                    Label("", markup=False, id="next-runs", classes="field-note"))
                 yield self._field("options", "Options", Horizontal(
                     Checkbox("check connection after change", s.check_after_change, id="check"),
                     Checkbox("active", s.active, id="active"), classes="inline"))
@@ -226,18 +228,19 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                 yield self._field("recipients", "Recipients (operators mailed after each run)", SelectionList[str](
                     *((o, o, o in s.recipients) for o in operators), id="recipients"),
                     note="" if operators else "no operators yet (keyturn operator add)")
-            yield Label("", id="err-form", classes="field-error")
-            yield Label("", id="form-preview", classes="preview-line")
+            yield Label("", markup=False, id="err-form", classes="field-error")
+            yield Label("", markup=False, id="form-preview", classes="preview-line")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)", id="save", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
         """Fill the asset picker, hide fields that do not apply, and compute the first preview."""
+        make_compact(self)
         self._fill_assets()
         self._apply_visibility()
         self._update_next_runs()
-        self._schedule_preview()
+        self._update_preview()
         self.query_one("#name", Input).focus()
 
     # -- field helpers -----------------------------------------------------------------------------
@@ -261,7 +264,12 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                              exclude=self._value("exclude"))
 
     def _check_length(self, v: str) -> None:
-        validate_rules(self._rules(_int("length")(v)))
+        length = _int("length")(v)
+        try:
+            rules = self._rules(length)
+        except NoMatches:  # the checkboxes are not mounted yet: check against the task's own rules
+            rules = dataclasses.replace(self.spec.rules, length=length)
+        validate_rules(rules)
 
     def show_error(self, key: str, message: str) -> None:
         """Put message on the field's error line (an empty message hides the line)."""
@@ -390,6 +398,9 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         self._preview_timer = self.set_timer(PREVIEW_DELAY, self._update_preview)
 
     def _update_preview(self) -> None:
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+            self._preview_timer = None
         line = self.query_one("#form-preview", Label)
         users = split_names(self._value("accounts"))
         nodes = list(self.query_one("#nodes", SelectionList).selected)
@@ -474,6 +485,7 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         """Check every field; save through core only when all pass, else show each field's error."""
         for label in self.query(".field-error"):
             label.display = False
+        self._update_preview()
         spec, errors = self._build()
         if spec is None:
             for key, message in errors.items():
@@ -502,13 +514,13 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
     def _focus_first_error(self) -> None:
         for label in self.query(".field-error"):
             if label.display and label.id != "err-form":
-                label.scroll_visible()
+                label.scroll_visible(animate=False)
                 field = label.parent
                 if field is not None:
                     target = next((w for w in field.query("Input, Select, SelectionList, TextArea")
                                    if w.display and w.focusable), None)
                     if target is not None:
-                        target.focus()
+                        target.focus(scroll_visible=False)
                 return
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Footer, Label, RichLog, Static
 
 from storage.queries import execution_detail
 from tui.widgets.format import STATUS_STYLES, clip, duration, status_text, when
+from tui.widgets.table import PlainTable
 
 LOG_LINES = 5000
 
@@ -30,9 +31,9 @@ class ExecutionScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="execution-head")
-        yield Label("", id="execution-mail", classes="error-line")
+        yield Label("", markup=False, id="execution-mail", classes="error-line")
         with Horizontal(id="execution-body"):
-            table: DataTable = DataTable(id="execution-records", cursor_type="row", zebra_stripes=True)
+            table: DataTable = PlainTable(id="execution-records", cursor_type="row", zebra_stripes=True)
             for key in ("asset", "account", "status", "error"):
                 table.add_column(key, key=key)
             yield table

@@ -12,6 +12,7 @@ from tui.screens.base import ModeScreen
 from tui.screens.execution import ExecutionScreen
 from tui.widgets.format import duration, status_text, when
 from tui.widgets.run_panel import RunPanel
+from tui.widgets.table import PlainTable
 
 PAGE = 200
 
@@ -30,11 +31,11 @@ class HistoryScreen(ModeScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.offset = 0
+        self.page_offset = 0
 
     def compose_body(self) -> ComposeResult:
-        yield Label("", id="history-count", classes="section-title")
-        table: DataTable = DataTable(id="executions-table", cursor_type="row", zebra_stripes=True)
+        yield Label("", markup=False, id="history-count", classes="section-title")
+        table: DataTable = PlainTable(id="executions-table", cursor_type="row", zebra_stripes=True)
         for key in ("id", "task", "trigger", "started", "took", "status", "ok", "failed", "unver.", "total"):
             table.add_column(key, key=key)
         yield table
@@ -47,8 +48,8 @@ class HistoryScreen(ModeScreen):
     def reload(self) -> None:
         """Load the current page of executions."""
         total = count_executions(self.ctx.db)
-        self.offset = max(0, min(self.offset, (total - 1) // PAGE * PAGE if total else 0))
-        rows = list_executions(self.ctx.db, offset=self.offset, limit=PAGE)
+        self.page_offset = max(0, min(self.page_offset, (total - 1) // PAGE * PAGE if total else 0))
+        rows = list_executions(self.ctx.db, offset=self.page_offset, limit=PAGE)
         now = self.now()
         table = self.query_one("#executions-table", DataTable)
         cursor = table.cursor_row
@@ -60,9 +61,9 @@ class HistoryScreen(ModeScreen):
                           key=str(e.id))
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
-        last = self.offset + len(rows)
+        last = self.page_offset + len(rows)
         self.query_one("#history-count", Label).update(
-            f"Executions {self.offset + 1 if rows else 0}-{last} of {total}  ([ ] page)")
+            f"Executions {self.page_offset + 1 if rows else 0}-{last} of {total}  ([ ] page)")
         self.query_one(RunPanel).refresh_runs()
 
     def action_reload(self) -> None:
@@ -71,7 +72,7 @@ class HistoryScreen(ModeScreen):
 
     def action_page(self, step: int) -> None:
         """Previous or next page."""
-        self.offset = max(0, self.offset + step * PAGE)
+        self.page_offset = max(0, self.page_offset + step * PAGE)
         self.reload()
 
     def action_open(self) -> None:

@@ -25,6 +25,7 @@ from tui.modals.confirm import ConfirmModal
 from tui.modals.prompt import PromptModal
 from tui.screens.base import ModeScreen
 from tui.widgets.format import ago, status_text
+from tui.widgets.table import PlainTable
 
 PAGE = 200
 
@@ -48,7 +49,7 @@ class InventoryScreen(ModeScreen):
     def __init__(self) -> None:
         super().__init__()
         self.node: str | None = None
-        self.offset = 0
+        self.page_offset = 0
         self._assets: dict[str, AssetInfo] = {}
 
     def compose_body(self) -> ComposeResult:
@@ -58,13 +59,13 @@ class InventoryScreen(ModeScreen):
             yield tree
             with Vertical(id="inventory-right"):
                 yield Input(placeholder="search assets by name or address  (/)", id="asset-search")
-                yield Label("", id="assets-count", classes="section-title")
-                table: DataTable = DataTable(id="assets-table", cursor_type="row", zebra_stripes=True)
+                yield Label("", markup=False, id="assets-count", classes="section-title")
+                table: DataTable = PlainTable(id="assets-table", cursor_type="row", zebra_stripes=True)
                 for key in ("name", "address", "port", "platform", "active", "nodes", "keys"):
                     table.add_column(key, key=key)
                 yield table
-                yield Label("", id="accounts-title", classes="section-title")
-                accounts: DataTable = DataTable(id="accounts-table", cursor_type="row", zebra_stripes=True)
+                yield Label("", markup=False, id="accounts-title", classes="section-title")
+                accounts: DataTable = PlainTable(id="accounts-table", cursor_type="row", zebra_stripes=True)
                 for key in ("account", "type", "privileged", "changeable", "version", "changed", "status"):
                     accounts.add_column(key, key=key)
                 yield accounts
@@ -83,9 +84,13 @@ class InventoryScreen(ModeScreen):
         self._node_paths = [n.path for n in nodes]
         tree.clear()
         by_path = {}
+        parents = {n.path.rsplit("/", 1)[0] for n in nodes}
         for n in nodes:  # sorted by path, so a parent comes before its children
             parent = by_path.get(n.path.rsplit("/", 1)[0], tree.root)
-            by_path[n.path] = parent.add(n.name, data=n.path, expand=True)
+            if n.path in parents:
+                by_path[n.path] = parent.add(n.name, data=n.path, expand=True)
+            else:
+                by_path[n.path] = parent.add_leaf(n.name, data=n.path)
         tree.root.expand()
 
     def reload(self) -> None:
@@ -94,8 +99,8 @@ class InventoryScreen(ModeScreen):
         search = self.query_one("#asset-search", Input).value.strip()
         node_ids = node_subtree_ids(self.ctx.db, self.node) if self.node else None
         total = count_assets(self.ctx.db, node_ids=node_ids, search=search)
-        self.offset = max(0, min(self.offset, (total - 1) // PAGE * PAGE if total else 0))
-        assets = list_assets(self.ctx.db, node=self.node, search=search, offset=self.offset, limit=PAGE)
+        self.page_offset = max(0, min(self.page_offset, (total - 1) // PAGE * PAGE if total else 0))
+        assets = list_assets(self.ctx.db, node=self.node, search=search, offset=self.page_offset, limit=PAGE)
         table = self.query_one("#assets-table", DataTable)
         cursor = table.cursor_row
         table.clear()
@@ -108,7 +113,7 @@ class InventoryScreen(ModeScreen):
             table.move_cursor(row=min(max(cursor, 0), len(assets) - 1))
         where = f" in {self.node}" if self.node else ""
         self.query_one("#assets-count", Label).update(
-            f"Assets{where} {self.offset + 1 if assets else 0}-{self.offset + len(assets)} of {total}")
+            f"Assets{where} {self.page_offset + 1 if assets else 0}-{self.page_offset + len(assets)} of {total}")
         self._show_accounts()
 
     def _show_accounts(self) -> None:
@@ -143,12 +148,12 @@ class InventoryScreen(ModeScreen):
     def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
         """Choosing a node shows the assets in it and below it."""
         self.node = event.node.data
-        self.offset = 0
+        self.page_offset = 0
         self.reload()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Filter assets as the user types."""
-        self.offset = 0
+        self.page_offset = 0
         self.reload()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -161,7 +166,7 @@ class InventoryScreen(ModeScreen):
 
     def action_page(self, step: int) -> None:
         """Previous or next page of assets."""
-        self.offset = max(0, self.offset + step * PAGE)
+        self.page_offset = max(0, self.page_offset + step * PAGE)
         self.reload()
 
     def _need_asset(self) -> str | None:

@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Label, Sparkline, Static
 from storage.queries import attention_accounts, overview_stats
 from tui.screens.base import ModeScreen
 from tui.widgets.format import clip, status_text, when
+from tui.widgets.table import PlainTable
 
 ATTENTION_LIMIT = 200
 
@@ -35,9 +36,9 @@ class OverviewScreen(ModeScreen):
                 with Horizontal(classes="spark-row"):
                     yield Label("bad ", classes="spark-label bad")
                     yield Sparkline([], id="spark-failed")
-                yield Label("", id="spark-range", classes="dim")
+                yield Label("", markup=False, id="spark-range", classes="dim")
         yield Label("Needs attention: failed or unverified accounts (newest 200)", classes="section-title")
-        table: DataTable = DataTable(id="attention-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable = PlainTable(id="attention-table", cursor_type="row", zebra_stripes=True)
         table.add_column("asset", key="asset")
         table.add_column("account", key="account")
         table.add_column("status", key="status")

@@ -8,10 +8,11 @@ from textual.containers import Horizontal
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label, Select
 
-from storage.queries import RECORD_STATUSES, count_records, list_records, retryable_record_ids, task_names
+from storage.queries import RECORD_STATUSES, count_records, list_records, retryable_records, task_names
 from tui.modals.confirm import ConfirmModal
 from tui.screens.base import ModeScreen
 from tui.widgets.format import clip, status_text, when
+from tui.widgets.table import PlainTable
 
 PAGE = 100
 SEARCH_DELAY = 0.3
@@ -33,7 +34,7 @@ class RecordsScreen(ModeScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.offset = 0
+        self.page_offset = 0
         self.total = 0
         self._search_timer: Timer | None = None
         self._task_options: list[str] = []
@@ -44,8 +45,8 @@ class RecordsScreen(ModeScreen):
                          prompt="any status", id="filter-status")
             yield Select([], prompt="any task", id="filter-task")
             yield Input(placeholder="search asset, account, error", id="filter-text")
-        yield Label("", id="records-count", classes="section-title")
-        table: DataTable = DataTable(id="records-table", cursor_type="row", zebra_stripes=True)
+        yield Label("", markup=False, id="records-count", classes="section-title")
+        table: DataTable = PlainTable(id="records-table", cursor_type="row", zebra_stripes=True)
         for key in ("id", "when", "asset", "account", "task", "exec", "status", "error"):
             table.add_column(key, key=key)
         yield table
@@ -62,14 +63,14 @@ class RecordsScreen(ModeScreen):
         status = self.query_one("#filter-status", Select).value
         task = self.query_one("#filter-task", Select).value
         return {
-            "status": None if status is Select.BLANK else str(status),
-            "task": None if task is Select.BLANK else str(task),
+            "status": None if status is Select.NULL else str(status),
+            "task": None if task is Select.NULL else str(task),
             "search": self.query_one("#filter-text", Input).value.strip(),
         }
 
     def on_select_changed(self, event: Select.Changed) -> None:
         """A new filter starts at the first page."""
-        self.offset = 0
+        self.page_offset = 0
         self.reload()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -84,7 +85,7 @@ class RecordsScreen(ModeScreen):
         self.query_one("#records-table", DataTable).focus()
 
     def _search_now(self) -> None:
-        self.offset = 0
+        self.page_offset = 0
         self.reload()
 
     def _refresh_task_options(self) -> None:
@@ -105,8 +106,8 @@ class RecordsScreen(ModeScreen):
         f = self.filters
         db = self.ctx.db
         self.total = count_records(db, **f)  # type: ignore[arg-type]
-        self.offset = max(0, min(self.offset, (self.total - 1) // PAGE * PAGE if self.total else 0))
-        rows = list_records(db, **f, offset=self.offset, limit=PAGE)  # type: ignore[arg-type]
+        self.page_offset = max(0, min(self.page_offset, (self.total - 1) // PAGE * PAGE if self.total else 0))
+        rows = list_records(db, **f, offset=self.page_offset, limit=PAGE)  # type: ignore[arg-type]
         now = self.now()
         table = self.query_one("#records-table", DataTable)
         cursor = table.cursor_row
@@ -117,11 +118,11 @@ class RecordsScreen(ModeScreen):
         if rows:
             table.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
         self.query_one("#records-count", Label).update(
-            f"Records {self.offset + 1 if rows else 0}-{self.offset + len(rows)} of {self.total}  ([ ] page, / search)")
+            f"Records {self.page_offset + 1 if rows else 0}-{self.page_offset + len(rows)} of {self.total}  ([ ] page, / search)")
 
     def action_page(self, step: int) -> None:
         """Previous or next page."""
-        self.offset = max(0, self.offset + step * PAGE)
+        self.page_offset = max(0, self.page_offset + step * PAGE)
         self.reload()
 
     def action_focus_search(self) -> None:
@@ -156,18 +157,22 @@ class RecordsScreen(ModeScreen):
         self.kt.start_retry([record_id], f"retry record {record_id}")
 
     def action_retry_all(self) -> None:
-        """Retry every failed and unverified record the filters match, after a confirmation."""
-        ids = retryable_record_ids(self.ctx.db, **self.filters)  # type: ignore[arg-type]
-        if not ids:
-            self.notify("No failed or unverified records match the filters", severity="warning")
+        """Retry every failed and unverified record the filters match (one run per task), after a confirmation."""
+        by_task = retryable_records(self.ctx.db, **self.filters)  # type: ignore[arg-type]
+        count = sum(len(ids) for ids in by_task.values())
+        if not count:
+            self.notify("No failed or unverified records (not yet retried) match the filters", severity="warning")
             return
 
         def done(yes: bool | None) -> None:
             if yes:
-                self.kt.start_retry(ids, f"retry {len(ids)} records")
+                for task_name, ids in by_task.items():
+                    self.kt.start_retry(ids, f"retry {len(ids)} of {task_name}")
 
-        self.app.push_screen(ConfirmModal(f"Retry {len(ids)} failed/unverified records?",
-                                          "Each gets a new secret; the old one stays in the vault.", yes="Retry"), done)
+        self.app.push_screen(ConfirmModal(
+            f"Retry {count} failed/unverified records of {len(by_task)} task(s)?",
+            "Failed ones get a new secret, unverified ones re-push their candidate; old secrets stay in the vault.",
+            yes="Retry"), done)
 
     def action_reconcile(self) -> None:
         """Settle pending, pushing and unverified records by probing the hosts."""

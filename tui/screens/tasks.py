@@ -17,6 +17,7 @@ from tui.modals.prompt import PromptModal
 from tui.modals.task_form import TaskFormModal, task_name_validators
 from tui.screens.base import ModeScreen
 from tui.widgets.format import ago, clip, status_text
+from tui.widgets.table import PlainTable
 
 TASK_LIMIT = 5000
 
@@ -36,8 +37,8 @@ class TasksScreen(ModeScreen):
     ]
 
     def compose_body(self) -> ComposeResult:
-        yield Label("", id="tasks-count", classes="section-title")
-        table: DataTable = DataTable(id="tasks-table", cursor_type="row", zebra_stripes=True)
+        yield Label("", markup=False, id="tasks-count", classes="section-title")
+        table: DataTable = PlainTable(id="tasks-table", cursor_type="row", zebra_stripes=True)
         for key in ("name", "accounts", "targets", "strategy", "type", "schedule", "last run", "result", "active"):
             table.add_column(key, key=key)
         yield table

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, ProgressBar, RichLog
 
 from core.events import AccountSettled, AssetFailed, Event, ExecutionFinished, ExecutionStarted
 from tui.widgets.format import STATUS_STYLES, status_text
+from tui.widgets.table import PlainTable
 
 LOG_LINES = 5000
 FINAL = {"success", "partial", "failed", "cancelled", "interrupted", "error"}
@@ -99,7 +100,7 @@ class RunPanel(Vertical):
         self.selected: int | None = None
 
     def compose(self) -> ComposeResult:
-        table: DataTable = DataTable(id="runs-table", cursor_type="row", zebra_stripes=False)
+        table: DataTable = PlainTable(id="runs-table", cursor_type="row", zebra_stripes=False)
         table.add_columns("run", "task", "status", "done", "ok", "failed", "unverified")
         yield table
         yield ProgressBar(id="run-progress", show_eta=False)
@@ -123,7 +124,7 @@ class RunPanel(Vertical):
             self.show(want)
 
     def _cells(self, run: RunState) -> tuple:
-        return (f"#{run.execution_id or '-'}", run.title, status_text(run.status), f"{run.done}/{run.total}",
+        return (f"#{run.execution_id or '-'}", run.title, status_text(run.status), f"{run.done}/{run.total}" if run.total else str(run.done),
                 Text(str(run.succeeded), "green"), Text(str(run.failed), "red"),
                 Text(str(run.unverified), "yellow"))
 

@@ -1,0 +1,32 @@
+"""Fixtures for app tests: a demo database with fixed data, an app on a frozen clock, sandbox hosts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from core.config import Settings
+from core.context import Context, open_context
+from tests.integration.conftest import sandbox_fleet  # noqa: F401 - re-exported fixture for the flow tests
+from tests.tui.demo_data import build_demo, clock
+from tui.app import KeyturnApp
+
+
+@pytest.fixture
+def demo_ctx(settings: Settings) -> Iterator[Context]:
+    """An open context on a database holding the fixed demo data, acting as alice."""
+    # The demo hosts do not exist: a reconcile at start would probe them and change the fixed data.
+    settings.reconcile_on_start = False
+    ctx = open_context(settings, operator="alice", source="pytest")
+    build_demo(ctx)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def demo_app(demo_ctx: Context) -> Callable[[], KeyturnApp]:
+    """Factory of apps on the demo data with the frozen demo clock."""
+    return lambda: KeyturnApp(demo_ctx, clock=clock)
