@@ -113,15 +113,18 @@ def _count(session: Session, stmt) -> int:  # type: ignore[no-untyped-def]
 # -- overview --------------------------------------------------------------------------------------
 def _assets_covered(session: Session) -> int:
     # A task covers its own assets and every asset in or below its nodes; one SQL statement, no Python loop.
+    # The distinct task node paths are few (nodes, not tasks), so expand those to subnodes first and only
+    # then touch asset_node; joining per task multiplied rows by the number of tasks.
     sql = text(
         """
-        SELECT COUNT(*) FROM (
+        SELECT COUNT(DISTINCT asset_id) FROM (
             SELECT asset_id FROM task_asset
-            UNION
-            SELECT an.asset_id FROM task_node tn
-              JOIN node tnode ON tnode.id = tn.node_id
-              JOIN node n ON n.path = tnode.path OR n.path LIKE tnode.path || '/%'
-              JOIN asset_node an ON an.node_id = n.id
+            UNION ALL
+            SELECT an.asset_id FROM asset_node an WHERE an.node_id IN (
+                SELECT n.id FROM node n
+                  JOIN (SELECT DISTINCT node.path AS p FROM task_node JOIN node ON node.id = task_node.node_id) t
+                    ON n.path = t.p OR n.path LIKE t.p || '/%'
+            )
         )
         """
     )
