@@ -16,7 +16,10 @@ from core.config import Settings
 from core.context import Context
 from core.errors import KeyturnError
 from storage.inventory import NotFound
-from storage.mail import ExecutionReportData, execution_report_data, get_smtp_password, set_mail_error
+from storage.mail import (
+    SMTP_PASSWORD_ITEM, ExecutionReportData, execution_report_data, get_smtp_password, set_mail_error,
+    set_smtp_password_in,
+)
 from storage.types import ExecutionInfo, RecordInfo
 
 log = logging.getLogger("keyturn.notify")
@@ -108,6 +111,16 @@ def send_test_message(ctx: Context, address: str) -> None:
     refused = send_message(ctx, msg)
     if refused:
         raise MailError("; ".join(refused))
+
+
+def store_smtp_password(ctx: Context, password: str | None) -> None:
+    """Store (None: forget) the SMTP password in the vault, and say so in the audit trail (never the value)."""
+    from core.audit import record_event_in
+
+    with ctx.db.write() as s:
+        set_smtp_password_in(s, ctx.db, password)
+        record_event_in(s, ctx, "mail.password-clear" if password is None else "mail.password-set", "vault_item",
+                        SMTP_PASSWORD_ITEM)
 
 
 # -- the execution report -----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from storage.db import Database
 from storage.executions import execution_info, record_info
@@ -25,16 +25,21 @@ def get_smtp_password(db: Database) -> str | None:
 def set_smtp_password(db: Database, password: str | None) -> None:
     """Store (or, with None, forget) the SMTP password in the vault."""
     with db.write() as s:
-        item = s.get(VaultItem, SMTP_PASSWORD_ITEM)
-        if password is None:
-            if item is not None:
-                s.delete(item)
-            return
-        if item is None:
-            item = VaultItem(name=SMTP_PASSWORD_ITEM)
-            s.add(item)
-        db.seal(item, "value_enc", password)
-        item.updated_at = utcnow()
+        set_smtp_password_in(s, db, password)
+
+
+def set_smtp_password_in(session: Session, db: Database, password: str | None) -> None:
+    """set_smtp_password inside an open write session (to commit it with its audit event)."""
+    item = session.get(VaultItem, SMTP_PASSWORD_ITEM)
+    if password is None:
+        if item is not None:
+            session.delete(item)
+        return
+    if item is None:
+        item = VaultItem(name=SMTP_PASSWORD_ITEM)
+        session.add(item)
+    db.seal(item, "value_enc", password)
+    item.updated_at = utcnow()
 
 
 @dataclass(frozen=True)

@@ -337,3 +337,5 @@ def test_cli_set_password_is_readable_only_through_the_vault(ctx: Context, keytu
     assert b"vault-only-pw" not in settings.db_path.read_bytes()
     keyturn_cli("mail", "set-password", "--clear", check=True)
     assert get_smtp_password(ctx.db) is None
+    trail = keyturn_cli("audit", "list", check=True).stdout
+    assert "mail.password-set" in trail and "mail.password-clear" in trail and "vault-only-pw" not in trail

@@ -12,9 +12,8 @@ from types import FrameType
 
 from core.context import Context
 from core.errors import InputError
-from core.notify import send_execution_report, send_test_message
+from core.notify import send_execution_report, send_test_message, store_smtp_password
 from core.scheduler import DEFAULT_WORKERS, Scheduler, settle_leftovers
-from storage.mail import set_smtp_password
 from storage.scheduling import scheduled_tasks
 from storage.tables import utcnow
 
@@ -149,7 +148,7 @@ def cmd_scheduler(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_mail_set_password(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn mail set-password [--clear]: the password comes from stdin, never from argv."""
     if args.clear:
-        set_smtp_password(ctx.db, None)
+        store_smtp_password(ctx, None)
         print("SMTP password forgotten")
         return 0
     if sys.stdin.isatty():
@@ -158,7 +157,7 @@ def cmd_mail_set_password(ctx: Context, args: argparse.Namespace) -> int:
         password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         raise InputError("password: stdin gave an empty SMTP password")
-    set_smtp_password(ctx.db, password)
+    store_smtp_password(ctx, password)
     print("SMTP password stored in the vault")
     return 0
 
