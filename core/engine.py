@@ -10,8 +10,8 @@ Assets run in a thread pool bounded by Settings.concurrency; the accounts of one
 one privileged connection (the privileged account itself last, since changing it may end that login).
 
 Test hook (inert unless set): KEYTURN_TEST_PAUSE_AFTER="pushing|pushed[:FLAGFILE]" makes the run sleep
-(KEYTURN_TEST_PAUSE_SECONDS, default 3600) at that point of the first account it changes, after touching
-FLAGFILE, so crash tests can SIGKILL the process at an exact step. Nothing else reads these variables.
+(KEYTURN_TEST_PAUSE_SECONDS, default 3600) at that point of the first account it changes, after writing
+"POINT RECORD_ID" to FLAGFILE, so crash tests can SIGKILL the process at an exact step. Nothing else reads these variables.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ class _Run:
         """Push one secret and settle its record; returns whether then_pushing was marked `pushing` with it."""
         if not already_pushing and not rec.mark_pushing(self.db, job.record_id, log=self.drain()):
             return False  # settled elsewhere (a reconcile of a run thought dead): never push twice
-        self._pause.at("pushing")
+        self._pause.at("pushing", job.record_id)
         try:
             if job.secret_type == "ssh_key":
                 result = driver.install_key(job.username, job.public_line, self.spec.ssh_key_strategy)
@@ -226,7 +226,7 @@ class _Run:
                 result = driver.change_password(job.username, job.new_secret or "")
         except DriverError as exc:
             result = PushResult(NOT_APPLIED, str(exc))
-        self._pause.at("pushed")
+        self._pause.at("pushed", job.record_id)
         if result.state == NOT_APPLIED:
             status, error = rec.FAILED, result.error
         else:
@@ -295,7 +295,7 @@ class _TestPause:
         point, _, flag = raw.partition(":")
         return cls(point or None, flag or None, float(os.environ.get("KEYTURN_TEST_PAUSE_SECONDS", "3600")))
 
-    def at(self, point: str) -> None:
+    def at(self, point: str, record_id: int) -> None:
         if self.point != point:
             return
         with self._lock:
@@ -303,7 +303,7 @@ class _TestPause:
                 return
             self._done = True
         if self.flag:
-            Path(self.flag).write_text(point)
+            Path(self.flag).write_text(f"{point} {record_id}")
         time.sleep(self.seconds)
 
 

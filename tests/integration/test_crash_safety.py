@@ -1,0 +1,109 @@
+"""Crash safety: SIGKILL `keyturn task run` at many points, reconcile, and no secret may be lost.
+
+The pass mark: after `keyturn reconcile`, every account on every host really accepts the password the vault
+holds as current, no record is left pending or pushing, and the killed run is marked interrupted.
+Exact points (just after `pushing` is committed, just after the push) use the engine's documented test hook
+KEYTURN_TEST_PAUSE_AFTER; the others kill after N progress lines, wherever the run happens to be.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.context import Context
+from storage import executions as rec
+from tests.conftest import ROOT
+from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task, reset_host
+from tests.sandbox import SandboxFleet, SandboxHost, require_sandbox
+
+pytestmark = pytest.mark.sshd
+
+USERS = ("alice", "bob", "carol")
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[SandboxFleet]:
+    """Three hosts with three users each, shared by the module."""
+    require_sandbox()
+    with SandboxFleet(3, users=USERS) as f:
+        yield f
+
+
+@pytest.fixture
+def hosts(fleet: SandboxFleet) -> list[SandboxHost]:
+    """The fleet, reset to a known state."""
+    for h in fleet:
+        reset_host(h, USERS)
+    return list(fleet)
+
+
+def _start_run(env: dict[str, str], extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tui", "task", "run", "crash", "--no-reconcile"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**env, **(extra or {})})
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _check_after_reconcile(ctx: Context, hosts: list[SandboxHost], keyturn_cli) -> str:  # noqa: ANN001
+    proc = keyturn_cli("reconcile")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_vault_matches_hosts(ctx, hosts, USERS)
+    records = rec.list_records(ctx.db)
+    assert records and all(r.status in ("success", "failed") for r in records), [(r.id, r.status, r.error) for r in records]
+    [execution] = {r.execution_id for r in records}
+    assert rec.get_execution(ctx.db, execution).status == "interrupted"
+    return proc.stdout
+
+
+@pytest.mark.parametrize("lines", [3, 9, 15, 21])
+def test_sigkill_after_n_progress_lines_loses_no_secret(ctx: Context, hosts: list[SandboxHost], keyturn_env: dict[str, str],
+                                                       keyturn_cli, lines: int) -> None:  # noqa: ANN001
+    build_inventory(ctx, hosts, USERS)
+    make_task(ctx, "crash", hosts, USERS)
+    proc = _start_run(keyturn_env)
+    assert proc.stdout is not None
+    seen = [proc.stdout.readline() for _ in range(lines)]
+    assert all(seen), f"the run ended before {lines} lines: {seen}; stderr: {proc.stderr.read() if proc.stderr else ''}"
+    _kill(proc)
+    _check_after_reconcile(ctx, hosts, keyturn_cli)
+
+
+@pytest.mark.parametrize("point,expected", [("pushing", "failed"), ("pushed", "success")])
+def test_sigkill_at_an_exact_step_is_settled_by_probing(ctx: Context, hosts: list[SandboxHost], keyturn_env: dict[str, str],
+                                                       keyturn_cli, tmp_path: Path, point: str, expected: str) -> None:  # noqa: ANN001
+    build_inventory(ctx, hosts, USERS)
+    make_task(ctx, "crash", hosts, USERS)
+    flag = tmp_path / "paused"
+    proc = _start_run(keyturn_env, {"KEYTURN_TEST_PAUSE_AFTER": f"{point}:{flag}"})
+    deadline = time.monotonic() + 60
+    while not flag.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never reached the pause point"
+        time.sleep(0.05)
+    time.sleep(0.05)  # the flag is written before its content: read it once it is surely complete
+    caught = rec.get_record(ctx.db, int(flag.read_text().split()[1]))
+    assert caught.status == "pushing", "the record is committed as pushing before the host is touched"
+    _kill(proc)
+    out = _check_after_reconcile(ctx, hosts, keyturn_cli)
+    settled = rec.get_record(ctx.db, caught.id)
+    assert settled.status == expected
+    if expected == "failed":
+        assert settled.error == "host kept the old secret"
+    assert "reconcile: probed" in out
+
+    # The dead run's lock is gone: the task runs again straight away, and everything ends consistent.
+    again = keyturn_cli("task", "run", "crash")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_vault_matches_hosts(ctx, hosts, USERS)
