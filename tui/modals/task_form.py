@@ -237,6 +237,9 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
     def on_mount(self) -> None:
         """Fill the asset picker, hide fields that do not apply, and compute the first preview."""
         make_compact(self)
+        for picker in self.query(SelectionList):
+            if picker.option_count:
+                picker.highlighted = 0
         self._fill_assets()
         self._apply_visibility()
         self._update_next_runs()
@@ -310,6 +313,8 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
             names = [n for n, _ in choices]
             extra = [n for n in self.chosen_assets if n not in names]
             picker.add_options([(f"{n}  {a}", n, n in chosen) for n, a in choices] + [(n, n, True) for n in extra])
+        if picker.option_count:
+            picker.highlighted = 0  # so Space works as soon as the list has the focus
         more = " (first 200 shown; type to filter)" if len(choices) >= ASSET_CHOICES else ""
         self._update_chosen(more)
 

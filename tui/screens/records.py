@@ -28,6 +28,7 @@ class RecordsScreen(ModeScreen):
         Binding("Y", "retry_all", "Retry all failed"),
         Binding("g", "reconcile", "Reconcile"),
         Binding("slash", "focus_search", "Search"),
+        Binding("f5", "reload", "Refresh"),
         Binding("right_square_bracket", "page(1)", "Next page"),
         Binding("left_square_bracket", "page(-1)", "Prev page"),
     ]
@@ -119,6 +120,10 @@ class RecordsScreen(ModeScreen):
             table.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
         self.query_one("#records-count", Label).update(
             f"Records {self.page_offset + 1 if rows else 0}-{self.page_offset + len(rows)} of {self.total}  ([ ] page, / search)")
+
+    def action_reload(self) -> None:
+        """Load again now (after a retry finished)."""
+        self.reload()
 
     def action_page(self, step: int) -> None:
         """Previous or next page."""

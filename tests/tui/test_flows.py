@@ -1,0 +1,187 @@
+"""Whole flows by keys alone: create a task in the form, run it on real sshd hosts, find and retry records,
+and edit, copy, toggle and delete tasks. What is asserted is what the screen shows and what the hosts hold."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, RichLog
+
+from core import tasks
+from core.context import Context, open_context
+from storage import executions as rec
+from storage.inventory import account_secrets, get_account_row, pin_host_key, upsert_account, upsert_asset
+from storage.queries import task_names
+from tui.app import KeyturnApp
+from tui.widgets.run_panel import RunState
+
+SIZE = (100, 32)
+
+
+async def _type(pilot: Pilot, text: str) -> None:
+    await pilot.press(*["space" if c == " " else c for c in text])
+
+
+async def _wait(pilot: Pilot, done: Callable[[], bool], timeout: float = 90) -> None:
+    end = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < end, "timed out waiting for the app"
+        await pilot.pause(0.1)
+
+
+def _rows(table: DataTable) -> list[list[str]]:
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def _vault_password(ctx: Context, asset: str, user: str) -> str | None:
+    with ctx.db.read() as s:
+        acc = get_account_row(s, asset, user, "password")
+    return account_secrets(ctx.db, acc.id).secret
+
+
+@pytest.mark.sshd
+def test_create_run_find_and_retry(settings, sandbox_fleet) -> None:
+    """Form -> run -> log says finished -> hosts hold the vault's passwords -> a failed record retried."""
+    fleet = sandbox_fleet(2, users=["alice"])
+    h1, h2 = sorted(fleet.hosts, key=lambda h: h.name)
+    settings.reconcile_on_start = False
+    ctx = open_context(settings, operator="tester", source="pytest")
+    with ctx.db.write() as s:
+        for h in (h1, h2):
+            asset, _ = upsert_asset(s, h.name, address=h.address, port=h.port)
+            key_type, b64 = h.host_key.split()[:2]
+            pin_host_key(s, asset, key_type, b64, "test")
+            upsert_account(ctx.db, s, asset, h.admin_user, secret=h.admin_password, privileged=True)
+            upsert_account(ctx.db, s, asset, "alice", secret=h.passwords["alice"])
+    old = {h.name: h.passwords["alice"] for h in (h1, h2)}
+
+    async def flow() -> None:
+        app = KeyturnApp(ctx)
+        async with app.run_test(size=SIZE) as pilot:
+            # Create the task through the form: name, accounts, both assets, save.
+            await pilot.press("t", "n")
+            await _type(pilot, "rotate-alice")
+            await pilot.press("tab")
+            await _type(pilot, "alice")
+            await pilot.press("tab", "tab", "space", "down", "space")
+            await pilot.pause(0.7)  # the debounced target preview
+            assert "2 accounts on 2 assets" in str(app.screen.query_one("#form-preview").render())
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert task_names(ctx.db) == ["rotate-alice"]
+            table = app.screen.query_one("#tasks-table", DataTable)
+            assert _rows(table)[0][0] == "rotate-alice"
+
+            # Host 2 is down: its account must fail and keep its old password.
+            h2.stop()
+            await pilot.press("r")
+            run: RunState = list(app.runs.values())[-1]
+            await _wait(pilot, lambda: run.finished)
+            await pilot.press("h")
+            await pilot.pause()
+            log = app.screen.query_one("#run-log", RichLog)
+            text = "\n".join(line.text for line in log.lines)
+            assert f"execution {run.execution_id} finished" in text
+            assert (run.succeeded, run.failed + run.unverified) == (1, 1)
+            new1 = _vault_password(ctx, h1.name, "alice")
+            assert new1 != old[h1.name] and h1.password_works("alice", new1)
+            h2.start()
+            assert h2.password_works("alice", old[h2.name])
+
+            # Find the failed record in Records by searching for host 2, then retry it with y.
+            await pilot.press("s", "slash")
+            await _type(pilot, h2.name)
+            await pilot.press("enter")
+            await pilot.pause()
+            records = app.screen.query_one("#records-table", DataTable)
+            rows = _rows(records)
+            assert len(rows) == 1 and rows[0][2] == h2.name and rows[0][6] in ("failed", "unverified")
+            await pilot.press("y")
+            retry: RunState = list(app.runs.values())[-1]
+            assert retry.kind == "retry"
+            await _wait(pilot, lambda: retry.finished)
+            assert retry.status == "success", list(retry.lines)
+            await pilot.press("f5")
+            await pilot.pause()
+            rows = _rows(records)
+            assert rows[0][6] == "success" and rows[0][2] == h2.name
+            new2 = _vault_password(ctx, h2.name, "alice")
+            assert new2 != old[h2.name] and h2.password_works("alice", new2)
+            assert rec.list_records(ctx.db, task="rotate-alice", status="success")
+
+    try:
+        asyncio.run(flow())
+    finally:
+        ctx.close()
+
+
+def test_edit_copy_toggle_delete(demo_ctx: Context) -> None:
+    """Rename a task in the form, copy it, switch it inactive, delete the copy after confirming."""
+
+    async def flow() -> None:
+        app = KeyturnApp(demo_ctx)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("t")
+            table = app.screen.query_one("#tasks-table", DataTable)
+            assert _rows(table)[0][0] == "break-glass"
+            # Edit: the name field has the focus; rename and save.
+            await pilot.press("e", "end")
+            await _type(pilot, "-2")
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert "break-glass-2" in task_names(demo_ctx.db) and "break-glass" not in task_names(demo_ctx.db)
+            assert tasks.get_task(demo_ctx, "break-glass-2").specific_secret == "Break-Glass-2025!"
+            # Copy: the prompt proposes NAME-copy; Enter accepts.
+            await pilot.press("c")
+            await pilot.pause()
+            await pilot.press("enter")
+            await pilot.pause()
+            assert "break-glass-2-copy" in task_names(demo_ctx.db)
+            assert app.screen.query_one("#tasks-table", DataTable).get_row_at(
+                app.screen.query_one("#tasks-table", DataTable).cursor_row)[0].plain == "break-glass-2-copy"
+            # Toggle active on the copy.
+            await pilot.press("a")
+            await pilot.pause()
+            assert tasks.get_task(demo_ctx, "break-glass-2-copy").active is False
+            # Delete asks first; n keeps it, d then y deletes it.
+            await pilot.press("d", "n")
+            await pilot.pause()
+            assert "break-glass-2-copy" in task_names(demo_ctx.db)
+            await pilot.press("d", "y")
+            await pilot.pause()
+            assert "break-glass-2-copy" not in task_names(demo_ctx.db)
+            assert "break-glass-2-copy" not in [r[0] for r in _rows(app.screen.query_one("#tasks-table", DataTable))]
+
+    asyncio.run(flow())
+
+
+def test_form_refuses_until_fields_pass(demo_ctx: Context) -> None:
+    """A cron line with four fields keeps the form open with the cron error; nothing is saved."""
+
+    async def flow() -> None:
+        app = KeyturnApp(demo_ctx)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("t", "n")
+            form = app.screen
+            form.query_one("#name").value = "nightly"
+            form.query_one("#accounts").value = "deploy"
+            form.query_one("#periodic").value = "cron"
+            await pilot.pause()
+            form.query_one("#cron").value = "0 3 * *"
+            await pilot.pause()
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert app.screen is form
+            assert "cron:" in str(form.query_one("#err-schedule").render())
+            assert "targets:" in str(form.query_one("#err-assets").render())
+            assert "nightly" not in task_names(demo_ctx.db)
+            form.query_one("#cron").value = "0 3 * * 1"
+            await pilot.pause()
+            assert "next runs: 2025-" in str(form.query_one("#next-runs").render()) or "next runs:" in str(
+                form.query_one("#next-runs").render())
+
+    asyncio.run(flow())
