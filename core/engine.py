@@ -48,6 +48,22 @@ LOCK_RENEW_SECONDS = 60.0
 CANCELLED_BEFORE_PUSH = "cancelled before push"
 LOG_FLUSH_SECONDS = 2.0
 
+# Executions running in this process right now (a reconcile in this process must leave exactly these alone).
+_LIVE_EXECUTIONS: set[int] = set()
+
+
+def running_here(execution_id: int) -> bool:
+    """Whether this process is running the execution right now."""
+    return execution_id in _LIVE_EXECUTIONS
+
+
+def process_start_time(pid: int) -> int:
+    """The process's start time in clock ticks since boot (Linux), 0 when unknown; tells a reused pid apart."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
 
 @dataclass(frozen=True)
 class Job:
@@ -430,7 +446,7 @@ def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned]
              cancel: threading.Event | None, on_event: EventCallback | None) -> ExecutionInfo:
     assert spec.id is not None
     db = ctx.db
-    holder = holder_id("run-" + os.urandom(4).hex())
+    holder = holder_id(f"run-{os.urandom(4).hex()}-st{process_start_time(os.getpid())}")
     if not acquire_task_lock(db, spec.id, holder):
         raise KeyturnError(f"task {spec.name} is already running ({lock_holder(db, spec.id) or 'another run'})")
     started = time.monotonic()
@@ -458,9 +474,17 @@ def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned]
             by_asset[p.asset_id].append(Job(rid, p.account_id, p.asset_id, p.asset_name, p.username, p.secret_type,
                                             p.privileged, p.secret.secret, p.secret.passphrase, p.secret.public_line))
         workers = max(1, min(ctx.settings.concurrency, len(by_asset)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"keyturn-exec-{execution_id}") as pool:
+        _LIVE_EXECUTIONS.add(execution_id)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"keyturn-exec-{execution_id}")
+        try:
             for fut in [pool.submit(run.work_asset, jobs) for jobs in by_asset.values()]:
                 fut.result()
+        except BaseException:
+            # Ctrl-C or a crash in this thread: workers start no new account; the ones in flight finish.
+            run.cancel.set()
+            raise
+        finally:
+            pool.shutdown(wait=True)
         info = rec.finish_execution(db, execution_id, cancelled=run.cancel.is_set(), log=run.drain(force=True))
         run.emit(ExecutionFinished(execution_id, status=info.status, total=info.total, succeeded=info.succeeded,
                                    failed=info.failed, unverified=info.unverified, duration_s=time.monotonic() - started))
@@ -478,6 +502,8 @@ def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned]
                 pass
         raise
     finally:
+        if execution_id is not None:
+            _LIVE_EXECUTIONS.discard(execution_id)
         stop_renew.set()
         renewer.join(timeout=5)
         release_task_lock(db, spec.id, holder)

@@ -10,6 +10,7 @@ one works -> failed (the host kept it); the vault's current secret works (a late
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from collections import defaultdict
@@ -17,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from core.context import Context
-from core.engine import judge, login
+from core.engine import judge, login, process_start_time, running_here
 from core.events import AccountSettled, EventCallback
 from core.ssh import Timeouts
 from storage import executions as rec
@@ -72,17 +73,33 @@ def _holder_is(holder: str | None, host: str, pid: int | None) -> bool:
     return holder is not None and pid is not None and (holder == f"{host}:{pid}" or holder.startswith(f"{host}:{pid}:"))
 
 
-def execution_alive(ctx: Context, task_id: int | None, pid: int | None, host: str) -> bool:
+def _same_process(holder: str, pid: int) -> bool:
+    """False when the holder recorded a process start time and the live pid started at another time (reused)."""
+    match = re.search(r"-st(\d+)$", holder)
+    if match is None or match.group(1) == "0":
+        return True
+    now = process_start_time(pid)
+    return now == 0 or now == int(match.group(1))
+
+
+def execution_alive(ctx: Context, execution_id: int, task_id: int | None, pid: int | None, host: str) -> bool:
     """Whether the process that runs an execution is still alive (it renews its task lock while it lives)."""
     here = socket.gethostname()
+    if host == here and pid == os.getpid():
+        return running_here(execution_id)  # this very process: it knows what it runs (TUI, scheduler threads)
     holder = lock_holder(ctx.db, task_id) if task_id is not None else None
     if host == here and pid is not None:
-        if pid == os.getpid():
-            return True  # a run in another thread of this very process (TUI, scheduler)
-        # A pid can be reused: alive only if it also still holds the task's lock.
-        return _pid_exists(pid) and _holder_is(holder, host, pid)
+        # A pid can be reused: alive only if it still holds the task's lock and started when the holder did.
+        return _pid_exists(pid) and _holder_is(holder, host, pid) and _same_process(holder or "", pid)
     # Another machine: trust its lock until it expires.
     return _holder_is(holder, host, pid)
+
+
+def _holder_dead(holder: str, pid: int) -> bool:
+    """A lock holder on this machine whose process is gone (or whose pid now belongs to another process)."""
+    if pid != os.getpid() and not _pid_exists(pid):
+        return True
+    return not _same_process(holder, pid)
 
 
 def _release_dead_locks(ctx: Context) -> int:
@@ -94,7 +111,7 @@ def _release_dead_locks(ctx: Context) -> int:
         if host != here or not pid_text.isdigit():
             continue
         pid = int(pid_text)
-        if pid != os.getpid() and not _pid_exists(pid):
+        if _holder_dead(holder, pid):
             release_task_lock(ctx.db, task_id, holder)
             released += 1
     return released
@@ -107,7 +124,7 @@ def reconcile(ctx: Context, *, on_event: EventCallback | None = None,
     alive_cache: dict[int, bool] = {}
     running = rec.running_executions(ctx.db)
     for ex_id, task_id, pid, host in running:
-        alive_cache[ex_id] = execution_alive(ctx, task_id, pid, host)
+        alive_cache[ex_id] = execution_alive(ctx, ex_id, task_id, pid, host)
     open_records = rec.unsettled_records(ctx.db)
     todo = []
     for r in open_records:
@@ -213,7 +230,7 @@ def _dead_lock_present(ctx: Context) -> bool:
     for _task_id, holder, _expires in rec.task_locks(ctx.db):
         host, _, rest = holder.partition(":")
         pid_text = rest.split(":", 1)[0]
-        if host == here and pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_exists(int(pid_text)):
+        if host == here and pid_text.isdigit() and _holder_dead(holder, int(pid_text)):
             return True
     return False
 

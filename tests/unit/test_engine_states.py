@@ -16,7 +16,7 @@ import threading
 import pytest
 
 from core.context import Context
-from core.engine import run_task
+from core.engine import process_start_time, run_task
 from core.errors import KeyturnError
 from core.events import AssetFailed, Event
 from core.reconcile import reconcile, reconcile_if_needed
@@ -136,14 +136,36 @@ def test_reconcile_settles_a_dead_run_never_pushed_failed_pushed_unverified(ctx:
     assert account_secrets(ctx.db, ids["bob"]).secret == "old-bob"  # not confirmed: the vault keeps both, current old
 
 
-def test_reconcile_leaves_a_live_run_alone(ctx: Context) -> None:
+def test_reconcile_leaves_a_live_run_alone_but_not_one_whose_pid_was_reused(ctx: Context) -> None:
     ids = _inventory(ctx)
     spec = create_task(ctx, TaskSpec(name="t", usernames=["alice"], assets=["down"]))
-    ex = _execution(ctx, pid=os.getpid(), task_id=spec.id)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ex = _execution(ctx, pid=other.pid, task_id=spec.id)
+        holder = f"{socket.gethostname()}:{other.pid}:run-x-st{process_start_time(other.pid)}"
+        assert acquire_task_lock(ctx.db, spec.id, holder)
+        rec.add_pending_records(ctx.db, ex, [rec.PendingItem(ids["alice"], "n1")])
+        summary = reconcile(ctx)
+        assert (summary.probed, summary.skipped_live, summary.interrupted) == (0, 1, [])
+        assert rec.get_execution(ctx.db, ex).status == "running"
+
+        # Same pid, but the lock was taken by a process that started at another time: that run is dead.
+        from storage.locks import release_task_lock
+
+        release_task_lock(ctx.db, spec.id, holder)
+        assert acquire_task_lock(ctx.db, spec.id, holder.replace("-st", "-st1"))
+        summary = reconcile(ctx)
+        assert summary.interrupted == [ex] and summary.locks_released == 1
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_reconcile_in_the_running_process_only_spares_the_runs_it_really_runs(ctx: Context) -> None:
+    ids = _inventory(ctx)
+    ex = _execution(ctx, pid=os.getpid())  # left `running` by an earlier process that had our pid
     rec.add_pending_records(ctx.db, ex, [rec.PendingItem(ids["alice"], "n1")])
-    summary = reconcile(ctx)
-    assert (summary.probed, summary.skipped_live, summary.interrupted) == (0, 1, [])
-    assert rec.get_execution(ctx.db, ex).status == "running"
+    assert reconcile(ctx).interrupted == [ex]
 
 
 def test_reconcile_if_needed_is_a_no_op_when_all_is_settled(ctx: Context) -> None:
