@@ -92,6 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         ctx = open_context(settings, operator=resolve_operator(args.operator, os.environ), source=terminal_source(os.environ))
         try:
+            permission = getattr(args, "permission", None)
+            if permission:
+                from core.operators import require
+
+                require(ctx, permission)
             return handler(ctx, args)
         finally:
             ctx.close()

@@ -395,9 +395,10 @@ def cmd_node_tree(ctx: Context, args: argparse.Namespace) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------------------
-def _cmd(sub: argparse._SubParsersAction, name: str, help_: str, description: str, handler: Any) -> argparse.ArgumentParser:
+def _cmd(sub: argparse._SubParsersAction, name: str, help_: str, description: str, handler: Any,
+         permission: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_, description=description)
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=handler, permission=permission)
     return p
 
 
@@ -412,7 +413,7 @@ def register(sub: argparse._SubParsersAction) -> None:
              "Import nodes, assets and accounts from FILE (format from the extension: .csv, .yaml/.yml for "
              "keyturn or Ansible YAML, anything else Ansible INI), or pin host keys from an OpenSSH known_hosts "
              "file. The whole file is checked first; one bad line rejects it and nothing is written. "
-             "See docs/inventory.md.", cmd_import)
+             "See docs/inventory.md.", cmd_import, "edit")
     p.add_argument("file", nargs="?", metavar="FILE", help="the inventory file")
     p.add_argument("--format", choices=FORMATS, help="file format (default: from the file's extension)")
     p.add_argument("--known-hosts", metavar="FILE", help="pin host keys from this known_hosts file onto existing assets")
@@ -420,7 +421,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     assets = _group(sub, "asset", "add, list, show, edit, remove assets; pin their host keys",
                     "Manage assets (hosts and databases) and their pinned SSH host keys.")
     p = _cmd(assets, "add", "add an asset", "Add an asset. Pin its host key afterwards with `keyturn asset trust`.",
-             cmd_asset_add)
+             cmd_asset_add, "edit")
     p.add_argument("name", metavar="NAME", type=_name("asset name"), help="unique asset name")
     p.add_argument("--address", required=True, type=_name("address"), help="host name or IP address")
     p.add_argument("--port", type=_port, default=22, help="SSH (or database) port (default 22)")
@@ -439,12 +440,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = _cmd(assets, "remove", "remove an asset and its accounts",
-             "Remove an asset with its accounts, their secrets and history, and its pinned keys.", cmd_asset_remove)
+             "Remove an asset with its accounts, their secrets and history, and its pinned keys.", cmd_asset_remove, "edit")
     p.add_argument("name", metavar="NAME", help="asset name")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     p = _cmd(assets, "edit", "change an asset", "Change an asset's address, port, platform, nodes or state.",
-             cmd_asset_edit)
+             cmd_asset_edit, "edit")
     p.add_argument("name", metavar="NAME", help="asset name")
     p.add_argument("--address", type=_name("address"), help="new host name or IP address")
     p.add_argument("--port", type=_port, help="new port")
@@ -458,7 +459,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _cmd(assets, "trust", "fetch and pin the host's SSH key(s)",
              "Connect to the asset, show the SHA256 fingerprints of the host keys it offers, and pin them after "
              "confirmation. A key different from the pinned one is shown next to it and needs explicit "
-             "confirmation (typed on a terminal, or --yes --accept-changed).", cmd_asset_trust)
+             "confirmation (typed on a terminal, or --yes --accept-changed).", cmd_asset_trust, "edit")
     p.add_argument("name", metavar="NAME", help="asset name")
     p.add_argument("--yes", action="store_true", help="pin without asking (first pin, or new key types)")
     p.add_argument("--accept-changed", action="store_true",
@@ -469,7 +470,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _cmd(accounts, "add", "add an account (or set its secret)",
              "Add an account to an asset, or give an existing one a new secret (the previous one stays in its "
              "history). Secrets come one per line on stdin, in this order: password or key passphrase, then the "
-             "become password; on a terminal you are asked without echo.", cmd_account_add)
+             "become password; on a terminal you are asked without echo.", cmd_account_add, "edit")
     p.add_argument("asset", metavar="ASSET", help="asset name")
     p.add_argument("username", metavar="USERNAME", type=_name("username"), help="account name")
     how = p.add_mutually_exclusive_group(required=True)
@@ -485,7 +486,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (has_secret, never the secret)")
 
     p = _cmd(accounts, "remove", "remove an account",
-             "Remove an account with its secret and secret history.", cmd_account_remove)
+             "Remove an account with its secret and secret history.", cmd_account_remove, "edit")
     p.add_argument("asset", metavar="ASSET", help="asset name")
     p.add_argument("username", metavar="USERNAME", help="account name")
     p.add_argument("--type", choices=("password", "ssh-key"), help="which one, when the user has both a password and a key")

@@ -11,6 +11,7 @@ import threading
 from types import FrameType
 
 from core.context import Context
+from core.operators import mark_system
 from core.errors import InputError
 from core.notify import send_execution_report, send_test_message, store_smtp_password
 from core.scheduler import DEFAULT_WORKERS, Scheduler, settle_leftovers
@@ -70,17 +71,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                          description="Read the SMTP password from stdin (prompted without echo on a terminal) "
                                      "and store it encrypted in the vault; it is never a command-line argument.")
     sp.add_argument("--clear", action="store_true", help="forget the stored SMTP password instead")
-    sp.set_defaults(handler=cmd_mail_set_password)
+    sp.set_defaults(handler=cmd_mail_set_password, permission="edit")
     tp = msub.add_parser("test", help="send a test message",
                          description="Send a short test message through the configured SMTP server; exits "
                                      "non-zero with the server's reason when it cannot be delivered.")
     tp.add_argument("address", metavar="ADDR", help="where to send it")
-    tp.set_defaults(handler=cmd_mail_test)
+    tp.set_defaults(handler=cmd_mail_test, permission="edit")
     rp = msub.add_parser("report", help="(re)send the report of an execution to its task's recipients",
                          description="Mail the report of one execution to the recipients of its task; the "
                                      "delivery error, if any, is stored on the execution and printed.")
     rp.add_argument("execution", type=int, metavar="EXECUTION_ID", help="the execution's number")
-    rp.set_defaults(handler=cmd_mail_report)
+    rp.set_defaults(handler=cmd_mail_report, permission="run")
 
 
 # -- scheduler ----------------------------------------------------------------------------------------
@@ -112,6 +113,8 @@ def cmd_scheduler(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn scheduler [--once] [--poll SECONDS] [--workers N] [--no-mail] [--list]."""
     if args.list:
         return _list(ctx)
+    # The scheduler acts for nobody in particular: its runs are attributed to the system actor.
+    mark_system(ctx)
     _setup_logging()
     sched = Scheduler(ctx, poll_seconds=args.poll, max_workers=args.workers, notify=not args.no_mail)
     sched.runner = sched._runner()  # fail now, not at the first due slot, if the engine cannot load

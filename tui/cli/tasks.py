@@ -433,13 +433,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="from_file", metavar="FILE.toml",
                    help="read the task from a TOML file; options given here override it")
     _add_task_options(p, edit=False)
-    p.set_defaults(handler=_cmd_create)
+    p.set_defaults(handler=_cmd_create, permission="edit")
 
     p = cmds.add_parser("edit", help="change a task", description="Change the given settings of a task; the rest "
                         "stay as they are. " + STDIN_ORDER)
     p.add_argument("name", metavar="NAME", help="task name")
     _add_task_options(p, edit=True)
-    p.set_defaults(handler=_cmd_edit)
+    p.set_defaults(handler=_cmd_edit, permission="edit")
 
     p = cmds.add_parser("show", help="show a task (never its secrets)",
                         description="Show a task's settings and next run times; secrets show only as set or not set.")
@@ -461,23 +461,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "kept. Asks for confirmation on a terminal; elsewhere --yes is required.")
     p.add_argument("name", metavar="NAME", help="task name")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.set_defaults(handler=_cmd_delete)
+    p.set_defaults(handler=_cmd_delete, permission="edit")
 
     p = cmds.add_parser("copy", help="copy a task under a new name",
                         description="Create a new task with every setting and secret of an existing one.")
     p.add_argument("name", metavar="NAME", help="task to copy")
     p.add_argument("new_name", metavar="NEW", help="name of the copy")
-    p.set_defaults(handler=_cmd_copy)
+    p.set_defaults(handler=_cmd_copy, permission="edit")
 
     p = cmds.add_parser("activate", help="let a task run on its schedule",
                         description="Activate a task; a periodic one is due at once (or at its future start time).")
     p.add_argument("name", metavar="NAME", help="task name")
-    p.set_defaults(handler=_cmd_activate)
+    p.set_defaults(handler=_cmd_activate, permission="edit")
 
     p = cmds.add_parser("deactivate", help="stop a task running on its schedule",
                         description="Deactivate a task; it can still be run by hand.")
     p.add_argument("name", metavar="NAME", help="task name")
-    p.set_defaults(handler=_cmd_deactivate)
+    p.set_defaults(handler=_cmd_deactivate, permission="edit")
 
     p = cmds.add_parser("run", help="run a task now", description="Run a task now and wait for it to finish; "
                         "the exit code tells whether every account changed.")
@@ -485,4 +485,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the execution result as JSON")
     p.add_argument("--no-reconcile", action="store_true",
                    help="do not settle unfinished records of earlier runs before starting")
-    p.set_defaults(handler=_cmd_run)
+    p.set_defaults(handler=_cmd_run, permission="run")

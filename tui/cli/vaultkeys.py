@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Re-encrypt every stored secret under a fresh master key in one transaction. "
         "The old key is kept as master.key.old-<date> until you remove it.",
     )
-    rotate.set_defaults(handler=cmd_rotate)
+    rotate.set_defaults(handler=cmd_rotate, permission="edit")
 
 
 def cmd_rotate(ctx: Context, args: argparse.Namespace) -> int:
