@@ -100,7 +100,8 @@ class KeyturnApp(App[int]):
             from storage.executions import anything_unsettled
 
             if anything_unsettled(self.ctx.db):
-                self.start_reconcile()
+                # Only probes logins and settles records, never changes a host: not gated on who is acting.
+                self.start_reconcile(automatic=True)
 
     def now(self) -> datetime:
         """The app's clock: dates on screen are relative to it (frozen in tests and screenshots)."""
@@ -140,8 +141,21 @@ class KeyturnApp(App[int]):
     def _publish(self, run: RunState, line: object) -> None:
         self.run_signal.publish(RunUpdated(run, line))  # type: ignore[arg-type]
 
+    def permit(self, action: str) -> bool:
+        """Whether the acting person may do action (run, edit); says why not in a notification."""
+        from core.operators import require
+
+        try:
+            require(self.ctx, action)
+        except KeyturnError as exc:
+            self.notify(str(exc), title="Not allowed", severity="error", timeout=10)
+            return False
+        return True
+
     def start_run(self, task_name: str) -> RunState | None:
         """Run a task now in a worker; the History mode shows its live log."""
+        if not self.permit("run"):
+            return None
         if any(r.title == task_name and not r.finished for r in self.runs.values()):
             self.notify(f"{task_name} is already running", severity="warning")
             return None
@@ -150,15 +164,19 @@ class KeyturnApp(App[int]):
         self.notify(f"Started {task_name}; its log is in History (h)")
         return run
 
-    def start_retry(self, record_ids: list[int], title: str) -> RunState:
+    def start_retry(self, record_ids: list[int], title: str) -> RunState | None:
         """Retry failed/unverified records in a worker."""
+        if not self.permit("run"):
+            return None
         run = self._new_run(title, "retry")
         run.worker = self._rotation(run, partial(self._engine_retry, record_ids))
         self.notify(f"Started {title}; its log is in History (h)")
         return run
 
-    def start_reconcile(self) -> RunState:
+    def start_reconcile(self, *, automatic: bool = False) -> RunState | None:
         """Probe and settle pending/unverified records in a worker."""
+        if not automatic and not self.permit("run"):
+            return None
         run = self._new_run("reconcile", "reconcile")
         run.worker = self._rotation(run, self._engine_reconcile)
         self.notify("Started reconcile; its log is in History (h)")

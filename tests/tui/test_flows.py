@@ -185,3 +185,44 @@ def test_form_refuses_until_fields_pass(demo_ctx: Context) -> None:
                 form.query_one("#next-runs").render())
 
     asyncio.run(flow())
+
+
+def test_non_operator_may_browse_but_not_run_or_edit(tmp_path) -> None:
+    """Once an operator is enrolled, someone else opening the app sees everything but changes nothing."""
+    import pyotp
+
+    from core.config import load_settings
+    from core.context import open_context
+    from core.operators import add_operator, confirm_enrolment
+    from storage.types import TaskSpec
+    from core.tasks import create_task
+    from storage import inventory
+    from tui.app import KeyturnApp
+
+    settings = load_settings(env={"KEYTURN_HOME": str(tmp_path / "h"), "KEYTURN_CONFIG": str(tmp_path / "c.toml")})
+    setup = open_context(settings, operator="alice")
+    enrolment = add_operator(setup, "alice", "alice@example.org")
+    confirm_enrolment(setup, "alice", pyotp.parse_uri(enrolment.uri).now())
+    with setup.db.write() as s:
+        inventory.upsert_asset(s, "web1", address="192.0.2.1")
+    create_task(setup, TaskSpec(name="t1", usernames=["app"], assets=["web1"]))
+    setup.close()
+
+    settings.reconcile_on_start = False
+    ctx = open_context(settings, operator="mallory")
+    app = KeyturnApp(ctx)
+
+    async def flow() -> None:
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.press("t")
+            await pilot.pause()
+            await pilot.press("r")
+            await pilot.pause()
+            assert app.active_runs() == [] and not app.runs
+            await pilot.press("n")
+            await pilot.pause()
+            assert type(app.screen).__name__ != "TaskFormModal"
+            shown = [n.message for n in app._notifications]
+            assert any("'mallory' is not a keyturn operator" in m for m in shown), shown
+    asyncio.run(flow())
+    ctx.close()

@@ -178,10 +178,14 @@ class InventoryScreen(ModeScreen):
     # -- actions -----------------------------------------------------------------------------------
     def action_new(self) -> None:
         """Add an asset."""
+        if not self.kt.permit("edit"):
+            return
         self.app.push_screen(AssetFormModal(self.ctx, None), self._saved)
 
     def action_edit(self) -> None:
         """Edit the highlighted asset."""
+        if not self.kt.permit("edit"):
+            return
         name = self._need_asset()
         if name is not None:
             self.app.push_screen(AssetFormModal(self.ctx, get_asset(self.ctx.db, name)), self._saved)
@@ -196,6 +200,8 @@ class InventoryScreen(ModeScreen):
 
     def action_remove(self) -> None:
         """Remove the highlighted asset with its accounts (after a confirmation)."""
+        if not self.kt.permit("edit"):
+            return
         name = self._need_asset()
         if name is None:
             return
@@ -215,6 +221,8 @@ class InventoryScreen(ModeScreen):
 
     def action_import_file(self) -> None:
         """Import an inventory file (CSV, keyturn YAML, Ansible INI/YAML)."""
+        if not self.kt.permit("edit"):
+            return
 
         def check(path: str) -> str | None:
             return None if Path(path).expanduser().is_file() else f"path: no file {path}"
@@ -239,6 +247,8 @@ class InventoryScreen(ModeScreen):
 
     def action_trust(self) -> None:
         """Fetch the highlighted asset's host keys, show their fingerprints, and pin them if confirmed."""
+        if not self.kt.permit("edit"):
+            return
         name = self._need_asset()
         if name is not None:
             self.notify(f"Fetching host keys of {name}…")

@@ -84,10 +84,14 @@ class TasksScreen(ModeScreen):
     # -- actions -----------------------------------------------------------------------------------
     def action_new(self) -> None:
         """Open an empty task form."""
+        if not self.kt.permit("edit"):
+            return
         self.app.push_screen(TaskFormModal(self.ctx, None, now=self.now), self._saved)
 
     def action_edit(self) -> None:
         """Open the form on the highlighted task."""
+        if not self.kt.permit("edit"):
+            return
         row = self._selected()
         if row is None:
             return
@@ -106,6 +110,8 @@ class TasksScreen(ModeScreen):
 
     def action_copy(self) -> None:
         """Copy the highlighted task under a new name."""
+        if not self.kt.permit("edit"):
+            return
         row = self._selected()
         if row is None:
             return
@@ -128,6 +134,8 @@ class TasksScreen(ModeScreen):
 
     def action_delete(self) -> None:
         """Delete the highlighted task after a confirmation (its executions and records stay)."""
+        if not self.kt.permit("edit"):
+            return
         row = self._selected()
         if row is None:
             return
@@ -154,6 +162,8 @@ class TasksScreen(ModeScreen):
 
     def action_toggle_active(self) -> None:
         """Switch the highlighted task active or inactive."""
+        if not self.kt.permit("edit"):
+            return
         row = self._selected()
         if row is None:
             return
