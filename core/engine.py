@@ -253,7 +253,8 @@ class _Run:
             if must_verify:
                 status, error = judge(asset, job.username, job.secret_type, self.timeouts,
                                       new=(job.new_secret, job.new_passphrase),
-                                      old_loader=lambda: _old_secret(self.db, job.record_id), push_error=result.error)
+                                      old_loader=lambda: _old_secret(self.db, job.record_id), push_error=result.error,
+                                      push_in_flight=result.in_flight)
             else:
                 status, error = rec.SUCCESS, ""
         _settled, marked = rec.settle(self.db, job.record_id, status, error, log=self.drain(), then_pushing=then_pushing)
@@ -276,8 +277,12 @@ def login(asset: AssetInfo, username: str, secret_type: str, secret: tuple[str |
 
 def judge(asset: AssetInfo, username: str, secret_type: str, timeouts: Timeouts, *,
           new: tuple[str | None, str | None], old_loader: Callable[[], tuple[str | None, str | None]],
-          push_error: str = "") -> tuple[str, str]:
-    """Probe new then old: (success|failed|unverified, why). Only a real login decides."""
+          push_error: str = "", push_in_flight: bool = False) -> tuple[str, str]:
+    """Probe new then old: (success|failed|unverified, why). Only a real login decides.
+
+    push_in_flight: the push's end was never seen, so it may still apply after this probe; then even a
+    working old secret only proves "not yet", and the record stays unverified for a later reconcile.
+    """
     tail = f" (push: {push_error})" if push_error else ""
     v_new = login(asset, username, secret_type, new, timeouts)
     if v_new.ok:
@@ -285,6 +290,8 @@ def judge(asset: AssetInfo, username: str, secret_type: str, timeouts: Timeouts,
     if not v_new.rejected:
         return rec.UNVERIFIED, f"could not verify the new secret: {v_new.reason}{tail}"
     v_old = login(asset, username, secret_type, old_loader(), timeouts)
+    if v_old.ok and push_in_flight:
+        return rec.UNVERIFIED, f"the host still had the old secret, but the lost push may still apply; reconcile will settle it{tail}"
     if v_old.ok:
         return rec.FAILED, f"the new secret was rejected at login; the host kept the old one{tail}"
     why = "rejected too" if v_old.rejected else f"could not be checked: {v_old.reason}"

@@ -48,6 +48,8 @@ class PushResult:
 
     state: str
     error: str = ""
+    # The command's end was never seen (connection lost, timeout): it may still change the host later.
+    in_flight: bool = False
 
     @property
     def applied(self) -> bool:

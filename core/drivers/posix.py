@@ -128,7 +128,7 @@ class PosixDriver:
         except ssh.CommandNotStarted as exc:
             return PushResult(NOT_APPLIED, ssh.scrub(str(exc), scrub_list))
         except ssh.CommandLost as exc:
-            return PushResult(AMBIGUOUS, ssh.scrub(str(exc), scrub_list))
+            return PushResult(AMBIGUOUS, ssh.scrub(str(exc), scrub_list), in_flight=True)
         return code, ssh.scrub(out, scrub_list), ssh.scrub(err, scrub_list)
 
     def _refused(self, code: int, out: str, err: str) -> PushResult | None:

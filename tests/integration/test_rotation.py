@@ -401,3 +401,22 @@ def test_cli_task_run_records_and_retry(ctx: Context, hosts: list[SandboxHost], 
     assert bad.returncode == 2 and "keyturn: error: record 999: no such change record" in bad.stderr
     assert keyturn_cli("retry").returncode == 2
     assert keyturn_cli("records", "list", "--status", "bogus").returncode == 2
+
+
+def test_a_push_whose_end_is_lost_stays_unverified_until_reconcile_sees_it_land(ctx: Context, hosts: list[SandboxHost]) -> None:
+    """The command times out but still applies later: a working old secret must not settle it as failed."""
+    import time
+
+    h = hosts[0]
+    h.write_file("/var/tmp/slow-chpasswd", "#!/bin/sh\nsleep 3\nexec chpasswd\n", mode=0o755, owner="root")
+    build_inventory(ctx, [h], ["alice"])
+    make_task(ctx, "slow", [h], ["alice"], params=HostParams(chpasswd_path="/var/tmp/slow-chpasswd"))
+    ctx.settings.command_timeout = 1.0
+    info = run_task(ctx, "slow")
+    [r] = rec.list_records(ctx.db, execution_id=info.id)
+    assert r.status == "unverified" and "may still apply" in r.error
+    candidate = rec.record_secrets(ctx.db, r.id)[1]
+    time.sleep(3.5)
+    assert h.password_works("alice", candidate)  # it did land, after keyturn had given up waiting
+    assert reconcile(ctx).succeeded == 1
+    assert vault(ctx, h.name, "alice").secret == candidate
