@@ -24,6 +24,7 @@ from core.context import Context, open_context
 from core.errors import KeyturnError, UnsafeSetupError
 from core.events import Event
 from storage.tables import utcnow
+from storage.types import ExecutionInfo
 from tui.modals.confirm import ConfirmModal
 from tui.screens.history import HistoryScreen
 from tui.screens.inventory import InventoryScreen
@@ -185,12 +186,21 @@ class KeyturnApp(App[int]):
     def _engine_run(self, task_name: str, run: RunState) -> object:
         from core.engine import run_task
 
-        return run_task(self.ctx, task_name, trigger="manual", cancel=run.cancel, on_event=self._sink(run))
+        return self._mailed(run_task(self.ctx, task_name, trigger="manual", cancel=run.cancel, on_event=self._sink(run)))
 
     def _engine_retry(self, record_ids: list[int], run: RunState) -> object:
         from core.engine import retry_records
 
-        return retry_records(self.ctx, record_ids, cancel=run.cancel, on_event=self._sink(run))
+        return self._mailed(retry_records(self.ctx, record_ids, cancel=run.cancel, on_event=self._sink(run)))
+
+    def _mailed(self, info: ExecutionInfo) -> ExecutionInfo:
+        """Mail the execution's report to its recipients; a delivery error is stored on the execution only."""
+        from core.notify import send_execution_report
+
+        error = send_execution_report(self.ctx, info.id)
+        if error:
+            self.call_from_thread(self.notify, f"report not mailed: {error}", severity="warning", timeout=10)
+        return info
 
     def _engine_reconcile(self, run: RunState) -> object:
         from core.reconcile import reconcile
