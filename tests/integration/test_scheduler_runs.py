@@ -201,3 +201,47 @@ def test_scheduler_killed_mid_run_is_settled_at_the_next_start(ctx: Context, san
     assert run.status == "interrupted"
     for user in ("alice", "bob"):
         assert host.password_works(user, vault_password(ctx, host.name, user)), user
+
+
+def test_cli_task_run_mails_its_report(ctx: Context, sandbox_fleet, keyturn_cli, smtp: SmtpServer) -> None:  # noqa: ANN001, F811
+    """`keyturn task run` reports like a scheduled run: the recipients get the counts, never a secret."""
+    host = sandbox_fleet(1, users=["alice"]).hosts[0]
+    enroll(ctx, host, ["alice"])
+    with ctx.db.write() as s:
+        s.add(Operator(name="ann", email="ann@example.test"))
+    create_task(ctx, TaskSpec(name="manual", usernames=["alice"], assets=[host.name], recipients=["ann"]))
+
+    proc = keyturn_cli("task", "run", "manual", env={"KEYTURN_SMTP_HOST": smtp.host, "KEYTURN_SMTP_PORT": str(smtp.port)})
+
+    assert proc.returncode == 0, proc.stderr
+    assert "report not mailed" not in proc.stderr
+    [env] = smtp.mailbox.envelopes
+    assert env.rcpt_tos == ["ann@example.test"]
+    text = email.message_from_bytes(env.original_content, policy=email.policy.default).get_body(("plain",)).get_content()
+    assert "Trigger:     cli" in text and "Succeeded:   1" in text
+    run = executions(ctx, "manual")[0]
+    secrets = execution_secrets(ctx, run.id)
+    assert host.password_works("alice", vault_password(ctx, host.name, "alice"))
+    assert_no_secret(env.original_content, email.message_from_bytes(env.original_content, policy=email.policy.default),
+                     secrets)
+
+
+def test_cli_task_run_with_smtp_down_still_rotates(ctx: Context, sandbox_fleet, keyturn_cli) -> None:  # noqa: ANN001
+    """A report that cannot be sent is said on stderr and stored; the rotation stands and exits 0."""
+    from tests.integration.test_email import free_port
+
+    host = sandbox_fleet(1, users=["alice"]).hosts[0]
+    enroll(ctx, host, ["alice"])
+    old = host.passwords["alice"]
+    with ctx.db.write() as s:
+        s.add(Operator(name="ann", email="ann@example.test"))
+    create_task(ctx, TaskSpec(name="manual", usernames=["alice"], assets=[host.name], recipients=["ann"]))
+
+    proc = keyturn_cli("task", "run", "manual", env={"KEYTURN_SMTP_HOST": "127.0.0.1", "KEYTURN_SMTP_PORT": str(free_port()),
+                                                    "KEYTURN_SMTP_TIMEOUT": "3"})
+
+    assert proc.returncode == 0, proc.stderr
+    assert "report not mailed" in proc.stderr
+    new = vault_password(ctx, host.name, "alice")
+    assert new != old and host.password_works("alice", new)
+    assert executions(ctx, "manual")[0].mail_error

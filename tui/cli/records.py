@@ -133,6 +133,7 @@ def _run_and_report(ctx: Context, args: argparse.Namespace, work: Callable[..., 
             info = work(cancel=cancel, on_event=progress)
     finally:
         progress.close()
+    _mail_report(ctx, info, sys.stderr)
     records = rec.list_records(ctx.db, execution_id=info.id)
     if as_json:
         print(json.dumps({"execution": execution_dict(info), "records": [record_dict(r) for r in reversed(records)]},
@@ -144,6 +145,15 @@ def _run_and_report(ctx: Context, args: argparse.Namespace, work: Callable[..., 
             _print_records(list(reversed(bad)), sys.stdout)
             print("retry with: keyturn retry --record " + " ".join(str(r.id) for r in reversed(bad)))
     return 0 if info.total == info.succeeded else 1
+
+
+def _mail_report(ctx: Context, info: ExecutionInfo, out: TextIO) -> None:
+    """Mail the execution's report to the task's recipients; a delivery error is only reported and stored."""
+    from core.notify import send_execution_report
+
+    error = send_execution_report(ctx, info.id)
+    if error:
+        print(f"keyturn: report not mailed: {error}", file=out, flush=True)
 
 
 def _maybe_reconcile(ctx: Context, args: argparse.Namespace) -> None:
@@ -236,11 +246,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--failed", action="store_true",
                    help="with --task: retry every account whose latest record failed or is unverified")
     p.add_argument("--json", action="store_true", help="print the execution result as JSON")
-    p.set_defaults(handler=_cmd_retry)
+    p.set_defaults(handler=_cmd_retry, permission="run")
 
     p = sub.add_parser("reconcile", help="settle records left open by interrupted runs",
                        description="Probe every pending, pushing or unverified record of runs that are no longer "
                        "alive by logging in with the new, then the old secret, and settle it; mark dead runs "
                        "interrupted. `task run` does this first unless --no-reconcile.")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=_cmd_reconcile)
+    p.set_defaults(handler=_cmd_reconcile, permission="run")
