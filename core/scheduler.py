@@ -273,4 +273,4 @@ def run_due(ctx: Context, now: datetime | None = None, *, runner: Runner | None 
 
 
 __all__ = ["RunOutcome", "Runner", "Scheduler", "claim", "due_tasks", "next_due_at", "next_slot", "run_claimed",
-           "run_due", "timedelta"]
+           "run_due"]

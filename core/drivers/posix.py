@@ -143,6 +143,20 @@ class PosixDriver:
             return PushResult(NOT_APPLIED, _last_line(err).removeprefix("keyturn: ") or f"exit {code}")
         return None
 
+    def _push(self, script: str, payload: list[str], secrets_in_play: list[str | None], failed: str) -> PushResult:
+        """Run a change script and judge it: not applied (never reached root or stopped early), applied,
+        or ambiguous (the script ran its change and failed: only a login can say what the host holds)."""
+        result = self._execute(script, payload, secrets_in_play)
+        if isinstance(result, PushResult):
+            return result
+        code, out, err = result
+        refused = self._refused(code, out, err)
+        if refused is not None:
+            return refused
+        if code != 0:
+            return PushResult(AMBIGUOUS, f"{failed} (exit {code}): {_last_line(err) or 'no message'}")
+        return PushResult(APPLIED)
+
     # -- passwords ---------------------------------------------------------------------------------
     def _user_check(self, q_user: str) -> str:
         """Shell lines run before chpasswd: create a missing user when the task asks for it."""
@@ -171,17 +185,8 @@ class PosixDriver:
             f"kt_rc=$?; if ! id -u {q_user} >/dev/null 2>&1; then echo 'keyturn: no such user on host' >&2; "
             f"exit {EXIT_NO_USER}; fi; exit $kt_rc\n"
         )
-        result = self._execute(script, [f"{username}:{new_password}"], [new_password])
-        if isinstance(result, PushResult):
-            return result
-        code, out, err = result
-        refused = self._refused(code, out, err)
-        if refused is not None:
-            return refused
-        if code != 0:
-            # chpasswd ran and failed: it normally changes nothing then, but only a login can tell for sure.
-            return PushResult(AMBIGUOUS, f"chpasswd failed (exit {code}): {_last_line(err) or 'no message'}")
-        return PushResult(APPLIED)
+        # chpasswd that ran and failed normally changes nothing, but only a login can tell for sure.
+        return self._push(script, [f"{username}:{new_password}"], [new_password], "chpasswd failed")
 
     # -- SSH keys ----------------------------------------------------------------------------------
     def _home_snippet(self, q_user: str) -> str:
@@ -233,16 +238,7 @@ class PosixDriver:
             "mv -f \"$kt_tmp\" \"$kt_file\" || kt_fail 'cannot replace authorized_keys'\n"
             "trap - EXIT\n"
         )
-        result = self._execute(script, [public_line], [])
-        if isinstance(result, PushResult):
-            return result
-        code, out, err = result
-        refused = self._refused(code, out, err)
-        if refused is not None:
-            return refused
-        if code != 0:
-            return PushResult(AMBIGUOUS, f"key install failed (exit {code}): {_last_line(err) or 'no message'}")
-        return PushResult(APPLIED)
+        return self._push(script, [public_line], [], "key install failed")
 
     def close(self) -> None:
         """Close the privileged connection."""

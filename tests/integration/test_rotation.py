@@ -10,7 +10,6 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 
-import paramiko
 import pytest
 
 from core.context import Context

@@ -190,15 +190,3 @@ def test_every_task_command_has_help(cli_inproc) -> None:  # type: ignore[no-unt
     assert "--json" in run_help and "--no-reconcile" in run_help
     create_help = " ".join(cli_inproc("task", "create", "--help")[1].split())
     assert "standard input is read one line per secret in this order: the password (--password-stdin)" in create_help
-
-
-def test_run_without_the_engine_or_with_it(inventory: Context, cli_inproc) -> None:  # type: ignore[no-untyped-def]
-    """`task run` reaches the engine's command; before the engine lands it says so in one line."""
-    cli_inproc("task", "create", "r", "--accounts", "alice", "--asset", "web1")
-    try:
-        from tui.cli.records import cmd_task_run  # noqa: F401
-    except ImportError:
-        code, _, err = cli_inproc("task", "run", "r")
-        assert code == 1 and err.strip() == "keyturn: error: task run: the execution engine is not available in this build yet"
-    else:
-        pytest.skip("the engine's own tests cover task run")

@@ -13,7 +13,7 @@ from typing import Any
 
 from core import tasks as core_tasks
 from core.context import Context
-from core.errors import InputError, KeyturnError
+from core.errors import InputError
 from core.targets import preview
 from storage import tasks as repo
 from storage.types import HostParams, PasswordRules, TaskSpec
@@ -351,10 +351,8 @@ def _cmd_deactivate(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _cmd_run(ctx: Context, args: argparse.Namespace) -> int:
-    try:
-        from tui.cli.records import cmd_task_run  # the engine's command; written with core/engine.py
-    except ImportError:
-        raise KeyturnError("task run: the execution engine is not available in this build yet") from None
+    from tui.cli.records import cmd_task_run  # lives with the other execution commands
+
     return cmd_task_run(ctx, args)
 
 
