@@ -188,3 +188,47 @@ async def test_audit_mode_lists_events_and_verifies(ctx):
         await pilot.press("v")
         await pilot.pause()
         assert "chain ok: 3 events" in str(app.screen.query_one("#audit-verify", Label).render())
+
+
+@sync
+async def test_first_operator_enrols_from_audit_mode_by_keys(ctx):
+    """The TUI has the same enrolment as `keyturn operator add` + `confirm`: name, email, QR, first code."""
+    from tui.app import KeyturnApp
+
+    ctx.settings.reconcile_on_start = False
+    app = KeyturnApp(ctx)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("u", "n")
+        await pilot.pause()
+        await pilot.press(*"carol", "enter")
+        await pilot.pause()
+        await pilot.press(*"carol@example.org", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, EnrolModal)
+        assert "\u2584" in screen_text(app)  # the QR code is drawn
+        secret = parse_qs(urlparse(app.screen.enrolment.uri).query)["secret"][0]
+        await pilot.press(*code_at(secret, datetime.now(timezone.utc)), "enter")
+        await pilot.pause()
+    op = ops.get_operator(ctx, "carol")
+    assert op.confirmed and op.email == "carol@example.org"
+
+
+@sync
+async def test_adding_an_operator_needs_the_acting_operators_code_once_enforcing(ctx):
+    """Once an operator is confirmed, a name alone cannot add another (it would mint a second identity)."""
+    from tui.app import KeyturnApp
+
+    enrolment = ops.add_operator(ctx, "alice", "alice@example.org")
+    ops.confirm_enrolment(ctx, "alice", code_at(parse_qs(urlparse(enrolment.uri).query)["secret"][0],
+                                                datetime.now(timezone.utc) - timedelta(seconds=30)))
+    ctx.operator = "alice"
+    ctx.settings.reconcile_on_start = False
+    app = KeyturnApp(ctx)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("u", "n")
+        await pilot.pause()
+        assert isinstance(app.screen, OtpModal)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, (OtpModal, EnrolModal))
+    assert [o.name for o in ops.list_operators(ctx)] == ["alice"]

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Label
 
 from core.audit import list_events, verify_chain
+from core.errors import KeyturnError
 from storage.audit import count_events
 from tui.screens.base import ModeScreen
 
@@ -23,6 +24,7 @@ class AuditScreen(ModeScreen):
     BINDINGS = [
         Binding("v", "verify", "Verify chain"),
         Binding("r", "reload", "Reload"),
+        Binding("n", "new_operator", "New operator"),
         Binding("right_square_bracket", "page(1)", "Older"),
         Binding("left_square_bracket", "page(-1)", "Newer"),
     ]
@@ -40,6 +42,45 @@ class AuditScreen(ModeScreen):
         for key in ("id", "time (UTC)", "actor", "action", "object", "source", "detail"):
             table.add_column(key, key=key)
         yield table
+
+    def action_new_operator(self) -> None:
+        """Enrol an operator: name, email, then the QR code and a first code (as `keyturn operator add`)."""
+        from core.operators import is_enforcing
+        from tui.modals.otp import OtpModal
+        from tui.modals.prompt import PromptModal
+
+        if not self.kt.permit("edit"):
+            return
+
+        def got_email(name: str, email: str | None) -> None:
+            if not email:
+                return
+            from core.operators import add_operator, require_admin
+            from tui.modals.enrol import EnrolModal
+
+            try:
+                require_admin(self.ctx, self.kt.mfa)  # type: ignore[arg-type]
+                enrolment = add_operator(self.ctx, name, email)
+            except (KeyturnError, LookupError, ValueError) as exc:
+                self.notify(str(exc), title="Operator not added", severity="error")
+                return
+            self.reload()
+            self.app.push_screen(EnrolModal(self.ctx, enrolment), lambda ok: self.reload())
+
+        def got_name(name: str | None) -> None:
+            if name:
+                self.app.push_screen(PromptModal(f"Email of {name}", placeholder="name@example.org"),
+                                     lambda email: got_email(name, email))
+
+        def ask_name(unlocked: bool | None = True) -> None:
+            if unlocked:
+                self.app.push_screen(PromptModal("New operator's login name", placeholder="alice"), got_name)
+
+        # Once operators exist, managing them needs the acting operator's own code (a name alone is a claim).
+        if is_enforcing(self.ctx):
+            self.app.push_screen(OtpModal(self.ctx, self.kt.mfa), ask_name)  # type: ignore[arg-type]
+        else:
+            ask_name()
 
     def on_mount(self) -> None:
         """Load at mount; resume loads again."""
