@@ -226,3 +226,51 @@ def test_non_operator_may_browse_but_not_run_or_edit(tmp_path) -> None:
             assert any("'mallory' is not a keyturn operator" in m for m in shown), shown
     asyncio.run(flow())
     ctx.close()
+
+
+def test_trust_shows_the_fingerprint_before_pinning_and_warns_on_a_changed_key(settings, sandbox_fleet) -> None:
+    """Inventory `k` against a real sshd: nothing is pinned until the user says yes to the fingerprint shown;
+    after the host's key changes, the dialog warns with both fingerprints and `n` keeps the old pin."""
+    from storage.inventory import get_asset
+    from storage.types import fingerprint_sha256
+    from tui.modals.confirm import ConfirmModal
+
+    host = sandbox_fleet(1).hosts[0]
+    settings.reconcile_on_start = False
+    ctx = open_context(settings, operator="tester", source="pytest")
+    with ctx.db.write() as s:
+        upsert_asset(s, host.name, address=host.address, port=host.port)
+    served = fingerprint_sha256(host.host_key.split()[1])
+
+    async def wait_for_confirm(pilot: Pilot) -> ConfirmModal:
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if isinstance(pilot.app.screen, ConfirmModal):
+                return pilot.app.screen
+        raise AssertionError("no confirmation dialog appeared")
+
+    async def flow() -> None:
+        app = KeyturnApp(ctx)
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.press("i")
+            await pilot.pause()
+            await pilot.press("k")
+            dialog = await wait_for_confirm(pilot)
+            assert served in dialog.body and "WARNING" not in dialog.body
+            assert get_asset(ctx.db, host.name).host_keys == ()  # shown, not pinned yet
+            await pilot.press("y")
+            await pilot.pause()
+            assert [k.fingerprint for k in get_asset(ctx.db, host.name).host_keys
+                    if k.key_type == "ssh-ed25519"] == [served]
+
+            new_line = host.replace_host_key()
+            await pilot.press("k")
+            dialog = await wait_for_confirm(pilot)
+            assert "WARNING" in dialog.body and "CHANGED" in dialog.body
+            assert served in dialog.body and fingerprint_sha256(new_line.split()[1]) in dialog.body
+            await pilot.press("n")
+            await pilot.pause()
+            assert served in [k.fingerprint for k in get_asset(ctx.db, host.name).host_keys]
+
+    asyncio.run(flow())
+    ctx.close()

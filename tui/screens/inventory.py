@@ -276,10 +276,11 @@ class InventoryScreen(ModeScreen):
             if not yes:
                 self.notify("Nothing pinned")
                 return
-            replace_host_keys(self.ctx.db, asset.name, offered, source="trust")
+            # Audit first: a trail that cannot be written stops the pin (as `keyturn asset trust` does).
             record_event(self.ctx, "asset.trust", "asset", asset.name, {
                 "fingerprints": [fingerprint_sha256(b) for _, b in offered],
                 "replaced": [fingerprint_sha256(b) for _, b in check.changed]})
+            replace_host_keys(self.ctx.db, asset.name, offered, source="trust")
             self.notify(f"Pinned {len(offered)} host key(s) on {asset.name}")
             self.reload()
 
