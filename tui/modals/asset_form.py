@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.validation import Function, Integer, ValidationResult, Validator
+from textual.validation import Function, Integer
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from core.context import Context
@@ -16,22 +14,7 @@ from core.importer import PLATFORMS, check_name
 from storage.inventory import NotFound, get_asset_row, normalize_node_path, upsert_asset
 from storage.types import AssetInfo
 from tui.widgets.compact import make_compact
-
-
-class _PyCheck(Validator):
-    """Run a check that raises ValueError with the message to show."""
-
-    def __init__(self, check: Callable[[str], object]) -> None:
-        super().__init__()
-        self.check = check
-
-    def validate(self, value: str) -> ValidationResult:
-        """Pass when check raises nothing."""
-        try:
-            self.check(value)
-        except ValueError as exc:
-            return self.failure(str(exc))
-        return self.success()
+from tui.widgets.validators import CoreCheck
 
 
 def _check_nodes(value: str) -> None:
@@ -56,16 +39,16 @@ class AssetFormModal(ModalScreen[str | None]):
             with VerticalScroll(id="form-body"):
                 for key, title, widget in (
                     ("name", "Name", Input(a.name if a else "", id="name", disabled=a is not None,
-                                           validators=[_PyCheck(lambda v: check_name(v, "name"))])),
+                                           validators=[CoreCheck(lambda v: check_name(v, "name"))])),
                     ("address", "Address (host name or IP)", Input(a.address if a else "", id="address",
-                                                                   validators=[_PyCheck(lambda v: check_name(v, "address"))])),
+                                                                   validators=[CoreCheck(lambda v: check_name(v, "address"))])),
                     ("port", "SSH port", Input(str(a.port if a else 22), id="port", type="integer",
                                                validators=[Integer(1, 65535, failure_description="port: must be 1-65535")])),
                     ("platform", "Platform", Select([(p, p) for p in PLATFORMS], value=a.platform if a else "linux",
                                                     allow_blank=False, id="platform")),
                     ("nodes", "Nodes (paths, comma separated; edits add nodes)" if a else "Nodes (paths, comma separated)",
                      Input(", ".join(a.nodes) if a else "", id="nodes", placeholder="/prod/web",
-                           validators=[_PyCheck(_check_nodes)])),
+                           validators=[CoreCheck(_check_nodes)])),
                     ("comment", "Comment", Input(a.comment if a else "", id="comment",
                                                  validators=[Function(lambda v: "\n" not in v)])),
                 ):

@@ -18,7 +18,7 @@ from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.timer import Timer
-from textual.validation import ValidationResult, Validator
+from textual.validation import Validator
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, SelectionList, TextArea
 
@@ -32,6 +32,7 @@ from storage.inventory import list_nodes
 from storage.queries import asset_choices, operator_names
 from storage.types import HostParams, PasswordRules, TaskSpec
 from tui.widgets.compact import make_compact
+from tui.widgets.validators import CoreCheck
 
 ASSET_CHOICES = 200
 PREVIEW_DELAY = 0.5
@@ -61,22 +62,6 @@ def error_field(message: str) -> str:
 def split_names(text: str) -> list[str]:
     """'root, admin' -> ['root', 'admin']."""
     return [p.strip() for p in text.split(",") if p.strip()]
-
-
-class CoreCheck(Validator):
-    """A textual Validator running a core check; the InputError message becomes the failure text."""
-
-    def __init__(self, check: Callable[[str], object]) -> None:
-        super().__init__()
-        self.check = check
-
-    def validate(self, value: str) -> ValidationResult:
-        """Pass when the core check raises nothing."""
-        try:
-            self.check(value)
-        except InputError as exc:
-            return self.failure(str(exc))
-        return self.success()
 
 
 def _spec_check(**build: Callable[[str], object]) -> CoreCheck:
