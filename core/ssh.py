@@ -157,7 +157,13 @@ def connect(asset: AssetInfo, username: str, *, password: str | None = None, pke
         allowed = ", ".join(exc.allowed_types) or "none"
         raise AuthRefusedByPolicy(f"{where}: login as {username} refused by policy (host allows: {allowed})") from None
     except paramiko.AuthenticationException:
+        # paramiko also says "Authentication failed" when the connection drops mid-login (EOF): only a host
+        # still talking to us has really refused the secret.
+        transport = client.get_transport()
+        dropped = transport is None or not transport.is_active()
         client.close()
+        if dropped:
+            raise NetworkError(f"{where}: the connection dropped during the login as {username}") from None
         raise AuthRejected(f"{where}: login as {username} rejected") from None
     except (socket.timeout, TimeoutError):
         client.close()

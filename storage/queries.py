@@ -20,7 +20,7 @@ from storage.tables import (
 from storage.types import ExecutionInfo, RecordInfo
 
 SETTLED_BAD = ("failed", "unverified")
-RECORD_STATUSES = ("pending", "pushing", "success", "failed", "unverified")
+RECORD_STATUSES = ("pending", "pushing", "success", "failed", "unverified", "superseded")
 
 
 @dataclass(frozen=True)

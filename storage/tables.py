@@ -91,6 +91,9 @@ class Account(SQLModel, table=True):
     last_changed_at: Optional[datetime] = None
     last_status: str = ""
     created_at: datetime = Field(default_factory=utcnow)
+    # The change record that holds this account's claim (DESIGN.md point 6); live while that record is
+    # pending or pushing, or unverified before its deadline. Not a foreign key: records outlive nothing here.
+    claimed_by: Optional[int] = None
 
 
 class AccountSecretHistory(SQLModel, table=True):
@@ -178,7 +181,7 @@ class Execution(SQLModel, table=True):
 class ChangeRecord(SQLModel, table=True):
     """One account's change in one execution: old and new secret, status and error.
 
-    status: pending -> pushing -> success | failed | unverified (DESIGN.md's state machine).
+    status: pending -> pushing -> success | failed | unverified | superseded (DESIGN.md's state machine).
     """
 
     __tablename__ = "change_record"
@@ -206,6 +209,11 @@ class ChangeRecord(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
+    # When the host has certainly stopped running this record's change (the remote command runs under a
+    # deadline it enforces itself); reconcile does not judge the record before then.
+    deadline_at: Optional[datetime] = None
+    # The account's version when the record was created: a settle into a moved account is `superseded`.
+    start_version: Optional[int] = None
 
 
 class Operator(SQLModel, table=True):

@@ -16,6 +16,14 @@ class AixDriver(PosixDriver):
     # password at the next login, and the secret keyturn just stored would be thrown away by the user.
     chpasswd_args = ("-c",)
 
+    def _limited(self, seconds: int) -> str:
+        # AIX has no timeout(1); its base perl forks the script into its own process group and SIGKILLs the
+        # whole group (chpasswd included) when the alarm fires.
+        watchdog = ("$n=shift;$p=fork;defined $p or exit 126;if(!$p){setpgrp(0,0);exec @ARGV;exit 127}"
+                    "$SIG{ALRM}=sub{kill 9,-$p;exit 137};alarm $n;waitpid($p,0);"
+                    "exit($?&127?128+($?&127):$?>>8)")
+        return f"perl -e '{watchdog}' {int(seconds)} "
+
     def _emit(self, var: str) -> str:
         # AIX /bin/sh is ksh88, where printf is an external command (its arguments would be visible in ps);
         # `print` is a ksh builtin.

@@ -15,6 +15,7 @@ import paramiko
 from core import ssh
 from core.drivers.base import (
     AMBIGUOUS, APPLIED, KEY_STRATEGIES, NOT_APPLIED, DriverError, PushResult, check_public_line, check_username,
+    seconds_left,
 )
 from core.ssh import Timeouts
 from storage.types import HostParams
@@ -52,6 +53,7 @@ class PosixDriver:
             key_marker = KEY_MARKER
         self.key_marker = key_marker
         self._become_checked = False
+        self._deadline: float | None = None  # of the change being pushed (epoch seconds)
         # sudo asks for the user's own password by default: used only once `sudo -n` says one is required.
         self._fallback_become = None if become else (login_password or None)
 
@@ -60,13 +62,24 @@ class PosixDriver:
     def _direct(self) -> bool:
         return self.login_user == "root" or not self.params.use_sudo
 
-    def _wrap(self, script: str) -> str:
-        """The command line running script as root: directly, via `sudo -n`, or `sudo -S` fed on stdin."""
+    def _limited(self, seconds: int) -> str:
+        """The command prefix that makes the host itself kill the change (and every process it started)
+        after seconds: a push whose end we never see still ends by the deadline its record stores."""
+        # timeout puts the script in its own process group and SIGKILLs the whole group (chpasswd, PAM helpers).
+        return f"timeout -s KILL {int(seconds)} "
+
+    def _wrap(self, script: str, seconds: int | None = None) -> str:
+        """The command line running script as root: directly, via `sudo -n`, or `sudo -S` fed on stdin.
+
+        seconds: the deadline the host enforces; inside sudo, so the limit runs as root and can kill root's
+        processes.
+        """
+        limit = self._limited(seconds) if seconds is not None else ""
         if self._direct:
-            return "sh -c " + shlex.quote(script)
+            return limit + "sh -c " + shlex.quote(script)
         if self.become:
-            return "sudo -S -p '' -- sh -c " + shlex.quote(script)
-        return "sudo -n -- sh -c " + shlex.quote(script)
+            return "sudo -S -p '' -- " + limit + "sh -c " + shlex.quote(script)
+        return "sudo -n -- " + limit + "sh -c " + shlex.quote(script)
 
     def _stdin(self, payload_lines: list[str], begin: str, end: str) -> str:
         lines = [begin, *payload_lines, end]
@@ -119,11 +132,14 @@ class PosixDriver:
         early = self._check_become()
         if early is not None:
             return early
+        seconds = seconds_left(self._deadline, self.timeouts)
+        if seconds < 1:
+            return PushResult(NOT_APPLIED, "the change's deadline passed before it could start on the host")
         begin, end = "kt-begin-" + secrets.token_hex(8), "kt-end-" + secrets.token_hex(8)
         full = self._script_head(shlex.quote(begin)) + script.replace("@END@", shlex.quote(end))
         scrub_list = [*secrets_in_play, self.become, self._fallback_become]
         try:
-            code, out, err = ssh.run(self.client, self._wrap(full), self._stdin(payload, begin, end),
+            code, out, err = ssh.run(self.client, self._wrap(full, seconds), self._stdin(payload, begin, end),
                                      self.timeouts.command)
         except ssh.CommandNotStarted as exc:
             return PushResult(NOT_APPLIED, ssh.scrub(str(exc), scrub_list))
@@ -168,9 +184,10 @@ class PosixDriver:
     def _chpasswd_command(self) -> str:
         return " ".join(shlex.quote(p) for p in (self.params.chpasswd_path or "chpasswd", *self.chpasswd_args))
 
-    def change_password(self, username: str, new_password: str) -> PushResult:
+    def change_password(self, username: str, new_password: str, *, deadline: float | None = None) -> PushResult:
         """Set username's password with chpasswd; the `user:password` line goes on stdin only."""
         check_username(username)
+        self._deadline = deadline
         if not new_password or "\n" in new_password or "\r" in new_password or "\0" in new_password:
             raise DriverError("the new password must be a single non-empty line")
         q_user = shlex.quote(username)
@@ -198,9 +215,11 @@ class PosixDriver:
         """Shell lines creating a fresh private temp file kt_tmp in $kt_dir."""
         return "kt_tmp=$(mktemp \"$kt_dir/.authorized_keys.keyturn.XXXXXX\") || kt_fail 'cannot create a temp file'\n"
 
-    def install_key(self, username: str, public_line: str, strategy: str) -> PushResult:
+    def install_key(self, username: str, public_line: str, strategy: str, *,
+                    deadline: float | None = None) -> PushResult:
         """Rewrite username's authorized_keys with one script: temp file, owner, mode 0600, rename over."""
         check_username(username)
+        self._deadline = deadline
         check_public_line(public_line)
         if strategy not in KEY_STRATEGIES:
             raise DriverError(f"ssh key strategy must be one of {', '.join(KEY_STRATEGIES)}, got {strategy!r}")

@@ -222,7 +222,7 @@ def test_sudo_with_a_password_reads_it_from_stdin_and_never_from_argv(tmp_path: 
     assert result.state == APPLIED and host.passwords() == [f"alice:{PW}:"]
     assert "Adm1n pw" not in host.argv_log() and all("Adm1n pw" not in c for c in host.commands)
     assert host.commands[0] == "sudo -S -p '' -v"  # the become password is checked once per connection
-    assert host.commands[1].startswith("sudo -S -p '' -- sh -c ")
+    assert host.commands[1].startswith("sudo -S -p '' -- perl -e ") and " sh -c " in host.commands[1]
 
 
 def test_sudo_that_needs_no_password_still_gets_a_clean_line_to_chpasswd(tmp_path: Path) -> None:

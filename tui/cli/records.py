@@ -215,6 +215,8 @@ def _cmd_reconcile(ctx: Context, args: argparse.Namespace) -> int:
             "probed": summary.probed, "succeeded": summary.succeeded, "failed": summary.failed,
             "unverified": summary.unverified, "interrupted_executions": summary.interrupted,
             "locks_released": summary.locks_released, "skipped_live": summary.skipped_live,
+            "waiting": summary.waiting,
+            "wait_until": summary.wait_until.isoformat() if summary.wait_until else None,
             "records": [{"id": i, "status": s, "error": e} for i, s, e in summary.records],
             "still_open": [r.id for r in left],
         }, indent=2))
