@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     for name in GROUPS:
         importlib.import_module(name).register(sub)
+    sub.add_parser("init", help="create a new empty vault (only where no database is in use)",
+                   description="Create the database and, if missing, the master key. Needed when a master key "
+                               "exists but its database is gone; never replaces an existing database.")
     return parser
 
 
@@ -86,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.app import run_app
 
             return run_app(settings, operator=resolve_operator(args.operator, os.environ), source=terminal_source(os.environ))
+        if args.command == "init":
+            from core.context import init_vault
+
+            print(f"keyturn: a new empty vault is ready in {init_vault(settings)}")
+            return 0
         handler: Handler | None = getattr(args, "handler", None)
         if handler is None:
             parser.parse_args([*(argv or sys.argv[1:]), "--help"])
