@@ -318,6 +318,26 @@ def upsert_account(
     return acc, outcome
 
 
+def rotated_conflict(db: Database, session: Session, asset: Asset, username: str, secret_type: str,
+                     secret: str | None, passphrase: str | None) -> str | None:
+    """When a keyturn rotation set the account's current secret and `secret` differs from it: that time, else None."""
+    if secret is None:
+        return None
+    acc = session.exec(select(Account).where(Account.asset_id == asset.id, Account.username == username,
+                                             Account.secret_type == secret_type)).first()
+    if acc is None or acc.version == 0:
+        return None
+    if db.unseal(acc, "secret_enc") == secret and db.unseal(acc, "passphrase_enc") == passphrase:
+        return None
+    # The history row of the secret a rotation replaced carries that rotation's record id.
+    rotated = session.exec(select(AccountSecretHistory.replaced_at).where(
+        AccountSecretHistory.account_id == acc.id, AccountSecretHistory.version == acc.version - 1,
+        col(AccountSecretHistory.record_id).is_not(None))).first()
+    if rotated is None:
+        return None
+    return rotated.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
 def _delete_account(session: Session, acc: Account) -> None:
     for h in session.exec(select(AccountSecretHistory).where(AccountSecretHistory.account_id == acc.id)).all():
         session.delete(h)

@@ -158,7 +158,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
         raise InputError("give an inventory FILE to import (or --known-hosts FILE)")
     path = Path(args.file)
     summary = import_inventory(
-        ctx.db, path, args.format, source=args.file,
+        ctx.db, path, args.format, source=args.file, overwrite_rotated=args.overwrite_rotated,
         before_commit=lambda s, summ: _audit(ctx, "inventory.import", "inventory", path.name,
                                              {"format": args.format or "auto", **_summary_detail(summ)}, s),
     )
@@ -417,6 +417,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", nargs="?", metavar="FILE", help="the inventory file")
     p.add_argument("--format", choices=FORMATS, help="file format (default: from the file's extension)")
     p.add_argument("--known-hosts", metavar="FILE", help="pin host keys from this known_hosts file onto existing assets")
+    p.add_argument("--overwrite-rotated", action="store_true",
+                   help="replace secrets keyturn rotated since the file was written (they stay in history)")
 
     assets = _group(sub, "asset", "add, list, show, edit, remove assets; pin their host keys",
                     "Manage assets (hosts and databases) and their pinned SSH host keys.")
