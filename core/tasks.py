@@ -70,8 +70,9 @@ def validate_task(spec: TaskSpec, db: Database | None = None) -> None:
     for user in spec.usernames:
         if not isinstance(user, str) or not user.strip():
             raise InputError("accounts: a user name is empty")
-        if not _USERNAME.match(user) or len(user) > 64:
-            raise InputError(f"accounts: {user!r} is not a valid user name")
+        if not _USERNAME.match(user) or len(user) > 64 or not _driver_accepts(user):
+            raise InputError(f"accounts: {user!r} is not a valid user name (letters, digits, '_', '.', '-'; it "
+                             "starts with a letter or '_' and has at most 32 characters)")
     if not spec.assets and not spec.nodes:
         raise InputError("targets: choose at least one asset or node")
     if spec.secret_strategy not in SECRET_STRATEGIES:
@@ -396,3 +397,14 @@ def _spec_from_mapping(data: dict[str, Any], path: Path) -> TaskSpec:
         if "strategy" not in data:
             spec.secret_strategy = "specific"
     return spec
+
+
+def _driver_accepts(user: str) -> bool:
+    """The host drivers' own rule, so a task never saves a name every run would then reject."""
+    from core.drivers.base import DriverError, check_username
+
+    try:
+        check_username(user)
+    except DriverError:
+        return False
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import text
@@ -13,6 +14,10 @@ from storage.tables import ENCRYPTED_COLUMNS
 from storage.vault import KEY_BYTES, Vault, VaultError
 
 PENDING_NAME = "master.key.new"
+
+
+class RunInProgress(Exception):
+    """A task run holds a lock: its process keeps the old key and would fail mid-rotation."""
 
 
 def pending_key_path(home: Path) -> Path:
@@ -38,6 +43,14 @@ def rotate_master_key(db: Database, home: Path) -> tuple[int, Path]:
     try:
         with db.write() as session:
             conn = session.connection()
+            # Checked in the rotation's own (write-locked) transaction, so no run can start in between.
+            from storage.tables import utcnow
+
+            holders = [h for h, exp in conn.execute(text("SELECT holder, expires_at FROM task_lock")).all()
+                       if _aware(exp) > utcnow()]
+            if holders:
+                raise RunInProgress(f"a task run holds a lock ({holders[0]}); rotate the master key once no run "
+                                    "is in progress (a running process keeps the old key)")
             for table, (pk, columns) in ENCRYPTED_COLUMNS.items():
                 rows = conn.execute(text(f"SELECT {pk}, {', '.join(columns)} FROM {table}")).all()
                 for row in rows:
@@ -59,6 +72,15 @@ def rotate_master_key(db: Database, home: Path) -> tuple[int, Path]:
     os.replace(pending, key_path(home))
     db.attach_vault(new)
     return count, retired
+
+
+def _aware(value: object) -> datetime:
+    from datetime import timezone
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def finish_pending_rotation(db: Database, home: Path) -> bool:
