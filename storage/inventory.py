@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from storage import likes
 from storage.db import Database
 from storage.tables import Account, AccountSecretHistory, Asset, AssetNode, HostKey, Node, utcnow
 from storage.types import AccountInfo, AccountSecrets, AssetInfo, HostKeyInfo, NodeInfo, fingerprint_sha256
@@ -53,7 +54,7 @@ def node_ids_below(session: Session, node_ids: Iterable[int]) -> set[int]:
     paths = session.exec(select(Node.path).where(col(Node.id).in_(wanted))).all()
     result = set(wanted)
     for p in paths:
-        result.update(session.exec(select(Node.id).where(col(Node.path).like(p.replace("%", r"\%") + "/%", escape="\\"))).all())
+        result.update(session.exec(select(Node.id).where(col(Node.path).like(likes.below(p), escape=likes.ESCAPE))).all())
     return result
 
 
@@ -119,8 +120,8 @@ def list_assets(db: Database, *, node: str | None = None, search: str = "", offs
             ids = node_ids_below(s, [root.id])
             stmt = stmt.where(col(Asset.id).in_(select(AssetNode.asset_id).where(col(AssetNode.node_id).in_(ids))))
         if search:
-            like = f"%{search}%"
-            stmt = stmt.where(col(Asset.name).like(like) | col(Asset.address).like(like))
+            like, esc = likes.contains(search), likes.ESCAPE
+            stmt = stmt.where(col(Asset.name).like(like, escape=esc) | col(Asset.address).like(like, escape=esc))
         stmt = stmt.offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
