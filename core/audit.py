@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
+from core import textsafe
 from core.context import Context
 from core.errors import KeyturnError
 from storage import audit as store
@@ -54,10 +55,12 @@ def record_event_in(session: Session, ctx: Context, action: str, object_type: st
                     detail: dict | None = None, *, actor: str | None = None) -> AuditEventInfo:
     """Append an event inside an open db.write() session, so it commits (or not) with the change it records."""
     try:
+        # Names, ids, details and the source (SSH_CLIENT, a tty name) may come from outside: stored clean.
         return store.append_event(
-            session, actor=actor if actor is not None else (ctx.operator or ""), action=action,
-            object_type=object_type, object_id="" if object_id is None else str(object_id),
-            detail=scrub_detail(detail or {}), source=ctx.source,
+            session, actor=textsafe.clean_line(actor if actor is not None else (ctx.operator or "")), action=action,
+            object_type=object_type, object_id="" if object_id is None else textsafe.clean_line(str(object_id)),
+            detail=textsafe.clean_value(scrub_detail(detail or {})),  # type: ignore[arg-type]
+            source=textsafe.clean_line(ctx.source or ""),
         )
     except SQLAlchemyError as exc:
         # Only the driver's own message: SQLAlchemy's text would repeat the statement's parameters.

@@ -43,7 +43,8 @@ class Settings:
     smtp_port: int = 25
     smtp_starttls: bool = False
     smtp_ssl: bool = False
-    smtp_user: str = ""
+    smtp_user: str = ""  # AUTH is only ever sent over TLS (smtp_starttls or smtp_ssl)
+    smtp_ca_file: str = ""  # CA bundle for the SMTP server's certificate (default: the system's)
     smtp_from: str = "keyturn@localhost"
     smtp_timeout: float = 20.0
     mfa_unlock_seconds: int = 300
