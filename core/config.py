@@ -52,6 +52,7 @@ class Settings:
     mfa_lockout_seconds: int = 900
     reveal_hide_seconds: int = 30
     scheduler_poll_seconds: float = 30.0
+    allowed_programs: str = ""  # comma-separated absolute paths a task may name besides chpasswd (root runs them)
     config_path: Path | None = None
 
     @property

@@ -55,8 +55,17 @@ def read_key(path: Path) -> bytes:
     return data
 
 
+def sync_dir(directory: Path) -> None:
+    """fsync a directory, so a rename or link in it survives a power cut (the file's own fsync does not)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_key(path: Path, key: bytes) -> None:
-    """Write a key file 0600 atomically (temp file in the same directory, then rename)."""
+    """Write a key file 0600 atomically (temp file in the same directory, then rename, then sync the dir)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -65,6 +74,7 @@ def write_key(path: Path, key: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    sync_dir(path.parent)
 
 
 def load_or_create_key(home: Path, *, database_has_secrets: bool) -> bytes:
@@ -92,4 +102,5 @@ def retire_key(home: Path, now: datetime | None = None) -> Path:
         n += 1
         target = home / f"{KEY_NAME}.old-{now.strftime('%Y%m%dT%H%M%SZ')}-{n}"
     os.link(path, target)
+    sync_dir(home)
     return target

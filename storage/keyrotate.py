@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from storage.db import Database
-from storage.keyfile import key_path, read_key, retire_key, write_key
+from storage.keyfile import key_path, read_key, retire_key, sync_dir, write_key
 from storage.tables import ENCRYPTED_COLUMNS
 from storage.vault import KEY_BYTES, Vault, VaultError
 
@@ -57,6 +57,7 @@ def rotate_master_key(db: Database, home: Path) -> tuple[int, Path]:
         raise
     retired = retire_key(home)
     os.replace(pending, key_path(home))
+    sync_dir(home)
     db.attach_vault(new)
     return count, retired
 
@@ -73,4 +74,5 @@ def finish_pending_rotation(db: Database, home: Path) -> bool:
         return False
     retire_key(home)
     os.replace(pending, key_path(home))
+    sync_dir(home)
     return True

@@ -67,3 +67,21 @@ def test_a_host_offering_only_legacy_algorithms_is_not_connected_to(sandbox_host
     finally:
         _restart_with(h, "")
     ssh.connect(_asset(h), "alice", password=h.passwords["alice"]).close()  # modern defaults still work
+
+
+def test_a_task_may_name_only_an_allowed_chpasswd(ctx: Context) -> None:
+    from core.errors import InputError
+    from core.tasks import create_task, edit_task
+    from storage.inventory import upsert_asset
+    from storage.types import HostParams, TaskSpec
+
+    with ctx.db.write() as s:
+        upsert_asset(s, "web1", address="10.0.0.1")
+    for path in ("/tmp/evil", "/bin/sh", "/home/mallory/chpasswd", "sh"):
+        with pytest.raises(InputError, match="chpasswd path: .* is not an allowed program"):
+            create_task(ctx, TaskSpec(name="t", usernames=["alice"], assets=["web1"], params=HostParams(chpasswd_path=path)))
+    create_task(ctx, TaskSpec(name="t", usernames=["alice"], assets=["web1"], params=HostParams(chpasswd_path="/usr/sbin/chpasswd")))
+    with pytest.raises(InputError, match="not an allowed program"):
+        edit_task(ctx, "t", params=HostParams(chpasswd_path="/tmp/evil"))
+    ctx.settings.allowed_programs = "/opt/site/bin/chpasswd-audited"  # only the protected config file sets this
+    edit_task(ctx, "t", params=HostParams(chpasswd_path="/opt/site/bin/chpasswd-audited"))
