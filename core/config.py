@@ -52,6 +52,7 @@ class Settings:
     mfa_lockout_seconds: int = 900
     reveal_hide_seconds: int = 30
     scheduler_poll_seconds: float = 30.0
+    audit_syslog: str = ""  # syslog socket (e.g. /dev/log, read by journald) each audit event is forwarded to
     allowed_programs: str = ""  # comma-separated absolute paths a task may name besides chpasswd (root runs them)
     config_path: Path | None = None
 
@@ -72,7 +73,7 @@ _FALSE = {"0", "false", "no", "off"}
 # Settings that decide who may see or redirect a secret: under sudo they come only from the protected file.
 SECURITY_SETTINGS = frozenset({
     "secure_mode", "mfa_unlock_seconds", "mfa_max_failures", "mfa_lockout_seconds", "database_url",
-    "smtp_host", "smtp_port", "smtp_starttls", "smtp_ssl", "smtp_user", "smtp_ca_file", "allowed_programs",
+    "smtp_host", "smtp_port", "smtp_starttls", "smtp_ssl", "smtp_user", "smtp_ca_file", "allowed_programs", "audit_syslog",
     "home",
 })
 # What the root-owned sudo wrapper itself sets (README): the only KEYTURN_* variables accepted under sudo.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from core.config import Settings
 from core.errors import UnsafeSetupError
+from storage.audit import open_audit_key
 from storage.db import Database
 from storage.keyrotate import finish_pending_rotation
 from storage.keyfile import KeyFileError, ensure_data_dir, load_or_create_key
@@ -42,6 +43,7 @@ def open_database(settings: Settings) -> Database:
         db = Database(settings.effective_database_url)
         db.upgrade()
         key = load_or_create_key(settings.home, database_has_secrets=db.has_secrets())
+        open_audit_key(db, settings.home)
         try:
             db.attach_vault(Vault(key))
         except VaultError:

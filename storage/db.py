@@ -62,6 +62,8 @@ class Database:
         self.engine = make_engine(url)
         self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._vault: Vault | None = None
+        # The audit chain's HMAC key (from audit.key); None only for a database opened without its data dir.
+        self.audit_key: bytes | None = None
 
     # -- schema -----------------------------------------------------------------------------------
     def upgrade(self) -> None:

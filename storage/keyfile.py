@@ -10,6 +10,7 @@ from pathlib import Path
 from storage.vault import KEY_BYTES
 
 KEY_NAME = "master.key"
+AUDIT_KEY_NAME = "audit.key"  # the audit chain's HMAC key: outside the database, so editing rows is not enough
 
 
 class KeyFileError(Exception):
@@ -90,6 +91,11 @@ def load_or_create_key(home: Path, *, database_has_secrets: bool) -> bytes:
     key = os.urandom(KEY_BYTES)
     write_key(path, key)
     return key
+
+
+def audit_key_paths(home: Path) -> tuple[Path, Path]:
+    """(audit.key, audit.key.new): the key in use, and one being introduced (chain not yet re-keyed)."""
+    return home / AUDIT_KEY_NAME, home / (AUDIT_KEY_NAME + ".new")
 
 
 def retire_key(home: Path, now: datetime | None = None) -> Path:
