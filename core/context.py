@@ -9,9 +9,9 @@ from pathlib import Path
 from core.config import Settings
 from core.errors import UnsafeSetupError
 from storage.audit import open_audit_key
-from storage.db import Database
-from storage.keyrotate import finish_pending_rotation
-from storage.keyfile import KeyFileError, ensure_data_dir, load_or_create_key
+from storage.db import HEAD_REVISION, Database
+from storage.keyrotate import finish_pending_rotation, keyring_loader
+from storage.keyfile import KeyFileError, ensure_data_dir, load_keyring, load_or_create_key
 from storage.vault import Vault, VaultError
 
 
@@ -41,11 +41,15 @@ def open_database(settings: Settings) -> Database:
     try:
         ensure_data_dir(settings.home)
         db = Database(settings.effective_database_url)
-        db.upgrade()
+        if db.current_revision() is None:
+            db.upgrade()  # a new database: the schema first, there is nothing to re-seal
         key = load_or_create_key(settings.home, database_has_secrets=db.has_secrets())
+        if db.current_revision() != HEAD_REVISION:
+            # Migrations that re-seal values (0004) need the key; values of an older format are read once.
+            db.upgrade(vault=Vault(key, accept_v1=True))
         open_audit_key(db, settings.home)
         try:
-            db.attach_vault(Vault(key))
+            db.attach_vault(load_keyring(settings.home), keyring_loader(settings.home))
         except VaultError:
             if not finish_pending_rotation(db, settings.home):
                 raise

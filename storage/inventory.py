@@ -267,9 +267,10 @@ def set_account_secret(
         session.flush()
         db.seal(hist, "secret_enc", db.unseal(acc, "secret_enc"))
         db.seal(hist, "passphrase_enc", db.unseal(acc, "passphrase_enc"))
+    # The version is part of what the secret is sealed to: bump it first, so the old ciphertext cannot return.
+    acc.version += 1
     db.seal(acc, "secret_enc", secret)
     db.seal(acc, "passphrase_enc", passphrase)
-    acc.version += 1
     acc.last_changed_at = when
     session.add(acc)
 

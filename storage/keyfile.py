@@ -7,7 +7,7 @@ import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
-from storage.vault import KEY_BYTES
+from storage.vault import KEY_BYTES, Vault, VaultError, key_id_of
 
 KEY_NAME = "master.key"
 AUDIT_KEY_NAME = "audit.key"  # the audit chain's HMAC key: outside the database, so editing rows is not enough
@@ -91,6 +91,25 @@ def load_or_create_key(home: Path, *, database_has_secrets: bool) -> bytes:
     key = os.urandom(KEY_BYTES)
     write_key(path, key)
     return key
+
+
+def load_keyring(home: Path, current_id: bytes | None = None) -> Vault:
+    """Every master key in the data directory as one keyring; current: the key with current_id (default master.key).
+
+    master.key.new (a rotation between its commit and its file swap) and retired master.key.old-* keys are
+    included, so values sealed under any of them still open.
+    """
+    paths = [key_path(home), home / "master.key.new", *sorted(home.glob(f"{KEY_NAME}.old-*"))]
+    keys = [read_key(p) for p in paths if p.exists()]
+    if not keys:
+        raise KeyFileError(f"no master key in {home}")
+    current = keys[0]
+    if current_id is not None:
+        matching = [k for k in keys if key_id_of(k) == current_id]
+        if not matching:
+            raise VaultError(f"the database is sealed under master key {current_id.hex()}, which is not in {home}")
+        current = matching[0]
+    return Vault(current, [k for k in keys if k != current])
 
 
 def audit_key_paths(home: Path) -> tuple[Path, Path]:

@@ -258,6 +258,26 @@ class VaultItem(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+# What else each encrypted value is bound to (storage/vault.py): an account secret to its asset, user, type
+# and version (an older ciphertext of the same account no longer opens), history to its account and version,
+# a record's secrets to the asset name, user and type it was made for (asset and account ids of a record are
+# cleared when those are deleted, the names stay). Columns not listed are bound to table, row and field only.
+_ACCOUNT = ("asset_id", "username", "secret_type", "version")
+_RECORD = ("asset_name", "username", "secret_type")
+BINDINGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "account": {"secret_enc": _ACCOUNT, "passphrase_enc": _ACCOUNT,
+                # the sudo password is not rotated with the account, so it is not bound to the version
+                "become_secret_enc": ("asset_id", "username", "secret_type")},
+    "account_secret_history": {"secret_enc": ("account_id", "version"), "passphrase_enc": ("account_id", "version")},
+    "change_record": {c: _RECORD for c in ("old_secret_enc", "old_passphrase_enc", "new_secret_enc", "new_passphrase_enc")},
+}
+
+
+def binding_columns(table: str, column: str) -> tuple[str, ...]:
+    """The columns a value in table.column is bound to besides its row and field."""
+    return BINDINGS.get(table, {}).get(column, ())
+
+
 # (table, primary-key column, encrypted columns): the associated data of each value uses that key.
 ENCRYPTED_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "account": ("id", ("secret_enc", "passphrase_enc", "become_secret_enc")),
