@@ -144,10 +144,16 @@ def upsert_asset(
         wanted = {"address": address, "port": port, "platform": platform, "active": active}
         if comment is not None:
             wanted["comment"] = comment
+        moved = (asset.address, asset.port) != (address, port)
         for key, value in wanted.items():
             if getattr(asset, key) != value:
                 setattr(asset, key, value)
                 outcome = "updated"
+        if moved:
+            # A key pinned for the old address says nothing about the new one: trust starts over there,
+            # so an edited address can never inherit the trust that would send it the asset's secrets.
+            for hk in session.exec(select(HostKey).where(HostKey.asset_id == asset.id)).all():
+                session.delete(hk)
         if outcome == "updated":
             asset.updated_at = utcnow()
     have = set(session.exec(select(AssetNode.node_id).where(AssetNode.asset_id == asset.id)).all())
