@@ -223,6 +223,14 @@ class Operator(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class OperatorScope(SQLModel, table=True):
+    """A node subtree an operator is limited to; an operator without any row sees everything."""
+
+    __tablename__ = "operator_scope"
+    operator_id: int = Field(foreign_key="operator.id", primary_key=True, ondelete="CASCADE")
+    node_id: int = Field(foreign_key="node.id", primary_key=True, ondelete="CASCADE", index=True)
+
+
 class AuditEvent(SQLModel, table=True):
     """Who did what to which object; each event carries the hash of the one before it."""
 

@@ -2,7 +2,7 @@
 
 Re-seals every stored value from format 1 (table, row, field) to format 2 (storage/vault.py) in the
 migration's transaction, with the master key handed in by the caller (core.context.open_database).
-No schema change.
+Adds operator_scope (the node subtrees an operator is limited to).
 
 Revision ID: 0004
 Revises: 0001
@@ -10,6 +10,7 @@ Revises: 0001
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import context, op
 from sqlalchemy import text
 
@@ -23,6 +24,17 @@ def upgrade() -> None:
     from storage.reseal import reseal_all
     from storage.tables import ENCRYPTED_COLUMNS
     from storage.vault import FORMAT_V1
+
+    op.create_table(
+        "operator_scope",
+        sa.Column("operator_id", sa.Integer(), nullable=False),
+        sa.Column("node_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["node_id"], ["node.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["operator_id"], ["operator.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("operator_id", "node_id"),
+    )
+    with op.batch_alter_table("operator_scope", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_operator_scope_node_id"), ["node_id"], unique=False)
 
     conn = op.get_bind()
     has_v1 = False
@@ -41,4 +53,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise RuntimeError("0004 cannot be undone: format 2 values cannot be turned back into format 1 safely")
+    raise RuntimeError("0004 cannot be undone: format 2 vault values cannot be turned back into format 1 safely")
