@@ -274,7 +274,7 @@ class PosixDriver:
             # Who may change entries of the home decides who may create ~/.ssh in it: the user in their own
             # home; root in a home only root can write (mkdir, then chown -h: never follows a link); nobody
             # when a third party could swap entries under root's feet.
-            "set -- $(ls -dn \"$kt_home\")\n"
+            "set -f; set -- $(ls -dn \"$kt_home\"); set +f\n"
             "kt_perm=$1; kt_owner=$3\n"
             "if [ \"$kt_owner\" != \"$kt_uid\" ]; then\n"
             "  case $kt_perm in\n"
