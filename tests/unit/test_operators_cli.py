@@ -199,7 +199,9 @@ def test_managing_operators_needs_the_acting_operators_code(cli, alice):
     added = cli("operator", "add", "bob", "--email", "bob@example.org", "--operator", "alice",
                         "--otp", code(alice), check=True)
     bob = secret_from(added.stdout)
-    cli("operator", "confirm", "bob", code(bob), check=True)
+    stranger = cli("operator", "confirm", "bob", code(bob))  # tester may not confirm (or lock out) bob
+    assert stranger.returncode == 3 and "only 'bob' may confirm their own enrolment" in stranger.stderr
+    cli("operator", "confirm", "bob", code(bob), "--operator", "bob", check=True)
     reset = cli("operator", "reset-mfa", "bob", "--operator", "alice", input=code(alice, 1) + "\n", check=True)
     assert secret_from(reset.stdout) != bob
     gone = cli("operator", "remove", "bob", "--yes", "--operator", "bob", "--otp", code(bob, 1))
