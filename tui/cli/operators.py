@@ -40,8 +40,8 @@ def _register_operator(sub: argparse._SubParsersAction) -> None:
 
     confirm = op_sub.add_parser("confirm", help="confirm an enrolment with a code from the phone",
                                 description="Confirm an operator's TOTP enrolment with a current 6-digit code.")
-    confirm.add_argument("name", metavar="NAME", help="operator name")
-    confirm.add_argument("code", metavar="CODE", help="current 6-digit code from the authenticator app")
+    confirm.add_argument("name", metavar="NAME", help="operator name (yourself, once operators are enforced)")
+    confirm.add_argument("code", metavar="CODE", nargs="?", help=argparse.SUPPRESS)
     confirm.set_defaults(handler=cmd_confirm)
 
     lst = op_sub.add_parser("list", help="list operators", description="List operators (never their TOTP secrets).")
@@ -62,8 +62,19 @@ def _register_operator(sub: argparse._SubParsersAction) -> None:
     reset.set_defaults(handler=cmd_reset_mfa)
 
 
+NEW_CODE_FORM = ("a TOTP code is never an argument (every user sees arguments in ps): type it when keyturn asks, "
+                 "or give it as one line on stdin, e.g. printf '%s\\n' \"$CODE\" | keyturn reveal web1 app --reason T-123")
+
+
+class _RefuseOtp(argparse.Action):
+    """`--otp VALUE` is refused with the new form; the value is never used."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]  # noqa: ANN001
+        parser.exit(2, f"keyturn: error: --otp is refused: {NEW_CODE_FORM}\n")
+
+
 def _otp_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--otp", metavar="CODE", help="your current TOTP code (asked on the terminal when needed)")
+    parser.add_argument("--otp", metavar="CODE", action=_RefuseOtp, help=argparse.SUPPRESS)
 
 
 def ask_code(operator: str | None) -> str:
@@ -73,15 +84,23 @@ def ask_code(operator: str | None) -> str:
         return getpass.getpass(prompt)
     line = sys.stdin.readline() if sys.stdin is not None else ""
     if not line.strip():
-        raise InputError("a TOTP code is needed: pass --otp CODE or run in a terminal")
+        raise InputError("a TOTP code is needed: type it in a terminal, or give it as one line on stdin")
     return line.strip()
+
+
+def ask_reason() -> str:
+    """Why a secret is revealed (ticket id or text), asked on the terminal."""
+    if sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty():
+        print("reason for this reveal (ticket id or text): ", end="", file=sys.stderr, flush=True)
+        return sys.stdin.readline().strip()
+    return ""
 
 
 def _admin(ctx: Context, args: argparse.Namespace) -> None:
     mfa = MfaSession(ctx.settings)
     ops.require(ctx, "edit")
     if ops.is_enforcing(ctx):
-        mfa.unlock(ctx, args.otp or ask_code(ctx.operator))
+        mfa.unlock(ctx, ask_code(ctx.operator))
     ops.require_admin(ctx, mfa)
 
 
@@ -90,7 +109,7 @@ def _print_enrolment(enrolment: ops.Enrolment) -> None:
     print(enrolment.qr)
     print()
     print(f"otpauth URI (for an authenticator app that cannot scan): {enrolment.uri}")
-    print(f"then confirm with: keyturn operator confirm {enrolment.operator} CODE")
+    print(f"then confirm with: keyturn operator confirm {enrolment.operator} (the code is asked for)")
 
 
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
@@ -104,7 +123,9 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_confirm(ctx: Context, args: argparse.Namespace) -> int:
     """Confirm an enrolment."""
-    ops.confirm_enrolment(ctx, args.name, args.code)
+    if args.code is not None:
+        raise InputError(f"CODE: {NEW_CODE_FORM}")
+    ops.confirm_enrolment(ctx, args.name, ask_code(args.name))
     print(f"operator {args.name} confirmed: TOTP enrolment works")
     return 0
 
@@ -167,7 +188,8 @@ def _register_reveal(sub: argparse._SubParsersAction) -> None:
     rv.add_argument("--task", metavar="NAME", help="every account the task's latest run worked on")
     rv.add_argument("--record", type=int, metavar="ID", help="a change record's new secret")
     rv.add_argument("--old", action="store_true", help="with --record: the old secret instead of the new one")
-    rv.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    rv.add_argument("--json", action="store_true", help="print a JSON list of objects (also to a pipe or file)")
+    rv.add_argument("--reason", metavar="TEXT", default="", help="why (a ticket id or text); asked when missing")
     _otp_option(rv)
     rv.set_defaults(handler=cmd_reveal)
 
@@ -182,16 +204,22 @@ def cmd_reveal(ctx: Context, args: argparse.Namespace) -> int:
                          f"({args.pairs[-1]!r} has no user)")
     if args.old and args.record is None:
         raise InputError("--old applies to --record only")
+    if not args.json and not sys.stdout.isatty():
+        # A secret must not end up in a file or a pipe by accident (a log, a shared scrollback capture).
+        raise InputError("stdout is not a terminal: a secret goes to a pipe or a file only with --json")
     ops.require(ctx, "reveal")  # a non-operator is refused before being asked for a code
     _check_targets(ctx, args)  # a typo is reported before a code is spent on it
+    reason = args.reason.strip() or ask_reason()
+    if not reason:
+        raise InputError("--reason: say why (a ticket id or text); it is kept with the audit event")
     mfa = MfaSession(ctx.settings)
-    mfa.unlock(ctx, args.otp or ask_code(ctx.operator))
+    mfa.unlock(ctx, ask_code(ctx.operator))
     if args.record is not None:
-        items = reveal_record(ctx, mfa, args.record, "old" if args.old else "new")
+        items = reveal_record(ctx, mfa, args.record, "old" if args.old else "new", reason=reason)
     elif args.task:
-        items = reveal_task(ctx, mfa, args.task)
+        items = reveal_task(ctx, mfa, args.task, reason=reason)
     else:
-        items = reveal_pairs(ctx, mfa, list(zip(args.pairs[0::2], args.pairs[1::2])))
+        items = reveal_pairs(ctx, mfa, list(zip(args.pairs[0::2], args.pairs[1::2])), reason=reason)
     _print_secrets(items, args.json)
     return 0
 
