@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.config import Settings
 from core.errors import UnsafeSetupError
@@ -23,6 +24,8 @@ class Context:
     db: Database
     operator: str | None = None
     source: str = ""  # terminal / SSH client the person is acting from (for the audit trail)
+    # Who has given a good TOTP code in this session (the app's unlock window; one code per CLI command).
+    mfa: Any = None  # core.mfa.MfaSession (not imported here: core.mfa imports this module)
 
     @property
     def home(self) -> Path:

@@ -126,6 +126,9 @@ def send_test_message(ctx: Context, address: str) -> None:
 def store_smtp_password(ctx: Context, password: str | None) -> None:
     """Store (None: forget) the SMTP password in the vault, and say so in the audit trail (never the value)."""
     from core.audit import record_event_in
+    from core.stepup import require_step_up
+
+    require_step_up(ctx, ctx.mfa, "mail.settings")
 
     with ctx.db.write() as s:
         set_smtp_password_in(s, ctx.db, password)

@@ -192,6 +192,13 @@ def upcoming_runs(spec: TaskSpec, count: int = 3, now: datetime | None = None) -
 
 
 # -- operations ------------------------------------------------------------------------------------
+def _step_up(ctx: Context, action: str) -> None:
+    # A task decides which accounts change and where their new secrets go: a fresh code once operators exist.
+    from core.stepup import require_step_up
+
+    require_step_up(ctx, ctx.mfa, action)
+
+
 def _save(ctx: Context, spec: TaskSpec, create: bool, audit: repo.AuditHook | None) -> TaskSpec:
     try:
         return repo.save_task(ctx.db, spec, create=create, audit=audit)
@@ -211,6 +218,7 @@ def list_tasks(ctx: Context) -> list[TaskSpec]:
 
 def create_task(ctx: Context, spec: TaskSpec) -> TaskSpec:
     """Validate and store a new task; a periodic one is due at once (or at its start time)."""
+    _step_up(ctx, "task.create")
     spec = _normalized(spec)
     validate_task(spec, ctx.db, ctx.settings)
     spec.id = None
@@ -228,6 +236,7 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
     unknown = set(changes) - _EDITABLE
     if unknown:
         raise InputError(f"edit: unknown field {', '.join(sorted(unknown))}")
+    _step_up(ctx, "task.params" if "params" in changes else "task.edit")
     old = repo.get_task(ctx.db, name)
     spec = dataclasses.replace(old, **changes)
     # Moving away from a specific secret drops it rather than keeping an unused secret in the vault.

@@ -27,9 +27,16 @@ pytestmark = pytest.mark.sshd
 APP_PW = "Corr3ct-horse-battery"
 
 
+_LAST_STEP = [0]
+
+
 def _code(secret: str, steps: int = 0) -> str:
+    """A code keyturn has not seen yet: a 30 s step later than the last one used (waits for it if needed)."""
     from datetime import datetime, timedelta, timezone
 
+    while int(time.time() // 30) + steps <= _LAST_STEP[0]:
+        time.sleep(0.5)
+    _LAST_STEP[0] = int(time.time() // 30) + steps
     return code_at(secret, datetime.now(timezone.utc) + timedelta(seconds=30 * steps))
 
 
@@ -99,7 +106,7 @@ def test_nobody_else_can_confirm_or_lock_out_alice(deployment: Deployment, alice
 
 def test_a_code_is_never_an_argument(deployment: Deployment, alice_secret: str) -> None:
     d = deployment
-    code = _code(alice_secret, 1)
+    code = _code(alice_secret)
     p = d.keyturn("alice", "reveal", "--json", "web1", "app", "--reason", "INC-8", "--otp", code)
     assert p.returncode == 2 and p.stdout == "" and "--otp is refused" in p.stderr and "printf" in p.stderr
     p = d.keyturn("alice", "operator", "confirm", "alice", code)
@@ -131,3 +138,24 @@ def test_a_code_is_never_an_argument(deployment: Deployment, alice_secret: str) 
     assert p.returncode == 0, p.stderr  # the code was not spent by the refused attempts above
     assert [i["secret"] for i in json.loads(p.stdout)] == [APP_PW]
     assert seen == []
+
+
+def test_changes_that_can_redirect_a_secret_need_a_fresh_code(deployment: Deployment, alice_secret: str) -> None:
+    d = deployment
+    h = d.host
+    key_type, b64 = h.host_key.split()[:2]
+    h.write_file("/tmp/known_hosts", f"127.0.0.1 {key_type} {b64}\n", mode=0o644)
+    p = d.keyturn("alice", "import", "--known-hosts", "/tmp/known_hosts", input=_code(alice_secret) + "\n")
+    assert p.returncode == 0, p.stderr
+    assert len(json.loads(d.as_root("asset", "show", "web1", "--json").stdout)["host_keys"]) == 1
+    # No code (stdin empty, no terminal): nothing changes.
+    p = d.keyturn("alice", "asset", "edit", "web1", "--address", "127.0.0.9")
+    assert p.returncode == 2 and "TOTP code is needed" in p.stderr
+    assert json.loads(d.as_root("asset", "show", "web1", "--json").stdout)["address"] == "127.0.0.1"
+    p = d.keyturn("alice", "task", "create", "rot", "--accounts", "app", "--node", "/prod")
+    assert p.returncode == 2 and "TOTP code is needed" in p.stderr
+    # With her code on stdin: the address changes and the keys pinned for the old one are gone.
+    p = d.keyturn("alice", "asset", "edit", "web1", "--address", "127.0.0.9", input=_code(alice_secret) + "\n")
+    assert p.returncode == 0, p.stderr
+    shown = json.loads(d.as_root("asset", "show", "web1", "--json").stdout)
+    assert shown["address"] == "127.0.0.9" and shown["host_keys"] == []

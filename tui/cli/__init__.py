@@ -85,6 +85,40 @@ def terminal_source(env: dict[str, str] | os._Environ) -> str:
     return " ".join(parts)
 
 
+# Commands that can redirect or expose a secret: a fresh TOTP code from the acting person once operators exist.
+STEP_UP_COMMANDS = {
+    ("import", ""), ("asset", "edit"), ("asset", "trust"), ("account", "add"), ("task", "create"), ("task", "edit"),
+    ("task", "copy"), ("task", "activate"), ("task", "run"), ("retry", ""), ("key", "rotate"), ("mail", "set-password"),
+}
+
+
+def _with_step_up(ctx: Context, handler: Handler, args: argparse.Namespace) -> int:
+    """Run handler; when core asks for a TOTP step-up, ask the acting person for a code once and run it again.
+
+    Every step-up point comes before the change it guards, so the first attempt changed nothing.
+    """
+    from core.mfa import MfaSession
+    from core.stepup import StepUpRequired
+    from tui.cli.operators import ask_code
+
+    if ctx.mfa is None:
+        ctx.mfa = MfaSession(ctx.settings)
+    sub = getattr(args, f"{args.command}_command", None) or ""
+    if (args.command, sub) in STEP_UP_COMMANDS:
+        from core.operators import is_enforcing, require
+
+        require(ctx, "run" if sub == "run" or args.command == "retry" else "edit")
+        if is_enforcing(ctx):
+            # Asked before the command reads anything else from stdin: without a terminal the code is line one.
+            ctx.mfa.unlock(ctx, ask_code(ctx.operator))
+    try:
+        return handler(ctx, args)
+    except StepUpRequired as exc:
+        print(f"keyturn: {exc}", file=sys.stderr)
+        ctx.mfa.unlock(ctx, ask_code(ctx.operator))
+        return handler(ctx, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every command group registered."""
     import importlib
@@ -123,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from core.operators import require
 
                 require(ctx, permission)
-            return handler(ctx, args)
+            return _with_step_up(ctx, handler, args)
         finally:
             ctx.close()
     except KeyturnError as exc:
