@@ -16,6 +16,7 @@ from core.context import Context
 from core.errors import InputError, KeyturnError, PermissionDenied
 from core.mfa import MfaSession
 from core.operators import require
+from core.scopes import asset_in_scope
 from storage import operators as store
 from storage.inventory import account_secrets
 
@@ -58,6 +59,7 @@ def _audited(ctx: Context, items: list[RevealedSecret], extra: dict | None = Non
 
 
 def _account_items(ctx: Context, ref: store.AccountRef) -> list[RevealedSecret]:
+    asset_in_scope(ctx, ref.asset_name)  # an operator limited to node subtrees sees no secret outside them
     sec = account_secrets(ctx.db, ref.account_id)
     out = []
     base = f"{ref.asset_name} {ref.username}"
@@ -118,6 +120,7 @@ def reveal_record(ctx: Context, mfa: MfaSession, record_id: int, which: str = "n
         raise InputError(f"which: expected 'old' or 'new', got {which!r}")
     _gate(ctx, mfa)
     rec = store.record_secrets(ctx.db, record_id)
+    asset_in_scope(ctx, rec.asset_name)
     secret = rec.new_secret if which == "new" else rec.old_secret
     passphrase = rec.new_passphrase if which == "new" else rec.old_passphrase
     base = f"{rec.asset_name} {rec.username}"

@@ -34,6 +34,16 @@ def require_in_scope(ctx: Context, asset_ids: set[int] | list[int], what: str) -
         raise PermissionDenied(f"{what}: outside your scope ({', '.join(store.scope_paths(ctx.db, ctx.operator or ''))})")
 
 
+def asset_in_scope(ctx: Context, asset_name: str) -> None:
+    """PermissionDenied when the named asset lies outside the acting operator's scope."""
+    allowed = scope_of(ctx)
+    if allowed is None:
+        return
+    from storage.inventory import get_asset
+
+    require_in_scope(ctx, [get_asset(ctx.db, asset_name).id], f"asset {asset_name!r}")
+
+
 def filter_in_scope(ctx: Context, items: list, asset_id_of) -> list:  # type: ignore[no-untyped-def, type-arg]
     """items whose asset (asset_id_of(item)) is in the acting operator's scope."""
     allowed = scope_of(ctx)

@@ -54,6 +54,15 @@ def _register_operator(sub: argparse._SubParsersAction) -> None:
     _otp_option(rm)
     rm.set_defaults(handler=cmd_remove)
 
+    scope = op_sub.add_parser("scope", help="limit an operator to node subtrees (listings included)",
+                              description="Limit an operator to the assets in or below these nodes, in every "
+                              "command and listing; --clear lifts the limit.")
+    scope.add_argument("name", metavar="NAME", help="operator name")
+    scope.add_argument("--node", action="append", default=[], metavar="PATH", help="a node path (repeatable)")
+    scope.add_argument("--clear", action="store_true", help="no limit")
+    _otp_option(scope)
+    scope.set_defaults(handler=cmd_scope)
+
     reset = op_sub.add_parser("reset-mfa", help="give an operator a new TOTP secret (lost phone)",
                               description="Replace an operator's TOTP secret, print the new URI and QR code; the "
                               "operator must confirm again before revealing.")
@@ -149,6 +158,19 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         if o.locked_until:
             state += f", locked until {o.locked_until:%Y-%m-%d %H:%M} UTC"
         print(f"{o.name:<{width}}  {o.email}  {state}")
+    return 0
+
+
+def cmd_scope(ctx: Context, args: argparse.Namespace) -> int:
+    """Limit an operator to node subtrees, or lift the limit."""
+    from core.scopes import set_scope
+
+    if bool(args.node) == bool(args.clear):
+        raise InputError("give --node PATH (repeatable) or --clear")
+    ops.get_operator(ctx, args.name)
+    _admin(ctx, args)
+    paths = set_scope(ctx, args.name, [] if args.clear else args.node)
+    print(f"operator {args.name}: " + (f"limited to {', '.join(paths)}" if paths else "not limited"))
     return 0
 
 
