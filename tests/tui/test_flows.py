@@ -203,6 +203,10 @@ def test_non_operator_may_browse_but_not_run_or_edit(tmp_path) -> None:
     setup = open_context(settings, operator="alice")
     enrolment = add_operator(setup, "alice", "alice@example.org")
     confirm_enrolment(setup, "alice", pyotp.parse_uri(enrolment.uri).now())
+    from core.mfa import MfaSession
+
+    setup.mfa = MfaSession(settings)  # creating a task needs a fresh code: alice's unlock (as the app keeps one)
+    setup.mfa._until["alice"] = setup.mfa.now() + __import__("datetime").timedelta(minutes=5)
     with setup.db.write() as s:
         inventory.upsert_asset(s, "web1", address="192.0.2.1")
     create_task(setup, TaskSpec(name="t1", usernames=["app"], assets=["web1"]))
