@@ -123,7 +123,7 @@ def test_edit_copy_toggle_delete(demo_ctx: Context) -> None:
     """Rename a task in the form, copy it, switch it inactive, delete the copy after confirming."""
 
     async def flow() -> None:
-        app = KeyturnApp(demo_ctx)
+        app = KeyturnApp(demo_ctx, mfa_session=unlocked(demo_ctx))
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("t")
             table = app.screen.query_one("#tasks-table", DataTable)
@@ -163,7 +163,7 @@ def test_form_refuses_until_fields_pass(demo_ctx: Context) -> None:
     """A cron line with four fields keeps the form open with the cron error; nothing is saved."""
 
     async def flow() -> None:
-        app = KeyturnApp(demo_ctx)
+        app = KeyturnApp(demo_ctx, mfa_session=unlocked(demo_ctx))
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("t", "n")
             form = app.screen
@@ -185,6 +185,17 @@ def test_form_refuses_until_fields_pass(demo_ctx: Context) -> None:
                 form.query_one("#next-runs").render())
 
     asyncio.run(flow())
+
+
+def unlocked(ctx):  # type: ignore[no-untyped-def]
+    """An MFA session in which the acting operator gave a code a moment ago (task edits need one)."""
+    from datetime import timedelta
+
+    from core.mfa import MfaSession
+
+    mfa = MfaSession(ctx.settings)
+    mfa._until[ctx.operator] = mfa.now() + timedelta(minutes=10)
+    return mfa
 
 
 def test_non_operator_may_browse_but_not_run_or_edit(tmp_path) -> None:
