@@ -133,3 +133,18 @@ def test_an_existing_keyless_chain_is_checked_then_keyed(settings: Settings) -> 
         assert event.action == "audit.chain-keyed" and event.detail == {"events": 5, "earlier_chain_ok": True}
     finally:
         ctx.close()
+
+
+def test_audit_verify_checks_a_forwarded_head_on_the_command_line(keyturn_cli, settings: Settings) -> None:  # noqa: ANN001
+    ctx = open_context(settings, operator="tester")
+    try:
+        _fill(ctx, 5)
+        head = list_events(ctx, limit=1)[0]
+        with _raw(ctx) as conn:
+            conn.execute("DELETE FROM audit_event WHERE id > 3")
+    finally:
+        ctx.close()
+    plain = keyturn_cli("audit", "verify")
+    assert plain.returncode == 0  # a shorter chain is valid on its own
+    anchored = keyturn_cli("audit", "verify", "--head", f"{head.id}:{head.hash}")
+    assert anchored.returncode == 1 and "newest events were deleted" in anchored.stdout

@@ -290,6 +290,8 @@ def _register_audit(sub: argparse._SubParsersAction) -> None:
     lst.set_defaults(handler=cmd_audit_list)
     ver = au_sub.add_parser("verify", help="check the hash chain (exit 1 at the first broken link)",
                             description="Recompute every event's hash and link; print the first broken one.")
+    ver.add_argument("--head", metavar="ID:HASH", help="an event forwarded earlier (syslog): it must still be there "
+                     "unchanged, which shows that no newer events were deleted")
     ver.set_defaults(handler=cmd_audit_verify)
 
 
@@ -311,7 +313,13 @@ def cmd_audit_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(ctx: Context, args: argparse.Namespace) -> int:
     """Verify the chain."""
-    result = audit_core.verify_chain(ctx)
+    expect = None
+    if args.head:
+        event_id, _, digest = args.head.partition(":")
+        if not event_id.isdigit() or len(digest) != 64:
+            raise InputError(f"--head: expected ID:HASH as syslog shows it (audit id=ID hash=HASH), got {args.head!r}")
+        expect = (int(event_id), digest)
+    result = audit_core.verify_chain(ctx, expect_head=expect)
     if result.ok:
         print(f"audit trail ok: {result.checked} events, head hash {result.head_hash or '(empty)'}")
         return 0
