@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlmodel import func, select
 
+from core.config import Settings
 from core.context import Context
 from core.errors import InputError, KeyturnError
 from core.schedule import next_runs, validate_schedule
@@ -31,6 +32,16 @@ MAX_DESCRIPTION = 2000
 _USERNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 # The chpasswd path goes into a remote command line, so it must be a plain path with no shell syntax.
 _COMMAND_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
+# The programs a task may name (they run as root on every target, fed the new password): chpasswd where
+# systems keep it. More only through allowed_programs in the protected config file.
+CHPASSWD_PATHS: tuple[str, ...] = ("chpasswd", "/usr/sbin/chpasswd", "/sbin/chpasswd", "/usr/bin/chpasswd",
+                                   "/bin/chpasswd")
+
+
+def allowed_programs(settings: Settings | None) -> tuple[str, ...]:
+    """Program paths a task's parameters may name: CHPASSWD_PATHS plus the config file's allowed_programs."""
+    extra = tuple(p.strip() for p in (settings.allowed_programs if settings else "").split(",") if p.strip())
+    return CHPASSWD_PATHS + extra
 
 
 # -- audit -----------------------------------------------------------------------------------------
@@ -59,7 +70,7 @@ def _check_text(field: str, value: Any, max_len: int, *, empty_ok: bool = False)
         raise InputError(f"{field}: contains a line break or control character")
 
 
-def validate_task(spec: TaskSpec, db: Database | None = None) -> None:
+def validate_task(spec: TaskSpec, db: Database | None = None, settings: Settings | None = None) -> None:
     """Raise InputError naming the field when the task cannot be saved; db enables the recipients check."""
     _check_text("name", spec.name, MAX_NAME)
     if spec.name != spec.name.strip():
@@ -101,6 +112,9 @@ def validate_task(spec: TaskSpec, db: Database | None = None) -> None:
     params = spec.params
     if not isinstance(params.chpasswd_path, str) or not _COMMAND_PATH.match(params.chpasswd_path):
         raise InputError(f"chpasswd path: {params.chpasswd_path!r} must be a plain command or path (no spaces or shell characters)")
+    if params.chpasswd_path not in allowed_programs(settings):
+        raise InputError(f"chpasswd path: {params.chpasswd_path!r} is not an allowed program (allowed: "
+                         f"{', '.join(allowed_programs(settings))}; more only via allowed_programs in the config file)")
     if params.verify not in VERIFY_MODES:
         raise InputError(f"verify: must be one of {', '.join(VERIFY_MODES)}, got {params.verify!r}")
     if spec.become_password is not None:
@@ -179,6 +193,13 @@ def upcoming_runs(spec: TaskSpec, count: int = 3, now: datetime | None = None) -
 
 
 # -- operations ------------------------------------------------------------------------------------
+def _step_up(ctx: Context, action: str) -> None:
+    # A task decides which accounts change and where their new secrets go: a fresh code once operators exist.
+    from core.stepup import require_step_up
+
+    require_step_up(ctx, ctx.mfa, action)
+
+
 def _save(ctx: Context, spec: TaskSpec, create: bool, audit: repo.AuditHook | None) -> TaskSpec:
     try:
         return repo.save_task(ctx.db, spec, create=create, audit=audit)
@@ -198,8 +219,9 @@ def list_tasks(ctx: Context) -> list[TaskSpec]:
 
 def create_task(ctx: Context, spec: TaskSpec) -> TaskSpec:
     """Validate and store a new task; a periodic one is due at once (or at its start time)."""
+    _step_up(ctx, "task.create")
     spec = _normalized(spec)
-    validate_task(spec, ctx.db)
+    validate_task(spec, ctx.db, ctx.settings)
     spec.id = None
     spec.next_run_at = first_run_at(spec)
     return _save(ctx, spec, create=True, audit=_audit(ctx, "task.create", spec.name, {
@@ -215,6 +237,7 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
     unknown = set(changes) - _EDITABLE
     if unknown:
         raise InputError(f"edit: unknown field {', '.join(sorted(unknown))}")
+    _step_up(ctx, "task.params" if "params" in changes else "task.edit")
     old = repo.get_task(ctx.db, name)
     spec = dataclasses.replace(old, **changes)
     # Moving away from a specific secret drops it rather than keeping an unused secret in the vault.
@@ -223,7 +246,7 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
     if (spec.secret_strategy == "random" or spec.secret_type == "password") and "specific_passphrase" not in changes:
         spec.specific_passphrase = None
     spec = _normalized(spec)
-    validate_task(spec, ctx.db)
+    validate_task(spec, ctx.db, ctx.settings)
     old_sched = (old.interval_hours, old.cron, old.start_at)
     new_sched = (spec.interval_hours, spec.cron, spec.start_at)
     if not spec.active or not spec.periodic:
@@ -255,7 +278,7 @@ def copy_task(ctx: Context, name: str, new_name: str) -> TaskSpec:
     spec = repo.get_task(ctx.db, name)
     spec.name = new_name
     spec = _normalized(spec)
-    validate_task(spec, ctx.db)
+    validate_task(spec, ctx.db, ctx.settings)
     spec.id = None
     spec.next_run_at = first_run_at(spec)
     return _save(ctx, spec, create=True, audit=_audit(ctx, "task.copy", spec.name, {"copied_from": name}))

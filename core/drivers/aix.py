@@ -41,6 +41,10 @@ class AixDriver(PosixDriver):
                 f"exit {EXIT_NO_USER}; }}\n"
                 "kt_home=${kt_ent#*home=}\n")
 
+    def _as_user_snippet(self, q_user: str) -> str:
+        # AIX has neither setpriv nor runuser; su as root asks for no password.
+        return f"kt_as_user() {{ su {q_user} -c 'exec /bin/sh -c \"$KT_INNER\"'; }}\n"
+
     def _mktemp_snippet(self) -> str:
         # Older AIX releases ship no mktemp: create the file exclusively with noclobber instead.
         return ("kt_tmp=\"$kt_dir/.authorized_keys.keyturn.$$\"\n"

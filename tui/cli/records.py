@@ -180,8 +180,11 @@ def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         from core.errors import InputError
 
         raise InputError(f"--status: must be one of {', '.join(rec.RECORD_STATUSES)}, got {args.status!r}")
-    records = rec.list_records(ctx.db, task=args.task, status=args.status, execution_id=args.execution,
-                               limit=args.limit)
+    from core.scopes import filter_in_scope
+
+    records = filter_in_scope(ctx, rec.list_records(ctx.db, task=args.task, status=args.status,
+                                                    execution_id=args.execution, limit=args.limit),
+                              lambda r: r.asset_id)
     if args.json:
         print(json.dumps([record_dict(r) for r in records], indent=2))
     else:
