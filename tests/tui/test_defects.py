@@ -1,0 +1,117 @@
+"""Issue 12's defects, each shown by keys as a user over a laggy SSH link would meet it (fails on the old app).
+
+Waits are on the app's own state (a screen shown, a worker finished, a toast posted), never on fixed pauses,
+except where the assertion is that nothing happens while the app sits idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from textual import events
+from textual.app import App
+from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.widgets import Input
+
+from core.context import Context
+from core.events import AccountSettled, ExecutionFinished, ExecutionStarted
+from tests.tui.demo_data import NOW
+from tui.app import KeyturnApp
+from tui.widgets.run_panel import RunPanel
+
+SIZE = (80, 24)
+
+
+def sync(test):
+    """Run an async Pilot test with asyncio.run (no asyncio plugin is installed); fixtures pass through."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+async def until(pilot: Pilot, done: Callable[[], object], what: str, timeout: float = 30) -> None:
+    """Let the app work until done() holds (a screen, a worker result, a toast)."""
+    end = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        await pilot.pause(0.02)
+
+
+def toasts(app: App) -> list[str]:
+    """Texts of the notifications the app is showing."""
+    return [str(n.message) for n in app._notifications]
+
+
+async def burst(pilot: Pilot, *keys: str) -> None:
+    """Deliver keys as one burst, as a laggy SSH link does: all queued before the app handles the first."""
+    driver = pilot.app._driver
+    assert driver is not None
+    for key in keys:
+        char = key if len(key) == 1 else None
+        if key == "space":
+            char = " "
+        event = events.Key(key, char)
+        event.set_sender(pilot.app)
+        driver.send_message(event)
+    await pilot.pause()
+    await until(pilot, lambda: not pilot.app._key_backlog if hasattr(pilot.app, "_key_backlog") else True,
+                "the burst to be handled")
+    await pilot.pause()
+
+
+def feed_finished_run(app: KeyturnApp, title: str, execution_id: int) -> None:
+    """A run that went through the engine's events to its end (as a worker would post them)."""
+    run = app._new_run(title, "run")
+    t = [NOW + timedelta(seconds=i) for i in range(4)]
+    app.record_event(run, ExecutionStarted(execution_id, title, "manual", 2, 1, at=t[0]))
+    app.record_event(run, AccountSettled(execution_id, "web-01", "app", 1, "success", at=t[1]))
+    app.record_event(run, AccountSettled(execution_id, "web-01", "deploy", 2, "failed", "sudo: no", at=t[2]))
+    app.record_event(run, ExecutionFinished(execution_id, "partial", 2, 1, 1, 0, 3.0, at=t[3]))
+
+
+# -- 1. idle CPU ---------------------------------------------------------------------------------------
+@sync
+async def test_idle_app_after_two_runs_renders_nothing(demo_ctx: Context, monkeypatch) -> None:
+    """Two finished runs and a finished empty reconcile, h then o: while idle no handler runs, nothing renders."""
+    calls = {"show": 0, "render": 0}
+    original_show = RunPanel.show
+    original_render = Widget.render_lines
+
+    def counting_show(self, *args, **kwargs):
+        calls["show"] += 1
+        return original_show(self, *args, **kwargs)
+
+    def counting_render(self, *args, **kwargs):
+        calls["render"] += 1
+        return original_render(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunPanel, "show", counting_show)
+    monkeypatch.setattr(Widget, "render_lines", counting_render)
+    app = KeyturnApp(demo_ctx, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        feed_finished_run(app, "web-passwords", 41)
+        feed_finished_run(app, "db-keys", 42)
+        reconcile = app._new_run("reconcile", "reconcile")
+        app._publish(reconcile, reconcile.note("nothing to settle"))
+        reconcile.status = "success"
+        app._publish(reconcile, None)
+        await pilot.press("h")
+        await pilot.pause(0.3)
+        await pilot.press("o")
+        await pilot.pause(0.3)
+        for name in ("history", "overview"):
+            calls["show"] = calls["render"] = 0
+            await pilot.pause(0.5)  # idle: no key, no run, nothing on screen changes
+            assert calls == {"show": 0, "render": 0}, f"idle in {app.current_mode}: {calls}"
+            if name == "history":
+                await pilot.press("h")
+                await pilot.pause(0.3)
