@@ -25,6 +25,7 @@ from core.errors import KeyturnError, UnsafeSetupError
 from core.events import Event
 from storage.tables import utcnow
 from storage.types import ExecutionInfo
+from tui.keys import OrderedKeys
 from tui.modals.confirm import ConfirmModal
 from tui.screens.history import HistoryScreen
 from tui.screens.inventory import InventoryScreen
@@ -69,7 +70,7 @@ class EngineEvent(Message):
         self.event = event
 
 
-class KeyturnApp(App[int]):
+class KeyturnApp(OrderedKeys, App[int]):
     """Rotate secrets on many hosts: overview, tasks, history, records, inventory."""
 
     TITLE = "keyturn"

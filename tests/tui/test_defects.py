@@ -115,3 +115,27 @@ async def test_idle_app_after_two_runs_renders_nothing(demo_ctx: Context, monkey
             if name == "history":
                 await pilot.press("h")
                 await pilot.pause(0.3)
+
+
+# -- 2. keystrokes in one burst --------------------------------------------------------------------------
+@sync
+async def test_burst_keys_each_go_to_the_field_focused_when_handled(demo_ctx: Context) -> None:
+    """'fast1', Tab, 'deploy' in one burst: Name is fast1 and Accounts deploy (task form, then asset form)."""
+    app = KeyturnApp(demo_ctx, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t", "n")
+        await until(pilot, lambda: app.screen.focused is not None and app.screen.focused.id == "name", "the form")
+        await burst(pilot, *"fast1", "tab", *"deploy", "tab", "tab", "space")
+        assert app.screen.query_one("#name", Input).value == "fast1"
+        assert app.screen.query_one("#accounts", Input).value == "deploy"
+        await burst(pilot, "escape")
+        await pilot.press("y")  # a filled form asks before it is thrown away
+        await until(pilot, lambda: app.current_mode == "tasks" and len(app.screen_stack) == 1, "the task list")
+
+        await pilot.press("i", "n")
+        await until(pilot, lambda: app.screen.focused is not None and app.screen.focused.id == "name", "the form")
+        await burst(pilot, *"web-9", "tab", *"10.0.0.9", "tab", "backspace", "backspace", *"2222")
+        form = app.screen
+        assert form.query_one("#name", Input).value == "web-9"
+        assert form.query_one("#address", Input).value == "10.0.0.9"
+        assert form.query_one("#port", Input).value == "2222"
