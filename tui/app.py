@@ -61,6 +61,15 @@ if AuditScreen is not None:
     MODE_SCREENS["audit"] = AuditScreen
 
 
+def error_text(error: BaseException | None) -> str:
+    """A failure in the words `keyturn` prints after "keyturn: error: " (a bug names its type)."""
+    if isinstance(error, KeyturnError):
+        return str(error)
+    if isinstance(error, LookupError):  # storage's NotFound: the CLI prints its first argument
+        return str(error.args[0]) if error.args else str(error)
+    return f"{type(error).__name__}: {error}"
+
+
 class EngineEvent(Message):
     """An engine event of one run, posted from the worker thread (post_message is thread-safe)."""
 
@@ -242,12 +251,12 @@ class KeyturnApp(OrderedKeys, App[int]):
         if worker.group == "rotation":
             run = next((r for r in self.runs.values() if r.worker is worker), None)
         if event.state == WorkerState.ERROR:
-            error = worker.error
-            message = str(error) if isinstance(error, (KeyturnError, LookupError)) else f"{type(error).__name__}: {error}"
+            message = error_text(worker.error)
             if run is not None:
                 run.status = "error"
                 self._publish(run, run.note(f"error: {message}", style="bold red"))
-            self.notify(message, title=f"{run.title} failed" if run else "Error", severity="error", timeout=10)
+            title = f"{run.title} failed" if run else f"{worker.name} failed" if worker.name[:1].isupper() else "Error"
+            self.notify(message, title=title, severity="error", timeout=10)
         elif event.state == WorkerState.SUCCESS and run is not None and not run.finished:
             # The engine sends ExecutionFinished; this covers jobs that end without it.
             result = worker.result

@@ -11,6 +11,7 @@ import functools
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from textual import events
@@ -21,6 +22,7 @@ from textual.widgets import Input
 
 from core.context import Context
 from core.events import AccountSettled, ExecutionFinished, ExecutionStarted
+from storage.inventory import upsert_asset
 from tests.tui.demo_data import NOW
 from tui.app import KeyturnApp
 from tui.widgets.run_panel import RunPanel
@@ -139,3 +141,34 @@ async def test_burst_keys_each_go_to_the_field_focused_when_handled(demo_ctx: Co
         assert form.query_one("#name", Input).value == "web-9"
         assert form.query_one("#address", Input).value == "10.0.0.9"
         assert form.query_one("#port", Input).value == "2222"
+
+
+# -- 3. background failures reach the user -----------------------------------------------------------------
+BAD_FILE = Path(__file__).resolve().parent.parent / "data" / "inventory" / "bad" / "bad_port.csv"
+
+
+def test_screen_worker_failures_show_the_words_the_cli_prints(demo_ctx: Context, keyturn_cli) -> None:
+    """Inventory f with a bad file and k on a host that refuses: a toast with the CLI's error text, each."""
+    with demo_ctx.db.write() as s:
+        upsert_asset(s, "closed-01", address="127.0.0.1", port=1)  # nothing listens on port 1: refused at once
+    alice = {"KEYTURN_OPERATOR": "alice"}
+    prefix = "keyturn: error: "
+    import_error = keyturn_cli("import", str(BAD_FILE), env=alice).stderr.strip()
+    trust_error = keyturn_cli("asset", "trust", "closed-01", env=alice).stderr.strip().splitlines()[-1]
+    assert import_error.startswith(prefix) and trust_error.startswith(prefix)
+
+    async def flow() -> None:
+        app = KeyturnApp(demo_ctx, clock=lambda: NOW)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("i", "f")
+            await until(pilot, lambda: app.screen.query("#prompt-input"), "the path prompt")
+            app.screen.query_one("#prompt-input", Input).value = str(BAD_FILE)
+            await pilot.press("enter")
+            await until(pilot, lambda: import_error.removeprefix(prefix) in toasts(app), f"{import_error!r} in {toasts(app)}")
+
+            await pilot.press("slash", *"closed", "enter")
+            await until(pilot, lambda: app.screen.selected_asset() == "closed-01", "the asset")
+            await pilot.press("k")
+            await until(pilot, lambda: trust_error.removeprefix(prefix) in toasts(app), f"{trust_error!r} in {toasts(app)}")
+
+    asyncio.run(flow())

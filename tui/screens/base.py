@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
+from textual.worker import Worker
 
 from core.context import Context
 from tui.widgets.mode_bar import ModeBar
@@ -43,6 +44,11 @@ class ModeScreen(Screen[None]):
     def compose_body(self) -> ComposeResult:
         """The mode's own widgets."""
         return iter(())
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """This screen's workers report through the App's one handler (StateChanged does not bubble)."""
+        event.stop()
+        self.kt.on_worker_state_changed(event)
 
     def on_screen_resume(self) -> None:
         """Data may have changed while another mode was shown: load again."""

@@ -234,7 +234,7 @@ class InventoryScreen(ModeScreen):
 
         self.app.push_screen(PromptModal("Import inventory file", placeholder="~/inventory.yaml", check=check), done)
 
-    @work(thread=True, group="inventory", exit_on_error=False)
+    @work(thread=True, group="inventory", exit_on_error=False, name="Import")
     def _import(self, path: str) -> None:
         summary = import_inventory(self.ctx.db, Path(path), source=path)
         record_event(self.ctx, "inventory.import", "inventory", Path(path).name, {"summary": describe_summary(summary)})
@@ -254,7 +254,7 @@ class InventoryScreen(ModeScreen):
             self.notify(f"Fetching host keys of {name}…")
             self._fetch_keys(name)
 
-    @work(thread=True, group="hostkey", exit_on_error=False)
+    @work(thread=True, group="hostkey", exit_on_error=False, name="Fetching host keys")
     def _fetch_keys(self, name: str) -> None:
         asset = get_asset(self.ctx.db, name)
         offered = fetch_host_keys(asset.address, asset.port, timeout=self.ctx.settings.connect_timeout)
