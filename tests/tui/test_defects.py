@@ -18,7 +18,7 @@ from textual import events
 from textual.app import App
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import Input
+from textual.widgets import Input, Select, SelectionList
 
 from core.context import Context
 from core.events import AccountSettled, ExecutionFinished, ExecutionStarted
@@ -172,3 +172,43 @@ def test_screen_worker_failures_show_the_words_the_cli_prints(demo_ctx: Context,
             await until(pilot, lambda: trust_error.removeprefix(prefix) in toasts(app), f"{trust_error!r} in {toasts(app)}")
 
     asyncio.run(flow())
+
+
+# -- 5. focus after a failed save ---------------------------------------------------------------------------
+def _shown(form: Widget, widget: Widget) -> bool:
+    body = form.query_one("#form-body")
+    try:
+        region = form.find_widget(widget).region
+    except Exception:  # not in the screen's map: scrolled out of view
+        return False
+    return body.region.contains_region(region)
+
+
+@sync
+async def test_failed_save_focuses_the_field_in_error_in_view(demo_ctx: Context) -> None:
+    """Empty name after scrolling down: Name gets the focus, in view; a bad cron line: the cron field, not the Select."""
+    app = KeyturnApp(demo_ctx, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t", "n")
+        await until(pilot, lambda: app.screen.focused is not None and app.screen.focused.id == "name", "the form")
+        form = app.screen
+        await pilot.press("tab", *"root")
+        form.query_one("#description", Input).focus()
+        await until(pilot, lambda: form.focused.id == "description", "the description field")
+        await pilot.pause()
+        assert not _shown(form, form.query_one("#name", Input))
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: form.focused.id == "name", "the focus on Name")
+        await until(pilot, lambda: _shown(form, form.query_one("#name", Input)), "Name in view")
+
+        await pilot.press(*"nightly")
+        form.query_one("#assets", SelectionList).select("web-01")
+        form.query_one("#periodic", Select).value = "cron"
+        form.query_one("#cron", Input).value = "99 3 * * *"
+        await pilot.pause()
+        form.query_one("#description", Input).focus()
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: form.focused.id == "cron", f"the focus on the cron line, not {form.focused}")
+        await until(pilot, lambda: _shown(form, form.query_one("#cron", Input)), "the cron line in view")
+        await pilot.press("end", "backspace")  # typing edits the line; no dropdown opens
+        assert form.query_one("#cron", Input).value == "99 3 * * "

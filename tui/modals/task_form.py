@@ -502,16 +502,24 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         self.dismiss(saved)
 
     def _focus_first_error(self) -> None:
+        """Focus the widget the first error is about (the bad cron line, not the schedule's Select) and show it."""
         for label in self.query(".field-error"):
-            if label.display and label.id != "err-form":
-                label.scroll_visible(animate=False)
-                field = label.parent
-                if field is not None:
-                    target = next((w for w in field.query("Input, Select, SelectionList, TextArea")
-                                   if w.display and w.focusable), None)
-                    if target is not None:
-                        target.focus(scroll_visible=False)
+            if not label.display or label.id == "err-form":
+                continue
+            field = label.parent
+            if not isinstance(field, Widget):
                 return
+            widgets = [w for w in field.query("Input, Select, SelectionList, TextArea") if w.focusable and self._visible(w)]
+            invalid = [w for w in widgets if isinstance(w, Input) and w.validators and not w.validate(w.value).is_valid]
+            typed = [w for w in widgets if isinstance(w, (Input, TextArea))]
+            target = next(iter(invalid or typed or widgets), None)
+            if target is not None:
+                # set_focus now, not focus() (which waits a turn): the next key typed must land here.
+                self.set_focus(target, scroll_visible=False)
+            # The error line was just shown: scroll once the layout knows its height.
+            body = self.query_one("#form-body", VerticalScroll)
+            self.call_after_refresh(body.scroll_to_widget, field, animate=False, top=True)
+            return
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         """Save and Cancel buttons do what their keys do."""
