@@ -212,3 +212,31 @@ async def test_failed_save_focuses_the_field_in_error_in_view(demo_ctx: Context)
         await until(pilot, lambda: _shown(form, form.query_one("#cron", Input)), "the cron line in view")
         await pilot.press("end", "backspace")  # typing edits the line; no dropdown opens
         assert form.query_one("#cron", Input).value == "99 3 * * "
+
+
+# -- 6. the enrol dialogs keep themselves open on bad input ----------------------------------------------
+@sync
+async def test_bad_email_keeps_the_enrol_dialog_open_with_its_error(ctx: Context) -> None:
+    """A bad email: the prompt stays with the field's error and the next keys go into it, not to mode keys."""
+    from core import operators as ops
+    from tui.modals.enrol import EnrolModal
+    from tui.modals.prompt import PromptModal
+
+    ctx.settings.reconcile_on_start = False
+    app = KeyturnApp(ctx)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("u", "n")
+        await until(pilot, lambda: isinstance(app.screen, PromptModal), "the name prompt")
+        await pilot.press(*"carol", "enter")
+        await until(pilot, lambda: isinstance(app.screen, PromptModal) and "Email" in app.screen.title_text, "email")
+        await pilot.press(*"carol-at-example", "enter")
+        prompt = app.screen
+        assert isinstance(prompt, PromptModal)
+        assert "email 'carol-at-example': expected an address like name@example.org" in str(
+            prompt.query_one("#prompt-error").render())
+        await pilot.press("o")  # a mode key: typed into the field, no mode switch
+        assert app.screen is prompt and prompt.query_one("#prompt-input", Input).value == "carol-at-exampleo"
+        prompt.query_one("#prompt-input", Input).value = ""
+        await pilot.press(*"carol@example.org", "enter")
+        await until(pilot, lambda: isinstance(app.screen, EnrolModal), "the QR code")
+    assert [o.name for o in ops.list_operators(ctx)] == ["carol"]

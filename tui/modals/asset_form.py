@@ -79,14 +79,16 @@ class AssetFormModal(ModalScreen[str | None]):
 
     def action_save(self) -> None:
         """Check all fields, then write the asset in one transaction."""
-        bad = 0
+        bad: list[Input] = []
         for field in self.query(Input):
             result = field.validate(field.value)
             ok = result is None or result.is_valid
             self._error(field.id or "form", "" if ok else "; ".join(result.failure_descriptions))  # type: ignore[union-attr]
-            bad += not ok
+            if not ok:
+                bad.append(field)
         if bad:
             self._error("form", "fix the fields above; nothing saved")
+            self._focus_field(bad[0])
             return
         value = {w.id: w.value.strip() for w in self.query(Input)}
         name = value["name"]
@@ -99,11 +101,18 @@ class AssetFormModal(ModalScreen[str | None]):
                     pass
                 else:
                     self._error("name", f"name: asset {name!r} already exists")
+                    self._focus_field(self.query_one("#name", Input))
                     return
             upsert_asset(s, name, address=value["address"], port=int(value["port"]),
                          platform=str(self.query_one("#platform", Select).value), nodes=nodes,
                          active=self.query_one("#active", Checkbox).value, comment=value["comment"])
         self.dismiss(name)
+
+    def _focus_field(self, field: Input) -> None:
+        # At once (the next key typed belongs here), and scrolled once the error line has its height.
+        self.set_focus(field, scroll_visible=False)
+        body = self.query_one("#form-body", VerticalScroll)
+        self.call_after_refresh(body.scroll_to_widget, field.parent or field, animate=False, top=True)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         """Buttons do what their keys do."""

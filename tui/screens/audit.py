@@ -45,32 +45,35 @@ class AuditScreen(ModeScreen):
 
     def action_new_operator(self) -> None:
         """Enrol an operator: name, email, then the QR code and a first code (as `keyturn operator add`)."""
-        from core.operators import is_enforcing
+        from core.operators import Enrolment, add_operator, is_enforcing, require_admin
+        from tui.modals.enrol import EnrolModal
         from tui.modals.otp import OtpModal
         from tui.modals.prompt import PromptModal
 
         if not self.kt.permit("edit"):
             return
 
-        def got_email(name: str, email: str | None) -> None:
-            if not email:
-                return
-            from core.operators import add_operator, require_admin
-            from tui.modals.enrol import EnrolModal
+        enrolled: list[Enrolment] = []
 
+        def add(name: str, email: str) -> str | None:
+            # The prompt stays open with the error until the use case accepts the name and email.
             try:
                 require_admin(self.ctx, self.kt.mfa)  # type: ignore[arg-type]
-                enrolment = add_operator(self.ctx, name, email)
+                enrolled.append(add_operator(self.ctx, name, email))
             except (KeyturnError, LookupError, ValueError) as exc:
-                self.notify(str(exc), title="Operator not added", severity="error")
+                return str(exc)
+            return None
+
+        def got_email(email: str | None) -> None:
+            if not email or not enrolled:
                 return
             self.reload()
-            self.app.push_screen(EnrolModal(self.ctx, enrolment), lambda ok: self.reload())
+            self.app.push_screen(EnrolModal(self.ctx, enrolled[-1]), lambda ok: self.reload())
 
         def got_name(name: str | None) -> None:
             if name:
-                self.app.push_screen(PromptModal(f"Email of {name}", placeholder="name@example.org"),
-                                     lambda email: got_email(name, email))
+                self.app.push_screen(PromptModal(f"Email of {name}", placeholder="name@example.org",
+                                                 check=lambda email: add(name, email)), got_email)
 
         def ask_name(unlocked: bool | None = True) -> None:
             if unlocked:
