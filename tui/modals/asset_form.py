@@ -65,6 +65,7 @@ class AssetFormModal(ModalScreen[str | None]):
         """Compact fields, focus the first editable one."""
         make_compact(self)
         self.query_one("#address" if self.asset else "#name", Input).focus()
+        self._initial = self._snapshot()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Each field shows its own error as the user types."""
@@ -118,6 +119,17 @@ class AssetFormModal(ModalScreen[str | None]):
         """Buttons do what their keys do."""
         self.action_save() if event.button.id == "save" else self.action_cancel()
 
+    def _snapshot(self) -> tuple:
+        return (tuple(w.value for w in self.query(Input)), self.query_one("#platform", Select).value,
+                self.query_one("#active", Checkbox).value)
+
     def action_cancel(self) -> None:
-        """Close without saving."""
-        self.dismiss(None)
+        """Close without saving; when something was typed, ask first (as delete does)."""
+        if self._snapshot() == getattr(self, "_initial", None):
+            self.dismiss(None)
+            return
+        from tui.modals.confirm import ConfirmModal
+
+        self.app.push_screen(ConfirmModal("Discard this form?", "What you typed is not saved.", yes="Discard",
+                                          no="Keep editing", danger=True),
+                             lambda yes: self.dismiss(None) if yes else None)

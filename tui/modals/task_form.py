@@ -230,6 +230,7 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         self._update_next_runs()
         self._update_preview()
         self.query_one("#name", Input).focus()
+        self._initial = self._snapshot()
 
     # -- field helpers -----------------------------------------------------------------------------
     def _value(self, widget_id: str) -> str:
@@ -528,6 +529,19 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         else:
             self.action_cancel()
 
+    def _snapshot(self) -> tuple:
+        """Every value the user can change, to tell whether Esc would throw work away."""
+        return (tuple(w.value for w in self.query(Input)), tuple(w.value for w in self.query(Select)),
+                tuple(w.value for w in self.query(Checkbox)), tuple(tuple(w.selected) for w in self.query(SelectionList)),
+                self.query_one("#private_key", TextArea).text, tuple(self.chosen_assets))
+
     def action_cancel(self) -> None:
-        """Close without saving."""
-        self.dismiss(None)
+        """Close without saving; when something was typed, ask first (as delete does)."""
+        if self._snapshot() == getattr(self, "_initial", None):
+            self.dismiss(None)
+            return
+        from tui.modals.confirm import ConfirmModal
+
+        self.app.push_screen(ConfirmModal("Discard this form?", "What you typed is not saved.", yes="Discard",
+                                          no="Keep editing", danger=True),
+                             lambda yes: self.dismiss(None) if yes else None)

@@ -38,7 +38,7 @@ class ExecutionScreen(Screen[None]):
                 table.add_column(key, key=key)
             yield table
             yield RichLog(id="execution-log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Load the execution once; its log is immutable after it finished."""

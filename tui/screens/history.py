@@ -8,7 +8,7 @@ from textual.widgets import DataTable, Label
 
 from storage.queries import count_executions, list_executions
 from tui.modals.confirm import ConfirmModal
-from tui.screens.base import ModeScreen
+from tui.screens.base import ModeScreen, page_bindings
 from tui.screens.execution import ExecutionScreen
 from tui.widgets.format import duration, status_text, when
 from tui.widgets.run_panel import RunPanel
@@ -22,10 +22,9 @@ class HistoryScreen(ModeScreen):
 
     MODE = "history"
     BINDINGS = [
-        Binding("enter", "open", "Open", show=False),
+        Binding("enter", "open", "Open"),
         Binding("x", "cancel_run", "Cancel run"),
-        Binding("right_square_bracket", "page(1)", "Next page"),
-        Binding("left_square_bracket", "page(-1)", "Prev page"),
+        *page_bindings(),
         Binding("f5", "reload", "Refresh"),
     ]
 

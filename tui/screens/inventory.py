@@ -23,7 +23,7 @@ from storage.types import AssetInfo, fingerprint_sha256
 from tui.modals.asset_form import AssetFormModal
 from tui.modals.confirm import ConfirmModal
 from tui.modals.prompt import PromptModal
-from tui.screens.base import ModeScreen
+from tui.screens.base import ModeScreen, page_bindings
 from tui.widgets.format import ago, status_text
 from tui.widgets.table import PlainTable
 
@@ -35,15 +35,14 @@ class InventoryScreen(ModeScreen):
 
     MODE = "inventory"
     BINDINGS = [
-        Binding("n", "new", "New asset"),
+        Binding("n", "new", "New"),
         Binding("e", "edit", "Edit"),
-        Binding("d", "remove", "Remove"),
-        Binding("f", "import_file", "Import file"),
-        Binding("k", "trust", "Trust host key"),
-        Binding("v", "reveal", "Reveal secret"),
+        Binding("f", "import_file", "Import"),
+        Binding("k", "trust", "Trust"),
         Binding("slash", "focus_search", "Search"),
-        Binding("right_square_bracket", "page(1)", "Next page"),
-        Binding("left_square_bracket", "page(-1)", "Prev page"),
+        *page_bindings(),
+        Binding("d", "remove", "Remove asset", show=False),
+        Binding("v", "reveal", "Reveal secret", show=False),
     ]
 
     def __init__(self) -> None:

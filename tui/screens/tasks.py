@@ -29,11 +29,11 @@ class TasksScreen(ModeScreen):
     BINDINGS = [
         Binding("n", "new", "New"),
         Binding("e,enter", "edit", "Edit"),
-        Binding("c", "copy", "Copy"),
-        Binding("d", "delete", "Delete"),
         Binding("r", "run", "Run now"),
-        Binding("a", "toggle_active", "Active on/off"),
         Binding("p", "preview", "Preview targets"),
+        Binding("d", "delete", "Delete"),
+        Binding("c", "copy", "Copy", show=False),
+        Binding("a", "toggle_active", "Active on/off", show=False),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -55,8 +55,7 @@ class TasksScreen(ModeScreen):
         rows = task_rows(self.ctx.db, limit=TASK_LIMIT)
         table.clear()
         for t in rows:
-            parts = [f"{n} {what}{'s' if n != 1 else ''}" for n, what in ((t.assets, "asset"), (t.nodes, "node")) if n]
-            targets = ", ".join(parts) or "-"
+            targets = self._targets(t)
             table.add_row(
                 t.name, clip(",".join(t.usernames), 18), targets, t.secret_strategy,
                 "ssh key" if t.secret_type == "ssh_key" else "password", t.schedule, ago(t.last_started_at, now),
@@ -66,6 +65,11 @@ class TasksScreen(ModeScreen):
         if keep and keep in table.rows:
             table.move_cursor(row=table.get_row_index(keep))
         self._rows = {t.name: t for t in rows}
+
+    @staticmethod
+    def _targets(t: TaskRow) -> str:
+        parts = [f"{n} {what}{'s' if n != 1 else ''}" for n, what in ((t.assets, "asset"), (t.nodes, "node")) if n]
+        return ", ".join(parts) or "-"
 
     def selected_name(self) -> str | None:
         """Name of the highlighted task."""
@@ -155,10 +159,18 @@ class TasksScreen(ModeScreen):
             f"Delete task {row.name}?", "Its executions and change records are kept.", yes="Delete", danger=True), done)
 
     def action_run(self) -> None:
-        """Run the highlighted task now (the App runs it; the live log is in History)."""
+        """Run the highlighted task now after a confirmation (the App runs it; the live log is in History)."""
         row = self._selected()
-        if row is not None:
-            self.kt.start_run(row.name)
+        if row is None:
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.kt.start_run(row.name)
+
+        self.app.push_screen(ConfirmModal(
+            f"Run {row.name} now?", f"It changes {row.secret_type.replace('ssh_key', 'SSH key')}s on its targets "
+            f"({self._targets(row)}) at once; p previews them.", yes="Run now"), done)
 
     def action_toggle_active(self) -> None:
         """Switch the highlighted task active or inactive."""
