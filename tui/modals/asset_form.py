@@ -14,6 +14,7 @@ from core.importer import PLATFORMS, check_name
 from storage.inventory import NotFound, get_asset_row, normalize_node_path, upsert_asset
 from storage.types import AssetInfo
 from tui.widgets.compact import make_compact
+from tui.widgets.marked import MarkedCheckbox
 from tui.widgets.validators import CoreCheck
 
 
@@ -55,7 +56,7 @@ class AssetFormModal(ModalScreen[str | None]):
                     error = Label("", markup=False, id=f"err-{key}", classes="field-error")
                     error.display = False
                     yield Vertical(Label(title, classes="field-title"), widget, error, classes="field", id=f"f-{key}")
-                yield Checkbox("active", a.active if a else True, id="active")
+                yield MarkedCheckbox("active", a.active if a else True, id="active")
             yield Label("", markup=False, id="err-form", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)", id="save", variant="primary")

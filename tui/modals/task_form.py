@@ -32,6 +32,7 @@ from storage.inventory import list_nodes
 from storage.queries import asset_choices, operator_names
 from storage.types import HostParams, PasswordRules, TaskSpec
 from tui.widgets.compact import make_compact
+from tui.widgets.marked import MarkedCheckbox, MarkedSelectionList
 from tui.widgets.validators import CoreCheck
 
 ASSET_CHOICES = 200
@@ -147,8 +148,8 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                     validators=[_spec_check(usernames=split_names)]))
                 yield self._field(
                     "assets", "Assets", Input(placeholder="filter assets by name or address", id="asset-filter"),
-                    SelectionList[str](id="assets"), Label("", markup=False, id="assets-chosen", classes="field-note"))
-                yield self._field("nodes", "Nodes (subnodes included)", SelectionList[str](
+                    MarkedSelectionList(id="assets"), Label("", markup=False, id="assets-chosen", classes="field-note"))
+                yield self._field("nodes", "Nodes (subnodes included)", MarkedSelectionList(
                     *(("\u00a0\u00a0" * (n.path.count("/") - 1) + n.name, n.path, n.path in s.nodes)
                       for n in nodes), id="nodes"), note="" if nodes else "no nodes yet")
                 yield self._field("strategy", "Secret strategy", Select(
@@ -181,13 +182,13 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                                Label(" exclude ", classes="inline-label"),
                                Input(rules.exclude, id="exclude", classes="short", placeholder="e.g. O0l1"),
                                classes="inline"),
-                    Horizontal(Checkbox("lower", rules.lower, id="lower"), Checkbox("upper", rules.upper, id="upper"),
-                               Checkbox("digits", rules.digits, id="digits"),
-                               Checkbox("symbols", rules.symbols, id="symbols"), classes="inline"))
+                    Horizontal(MarkedCheckbox("lower", rules.lower, id="lower"), MarkedCheckbox("upper", rules.upper, id="upper"),
+                               MarkedCheckbox("digits", rules.digits, id="digits"),
+                               MarkedCheckbox("symbols", rules.symbols, id="symbols"), classes="inline"))
                 yield self._field(
                     "host", "Host parameters",
-                    Horizontal(Checkbox("use sudo", params.use_sudo, id="sudo"),
-                               Checkbox("create user if missing", params.create_user, id="create_user"),
+                    Horizontal(MarkedCheckbox("use sudo", params.use_sudo, id="sudo"),
+                               MarkedCheckbox("create user if missing", params.create_user, id="create_user"),
                                classes="inline"),
                     Input(s.become_password or "", password=True, id="become", validators=[CoreCheck(_check_become)],
                           placeholder="sudo (become) password, empty if NOPASSWD"),
@@ -207,10 +208,10 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                           placeholder="start (UTC, optional): 2025-01-31T02:00Z", validators=[CoreCheck(_check_start)]),
                     Label("", markup=False, id="next-runs", classes="field-note"))
                 yield self._field("options", "Options", Horizontal(
-                    Checkbox("check connection after change", s.check_after_change, id="check"),
-                    Checkbox("active", s.active, id="active"), classes="inline"))
+                    MarkedCheckbox("check connection after change", s.check_after_change, id="check"),
+                    MarkedCheckbox("active", s.active, id="active"), classes="inline"))
                 yield self._field("description", "Description", Input(s.description, id="description"))
-                yield self._field("recipients", "Recipients (operators mailed after each run)", SelectionList[str](
+                yield self._field("recipients", "Recipients (operators mailed after each run)", MarkedSelectionList(
                     *((o, o, o in s.recipients) for o in operators), id="recipients"),
                     note="" if operators else "no operators yet (keyturn operator add)")
             yield Label("", markup=False, id="err-form", classes="field-error")

@@ -60,12 +60,13 @@ class InventoryScreen(ModeScreen):
                 yield Input(placeholder="search assets by name or address  (/)", id="asset-search")
                 yield Label("", markup=False, id="assets-count", classes="section-title")
                 table: DataTable = PlainTable(id="assets-table", cursor_type="row", zebra_stripes=True)
-                for key in ("name", "address", "port", "platform", "active", "nodes", "keys"):
+                # 80 columns: whether the host key is pinned comes before what is merely descriptive.
+                for key in ("name", "host key", "address", "platform", "active", "nodes"):
                     table.add_column(key, key=key)
                 yield table
                 yield Label("", markup=False, id="accounts-title", classes="section-title")
                 accounts: DataTable = PlainTable(id="accounts-table", cursor_type="row", zebra_stripes=True)
-                for key in ("account", "type", "privileged", "changeable", "version", "changed", "status"):
+                for key in ("account", "status", "type", "changed", "ver", "privileged", "changeable"):
                     accounts.add_column(key, key=key)
                 yield accounts
 
@@ -105,9 +106,10 @@ class InventoryScreen(ModeScreen):
         table.clear()
         self._assets = {a.name: a for a in assets}
         for a in assets:
-            table.add_row(a.name, a.address, str(a.port), a.platform,
-                          Text("yes", "green") if a.active else Text("no", "dim"), ",".join(a.nodes) or "-",
-                          Text(str(len(a.host_keys)), "" if a.host_keys else "red"), key=a.name)
+            address = a.address if a.port == 22 else f"{a.address}:{a.port}"
+            pinned = Text("pinned", "green") if a.host_keys else Text("NONE", "bold red")
+            table.add_row(a.name, pinned, address, a.platform, Text("yes", "green") if a.active else Text("no", "dim"),
+                          ",".join(a.nodes) or "-", key=a.name)
         if assets:
             table.move_cursor(row=min(max(cursor, 0), len(assets) - 1))
         where = f" in {self.node}" if self.node else ""
@@ -127,9 +129,9 @@ class InventoryScreen(ModeScreen):
         accounts = list_accounts(self.ctx.db, asset=name)
         title.update(f"Accounts on {name} ({len(accounts)})")
         for acc in accounts:
-            table.add_row(acc.username, "ssh key" if acc.secret_type == "ssh_key" else "password",
-                          "yes" if acc.privileged else "", "yes" if acc.can_change else "no", str(acc.version),
-                          ago(acc.last_changed_at, now), status_text(acc.last_status) if acc.last_status else "-",
+            table.add_row(acc.username, status_text(acc.last_status) if acc.last_status else "-",
+                          "ssh key" if acc.secret_type == "ssh_key" else "password", ago(acc.last_changed_at, now),
+                          str(acc.version), "yes" if acc.privileged else "", "yes" if acc.can_change else "no",
                           key=str(acc.id))
 
     def selected_asset(self) -> str | None:

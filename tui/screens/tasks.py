@@ -39,7 +39,9 @@ class TasksScreen(ModeScreen):
     def compose_body(self) -> ComposeResult:
         yield Label("", markup=False, id="tasks-count", classes="section-title")
         table: DataTable = PlainTable(id="tasks-table", cursor_type="row", zebra_stripes=True)
-        for key in ("name", "accounts", "targets", "strategy", "type", "schedule", "last run", "result", "active"):
+        # 80 columns: strategy and secret type are in the form and the preview (e, p); active and the last
+        # result in words are what a person scans for.
+        for key in ("name", "active", "accounts", "targets", "schedule", "last run"):
             table.add_column(key, key=key)
         yield table
 
@@ -56,11 +58,12 @@ class TasksScreen(ModeScreen):
         table.clear()
         for t in rows:
             targets = self._targets(t)
+            last = Text("never", "dim")
+            if t.last_status:
+                last = status_text(t.last_status).append(f" {ago(t.last_started_at, now)}", style="")
             table.add_row(
-                t.name, clip(",".join(t.usernames), 18), targets, t.secret_strategy,
-                "ssh key" if t.secret_type == "ssh_key" else "password", t.schedule, ago(t.last_started_at, now),
-                status_text(t.last_status) if t.last_status else Text("never", "dim"),
-                Text("yes", "green") if t.active else Text("no", "dim"), key=t.name)
+                t.name, Text("yes", "green") if t.active else Text("no", "dim"), clip(",".join(t.usernames), 14),
+                targets, t.schedule, last, key=t.name)
         self.query_one("#tasks-count", Label).update(f"{len(rows)} tasks")
         if keep and keep in table.rows:
             table.move_cursor(row=table.get_row_index(keep))
@@ -160,6 +163,8 @@ class TasksScreen(ModeScreen):
 
     def action_run(self) -> None:
         """Run the highlighted task now after a confirmation (the App runs it; the live log is in History)."""
+        if not self.kt.permit("run"):  # refused before the question, not after it
+            return
         row = self._selected()
         if row is None:
             return

@@ -104,7 +104,7 @@ class RunPanel(Vertical):
         table.add_columns("run", "task", "status", "done", "ok", "failed", "unverified")
         yield table
         yield ProgressBar(id="run-progress", show_eta=False)
-        yield RichLog(id="run-log", max_lines=LOG_LINES, wrap=False, markup=False, highlight=False)
+        yield RichLog(id="run-log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
 
     def on_mount(self) -> None:
         """Follow the App's runs while mounted, starting from what happened before."""
@@ -173,6 +173,11 @@ class RunPanel(Vertical):
             if update.line is not None:
                 self.query_one("#run-log", RichLog).write(update.line)
             self._progress(run)
+
+    def on_resize(self) -> None:
+        """RichLog wraps a line when it is written: write the run's lines again at the new width."""
+        if self.selected is not None:
+            self._show_log(self.selected)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """Highlighting a run shows its log (and never moves the cursor back: the two would chase each other)."""
