@@ -240,3 +240,30 @@ async def test_bad_email_keeps_the_enrol_dialog_open_with_its_error(ctx: Context
         await pilot.press(*"carol@example.org", "enter")
         await until(pilot, lambda: isinstance(app.screen, EnrolModal), "the QR code")
     assert [o.name for o in ops.list_operators(ctx)] == ["carol"]
+
+
+# -- 7. a new cron task waits for its first cron time -------------------------------------------------------
+@sync
+async def test_new_cron_task_from_the_form_waits_for_its_cron_time(demo_ctx: Context) -> None:
+    """The form says next runs 03:00; the saved task is due then (not at creation), so the scheduler waits."""
+    from core import tasks
+    from core.scheduler import due_tasks
+    from storage.tables import utcnow
+
+    app = KeyturnApp(demo_ctx, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t", "n")
+        await until(pilot, lambda: app.screen.focused is not None and app.screen.focused.id == "name", "the form")
+        form = app.screen
+        await pilot.press(*"nightly", "tab", *"app")
+        form.query_one("#assets", SelectionList).select("web-01")
+        form.query_one("#periodic", Select).value = "cron"
+        form.query_one("#cron", Input).value = "0 3 * * *"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: len(app.screen_stack) == 1, "the form to save")
+    saved = tasks.get_task(demo_ctx, "nightly")
+    now = utcnow()
+    assert saved.next_run_at is not None and (saved.next_run_at.hour, saved.next_run_at.minute) == (3, 0)
+    assert now < saved.next_run_at <= now + timedelta(days=1)
+    assert "nightly" not in [t.name for t in due_tasks(demo_ctx, now)]

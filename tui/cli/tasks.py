@@ -468,7 +468,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_copy, permission="edit")
 
     p = cmds.add_parser("activate", help="let a task run on its schedule",
-                        description="Activate a task; a periodic one is due at once (or at its future start time).")
+                        description="Activate a task; a periodic one is due at its next slot (start time, cron time or one interval from now).")
     p.add_argument("name", metavar="NAME", help="task name")
     p.set_defaults(handler=_cmd_activate, permission="edit")
 
