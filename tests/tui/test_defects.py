@@ -267,3 +267,55 @@ async def test_new_cron_task_from_the_form_waits_for_its_cron_time(demo_ctx: Con
     assert saved.next_run_at is not None and (saved.next_run_at.hour, saved.next_run_at.minute) == (3, 0)
     assert now < saved.next_run_at <= now + timedelta(days=1)
     assert "nightly" not in [t.name for t in due_tasks(demo_ctx, now)]
+
+
+# -- 4. retry targets each account once, from its newest record ----------------------------------------------
+def _failed_records(ctx: Context, count: int) -> list[int]:
+    """count failed records of web-01/app in count runs of web-passwords (as three failed nights leave them)."""
+    from sqlmodel import select
+
+    from storage.tables import Account, Asset, ChangeRecord, Execution, ChangeSecretTask
+
+    ids = []
+    with ctx.db.write() as s:
+        # The host refuses at once: the retry fails fast without touching anything.
+        asset = s.exec(select(Asset).where(Asset.name == "web-01")).one()
+        asset.address, asset.port = "127.0.0.1", 1
+        account = s.exec(select(Account).where(Account.asset_id == asset.id, Account.username == "app")).one()
+        task = s.exec(select(ChangeSecretTask).where(ChangeSecretTask.name == "web-passwords")).one()
+        for i in range(count):
+            ex = Execution(task_id=task.id, task_name=task.name, trigger="schedule", status="failed", operator="alice",
+                           started_at=NOW + timedelta(hours=i), finished_at=NOW + timedelta(hours=i, seconds=5))
+            s.add(ex)
+            s.flush()
+            rec = ChangeRecord(execution_id=ex.id, task_id=task.id, task_name=task.name, account_id=account.id,
+                               asset_name="web-01", username="app", status="failed", error=f"night {i}: refused",
+                               created_at=ex.started_at, started_at=ex.started_at, finished_at=ex.finished_at)
+            s.add(rec)
+            s.flush()
+            ids.append(rec.id)
+    return ids
+
+
+@sync
+async def test_retry_all_failed_targets_each_account_once_with_its_newest_record(demo_ctx: Context) -> None:
+    """Three failed nights of web-01/app: Y retries it once, as a retry of the newest record."""
+    from storage import executions as rec
+    from tui.modals.confirm import ConfirmModal
+
+    ids = _failed_records(demo_ctx, 3)
+    app = KeyturnApp(demo_ctx, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        await pilot.pause()
+        app.screen.query_one("#filter-text", Input).value = "night"
+        await pilot.press("slash", "enter")
+        await until(pilot, lambda: app.screen.total == 3, "the three failed records")
+        await pilot.press("Y")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the retry question")
+        assert app.screen.title_text.startswith("Retry 1 ")
+        await pilot.press("y")
+        await until(pilot, lambda: app.runs and all(r.finished for r in app.runs.values()), "the retry to finish")
+        run = list(app.runs.values())[-1]
+    records = rec.list_records(demo_ctx.db, execution_id=run.execution_id)
+    assert [(r.asset_name, r.username, r.retry_of) for r in records] == [("web-01", "app", ids[-1])]
