@@ -223,6 +223,17 @@ def _cmd_reconcile(ctx: Context, args: argparse.Namespace) -> int:
     return 1 if any(r.status != rec.PENDING and r.status != rec.PUSHING for r in left) or summary.unverified else 0
 
 
+def _positive(value: str) -> int:
+    """argparse type: a whole number of at least 1 (a negative limit used to list everything)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return number
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the records, retry and reconcile commands (`task run` is registered by tui.cli.tasks)."""
     records = sub.add_parser("records", help="list change records (one per account per run)",
@@ -233,7 +244,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", metavar="NAME", help="only records of this task")
     p.add_argument("--status", metavar="S", help="only records in this status: " + ", ".join(rec.RECORD_STATUSES))
     p.add_argument("--execution", type=int, metavar="ID", help="only records of this execution")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N records")
+    p.add_argument("--limit", type=_positive, metavar="N", help="at most N records")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_cmd_list)
 
