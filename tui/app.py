@@ -32,6 +32,7 @@ from tui.screens.inventory import InventoryScreen
 from tui.screens.overview import OverviewScreen
 from tui.screens.records import RecordsScreen
 from tui.screens.tasks import TasksScreen
+from tui.widgets.format import plural
 from tui.widgets.run_panel import RunState, RunUpdated
 
 Clock = Callable[[], datetime]
@@ -338,7 +339,7 @@ class KeyturnApp(OrderedKeys, App[int]):
                 self.exit(0)
 
         self.push_screen(ConfirmModal(
-            f"{len(active)} run(s) in progress. Cancel them and quit?",
+            f"{plural(len(active), 'run')} in progress. Cancel {'it' if len(active) == 1 else 'them'} and quit?",
             "Accounts in flight are finished and verified; the rest stay untouched.", yes="Cancel and quit",
             danger=True), done)
 

@@ -20,6 +20,7 @@ from core.context import Context
 from core.events import AccountSettled, Event, ExecutionStarted
 from storage import executions as rec
 from storage.types import ExecutionInfo, RecordInfo
+from tui.widgets.format import plural
 
 
 # -- formatting ------------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ def _run_and_report(ctx: Context, args: argparse.Namespace, work: Callable[..., 
     else:
         bad = [r for r in records if r.status != rec.SUCCESS]
         if bad:
-            print(f"\n{len(bad)} account(s) not changed or not confirmed:")
+            print(f"\n{plural(len(bad), 'account')} not changed or not confirmed:")
             _print_records(list(reversed(bad)), sys.stdout)
             print("retry with: keyturn retry --record " + " ".join(str(r.id) for r in reversed(bad)))
     return 0 if info.total == info.succeeded else 1

@@ -24,7 +24,7 @@ from tui.modals.asset_form import AssetFormModal
 from tui.modals.confirm import ConfirmModal
 from tui.modals.prompt import PromptModal
 from tui.screens.base import ModeScreen, page_bindings
-from tui.widgets.format import ago, status_text
+from tui.widgets.format import plural, ago, status_text
 from tui.widgets.table import PlainTable
 
 PAGE = 200
@@ -282,7 +282,7 @@ class InventoryScreen(ModeScreen):
                 "fingerprints": [fingerprint_sha256(b) for _, b in offered],
                 "replaced": [fingerprint_sha256(b) for _, b in check.changed]})
             replace_host_keys(self.ctx.db, asset.name, offered, source="trust")
-            self.notify(f"Pinned {len(offered)} host key(s) on {asset.name}")
+            self.notify(f"Pinned {plural(len(offered), 'host key')} on {asset.name}")
             self.reload()
 
         self.app.push_screen(ConfirmModal(

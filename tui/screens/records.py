@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Input, Label, Select
 from storage.queries import RECORD_STATUSES, count_records, list_records, retryable_records, task_names
 from tui.modals.confirm import ConfirmModal
 from tui.screens.base import ModeScreen, page_bindings
-from tui.widgets.format import clip, status_text, when
+from tui.widgets.format import plural, clip, status_text, when
 from tui.widgets.table import PlainTable
 
 PAGE = 100
@@ -174,7 +174,7 @@ class RecordsScreen(ModeScreen):
                     self.kt.start_retry(ids, f"retry {len(ids)} of {task_name}")
 
         self.app.push_screen(ConfirmModal(
-            f"Retry {count} failed/unverified records of {len(by_task)} task(s)?",
+            f"Retry {plural(count, 'failed/unverified record')} of {plural(len(by_task), 'task')}?",
             "Failed ones get a new secret, unverified ones re-push their candidate; old secrets stay in the vault.",
             yes="Retry"), done)
 

@@ -16,7 +16,7 @@ from tui.modals.preview import PreviewModal
 from tui.modals.prompt import PromptModal
 from tui.modals.task_form import TaskFormModal, task_name_validators
 from tui.screens.base import ModeScreen
-from tui.widgets.format import ago, clip, status_text
+from tui.widgets.format import plural, ago, clip, status_text
 from tui.widgets.table import PlainTable
 
 TASK_LIMIT = 5000
@@ -64,7 +64,7 @@ class TasksScreen(ModeScreen):
             table.add_row(
                 t.name, Text("yes", "green") if t.active else Text("no", "dim"), clip(",".join(t.usernames), 14),
                 targets, t.schedule, last, key=t.name)
-        self.query_one("#tasks-count", Label).update(f"{len(rows)} tasks")
+        self.query_one("#tasks-count", Label).update(plural(len(rows), "task"))
         if keep and keep in table.rows:
             table.move_cursor(row=table.get_row_index(keep))
         self._rows = {t.name: t for t in rows}
