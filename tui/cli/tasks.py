@@ -310,7 +310,8 @@ def _cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
     if result.targets:
         print("\nwill change:")
         for t in result.targets:
-            print(f"  {t.asset_name}  {t.address}:{t.port}  {t.username}" + ("  (privileged)" if t.privileged else ""))
+            print(f"  {t.asset_name}  {t.address}:{t.port}  {t.username}" + ("  (privileged)" if t.privileged else "")
+                  + ("" if t.host_key_pinned else f"  NO PINNED HOST KEY: fails until `keyturn asset trust {t.asset_name}`"))
     if result.excluded:
         print("\nexcluded:")
         for e in result.excluded:
