@@ -23,6 +23,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -437,6 +438,27 @@ def run_task(ctx: Context, task_name: str, *, trigger: str = "manual", cancel: t
     return _execute(ctx, spec, trigger, planned, cancel=cancel, on_event=on_event)
 
 
+def _newest_per_account(ctx: Context, records: list) -> list:
+    """One record per account, its newest; none for an account a later change already set (issue 12 #4).
+
+    Several failed records of one account (one per run) retried together made one execution change the
+    account three times, and an old unverified candidate re-pushed over a newer success.
+    """
+    newest: dict[int, Any] = {}
+    for r in records:
+        if r.account_id not in newest or r.id > newest[r.account_id].id:
+            newest[r.account_id] = r
+    kept = []
+    for r in newest.values():
+        later = rec.later_success(ctx.db, r.id, r.account_id)
+        if later is None:
+            kept.append(r)
+        elif len(newest) == 1:
+            raise InputError(f"record {r.id}: {r.asset_name}/{r.username} was changed since by record {later}; "
+                             "nothing to retry")
+    return sorted(kept, key=lambda r: r.id)
+
+
 def retry_records(ctx: Context, record_ids: list[int], *, cancel: threading.Event | None = None,
                   on_event: EventCallback | None = None, task_name: str | None = None) -> ExecutionInfo:
     """Retry failed or unverified records of one task: an unverified one re-pushes its same candidate secret,
@@ -462,6 +484,7 @@ def retry_records(ctx: Context, record_ids: list[int], *, cancel: threading.Even
         if task_name is not None and r.task_name != task_name:
             raise InputError(f"record {rid}: belongs to task {r.task_name!r}, not {task_name!r}")
         records.append(r)
+    records = _newest_per_account(ctx, records)
     task_ids = {r.task_id for r in records}
     if len(task_ids) != 1:
         names = ", ".join(sorted({r.task_name for r in records}))

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, exists, select
 
 from core.context import Context
 from core.errors import InputError
 from storage.inventory import node_ids_below, normalize_node_path
-from storage.tables import Account, Asset, AssetNode, Node
+from storage.tables import Account, Asset, AssetNode, HostKey, Node
 from storage.types import TaskSpec
 
 SUPPORTED_PLATFORMS = ("linux", "unix", "aix")
@@ -47,6 +47,8 @@ class Target:
     username: str
     secret_type: str
     privileged: bool
+    # An SSH host with no pinned key refuses the connection at run time: the preview says so up front.
+    host_key_pinned: bool = True
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,10 @@ def _chunks(items: list[int], size: int = 900) -> list[list[int]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+# Platforms reached over SSH, so a pinned host key is needed (databases connect with their own protocol).
+SSH_PLATFORMS = frozenset({"linux", "unix", "aix", "custom-ssh"})
+
+
 def preview(ctx: Context, spec: TaskSpec) -> Preview:
     """The accounts the task would change now, and every (asset, user) in scope it leaves out with the reason."""
     secure = ctx.settings.secure_mode
@@ -128,9 +134,14 @@ def preview(ctx: Context, spec: TaskSpec) -> Preview:
         assets: dict[int, Asset] = {}
         accounts: dict[tuple[int, str], Account] = {}
         login: dict[int, int] = {}  # asset id -> id of the privileged account keyturn logs in with
+        pinned: set[int] = set()
         for chunk in _chunks(asset_ids):
-            for a in s.exec(select(Asset).where(col(Asset.id).in_(chunk))).all():
+            # Whether a key is pinned comes with the asset row: no query more per chunk.
+            has_key = exists().where(HostKey.asset_id == Asset.id)
+            for a, keyed in s.exec(select(Asset, has_key).where(col(Asset.id).in_(chunk))).all():
                 assets[a.id] = a
+                if keyed:
+                    pinned.add(a.id)
             if usernames:
                 for acc in s.exec(select(Account).where(col(Account.asset_id).in_(chunk),
                                                         col(Account.username).in_(usernames),
@@ -151,6 +162,7 @@ def preview(ctx: Context, spec: TaskSpec) -> Preview:
             result.targets.append(Target(
                 account_id=acc.id, asset_id=asset.id, asset_name=asset.name, address=asset.address, port=asset.port,
                 platform=asset.platform, username=user, secret_type=acc.secret_type, privileged=acc.privileged,
+                host_key_pinned=asset.id in pinned or asset.platform not in SSH_PLATFORMS,
             ))
     return result
 

@@ -159,10 +159,14 @@ def _normalized(spec: TaskSpec) -> TaskSpec:
 
 # -- schedule --------------------------------------------------------------------------------------
 def first_run_at(spec: TaskSpec, now: datetime | None = None) -> datetime | None:
-    """When a new or re-activated task is first due: start_at if given, else at once; None if not periodic."""
+    """When a new, edited or re-activated task is first due: its next slot (None if not periodic or inactive).
+
+    Never "now": a cron line "0 3 * * *" promises 03:00, and an interval of N hours the creation + N hours
+    (or the first slot of start_at's grid after now). Whoever wants a run at once presses Run now.
+    """
     if not spec.periodic or not spec.active:
         return None
-    return spec.start_at or (now or utcnow())
+    return next_run_after(spec, now or utcnow())
 
 
 def next_run_after(spec: TaskSpec, after: datetime) -> datetime | None:
@@ -218,7 +222,7 @@ def list_tasks(ctx: Context) -> list[TaskSpec]:
 
 
 def create_task(ctx: Context, spec: TaskSpec) -> TaskSpec:
-    """Validate and store a new task; a periodic one is due at once (or at its start time)."""
+    """Validate and store a new task; a periodic one is first due at its next slot (never at once)."""
     _step_up(ctx, "task.create")
     spec = _normalized(spec)
     validate_task(spec, ctx.db, ctx.settings)
@@ -252,7 +256,7 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
     if not spec.active or not spec.periodic:
         spec.next_run_at = None
     elif not old.active or not old.periodic:
-        spec.next_run_at = first_run_at(spec)  # newly scheduled or re-activated: due at once
+        spec.next_run_at = first_run_at(spec)  # newly scheduled or re-activated: its next slot
     elif old_sched != new_sched:
         spec.next_run_at = next_run_after(spec, utcnow())
     # Field names only: the detail never carries a value, so no secret can reach the audit trail.
@@ -285,17 +289,12 @@ def copy_task(ctx: Context, name: str, new_name: str) -> TaskSpec:
 
 
 def set_active(ctx: Context, name: str, active: bool) -> TaskSpec:
-    """Activate (a periodic task becomes due at once, or at its future start time) or deactivate a task."""
+    """Activate (a periodic task becomes due at its next slot) or deactivate a task."""
     spec = repo.get_task(ctx.db, name)
     if spec.active == active:
         return spec
     spec.active = active
-    when = None
-    if active:
-        when = first_run_at(spec)
-        now = utcnow()
-        if when is not None and spec.start_at is not None and spec.start_at < now:
-            when = now  # a start time in the past means: due now
+    when = first_run_at(spec) if active else None
     repo.set_task_active(ctx.db, name, active, when,
                          audit=_audit(ctx, "task.activate" if active else "task.deactivate", name, {}))
     return repo.get_task(ctx.db, name)

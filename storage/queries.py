@@ -293,12 +293,16 @@ def list_records(db: Database, *, status: str | None = None, task: str | None = 
 
 def retryable_records(db: Database, *, status: str | None = None, task: str | None = None, search: str = "",
                       limit: int = 10_000) -> dict[str, list[int]]:
-    """Failed and unverified records matching the filters and not retried yet, grouped by task name."""
+    """Failed and unverified records matching the filters, not retried yet and each its account's newest record,
+    grouped by task name (an account is retried once, from where it stands now)."""
     child = ChangeRecord.__table__.alias("child")
+    newer = ChangeRecord.__table__.alias("newer")
     with db.read() as s:
         stmt = _record_filter(select(ChangeRecord.task_name, ChangeRecord.id), status, task, search) \
             .where(col(ChangeRecord.status).in_(SETTLED_BAD)) \
             .where(~select(child.c.id).where(child.c.retry_of == ChangeRecord.id).exists()) \
+            .where(~select(newer.c.id).where(newer.c.account_id == ChangeRecord.account_id,
+                                              newer.c.id > ChangeRecord.id).exists()) \
             .order_by(ChangeRecord.id).limit(limit)
         out: dict[str, list[int]] = {}
         for name, rid in s.exec(stmt).all():

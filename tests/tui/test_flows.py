@@ -68,8 +68,9 @@ def test_create_run_find_and_retry(settings, sandbox_fleet) -> None:
             await pilot.press("tab")
             await _type(pilot, "alice")
             await pilot.press("tab", "tab", "space", "down", "space")
-            await pilot.pause(0.7)  # the debounced target preview
-            assert "2 accounts on 2 assets" in str(app.screen.query_one("#form-preview").render())
+            # The target preview is debounced: wait for its line, not a fixed time.
+            await _wait(pilot, lambda: "2 accounts on 2 assets" in str(app.screen.query_one("#form-preview").render()),
+                        timeout=10)
             await pilot.press("ctrl+s")
             await pilot.pause()
             assert task_names(ctx.db) == ["rotate-alice"]

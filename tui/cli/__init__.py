@@ -6,6 +6,7 @@ import argparse
 import io
 import os
 import sys
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
@@ -13,7 +14,7 @@ from core import textsafe
 
 from core.config import load_settings
 from core.context import Context, open_context
-from core.errors import KeyturnError
+from core.errors import ConfigError, KeyturnError
 from storage.inventory import NotFound
 
 Handler = Callable[[Context, argparse.Namespace], int]
@@ -144,7 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # door, and anything else from outside, reach the terminal without escape sequences.
         sys.stdout, sys.stderr = _CleanStream(sys.stdout), _CleanStream(sys.stderr)  # type: ignore[assignment]
     try:
-        settings = load_settings(config_path=None if not args.config else __import__("pathlib").Path(args.config))
+        if args.config and not Path(args.config).expanduser().is_file():
+            # A mistyped path must not silently fall back to the defaults.
+            raise ConfigError(f"--config: no such file {args.config}")
+        settings = load_settings(config_path=None if not args.config else Path(args.config).expanduser())
         if args.command is None:
             from tui.app import run_app
 

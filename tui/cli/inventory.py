@@ -22,6 +22,7 @@ from storage.inventory import (
     normalize_node_path, remove_account, remove_asset, replace_host_keys, upsert_account, upsert_asset,
 )
 from storage.types import AccountInfo, AssetInfo, ImportSummary, fingerprint_sha256
+from tui.widgets.format import plural
 
 
 class HostKeyChanged(KeyturnError):
@@ -300,7 +301,7 @@ def cmd_asset_trust(ctx: Context, args: argparse.Namespace) -> int:
         "replaced": [fingerprint_sha256(b) for _, b in check.changed],
     })
     replace_host_keys(ctx.db, asset.name, offered, source="trust")
-    print(f"pinned {len(offered)} host key(s) on {asset.name}")
+    print(f"pinned {plural(len(offered), 'host key')} on {asset.name}")
     return 0
 
 

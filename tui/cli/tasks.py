@@ -310,7 +310,8 @@ def _cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
     if result.targets:
         print("\nwill change:")
         for t in result.targets:
-            print(f"  {t.asset_name}  {t.address}:{t.port}  {t.username}" + ("  (privileged)" if t.privileged else ""))
+            print(f"  {t.asset_name}  {t.address}:{t.port}  {t.username}" + ("  (privileged)" if t.privileged else "")
+                  + ("" if t.host_key_pinned else f"  NO PINNED HOST KEY: fails until `keyturn asset trust {t.asset_name}`"))
     if result.excluded:
         print("\nexcluded:")
         for e in result.excluded:
@@ -468,7 +469,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_copy, permission="edit")
 
     p = cmds.add_parser("activate", help="let a task run on its schedule",
-                        description="Activate a task; a periodic one is due at once (or at its future start time).")
+                        description="Activate a task; a periodic one is due at its next slot (start time, cron time or one interval from now).")
     p.add_argument("name", metavar="NAME", help="task name")
     p.set_defaults(handler=_cmd_activate, permission="edit")
 

@@ -15,7 +15,7 @@ class PreviewModal(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q", "close", "Close")]
 
-    def __init__(self, task_name: str, summary: str, targets: list[tuple[str, str]],
+    def __init__(self, task_name: str, summary: str, targets: list[tuple[str, str, bool]],
                  excluded: list[tuple[str, str, str]]) -> None:
         super().__init__()
         self.task_name = task_name
@@ -29,8 +29,9 @@ class PreviewModal(ModalScreen[None]):
             yield Label(self.summary, id="preview-summary", markup=False)
             table: DataTable = PlainTable(id="preview-table", cursor_type="row")
             table.add_columns("asset", "account", "will", "reason")
-            for asset, user in self.targets:
-                table.add_row(asset, user, "change", "")
+            for asset, user, pinned in self.targets:
+                table.add_row(asset, user, "change" if pinned else "FAIL",
+                              "" if pinned else "no pinned host key: k in Inventory trusts it")
             for asset, user, reason in self.excluded:
                 table.add_row(asset, user, "skip", reason)
             yield table
