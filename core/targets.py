@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from sqlmodel import Session, col, select
 
 from core.context import Context
+from core.drivers.selfchange import will_self_change
 from core.errors import InputError
 from storage.inventory import node_ids_below, normalize_node_path
 from storage.tables import Account, Asset, AssetNode, Node
 from storage.types import TaskSpec
 
-SUPPORTED_PLATFORMS = ("linux", "unix", "aix")
+SUPPORTED_PLATFORMS = ("linux", "unix", "aix", "custom-ssh")
 
 REASON_SECURE_PRIVILEGED = "secure mode: privileged account"
 REASON_SECURE_LOGIN = "secure mode: the account keyturn logs in with"
@@ -47,6 +48,7 @@ class Target:
     username: str
     secret_type: str
     privileged: bool
+    self_change: bool = False  # logs in as itself to change its password (no privileged account used)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ class Preview:
             line += f"; {len(self.excluded)} excluded ({parts})"
         else:
             line += "; none excluded"
+        own = sum(1 for t in self.targets if t.self_change)
+        if own:
+            line += f"; {own} will self-change"
         return line
 
 
@@ -143,19 +148,24 @@ def preview(ctx: Context, spec: TaskSpec) -> Preview:
                 login.setdefault(asset_id, acc_id)
     for asset in sorted(assets.values(), key=lambda a: a.name):
         for user in usernames:
-            reason = _exclusion_reason(asset, accounts.get((asset.id, user)), login.get(asset.id), secure)
+            acc = accounts.get((asset.id, user))
+            own = acc is not None and will_self_change(spec.params, asset.platform, acc.secret_type,
+                                                       acc.secret_enc is not None)
+            reason = _exclusion_reason(asset, acc, login.get(asset.id), secure, self_change=own)
             if reason is not None:
                 result.excluded.append(Exclusion(asset.name, user, reason))
                 continue
-            acc = accounts[(asset.id, user)]
+            assert acc is not None
             result.targets.append(Target(
                 account_id=acc.id, asset_id=asset.id, asset_name=asset.name, address=asset.address, port=asset.port,
                 platform=asset.platform, username=user, secret_type=acc.secret_type, privileged=acc.privileged,
+                self_change=own,
             ))
     return result
 
 
-def _exclusion_reason(asset: Asset, acc: Account | None, login_id: int | None, secure: bool) -> str | None:
+def _exclusion_reason(asset: Asset, acc: Account | None, login_id: int | None, secure: bool, *,
+                      self_change: bool = False) -> str | None:
     if asset.platform == "windows":
         return REASON_WINDOWS
     if asset.platform not in SUPPORTED_PLATFORMS:
@@ -166,7 +176,7 @@ def _exclusion_reason(asset: Asset, acc: Account | None, login_id: int | None, s
         return REASON_NO_ACCOUNT
     if not acc.can_change:
         return REASON_CAN_CHANGE
-    if login_id is None:
+    if login_id is None and not self_change:
         return REASON_NO_PRIVILEGED
     if secure and acc.id == login_id:
         return REASON_SECURE_LOGIN
