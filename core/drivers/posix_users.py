@@ -71,6 +71,8 @@ def setup_script(username: str, params: HostParams, *, aix: bool = False) -> str
     if not (params.create_user or (params.modify_sudo and params.sudo_commands)):
         return ""
     check_user_params(params)
+    if params.sudo_commands and username == "ALL":
+        raise DriverError("sudo: a user named 'ALL' would give the entry to every user; refused")
     q_user = shlex.quote(username)
     groups = ([params.group] if params.group else []) + split_list(params.groups)
     lines = [f"if id -u {q_user} >/dev/null 2>&1; then kt_exists=1; else kt_exists=; fi\n"]
