@@ -53,13 +53,14 @@ class CustomSSHDriver:
             client.close()
             raise
 
-    def change_password(self, username: str, new_password: str) -> PushResult:
+    def change_password(self, username: str, new_password: str, *, deadline: float | None = None) -> PushResult:
         """Type the sequence with {password} = new_password; the outcome follows interactive.run_sequence."""
         check_username(username)
         values = Values(username, new_password, self.login_password, self.become)
-        return run_sequence(self.client, self.sequence, values)
+        return run_sequence(self.client, self.sequence, values, deadline=deadline)
 
-    def install_key(self, username: str, public_line: str, strategy: str) -> PushResult:
+    def install_key(self, username: str, public_line: str, strategy: str, *,
+                    deadline: float | None = None) -> PushResult:
         """custom-ssh devices take passwords only."""
         raise DriverError("custom-ssh assets change passwords only, not SSH keys")
 

@@ -35,6 +35,8 @@ MAX_BUFFER = 64 * 1024
 REPORT_CHARS = 300
 # Wide enough that no device wraps a typed line (a wrapped echo could split a secret past the scrubber).
 PTY_COLUMNS = 1000
+# No line is typed later than this many seconds before the change's deadline.
+DEADLINE_MARGIN = 5.0
 
 
 class StepFailed(Exception):
@@ -222,11 +224,13 @@ def _report(text: str, secrets: list[str], typed_secret: bool) -> str:
 
 
 def run_sequence(client: paramiko.SSHClient, seq: Sequence, values: Values, *, changes_field: str = "password",
-                 log: list[str] | None = None) -> PushResult:
+                 log: list[str] | None = None, deadline: float | None = None) -> PushResult:
     """Run seq on a new PTY shell of client: applied, not applied (nothing changed yet) or ambiguous.
 
     changes_field names the placeholder whose line makes the change ({password}); until a line holding it was
     typed, a failure means the device is unchanged. log (optional) receives one scrubbed line per step.
+    deadline (epoch seconds): no line is typed after it, and no answer is awaited past it. A device cannot
+    enforce a deadline itself; its CLI session ends with the connection.
     """
     check_sequence(seq)
     lines = render(seq, values)  # refuses CR/LF/NUL before anything is sent
@@ -252,19 +256,24 @@ def run_sequence(client: paramiko.SSHClient, seq: Sequence, values: Values, *, c
         for n, (step, line) in enumerate(zip(seq.steps, lines), 1):
             if seq.delay_time:
                 time.sleep(seq.delay_time)
+            if deadline is not None and time.time() > deadline - DEADLINE_MARGIN:
+                raise StepFailed(f"step {n}: the change's deadline came before this line could be typed")
             typed_secret = bool(step.secret_fields)
             session.send_line(line)
             changing = changing or changes_field in step.secret_fields
             pause.at(n)
             expect = re.compile(step.expect) if step.expect else prompt
             wanted = step.expect or f"the prompt {seq.prompt}"
+            wait = seq.recv_timeout
+            if deadline is not None:
+                wait = max(0.1, min(wait, deadline - time.time()))
             try:
                 # The prompt coming back before the expected answer ends the step at once (no need to wait).
-                state, text = session.read_until(expect, error, prompt if step.expect else None, seq.recv_timeout,
+                state, text = session.read_until(expect, error, prompt if step.expect else None, wait,
                                                  done_is_prompt=not step.expect)
             except StepFailed:
                 got = _report(clean(session.buffer), secrets, typed_secret)
-                raise StepFailed(f"step {n}: expected {wanted!r} within {seq.recv_timeout:g}s, received: {got}",
+                raise StepFailed(f"step {n}: expected {wanted!r} within {wait:g}s, received: {got}",
                                  timed_out=True) from None
             if state != "ok":
                 raise StepFailed(f"step {n}: expected {wanted!r}, received: {_report(text, secrets, typed_secret)}")

@@ -7,11 +7,13 @@ its own current password. Records, verification and reconcile are the engine's, 
 
 from __future__ import annotations
 
+import math
+import time
 from typing import TYPE_CHECKING
 
 from core import ssh
 from core.drivers.base import NOT_APPLIED, DriverError, PushResult, check_username
-from core.drivers.interactive import Sequence, Values, build_sequence, run_sequence
+from core.drivers.interactive import DEADLINE_MARGIN, Sequence, Values, build_sequence, run_sequence
 from core.drivers.templates import SELF_PASSWD
 from core.ssh import Timeouts
 from storage.types import AssetInfo, HostParams
@@ -27,15 +29,23 @@ def will_self_change(params: HostParams, platform: str, secret_type: str, has_se
     return bool(params.self_change) and platform in SELF_CHANGE_PLATFORMS and secret_type == "password" and has_secret
 
 
-def self_sequence(platform: str, params: HostParams) -> Sequence:
-    """The sequence an account runs on itself: passwd on hosts, the task's sequence on custom-ssh."""
+def self_sequence(platform: str, params: HostParams, deadline: float | None = None) -> Sequence:
+    """The sequence an account runs on itself: passwd on hosts, the task's sequence on custom-ssh.
+
+    On linux/unix with a deadline, passwd runs under `timeout -s KILL`: the host itself ends it in time even
+    when keyturn's connection is gone (the shadow file is replaced atomically, so a kill leaves no half state).
+    """
     if platform == "custom-ssh":
         from core.drivers.custom_ssh import sequence_from_params
 
         return sequence_from_params(params)
     t = SELF_PASSWD
+    commands = list(t.commands)
+    if deadline is not None and platform in ("linux", "unix"):
+        seconds = max(1, math.floor(deadline - time.time() - DEADLINE_MARGIN))
+        commands[0] = f"timeout -s KILL {seconds} passwd"
     # passwd waits for each answer itself, so no pause between lines is needed on a host.
-    return build_sequence(t.commands, t.answers, t.prompt, error=t.error, recv_timeout=params.recv_timeout)
+    return build_sequence(commands, t.answers, t.prompt, error=t.error, recv_timeout=params.recv_timeout)
 
 
 class SelfChangeDriver:
@@ -49,10 +59,10 @@ class SelfChangeDriver:
         self.become = become
         self.timeouts = timeouts
 
-    def change_password(self, username: str, new_password: str) -> PushResult:
+    def change_password(self, username: str, new_password: str, *, deadline: float | None = None) -> PushResult:
         """Log in as username with its current password and run the platform's interactive change."""
         check_username(username)
-        seq = self_sequence(self.asset.platform, self.params)
+        seq = self_sequence(self.asset.platform, self.params, deadline)
         values = Values(username, new_password, self.current, self.become)
         from core.drivers.interactive import render
 
@@ -64,11 +74,12 @@ class SelfChangeDriver:
         except ssh.SSHError as exc:
             return PushResult(NOT_APPLIED, f"self-change: {ssh.scrub(str(exc), [self.current, new_password])}")
         try:
-            return run_sequence(client, seq, values)
+            return run_sequence(client, seq, values, deadline=deadline)
         finally:
             client.close()
 
-    def install_key(self, username: str, public_line: str, strategy: str) -> PushResult:
+    def install_key(self, username: str, public_line: str, strategy: str, *,
+                    deadline: float | None = None) -> PushResult:
         """Self-change covers passwords only."""
         raise DriverError("self-change covers passwords only")
 

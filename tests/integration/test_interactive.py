@@ -345,3 +345,22 @@ def test_self_change_preview_and_asset_lookup(ctx: Context, host: SandboxHost) -
     spec = make_task(ctx, "dev", [host], ["alice"], params=HostParams(template="cisco-ios"))
     assert get_asset(ctx.db, "h1").platform == "custom-ssh"
     assert [t.username for t in preview(ctx, spec).targets] == ["alice"]
+
+
+def test_self_change_runs_passwd_under_a_deadline_the_host_enforces(host: SandboxHost) -> None:
+    import time
+
+    from core.drivers.selfchange import SelfChangeDriver, self_sequence
+
+    asset = _asset_info(host)
+    asset = type(asset)(**{**asset.__dict__, "platform": "linux"})
+    deadline = time.time() + 60
+    assert self_sequence("linux", HostParams(), deadline).steps[0].send.startswith("timeout -s KILL 5")
+    new = new_password()
+    result = SelfChangeDriver(asset, host.passwords["alice"]).change_password("alice", new, deadline=deadline)
+    assert (result.state, result.error) == ("applied", "")
+    assert host.password_works("alice", new)
+    # A deadline already too close: nothing is typed, the host is certainly unchanged.
+    late = SelfChangeDriver(asset, new).change_password("alice", new_password(), deadline=time.time() + 1)
+    assert late.state == "not_applied" and "deadline came before this line could be typed" in late.error
+    assert host.password_works("alice", new)
