@@ -196,3 +196,9 @@ def as_mapping(params: HostParams) -> dict[str, Any]:
     """The non-default parameters under their user-facing keys (a TOML `[params]` table, JSON output)."""
     default = HostParams()
     return {k: getattr(params, p.field) for k, p in PARAM_KEYS.items() if getattr(params, p.field) != getattr(default, p.field)}
+
+
+def check_for_platforms(params: HostParams, platforms: set[str]) -> None:
+    """InputError when the task covers assets its parameters cannot change (custom-ssh without a sequence)."""
+    if "custom-ssh" in platforms and not (params.commands.strip() or params.template):
+        raise InputError("commands: the task covers custom-ssh assets: give commands or a template")

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from core.context import Context
 from core.drivers.selfchange import will_self_change
 from core.errors import InputError
+from storage.db import Database
 from storage.inventory import node_ids_below, normalize_node_path
 from storage.tables import Account, Asset, AssetNode, Node
 from storage.types import TaskSpec
@@ -183,6 +184,28 @@ def _exclusion_reason(asset: Asset, acc: Account | None, login_id: int | None, s
     if secure and acc.privileged:
         return REASON_SECURE_PRIVILEGED
     return None
+
+
+def scope_platforms(db: Database, spec: TaskSpec) -> set[str]:
+    """The platforms of the assets a task covers now (names that do not exist yet are left out)."""
+    with db.read() as s:
+        ids: set[int] = set()
+        if spec.assets:
+            ids.update(s.exec(select(Asset.id).where(col(Asset.name).in_(list(spec.assets)))).all())
+        paths = []
+        for p in spec.nodes:
+            try:
+                paths.append(normalize_node_path(p))
+            except ValueError:
+                continue
+        if paths:
+            node_ids = s.exec(select(Node.id).where(col(Node.path).in_(paths))).all()
+            below = node_ids_below(s, node_ids)
+            ids.update(s.exec(select(AssetNode.asset_id).where(col(AssetNode.node_id).in_(below))).all())
+        platforms: set[str] = set()
+        for chunk in _chunks(sorted(ids)):
+            platforms.update(s.exec(select(Asset.platform).where(col(Asset.id).in_(chunk)).distinct()).all())
+    return platforms
 
 
 def preview_summary(ctx: Context, spec: TaskSpec) -> str:

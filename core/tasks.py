@@ -104,6 +104,11 @@ def validate_task(spec: TaskSpec, db: Database | None = None) -> None:
     if params.verify not in VERIFY_MODES:
         raise InputError(f"verify: must be one of {', '.join(VERIFY_MODES)}, got {params.verify!r}")
     validate_params(params)
+    if db is not None:
+        from core.params import check_for_platforms
+        from core.targets import scope_platforms
+
+        check_for_platforms(params, scope_platforms(db, spec))
     if spec.become_password is not None:
         check_specific_password(spec.become_password, field="become password")
     if spec.interval_hours is not None and (isinstance(spec.interval_hours, bool) or not isinstance(spec.interval_hours, int)):

@@ -364,3 +364,9 @@ def test_self_change_runs_passwd_under_a_deadline_the_host_enforces(host: Sandbo
     late = SelfChangeDriver(asset, new).change_password("alice", new_password(), deadline=time.time() + 1)
     assert late.state == "not_applied" and "deadline came before this line could be typed" in late.error
     assert host.password_works("alice", new)
+
+
+def test_a_task_over_custom_ssh_assets_needs_a_sequence(ctx: Context, host: SandboxHost) -> None:
+    _device_inventory(ctx, host)
+    with pytest.raises(InputError, match="^commands: the task covers custom-ssh assets: give commands or a template"):
+        make_task(ctx, "none", [host], ["alice"])
