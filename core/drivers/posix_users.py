@@ -108,7 +108,7 @@ def setup_script(username: str, params: HostParams, *, aix: bool = False) -> str
                      f"pgrp={params.group}" if params.group else "",
                      f"groups={','.join(split_list(params.groups))}" if params.groups else "",
                      f"id={params.uid}" if params.uid is not None else ""]
-            cmd = "mkuser " + " ".join(shlex.quote(a) for a in attrs if a) + f" {q_user}"
+            cmd = " ".join(["mkuser", *(shlex.quote(a) for a in attrs if a), q_user])
         else:
             opts = ["-m"]
             if params.shell:
