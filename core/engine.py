@@ -184,6 +184,12 @@ class _Run:
                 self._fail_unpushed(remaining, CANCELLED_BEFORE_PUSH)
                 return
             asset = get_asset_by_id(self.db, jobs[0].asset_id)
+            if self.spec.params.self_change:
+                from core.drivers.selfchange import change_own_accounts
+
+                change_own_accounts(self, asset, remaining)  # accounts that log in as themselves leave `remaining`
+                if not remaining:
+                    return
             driver, error = self._connect(asset)
             if driver is None:
                 self._fail_unpushed(remaining, error)
@@ -284,6 +290,8 @@ class _Run:
                                         record_id=job.record_id))
             must_verify = result.state == AMBIGUOUS or (self.spec.check_after_change and self.spec.params.verify != "none")
             if must_verify:
+                if self.spec.params.settle_delay:
+                    time.sleep(self.spec.params.settle_delay)  # a slow device (commit) applies the change late
                 status, error = judge(asset, job.username, job.secret_type, self.timeouts,
                                       new=(job.new_secret, job.new_passphrase),
                                       old_loader=lambda: _old_secret(self.db, job.record_id), push_error=result.error,

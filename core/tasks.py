@@ -14,6 +14,7 @@ from sqlmodel import func, select
 from core.config import Settings
 from core.context import Context
 from core.errors import InputError, KeyturnError
+from core.params import apply as apply_params, validate as validate_params
 from core.schedule import next_runs, validate_schedule
 from core.secretgen import KEY_ALGORITHMS, check_specific_password, load_private_key, validate_rules
 from storage import tasks as repo
@@ -117,6 +118,12 @@ def validate_task(spec: TaskSpec, db: Database | None = None, settings: Settings
                          f"{', '.join(allowed_programs(settings))}; more only via allowed_programs in the config file)")
     if params.verify not in VERIFY_MODES:
         raise InputError(f"verify: must be one of {', '.join(VERIFY_MODES)}, got {params.verify!r}")
+    validate_params(params)
+    if db is not None:
+        from core.params import check_for_platforms
+        from core.targets import scope_platforms
+
+        check_for_platforms(params, scope_platforms(db, spec))
     if spec.become_password is not None:
         check_specific_password(spec.become_password, field="become password")
     if spec.interval_hours is not None and (isinstance(spec.interval_hours, bool) or not isinstance(spec.interval_hours, int)):
@@ -303,7 +310,7 @@ def set_active(ctx: Context, name: str, active: bool) -> TaskSpec:
 # -- task files ------------------------------------------------------------------------------------
 _FILE_KEYS = {
     "name", "description", "accounts", "assets", "nodes", "type", "strategy", "key_strategy", "key_algorithm",
-    "key_file", "check", "active", "recipients", "interval", "cron", "start", "rules", "host",
+    "key_file", "check", "active", "recipients", "interval", "cron", "start", "rules", "host", "params",
 }
 _RULE_KEYS = {"length": int, "lower": bool, "upper": bool, "digits": bool, "symbols": bool, "exclude": str}
 _HOST_KEYS = {"sudo": bool, "chpasswd_path": str, "create_user": bool, "verify": str}
@@ -406,6 +413,10 @@ def _spec_from_mapping(data: dict[str, Any], path: Path) -> TaskSpec:
             raise InputError(f"host.{key}: unknown key (known: {', '.join(_HOST_KEYS)})")
         _typed(value, _HOST_KEYS[key], f"host.{key}")
     spec.params = HostParams.from_dict({("use_sudo" if k == "sudo" else k): v for k, v in host.items()})
+    try:  # [params]: sequences, self-change, user parameters (core/params.py)
+        spec.params = apply_params(spec.params, _typed(data.get("params", {}), dict, "params"))
+    except InputError as exc:
+        raise InputError(f"params.{exc}") from None
     if "key_file" in data:
         key_path = Path(_typed(data["key_file"], str, "key_file")).expanduser()
         if not key_path.is_absolute():

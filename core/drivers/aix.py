@@ -6,7 +6,10 @@ channel that answers the way AIX 7.2 does), see tests/unit/test_aix_driver.py.
 
 from __future__ import annotations
 
-from core.drivers.posix import EXIT_CREATE_FAILED, EXIT_NO_USER, PosixDriver
+import shlex
+
+from core.drivers import posix_users
+from core.drivers.posix import EXIT_NO_USER, PosixDriver
 
 
 class AixDriver(PosixDriver):
@@ -30,10 +33,7 @@ class AixDriver(PosixDriver):
         return f"print -r -- \"${var}\""
 
     def _user_check(self, q_user: str) -> str:
-        if not self.params.create_user:
-            return ""
-        return (f"if ! id -u {q_user} >/dev/null 2>&1; then mkuser {q_user} >/dev/null || "
-                f"{{ echo 'keyturn: could not create the user' >&2; exit {EXIT_CREATE_FAILED}; }}; fi\n")
+        return posix_users.setup_script(shlex.split(q_user)[0], self.params, aix=True)
 
     def _home_snippet(self, q_user: str) -> str:
         # AIX has no getent; lsuser prints "name home=/path".

@@ -13,6 +13,7 @@ import shlex
 import paramiko
 
 from core import ssh
+from core.drivers import posix_users
 from core.drivers.base import (
     AMBIGUOUS, APPLIED, KEY_STRATEGIES, NOT_APPLIED, DriverError, PushResult, check_public_line, check_username,
     seconds_left,
@@ -31,7 +32,7 @@ EXIT_SYMLINK = 95
 EXIT_SSH_DIR = 96
 EXIT_WRITE = 97
 _NOT_APPLIED_CODES = {EXIT_TRUNCATED, EXIT_NO_USER, EXIT_CREATE_FAILED, EXIT_NO_HOME, EXIT_SYMLINK, EXIT_SSH_DIR,
-                      EXIT_WRITE}
+                      EXIT_WRITE} | posix_users.NOT_APPLIED_CODES
 
 
 class PosixDriver:
@@ -175,11 +176,8 @@ class PosixDriver:
 
     # -- passwords ---------------------------------------------------------------------------------
     def _user_check(self, q_user: str) -> str:
-        """Shell lines run before chpasswd: create a missing user when the task asks for it."""
-        if not self.params.create_user:
-            return ""
-        return (f"if ! id -u {q_user} >/dev/null 2>&1; then useradd -m {q_user} >/dev/null || "
-                f"{{ echo 'keyturn: could not create the user' >&2; exit {EXIT_CREATE_FAILED}; }}; fi\n")
+        """Shell lines run before chpasswd: create a missing user, write its sudoers entry (posix_users)."""
+        return posix_users.setup_script(shlex.split(q_user)[0], self.params)
 
     def _chpasswd_command(self) -> str:
         return " ".join(shlex.quote(p) for p in (self.params.chpasswd_path or "chpasswd", *self.chpasswd_args))
