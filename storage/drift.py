@@ -293,3 +293,36 @@ def asset_id_by_name(db: Database, name: str) -> int | None:
     """The id of an asset by name, None when there is none."""
     with db.read() as s:
         return s.exec(select(Asset.id).where(Asset.name == name)).first()
+
+
+class RestoreRefused(ValueError):
+    """The account moved since the record (another secret became current); nothing was written."""
+
+
+def restore_record_secret_in(session: Session, db: Database, record_id: int) -> int:
+    """Make a record's new secret the account's current one, if the account still holds the record's old secret.
+
+    Checked inside the write transaction, so a change settling meanwhile cannot be overwritten. Returns the
+    account id; RestoreRefused when the account changed since (or the record has no new secret).
+    """
+    from storage.inventory import set_account_secret
+
+    row = session.get(ChangeRecord, record_id)
+    if row is None:
+        raise NotFound(f"record {record_id}: no such change record")
+    acc = session.get(Account, row.account_id) if row.account_id is not None else None
+    if acc is None:
+        raise RestoreRefused(f"record {record_id}: its account was removed from the inventory")
+    new, new_pp = db.unseal(row, "new_secret_enc"), db.unseal(row, "new_passphrase_enc")
+    if not new:
+        raise RestoreRefused(f"record {record_id}: holds no new secret")
+    later = session.exec(select(ChangeRecord.id).where(ChangeRecord.account_id == acc.id, ChangeRecord.id > record_id,
+                                                       ChangeRecord.status == "success")).first()
+    current = db.unseal(acc, "secret_enc")
+    if later is not None or current != db.unseal(row, "old_secret_enc"):
+        raise RestoreRefused(f"record {record_id}: the account changed since this record"
+                             + (f" (record {later} succeeded later)" if later is not None else ""))
+    set_account_secret(db, session, acc, new, new_pp, record_id=row.id)
+    acc.last_status = "restored"
+    session.add(acc)
+    return acc.id  # type: ignore[return-value]
