@@ -183,3 +183,39 @@ def latest(ctx: Context, status: str | None = None) -> list[HeartbeatInfo]:
 def drifted(ctx: Context) -> list[HeartbeatInfo]:
     """Accounts whose newest heartbeat is not ok (the Overview's drift count)."""
     return [h for h in store.latest_heartbeats(ctx.db) if h.status != OK]
+
+
+# -- scheduled heartbeats ---------------------------------------------------------------------------------
+def claim_due_heartbeats(ctx: Context, now: datetime) -> list[str]:
+    """Names of tasks whose heartbeat is due at now, each claimed for this scheduler (the slot moves on first)."""
+    from core.schedule import next_runs
+
+    claimed = []
+    for task_id, name, opts in store.heartbeat_schedules(ctx.db):
+        due = opts.next_heartbeat_at or now
+        if due > now:
+            continue
+        nxt = next_runs(opts.heartbeat_interval_hours, opts.heartbeat_cron, now, count=1)[0]
+        if store.claim_heartbeat(ctx.db, task_id, opts.next_heartbeat_at, nxt):
+            claimed.append(name)
+    return claimed
+
+
+def next_heartbeat_due(ctx: Context) -> datetime | None:
+    """The earliest next heartbeat of any task (None when none is scheduled)."""
+    slots = [o.next_heartbeat_at for _i, _n, o in store.heartbeat_schedules(ctx.db) if o.next_heartbeat_at]
+    return min(slots) if slots else None
+
+
+def run_heartbeat_safely(ctx: Context, task_name: str) -> HeartbeatReport | None:
+    """A scheduled heartbeat: never raises (the scheduler keeps going), logs what it found."""
+    import logging
+
+    log = logging.getLogger("keyturn.scheduler")
+    try:
+        report = run_heartbeat(ctx, task_name)
+    except Exception as exc:  # noqa: BLE001 - one broken task must not stop the scheduler
+        log.warning("task %s: heartbeat failed: %s", task_name, exc)
+        return None
+    log.info("task %s: heartbeat: %s", task_name, ", ".join(f"{n} {s}" for s, n in report.counts().items()))
+    return report

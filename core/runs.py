@@ -95,3 +95,27 @@ def run_with_options(ctx: Context, task_name: str, *, trigger: str = "manual", r
     elif cancel.is_set():
         result.stopped = "cancelled"
     return result
+
+
+# -- for the scheduler ------------------------------------------------------------------------------------
+def window_open(ctx: Context, task_id: int, now: datetime) -> bool:
+    """Whether a scheduled slot of the task may start at now (no windows, or one holds)."""
+    return in_window(parse_windows(store.get_task_options(ctx.db, task_id).windows), now)
+
+
+def effective_due(ctx: Context, task_id: int, due: datetime, now: datetime) -> datetime:
+    """When a due slot can really start: at once inside a window, else at the next opening."""
+    from core.windows import next_opening
+
+    windows = parse_windows(store.get_task_options(ctx.db, task_id).windows)
+    if not windows or in_window(windows, max(due, now)):
+        return due
+    return next_opening(windows, max(due, now)) or max(due, now)
+
+
+def scheduled_run(ctx: Context, task_name: str, *, trigger: str = "schedule", cancel: threading.Event | None = None,
+                  on_event: EventCallback | None = None) -> ExecutionInfo:
+    """The scheduler's runner: the task's windows and retries applied; returns the last execution."""
+    result = run_with_options(ctx, task_name, trigger=trigger, respect_windows=True, cancel=cancel, on_event=on_event)
+    assert result.last is not None
+    return result.last

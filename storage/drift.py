@@ -326,3 +326,25 @@ def restore_record_secret_in(session: Session, db: Database, record_id: int) -> 
     acc.last_status = "restored"
     session.add(acc)
     return acc.id  # type: ignore[return-value]
+
+
+def heartbeat_schedules(db: Database) -> list[tuple[int, str, TaskOptions]]:
+    """(task id, task name, options) of every active task with a heartbeat schedule."""
+    from storage.tables import ChangeSecretTask
+
+    with db.read() as s:
+        rows = s.exec(select(TaskOption, ChangeSecretTask.name).join(ChangeSecretTask, ChangeSecretTask.id == TaskOption.task_id)
+                      .where(ChangeSecretTask.active == True)  # noqa: E712
+                      .where((col(TaskOption.heartbeat_interval_hours).is_not(None)) | (col(TaskOption.heartbeat_cron).is_not(None)))).all()
+        return [(row.task_id, name, _options(row)) for row, name in rows]
+
+
+def claim_heartbeat(db: Database, task_id: int, seen: datetime | None, nxt: datetime) -> bool:
+    """Move a task's next heartbeat from seen to nxt, only if nobody moved it first (one scheduler wins)."""
+    from sqlalchemy import update
+
+    with db.write() as s:
+        stmt = update(TaskOption).where(col(TaskOption.task_id) == task_id)
+        stmt = stmt.where(col(TaskOption.next_heartbeat_at).is_(None) if seen is None else col(TaskOption.next_heartbeat_at) == seen)
+        result = s.connection().execute(stmt.values(next_heartbeat_at=nxt))
+        return result.rowcount == 1
