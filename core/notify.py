@@ -197,6 +197,14 @@ def build_report(data: ExecutionReportData, to: list[str], settings: Settings, *
         lines.append("")
     else:
         lines += ["Every account was changed and verified.", ""]
+    if data.dependency_warnings:
+        lines.append("Changed, but a dependency step failed (retry: keyturn records retry-dependencies ID):")
+        lines += [f"  {asset} / {user}: {error}" for asset, user, error in data.dependency_warnings[:MAX_LISTED]]
+        lines.append("")
+    if data.drifted:
+        lines.append("Drift (the last heartbeat did not log in with the vault's secret):")
+        lines += [f"  {asset} / {user}: {status}" for asset, user, status in data.drifted[:MAX_LISTED]]
+        lines.append("")
     lines.append("See more:")
     lines += [f"  {hint}" for hint in _see_more(run.task_name)]
     lines += ["", closing, ""]
@@ -217,6 +225,14 @@ def build_report(data: ExecutionReportData, to: list[str], settings: Settings, *
             parts.append(f"<p>... and {hidden} more</p>")
     else:
         parts.append("<p>Every account was changed and verified.</p>")
+    if data.dependency_warnings:
+        parts.append("<h3>Changed, but a dependency step failed</h3><ul>")
+        parts += [f"<li>{e(asset)} / {e(user)}: {e(error)}</li>" for asset, user, error in data.dependency_warnings[:MAX_LISTED]]
+        parts.append("</ul>")
+    if data.drifted:
+        parts.append("<h3>Drift (the last heartbeat did not log in with the vault's secret)</h3><ul>")
+        parts += [f"<li>{e(asset)} / {e(user)}: {e(status)}</li>" for asset, user, status in data.drifted[:MAX_LISTED]]
+        parts.append("</ul>")
     parts.append("<h3>See more</h3><ul>")
     parts += [f"<li><code>{e(hint)}</code></li>" for hint in _see_more(run.task_name)]
     parts.append(f"</ul><p>{e(closing)}</p>")

@@ -14,6 +14,7 @@ from core.task_options import set_options
 from storage import executions as rec
 from storage.drift import record_flags
 from tests.integration.test_rotation import Collect, build_inventory, make_task, reset_host, vault
+from tests.integration.test_email import smtp  # noqa: F401 - fixture
 from tests.sandbox import SandboxFleet, SandboxHost, require_sandbox
 
 pytestmark = pytest.mark.sshd
@@ -104,3 +105,30 @@ def test_dependency_steps_are_refused_for_key_tasks_and_unknown_assets(ctx: Cont
     make_task(ctx, "pw", [db], ["alice"])
     with pytest.raises(InputError, match="^dependency 1: run on: no asset named 'nope'"):
         set_options(ctx, "pw", dependencies=[{"asset": db.name, "run_on": "nope", "command": "true"}])
+
+
+def test_the_mail_report_lists_dependency_warnings_and_drift(ctx: Context, hosts: list[SandboxHost], smtp) -> None:  # noqa: ANN001
+    import email
+    import email.policy
+
+    from core.heartbeat import run_heartbeat
+    from core.notify import send_execution_report
+    from storage.tables import Operator
+
+    db, app = hosts
+    smtp.settings_for(ctx, smtp_from="keyturn@example.test")
+    with ctx.db.write() as s:
+        s.add(Operator(name="ann", email="ann@example.test"))
+    build_inventory(ctx, hosts, ["alice"])
+    make_task(ctx, "follow3", hosts, ["alice"], recipients=["ann"])
+    set_options(ctx, "follow3", dependencies=[{"asset": db.name, "run_on": app.name,
+                                               "command": "cat > /dev/null; echo 'app: restart failed' >&2; exit 1"}])
+    info = run_task(ctx, "follow3")
+    app.set_password("alice", "Changed-by-hand-1")
+    run_heartbeat(ctx, "follow3")
+    assert send_execution_report(ctx, info.id) is None
+    [env] = smtp.mailbox.envelopes
+    text = email.message_from_bytes(env.content, policy=email.policy.default).get_body(("plain",)).get_content()
+    assert f"{db.name} / alice: {app.name}: the step exited 1: app: restart failed" in text
+    assert f"{app.name} / alice: rejected" in text
+    assert "Changed-by-hand-1" not in text
