@@ -76,7 +76,7 @@ def set_options(ctx: Context, task_name: str, /, **changes: Any) -> TaskOptions:
 
     unknown = set(changes) - _FIELDS
     if unknown:
-        raise InputError(f"{sorted(unknown)[0]}: not a task option")
+        raise InputError(f"{min(unknown)}: not a task option")
     try:
         spec = get_task(ctx.db, task_name)
     except NotFound:

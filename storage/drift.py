@@ -277,7 +277,7 @@ def age_keys(db: Database, operator_names: Iterable[str]) -> dict[str, str]:
         return {}
     with db.read() as s:
         rows = s.exec(select(Operator.name, OperatorAgeKey.public_key)
-                      .join(OperatorAgeKey, OperatorAgeKey.operator_id == Operator.id)
+                      .join(OperatorAgeKey, col(OperatorAgeKey.operator_id) == Operator.id)
                       .where(col(Operator.name).in_(names))).all()
         return dict(rows)
 
@@ -316,7 +316,7 @@ def restore_record_secret_in(session: Session, db: Database, record_id: int) -> 
     new, new_pp = db.unseal(row, "new_secret_enc"), db.unseal(row, "new_passphrase_enc")
     if not new:
         raise RestoreRefused(f"record {record_id}: holds no new secret")
-    later = session.exec(select(ChangeRecord.id).where(ChangeRecord.account_id == acc.id, ChangeRecord.id > record_id,
+    later = session.exec(select(ChangeRecord.id).where(ChangeRecord.account_id == acc.id, col(ChangeRecord.id) > record_id,
                                                        ChangeRecord.status == "success")).first()
     current = db.unseal(acc, "secret_enc")
     if later is not None or current != db.unseal(row, "old_secret_enc"):
@@ -333,7 +333,7 @@ def heartbeat_schedules(db: Database) -> list[tuple[int, str, TaskOptions]]:
     from storage.tables import ChangeSecretTask
 
     with db.read() as s:
-        rows = s.exec(select(TaskOption, ChangeSecretTask.name).join(ChangeSecretTask, ChangeSecretTask.id == TaskOption.task_id)
+        rows = s.exec(select(TaskOption, ChangeSecretTask.name).join(ChangeSecretTask, col(ChangeSecretTask.id) == TaskOption.task_id)
                       .where(ChangeSecretTask.active == True)  # noqa: E712
                       .where((col(TaskOption.heartbeat_interval_hours).is_not(None)) | (col(TaskOption.heartbeat_cron).is_not(None)))).all()
         return [(row.task_id, name, _options(row)) for row, name in rows]

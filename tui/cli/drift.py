@@ -222,7 +222,8 @@ def _with_options(handler, create: bool):  # type: ignore[no-untyped-def]
         opts = set_options(ctx, name, **changes)
         parts = []
         if opts.heartbeat_scheduled:
-            parts.append(f"heartbeat {'every %dh' % opts.heartbeat_interval_hours if opts.heartbeat_interval_hours else opts.heartbeat_cron}")
+            every = f"every {opts.heartbeat_interval_hours}h" if opts.heartbeat_interval_hours else opts.heartbeat_cron
+            parts.append(f"heartbeat {every}")
         if opts.windows:
             parts.append("windows " + "; ".join(opts.windows))
         if opts.retries:
