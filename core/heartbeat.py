@@ -24,7 +24,7 @@ from core.ssh import Timeouts
 from storage import drift as store
 from storage.drift import HEARTBEAT_STATUSES, HeartbeatInfo, NewHeartbeat
 from storage.inventory import account_secrets, get_asset_by_id, privileged_account
-from storage.types import AssetInfo
+from storage.types import AssetInfo, ExecutionInfo
 
 OK, REJECTED, LOCKED, UNREACHABLE = HEARTBEAT_STATUSES
 LOCK_CHECK_PLATFORMS = ("linux", "unix")
@@ -36,6 +36,7 @@ class HeartbeatReport:
 
     task_name: str
     results: list[NewHeartbeat]
+    reconciled: ExecutionInfo | None = None  # the run that set new secrets on rejected accounts, if any
 
     @property
     def all_ok(self) -> bool:
@@ -122,8 +123,11 @@ def check_account(ctx: Context, account_id: int, *, task_id: int | None = None,
 
 
 def run_heartbeat(ctx: Context, task_name: str, *, cancel: threading.Event | None = None,
-                  on_result: ResultCallback | None = None) -> HeartbeatReport:
-    """Check every target account of a task now, store each result, and audit the run."""
+                  on_result: ResultCallback | None = None, reconcile: bool | None = None) -> HeartbeatReport:
+    """Check every target account of a task now, store each result, and audit the run.
+
+    reconcile (default: the task's reconcile_drift option) then gives rejected accounts a new secret.
+    """
     from core.targets import preview
     from storage.tasks import get_task
 
@@ -166,11 +170,39 @@ def run_heartbeat(ctx: Context, task_name: str, *, cancel: threading.Event | Non
             fut.result()
     results.sort(key=lambda r: (r.asset_name, r.username))
     store.add_heartbeats(ctx.db, results)
-    report = HeartbeatReport(spec.name, results)
     from core.audit import record_event
 
+    report = HeartbeatReport(spec.name, results)
     record_event(ctx, "heartbeat.run", "task", spec.id, {"task": spec.name, **report.counts()})
+    assert spec.id is not None
+    if reconcile is None:
+        reconcile = store.get_task_options(ctx.db, spec.id).reconcile_drift
+    if reconcile and not cancel.is_set():
+        report = HeartbeatReport(spec.name, results, reconcile_drifted(ctx, spec.name, results, cancel=cancel))
     return report
+
+
+def reconcile_drifted(ctx: Context, task_name: str, results: list[NewHeartbeat], *,
+                      cancel: threading.Event | None = None) -> ExecutionInfo | None:
+    """Give every `rejected` account a fresh secret through the privileged account (CyberArk's "reconcile").
+
+    A normal execution with trigger "reconcile": the new secret is committed on its record before the host is
+    touched, the push needs no old secret, and the login with the new one settles it. Locked and unreachable
+    accounts are left alone: a new password would not unlock them, and an unreachable host cannot be changed.
+    """
+    from core.engine import _execute, _new_secret, _Planned  # the engine's own write-ahead path, unchanged
+    from core.targets import preview
+    from storage.tasks import get_task
+
+    rejected = {r.account_id for r in results if r.status == REJECTED}
+    if not rejected:
+        return None
+    spec = get_task(ctx.db, task_name)
+    planned = [_Planned(t.account_id, t.asset_id, t.asset_name, t.username, t.secret_type, t.privileged, _new_secret(spec))
+               for t in preview(ctx, spec).targets if t.account_id in rejected]
+    if not planned:
+        return None
+    return _execute(ctx, spec, "reconcile", planned, cancel=cancel, on_event=None)
 
 
 def latest(ctx: Context, status: str | None = None) -> list[HeartbeatInfo]:

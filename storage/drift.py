@@ -51,6 +51,7 @@ class TaskOptions:
     retries: int = 0
     retry_delay_minutes: int = 0
     send_secrets: bool = False
+    reconcile_drift: bool = False
     dependencies: list[DependencyStep] = field(default_factory=list)
 
     @property
@@ -93,6 +94,7 @@ def _options(row: TaskOption | None) -> TaskOptions:
         heartbeat_interval_hours=row.heartbeat_interval_hours, heartbeat_cron=row.heartbeat_cron,
         next_heartbeat_at=row.next_heartbeat_at, windows=list(row.windows or []), retries=row.retries,
         retry_delay_minutes=row.retry_delay_minutes, send_secrets=row.send_secrets,
+        reconcile_drift=row.reconcile_drift,
         dependencies=[DependencyStep.from_dict(d) for d in row.dependencies or []],
     )
 
@@ -121,6 +123,7 @@ def save_task_options_in(session: Session, task_id: int, opts: TaskOptions) -> N
     row.retries = opts.retries
     row.retry_delay_minutes = opts.retry_delay_minutes
     row.send_secrets = opts.send_secrets
+    row.reconcile_drift = opts.reconcile_drift
     row.dependencies = [d.to_dict() for d in opts.dependencies]
     session.add(row)
 

@@ -282,6 +282,7 @@ class TaskOption(SQLModel, table=True):
     retries: int = 0
     retry_delay_minutes: int = 0
     send_secrets: bool = False
+    reconcile_drift: bool = False  # a heartbeat's rejected accounts get a new secret through the privileged account
     dependencies: list = _json(list)  # {"asset": name, "run_on": name or "", "command": text}
 
 

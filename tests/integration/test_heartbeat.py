@@ -76,3 +76,28 @@ def test_a_second_heartbeat_replaces_the_latest_result(ctx: Context, hosts: list
     h1.set_password("alice", original)
     assert run_heartbeat(ctx, "beat1").all_ok
     assert [h.status for h in latest_heartbeats(ctx.db)] == ["ok"]
+
+
+def test_reconcile_drift_gives_rejected_accounts_a_new_secret_through_the_privileged_account(
+        ctx: Context, hosts: list[SandboxHost]) -> None:
+    from core.task_options import set_options
+    from storage import executions as rec
+    from tests.integration.test_rotation import assert_vault_matches_hosts, vault
+
+    h1 = hosts[0]
+    build_inventory(ctx, [h1], USERS)
+    make_task(ctx, "fix", [h1], USERS)
+    set_options(ctx, "fix", reconcile_drift=True)
+    h1.set_password("bob", new_password())  # drift made by hand
+    h1.run(["passwd", "-l", "carol"], check=True)
+    before = {u: vault(ctx, h1.name, u).secret for u in USERS}
+    report = run_heartbeat(ctx, "fix")
+    assert report.reconciled is not None and report.reconciled.trigger == "reconcile"
+    [record] = rec.list_records(ctx.db, execution_id=report.reconciled.id)
+    # Only the rejected account was changed, with the usual write-ahead record; the locked one was left alone.
+    assert (record.username, record.status) == ("bob", "success")
+    assert vault(ctx, h1.name, "bob").secret != before["bob"]
+    assert {u: vault(ctx, h1.name, u).secret for u in ("alice", "carol")} == {u: before[u] for u in ("alice", "carol")}
+    assert_vault_matches_hosts(ctx, [h1], ["alice", "bob"])
+    assert {r.username: r.status for r in run_heartbeat(ctx, "fix", reconcile=False).results} == {
+        "alice": "ok", "bob": "ok", "carol": "locked"}

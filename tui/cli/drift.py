@@ -44,15 +44,19 @@ def _print_beats(rows: list[dict[str, Any]]) -> None:
 def _cmd_heartbeat_run(ctx: Context, args: argparse.Namespace) -> int:
     from core.heartbeat import run_heartbeat
 
-    report = run_heartbeat(ctx, args.task)
+    report = run_heartbeat(ctx, args.task, reconcile=True if args.reconcile else None)
     rows = [{"asset": r.asset_name, "account": r.username, "status": r.status, "reason": r.reason,
              "checked_at": r.checked_at.isoformat(), "account_id": r.account_id} for r in report.results]
     if args.json:
         print(json.dumps({"task": report.task_name, "all_ok": report.all_ok, "counts": report.counts(),
-                          "results": rows}, indent=2))
+                          "results": rows, "reconcile_execution": report.reconciled.id if report.reconciled else None},
+                         indent=2))
     else:
         _print_beats(rows)
         print(", ".join(f"{n} {s}" for s, n in report.counts().items()))
+        if report.reconciled is not None:
+            r = report.reconciled
+            print(f"reconciled in execution {r.id}: {r.succeeded} succeeded, {r.failed} failed, {r.unverified} unverified")
     return 0 if report.all_ok else 1
 
 
@@ -131,8 +135,6 @@ def _cmd_set_age_key(ctx: Context, args: argparse.Namespace) -> int:
 
 
 # -- task create / edit options --------------------------------------------------------------------------
-OPTION_DESTS = ("heartbeat_interval", "heartbeat_cron", "no_heartbeat", "window", "no_windows", "retries",
-                "retry_delay", "send_secrets", "dependency", "no_dependencies")
 
 
 def _add_option_arguments(p: argparse.ArgumentParser, edit: bool) -> None:
@@ -151,6 +153,8 @@ def _add_option_arguments(p: argparse.ArgumentParser, edit: bool) -> None:
     g.add_argument("--retry-delay", type=int, metavar="MINUTES", help="wait between retries (default: 0)")
     g.add_argument("--send-secrets", dest="send_secrets", action=argparse.BooleanOptionalAction, default=None,
                    help="mail each recipient with an age key the run's new secrets, encrypted to that key")
+    g.add_argument("--reconcile-drift", dest="reconcile_drift", action=argparse.BooleanOptionalAction, default=None,
+                   help="after a heartbeat, give accounts that rejected the vault's secret a new one (privileged push)")
     g.add_argument("--dependency", action="append", nargs=3, metavar=("ASSET", "RUN_ON", "COMMAND"),
                    help="after a change on ASSET (or * for any), run COMMAND as root on RUN_ON (- for the same "
                         "asset) with the new password on stdin (repeat)" + ("; replaces the list" if edit else ""))
@@ -176,6 +180,8 @@ def _option_changes(args: argparse.Namespace) -> dict[str, Any]:
         changes["retry_delay_minutes"] = args.retry_delay
     if args.send_secrets is not None:
         changes["send_secrets"] = args.send_secrets
+    if args.reconcile_drift is not None:
+        changes["reconcile_drift"] = args.reconcile_drift
     if args.dependency is not None:
         changes["dependencies"] = [DependencyStep(asset=a, run_on="" if r == "-" else r, command=c)
                                    for a, r, c in args.dependency]
@@ -230,6 +236,8 @@ def _with_options(handler, create: bool):  # type: ignore[no-untyped-def]
             parts.append(f"{opts.retries} retries, {opts.retry_delay_minutes} min apart")
         if opts.send_secrets:
             parts.append("encrypted hand-over on")
+        if opts.reconcile_drift:
+            parts.append("drift reconciled")
         if opts.dependencies:
             parts.append(f"{len(opts.dependencies)} dependency step(s)")
         print(f"task {name} options: " + (", ".join(parts) or "none"))
@@ -257,6 +265,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("run", help="check every target account of a task now (exit 0 only when all are ok)")
     p.add_argument("task", metavar="TASK")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--reconcile", action="store_true",
+                   help="give rejected accounts a new secret now (default: the task's --reconcile-drift option)")
     p.set_defaults(handler=_cmd_heartbeat_run, permission="run")
     p = cmds.add_parser("list", help="the latest heartbeat result of each account")
     p.add_argument("--status", choices=HEARTBEAT_STATUSES, help="only accounts with this status")

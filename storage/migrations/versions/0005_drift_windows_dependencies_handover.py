@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('retries', sa.Integer(), nullable=False),
     sa.Column('retry_delay_minutes', sa.Integer(), nullable=False),
     sa.Column('send_secrets', sa.Boolean(), nullable=False),
+    sa.Column('reconcile_drift', sa.Boolean(), nullable=False),
     sa.Column('dependencies', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['task_id'], ['change_secret_task.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('task_id')
