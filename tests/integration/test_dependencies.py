@@ -52,7 +52,9 @@ def test_a_dependency_step_on_another_host_receives_the_new_password(ctx: Contex
     db, app = hosts
     build_inventory(ctx, hosts, ["alice"])
     make_task(ctx, "follow", [db], ["alice"])
-    set_options(ctx, "follow", dependencies=[{"asset": db.name, "run_on": app.name, "command": WRITE_FILE}])
+    # The step also records every process's command line while it runs (its own parents included).
+    set_options(ctx, "follow", dependencies=[{"asset": db.name, "run_on": app.name,
+                                              "command": WRITE_FILE + "; ps -eo args > /tmp/kt-ps.txt"}])
     events = Collect()
     info = run_task(ctx, "follow", on_event=events)
     assert (info.status, info.succeeded) == ("success", 1)
@@ -65,9 +67,12 @@ def test_a_dependency_step_on_another_host_receives_the_new_password(ctx: Contex
     assert [(e.run_on, e.status) for e in ran] == [(app.name, "ok")]
     record = rec.list_records(ctx.db, execution_id=info.id)[0]
     assert record_flags(ctx.db, [record.id])[record.id].dependency_status == "ok"
-    # The secret went on stdin only: the log tells the story without it.
+    # The secret went on stdin only: not in any command line while the step ran, nor in a log.
+    ps = app.read_file("/tmp/kt-ps.txt") or ""
+    assert "ps -eo args" in ps and new not in ps
     log = rec.get_execution(ctx.db, info.id, with_log=True).log
     assert "dependency on" in log and new not in log
+    assert new not in app.log() and new not in db.log()
 
 
 def test_a_failed_step_leaves_the_change_successful_with_a_warning_and_retries_alone(
