@@ -575,6 +575,8 @@ def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned]
             pool.shutdown(wait=True)
         if run.db_error:
             raise DatabaseWriteError(DB_WRITE_FAILED.format(why=run.db_error))
+        from core.dependencies import run_for_execution  # dependent updates follow successful changes; never raises
+        run_for_execution(ctx, spec.id, execution_id, run.emit)
         info = rec.finish_execution(db, execution_id, cancelled=run.cancel.is_set(), log=run.drain(force=True))
         run.emit(ExecutionFinished(execution_id, status=info.status, total=info.total, succeeded=info.succeeded,
                                    failed=info.failed, unverified=info.unverified, duration_s=time.monotonic() - started))

@@ -178,7 +178,9 @@ def overview_stats(db: Database, now: datetime, days: int = 30) -> OverviewStats
 
 
 def attention_accounts(db: Database, limit: int = 200) -> list[AttentionRow]:
-    """Accounts whose newest change record failed or is unverified, newest first."""
+    """Accounts whose newest change record failed or is unverified (and is not ignored), newest first."""
+    from storage.tables import RecordFlag
+
     newer = ChangeRecord.__table__.alias("newer")
     with db.read() as s:
         stmt = (
@@ -187,6 +189,9 @@ def attention_accounts(db: Database, limit: int = 200) -> list[AttentionRow]:
             # Keep only the newest record of each account: a later success clears the alarm.
             .where(~select(newer.c.id).where(newer.c.account_id == ChangeRecord.account_id,
                                               newer.c.id > ChangeRecord.id).exists())
+            # An operator's `records ignore` takes a record off this list (reversible with unignore).
+            .where(~select(RecordFlag.record_id).where(RecordFlag.record_id == ChangeRecord.id,
+                                                       RecordFlag.ignored == True).exists())  # noqa: E712
             .order_by(col(ChangeRecord.created_at).desc(), col(ChangeRecord.id).desc())
             .limit(limit)
         )

@@ -315,6 +315,18 @@ class PosixDriver:
         )
         return self._push(script, [public_line], [], "key install failed")
 
+    # -- other root commands (heartbeat's lock check, dependency steps) --------------------------------
+    def run_as_root(self, script: str, payload: list[str], secrets_in_play: list[str | None]) -> tuple[int, str, str] | PushResult:
+        """Run a fixed script as root; payload lines, then the end line (checked by the script as @END@), on stdin.
+
+        Returns (exit, stdout, stderr) scrubbed of the secrets, or a PushResult when it never ran or its end is unknown.
+        """
+        return self._execute(script, payload, secrets_in_play)
+
+    def reached_root(self, out: str) -> bool:
+        """Whether a run_as_root output shows the script started as root (sudo did not stop it)."""
+        return STARTED in out
+
     def close(self) -> None:
         """Close the privileged connection."""
         self.client.close()

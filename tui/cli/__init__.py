@@ -20,7 +20,8 @@ from storage.inventory import NotFound
 Handler = Callable[[Context, argparse.Namespace], int]
 
 # Each module has register(subparsers); order is the order of `keyturn --help`.
-GROUPS = ("tui.cli.inventory", "tui.cli.tasks", "tui.cli.records", "tui.cli.operators", "tui.cli.scheduler", "tui.cli.vaultkeys")
+GROUPS = ("tui.cli.inventory", "tui.cli.tasks", "tui.cli.records", "tui.cli.operators", "tui.cli.scheduler", "tui.cli.vaultkeys",
+          "tui.cli.drift")
 
 
 class _Parser(argparse.ArgumentParser):
