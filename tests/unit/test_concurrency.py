@@ -22,6 +22,7 @@ from core.context import Context, open_context
 from core.mfa import MfaFailed, MfaLocked, code_at, verify_code
 from core.scheduler import claim, due_tasks
 from storage.locks import acquire_task_lock
+from storage.scheduling import ScheduledTask
 from storage.tables import TaskLock
 from tests.unit.test_mfa import secret_of
 from tests.unit.test_scheduler import add_task, set_slot
@@ -82,8 +83,8 @@ def _take_lock(ctx: Context, i: int, task_id: int) -> bool:
     return acquire_task_lock(ctx.db, task_id, f"p{i}", now=T0)
 
 
-def _claim(ctx: Context, _i: int, now: datetime) -> bool:
-    return claim(ctx, due_tasks(ctx, now)[0], now)
+def _claim(ctx: Context, _i: int, seen: ScheduledTask, now: datetime) -> bool:
+    return claim(ctx, seen, now)
 
 
 @pytest.fixture
@@ -149,5 +150,7 @@ def test_an_expired_task_lock_is_taken_over_by_one_process(ctx: Context, setting
 def test_a_due_slot_claimed_by_many_processes_at_once_goes_to_one(ctx: Context, settings: Settings) -> None:
     add_task(ctx, "t", interval_hours=1)
     set_slot(ctx, "t", T0)
-    results = race(settings, _claim, T0 + timedelta(seconds=1))
+    now = T0 + timedelta(seconds=1)
+    seen = due_tasks(ctx, now)[0]  # every scheduler saw the slot due before any claimed it
+    results = race(settings, _claim, seen, now)
     assert [got for _, got in results].count(True) == 1, results
