@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from core.config import Settings
 from core.errors import UnsafeSetupError
 from storage.db import Database
@@ -49,6 +51,10 @@ def open_database(settings: Settings) -> Database:
                 raise
     except (KeyFileError, VaultError) as exc:
         raise UnsafeSetupError(str(exc)) from None
+    except SQLAlchemyError as exc:  # a database server that is down or refuses us: say which, no traceback
+        from core.database import unavailable
+
+        raise unavailable(settings, exc) from None
     return db
 
 

@@ -45,17 +45,24 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
+def pg_server() -> str:
+    """The local PostgreSQL server's version; skips loudly without one (never under CI, which must have it)."""
+    from tests import pg
+
+    try:
+        return pg.check_server()
+    except pg.ServerUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the PostgreSQL server for the PostgreSQL tests: {exc}")
+        pytest.skip(f"SKIPPING a PostgreSQL test (and the PostgreSQL half of the both-backends tests): {exc}")
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: str) -> Iterator[str]:
     """A database on the local PostgreSQL server migrated to head, copied for each test; dropped at the end."""
     from storage.db import Database
     from tests import pg
 
-    try:
-        pg.check_server()
-    except pg.ServerUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs the PostgreSQL server for the both-backends tests: {exc}")
-        pytest.skip(f"SKIPPING the PostgreSQL half of the both-backends tests: {exc}")
     name = pg.create_database()
     try:
         db = Database(pg.sqlalchemy_url(name))
@@ -72,6 +79,18 @@ def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
     from tests import pg
 
     name = pg.create_database(template=request.getfixturevalue("pg_template"))
+    try:
+        yield pg.sqlalchemy_url(name)
+    finally:
+        pg.drop_database(name)
+
+
+@pytest.fixture
+def pg_empty(pg_server: str) -> Iterator[str]:
+    """The database_url of a fresh PostgreSQL database with no schema at all; dropped afterwards."""
+    from tests import pg
+
+    name = pg.create_database()
     try:
         yield pg.sqlalchemy_url(name)
     finally:

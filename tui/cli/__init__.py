@@ -16,7 +16,8 @@ from storage.inventory import NotFound
 Handler = Callable[[Context, argparse.Namespace], int]
 
 # Each module has register(subparsers); order is the order of `keyturn --help`.
-GROUPS = ("tui.cli.inventory", "tui.cli.tasks", "tui.cli.records", "tui.cli.operators", "tui.cli.scheduler", "tui.cli.vaultkeys")
+GROUPS = ("tui.cli.inventory", "tui.cli.tasks", "tui.cli.records", "tui.cli.operators", "tui.cli.scheduler", "tui.cli.vaultkeys",
+          "tui.cli.database")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.app import run_app
 
             return run_app(settings, operator=resolve_operator(args.operator, os.environ), source=terminal_source(os.environ))
+        standalone = getattr(args, "standalone", None)
+        if standalone is not None:  # needs the settings only, not the vault (keyturn db ...)
+            return standalone(settings, args)
         handler: Handler | None = getattr(args, "handler", None)
         if handler is None:
             parser.parse_args([*(argv or sys.argv[1:]), "--help"])
