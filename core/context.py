@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from core.config import Settings
 from core.errors import DatabaseDamagedError, InputError, UnsafeSetupError
 from storage.audit import open_audit_key
@@ -87,6 +89,10 @@ def open_database(settings: Settings, *, create: bool = False) -> Database:
                 raise
     except (KeyFileError, VaultError) as exc:
         raise UnsafeSetupError(str(exc)) from None
+    except SQLAlchemyError as exc:  # a database server that is down or refuses us: say which, no traceback
+        from core.database import unavailable
+
+        raise unavailable(settings, exc) from None
     return db
 
 

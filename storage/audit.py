@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from storage import txlocks
 from storage.db import Database
 from storage.keyfile import KEY_BYTES, audit_key_paths, read_key, sync_dir, write_key
 from storage.tables import AuditEvent, utcnow
@@ -90,6 +91,7 @@ def append_event(session: Session, *, actor: str, action: str, object_type: str 
     The id is chosen here (last id + 1) because it is part of the hashed text; with the write lock held
     (BEGIN IMMEDIATE) no other process can append between reading the head and inserting.
     """
+    txlocks.hold(session, txlocks.AUDIT_APPEND)  # PostgreSQL: one appender at a time, as SQLite's writer lock gives
     head = session.exec(select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(1)).first()
     # Round-trip detail through JSON now so the hashed form equals what the JSON column gives back.
     clean = json.loads(json.dumps(detail or {}, sort_keys=True, default=str))

@@ -30,9 +30,16 @@ def sqlite_url(path: Path) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """Build an engine; for SQLite: WAL, a busy timeout, foreign keys, and BEGIN emitted by us."""
+    """Build an engine; for SQLite: WAL, a busy timeout, foreign keys, and BEGIN emitted by us.
+
+    Other servers (PostgreSQL) keep their own BEGIN and READ COMMITTED; the places where SQLite's single
+    writer gave correctness take row or advisory locks themselves (storage/txlocks.py).
+    """
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # The engine's worker threads each hold a connection while they settle a record: let the pool
+        # grow with them instead of making them wait 30 s for one, and drop connections a server restart cut.
+        args: dict = {"connect_timeout": 10, "application_name": "keyturn"} if url.startswith("postgresql") else {}
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=30, connect_args=args)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -84,6 +91,11 @@ class Database:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Workers starting together on an empty server: one migrates, the rest wait and find head.
+                from storage.txlocks import MIGRATE, advisory_key
+
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(MIGRATE)})
             cfg.attributes["connection"] = conn
             cfg.attributes["vault"] = vault
             command.upgrade(cfg, "head")

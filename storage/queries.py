@@ -126,10 +126,17 @@ def _assets_covered(session: Session) -> int:
                   JOIN (SELECT DISTINCT node.path AS p FROM task_node JOIN node ON node.id = task_node.node_id) t
                     ON n.path = t.p OR n.path LIKE replace(replace(replace(t.p, '!', '!!'), '%', '!%'), '_', '!_') || '/%' ESCAPE '!'
             )
-        )
+        ) AS covered
         """
     )
     return int(session.connection().execute(sql).scalar() or 0)
+
+
+def _utc_day(session: Session, column):  # type: ignore[no-untyped-def]
+    """The UTC day (YYYY-MM-DD) of a datetime column, in SQL: SQLite keeps UTC text, PostgreSQL a timestamptz."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.substr(column, 1, 10)
 
 
 def overview_stats(db: Database, now: datetime, days: int = 30) -> OverviewStats:
@@ -155,7 +162,7 @@ def overview_stats(db: Database, now: datetime, days: int = 30) -> OverviewStats
             func.coalesce(func.sum(case((bad, 1), else_=0)), 0),
         ).where(col(Execution.started_at) >= since30)).one()
         running = _count(s, select(func.count()).select_from(Execution).where(Execution.status == "running"))
-        day = func.substr(ChangeRecord.created_at, 1, 10)
+        day = _utc_day(s, ChangeRecord.created_at)
         per_day: dict[str, list[int]] = {}
         for status in ("success", *SETTLED_BAD):
             # One indexed range scan per status on ix_record_status_created.

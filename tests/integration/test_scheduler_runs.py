@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlmodel import func, select
 
 from core.context import Context
@@ -24,6 +25,9 @@ from storage.types import TaskSpec
 from tests.conftest import ROOT
 from tests.integration.test_email import SmtpServer, assert_no_secret, execution_secrets, smtp  # noqa: F401
 from tests.sandbox import SandboxHost
+
+# Scheduled runs, signals and crashes behave the same with the database on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_backends
 
 
 def due_now(ctx: Context, name: str) -> None:

@@ -16,6 +16,9 @@ from storage.inventory import upsert_account, upsert_asset
 from storage.tasks import get_task
 from tui.cli import main
 
+# The command line on SQLite and on PostgreSQL: the same commands, the same output.
+pytestmark = pytest.mark.both_backends
+
 PASSWORD = "Cli \"quoted\" 'pw' $HOME {{ x }} \\ end"
 
 

@@ -27,6 +27,9 @@ from storage.tables import Execution, utcnow
 from storage.tasks import get_task
 from storage.types import TaskSpec
 
+# Storage, engine, scheduler, MFA rules: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_backends
+
 T0 = datetime(2030, 1, 6, 10, 0, 0, tzinfo=timezone.utc)  # a Sunday
 
 

@@ -18,6 +18,10 @@ from storage.inventory import upsert_asset
 from storage.locks import acquire_task_lock
 from storage.tables import ChangeSecretTask, Operator, TaskAsset, utcnow
 from storage.types import HostParams, PasswordRules, TaskSpec
+from tests.pg import stored_bytes
+
+# Storage, engine, scheduler, MFA rules: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_backends
 
 PASSWORD = "Sp3cific $ecret {{ not a template }} 'q' \"dq\" \\"
 
@@ -42,8 +46,8 @@ def _count(session, table: type) -> int:  # type: ignore[no-untyped-def]
 
 
 def _db_bytes(ctx: Context) -> bytes:
-    # WAL mode: recent pages may sit in the -wal file, so both are searched.
-    return b"".join(p.read_bytes() for p in ctx.settings.home.glob("keyturn.db*") if p.is_file())
+    # SQLite in WAL mode: recent pages may sit in the -wal file, so both are searched (stored_bytes does).
+    return stored_bytes(ctx.settings)
 
 
 def test_create_and_load_a_task_with_a_sealed_specific_password(inventory: Context) -> None:

@@ -21,7 +21,7 @@ Handler = Callable[[Context, argparse.Namespace], int]
 
 # Each module has register(subparsers); order is the order of `keyturn --help`.
 GROUPS = ("tui.cli.inventory", "tui.cli.tasks", "tui.cli.records", "tui.cli.operators", "tui.cli.scheduler", "tui.cli.vaultkeys",
-          "tui.cli.drift")
+          "tui.cli.drift", "tui.cli.database")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -159,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(f"keyturn: a new empty vault is ready in {init_vault(settings)}")
             return 0
+        standalone = getattr(args, "standalone", None)
+        if standalone is not None:  # needs the settings only, not the vault (keyturn db ...)
+            return standalone(settings, args)
         handler: Handler | None = getattr(args, "handler", None)
         if handler is None:
             parser.parse_args([*(argv or sys.argv[1:]), "--help"])
