@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from core import textsafe
 from core.config import Settings
 from core.context import Context
 from core.errors import KeyturnError
@@ -37,6 +38,11 @@ class MailError(KeyturnError):
 
 # -- sending ------------------------------------------------------------------------------------------
 def _smtp_error_text(exc: BaseException, settings: Settings) -> str:
+    # The server's words come from outside: no escape sequence of theirs reaches a log or a terminal.
+    return textsafe.clean_line(_smtp_error_raw(exc, settings))
+
+
+def _smtp_error_raw(exc: BaseException, settings: Settings) -> str:
     where = f"{settings.smtp_host}:{settings.smtp_port}"
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         parts = [f"{addr}: {code} {_decode(msg)}" for addr, (code, msg) in exc.recipients.items()]
@@ -69,7 +75,11 @@ def send_message(ctx: Context, msg: EmailMessage) -> list[str]:
     if settings.smtp_user and password is None:
         raise MailError(f"smtp_user is {settings.smtp_user!r} but no SMTP password is stored; "
                         "run `keyturn mail set-password`")
-    tls = ssl.create_default_context()
+    if settings.smtp_user and not (settings.smtp_ssl or settings.smtp_starttls):
+        # AUTH over plain text hands the vault's SMTP password to anyone on the path (or a fake server).
+        raise MailError(f"smtp_user is set but neither smtp_starttls nor smtp_ssl is on: keyturn does not send "
+                        f"the SMTP password without TLS; turn one on in the config file")
+    tls = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
     try:
         if settings.smtp_ssl:
             client: smtplib.SMTP = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port,
@@ -85,7 +95,7 @@ def send_message(ctx: Context, msg: EmailMessage) -> list[str]:
             refused = client.send_message(msg)
     except (smtplib.SMTPException, OSError) as exc:
         raise MailError(_smtp_error_text(exc, settings)) from None
-    return [f"{addr}: {code} {_decode(text)}" for addr, (code, text) in refused.items()]
+    return [textsafe.clean_line(f"{addr}: {code} {_decode(text)}") for addr, (code, text) in refused.items()]
 
 
 def _new_message(settings: Settings, to: list[str], subject: str) -> EmailMessage:
@@ -116,6 +126,9 @@ def send_test_message(ctx: Context, address: str) -> None:
 def store_smtp_password(ctx: Context, password: str | None) -> None:
     """Store (None: forget) the SMTP password in the vault, and say so in the audit trail (never the value)."""
     from core.audit import record_event_in
+    from core.stepup import require_step_up
+
+    require_step_up(ctx, ctx.mfa, "mail.settings")
 
     with ctx.db.write() as s:
         set_smtp_password_in(s, ctx.db, password)

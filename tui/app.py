@@ -114,6 +114,8 @@ class KeyturnApp(OrderedKeys, App[int]):
         self.ctx = ctx
         self._clock = clock or utcnow
         self._mfa = mfa_session
+        # Core's step-ups (task create/edit, mail) see the app's unlock window through the context.
+        ctx.mfa = self.mfa
         self.runs: dict[int, RunState] = {}
         self._next_run_key = 1
         self.run_signal: Signal[RunUpdated] = Signal(self, "run")

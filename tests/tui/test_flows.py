@@ -124,7 +124,7 @@ def test_edit_copy_toggle_delete(demo_ctx: Context) -> None:
     """Rename a task in the form, copy it, switch it inactive, delete the copy after confirming."""
 
     async def flow() -> None:
-        app = KeyturnApp(demo_ctx)
+        app = KeyturnApp(demo_ctx, mfa_session=unlocked(demo_ctx))
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("t")
             table = app.screen.query_one("#tasks-table", DataTable)
@@ -164,7 +164,7 @@ def test_form_refuses_until_fields_pass(demo_ctx: Context) -> None:
     """A cron line with four fields keeps the form open with the cron error; nothing is saved."""
 
     async def flow() -> None:
-        app = KeyturnApp(demo_ctx)
+        app = KeyturnApp(demo_ctx, mfa_session=unlocked(demo_ctx))
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("t", "n")
             form = app.screen
@@ -188,6 +188,17 @@ def test_form_refuses_until_fields_pass(demo_ctx: Context) -> None:
     asyncio.run(flow())
 
 
+def unlocked(ctx):  # type: ignore[no-untyped-def]
+    """An MFA session in which the acting operator gave a code a moment ago (task edits need one)."""
+    from datetime import timedelta
+
+    from core.mfa import MfaSession
+
+    mfa = MfaSession(ctx.settings)
+    mfa._until[ctx.operator] = mfa.now() + timedelta(minutes=10)
+    return mfa
+
+
 def test_non_operator_may_browse_but_not_run_or_edit(tmp_path) -> None:
     """Once an operator is enrolled, someone else opening the app sees everything but changes nothing."""
     import pyotp
@@ -204,6 +215,10 @@ def test_non_operator_may_browse_but_not_run_or_edit(tmp_path) -> None:
     setup = open_context(settings, operator="alice")
     enrolment = add_operator(setup, "alice", "alice@example.org")
     confirm_enrolment(setup, "alice", pyotp.parse_uri(enrolment.uri).now())
+    from core.mfa import MfaSession
+
+    setup.mfa = MfaSession(settings)  # creating a task needs a fresh code: alice's unlock (as the app keeps one)
+    setup.mfa._until["alice"] = setup.mfa.now() + __import__("datetime").timedelta(minutes=5)
     with setup.db.write() as s:
         inventory.upsert_asset(s, "web1", address="192.0.2.1")
     create_task(setup, TaskSpec(name="t1", usernames=["app"], assets=["web1"]))

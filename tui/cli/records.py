@@ -181,8 +181,11 @@ def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         from core.errors import InputError
 
         raise InputError(f"--status: must be one of {', '.join(rec.RECORD_STATUSES)}, got {args.status!r}")
-    records = rec.list_records(ctx.db, task=args.task, status=args.status, execution_id=args.execution,
-                               limit=args.limit)
+    from core.scopes import filter_in_scope
+
+    records = filter_in_scope(ctx, rec.list_records(ctx.db, task=args.task, status=args.status,
+                                                    execution_id=args.execution, limit=args.limit),
+                              lambda r: r.asset_id)
     if args.json:
         print(json.dumps([record_dict(r) for r in records], indent=2))
     else:
@@ -216,6 +219,8 @@ def _cmd_reconcile(ctx: Context, args: argparse.Namespace) -> int:
             "probed": summary.probed, "succeeded": summary.succeeded, "failed": summary.failed,
             "unverified": summary.unverified, "interrupted_executions": summary.interrupted,
             "locks_released": summary.locks_released, "skipped_live": summary.skipped_live,
+            "waiting": summary.waiting,
+            "wait_until": summary.wait_until.isoformat() if summary.wait_until else None,
             "records": [{"id": i, "status": s, "error": e} for i, s, e in summary.records],
             "still_open": [r.id for r in left],
         }, indent=2))

@@ -473,8 +473,10 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
     def _visible(self, widget: Widget) -> bool:
         return all(a.display for a in widget.ancestors_with_self if isinstance(a, Widget))
 
-    def action_save(self) -> None:
+    def action_save(self) -> None:  # noqa: C901 - one path per outcome of the save
         """Check every field; save through core only when all pass, else show each field's error."""
+        from core.stepup import StepUpRequired
+
         for label in self.query(".field-error"):
             label.display = False
         self._update_preview()
@@ -492,6 +494,13 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                 changes = {f.name: getattr(spec, f.name) for f in dataclasses.fields(TaskSpec)
                            if f.name not in ("id", "next_run_at", "created_at", "updated_at")}
                 saved = tasks.edit_task(self.ctx, self.original.name, **changes)
+        except StepUpRequired as exc:
+            # A task decides where new secrets go: ask the acting person for a code, then save again.
+            from tui.modals.otp import OtpModal
+
+            self.show_error("form", str(exc))
+            self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa), lambda ok: self.action_save() if ok else None)
+            return
         except InputError as exc:
             self.show_error(error_field(str(exc)), str(exc))
             if error_field(str(exc)) != "form":

@@ -203,5 +203,5 @@ class TasksScreen(ModeScreen):
             self.notify(str(exc), severity="error", title="Preview failed")
             return
         self.app.push_screen(PreviewModal(
-            row.name, result.summary(), [(t.asset_name, t.username, t.host_key_pinned) for t in result.targets],
+            row.name, result.summary(), [(t.asset_name, t.username, t.host_key_pinned, t.self_change) for t in result.targets],
             [(e.asset_name, e.username, e.reason) for e in result.excluded]))
