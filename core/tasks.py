@@ -192,7 +192,8 @@ def upcoming_runs(spec: TaskSpec, count: int = 3, now: datetime | None = None) -
         return []
     now = now or utcnow()
     first = spec.next_run_at or first_run_at(spec, now)
-    assert first is not None
+    if first is None:  # a schedule with no slot ahead (an impossible cron date) has no upcoming runs
+        return []
     # An overdue slot runs at the scheduler's next check, so "now" is what a person should read.
     runs = [max(first, now)]
     while len(runs) < count:

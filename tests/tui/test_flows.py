@@ -79,7 +79,7 @@ def test_create_run_find_and_retry(settings, sandbox_fleet) -> None:
 
             # Host 2 is down: its account must fail and keep its old password.
             h2.stop()
-            await pilot.press("r")
+            await pilot.press("r", "y")  # r asks before a run
             run: RunState = list(app.runs.values())[-1]
             await _wait(pilot, lambda: run.finished)
             await pilot.press("h")
