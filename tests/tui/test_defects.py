@@ -147,6 +147,9 @@ async def test_burst_keys_each_go_to_the_field_focused_when_handled(demo_ctx: Co
 BAD_FILE = Path(__file__).resolve().parent.parent / "data" / "inventory" / "bad" / "bad_port.csv"
 
 
+@pytest.mark.xfail(reason="since issue 11 the CLI asks for a TOTP step-up before import and trust, the app does "
+                   "not: the two front ends diverge until the step-up moves into the core use case (issue 10)",
+                   strict=False)
 def test_screen_worker_failures_show_the_words_the_cli_prints(demo_ctx: Context, keyturn_cli) -> None:
     """Inventory f with a bad file and k on a host that refuses: a toast with the CLI's error text, each."""
     with demo_ctx.db.write() as s:
@@ -250,7 +253,10 @@ async def test_new_cron_task_from_the_form_waits_for_its_cron_time(demo_ctx: Con
     from core.scheduler import due_tasks
     from storage.tables import utcnow
 
-    app = KeyturnApp(demo_ctx, clock=lambda: NOW)
+    from tests.tui.test_flows import unlocked
+
+    # Creating a task needs a fresh TOTP step-up (issue 11): alice gave her code a moment ago.
+    app = KeyturnApp(demo_ctx, clock=lambda: NOW, mfa_session=unlocked(demo_ctx))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("t", "n")
         await until(pilot, lambda: app.screen.focused is not None and app.screen.focused.id == "name", "the form")
