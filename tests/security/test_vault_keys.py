@@ -25,7 +25,7 @@ from sqlmodel import select
 from core.config import Settings
 from core.context import Context, open_context
 from core.tasks import create_task
-from storage.db import Database
+from storage.db import HEAD_REVISION, Database
 from storage.inventory import account_secrets, get_account_row, set_account_secret, upsert_account, upsert_asset
 from storage.keyrotate import rotate_master_key
 from storage.tables import Account, ChangeSecretTask, Execution, utcnow
@@ -123,7 +123,7 @@ def test_migration_0004_reseals_values_of_the_previous_format(settings: Settings
 
     ctx = open_context(settings, operator="tester")
     try:
-        assert ctx.db.current_revision() == "0004"
+        assert ctx.db.current_revision() == HEAD_REVISION  # 0004 and every later revision ran
         acc = _account(ctx)
         assert acc.secret_enc is not None and acc.secret_enc[:1] == FORMAT_V2
         assert account_secrets(ctx.db, acc.id).secret == "old-format-Secret"

@@ -12,7 +12,7 @@ from typing import TextIO
 
 from core import textsafe
 
-from core.config import load_settings
+from core.config import ProcessIdentity, load_settings
 from core.context import Context, open_context
 from core.errors import ConfigError, KeyturnError
 from storage.inventory import NotFound
@@ -146,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # door, and anything else from outside, reach the terminal without escape sequences.
         sys.stdout, sys.stderr = _CleanStream(sys.stdout), _CleanStream(sys.stderr)  # type: ignore[assignment]
     try:
+        if args.config and ProcessIdentity.current(os.environ).elevated:
+            # Refused before the path is looked at: through sudo, --config must not tell which files exist.
+            load_settings(config_path=Path(args.config))
         if args.config and not Path(args.config).expanduser().is_file():
             # A mistyped path must not silently fall back to the defaults.
             raise ConfigError(f"--config: no such file {args.config}")
