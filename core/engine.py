@@ -23,17 +23,21 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
+
+from sqlalchemy.exc import DatabaseError as _SQLDatabaseError
 
 from core import ssh
 from core.context import Context
 from core.drivers.base import (
-    AMBIGUOUS, NOT_APPLIED, DriverError, HostDriver, PushResult, Verify, open_driver, verify_key, verify_password,
+    AMBIGUOUS, NOT_APPLIED, DriverError, HostDriver, PushResult, Verify, change_budget, open_driver, verify_key,
+    verify_password,
 )
-from core.errors import InputError, KeyturnError
+from core.errors import DatabaseWriteError, InputError, KeyturnError
 from core.events import (
     AccountPushed, AccountSettled, AssetConnected, AssetConnecting, AssetFailed, Event, EventCallback,
     ExecutionFinished, ExecutionStarted,
@@ -47,6 +51,9 @@ from storage.types import AssetInfo, ExecutionInfo, TaskSpec
 LOCK_RENEW_SECONDS = 60.0
 CANCELLED_BEFORE_PUSH = "cancelled before push"
 LOG_FLUSH_SECONDS = 2.0
+DB_WRITE_FAILED = ("the database cannot be written ({why}); no new account was started after that. "
+                   "Records left open keep both secrets: once the database can be written again, "
+                   "`keyturn reconcile` settles them")
 
 # Executions running in this process right now (a reconcile in this process must leave exactly these alone).
 _LIVE_EXECUTIONS: set[int] = set()
@@ -124,6 +131,14 @@ class _Run:
         self._flushed = time.monotonic()
         self._log_lock = threading.Lock()
         self._pause = _TestPause.from_env()
+        self.db_error: str = ""  # set once a database write failed: the run stops starting accounts
+        self.budget = change_budget(self.timeouts)
+
+    def db_failed(self, exc: BaseException) -> None:
+        """A write failed (full disk, read-only file): start no new account; records stay open for reconcile."""
+        if not self.db_error:
+            self.db_error = _db_reason(exc)
+        self.cancel.set()
 
     # -- events and log ----------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -160,41 +175,59 @@ class _Run:
         """Change every account of one asset over one privileged connection; never raises."""
         jobs = sorted(jobs, key=lambda j: (j.privileged, j.username))
         remaining = list(jobs)
-        marked = False  # remaining[0] is already `pushing` (committed with the previous account's settle)
+        # Deadline of remaining[0] when it is already `pushing` (committed with the previous account's settle).
+        marked: float | None = None
         try:
+            if self.db_error:
+                return  # nothing more can be written: the records stay pending, reconcile settles them
             if self.cancel.is_set():
                 self._fail_unpushed(remaining, CANCELLED_BEFORE_PUSH)
                 return
             asset = get_asset_by_id(self.db, jobs[0].asset_id)
-            driver = self._connect(asset)
+            if self.spec.params.self_change:
+                from core.drivers.selfchange import change_own_accounts
+
+                change_own_accounts(self, asset, remaining)  # accounts that log in as themselves leave `remaining`
+                if not remaining:
+                    return
+            driver, error = self._connect(asset)
             if driver is None:
-                self._fail_unpushed(remaining, self._last_connect_error)
+                self._fail_unpushed(remaining, error)
                 return
             try:
                 while remaining:
-                    if self.cancel.is_set() and not marked:
+                    if self.db_error:
+                        return  # no new account once the database cannot be written (records stay open)
+                    if self.cancel.is_set() and marked is None:
                         self._fail_unpushed(remaining, CANCELLED_BEFORE_PUSH)
                         return
                     if not _alive(driver):
                         driver.close()
-                        driver = self._connect(asset)
+                        driver, error = self._connect(asset)
                         if driver is None:
-                            self._fail_unpushed(remaining, self._last_connect_error)
+                            self._fail_unpushed(remaining, error)
                             return
                     job = remaining.pop(0)
                     nxt = remaining[0].record_id if remaining and not self.cancel.is_set() else None
-                    marked = self.change_one(driver, asset, job, already_pushing=marked, then_pushing=nxt)
+                    marked = self.change_one(driver, asset, job, pushing_deadline=marked, then_pushing=nxt)
             finally:
                 if driver is not None:
                     driver.close()
+        except _SQLDatabaseError as exc:
+            # The records stay as committed (pending or pushing, both secrets sealed): reconcile settles them.
+            self.db_failed(exc)
+            self.emit(AssetFailed(self.execution_id, asset=jobs[0].asset_name,
+                                  error=f"stopped: the database cannot be written ({self.db_error})"))
         except Exception as exc:  # noqa: BLE001 - one bad host (or a bug on it) never stops the others
             self.emit(AssetFailed(self.execution_id, asset=jobs[0].asset_name, error=f"internal error: {type(exc).__name__}"))
             # Only never-pushed records are settled here; one caught mid-push stays `pushing` for reconcile.
-            self._fail_unpushed(remaining, f"internal error: {type(exc).__name__}")
+            try:
+                self._fail_unpushed(remaining, f"internal error: {type(exc).__name__}")
+            except _SQLDatabaseError as db_exc:
+                self.db_failed(db_exc)
 
-    _last_connect_error = ""
-
-    def _connect(self, asset: AssetInfo) -> HostDriver | None:
+    def _connect(self, asset: AssetInfo) -> tuple[HostDriver | None, str]:
+        """(driver, "") or (None, why): the error travels with its asset, never through shared state."""
         self.emit(AssetConnecting(self.execution_id, asset=asset.name, address=f"{asset.address}:{asset.port}"))
         priv = privileged_account(self.db, asset.id)
         if priv is None:
@@ -211,12 +244,11 @@ class _Run:
         except (ssh.SSHError, DriverError) as exc:
             return self._connect_failed(asset, ssh.scrub(str(exc), [creds.secret, creds.passphrase, become]))
         self.emit(AssetConnected(self.execution_id, asset=asset.name))
-        return driver
+        return driver, ""
 
-    def _connect_failed(self, asset: AssetInfo, error: str) -> None:
-        self._last_connect_error = error
+    def _connect_failed(self, asset: AssetInfo, error: str) -> tuple[None, str]:
         self.emit(AssetFailed(self.execution_id, asset=asset.name, error=error))
-        return None
+        return None, error
 
     def _fail_unpushed(self, jobs: Sequence[Job], error: str) -> None:
         """Settle never-pushed records as failed (the host was not touched for them)."""
@@ -229,17 +261,24 @@ class _Run:
             self.settled(job, rec.FAILED, error)
 
     # -- per account -------------------------------------------------------------------------------
-    def change_one(self, driver: HostDriver, asset: AssetInfo, job: Job, *, already_pushing: bool = False,
-                   then_pushing: int | None = None) -> bool:
-        """Push one secret and settle its record; returns whether then_pushing was marked `pushing` with it."""
-        if not already_pushing and not rec.mark_pushing(self.db, job.record_id, log=self.drain()):
-            return False  # settled elsewhere (a reconcile of a run thought dead): never push twice
+    def change_one(self, driver: HostDriver, asset: AssetInfo, job: Job, *, pushing_deadline: float | None = None,
+                   then_pushing: int | None = None) -> float | None:
+        """Push one secret and settle its record.
+
+        pushing_deadline: the record is already `pushing` with this deadline (epoch seconds). Returns the
+        deadline then_pushing was marked `pushing` with in the settle's commit, or None when it was not.
+        """
+        deadline = pushing_deadline
+        if deadline is None:
+            deadline = time.time() + self.budget
+            if not rec.mark_pushing(self.db, job.record_id, log=self.drain(), deadline=_utc(deadline)):
+                return None  # settled elsewhere (a reconcile of a run thought dead): never push twice
         self._pause.at("pushing", job.record_id)
         try:
             if job.secret_type == "ssh_key":
-                result = driver.install_key(job.username, job.public_line, self.spec.ssh_key_strategy)
+                result = driver.install_key(job.username, job.public_line, self.spec.ssh_key_strategy, deadline=deadline)
             else:
-                result = driver.change_password(job.username, job.new_secret or "")
+                result = driver.change_password(job.username, job.new_secret or "", deadline=deadline)
         except DriverError as exc:
             result = PushResult(NOT_APPLIED, str(exc))
         self._pause.at("pushed", job.record_id)
@@ -251,15 +290,30 @@ class _Run:
                                         record_id=job.record_id))
             must_verify = result.state == AMBIGUOUS or (self.spec.check_after_change and self.spec.params.verify != "none")
             if must_verify:
+                if self.spec.params.settle_delay:
+                    time.sleep(self.spec.params.settle_delay)  # a slow device (commit) applies the change late
                 status, error = judge(asset, job.username, job.secret_type, self.timeouts,
                                       new=(job.new_secret, job.new_passphrase),
                                       old_loader=lambda: _old_secret(self.db, job.record_id), push_error=result.error,
                                       push_in_flight=result.in_flight)
             else:
                 status, error = rec.SUCCESS, ""
-        _settled, marked = rec.settle(self.db, job.record_id, status, error, log=self.drain(), then_pushing=then_pushing)
+        next_deadline = time.time() + self.budget if then_pushing is not None else None
+        _settled, marked, status, error = rec.settle_as(
+            self.db, job.record_id, status, error, log=self.drain(), then_pushing=then_pushing,
+            then_deadline=_utc(next_deadline) if next_deadline is not None else None, push_ended=not result.in_flight)
         self.settled(job, status, error)
-        return marked
+        return next_deadline if marked else None
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, timezone.utc)
+
+
+def _db_reason(exc: BaseException) -> str:
+    """A database error in plain words, without SQL or parameters."""
+    text = str(getattr(exc, "orig", exc) or type(exc).__name__).strip().splitlines()[0]
+    return text[:200]
 
 
 def _old_secret(db, record_id: int) -> tuple[str | None, str | None]:  # type: ignore[no-untyped-def]
@@ -392,6 +446,27 @@ def run_task(ctx: Context, task_name: str, *, trigger: str = "manual", cancel: t
     return _execute(ctx, spec, trigger, planned, cancel=cancel, on_event=on_event)
 
 
+def _newest_per_account(ctx: Context, records: list) -> list:
+    """One record per account, its newest; none for an account a later change already set (issue 12 #4).
+
+    Several failed records of one account (one per run) retried together made one execution change the
+    account three times, and an old unverified candidate re-pushed over a newer success.
+    """
+    newest: dict[int, Any] = {}
+    for r in records:
+        if r.account_id not in newest or r.id > newest[r.account_id].id:
+            newest[r.account_id] = r
+    kept = []
+    for r in newest.values():
+        later = rec.later_success(ctx.db, r.id, r.account_id)
+        if later is None:
+            kept.append(r)
+        elif len(newest) == 1:
+            raise InputError(f"record {r.id}: {r.asset_name}/{r.username} was changed since by record {later}; "
+                             "nothing to retry")
+    return sorted(kept, key=lambda r: r.id)
+
+
 def retry_records(ctx: Context, record_ids: list[int], *, cancel: threading.Event | None = None,
                   on_event: EventCallback | None = None, task_name: str | None = None) -> ExecutionInfo:
     """Retry failed or unverified records of one task: an unverified one re-pushes its same candidate secret,
@@ -417,6 +492,7 @@ def retry_records(ctx: Context, record_ids: list[int], *, cancel: threading.Even
         if task_name is not None and r.task_name != task_name:
             raise InputError(f"record {rid}: belongs to task {r.task_name!r}, not {task_name!r}")
         records.append(r)
+    records = _newest_per_account(ctx, records)
     task_ids = {r.task_id for r in records}
     if len(task_ids) != 1:
         names = ", ".join(sorted({r.task_name for r in records}))
@@ -472,14 +548,19 @@ def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned]
         run = _Run(ctx, spec, execution_id, cancel=cancel, on_event=on_event)
         assets = {p.asset_id for p in planned}
         run.emit(ExecutionStarted(execution_id, task_name=spec.name, trigger=trigger, total=len(planned), assets=len(assets)))
-        # Write-ahead: every new secret is committed on its record before the first host is touched.
-        ids = rec.add_pending_records(db, execution_id, [
+        # Write-ahead: every new secret is committed on its record before the first host is touched, and each
+        # account is claimed in that same commit (an account another run is changing is skipped, not pushed).
+        ids, skipped = rec.add_claimed_records(db, execution_id, [
             rec.PendingItem(p.account_id, p.secret.secret, p.secret.passphrase, p.retry_of, p.attempt) for p in planned
         ], log=run.drain(force=True))
         by_asset: dict[int, list[Job]] = defaultdict(list)
         for rid, p in zip(ids, planned):
-            by_asset[p.asset_id].append(Job(rid, p.account_id, p.asset_id, p.asset_name, p.username, p.secret_type,
-                                            p.privileged, p.secret.secret, p.secret.passphrase, p.secret.public_line))
+            job = Job(rid, p.account_id, p.asset_id, p.asset_name, p.username, p.secret_type, p.privileged,
+                      p.secret.secret, p.secret.passphrase, p.secret.public_line)
+            if rid in skipped:
+                run.settled(job, rec.FAILED, skipped[rid])
+            else:
+                by_asset[p.asset_id].append(job)
         workers = max(1, min(ctx.settings.concurrency, len(by_asset)))
         _LIVE_EXECUTIONS.add(execution_id)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"keyturn-exec-{execution_id}")
@@ -492,6 +573,10 @@ def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned]
             raise
         finally:
             pool.shutdown(wait=True)
+        if run.db_error:
+            raise DatabaseWriteError(DB_WRITE_FAILED.format(why=run.db_error))
+        from core.dependencies import run_for_execution  # dependent updates follow successful changes; never raises
+        run_for_execution(ctx, spec.id, execution_id, run.emit)
         info = rec.finish_execution(db, execution_id, cancelled=run.cancel.is_set(), log=run.drain(force=True))
         run.emit(ExecutionFinished(execution_id, status=info.status, total=info.total, succeeded=info.succeeded,
                                    failed=info.failed, unverified=info.unverified, duration_s=time.monotonic() - started))
@@ -500,20 +585,25 @@ def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned]
                                                         "succeeded": info.succeeded, "failed": info.failed,
                                                         "unverified": info.unverified})
         return rec.get_execution(db, execution_id, with_log=False)
-    except BaseException:
+    except BaseException as exc:
         if execution_id is not None:
             # Records still `pushing` stay open for reconcile; the execution no longer claims to run.
             try:
                 rec.finish_execution(db, execution_id, status="interrupted", log=run.drain(force=True) if run else ())
             except Exception:  # noqa: BLE001 - the original error matters more
                 pass
+        if isinstance(exc, _SQLDatabaseError):
+            raise DatabaseWriteError(DB_WRITE_FAILED.format(why=_db_reason(exc))) from None
         raise
     finally:
         if execution_id is not None:
             _LIVE_EXECUTIONS.discard(execution_id)
         stop_renew.set()
         renewer.join(timeout=5)
-        release_task_lock(db, spec.id, holder)
+        try:
+            release_task_lock(db, spec.id, holder)
+        except _SQLDatabaseError:
+            pass  # an unwritable database: the lock expires, and reconcile releases a dead process's lock
 
 
 def _renew_lock(db, task_id: int, holder: str, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]

@@ -31,3 +31,15 @@ class PermissionDenied(KeyturnError):
     """The acting person may not do this."""
 
     exit_code = 3
+
+
+class DatabaseWriteError(KeyturnError):
+    """The database could not be written (full disk, read-only file); open records are left for reconcile."""
+
+    exit_code = 4
+
+
+class DatabaseDamagedError(KeyturnError):
+    """The database file is damaged, or missing while the master key says a vault existed."""
+
+    exit_code = 2

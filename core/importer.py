@@ -962,12 +962,23 @@ def parse_inventory(path: Path, fmt: str | None = None, *, env: Mapping[str, str
 BeforeCommit = Callable[[Session, ImportSummary], None]
 
 
-def apply_inventory(db: Database, inv: Inventory, *, before_commit: BeforeCommit | None = None) -> ImportSummary:
+class ImportConflict(InputError):
+    """The file would overwrite secrets keyturn rotated after the ones it knows (DESIGN.md point 7)."""
+
+
+def apply_inventory(db: Database, inv: Inventory, *, before_commit: BeforeCommit | None = None,
+                    overwrite_rotated: bool = False) -> ImportSummary:
     """Write a validated inventory in one transaction; returns what was created, updated or unchanged.
 
+    A secret keyturn rotated is newer than any file that predates the rotation: unless overwrite_rotated,
+    an import that would replace one writes nothing and names every such account (ImportConflict). With
+    it, the rotated secret goes to the account's history like any replaced secret.
     before_commit runs inside that transaction (the audit event commits with the import, or neither does).
     """
+    from storage.inventory import rotated_conflict
+
     summary = ImportSummary(messages=list(inv.notes))
+    conflicts: list[str] = []
     with db.write() as s:
         for entry in inv.assets:
             for path in entry.nodes:
@@ -981,10 +992,22 @@ def apply_inventory(db: Database, inv: Inventory, *, before_commit: BeforeCommit
                                         nodes=entry.nodes, active=active, comment=entry.comment)
             _count(summary, "assets", outcome)
             for acc in entry.accounts:
+                when = None if overwrite_rotated else rotated_conflict(db, s, row, acc.username, acc.secret_type,
+                                                                       acc.secret, acc.passphrase)
+                if when is not None:
+                    conflicts.append(f"{inv.source}:{acc.line}: {entry.name}/{acc.username}: keyturn rotated this "
+                                     f"secret on {when}, after the one in the file")
+                    continue
                 _, outcome = upsert_account(db, s, row, acc.username, secret_type=acc.secret_type, secret=acc.secret,
                                             passphrase=acc.passphrase, become=acc.become, privileged=acc.privileged,
                                             can_change=acc.can_change)
                 _count(summary, "accounts", outcome)
+        if conflicts:
+            # Raising rolls the whole transaction back: nothing of the file is written.
+            raise ImportConflict("\n".join([
+                f"{len(conflicts)} account(s) hold a secret keyturn rotated; the file would put an older one back "
+                "(nothing was imported; re-import with --overwrite-rotated to replace them anyway, the rotated "
+                "secrets then stay in history):", *conflicts]))
         if before_commit is not None:
             before_commit(s, summary)
     return summary
@@ -999,9 +1022,11 @@ def _count(summary: ImportSummary, kind: str, outcome: str) -> None:
 
 
 def import_inventory(db: Database, path: Path, fmt: str | None = None, *, env: Mapping[str, str] | None = None,
-                     source: str | None = None, before_commit: BeforeCommit | None = None) -> ImportSummary:
+                     source: str | None = None, before_commit: BeforeCommit | None = None,
+                     overwrite_rotated: bool = False) -> ImportSummary:
     """Parse, validate, then write an inventory file: all of it or (on any error) nothing."""
-    return apply_inventory(db, parse_inventory(path, fmt, env=env, source=source), before_commit=before_commit)
+    return apply_inventory(db, parse_inventory(path, fmt, env=env, source=source), before_commit=before_commit,
+                           overwrite_rotated=overwrite_rotated)
 
 
 def describe_summary(summary: ImportSummary) -> str:

@@ -1,6 +1,9 @@
 """Settle what a run left open: records in pending, pushing or unverified whose process is gone.
 
-Each open record is probed with real logins: the new secret works -> success (the account takes it); the old
+A record is never judged before its deadline (DESIGN.md point 5): the host enforces that deadline on the
+remote change itself, so until it has passed the push may still land, and a working old secret proves only
+"not yet". Such a record stays (or becomes) `unverified` and keeps its account's claim; a later reconcile
+probes it. Each open record is probed with real logins: the new secret works -> success (the account takes it); the old
 one works -> failed (the host kept it); the vault's current secret works (a later change superseded this one)
 -> failed; none confirmed -> unverified, unless the record was never pushed (`pending`: the engine commits
 `pushing` before touching a host), which is failed. Executions left `running` by a dead process become
@@ -16,6 +19,7 @@ import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from core.context import Context
 from core.engine import judge, login, process_start_time, running_here
@@ -38,20 +42,28 @@ class ReconcileSummary:
     interrupted: list[int] = field(default_factory=list)  # execution ids marked interrupted
     locks_released: int = 0
     skipped_live: int = 0  # open records of runs still alive (left alone)
+    waiting: int = 0  # records whose push may still be running on the host (deadline not passed)
+    wait_until: datetime | None = None  # the latest such deadline
     records: list[tuple[int, str, str]] = field(default_factory=list)  # (record id, status, error)
 
     @property
     def nothing_to_do(self) -> bool:
         """Whether there was nothing unsettled."""
-        return not (self.probed or self.interrupted or self.locks_released)
+        return not (self.probed or self.interrupted or self.locks_released or self.waiting)
 
     def text(self) -> str:
         """One line for the terminal."""
         if self.nothing_to_do:
             return "reconcile: nothing to settle" + (f" ({self.skipped_live} records belong to runs in progress)"
                                                      if self.skipped_live else "")
-        parts = [f"probed {self.probed} records: {self.succeeded} success, {self.failed} failed, "
-                 f"{self.unverified} unverified"]
+        parts = []
+        if self.probed or not self.waiting:
+            parts.append(f"probed {self.probed} records: {self.succeeded} success, {self.failed} failed, "
+                         f"{self.unverified} unverified")
+        if self.waiting:
+            until = self.wait_until.strftime("%H:%M:%SZ") if self.wait_until else "their deadline"
+            parts.append(f"{self.waiting} records left unverified: their push may still be running on the host "
+                         f"until {until}; run reconcile again after that")
         if self.interrupted:
             parts.append(f"{len(self.interrupted)} executions marked interrupted")
         if self.locks_released:
@@ -127,6 +139,7 @@ def reconcile(ctx: Context, *, on_event: EventCallback | None = None,
         alive_cache[ex_id] = execution_alive(ctx, ex_id, task_id, pid, host)
     open_records = rec.unsettled_records(ctx.db)
     todo = []
+    now = utcnow()
     for r in open_records:
         if r.execution_status == rec.RUNNING:
             alive = alive_cache.get(r.execution_id)
@@ -135,6 +148,9 @@ def reconcile(ctx: Context, *, on_event: EventCallback | None = None,
             if alive:
                 summary.skipped_live += 1
                 continue
+        if r.waiting(now):
+            _wait(ctx, r, summary)
+            continue
         todo.append(r)
     by_asset: dict[int | None, list[rec.OpenRecord]] = defaultdict(list)
     for r in todo:
@@ -192,6 +208,19 @@ def reconcile(ctx: Context, *, on_event: EventCallback | None = None,
         rec.recount_execution(ctx.db, ex_id)
     summary.locks_released = _release_dead_locks(ctx)
     return summary
+
+
+def _wait(ctx: Context, r: rec.OpenRecord, summary: ReconcileSummary) -> None:
+    """A record whose push may still land: keep both secrets and the claim; a `pushing` one becomes unverified."""
+    assert r.deadline_at is not None
+    summary.waiting += 1
+    summary.wait_until = max(summary.wait_until or r.deadline_at, r.deadline_at)
+    if r.status == rec.PUSHING:
+        until = r.deadline_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        error = (f"the run stopped during the push; the host may still apply it until {until}, "
+                 "so reconcile judges it only after that")
+        rec.settle_unverified(ctx.db, r.id, error, log=[f"{_stamp()} reconcile: {r.asset_name}: {r.username}: "
+                                                         f"unverified: {error}"])
 
 
 def _probe(ctx: Context, r: rec.OpenRecord, timeouts: Timeouts) -> tuple[str, str]:

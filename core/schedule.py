@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from core.errors import InputError
 
 MAX_INTERVAL_HOURS = 65535
+# A schedule must fire within this horizon: a cron line such as Feb 30 never does, and would silently never run.
+HORIZON = timedelta(days=5 * 366)
+
+
+class ScheduleError(InputError):
+    """A stored schedule whose next run cannot be computed (it never fires)."""
 
 
 def validate_schedule(interval_hours: int | None, cron: str | None) -> None:
@@ -23,15 +29,31 @@ def validate_schedule(interval_hours: int | None, cron: str | None) -> None:
             raise InputError(f"cron: {cron!r} has {len(fields)} fields; expected 5 (minute hour day month weekday)")
         if not croniter.is_valid(cron):
             raise InputError(f"cron: {cron!r} is not a valid cron line")
+        now = datetime.now(timezone.utc)
+        runs = next_runs(None, cron, now, count=1)
+        if not runs or runs[0] > now + HORIZON:
+            raise InputError(f"cron: {cron!r} never fires within the next 5 years (a date such as Feb 30 never comes)")
 
 
 def next_runs(interval_hours: int | None, cron: str | None, after: datetime, count: int = 3,
               anchor: datetime | None = None) -> list[datetime]:
-    """The next count run times strictly after `after` (UTC). Interval runs step from anchor (or after)."""
+    """The next count run times strictly after `after` (UTC). Interval runs step from anchor (or after).
+
+    A cron line that stops firing (or never fires, like Feb 30) yields fewer times, possibly none.
+    """
     after = after.astimezone(timezone.utc) if after.tzinfo else after.replace(tzinfo=timezone.utc)
     if cron:
-        it = croniter(cron, after)
-        return [it.get_next(datetime).astimezone(timezone.utc) for _ in range(count)]
+        try:
+            it = croniter(cron, after)
+        except (CroniterError, ValueError, KeyError):
+            return []
+        out: list[datetime] = []
+        for _ in range(count):
+            try:
+                out.append(it.get_next(datetime).astimezone(timezone.utc))
+            except (CroniterError, ValueError, OverflowError):
+                break
+        return out
     if interval_hours:
         step = timedelta(hours=interval_hours)
         start = anchor or after

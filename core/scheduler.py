@@ -19,7 +19,7 @@ from typing import Protocol
 
 from core.context import Context
 from core.errors import KeyturnError
-from core.schedule import next_runs
+from core.schedule import ScheduleError, next_runs
 from storage.scheduling import ScheduledTask, claim_slot, scheduled_task, scheduled_tasks
 from storage.tables import utcnow
 from storage.types import ExecutionInfo
@@ -52,10 +52,10 @@ class RunOutcome:
 def default_runner() -> Runner:
     """core.engine.run_task, imported late so the scheduler loads (and its unit tests run) without it."""
     try:
-        from core.engine import run_task
+        from core.runs import scheduled_run  # the engine's run_task with the task's windows and retries
     except ImportError as exc:
         raise KeyturnError(f"the rotation engine cannot be loaded: {exc}") from None
-    return run_task  # type: ignore[return-value]
+    return scheduled_run  # type: ignore[return-value]
 
 
 def settle_leftovers(ctx: Context) -> None:
@@ -74,12 +74,17 @@ def settle_leftovers(ctx: Context) -> None:
 def next_slot(task: ScheduledTask, now: datetime) -> datetime:
     """The first slot of the task strictly after now. Interval slots stay on the grid of start or first due."""
     anchor = task.start_at or task.next_run_at
-    return next_runs(task.interval_hours, task.cron, after=now, count=1, anchor=anchor)[0]
+    runs = next_runs(task.interval_hours, task.cron, after=now, count=1, anchor=anchor)
+    if not runs:
+        raise ScheduleError(f"task {task.name}: its schedule never fires (cron {task.cron!r}); edit the task")
+    return runs[0]
 
 
 def due_tasks(ctx: Context, now: datetime) -> list[ScheduledTask]:
     """Active periodic tasks whose slot is at or before now (due at t, not at t - 1s)."""
-    return [t for t in scheduled_tasks(ctx.db) if t.due_at(now) <= now]
+    from core.runs import window_open  # a slot outside the task's change windows waits for the next opening
+
+    return [t for t in scheduled_tasks(ctx.db) if t.due_at(now) <= now and window_open(ctx, t.id, now)]
 
 
 def next_due_at(ctx: Context, now: datetime) -> datetime | None:
@@ -103,8 +108,7 @@ def _after_run(ctx: Context, task: ScheduledTask, claimed_next: datetime, finish
     current = scheduled_task(ctx.db, task.id)
     if current is None or current.next_run_at != claimed_next:
         return
-    nxt = next_runs(task.interval_hours, task.cron, after=finished, count=1, anchor=task.start_at or task.next_run_at)[0]
-    claim_slot(ctx.db, task.id, claimed_next, nxt)
+    claim_slot(ctx.db, task.id, claimed_next, next_slot(task, finished))
 
 
 def run_claimed(ctx: Context, task: ScheduledTask, claimed_next: datetime, *, runner: Runner,
@@ -159,6 +163,8 @@ class Scheduler:
         self._running: dict[int, Future[RunOutcome]] = {}
         self._lock = threading.Lock()
         self.outcomes: list[RunOutcome] = []
+        self.skipped: list[RunOutcome] = []  # due tasks whose schedule cannot be computed
+        self._broken: dict[int, tuple[object, ...]] = {}  # such tasks, by the schedule that failed
 
     @property
     def stopping(self) -> bool:
@@ -174,6 +180,10 @@ class Scheduler:
         """Claim every due task not already running here and start it; returns the started runs."""
         now = now or self.clock()
         started: list[Future[RunOutcome]] = []
+        from core.heartbeat import claim_due_heartbeats, run_heartbeat_safely
+
+        for name in claim_due_heartbeats(self.ctx, now):  # heartbeats change nothing: no task lock, no report
+            self._pool.submit(run_heartbeat_safely, self.ctx, name)
         for task in due_tasks(self.ctx, now):
             if self._stop.is_set():
                 break
@@ -181,7 +191,16 @@ class Scheduler:
                 # A run that outlasts its period: leave the slot due, it is taken once this run ends.
                 if task.id in self._running:
                     continue
-            nxt = next_slot(task, now)
+            if self._broken.get(task.id) == (task.cron, task.interval_hours, task.next_run_at):
+                continue  # reported once already; an edit of the task changes the key and it is looked at again
+            try:
+                nxt = next_slot(task, now)
+            except ScheduleError as exc:
+                self._broken[task.id] = (task.cron, task.interval_hours, task.next_run_at)
+                # Skipped and reported; every other due task still runs.
+                log.error("task %s: skipped: %s", task.name, exc)
+                self._report(RunOutcome(task.id, task.name, task.due_at(now), error=f"skipped: {exc}"))
+                continue
             if not claim_slot(self.ctx.db, task.id, task.next_run_at, nxt):
                 log.debug("task %s: slot taken by another scheduler", task.name)
                 continue
@@ -192,6 +211,11 @@ class Scheduler:
             future.add_done_callback(lambda f, tid=task.id: self._done(tid, f))
             started.append(future)
         return started
+
+    def _report(self, outcome: RunOutcome) -> None:
+        with self._lock:
+            self.outcomes.append(outcome)
+            self.skipped.append(outcome)
 
     def _done(self, task_id: int, future: Future[RunOutcome]) -> None:
         with self._lock:
@@ -213,7 +237,11 @@ class Scheduler:
         running = set(self.running)
         # A task still running past its next slot is looked at again when its run ends (that wakes us), so
         # its overdue slot must not make the loop spin meanwhile.
-        slots = [t.due_at(now) for t in scheduled_tasks(self.ctx.db) if t.id not in running]
+        from core.heartbeat import next_heartbeat_due
+        from core.runs import effective_due
+
+        slots = [effective_due(self.ctx, t.id, t.due_at(now), now) for t in scheduled_tasks(self.ctx.db) if t.id not in running and t.id not in self._broken]
+        slots += [s for s in (next_heartbeat_due(self.ctx),) if s is not None]
         upcoming = min(slots) if slots else None
         wait = self.poll_seconds
         if upcoming is not None:
@@ -242,7 +270,8 @@ class Scheduler:
     def run_once(self, now: datetime | None = None) -> list[RunOutcome]:
         """Claim and run what is due at now, wait for those runs, and return their outcomes."""
         try:
-            return [f.result() for f in self.tick(now)]
+            ran = [f.result() for f in self.tick(now)]
+            return [*self.skipped, *ran]
         finally:
             self.shutdown()
 

@@ -28,8 +28,12 @@ PUSHING = "pushing"
 SUCCESS = "success"
 FAILED = "failed"
 UNVERIFIED = "unverified"
+# The host verified this record's secret, but the account moved on in the vault meanwhile: both secrets stay
+# on the record (DESIGN.md point 6); nothing is written to the account.
+SUPERSEDED = "superseded"
 OPEN_STATUSES = (PENDING, PUSHING, UNVERIFIED)
-RECORD_STATUSES = (PENDING, PUSHING, SUCCESS, FAILED, UNVERIFIED)
+RECORD_STATUSES = (PENDING, PUSHING, SUCCESS, FAILED, UNVERIFIED, SUPERSEDED)
+FINAL_STATUSES = (SUCCESS, FAILED, SUPERSEDED)
 
 RUNNING = "running"
 EXECUTION_STATUSES = ("running", "success", "partial", "failed", "cancelled", "interrupted")
@@ -62,6 +66,11 @@ class OpenRecord:
     username: str
     secret_type: str
     status: str
+    deadline_at: datetime | None = None
+
+    def waiting(self, now: datetime | None = None) -> bool:
+        """Whether the host may still be running this record's change (its deadline has not passed)."""
+        return self.deadline_at is not None and self.deadline_at > (now or utcnow())
 
 
 @dataclass(frozen=True)
@@ -135,11 +144,46 @@ def add_pending_records(db: Database, execution_id: int, items: Sequence[Pending
                         log: Sequence[str] = ()) -> list[int]:
     """Create `pending` records with old (the account's current) and new secrets sealed, in ONE transaction.
 
-    Returns ids in the order of items. Committed before any host is touched.
+    Returns ids in the order of items. Committed before any host is touched. An account another record is
+    changing gets a `failed` record instead (see add_claimed_records).
+    """
+    return add_claimed_records(db, execution_id, items, log=log)[0]
+
+
+def _live_claim(s: Session, acc: Account, now: datetime) -> ChangeRecord | None:
+    """The record whose change of acc may still be under way: pending, pushing, or unverified before its deadline."""
+    if acc.claimed_by is None:
+        return None
+    row = s.get(ChangeRecord, acc.claimed_by)
+    if row is None or row.status in FINAL_STATUSES:
+        return None
+    if row.status == UNVERIFIED and (row.deadline_at is None or _aware(row.deadline_at) <= now):
+        return None
+    return row
+
+
+def _aware(when: datetime) -> datetime:
+    from datetime import timezone
+
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
+
+def claim_error(execution_id: int) -> str:
+    """The error of a record skipped because another execution holds its account."""
+    return f"skipped: the account is being changed by execution {execution_id}"
+
+
+def add_claimed_records(db: Database, execution_id: int, items: Sequence[PendingItem], *,
+                        log: Sequence[str] = ()) -> tuple[list[int], dict[int, str]]:
+    """add_pending_records, also returning {record id: why} of the records that did not get their account.
+
+    The claim is taken in the very transaction that commits `pending` (writers are serialized), so two runs
+    can never both hold one account; a retry may take over the claim of the record it retries.
     """
     if not items:
         _log_only(db, execution_id, log)
-        return []
+        return [], {}
+    skipped: dict[int, str] = {}
     with _write(db) as s:
         ex = s.get(Execution, execution_id)
         if ex is None:
@@ -151,28 +195,42 @@ def add_pending_records(db: Database, execution_id: int, items: Sequence[Pending
             col(Asset.id).in_({a.asset_id for a in accounts.values()}))).all())
         rows: list[ChangeRecord] = []
         now = utcnow()
-        for item in items:
+        busy: dict[int, str] = {}  # position in items -> why it cannot be claimed
+        taken: set[int] = set()
+        for pos, item in enumerate(items):
             acc = accounts.get(item.account_id)
             if acc is None:
                 raise NotFound(f"no account with id {item.account_id}")
+            holder = _live_claim(s, acc, now)
+            if holder is not None and holder.id != item.retry_of:
+                busy[pos] = claim_error(holder.execution_id)
+            elif acc.id in taken:
+                busy[pos] = claim_error(execution_id)
+            taken.add(acc.id)
             rows.append(ChangeRecord(
                 execution_id=execution_id, task_id=ex.task_id, account_id=acc.id, asset_id=acc.asset_id,
                 task_name=ex.task_name, asset_name=asset_names.get(acc.asset_id, ""), username=acc.username,
-                secret_type=acc.secret_type, status=PENDING, attempt=item.attempt, retry_of=item.retry_of,
-                created_at=now,
+                secret_type=acc.secret_type, status=FAILED if pos in busy else PENDING, attempt=item.attempt,
+                retry_of=item.retry_of, created_at=now, start_version=acc.version, error=busy.get(pos, ""),
+                finished_at=now if pos in busy else None,
             ))
         s.add_all(rows)
         s.flush()  # ids first: each ciphertext is bound to its row id
-        for row, item in zip(rows, items):
+        for pos, (row, item) in enumerate(zip(rows, items)):
             acc = accounts[item.account_id]
             db.seal(row, "old_secret_enc", db.unseal(acc, "secret_enc"))
             db.seal(row, "old_passphrase_enc", db.unseal(acc, "passphrase_enc"))
             db.seal(row, "new_secret_enc", item.new_secret)
             db.seal(row, "new_passphrase_enc", item.new_passphrase)
+            if pos in busy:
+                skipped[row.id] = busy[pos]
+            else:
+                acc.claimed_by = row.id
+                s.add(acc)
         ex.total = (ex.total or 0) + len(rows)
         s.add(ex)
         _append_log(s, execution_id, log)
-        return [r.id for r in rows]
+        return [r.id for r in rows], skipped
 
 
 def _log_only(db: Database, execution_id: int, log: Sequence[str]) -> None:
@@ -181,17 +239,21 @@ def _log_only(db: Database, execution_id: int, log: Sequence[str]) -> None:
             _append_log(s, execution_id, log)
 
 
-def _mark_pushing_in(s: Session, record_id: int) -> bool:
+def _mark_pushing_in(s: Session, record_id: int, deadline: datetime | None = None) -> bool:
     # One UPDATE, no ORM load: this runs once per account on the hot path.
     return s.connection().execute(
         update(ChangeRecord).where(col(ChangeRecord.id) == record_id, col(ChangeRecord.status) == PENDING)
-        .values(status=PUSHING, started_at=utcnow())).rowcount == 1
+        .values(status=PUSHING, started_at=utcnow(), deadline_at=deadline)).rowcount == 1
 
 
-def mark_pushing(db: Database, record_id: int, *, log: Sequence[str] = ()) -> bool:
-    """pending -> pushing, committed before the driver touches the host; False if the record is not pending."""
+def mark_pushing(db: Database, record_id: int, *, log: Sequence[str] = (), deadline: datetime | None = None) -> bool:
+    """pending -> pushing, committed before the driver touches the host; False if the record is not pending.
+
+    deadline: when the host will certainly have stopped this change (the driver enforces it there); stored
+    so that a reconcile never judges the record while the change may still land.
+    """
     with _write(db) as s:
-        done = _mark_pushing_in(s, record_id)
+        done = _mark_pushing_in(s, record_id, deadline)
         if done and log:
             ex_id = s.connection().execute(text("SELECT execution_id FROM change_record WHERE id = :id"),
                                            {"id": record_id}).scalar_one()
@@ -212,14 +274,32 @@ def _set_account_status(s: Session, row: ChangeRecord, status: str) -> Account |
     return acc
 
 
+def superseded_error(start: int | None, now: int) -> str:
+    """Why a verified record did not become the account's secret."""
+    return (f"superseded: the host accepted this record's new secret, but the account moved on in the vault "
+            f"(version {start} -> {now}) while it was open; both secrets are kept on this record")
+
+
 def settle(db: Database, record_id: int, status: str, error: str = "", *, log: Sequence[str] = (),
-           then_pushing: int | None = None) -> tuple[bool, bool]:
+           then_pushing: int | None = None, then_deadline: datetime | None = None) -> tuple[bool, bool]:
+    """settle_as without the final status: (this record settled, next record marked pushing)."""
+    settled, marked, _status, _error = settle_as(db, record_id, status, error, log=log, then_pushing=then_pushing,
+                                                 then_deadline=then_deadline)
+    return settled, marked
+
+
+def settle_as(db: Database, record_id: int, status: str, error: str = "", *, log: Sequence[str] = (),
+              then_pushing: int | None = None, then_deadline: datetime | None = None,
+              push_ended: bool = False) -> tuple[bool, bool, str, str]:
     """Settle an open record as success, failed or unverified, in one transaction.
 
-    success: the account's secret becomes the record's new one (old one to history) in the same transaction.
-    then_pushing: also move the next record of the same host to `pushing` in this commit (it is committed
-    before that host is touched, as the state machine requires, for one commit instead of two).
-    Returns (this record settled, next record marked pushing).
+    success: the account's secret becomes the record's new one (old one to history) in the same transaction,
+    but only if the account is still at the version the record started from; else `superseded`.
+    A final status (success, failed, superseded) releases the record's claim on its account.
+    then_pushing: also move the next record of the same host to `pushing` (with then_deadline) in this commit
+    (it is committed before that host is touched, as the state machine requires, for one commit instead of two).
+    push_ended: the push's end was seen, so nothing of it can land later: the record's deadline is cleared.
+    Returns (this record settled, next record marked pushing, the status and error it was settled with).
     """
     if status not in (SUCCESS, FAILED, UNVERIFIED):
         raise ValueError(f"cannot settle a record as {status!r}")
@@ -228,15 +308,23 @@ def settle(db: Database, record_id: int, status: str, error: str = "", *, log: S
         settled = row is not None
         if row is not None:
             now = utcnow()
+            acc = s.get(Account, row.account_id) if row.account_id is not None else None
+            if (status == SUCCESS and acc is not None and row.start_version is not None
+                    and acc.version != row.start_version):
+                status, error = SUPERSEDED, superseded_error(row.start_version, acc.version)
             row.status, row.error, row.finished_at = status, error, now
+            if push_ended:
+                row.deadline_at = None
             acc = _set_account_status(s, row, status)
             if status == SUCCESS and acc is not None:
                 set_account_secret(db, s, acc, db.unseal(row, "new_secret_enc"), db.unseal(row, "new_passphrase_enc"),
                                    when=now, record_id=row.id)
+            if acc is not None and status in FINAL_STATUSES and acc.claimed_by == row.id:
+                acc.claimed_by = None
             s.add(row)
             _append_log(s, row.execution_id, log)
-        marked = _mark_pushing_in(s, then_pushing) if then_pushing is not None else False
-        return settled, marked
+        marked = _mark_pushing_in(s, then_pushing, then_deadline) if then_pushing is not None else False
+        return settled, marked, status, error
 
 
 def settle_success(db: Database, record_id: int, *, log: Sequence[str] = ()) -> bool:
@@ -264,7 +352,9 @@ def settle_many_failed(db: Database, record_ids: Iterable[int], error: str, *, l
         now = utcnow()
         for row in rows:
             row.status, row.error, row.finished_at = FAILED, error, now
-            _set_account_status(s, row, FAILED)
+            acc = _set_account_status(s, row, FAILED)
+            if acc is not None and acc.claimed_by == row.id:
+                acc.claimed_by = None
             s.add(row)
         if rows:
             _append_log(s, rows[0].execution_id, log)
@@ -285,7 +375,7 @@ def _counts(s: Session, execution_id: int) -> dict[str, int]:
 def _apply_counts(ex: Execution, counts: dict[str, int]) -> None:
     ex.total = sum(counts.values())
     ex.succeeded = counts.get(SUCCESS, 0)
-    ex.failed = counts.get(FAILED, 0)
+    ex.failed = counts.get(FAILED, 0) + counts.get(SUPERSEDED, 0)
     # Records still pending or pushing are not confirmed either way: they count as unverified.
     ex.unverified = counts.get(UNVERIFIED, 0) + counts.get(PENDING, 0) + counts.get(PUSHING, 0)
 
@@ -411,7 +501,9 @@ def unsettled_records(db: Database, *, statuses: Sequence[str] = OPEN_STATUSES) 
                 .where(~exists().where(child.retry_of == ChangeRecord.id))
                 .order_by(ChangeRecord.id))
         return [OpenRecord(r.id, r.execution_id, st, pid, host or "", r.task_id, r.account_id, r.asset_id, r.asset_name,
-                           r.username, r.secret_type, r.status) for r, st, pid, host in s.exec(stmt).all()]
+                           r.username, r.secret_type, r.status,
+                           _aware(r.deadline_at) if r.deadline_at is not None else None)
+                for r, st, pid, host in s.exec(stmt).all()]
 
 
 def anything_unsettled(db: Database) -> bool:
@@ -477,3 +569,12 @@ def task_locks(db: Database) -> list[tuple[int, str, datetime]]:
 
     with db.read() as s:
         return [(lk.task_id, lk.holder, lk.expires_at) for lk in s.exec(select(TaskLock)).all()]
+
+
+def record_deadline(db: Database, record_id: int) -> datetime | None:
+    """When the host has certainly stopped the record's change (None: its push ended, or it never started)."""
+    with db.read() as s:
+        row = s.get(ChangeRecord, record_id)
+        if row is None:
+            raise NotFound(f"no change record with id {record_id}")
+        return _aware(row.deadline_at) if row.deadline_at is not None else None

@@ -21,6 +21,32 @@ AMBIGUOUS = "ambiguous"
 
 KEY_STRATEGIES = ("replace-ours", "replace-all", "append")
 
+# Slack between the deadline a host enforces on a change and the deadline its record stores, for network
+# latency and the start of the remote command (DESIGN.md point 5).
+DEADLINE_MARGIN = 5.0
+
+
+def change_budget(timeouts: Timeouts) -> float:
+    """Seconds from committing `pushing` until the host has certainly stopped the change.
+
+    The host kills the change after about command timeout + margin; the record's deadline adds one more
+    margin, so when a reconcile sees the deadline passed, nothing of that push can still land.
+    """
+    return timeouts.command + 2 * DEADLINE_MARGIN
+
+
+def seconds_left(deadline: float | None, timeouts: Timeouts) -> int:
+    """Whole seconds the host may give a change that must end a margin before deadline (epoch seconds).
+
+    Without a deadline: command timeout + margin. 0 means the deadline is too close to start the change.
+    """
+    import math
+    import time
+
+    if deadline is None:
+        return math.ceil(timeouts.command + DEADLINE_MARGIN)
+    return max(0, math.floor(deadline - time.time() - DEADLINE_MARGIN))
+
 # POSIX portable user names (plus the trailing $ of Samba machine accounts); nothing a shell would expand.
 _USERNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
 _PUBLIC_LINE = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+={0,3}( [^\r\n\x00]*)?$")
@@ -89,12 +115,17 @@ def UNKNOWN(reason: str) -> Verify:  # noqa: N802 - reads like the OK / REJECTED
 
 
 class HostDriver(Protocol):
-    """One privileged connection to an asset, reused for all its accounts."""
+    """One privileged connection to an asset, reused for all its accounts.
 
-    def change_password(self, username: str, new_password: str) -> PushResult:
+    deadline (epoch seconds): the host itself must have stopped the change by then, whatever happens to
+    the connection; a driver that cannot start it early enough returns NOT_APPLIED.
+    """
+
+    def change_password(self, username: str, new_password: str, *, deadline: float | None = None) -> PushResult:
         """Set username's password on the host (the password travels on stdin)."""
 
-    def install_key(self, username: str, public_line: str, strategy: str) -> PushResult:
+    def install_key(self, username: str, public_line: str, strategy: str, *,
+                    deadline: float | None = None) -> PushResult:
         """Put public_line into username's authorized_keys following strategy, atomically."""
 
     def close(self) -> None:
@@ -133,9 +164,10 @@ def verify_key(asset: AssetInfo, username: str, private_text: str | None, passph
 def driver_class(platform: str) -> type:
     """The driver class of a platform, or DriverError."""
     from core.drivers.aix import AixDriver
+    from core.drivers.custom_ssh import CustomSSHDriver
     from core.drivers.posix import PosixDriver
 
-    drivers = {"linux": PosixDriver, "unix": PosixDriver, "aix": AixDriver}
+    drivers = {"linux": PosixDriver, "unix": PosixDriver, "aix": AixDriver, "custom-ssh": CustomSSHDriver}
     try:
         return drivers[platform]
     except KeyError:

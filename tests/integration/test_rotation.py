@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import datetime, timezone
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -66,6 +67,15 @@ def assert_vault_matches_hosts(ctx: Context, hosts: Sequence[SandboxHost], users
         for u in users:
             current = vault(ctx, h.name, u).secret
             assert current is not None and h.password_works(u, current), f"{h.name}/{u}: host and vault disagree"
+
+
+def wait_past_deadlines(ctx: Context) -> None:
+    """Sleep until no open record's push can still be running on its host (its deadline has passed)."""
+    import time
+
+    deadlines = [r.deadline_at for r in rec.unsettled_records(ctx.db) if r.deadline_at is not None]
+    if deadlines:
+        time.sleep(max(0.0, (max(deadlines) - datetime.now(timezone.utc)).total_seconds()) + 0.2)
 
 
 def make_task(ctx: Context, name: str, hosts: Sequence[SandboxHost], users: Sequence[str] = USERS, **kw: object) -> TaskSpec:
@@ -409,6 +419,7 @@ def test_a_push_whose_end_is_lost_stays_unverified_until_reconcile_sees_it_land(
     h = hosts[0]
     h.write_file("/var/tmp/slow-chpasswd", "#!/bin/sh\nsleep 3\nexec chpasswd\n", mode=0o755, owner="root")
     build_inventory(ctx, [h], ["alice"])
+    ctx.settings.allowed_programs = "/var/tmp/slow-chpasswd"  # as the protected config file would allow it
     make_task(ctx, "slow", [h], ["alice"], params=HostParams(chpasswd_path="/var/tmp/slow-chpasswd"))
     ctx.settings.command_timeout = 1.0
     info = run_task(ctx, "slow")
@@ -417,5 +428,10 @@ def test_a_push_whose_end_is_lost_stays_unverified_until_reconcile_sees_it_land(
     candidate = rec.record_secrets(ctx.db, r.id)[1]
     time.sleep(3.5)
     assert h.password_works("alice", candidate)  # it did land, after keyturn had given up waiting
+    early = reconcile(ctx)
+    assert (early.probed, early.waiting) == (0, 1)  # before the record's deadline it is not judged at all
+    deadline = rec.record_deadline(ctx.db, r.id)
+    assert deadline is not None
+    time.sleep(max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds()) + 0.2)
     assert reconcile(ctx).succeeded == 1
     assert vault(ctx, h.name, "alice").secret == candidate

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.tui.test_snapshots import SIZE
+from tests.tui.test_snapshots import LARGE as SIZE
 
 MODES = ["o", "t", "h", "s", "i"]
 

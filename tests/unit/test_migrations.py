@@ -10,14 +10,14 @@ from sqlalchemy import text
 from sqlmodel import SQLModel
 
 import storage.tables  # noqa: F401
-from storage.db import Database, sqlite_url
+from storage.db import HEAD_REVISION, Database, sqlite_url
 
 
 def test_empty_database_upgrades_to_head_matching_models(tmp_path: Path) -> None:
     db = Database(sqlite_url(tmp_path / "k.db"))
     assert db.current_revision() is None
     db.upgrade()
-    assert db.current_revision() == "0001"
+    assert db.current_revision() == HEAD_REVISION
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
     assert diff == [], f"migrations and models disagree: {diff}"

@@ -22,7 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_rotate(ctx: Context, args: argparse.Namespace) -> int:
     """Rotate the master key."""
-    count, retired = rotate_master_key(ctx.db, ctx.home)
+    from core.errors import KeyturnError
+    from storage.keyrotate import RunInProgress
+
+    try:
+        count, retired = rotate_master_key(ctx.db, ctx.home)
+    except RunInProgress as exc:
+        raise KeyturnError(str(exc)) from None
     _audit(ctx, "key.rotate", {"values": count})
     print(f"re-encrypted {count} secret values under a new master key; old key kept as {retired}")
     print("remove the old key file once your backups hold the new one")
