@@ -14,15 +14,20 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The integration tests start real OpenSSH hosts (sshd, sudo, chpasswd) and read the database with sqlite3.
-SYSTEM_TOOLS := /usr/sbin/sshd /usr/bin/sudo /usr/sbin/chpasswd /usr/bin/sqlite3 /usr/bin/nsenter /usr/bin/unshare
+# The integration tests start real OpenSSH hosts (sshd, sudo, chpasswd) and read the database with sqlite3;
+# the interactive tests need passwd, su, visudo and pam_pwquality (enabled only inside a sandbox host).
+SYSTEM_TOOLS := /usr/sbin/sshd /usr/bin/sudo /usr/sbin/chpasswd /usr/bin/sqlite3 /usr/bin/nsenter /usr/bin/unshare \
+	/usr/bin/passwd /usr/bin/su /usr/sbin/visudo /usr/sbin/useradd
+# Marking pwquality as seen keeps pam-auth-update from enabling it for the whole machine on install.
+PWQUALITY := $(firstword $(wildcard /lib/*/security/pam_pwquality.so /usr/lib/*/security/pam_pwquality.so) /lib/x86_64-linux-gnu/security/pam_pwquality.so)
 system-deps:
-	@missing=""; for t in $(SYSTEM_TOOLS); do [ -x $$t ] || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(SYSTEM_TOOLS) $(PWQUALITY); do [ -e $$t ] || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing openssh-server sudo sqlite3 (missing:$$missing)"; \
+			echo "installing openssh-server sudo sqlite3 libpam-pwquality (missing:$$missing)"; \
+			{ grep -qx pwquality /var/lib/pam/seen 2>/dev/null || echo pwquality >> /var/lib/pam/seen; }; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-				openssh-server openssh-client sudo passwd sqlite3 util-linux >/dev/null; \
+				openssh-server openssh-client sudo passwd sqlite3 util-linux libpam-pwquality >/dev/null; \
 		else echo "system-deps: not root; missing$$missing; the sandbox sshd tests will say why they skip" >&2; fi; \
 	fi
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
+from core import textsafe
 from core.context import Context
 from core.errors import KeyturnError
 from storage import audit as store
@@ -50,15 +54,67 @@ def scrub_detail(detail: Any) -> Any:
     return detail
 
 
+# syslog facility authpriv (10), severity notice (5): where sudo and sshd write who did what.
+_SYSLOG_PRI = 10 * 8 + 5
+
+
+def syslog_line(event: AuditEventInfo) -> str:
+    """The forwarded form of an event: its id and HMAC (the anchor) and who did what from where."""
+    return (f"audit id={event.id} hash={event.hash} actor={event.actor} action={event.action} "
+            f"object={event.object_type}:{event.object_id} source={json.dumps(event.source)}")
+
+
+def forward_to_syslog(socket_path: str, events: list[AuditEventInfo]) -> None:
+    """Send events to a syslog socket (RFC 3164 datagrams); a warning on stderr when that fails."""
+    import socket
+    import sys
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(socket_path)
+            for event in events:
+                sock.send(f"<{_SYSLOG_PRI}>keyturn[{os.getpid()}]: {syslog_line(event)}".encode())
+    except OSError as exc:
+        ids = ", ".join(str(e.id) for e in events)
+        print(f"keyturn: warning: audit event(s) {ids} not forwarded to {socket_path}: {exc.strerror or exc}",
+              file=sys.stderr)
+
+
+def _forward_after_commit(session: Session, ctx: Context, event: AuditEventInfo) -> None:
+    """Queue event for syslog once its transaction commits (a rolled-back event is never forwarded)."""
+    path = ctx.settings.audit_syslog
+    if not path:
+        return
+    pending: list[AuditEventInfo] | None = session.info.get("keyturn_audit_forward")
+    if pending is None:
+        pending = session.info["keyturn_audit_forward"] = []
+
+        def after_commit(sess: Session) -> None:
+            events = list(sess.info.pop("keyturn_audit_forward", []))
+            if events:
+                forward_to_syslog(path, events)
+
+        def after_rollback(sess: Session, _previous: object) -> None:
+            sess.info.pop("keyturn_audit_forward", None)
+
+        sa_event.listen(session, "after_commit", after_commit, once=True)
+        sa_event.listen(session, "after_soft_rollback", after_rollback, once=True)
+    pending.append(event)
+
+
 def record_event_in(session: Session, ctx: Context, action: str, object_type: str, object_id: object,
                     detail: dict | None = None, *, actor: str | None = None) -> AuditEventInfo:
     """Append an event inside an open db.write() session, so it commits (or not) with the change it records."""
     try:
-        return store.append_event(
-            session, actor=actor if actor is not None else (ctx.operator or ""), action=action,
-            object_type=object_type, object_id="" if object_id is None else str(object_id),
-            detail=scrub_detail(detail or {}), source=ctx.source,
+        # Names, ids, details and the source (SSH_CLIENT, a tty name) may come from outside: stored clean.
+        event = store.append_event(
+            session, actor=textsafe.clean_line(actor if actor is not None else (ctx.operator or "")), action=action,
+            object_type=object_type, object_id="" if object_id is None else textsafe.clean_line(str(object_id)),
+            detail=textsafe.clean_value(scrub_detail(detail or {})),  # type: ignore[arg-type]
+            source=textsafe.clean_line(ctx.source or ""), key=ctx.db.audit_key,
         )
+        _forward_after_commit(session, ctx, event)
+        return event
     except SQLAlchemyError as exc:
         # Only the driver's own message: SQLAlchemy's text would repeat the statement's parameters.
         reason = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
@@ -81,6 +137,10 @@ def list_events(ctx: Context, *, limit: int = 50, before_id: int | None = None, 
     return store.list_events(ctx.db, limit=limit, before_id=before_id, action=action, actor=actor)
 
 
-def verify_chain(ctx: Context) -> VerifyResult:
-    """Check every event's id, link and hash; the result names the first broken link."""
-    return store.verify_chain(ctx.db)
+def verify_chain(ctx: Context, expect_head: tuple[int, str] | None = None) -> VerifyResult:
+    """Check every event's id, link and HMAC; the result names the first broken link.
+
+    expect_head: (id, hash) of an event forwarded earlier (syslog): the trail must still hold it unchanged,
+    which is what shows that its newest events were not deleted.
+    """
+    return store.verify_chain(ctx.db, expect_head=expect_head)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.config import Settings
 from core.errors import DatabaseDamagedError, InputError, UnsafeSetupError
-from storage.db import Database
-from storage.keyrotate import finish_pending_rotation
-from storage.keyfile import KeyFileError, ensure_data_dir, load_or_create_key
+from storage.audit import open_audit_key
+from storage.db import HEAD_REVISION, Database
+from storage.keyrotate import finish_pending_rotation, keyring_loader
+from storage.keyfile import KeyFileError, ensure_data_dir, load_keyring, load_or_create_key
 from storage.vault import Vault, VaultError
 
 
@@ -22,6 +26,8 @@ class Context:
     db: Database
     operator: str | None = None
     source: str = ""  # terminal / SSH client the person is acting from (for the audit trail)
+    # Who has given a good TOTP code in this session (the app's unlock window; one code per CLI command).
+    mfa: Any = None  # core.mfa.MfaSession (not imported here: core.mfa imports this module)
 
     @property
     def home(self) -> Path:
@@ -62,7 +68,8 @@ def open_database(settings: Settings, *, create: bool = False) -> Database:
         _check_database_file(settings, create=create)
         db = Database(settings.effective_database_url)
         try:
-            db.upgrade()
+            if db.current_revision() is None:
+                db.upgrade()  # a new database: the schema first, there is nothing to re-seal
             has_secrets = db.has_secrets()
         except DatabaseError as exc:
             db.close()
@@ -71,13 +78,21 @@ def open_database(settings: Settings, *, create: bool = False) -> Database:
             raise DatabaseDamagedError(f"the database {where} cannot be read ({reason}); it is damaged or not a "
                                        "keyturn database. Restore it from a backup") from None
         key = load_or_create_key(settings.home, database_has_secrets=has_secrets)
+        if db.current_revision() != HEAD_REVISION:
+            # Migrations that re-seal values (0004) need the key; values of an older format are read once.
+            db.upgrade(vault=Vault(key, accept_v1=True))
+        open_audit_key(db, settings.home)
         try:
-            db.attach_vault(Vault(key))
+            db.attach_vault(load_keyring(settings.home), keyring_loader(settings.home))
         except VaultError:
             if not finish_pending_rotation(db, settings.home):
                 raise
     except (KeyFileError, VaultError) as exc:
         raise UnsafeSetupError(str(exc)) from None
+    except SQLAlchemyError as exc:  # a database server that is down or refuses us: say which, no traceback
+        from core.database import unavailable
+
+        raise unavailable(settings, exc) from None
     return db
 
 

@@ -23,6 +23,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -183,6 +184,12 @@ class _Run:
                 self._fail_unpushed(remaining, CANCELLED_BEFORE_PUSH)
                 return
             asset = get_asset_by_id(self.db, jobs[0].asset_id)
+            if self.spec.params.self_change:
+                from core.drivers.selfchange import change_own_accounts
+
+                change_own_accounts(self, asset, remaining)  # accounts that log in as themselves leave `remaining`
+                if not remaining:
+                    return
             driver, error = self._connect(asset)
             if driver is None:
                 self._fail_unpushed(remaining, error)
@@ -283,6 +290,8 @@ class _Run:
                                         record_id=job.record_id))
             must_verify = result.state == AMBIGUOUS or (self.spec.check_after_change and self.spec.params.verify != "none")
             if must_verify:
+                if self.spec.params.settle_delay:
+                    time.sleep(self.spec.params.settle_delay)  # a slow device (commit) applies the change late
                 status, error = judge(asset, job.username, job.secret_type, self.timeouts,
                                       new=(job.new_secret, job.new_passphrase),
                                       old_loader=lambda: _old_secret(self.db, job.record_id), push_error=result.error,
@@ -437,6 +446,27 @@ def run_task(ctx: Context, task_name: str, *, trigger: str = "manual", cancel: t
     return _execute(ctx, spec, trigger, planned, cancel=cancel, on_event=on_event)
 
 
+def _newest_per_account(ctx: Context, records: list) -> list:
+    """One record per account, its newest; none for an account a later change already set (issue 12 #4).
+
+    Several failed records of one account (one per run) retried together made one execution change the
+    account three times, and an old unverified candidate re-pushed over a newer success.
+    """
+    newest: dict[int, Any] = {}
+    for r in records:
+        if r.account_id not in newest or r.id > newest[r.account_id].id:
+            newest[r.account_id] = r
+    kept = []
+    for r in newest.values():
+        later = rec.later_success(ctx.db, r.id, r.account_id)
+        if later is None:
+            kept.append(r)
+        elif len(newest) == 1:
+            raise InputError(f"record {r.id}: {r.asset_name}/{r.username} was changed since by record {later}; "
+                             "nothing to retry")
+    return sorted(kept, key=lambda r: r.id)
+
+
 def retry_records(ctx: Context, record_ids: list[int], *, cancel: threading.Event | None = None,
                   on_event: EventCallback | None = None, task_name: str | None = None) -> ExecutionInfo:
     """Retry failed or unverified records of one task: an unverified one re-pushes its same candidate secret,
@@ -462,6 +492,7 @@ def retry_records(ctx: Context, record_ids: list[int], *, cancel: threading.Even
         if task_name is not None and r.task_name != task_name:
             raise InputError(f"record {rid}: belongs to task {r.task_name!r}, not {task_name!r}")
         records.append(r)
+    records = _newest_per_account(ctx, records)
     task_ids = {r.task_id for r in records}
     if len(task_ids) != 1:
         names = ", ".join(sorted({r.task_name for r in records}))
@@ -544,6 +575,8 @@ def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned]
             pool.shutdown(wait=True)
         if run.db_error:
             raise DatabaseWriteError(DB_WRITE_FAILED.format(why=run.db_error))
+        from core.dependencies import run_for_execution  # dependent updates follow successful changes; never raises
+        run_for_execution(ctx, spec.id, execution_id, run.emit)
         info = rec.finish_execution(db, execution_id, cancelled=run.cancel.is_set(), log=run.drain(force=True))
         run.emit(ExecutionFinished(execution_id, status=info.status, total=info.total, succeeded=info.succeeded,
                                    failed=info.failed, unverified=info.unverified, duration_s=time.monotonic() - started))

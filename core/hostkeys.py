@@ -20,10 +20,12 @@ from pathlib import Path
 
 from sqlmodel import Session
 
+from core import textsafe
 from core.errors import InputError, KeyturnError
 from storage.db import Database
 from storage.inventory import list_assets, get_asset_row, pin_host_key
 from storage.types import AssetInfo, ImportSummary, fingerprint_sha256
+from core.ssh import LEGACY_ALGORITHMS
 
 # One Transport per type: a server presents one host key per connection, the one the client prefers.
 # rsa-sha2-512 asks for the RSA key (its key type is still reported as ssh-rsa).
@@ -231,7 +233,7 @@ def _fetch_one(address: str, port: int, key_type: str | None, timeout: float) ->
         sock = socket.create_connection((address, port), timeout=timeout)
     except OSError as exc:
         raise HostUnreachable(f"cannot connect to {address}:{port}: {exc.strerror or exc}") from None
-    transport = paramiko.Transport(sock)
+    transport = paramiko.Transport(sock, disabled_algorithms=LEGACY_ALGORITHMS)
     try:
         if key_type is not None:
             transport.get_security_options().key_types = [key_type]
@@ -240,9 +242,10 @@ def _fetch_one(address: str, port: int, key_type: str | None, timeout: float) ->
         except paramiko.SSHException as exc:
             if key_type is not None and "host key" in str(exc).lower():
                 return None
-            raise HostUnreachable(f"{address}:{port} did not complete an SSH handshake: {exc}") from None
+            # paramiko quotes the server's banner in some messages: it comes from outside.
+            raise HostUnreachable(textsafe.clean_line(f"{address}:{port} did not complete an SSH handshake: {exc}")) from None
         except (OSError, EOFError) as exc:
-            raise HostUnreachable(f"{address}:{port} closed the connection during the SSH handshake ({exc})") from None
+            raise HostUnreachable(textsafe.clean_line(f"{address}:{port} closed the connection during the SSH handshake ({exc})")) from None
         key = transport.get_remote_server_key()
         return key.get_name(), key.get_base64()
     finally:

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from core import textsafe
 from core.config import Settings
 from core.context import Context
 from core.errors import KeyturnError
@@ -29,6 +30,9 @@ MAX_LISTED = 200
 REDACTED = "[redacted]"
 # Shorter secrets would match ordinary words; the report only carries names, statuses and scrubbed errors anyway.
 MIN_SCRUB_LENGTH = 4
+NO_SECRET_LINE = "No secret is ever sent by mail; reveal them in keyturn after a TOTP check."
+HANDOVER_LINE = ("The new secrets of this run are attached, encrypted to your age key only; "
+                 "open the attachment with: age -d -i YOUR_IDENTITY FILE > secrets.csv")
 
 
 class MailError(KeyturnError):
@@ -37,6 +41,11 @@ class MailError(KeyturnError):
 
 # -- sending ------------------------------------------------------------------------------------------
 def _smtp_error_text(exc: BaseException, settings: Settings) -> str:
+    # The server's words come from outside: no escape sequence of theirs reaches a log or a terminal.
+    return textsafe.clean_line(_smtp_error_raw(exc, settings))
+
+
+def _smtp_error_raw(exc: BaseException, settings: Settings) -> str:
     where = f"{settings.smtp_host}:{settings.smtp_port}"
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         parts = [f"{addr}: {code} {_decode(msg)}" for addr, (code, msg) in exc.recipients.items()]
@@ -69,7 +78,11 @@ def send_message(ctx: Context, msg: EmailMessage) -> list[str]:
     if settings.smtp_user and password is None:
         raise MailError(f"smtp_user is {settings.smtp_user!r} but no SMTP password is stored; "
                         "run `keyturn mail set-password`")
-    tls = ssl.create_default_context()
+    if settings.smtp_user and not (settings.smtp_ssl or settings.smtp_starttls):
+        # AUTH over plain text hands the vault's SMTP password to anyone on the path (or a fake server).
+        raise MailError(f"smtp_user is set but neither smtp_starttls nor smtp_ssl is on: keyturn does not send "
+                        f"the SMTP password without TLS; turn one on in the config file")
+    tls = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
     try:
         if settings.smtp_ssl:
             client: smtplib.SMTP = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port,
@@ -85,7 +98,7 @@ def send_message(ctx: Context, msg: EmailMessage) -> list[str]:
             refused = client.send_message(msg)
     except (smtplib.SMTPException, OSError) as exc:
         raise MailError(_smtp_error_text(exc, settings)) from None
-    return [f"{addr}: {code} {_decode(text)}" for addr, (code, text) in refused.items()]
+    return [textsafe.clean_line(f"{addr}: {code} {_decode(text)}") for addr, (code, text) in refused.items()]
 
 
 def _new_message(settings: Settings, to: list[str], subject: str) -> EmailMessage:
@@ -116,6 +129,9 @@ def send_test_message(ctx: Context, address: str) -> None:
 def store_smtp_password(ctx: Context, password: str | None) -> None:
     """Store (None: forget) the SMTP password in the vault, and say so in the audit trail (never the value)."""
     from core.audit import record_event_in
+    from core.stepup import require_step_up
+
+    require_step_up(ctx, ctx.mfa, "mail.settings")
 
     with ctx.db.write() as s:
         set_smtp_password_in(s, ctx.db, password)
@@ -164,8 +180,9 @@ def _see_more(task_name: str) -> list[str]:
             f"retry them: keyturn retry --task {name} --failed"]
 
 
-def build_report(data: ExecutionReportData, to: list[str], settings: Settings) -> EmailMessage:
-    """The report message (plain text and HTML) on one execution; it holds no secret."""
+def build_report(data: ExecutionReportData, to: list[str], settings: Settings, *, handover: bool = False) -> EmailMessage:
+    """The report message (plain text and HTML) on one execution; its text holds no secret."""
+    closing = HANDOVER_LINE if handover else NO_SECRET_LINE
     run = data.execution
     problems = _problems(data.records)
     scrub = lambda text: _scrub(text, data.secrets)  # noqa: E731 - local shorthand
@@ -193,9 +210,17 @@ def build_report(data: ExecutionReportData, to: list[str], settings: Settings) -
         lines.append("")
     else:
         lines += ["Every account was changed and verified.", ""]
+    if data.dependency_warnings:
+        lines.append("Changed, but a dependency step failed (retry: keyturn records retry-dependencies ID):")
+        lines += [f"  {asset} / {user}: {error}" for asset, user, error in data.dependency_warnings[:MAX_LISTED]]
+        lines.append("")
+    if data.drifted:
+        lines.append("Drift (the last heartbeat did not log in with the vault's secret):")
+        lines += [f"  {asset} / {user}: {status}" for asset, user, status in data.drifted[:MAX_LISTED]]
+        lines.append("")
     lines.append("See more:")
     lines += [f"  {hint}" for hint in _see_more(run.task_name)]
-    lines += ["", "No secret is ever sent by mail; reveal them in keyturn after a TOTP check.", ""]
+    lines += ["", closing, ""]
     msg.set_content(scrub("\n".join(lines)))
 
     e = lambda value: html.escape(scrub(str(value)), quote=True)  # noqa: E731 - escape everything in HTML
@@ -213,10 +238,51 @@ def build_report(data: ExecutionReportData, to: list[str], settings: Settings) -
             parts.append(f"<p>... and {hidden} more</p>")
     else:
         parts.append("<p>Every account was changed and verified.</p>")
+    if data.dependency_warnings:
+        parts.append("<h3>Changed, but a dependency step failed</h3><ul>")
+        parts += [f"<li>{e(asset)} / {e(user)}: {e(error)}</li>" for asset, user, error in data.dependency_warnings[:MAX_LISTED]]
+        parts.append("</ul>")
+    if data.drifted:
+        parts.append("<h3>Drift (the last heartbeat did not log in with the vault's secret)</h3><ul>")
+        parts += [f"<li>{e(asset)} / {e(user)}: {e(status)}</li>" for asset, user, status in data.drifted[:MAX_LISTED]]
+        parts.append("</ul>")
     parts.append("<h3>See more</h3><ul>")
     parts += [f"<li><code>{e(hint)}</code></li>" for hint in _see_more(run.task_name)]
-    parts.append("</ul><p>No secret is ever sent by mail; reveal them in keyturn after a TOTP check.</p>")
+    parts.append(f"</ul><p>{e(closing)}</p>")
     msg.add_alternative("<html><body>" + "\n".join(parts) + "</body></html>", subtype="html")
+    return msg
+
+
+def _deliver(ctx: Context, build) -> list[str]:  # type: ignore[no-untyped-def]
+    """Build and send one message; the problems to report (none when it went out)."""
+    try:
+        refused = send_message(ctx, build())
+        return ["refused: " + "; ".join(refused)] if refused else []
+    except MailError as exc:
+        return [str(exc)]
+    except Exception as exc:  # noqa: BLE001 - a report must never break the run it reports on
+        return [f"report not sent: {type(exc).__name__}: {exc}"]
+
+
+def _handover_keys(ctx: Context, data: ExecutionReportData, problems: list[str]) -> dict[str, str]:
+    """Recipient name -> age key when the task opted in to the encrypted hand-over (see core.handover)."""
+    try:
+        from core.handover import plan
+
+        return plan(ctx, data.execution.task_id, [r.name for r in data.recipients if r.email])
+    except Exception as exc:  # noqa: BLE001 - without the hand-over everyone still gets the counts
+        problems.append(f"encrypted hand-over skipped: {type(exc).__name__}")
+        return {}
+
+
+def _handover_report(ctx: Context, data: ExecutionReportData, address: str, age_key: str) -> EmailMessage:
+    """The report for one recipient with the run's new secrets attached, encrypted to their age key only."""
+    from core.handover import attachment_name, encrypt_to, secrets_csv
+
+    run = data.execution
+    msg = build_report(data, [address], ctx.settings, handover=True)
+    msg.add_attachment(encrypt_to(age_key, secrets_csv(ctx, run.id)), maintype="application", subtype="octet-stream",
+                       filename=attachment_name(run.task_name, run.id))
     return msg
 
 
@@ -246,16 +312,13 @@ def send_execution_report(ctx: Context, execution_id: int) -> str | None:
     problems: list[str] = []
     if missing:
         problems.append("no email address for " + ", ".join(missing))
-    if to:
-        try:
-            msg = build_report(data, to, ctx.settings)
-            refused = send_message(ctx, msg)
-            if refused:
-                problems.append("refused: " + "; ".join(refused))
-        except MailError as exc:
-            problems.append(str(exc))
-        except Exception as exc:  # noqa: BLE001 - a report must never break the run it reports on
-            problems.append(f"report not sent: {type(exc).__name__}: {exc}")
+    keys = _handover_keys(ctx, data, problems)
+    plain_to = [r.email for r in data.recipients if r.email and r.name not in keys]
+    if plain_to:
+        problems += _deliver(ctx, lambda: build_report(data, plain_to, ctx.settings))
+    for r in data.recipients:
+        if r.email and r.name in keys:
+            problems += _deliver(ctx, lambda r=r: _handover_report(ctx, data, r.email, keys[r.name]))  # type: ignore[misc]
     error = _scrub("; ".join(problems), data.secrets) if problems else ""
     try:
         set_mail_error(ctx.db, execution_id, error)

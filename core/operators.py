@@ -127,8 +127,14 @@ def reset_mfa(ctx: Context, name: str) -> Enrolment:
 
 
 def confirm_enrolment(ctx: Context, name: str, code: str, *, now=None) -> None:  # type: ignore[no-untyped-def]
-    """Confirm an enrolment with a current code from the new secret (raises MfaFailed when wrong)."""
+    """Confirm an enrolment with a current code from the new secret (raises MfaFailed when wrong).
+
+    Once operators are enforced only the person themselves may confirm: wrong codes count towards a lockout,
+    so anyone else trying would lock them out.
+    """
     store.get_operator(ctx.db, name)  # NotFound before anything is counted
+    if is_enforcing(ctx) and ctx.operator != name:
+        raise PermissionDenied(f"only {name!r} may confirm their own enrolment, at their own terminal")
     verify_code(ctx, name, code, now=now, enrolling=True)
 
 

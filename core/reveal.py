@@ -16,6 +16,7 @@ from core.context import Context
 from core.errors import InputError, KeyturnError, PermissionDenied
 from core.mfa import MfaSession
 from core.operators import require
+from core.scopes import asset_in_scope
 from storage import operators as store
 from storage.inventory import account_secrets
 
@@ -58,6 +59,7 @@ def _audited(ctx: Context, items: list[RevealedSecret], extra: dict | None = Non
 
 
 def _account_items(ctx: Context, ref: store.AccountRef) -> list[RevealedSecret]:
+    asset_in_scope(ctx, ref.asset_name)  # an operator limited to node subtrees sees no secret outside them
     sec = account_secrets(ctx.db, ref.account_id)
     out = []
     base = f"{ref.asset_name} {ref.username}"
@@ -70,7 +72,13 @@ def _account_items(ctx: Context, ref: store.AccountRef) -> list[RevealedSecret]:
     return out
 
 
-def reveal_accounts(ctx: Context, mfa: MfaSession, account_ids: Iterable[int]) -> list[RevealedSecret]:
+def _why(reason: str) -> dict:
+    # The reason (a ticket id or a sentence) goes into each reveal event; it is text from a person, kept clean.
+    reason = " ".join((reason or "").split())[:500]
+    return {"reason": reason} if reason else {}
+
+
+def reveal_accounts(ctx: Context, mfa: MfaSession, account_ids: Iterable[int], *, reason: str = "") -> list[RevealedSecret]:
     """The current secrets of these accounts (skipping ones with none stored), audited before they are returned."""
     _gate(ctx, mfa)
     items: list[RevealedSecret] = []
@@ -78,7 +86,7 @@ def reveal_accounts(ctx: Context, mfa: MfaSession, account_ids: Iterable[int]) -
         items.extend(_account_items(ctx, store.account_ref_by_id(ctx.db, account_id)))
     if not items:
         raise KeyturnError("no stored secret to reveal for the accounts named")
-    return _audited(ctx, items)
+    return _audited(ctx, items, _why(reason))
 
 
 def reveal_account(ctx: Context, mfa: MfaSession, account_id: int) -> list[RevealedSecret]:
@@ -86,13 +94,13 @@ def reveal_account(ctx: Context, mfa: MfaSession, account_id: int) -> list[Revea
     return reveal_accounts(ctx, mfa, [account_id])
 
 
-def reveal_pairs(ctx: Context, mfa: MfaSession, pairs: Iterable[tuple[str, str]]) -> list[RevealedSecret]:
+def reveal_pairs(ctx: Context, mfa: MfaSession, pairs: Iterable[tuple[str, str]], *, reason: str = "") -> list[RevealedSecret]:
     """Current secrets of (asset name, username) pairs; a user with both a password and a key gets both."""
     _gate(ctx, mfa)
     ids: list[int] = []
     for asset, user in pairs:
         ids.extend(_ids_for(ctx, asset, user))
-    return reveal_accounts(ctx, mfa, ids)
+    return reveal_accounts(ctx, mfa, ids, reason=reason)
 
 
 def _ids_for(ctx: Context, asset: str, user: str) -> list[int]:
@@ -106,12 +114,13 @@ def _ids_for(ctx: Context, asset: str, user: str) -> list[int]:
         return [store.account_ref(ctx.db, asset, user, t).account_id for t in ("password", "ssh_key")]
 
 
-def reveal_record(ctx: Context, mfa: MfaSession, record_id: int, which: str = "new") -> list[RevealedSecret]:
+def reveal_record(ctx: Context, mfa: MfaSession, record_id: int, which: str = "new", *, reason: str = "") -> list[RevealedSecret]:
     """The old or new secret of one change record (both stay on the record whatever its status)."""
     if which not in ("old", "new"):
         raise InputError(f"which: expected 'old' or 'new', got {which!r}")
     _gate(ctx, mfa)
     rec = store.record_secrets(ctx.db, record_id)
+    asset_in_scope(ctx, rec.asset_name)
     secret = rec.new_secret if which == "new" else rec.old_secret
     passphrase = rec.new_passphrase if which == "new" else rec.old_passphrase
     base = f"{rec.asset_name} {rec.username}"
@@ -124,10 +133,10 @@ def reveal_record(ctx: Context, mfa: MfaSession, record_id: int, which: str = "n
                                     rec.username, "passphrase", "change_record", rec.record_id, which, passphrase))
     if not items:
         raise KeyturnError(f"change record {record_id} holds no {which} secret")
-    return _audited(ctx, items, {"task": rec.task_name, "status": rec.status})
+    return _audited(ctx, items, {"task": rec.task_name, "status": rec.status, **_why(reason)})
 
 
-def reveal_task(ctx: Context, mfa: MfaSession, task_name: str) -> list[RevealedSecret]:
+def reveal_task(ctx: Context, mfa: MfaSession, task_name: str, *, reason: str = "") -> list[RevealedSecret]:
     """Current secrets of every account the task's latest execution worked on."""
     _gate(ctx, mfa)
     execution_id, refs = store.latest_execution_accounts(ctx.db, task_name)
@@ -138,4 +147,4 @@ def reveal_task(ctx: Context, mfa: MfaSession, task_name: str) -> list[RevealedS
         items.extend(_account_items(ctx, ref))
     if not items:
         raise KeyturnError(f"the latest run of task {task_name!r} (execution {execution_id}) left no stored secret")
-    return _audited(ctx, items, {"task": task_name, "execution": execution_id})
+    return _audited(ctx, items, {"task": task_name, "execution": execution_id, **_why(reason)})

@@ -52,10 +52,10 @@ class RunOutcome:
 def default_runner() -> Runner:
     """core.engine.run_task, imported late so the scheduler loads (and its unit tests run) without it."""
     try:
-        from core.engine import run_task
+        from core.runs import scheduled_run  # the engine's run_task with the task's windows and retries
     except ImportError as exc:
         raise KeyturnError(f"the rotation engine cannot be loaded: {exc}") from None
-    return run_task  # type: ignore[return-value]
+    return scheduled_run  # type: ignore[return-value]
 
 
 def settle_leftovers(ctx: Context) -> None:
@@ -82,7 +82,9 @@ def next_slot(task: ScheduledTask, now: datetime) -> datetime:
 
 def due_tasks(ctx: Context, now: datetime) -> list[ScheduledTask]:
     """Active periodic tasks whose slot is at or before now (due at t, not at t - 1s)."""
-    return [t for t in scheduled_tasks(ctx.db) if t.due_at(now) <= now]
+    from core.runs import window_open  # a slot outside the task's change windows waits for the next opening
+
+    return [t for t in scheduled_tasks(ctx.db) if t.due_at(now) <= now and window_open(ctx, t.id, now)]
 
 
 def next_due_at(ctx: Context, now: datetime) -> datetime | None:
@@ -178,6 +180,10 @@ class Scheduler:
         """Claim every due task not already running here and start it; returns the started runs."""
         now = now or self.clock()
         started: list[Future[RunOutcome]] = []
+        from core.heartbeat import claim_due_heartbeats, run_heartbeat_safely
+
+        for name in claim_due_heartbeats(self.ctx, now):  # heartbeats change nothing: no task lock, no report
+            self._pool.submit(run_heartbeat_safely, self.ctx, name)
         for task in due_tasks(self.ctx, now):
             if self._stop.is_set():
                 break
@@ -231,7 +237,11 @@ class Scheduler:
         running = set(self.running)
         # A task still running past its next slot is looked at again when its run ends (that wakes us), so
         # its overdue slot must not make the loop spin meanwhile.
-        slots = [t.due_at(now) for t in scheduled_tasks(self.ctx.db) if t.id not in running and t.id not in self._broken]
+        from core.heartbeat import next_heartbeat_due
+        from core.runs import effective_due
+
+        slots = [effective_due(self.ctx, t.id, t.due_at(now), now) for t in scheduled_tasks(self.ctx.db) if t.id not in running and t.id not in self._broken]
+        slots += [s for s in (next_heartbeat_due(self.ctx),) if s is not None]
         upcoming = min(slots) if slots else None
         wait = self.poll_seconds
         if upcoming is not None:

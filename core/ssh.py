@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import paramiko
 
+from core import textsafe
 from core.config import Settings
 from storage.types import AssetInfo, fingerprint_sha256
 
@@ -57,6 +58,15 @@ class CommandLost(SSHError):
     """The input was sent but the outcome is unknown (channel closed or timed out)."""
 
     kind = "lost"
+
+
+# Broken or weak algorithms paramiko still offers: never negotiated with a host (3DES's 64-bit blocks, MD5 and
+# SHA-1 MACs). A host that offers nothing else fails to connect with a clear kex error instead.
+LEGACY_ALGORITHMS: dict[str, list[str]] = {
+    "ciphers": ["3des-cbc", "blowfish-cbc"],
+    "macs": ["hmac-md5", "hmac-md5-96", "hmac-sha1", "hmac-sha1-96", "hmac-md5-etm@openssh.com",
+             "hmac-md5-96-etm@openssh.com", "hmac-sha1-etm@openssh.com", "hmac-sha1-96-etm@openssh.com"],
+}
 
 
 @dataclass(frozen=True)
@@ -143,7 +153,7 @@ def connect(asset: AssetInfo, username: str, *, password: str | None = None, pke
         client.connect(
             asset.address, asset.port, username=username, password=password if pkey is None else None, pkey=pkey,
             look_for_keys=False, allow_agent=False, timeout=timeouts.connect, banner_timeout=timeouts.connect,
-            auth_timeout=timeouts.auth, channel_timeout=timeouts.command,
+            auth_timeout=timeouts.auth, channel_timeout=timeouts.command, disabled_algorithms=LEGACY_ALGORITHMS,
         )
         return client
     except HostKeyError:
@@ -171,7 +181,7 @@ def connect(asset: AssetInfo, username: str, *, password: str | None = None, pke
     except paramiko.SSHException as exc:
         client.close()
         # paramiko messages name the protocol step only (banner, kex), never credentials.
-        raise NetworkError(f"{where}: SSH error: {exc}") from None
+        raise NetworkError(textsafe.clean_line(f"{where}: SSH error: {exc}")) from None
     except (OSError, EOFError) as exc:
         client.close()
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
@@ -225,7 +235,8 @@ def run(client: paramiko.SSHClient, argv_or_script: str | list[str], stdin_data:
     if code == -1:
         # The channel closed without an exit status: sshd or the session died mid-command.
         raise CommandLost("the remote command ended without an exit status")
-    return code, out.decode(errors="replace"), err.decode(errors="replace")
+    # Host output comes from outside: no escape sequence of a host reaches a record, a log or a terminal.
+    return code, textsafe.clean(out.decode(errors="replace")), textsafe.clean(err.decode(errors="replace"))
 
 
 def _read_all(recv) -> bytes:  # type: ignore[no-untyped-def]

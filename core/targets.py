@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, exists, select
 
 from core.context import Context
+from core.drivers.selfchange import will_self_change
 from core.errors import InputError
+from storage.db import Database
 from storage.inventory import node_ids_below, normalize_node_path
-from storage.tables import Account, Asset, AssetNode, Node
+from storage.tables import Account, Asset, AssetNode, HostKey, Node
 from storage.types import TaskSpec
 
-SUPPORTED_PLATFORMS = ("linux", "unix", "aix")
+SUPPORTED_PLATFORMS = ("linux", "unix", "aix", "custom-ssh")
 
 REASON_SECURE_PRIVILEGED = "secure mode: privileged account"
 REASON_SECURE_LOGIN = "secure mode: the account keyturn logs in with"
@@ -47,6 +49,9 @@ class Target:
     username: str
     secret_type: str
     privileged: bool
+    # An SSH host with no pinned key refuses the connection at run time: the preview says so up front.
+    host_key_pinned: bool = True
+    self_change: bool = False  # logs in as itself to change its password (no privileged account used)
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,9 @@ class Preview:
             line += f"; {len(self.excluded)} excluded ({parts})"
         else:
             line += "; none excluded"
+        own = sum(1 for t in self.targets if t.self_change)
+        if own:
+            line += f"; {own} will self-change"
         return line
 
 
@@ -117,6 +125,10 @@ def _chunks(items: list[int], size: int = 900) -> list[list[int]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+# Platforms reached over SSH, so a pinned host key is needed (databases connect with their own protocol).
+SSH_PLATFORMS = frozenset({"linux", "unix", "aix", "custom-ssh"})
+
+
 def preview(ctx: Context, spec: TaskSpec) -> Preview:
     """The accounts the task would change now, and every (asset, user) in scope it leaves out with the reason."""
     secure = ctx.settings.secure_mode
@@ -128,9 +140,14 @@ def preview(ctx: Context, spec: TaskSpec) -> Preview:
         assets: dict[int, Asset] = {}
         accounts: dict[tuple[int, str], Account] = {}
         login: dict[int, int] = {}  # asset id -> id of the privileged account keyturn logs in with
+        pinned: set[int] = set()
         for chunk in _chunks(asset_ids):
-            for a in s.exec(select(Asset).where(col(Asset.id).in_(chunk))).all():
+            # Whether a key is pinned comes with the asset row: no query more per chunk.
+            has_key = exists().where(HostKey.asset_id == Asset.id)
+            for a, keyed in s.exec(select(Asset, has_key).where(col(Asset.id).in_(chunk))).all():
                 assets[a.id] = a
+                if keyed:
+                    pinned.add(a.id)
             if usernames:
                 for acc in s.exec(select(Account).where(col(Account.asset_id).in_(chunk),
                                                         col(Account.username).in_(usernames),
@@ -143,19 +160,25 @@ def preview(ctx: Context, spec: TaskSpec) -> Preview:
                 login.setdefault(asset_id, acc_id)
     for asset in sorted(assets.values(), key=lambda a: a.name):
         for user in usernames:
-            reason = _exclusion_reason(asset, accounts.get((asset.id, user)), login.get(asset.id), secure)
+            acc = accounts.get((asset.id, user))
+            own = acc is not None and will_self_change(spec.params, asset.platform, acc.secret_type,
+                                                       acc.secret_enc is not None)
+            reason = _exclusion_reason(asset, acc, login.get(asset.id), secure, self_change=own)
             if reason is not None:
                 result.excluded.append(Exclusion(asset.name, user, reason))
                 continue
-            acc = accounts[(asset.id, user)]
+            assert acc is not None
             result.targets.append(Target(
                 account_id=acc.id, asset_id=asset.id, asset_name=asset.name, address=asset.address, port=asset.port,
                 platform=asset.platform, username=user, secret_type=acc.secret_type, privileged=acc.privileged,
+                host_key_pinned=asset.id in pinned or asset.platform not in SSH_PLATFORMS,
+                self_change=own,
             ))
     return result
 
 
-def _exclusion_reason(asset: Asset, acc: Account | None, login_id: int | None, secure: bool) -> str | None:
+def _exclusion_reason(asset: Asset, acc: Account | None, login_id: int | None, secure: bool, *,
+                      self_change: bool = False) -> str | None:
     if asset.platform == "windows":
         return REASON_WINDOWS
     if asset.platform not in SUPPORTED_PLATFORMS:
@@ -166,13 +189,35 @@ def _exclusion_reason(asset: Asset, acc: Account | None, login_id: int | None, s
         return REASON_NO_ACCOUNT
     if not acc.can_change:
         return REASON_CAN_CHANGE
-    if login_id is None:
+    if login_id is None and not self_change:
         return REASON_NO_PRIVILEGED
     if secure and acc.id == login_id:
         return REASON_SECURE_LOGIN
     if secure and acc.privileged:
         return REASON_SECURE_PRIVILEGED
     return None
+
+
+def scope_platforms(db: Database, spec: TaskSpec) -> set[str]:
+    """The platforms of the assets a task covers now (names that do not exist yet are left out)."""
+    with db.read() as s:
+        ids: set[int] = set()
+        if spec.assets:
+            ids.update(s.exec(select(Asset.id).where(col(Asset.name).in_(list(spec.assets)))).all())
+        paths = []
+        for p in spec.nodes:
+            try:
+                paths.append(normalize_node_path(p))
+            except ValueError:
+                continue
+        if paths:
+            node_ids = s.exec(select(Node.id).where(col(Node.path).in_(paths))).all()
+            below = node_ids_below(s, node_ids)
+            ids.update(s.exec(select(AssetNode.asset_id).where(col(AssetNode.node_id).in_(below))).all())
+        platforms: set[str] = set()
+        for chunk in _chunks(sorted(ids)):
+            platforms.update(s.exec(select(Asset.platform).where(col(Asset.id).in_(chunk)).distinct()).all())
+    return platforms
 
 
 def preview_summary(ctx: Context, spec: TaskSpec) -> str:

@@ -11,8 +11,10 @@ from typing import Any
 
 from sqlmodel import func, select
 
+from core.config import Settings
 from core.context import Context
 from core.errors import InputError, KeyturnError
+from core.params import apply as apply_params, validate as validate_params
 from core.schedule import next_runs, validate_schedule
 from core.secretgen import KEY_ALGORITHMS, check_specific_password, load_private_key, validate_rules
 from storage import tasks as repo
@@ -31,6 +33,16 @@ MAX_DESCRIPTION = 2000
 _USERNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 # The chpasswd path goes into a remote command line, so it must be a plain path with no shell syntax.
 _COMMAND_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
+# The programs a task may name (they run as root on every target, fed the new password): chpasswd where
+# systems keep it. More only through allowed_programs in the protected config file.
+CHPASSWD_PATHS: tuple[str, ...] = ("chpasswd", "/usr/sbin/chpasswd", "/sbin/chpasswd", "/usr/bin/chpasswd",
+                                   "/bin/chpasswd")
+
+
+def allowed_programs(settings: Settings | None) -> tuple[str, ...]:
+    """Program paths a task's parameters may name: CHPASSWD_PATHS plus the config file's allowed_programs."""
+    extra = tuple(p.strip() for p in (settings.allowed_programs if settings else "").split(",") if p.strip())
+    return CHPASSWD_PATHS + extra
 
 
 # -- audit -----------------------------------------------------------------------------------------
@@ -59,7 +71,7 @@ def _check_text(field: str, value: Any, max_len: int, *, empty_ok: bool = False)
         raise InputError(f"{field}: contains a line break or control character")
 
 
-def validate_task(spec: TaskSpec, db: Database | None = None) -> None:
+def validate_task(spec: TaskSpec, db: Database | None = None, settings: Settings | None = None) -> None:
     """Raise InputError naming the field when the task cannot be saved; db enables the recipients check."""
     _check_text("name", spec.name, MAX_NAME)
     if spec.name != spec.name.strip():
@@ -101,8 +113,17 @@ def validate_task(spec: TaskSpec, db: Database | None = None) -> None:
     params = spec.params
     if not isinstance(params.chpasswd_path, str) or not _COMMAND_PATH.match(params.chpasswd_path):
         raise InputError(f"chpasswd path: {params.chpasswd_path!r} must be a plain command or path (no spaces or shell characters)")
+    if params.chpasswd_path not in allowed_programs(settings):
+        raise InputError(f"chpasswd path: {params.chpasswd_path!r} is not an allowed program (allowed: "
+                         f"{', '.join(allowed_programs(settings))}; more only via allowed_programs in the config file)")
     if params.verify not in VERIFY_MODES:
         raise InputError(f"verify: must be one of {', '.join(VERIFY_MODES)}, got {params.verify!r}")
+    validate_params(params)
+    if db is not None:
+        from core.params import check_for_platforms
+        from core.targets import scope_platforms
+
+        check_for_platforms(params, scope_platforms(db, spec))
     if spec.become_password is not None:
         check_specific_password(spec.become_password, field="become password")
     if spec.interval_hours is not None and (isinstance(spec.interval_hours, bool) or not isinstance(spec.interval_hours, int)):
@@ -145,10 +166,14 @@ def _normalized(spec: TaskSpec) -> TaskSpec:
 
 # -- schedule --------------------------------------------------------------------------------------
 def first_run_at(spec: TaskSpec, now: datetime | None = None) -> datetime | None:
-    """When a new or re-activated task is first due: start_at if given, else at once; None if not periodic."""
+    """When a new, edited or re-activated task is first due: its next slot (None if not periodic or inactive).
+
+    Never "now": a cron line "0 3 * * *" promises 03:00, and an interval of N hours the creation + N hours
+    (or the first slot of start_at's grid after now). Whoever wants a run at once presses Run now.
+    """
     if not spec.periodic or not spec.active:
         return None
-    return spec.start_at or (now or utcnow())
+    return next_run_after(spec, now or utcnow())
 
 
 def next_run_after(spec: TaskSpec, after: datetime) -> datetime | None:
@@ -167,7 +192,8 @@ def upcoming_runs(spec: TaskSpec, count: int = 3, now: datetime | None = None) -
         return []
     now = now or utcnow()
     first = spec.next_run_at or first_run_at(spec, now)
-    assert first is not None
+    if first is None:  # a schedule with no slot ahead (an impossible cron date) has no upcoming runs
+        return []
     # An overdue slot runs at the scheduler's next check, so "now" is what a person should read.
     runs = [max(first, now)]
     while len(runs) < count:
@@ -179,6 +205,13 @@ def upcoming_runs(spec: TaskSpec, count: int = 3, now: datetime | None = None) -
 
 
 # -- operations ------------------------------------------------------------------------------------
+def _step_up(ctx: Context, action: str) -> None:
+    # A task decides which accounts change and where their new secrets go: a fresh code once operators exist.
+    from core.stepup import require_step_up
+
+    require_step_up(ctx, ctx.mfa, action)
+
+
 def _save(ctx: Context, spec: TaskSpec, create: bool, audit: repo.AuditHook | None) -> TaskSpec:
     try:
         return repo.save_task(ctx.db, spec, create=create, audit=audit)
@@ -197,9 +230,10 @@ def list_tasks(ctx: Context) -> list[TaskSpec]:
 
 
 def create_task(ctx: Context, spec: TaskSpec) -> TaskSpec:
-    """Validate and store a new task; a periodic one is due at once (or at its start time)."""
+    """Validate and store a new task; a periodic one is first due at its next slot (never at once)."""
+    _step_up(ctx, "task.create")
     spec = _normalized(spec)
-    validate_task(spec, ctx.db)
+    validate_task(spec, ctx.db, ctx.settings)
     spec.id = None
     spec.next_run_at = first_run_at(spec)
     return _save(ctx, spec, create=True, audit=_audit(ctx, "task.create", spec.name, {
@@ -215,6 +249,7 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
     unknown = set(changes) - _EDITABLE
     if unknown:
         raise InputError(f"edit: unknown field {', '.join(sorted(unknown))}")
+    _step_up(ctx, "task.params" if "params" in changes else "task.edit")
     old = repo.get_task(ctx.db, name)
     spec = dataclasses.replace(old, **changes)
     # Moving away from a specific secret drops it rather than keeping an unused secret in the vault.
@@ -223,13 +258,13 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
     if (spec.secret_strategy == "random" or spec.secret_type == "password") and "specific_passphrase" not in changes:
         spec.specific_passphrase = None
     spec = _normalized(spec)
-    validate_task(spec, ctx.db)
+    validate_task(spec, ctx.db, ctx.settings)
     old_sched = (old.interval_hours, old.cron, old.start_at)
     new_sched = (spec.interval_hours, spec.cron, spec.start_at)
     if not spec.active or not spec.periodic:
         spec.next_run_at = None
     elif not old.active or not old.periodic:
-        spec.next_run_at = first_run_at(spec)  # newly scheduled or re-activated: due at once
+        spec.next_run_at = first_run_at(spec)  # newly scheduled or re-activated: its next slot
     elif old_sched != new_sched:
         spec.next_run_at = next_run_after(spec, utcnow())
     # Field names only: the detail never carries a value, so no secret can reach the audit trail.
@@ -255,24 +290,19 @@ def copy_task(ctx: Context, name: str, new_name: str) -> TaskSpec:
     spec = repo.get_task(ctx.db, name)
     spec.name = new_name
     spec = _normalized(spec)
-    validate_task(spec, ctx.db)
+    validate_task(spec, ctx.db, ctx.settings)
     spec.id = None
     spec.next_run_at = first_run_at(spec)
     return _save(ctx, spec, create=True, audit=_audit(ctx, "task.copy", spec.name, {"copied_from": name}))
 
 
 def set_active(ctx: Context, name: str, active: bool) -> TaskSpec:
-    """Activate (a periodic task becomes due at once, or at its future start time) or deactivate a task."""
+    """Activate (a periodic task becomes due at its next slot) or deactivate a task."""
     spec = repo.get_task(ctx.db, name)
     if spec.active == active:
         return spec
     spec.active = active
-    when = None
-    if active:
-        when = first_run_at(spec)
-        now = utcnow()
-        if when is not None and spec.start_at is not None and spec.start_at < now:
-            when = now  # a start time in the past means: due now
+    when = first_run_at(spec) if active else None
     repo.set_task_active(ctx.db, name, active, when,
                          audit=_audit(ctx, "task.activate" if active else "task.deactivate", name, {}))
     return repo.get_task(ctx.db, name)
@@ -281,7 +311,7 @@ def set_active(ctx: Context, name: str, active: bool) -> TaskSpec:
 # -- task files ------------------------------------------------------------------------------------
 _FILE_KEYS = {
     "name", "description", "accounts", "assets", "nodes", "type", "strategy", "key_strategy", "key_algorithm",
-    "key_file", "check", "active", "recipients", "interval", "cron", "start", "rules", "host",
+    "key_file", "check", "active", "recipients", "interval", "cron", "start", "rules", "host", "params",
 }
 _RULE_KEYS = {"length": int, "lower": bool, "upper": bool, "digits": bool, "symbols": bool, "exclude": str}
 _HOST_KEYS = {"sudo": bool, "chpasswd_path": str, "create_user": bool, "verify": str}
@@ -384,6 +414,10 @@ def _spec_from_mapping(data: dict[str, Any], path: Path) -> TaskSpec:
             raise InputError(f"host.{key}: unknown key (known: {', '.join(_HOST_KEYS)})")
         _typed(value, _HOST_KEYS[key], f"host.{key}")
     spec.params = HostParams.from_dict({("use_sudo" if k == "sudo" else k): v for k, v in host.items()})
+    try:  # [params]: sequences, self-change, user parameters (core/params.py)
+        spec.params = apply_params(spec.params, _typed(data.get("params", {}), dict, "params"))
+    except InputError as exc:
+        raise InputError(f"params.{exc}") from None
     if "key_file" in data:
         key_path = Path(_typed(data["key_file"], str, "key_file")).expanduser()
         if not key_path.is_absolute():

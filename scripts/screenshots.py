@@ -20,7 +20,7 @@ from tests.tui.demo_data import build_demo, clock  # noqa: E402
 from tui.app import KeyturnApp  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
-SIZE = (100, 32)
+SIZE = (80, 24)  # what users see over SSH: the size the app is designed for
 # file name -> keys pressed after start
 SHOTS: dict[str, list[str]] = {
     "overview": ["o"],
@@ -40,7 +40,12 @@ async def _shoot(app: KeyturnApp, keys: list[str], path: Path) -> None:
         for key in keys:
             await pilot.press(key)
             await pilot.pause()
-        await pilot.pause(0.6)  # let debounced previews settle
+        # The task form's target preview is debounced: wait for its line instead of a fixed pause.
+        for _ in range(200):
+            if not app.screen.query("#form-preview") or str(app.screen.query_one("#form-preview").render()):
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
         app.save_screenshot(filename=path.name, path=str(path.parent))
 
 
@@ -52,7 +57,14 @@ def main() -> int:
         settings = load_settings(env={"KEYTURN_HOME": str(tmp / "home"), "KEYTURN_CONFIG": str(tmp / "none.toml")})
         settings.reconcile_on_start = False  # the demo hosts do not exist
         ctx = open_context(settings, operator="alice", source="screenshots")
-        build_demo(ctx)
+        import storage.audit
+
+        real_now = storage.audit.utcnow
+        storage.audit.utcnow = clock  # audit events on the frozen clock, like the snapshot tests
+        try:
+            build_demo(ctx)
+        finally:
+            storage.audit.utcnow = real_now
         for name, keys in SHOTS.items():
             if name == "audit" and "audit" not in KeyturnApp.MODES:
                 continue

@@ -1,21 +1,29 @@
-"""Repository for the audit trail: an append-only chain of events, each holding the hash of the one before.
+"""Repository for the audit trail: an append-only chain of events, each holding the HMAC of the one before.
 
-The hash covers (id, ts, actor, action, object_type, object_id, detail, source, prev_hash) as canonical JSON,
-so an edited, deleted or reordered row breaks the chain at a place verify_chain can name.
+The HMAC-SHA256 (under audit.key, a file beside master.key and outside the database) covers (id, ts, actor,
+action, object_type, object_id, detail, source, prev_hash) as canonical JSON, so an edited, deleted or
+reordered row breaks the chain at a place verify_chain can name, and someone who can only write the
+database cannot re-chain it after deleting events. Deleting the newest events leaves a valid shorter chain:
+that is caught by comparing with a head forwarded elsewhere (syslog/journald, see core.audit).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from storage import txlocks
 from storage.db import Database
+from storage.keyfile import KEY_BYTES, audit_key_paths, read_key, sync_dir, write_key
 from storage.tables import AuditEvent, utcnow
 
 
@@ -61,11 +69,13 @@ def canonical(event_id: int, ts: datetime, actor: str, action: str, object_type:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
 
 
-def event_hash(row: AuditEvent) -> str:
-    """SHA-256 (hex) of a row's canonical form."""
+def event_hash(row: AuditEvent, key: bytes | None = None) -> str:
+    """HMAC-SHA256 (hex) of a row's canonical form under key; plain SHA-256 only for a chain without a key."""
     data = canonical(row.id or 0, row.ts, row.actor, row.action, row.object_type, row.object_id,
                      row.detail or {}, row.source, row.prev_hash)
-    return hashlib.sha256(data).hexdigest()
+    if key is None:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
 def _info(row: AuditEvent) -> AuditEventInfo:
@@ -74,12 +84,14 @@ def _info(row: AuditEvent) -> AuditEventInfo:
 
 
 def append_event(session: Session, *, actor: str, action: str, object_type: str = "", object_id: str = "",
-                 detail: dict[str, Any] | None = None, source: str = "", ts: datetime | None = None) -> AuditEventInfo:
+                 detail: dict[str, Any] | None = None, source: str = "", ts: datetime | None = None,
+                 key: bytes | None = None) -> AuditEventInfo:
     """Append one event inside the caller's write transaction (which holds the database write lock).
 
     The id is chosen here (last id + 1) because it is part of the hashed text; with the write lock held
     (BEGIN IMMEDIATE) no other process can append between reading the head and inserting.
     """
+    txlocks.hold(session, txlocks.AUDIT_APPEND)  # PostgreSQL: one appender at a time, as SQLite's writer lock gives
     head = session.exec(select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(1)).first()
     # Round-trip detail through JSON now so the hashed form equals what the JSON column gives back.
     clean = json.loads(json.dumps(detail or {}, sort_keys=True, default=str))
@@ -88,7 +100,7 @@ def append_event(session: Session, *, actor: str, action: str, object_type: str 
         action=action, object_type=object_type or "", object_id=str(object_id or ""), detail=clean,
         source=source or "", prev_hash=head.hash if head else "", hash="",
     )
-    row.hash = event_hash(row)
+    row.hash = event_hash(row, key)
     session.add(row)
     session.flush()
     return _info(row)
@@ -122,8 +134,56 @@ def count_events(db: Database) -> int:
         return int(s.exec(select(func.count()).select_from(AuditEvent)).one())
 
 
-def verify_chain(db: Database, *, batch: int = 5000) -> VerifyResult:
-    """Walk the chain oldest first; report the first event whose id, link or hash does not check out."""
+def open_audit_key(db: Database, home: Path) -> bool:
+    """Load audit.key into db; on first use create it and re-key the existing chain. True when it did that.
+
+    The new key waits as audit.key.new until the re-keyed chain has committed, so a crash in between only
+    repeats the re-keying; an existing trail is checked under its old (keyless) hashes first and the result
+    is recorded in an `audit.chain-keyed` event.
+    """
+    path, pending = audit_key_paths(home)
+    if path.exists():
+        db.audit_key = read_key(path)
+        return False
+    if not pending.exists():
+        write_key(pending, os.urandom(KEY_BYTES))
+    key = read_key(pending)
+    db.audit_key = None
+    before = verify_chain(db)
+    with db.write() as session:
+        count = rechain(session, key)
+        if count:
+            detail = {"events": count, "earlier_chain_ok": before.ok}
+            if not before.ok:
+                detail.update(earlier_first_bad=before.first_bad_id, earlier_reason=before.reason)
+            append_event(session, actor="keyturn", action="audit.chain-keyed", object_type="audit", detail=detail,
+                         key=key)
+    os.replace(pending, path)
+    sync_dir(home)
+    db.audit_key = key
+    return True
+
+
+def rechain(session: Session, key: bytes) -> int:
+    """Recompute every event's link and HMAC under key, oldest first (once, when the key is created)."""
+    prev = ""
+    count = 0
+    for row in session.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all():
+        row.prev_hash = prev
+        row.hash = event_hash(row, key)
+        session.add(row)
+        prev = row.hash
+        count += 1
+    session.flush()
+    return count
+
+
+def verify_chain(db: Database, *, batch: int = 5000, expect_head: tuple[int, str] | None = None) -> VerifyResult:
+    """Walk the chain oldest first; report the first event whose id, link or HMAC does not check out.
+
+    expect_head: an (id, hash) forwarded earlier (syslog, a ticket); the chain must still hold that event.
+    """
+    key = db.audit_key
     checked = 0
     prev_hash = ""
     prev_id = 0
@@ -141,9 +201,18 @@ def verify_chain(db: Database, *, batch: int = 5000) -> VerifyResult:
                 if row.prev_hash != prev_hash:
                     return VerifyResult(False, checked, rid, f"event {rid} does not link to event {prev_id} "
                                         "(an earlier event was deleted, reordered or edited)")
-                if event_hash(row) != row.hash:
+                if not hmac.compare_digest(event_hash(row, key), row.hash):
                     return VerifyResult(False, checked, rid, f"event {rid} was changed after it was written (hash mismatch)")
                 checked += 1
                 prev_hash = row.hash
                 prev_id = rid
+    if expect_head is not None:
+        want_id, want_hash = expect_head
+        if want_id > prev_id:
+            return VerifyResult(False, checked, want_id, f"event {want_id} was forwarded (head {want_hash[:16]}...) but the "
+                                f"trail ends at event {prev_id}: the newest events were deleted")
+        with db.read() as s:
+            row = s.get(AuditEvent, want_id)
+        if row is None or not hmac.compare_digest(row.hash, want_hash):
+            return VerifyResult(False, checked, want_id, f"event {want_id} does not match the forwarded head")
     return VerifyResult(True, checked, None, "", prev_hash)

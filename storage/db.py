@@ -10,8 +10,10 @@ from sqlalchemy import create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from storage.tables import ENCRYPTED_COLUMNS, VaultItem
-from storage.vault import Vault, VaultError
+from collections.abc import Callable
+
+from storage.tables import ENCRYPTED_COLUMNS, VaultItem, binding_columns
+from storage.vault import Vault, VaultError, blob_key_id
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 KEY_CHECK_NAME = "vault.key-check"
@@ -19,7 +21,7 @@ KEY_CHECK_TEXT = "keyturn master key check"
 BUSY_TIMEOUT_MS = 30_000
 # The newest migration; checked against Alembic's own view by a test. Lets a current database open
 # without importing Alembic, which costs a noticeable part of every command's start-up.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0005"
 
 
 def sqlite_url(path: Path) -> str:
@@ -28,9 +30,16 @@ def sqlite_url(path: Path) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """Build an engine; for SQLite: WAL, a busy timeout, foreign keys, and BEGIN emitted by us."""
+    """Build an engine; for SQLite: WAL, a busy timeout, foreign keys, and BEGIN emitted by us.
+
+    Other servers (PostgreSQL) keep their own BEGIN and READ COMMITTED; the places where SQLite's single
+    writer gave correctness take row or advisory locks themselves (storage/txlocks.py).
+    """
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # The engine's worker threads each hold a connection while they settle a record: let the pool
+        # grow with them instead of making them wait 30 s for one, and drop connections a server restart cut.
+        args: dict = {"connect_timeout": 10, "application_name": "keyturn"} if url.startswith("postgresql") else {}
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=30, connect_args=args)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -62,10 +71,17 @@ class Database:
         self.engine = make_engine(url)
         self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._vault: Vault | None = None
+        # Loads the keyring holding a given key id from the data directory (set by whoever opened the vault).
+        self._keyring_loader: Callable[[bytes], Vault] | None = None
+        # The audit chain's HMAC key (from audit.key); None only for a database opened without its data dir.
+        self.audit_key: bytes | None = None
 
     # -- schema -----------------------------------------------------------------------------------
-    def upgrade(self) -> None:
-        """Bring the schema to the newest Alembic revision (Alembic is only loaded when behind)."""
+    def upgrade(self, vault: Vault | None = None) -> None:
+        """Bring the schema to the newest Alembic revision (Alembic is only loaded when behind).
+
+        vault: the master key, for migrations that re-seal stored values (0004).
+        """
         if self.current_revision() == HEAD_REVISION:
             return
         from alembic import command
@@ -75,7 +91,13 @@ class Database:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Workers starting together on an empty server: one migrates, the rest wait and find head.
+                from storage.txlocks import MIGRATE, advisory_key
+
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(MIGRATE)})
             cfg.attributes["connection"] = conn
+            cfg.attributes["vault"] = vault
             command.upgrade(cfg, "head")
 
     def current_revision(self) -> str | None:
@@ -97,6 +119,7 @@ class Database:
         """A session that commits on success and rolls back on any error: nothing half-written."""
         with Session(self._write_engine, expire_on_commit=False) as session:
             try:
+                self._check_key_generation(session)
                 yield session
                 session.commit()
             except BaseException:
@@ -120,8 +143,13 @@ class Database:
                     return True
         return False
 
-    def attach_vault(self, vault: Vault) -> None:
-        """Use this vault; check it against the stored key check value (or store one on first use)."""
+    def attach_vault(self, vault: Vault, keyring_loader: Callable[[bytes], Vault] | None = None) -> None:
+        """Use this vault; check its current key against the stored key check value (or store one first).
+
+        keyring_loader(key_id) gives the keyring whose current key has that id; with it, every write
+        transaction follows a master key rotated by another process instead of sealing under a stale key.
+        """
+        self._vault = None
         with self.write() as session:
             item = session.get(VaultItem, KEY_CHECK_NAME)
             if item is None:
@@ -130,6 +158,8 @@ class Database:
                 session.add(item)
             else:
                 try:
+                    if blob_key_id(item.value_enc) not in (None, vault.key_id):
+                        raise VaultError("key check sealed under another key")
                     vault.decrypt(item.value_enc or b"", "vault_item", KEY_CHECK_NAME, "value_enc")
                 except VaultError:
                     raise VaultError(
@@ -137,6 +167,22 @@ class Database:
                         "use the key file this database was created with"
                     ) from None
         self._vault = vault
+        self._keyring_loader = keyring_loader
+
+    def _check_key_generation(self, session: Session) -> None:
+        """In a write transaction: if another process rotated the master key, load the new keyring first.
+
+        Reading the key check value takes the write lock (BEGIN IMMEDIATE), so no rotation can commit
+        between this check and the seals of this transaction.
+        """
+        if self._vault is None or self._keyring_loader is None:
+            return
+        blob = session.connection().execute(
+            text("SELECT value_enc FROM vault_item WHERE name = :n"), {"n": KEY_CHECK_NAME}).scalar()
+        current = blob_key_id(blob)
+        if current is None or current == self._vault.key_id:
+            return
+        self._vault = self._keyring_loader(current)
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -147,7 +193,8 @@ class Database:
         """Encrypt value into row.column (the row must have its id), or clear it for None."""
         table = row.__tablename__  # type: ignore[attr-defined]
         pk = ENCRYPTED_COLUMNS[table][0]
-        setattr(row, column, None if value is None else self.vault.encrypt(value, table, getattr(row, pk), column))
+        binding = {c: getattr(row, c) for c in binding_columns(table, column)}
+        setattr(row, column, None if value is None else self.vault.encrypt(value, table, getattr(row, pk), column, binding))
 
     def unseal(self, row: object, column: str) -> str | None:
         """Decrypt row.column, None when empty."""
@@ -156,7 +203,8 @@ class Database:
             return None
         table = row.__tablename__  # type: ignore[attr-defined]
         pk = ENCRYPTED_COLUMNS[table][0]
-        return self.vault.decrypt(blob, table, getattr(row, pk), column)
+        binding = {c: getattr(row, c) for c in binding_columns(table, column)}
+        return self.vault.decrypt(blob, table, getattr(row, pk), column, binding)
 
     def select_one(self, session: Session, stmt) -> object | None:  # type: ignore[no-untyped-def]
         """First row of a select, or None."""

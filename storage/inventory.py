@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from storage import likes
 from storage.db import Database
 from storage.tables import Account, AccountSecretHistory, Asset, AssetNode, HostKey, Node, utcnow
 from storage.types import AccountInfo, AccountSecrets, AssetInfo, HostKeyInfo, NodeInfo, fingerprint_sha256
@@ -53,7 +54,7 @@ def node_ids_below(session: Session, node_ids: Iterable[int]) -> set[int]:
     paths = session.exec(select(Node.path).where(col(Node.id).in_(wanted))).all()
     result = set(wanted)
     for p in paths:
-        result.update(session.exec(select(Node.id).where(col(Node.path).like(p.replace("%", r"\%") + "/%", escape="\\"))).all())
+        result.update(session.exec(select(Node.id).where(col(Node.path).like(likes.below(p), escape=likes.ESCAPE))).all())
     return result
 
 
@@ -119,8 +120,8 @@ def list_assets(db: Database, *, node: str | None = None, search: str = "", offs
             ids = node_ids_below(s, [root.id])
             stmt = stmt.where(col(Asset.id).in_(select(AssetNode.asset_id).where(col(AssetNode.node_id).in_(ids))))
         if search:
-            like = f"%{search}%"
-            stmt = stmt.where(col(Asset.name).like(like) | col(Asset.address).like(like))
+            like, esc = likes.contains(search), likes.ESCAPE
+            stmt = stmt.where(col(Asset.name).like(like, escape=esc) | col(Asset.address).like(like, escape=esc))
         stmt = stmt.offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
@@ -143,10 +144,16 @@ def upsert_asset(
         wanted = {"address": address, "port": port, "platform": platform, "active": active}
         if comment is not None:
             wanted["comment"] = comment
+        moved = (asset.address, asset.port) != (address, port)
         for key, value in wanted.items():
             if getattr(asset, key) != value:
                 setattr(asset, key, value)
                 outcome = "updated"
+        if moved:
+            # A key pinned for the old address says nothing about the new one: trust starts over there,
+            # so an edited address can never inherit the trust that would send it the asset's secrets.
+            for hk in session.exec(select(HostKey).where(HostKey.asset_id == asset.id)).all():
+                session.delete(hk)
         if outcome == "updated":
             asset.updated_at = utcnow()
     have = set(session.exec(select(AssetNode.node_id).where(AssetNode.asset_id == asset.id)).all())
@@ -266,9 +273,10 @@ def set_account_secret(
         session.flush()
         db.seal(hist, "secret_enc", db.unseal(acc, "secret_enc"))
         db.seal(hist, "passphrase_enc", db.unseal(acc, "passphrase_enc"))
+    # The version is part of what the secret is sealed to: bump it first, so the old ciphertext cannot return.
+    acc.version += 1
     db.seal(acc, "secret_enc", secret)
     db.seal(acc, "passphrase_enc", passphrase)
-    acc.version += 1
     acc.last_changed_at = when
     session.add(acc)
 

@@ -7,9 +7,10 @@ import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
-from storage.vault import KEY_BYTES
+from storage.vault import KEY_BYTES, Vault, VaultError, key_id_of
 
 KEY_NAME = "master.key"
+AUDIT_KEY_NAME = "audit.key"  # the audit chain's HMAC key: outside the database, so editing rows is not enough
 
 
 class KeyFileError(Exception):
@@ -55,8 +56,17 @@ def read_key(path: Path) -> bytes:
     return data
 
 
+def sync_dir(directory: Path) -> None:
+    """fsync a directory, so a rename or link in it survives a power cut (the file's own fsync does not)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_key(path: Path, key: bytes) -> None:
-    """Write a key file 0600 atomically (temp file in the same directory, then rename)."""
+    """Write a key file 0600 atomically (temp file in the same directory, then rename, then sync the dir)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -65,6 +75,7 @@ def write_key(path: Path, key: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    sync_dir(path.parent)
 
 
 def load_or_create_key(home: Path, *, database_has_secrets: bool) -> bytes:
@@ -82,6 +93,30 @@ def load_or_create_key(home: Path, *, database_has_secrets: bool) -> bytes:
     return key
 
 
+def load_keyring(home: Path, current_id: bytes | None = None) -> Vault:
+    """Every master key in the data directory as one keyring; current: the key with current_id (default master.key).
+
+    master.key.new (a rotation between its commit and its file swap) and retired master.key.old-* keys are
+    included, so values sealed under any of them still open.
+    """
+    paths = [key_path(home), home / "master.key.new", *sorted(home.glob(f"{KEY_NAME}.old-*"))]
+    keys = [read_key(p) for p in paths if p.exists()]
+    if not keys:
+        raise KeyFileError(f"no master key in {home}")
+    current = keys[0]
+    if current_id is not None:
+        matching = [k for k in keys if key_id_of(k) == current_id]
+        if not matching:
+            raise VaultError(f"the database is sealed under master key {current_id.hex()}, which is not in {home}")
+        current = matching[0]
+    return Vault(current, [k for k in keys if k != current])
+
+
+def audit_key_paths(home: Path) -> tuple[Path, Path]:
+    """(audit.key, audit.key.new): the key in use, and one being introduced (chain not yet re-keyed)."""
+    return home / AUDIT_KEY_NAME, home / (AUDIT_KEY_NAME + ".new")
+
+
 def retire_key(home: Path, now: datetime | None = None) -> Path:
     """Rename the current key to master.key.old-<date> (kept until the user removes it)."""
     now = now or datetime.now(timezone.utc)
@@ -92,4 +127,5 @@ def retire_key(home: Path, now: datetime | None = None) -> Path:
         n += 1
         target = home / f"{KEY_NAME}.old-{now.strftime('%Y%m%dT%H%M%SZ')}-{n}"
     os.link(path, target)
+    sync_dir(home)
     return target

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import text
 
 from storage.db import Database
-from storage.keyfile import key_path, read_key, retire_key, write_key
-from storage.tables import ENCRYPTED_COLUMNS
+from storage.keyfile import key_path, load_keyring, read_key, retire_key, sync_dir, write_key
+from storage.reseal import reseal_all
 from storage.vault import KEY_BYTES, Vault, VaultError
 
 PENDING_NAME = "master.key.new"
@@ -25,21 +26,24 @@ def pending_key_path(home: Path) -> Path:
     return home / PENDING_NAME
 
 
+def keyring_loader(home: Path) -> Callable[[bytes], Vault]:
+    """What a Database calls when another process has rotated the key: the keyring current at that id."""
+    return lambda key_id: load_keyring(home, key_id)
+
+
 def rotate_master_key(db: Database, home: Path) -> tuple[int, Path]:
     """Re-encrypt all values under a fresh key; returns (values re-encrypted, path of the retired key).
 
-    Order: new key to master.key.new; one transaction re-encrypts every value; then the old key is
-    kept as master.key.old-<date> and master.key.new becomes master.key. A crash before the commit
-    leaves the old key valid; a crash after it is finished by finish_pending_rotation on next start.
+    Order: new key to master.key.new; one transaction re-encrypts every value (the key check value too, so
+    every other process sees the new key id at its next write and loads the new keyring before sealing);
+    then the old key is kept as master.key.old-<date> and master.key.new becomes master.key. A crash before
+    the commit leaves the old key valid; a crash after it is finished by finish_pending_rotation on next start.
     """
-    old = db.vault
     new_key = os.urandom(KEY_BYTES)
-    new = Vault(new_key)
     pending = pending_key_path(home)
     if pending.exists():
         pending.unlink()
     write_key(pending, new_key)
-    count = 0
     try:
         with db.write() as session:
             conn = session.connection()
@@ -51,26 +55,14 @@ def rotate_master_key(db: Database, home: Path) -> tuple[int, Path]:
             if holders:
                 raise RunInProgress(f"a task run holds a lock ({holders[0]}); rotate the master key once no run "
                                     "is in progress (a running process keeps the old key)")
-            for table, (pk, columns) in ENCRYPTED_COLUMNS.items():
-                rows = conn.execute(text(f"SELECT {pk}, {', '.join(columns)} FROM {table}")).all()
-                for row in rows:
-                    updates = {}
-                    for i, column in enumerate(columns, start=1):
-                        blob = row[i]
-                        if blob is None:
-                            continue
-                        plain = old.decrypt(blob, table, row[0], column)
-                        updates[column] = new.encrypt(plain, table, row[0], column)
-                    if updates:
-                        sets = ", ".join(f"{c} = :{c}" for c in updates)
-                        conn.execute(text(f"UPDATE {table} SET {sets} WHERE {pk} = :pk"), {**updates, "pk": row[0]})
-                        count += len(updates)
+            count = reseal_all(conn, db.vault, Vault(new_key))
     except BaseException:
         pending.unlink(missing_ok=True)
         raise
     retired = retire_key(home)
     os.replace(pending, key_path(home))
-    db.attach_vault(new)
+    sync_dir(home)
+    db.attach_vault(load_keyring(home), keyring_loader(home))
     return count, retired
 
 
@@ -89,10 +81,12 @@ def finish_pending_rotation(db: Database, home: Path) -> bool:
     if not pending.exists():
         return False
     try:
-        db.attach_vault(Vault(read_key(pending)))
+        db.attach_vault(Vault(read_key(pending), [read_key(key_path(home))]), keyring_loader(home))
     except VaultError:
         pending.unlink()  # the transaction never committed: the current key is still the right one
         return False
     retire_key(home)
     os.replace(pending, key_path(home))
+    sync_dir(home)
+    db.attach_vault(load_keyring(home), keyring_loader(home))
     return True

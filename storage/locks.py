@@ -21,11 +21,16 @@ def holder_id(tag: str = "") -> str:
 
 def acquire_task_lock(db: Database, task_id: int, holder: str, ttl: timedelta = DEFAULT_TTL,
                       now: datetime | None = None) -> bool:
-    """Take the run lock of a task; False when a live holder has it. An expired lock is taken over."""
+    """Take the run lock of a task; False when a live holder has it. An expired lock is taken over.
+
+    The lock row is read FOR UPDATE: on PostgreSQL two takers of an expired lock queue on the row and the
+    second sees the first one's holder (SQLite's writer lock gives the same order). Two takers of a missing
+    row both insert; the primary key refuses the second.
+    """
     now = now or utcnow()
     try:
         with db.write() as s:
-            lock = s.get(TaskLock, task_id)
+            lock = s.get(TaskLock, task_id, with_for_update=True)
             if lock is not None:
                 if lock.expires_at > now and lock.holder != holder:
                     return False
@@ -40,7 +45,7 @@ def acquire_task_lock(db: Database, task_id: int, holder: str, ttl: timedelta = 
 def renew_task_lock(db: Database, task_id: int, holder: str, ttl: timedelta = DEFAULT_TTL) -> bool:
     """Extend a held lock (call while a long run goes on); False if it is no longer ours."""
     with db.write() as s:
-        lock = s.get(TaskLock, task_id)
+        lock = s.get(TaskLock, task_id, with_for_update=True)
         if lock is None or lock.holder != holder:
             return False
         lock.expires_at = utcnow() + ttl
@@ -50,7 +55,7 @@ def renew_task_lock(db: Database, task_id: int, holder: str, ttl: timedelta = DE
 def release_task_lock(db: Database, task_id: int, holder: str) -> None:
     """Release the lock if we hold it."""
     with db.write() as s:
-        lock = s.get(TaskLock, task_id)
+        lock = s.get(TaskLock, task_id, with_for_update=True)
         if lock is not None and lock.holder == holder:
             s.delete(lock)
 

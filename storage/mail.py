@@ -59,6 +59,8 @@ class ExecutionReportData:
     records: list[RecordInfo]
     recipients: list[Recipient]
     secrets: set[str] = field(default_factory=set, repr=False)  # only to scrub the report, never shown
+    drifted: list[tuple[str, str, str]] = field(default_factory=list)  # (asset, user, status): last heartbeat not ok
+    dependency_warnings: list[tuple[str, str, str]] = field(default_factory=list)  # (asset, user, error)
 
 
 def execution_report_data(db: Database, execution_id: int) -> ExecutionReportData:
@@ -84,8 +86,19 @@ def execution_report_data(db: Database, execution_id: int) -> ExecutionReportDat
                 value = db.unseal(row, column)
                 if value:
                     secrets.add(value)
-        return ExecutionReportData(execution=execution_info(run), records=[record_info(r) for r in rows],
-                                   recipients=recipients, secrets=secrets)
+    drifted = []
+    if run.task_id is not None:
+        from storage.drift import latest_heartbeats
+
+        drifted = [(h.asset_name, h.username, h.status) for h in latest_heartbeats(db)
+                   if h.task_id == run.task_id and h.status != "ok"]
+    from storage.drift import record_flags
+
+    flags = record_flags(db, [r.id for r in rows])
+    warnings = [(r.asset_name, r.username, flags[r.id].dependency_error) for r in rows
+                if flags[r.id].dependency_status == "failed"]
+    return ExecutionReportData(execution=execution_info(run), records=[record_info(r) for r in rows],
+                               recipients=recipients, secrets=secrets, drifted=drifted, dependency_warnings=warnings)
 
 
 def set_mail_error(db: Database, execution_id: int, error: str) -> None:

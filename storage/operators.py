@@ -124,8 +124,14 @@ def remove_operator(session: Session, name: str) -> OperatorInfo:
 
 
 def load_mfa_state(db: Database, session: Session, name: str) -> MfaState:
-    """The operator's code-check state with the decrypted secret (call inside db.write())."""
-    row = _row(session, name)
+    """The operator's code-check state with the decrypted secret (call inside db.write()).
+
+    The row stays locked (FOR UPDATE) until the check commits, so two processes checking codes at once
+    take turns on PostgreSQL too: a time step is accepted once and every failure is counted.
+    """
+    row = session.exec(select(Operator).where(Operator.name == name).with_for_update()).first()
+    if row is None:
+        raise NotFound(f"no operator named {name!r}")
     return MfaState(row.name, row.confirmed, db.unseal(row, "totp_secret_enc"), row.last_totp_step,
                     row.failed_attempts, row.locked_until)
 

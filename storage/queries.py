@@ -13,6 +13,7 @@ from sqlalchemy import and_, case, distinct, func, or_, text
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
+from storage import likes
 from storage.db import Database
 from storage.tables import (
     Account, Asset, AssetNode, ChangeRecord, ChangeSecretTask, Execution, Node, Operator, TaskAsset, TaskNode,
@@ -123,12 +124,19 @@ def _assets_covered(session: Session) -> int:
             SELECT an.asset_id FROM asset_node an WHERE an.node_id IN (
                 SELECT n.id FROM node n
                   JOIN (SELECT DISTINCT node.path AS p FROM task_node JOIN node ON node.id = task_node.node_id) t
-                    ON n.path = t.p OR n.path LIKE t.p || '/%'
+                    ON n.path = t.p OR n.path LIKE replace(replace(replace(t.p, '!', '!!'), '%', '!%'), '_', '!_') || '/%' ESCAPE '!'
             )
-        )
+        ) AS covered
         """
     )
     return int(session.connection().execute(sql).scalar() or 0)
+
+
+def _utc_day(session: Session, column):  # type: ignore[no-untyped-def]
+    """The UTC day (YYYY-MM-DD) of a datetime column, in SQL: SQLite keeps UTC text, PostgreSQL a timestamptz."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.substr(column, 1, 10)
 
 
 def overview_stats(db: Database, now: datetime, days: int = 30) -> OverviewStats:
@@ -154,7 +162,7 @@ def overview_stats(db: Database, now: datetime, days: int = 30) -> OverviewStats
             func.coalesce(func.sum(case((bad, 1), else_=0)), 0),
         ).where(col(Execution.started_at) >= since30)).one()
         running = _count(s, select(func.count()).select_from(Execution).where(Execution.status == "running"))
-        day = func.substr(ChangeRecord.created_at, 1, 10)
+        day = _utc_day(s, ChangeRecord.created_at)
         per_day: dict[str, list[int]] = {}
         for status in ("success", *SETTLED_BAD):
             # One indexed range scan per status on ix_record_status_created.
@@ -177,7 +185,9 @@ def overview_stats(db: Database, now: datetime, days: int = 30) -> OverviewStats
 
 
 def attention_accounts(db: Database, limit: int = 200) -> list[AttentionRow]:
-    """Accounts whose newest change record failed or is unverified, newest first."""
+    """Accounts whose newest change record failed or is unverified (and is not ignored), newest first."""
+    from storage.tables import RecordFlag
+
     newer = ChangeRecord.__table__.alias("newer")
     with db.read() as s:
         stmt = (
@@ -186,6 +196,9 @@ def attention_accounts(db: Database, limit: int = 200) -> list[AttentionRow]:
             # Keep only the newest record of each account: a later success clears the alarm.
             .where(~select(newer.c.id).where(newer.c.account_id == ChangeRecord.account_id,
                                               newer.c.id > ChangeRecord.id).exists())
+            # An operator's `records ignore` takes a record off this list (reversible with unignore).
+            .where(~select(RecordFlag.record_id).where(RecordFlag.record_id == ChangeRecord.id,
+                                                       RecordFlag.ignored == True).exists())  # noqa: E712
             .order_by(col(ChangeRecord.created_at).desc(), col(ChangeRecord.id).desc())
             .limit(limit)
         )
@@ -207,7 +220,7 @@ def task_rows(db: Database, *, search: str = "", offset: int = 0, limit: int = 5
     with db.read() as s:
         stmt = select(ChangeSecretTask, n_assets, n_nodes, last_at, last_status).order_by(ChangeSecretTask.name)
         if search:
-            stmt = stmt.where(col(ChangeSecretTask.name).like(f"%{search}%"))
+            stmt = stmt.where(col(ChangeSecretTask.name).like(likes.contains(search), escape=likes.ESCAPE))
         rows = s.exec(stmt.offset(offset).limit(limit)).all()
         out = []
         for t, na, nn, la, ls in rows:
@@ -269,9 +282,9 @@ def _record_filter(stmt, status: str | None, task: str | None, search: str):  # 
     if task:
         stmt = stmt.where(ChangeRecord.task_name == task)
     if search:
-        like = f"%{search}%"
-        stmt = stmt.where(or_(col(ChangeRecord.asset_name).like(like), col(ChangeRecord.username).like(like),
-                              col(ChangeRecord.error).like(like), col(ChangeRecord.task_name).like(like)))
+        like, esc = likes.contains(search), likes.ESCAPE
+        stmt = stmt.where(or_(col(ChangeRecord.asset_name).like(like, escape=esc), col(ChangeRecord.username).like(like, escape=esc),
+                              col(ChangeRecord.error).like(like, escape=esc), col(ChangeRecord.task_name).like(like, escape=esc)))
     return stmt
 
 
@@ -292,12 +305,16 @@ def list_records(db: Database, *, status: str | None = None, task: str | None = 
 
 def retryable_records(db: Database, *, status: str | None = None, task: str | None = None, search: str = "",
                       limit: int = 10_000) -> dict[str, list[int]]:
-    """Failed and unverified records matching the filters and not retried yet, grouped by task name."""
+    """Failed and unverified records matching the filters, not retried yet and each its account's newest record,
+    grouped by task name (an account is retried once, from where it stands now)."""
     child = ChangeRecord.__table__.alias("child")
+    newer = ChangeRecord.__table__.alias("newer")
     with db.read() as s:
         stmt = _record_filter(select(ChangeRecord.task_name, ChangeRecord.id), status, task, search) \
             .where(col(ChangeRecord.status).in_(SETTLED_BAD)) \
             .where(~select(child.c.id).where(child.c.retry_of == ChangeRecord.id).exists()) \
+            .where(~select(newer.c.id).where(newer.c.account_id == ChangeRecord.account_id,
+                                              newer.c.id > ChangeRecord.id).exists()) \
             .order_by(ChangeRecord.id).limit(limit)
         out: dict[str, list[int]] = {}
         for name, rid in s.exec(stmt).all():
@@ -313,15 +330,15 @@ def count_assets(db: Database, *, node_ids: set[int] | None = None, search: str 
         if node_ids is not None:
             stmt = stmt.where(col(Asset.id).in_(select(AssetNode.asset_id).where(col(AssetNode.node_id).in_(node_ids))))
         if search:
-            like = f"%{search}%"
-            stmt = stmt.where(or_(col(Asset.name).like(like), col(Asset.address).like(like)))
+            like, esc = likes.contains(search), likes.ESCAPE
+            stmt = stmt.where(or_(col(Asset.name).like(like, escape=esc), col(Asset.address).like(like, escape=esc)))
         return _count(s, stmt)
 
 
 def node_subtree_ids(db: Database, path: str) -> set[int]:
     """Ids of the node at path and every node below it."""
     with db.read() as s:
-        rows = s.exec(select(Node.id).where(or_(Node.path == path, col(Node.path).like(path + "/%")))).all()
+        rows = s.exec(select(Node.id).where(or_(Node.path == path, col(Node.path).like(likes.below(path), escape=likes.ESCAPE)))).all()
         return set(rows)
 
 
@@ -340,6 +357,6 @@ def asset_choices(db: Database, *, search: str = "", limit: int = 200) -> list[t
     with db.read() as s:
         stmt = select(Asset.name, Asset.address).order_by(Asset.name)
         if search:
-            like = f"%{search}%"
-            stmt = stmt.where(or_(col(Asset.name).like(like), col(Asset.address).like(like)))
+            like, esc = likes.contains(search), likes.ESCAPE
+            stmt = stmt.where(or_(col(Asset.name).like(like, escape=esc), col(Asset.address).like(like, escape=esc)))
         return [(n, a) for n, a in s.exec(stmt.limit(limit)).all()]

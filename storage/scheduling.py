@@ -62,6 +62,8 @@ def claim_slot(db: Database, task_id: int, seen: datetime | None, next_at: datet
 
     The UPDATE matches the seen value, so of two schedulers that saw the same due slot only the first
     (writers are serialised by BEGIN IMMEDIATE) changes a row; the other finds the new value and gets False.
+    PostgreSQL gives the same without a lock of ours: the second UPDATE waits on the row the first changed
+    and, under READ COMMITTED, re-checks its WHERE against the committed value, which no longer matches.
     """
     slot = (col(ChangeSecretTask.next_run_at).is_(None) if seen is None
             else col(ChangeSecretTask.next_run_at) == seen)

@@ -231,6 +231,14 @@ class Operator(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class OperatorScope(SQLModel, table=True):
+    """A node subtree an operator is limited to; an operator without any row sees everything."""
+
+    __tablename__ = "operator_scope"
+    operator_id: int = Field(foreign_key="operator.id", primary_key=True, ondelete="CASCADE")
+    node_id: int = Field(foreign_key="node.id", primary_key=True, ondelete="CASCADE", index=True)
+
+
 class AuditEvent(SQLModel, table=True):
     """Who did what to which object; each event carries the hash of the one before it."""
 
@@ -266,6 +274,26 @@ class VaultItem(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+# What else each encrypted value is bound to (storage/vault.py): an account secret to its asset, user, type
+# and version (an older ciphertext of the same account no longer opens), history to its account and version,
+# a record's secrets to the asset name, user and type it was made for (asset and account ids of a record are
+# cleared when those are deleted, the names stay). Columns not listed are bound to table, row and field only.
+_ACCOUNT = ("asset_id", "username", "secret_type", "version")
+_RECORD = ("asset_name", "username", "secret_type")
+BINDINGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "account": {"secret_enc": _ACCOUNT, "passphrase_enc": _ACCOUNT,
+                # the sudo password is not rotated with the account, so it is not bound to the version
+                "become_secret_enc": ("asset_id", "username", "secret_type")},
+    "account_secret_history": {"secret_enc": ("account_id", "version"), "passphrase_enc": ("account_id", "version")},
+    "change_record": {c: _RECORD for c in ("old_secret_enc", "old_passphrase_enc", "new_secret_enc", "new_passphrase_enc")},
+}
+
+
+def binding_columns(table: str, column: str) -> tuple[str, ...]:
+    """The columns a value in table.column is bound to besides its row and field."""
+    return BINDINGS.get(table, {}).get(column, ())
+
+
 # (table, primary-key column, encrypted columns): the associated data of each value uses that key.
 ENCRYPTED_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "account": ("id", ("secret_enc", "passphrase_enc", "become_secret_enc")),
@@ -275,3 +303,57 @@ ENCRYPTED_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "operator": ("id", ("totp_secret_enc",)),
     "vault_item": ("name", ("value_enc",)),
 }
+
+
+# -- drift, windows, dependencies, hand-over (issue 16): new tables only, so the older ones stay as they are --
+class TaskOption(SQLModel, table=True):
+    """A task's heartbeat schedule, change windows, retries, dependency steps and hand-over choice."""
+
+    __tablename__ = "task_option"
+    task_id: int = Field(foreign_key="change_secret_task.id", primary_key=True, ondelete="CASCADE")
+    heartbeat_interval_hours: Optional[int] = None
+    heartbeat_cron: Optional[str] = None
+    next_heartbeat_at: Optional[datetime] = None
+    windows: list = _json(list)  # window texts such as "Mon-Fri 01:00-05:00 Europe/Berlin"
+    retries: int = 0
+    retry_delay_minutes: int = 0
+    send_secrets: bool = False
+    reconcile_drift: bool = False  # a heartbeat's rejected accounts get a new secret through the privileged account
+    dependencies: list = _json(list)  # {"asset": name, "run_on": name or "", "command": text}
+
+
+class HeartbeatResult(SQLModel, table=True):
+    """One login check of an account with the vault's current secret: ok | rejected | locked | unreachable."""
+
+    __tablename__ = "heartbeat_result"
+    __table_args__ = (Index("ix_heartbeat_account_checked", "account_id", "checked_at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", ondelete="CASCADE")
+    task_id: Optional[int] = Field(default=None, foreign_key="change_secret_task.id", ondelete="SET NULL")
+    asset_name: str = ""
+    username: str = ""
+    account_version: int = 0
+    status: str
+    reason: str = ""
+    checked_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class RecordFlag(SQLModel, table=True):
+    """What happened to a record after it settled: ignored by an operator, dependency steps' outcome."""
+
+    __tablename__ = "record_flag"
+    record_id: int = Field(foreign_key="change_record.id", primary_key=True, ondelete="CASCADE")
+    ignored: bool = False
+    ignored_by: str = ""
+    ignored_at: Optional[datetime] = None
+    dependency_status: str = ""  # "" (none) | ok | failed
+    dependency_error: str = ""
+
+
+class OperatorAgeKey(SQLModel, table=True):
+    """An operator's age recipient (X25519 `age1...` or an ssh-ed25519 public key) for the hand-over."""
+
+    __tablename__ = "operator_age_key"
+    operator_id: int = Field(foreign_key="operator.id", primary_key=True, ondelete="CASCADE")
+    public_key: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)

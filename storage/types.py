@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 
@@ -131,23 +131,43 @@ class PasswordRules:
 
 @dataclass(frozen=True)
 class HostParams:
-    """Per-task parameters for host (linux/unix/aix) assets. The become password is kept in the vault."""
+    """Per-task platform parameters (no secrets: the become password is kept in the vault).
+
+    Beyond the host basics: command sequences for custom-ssh (core.drivers.interactive), self-change, and the
+    user parameters of linux/unix/aix hosts (core.drivers.posix_users); core.params validates them.
+    """
 
     use_sudo: bool = True
     chpasswd_path: str = "chpasswd"
     create_user: bool = False
     verify: str = "ssh"  # ssh: log in as the account; none: trust the push (ambiguity still probes)
+    # custom-ssh command sequences: one command per line, one answer regex per command line.
+    commands: str = ""
+    answers: str = ""
+    prompt: str = ""  # empty: the sequence's (template's) own prompt regex
+    recv_timeout: float = 30.0
+    delay_time: float = 2.0
+    template: str = ""
+    settle_delay: float = 0.0  # seconds between a push and its verification (slow devices)
+    self_change: bool = False
+    # linux/unix/aix: a user created when missing, and its sudoers entry.
+    shell: str = ""
+    home: str = ""
+    group: str = ""
+    groups: str = ""  # comma-separated
+    uid: int | None = None
+    sudo_commands: str = ""  # comma-separated command paths; `sudo` in task parameters
+    modify_sudo: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready form (stored on the task)."""
-        return {"use_sudo": self.use_sudo, "chpasswd_path": self.chpasswd_path, "create_user": self.create_user,
-                "verify": self.verify}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "HostParams":
         """Inverse of to_dict; missing keys take defaults."""
         data = data or {}
-        return cls(**{k: data[k] for k in ("use_sudo", "chpasswd_path", "create_user", "verify") if k in data})
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass

@@ -14,15 +14,104 @@ from core.config import Settings, load_settings
 from core.context import Context, open_context
 
 ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ("sqlite", "postgresql")
+
+
+# -- storage backends --------------------------------------------------------------------------------
+# Tests marked both_backends run once on SQLite and once on a fresh PostgreSQL database of their own
+# (created from a migrated template on the local server and dropped afterwards); the rest use SQLite.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--backends", default=",".join(BACKENDS),
+                     help="storage backends for tests marked both_backends (comma-separated: sqlite,postgresql)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_backends: run on SQLite and again on a fresh PostgreSQL database")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_backends"):
+        chosen = [b.strip() for b in metafunc.config.getoption("--backends").split(",") if b.strip()]
+        unknown = set(chosen) - set(BACKENDS)
+        if unknown:
+            raise pytest.UsageError(f"--backends: unknown backend(s) {sorted(unknown)}; choose from {BACKENDS}")
+        metafunc.parametrize("backend", chosen, indirect=True)
 
 
 @pytest.fixture
-def keyturn_env(tmp_path: Path) -> dict[str, str]:
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage backend of this test run: sqlite unless the test is marked both_backends."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The local PostgreSQL server's version; skips loudly without one (never under CI, which must have it)."""
+    from tests import pg
+
+    try:
+        return pg.check_server()
+    except pg.ServerUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the PostgreSQL server for the PostgreSQL tests: {exc}")
+        pytest.skip(f"SKIPPING a PostgreSQL test (and the PostgreSQL half of the both-backends tests): {exc}")
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: str) -> Iterator[str]:
+    """A database on the local PostgreSQL server migrated to head, copied for each test; dropped at the end."""
+    from storage.db import Database
+    from tests import pg
+
+    name = pg.create_database()
+    try:
+        db = Database(pg.sqlalchemy_url(name))
+        db.upgrade()
+        db.close()
+        yield name
+    finally:
+        pg.drop_database(name)
+
+
+@pytest.fixture
+def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The database_url of a fresh, migrated PostgreSQL database for this test only."""
+    from tests import pg
+
+    name = pg.create_database(template=request.getfixturevalue("pg_template"))
+    try:
+        yield pg.sqlalchemy_url(name)
+    finally:
+        pg.drop_database(name)
+
+
+@pytest.fixture
+def pg_empty(pg_server: str) -> Iterator[str]:
+    """The database_url of a fresh PostgreSQL database with no schema at all; dropped afterwards."""
+    from tests import pg
+
+    name = pg.create_database()
+    try:
+        yield pg.sqlalchemy_url(name)
+    finally:
+        pg.drop_database(name)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """database_url for this test's keyturn: empty (SQLite in the data directory) or a fresh PostgreSQL one."""
+    return request.getfixturevalue("pg_database") if backend == "postgresql" else ""
+
+
+@pytest.fixture
+def keyturn_env(tmp_path: Path, database_url: str) -> dict[str, str]:
     """Environment for a keyturn process with its own data and config directories."""
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     env.update(KEYTURN_HOME=str(home), KEYTURN_CONFIG=str(tmp_path / "config.toml"), KEYTURN_OPERATOR="tester",
                XDG_CONFIG_HOME=str(tmp_path / "xdg-config"), XDG_DATA_HOME=str(tmp_path / "xdg-data"))
+    if database_url:
+        env["KEYTURN_DATABASE_URL"] = database_url
     return env
 
 

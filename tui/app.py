@@ -25,12 +25,14 @@ from core.errors import KeyturnError, UnsafeSetupError
 from core.events import Event
 from storage.tables import utcnow
 from storage.types import ExecutionInfo
+from tui.keys import OrderedKeys
 from tui.modals.confirm import ConfirmModal
 from tui.screens.history import HistoryScreen
 from tui.screens.inventory import InventoryScreen
 from tui.screens.overview import OverviewScreen
 from tui.screens.records import RecordsScreen
 from tui.screens.tasks import TasksScreen
+from tui.widgets.format import plural
 from tui.widgets.run_panel import RunState, RunUpdated
 
 Clock = Callable[[], datetime]
@@ -60,6 +62,28 @@ if AuditScreen is not None:
     MODE_SCREENS["audit"] = AuditScreen
 
 
+def error_text(error: BaseException | None) -> str:
+    """A failure in the words `keyturn` prints after "keyturn: error: " (a bug names its type)."""
+    if isinstance(error, KeyturnError):
+        return str(error)
+    if isinstance(error, LookupError):  # storage's NotFound: the CLI prints its first argument
+        return str(error.args[0]) if error.args else str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+# The main actions of each mode, offered by the command palette from any mode: (title, mode, screen action).
+APP_COMMANDS: list[tuple[str, str, str]] = [
+    ("New task", "tasks", "new"),
+    ("Run task now", "tasks", "run"),
+    ("Retry all failed", "records", "retry_all"),
+    ("Reconcile", "records", "reconcile"),
+    ("Trust host key", "inventory", "trust"),
+    ("Import file", "inventory", "import_file"),
+    ("New asset", "inventory", "new"),
+    ("New operator", "audit", "new_operator"),
+]
+
+
 class EngineEvent(Message):
     """An engine event of one run, posted from the worker thread (post_message is thread-safe)."""
 
@@ -69,7 +93,7 @@ class EngineEvent(Message):
         self.event = event
 
 
-class KeyturnApp(App[int]):
+class KeyturnApp(OrderedKeys, App[int]):
     """Rotate secrets on many hosts: overview, tasks, history, records, inventory."""
 
     TITLE = "keyturn"
@@ -77,8 +101,11 @@ class KeyturnApp(App[int]):
     MODES = MODE_SCREENS
     MODE_KEYS = MODE_KEYS
     DEFAULT_MODE = "overview"
+    # Mode keys are on the mode bar, so the footer keeps its 80 columns for the screen's own keys.
     BINDINGS = [
-        *(Binding(key, f"switch_mode('{mode}')", title, tooltip=f"Show {title}") for mode, (key, title) in MODE_KEYS.items()),
+        *(Binding(key, f"switch_mode('{mode}')", title, tooltip=f"Show {title}", show=False)
+          for mode, (key, title) in MODE_KEYS.items()),
+        Binding("question_mark", "help", "Keys"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -87,6 +114,8 @@ class KeyturnApp(App[int]):
         self.ctx = ctx
         self._clock = clock or utcnow
         self._mfa = mfa_session
+        # Core's step-ups (task create/edit, mail) see the app's unlock window through the context.
+        ctx.mfa = self.mfa
         self.runs: dict[int, RunState] = {}
         self._next_run_key = 1
         self.run_signal: Signal[RunUpdated] = Signal(self, "run")
@@ -108,24 +137,63 @@ class KeyturnApp(App[int]):
         """The app's clock: dates on screen are relative to it (frozen in tests and screenshots)."""
         return self._clock()
 
-    # -- command palette ---------------------------------------------------------------------------
+    # -- command palette and help -----------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Mode switches and every action of the current screen, by their footer descriptions."""
-        yield from super().get_system_commands(screen)
+        """keyturn's own actions first (this screen's, then the main ones of other modes), modes, then Textual's."""
+        seen: set[str] = set()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if active.node is self or not binding.description or binding.description in seen:
+                continue
+            seen.add(binding.description)
+            yield SystemCommand(binding.description, f"{binding.description} (key {self.get_key_display(binding)})",
+                                partial(self._run_screen_action, active.node, binding.action))
+        for title, mode, action in APP_COMMANDS:
+            if title not in seen and mode != self.current_mode:
+                seen.add(title)
+                key = MODE_KEYS[mode][0]
+                yield SystemCommand(title, f"{title} (in {MODE_KEYS[mode][1]}, key {key})",
+                                    partial(self._run_mode_action, mode, action))
         for mode, (key, title) in MODE_KEYS.items():
             yield SystemCommand(f"Show {title}", f"Switch to the {title} mode (key {key})",
                                 partial(self.switch_mode, mode))
-        seen = set()
-        for key, active in screen.active_bindings.items():
-            binding = active.binding
-            if active.node is self or not binding.description or binding.action in seen:
-                continue
-            seen.add(binding.action)
-            yield SystemCommand(binding.description, f"{binding.description} (key {key})",
-                                partial(self._run_screen_action, active.node, binding.action))
+        yield from super().get_system_commands(screen)
 
     def _run_screen_action(self, node: object, action: str) -> None:
         self.call_later(self.run_action, action, node)
+
+    def _run_mode_action(self, mode: str, action: str) -> None:
+        async def run() -> None:
+            await self.switch_mode(mode)
+            await self.run_action(action, self.screen)
+
+        self.call_later(run)
+
+    def action_help(self) -> None:
+        """List every key of the current screen (the footer shows the frequent ones)."""
+        from tui.modals.help import HelpModal
+
+        screen = self.screen
+        if screen.id == "_help":
+            return
+        rows: list[tuple[str, str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if not binding.description or (binding.description, key) in seen:
+                continue
+            seen.add((binding.description, key))
+            where = "everywhere" if active.node is self else "this screen" if active.node is screen else (
+                active.node.id or type(active.node).__name__)
+            rows.append((self.get_key_display(binding), binding.description, where))
+        own = {d for b in type(screen).__dict__.get("BINDINGS", []) if isinstance(b, Binding)
+               for d in [b.description]}
+        order = {"this screen": 1, "everywhere": 2}
+        # Stable sort: the screen's own keys first, then the app's, then generic and widget keys.
+        rows.sort(key=lambda r: 0 if r[2] == "this screen" and r[1] in own else order.get(r[2], 3) + (r[1] not in own))
+        rows.append(("ctrl+p", "command palette: every action by name", "everywhere"))
+        title = f"Keys of {MODE_KEYS[self.current_mode][1]}" if screen is self.screen_stack[0] else "Keys"
+        self.push_screen(HelpModal(title, rows))
 
     # -- runs --------------------------------------------------------------------------------------
     def active_runs(self) -> list[RunState]:
@@ -241,12 +309,12 @@ class KeyturnApp(App[int]):
         if worker.group == "rotation":
             run = next((r for r in self.runs.values() if r.worker is worker), None)
         if event.state == WorkerState.ERROR:
-            error = worker.error
-            message = str(error) if isinstance(error, (KeyturnError, LookupError)) else f"{type(error).__name__}: {error}"
+            message = error_text(worker.error)
             if run is not None:
                 run.status = "error"
                 self._publish(run, run.note(f"error: {message}", style="bold red"))
-            self.notify(message, title=f"{run.title} failed" if run else "Error", severity="error", timeout=10)
+            title = f"{run.title} failed" if run else f"{worker.name} failed" if worker.name[:1].isupper() else "Error"
+            self.notify(message, title=title, severity="error", timeout=10)
         elif event.state == WorkerState.SUCCESS and run is not None and not run.finished:
             # The engine sends ExecutionFinished; this covers jobs that end without it.
             result = worker.result
@@ -273,7 +341,7 @@ class KeyturnApp(App[int]):
                 self.exit(0)
 
         self.push_screen(ConfirmModal(
-            f"{len(active)} run(s) in progress. Cancel them and quit?",
+            f"{plural(len(active), 'run')} in progress. Cancel {'it' if len(active) == 1 else 'them'} and quit?",
             "Accounts in flight are finished and verified; the rest stay untouched.", yes="Cancel and quit",
             danger=True), done)
 
@@ -316,6 +384,14 @@ class KeyturnApp(App[int]):
         self._reveal(lambda: reveal_account(self.ctx, self.mfa, account_id), f"account {account_id}")  # type: ignore[arg-type]
 
     def _reveal(self, fetch: Callable[[], list], what: str) -> None:
+        from core.operators import is_enforcing
+
+        if not is_enforcing(self.ctx):
+            # Reveal needs a code from an enrolled phone; before the first one exists no code could ever work.
+            self.notify("No operator is enrolled yet, so no code can unlock a secret. Enrol one in Audit "
+                        "(u, then n) or with `keyturn operator add NAME EMAIL`, then reveal again.",
+                        title="Reveal needs an operator", severity="warning", timeout=15)
+            return
         try:
             from tui.modals.otp import OtpModal
             from tui.modals.reveal import RevealModal

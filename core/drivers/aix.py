@@ -6,7 +6,10 @@ channel that answers the way AIX 7.2 does), see tests/unit/test_aix_driver.py.
 
 from __future__ import annotations
 
-from core.drivers.posix import EXIT_CREATE_FAILED, EXIT_NO_USER, PosixDriver
+import shlex
+
+from core.drivers import posix_users
+from core.drivers.posix import EXIT_NO_USER, PosixDriver
 
 
 class AixDriver(PosixDriver):
@@ -30,16 +33,17 @@ class AixDriver(PosixDriver):
         return f"print -r -- \"${var}\""
 
     def _user_check(self, q_user: str) -> str:
-        if not self.params.create_user:
-            return ""
-        return (f"if ! id -u {q_user} >/dev/null 2>&1; then mkuser {q_user} >/dev/null || "
-                f"{{ echo 'keyturn: could not create the user' >&2; exit {EXIT_CREATE_FAILED}; }}; fi\n")
+        return posix_users.setup_script(shlex.split(q_user)[0], self.params, aix=True)
 
     def _home_snippet(self, q_user: str) -> str:
         # AIX has no getent; lsuser prints "name home=/path".
         return (f"kt_ent=$(lsuser -a home {q_user} 2>/dev/null) || {{ echo 'keyturn: no such user on host' >&2; "
                 f"exit {EXIT_NO_USER}; }}\n"
                 "kt_home=${kt_ent#*home=}\n")
+
+    def _as_user_snippet(self, q_user: str) -> str:
+        # AIX has neither setpriv nor runuser; su as root asks for no password.
+        return f"kt_as_user() {{ su {q_user} -c 'exec /bin/sh -c \"$KT_INNER\"'; }}\n"
 
     def _mktemp_snippet(self) -> str:
         # Older AIX releases ship no mktemp: create the file exclusively with noclobber instead.

@@ -164,9 +164,10 @@ def verify_key(asset: AssetInfo, username: str, private_text: str | None, passph
 def driver_class(platform: str) -> type:
     """The driver class of a platform, or DriverError."""
     from core.drivers.aix import AixDriver
+    from core.drivers.custom_ssh import CustomSSHDriver
     from core.drivers.posix import PosixDriver
 
-    drivers = {"linux": PosixDriver, "unix": PosixDriver, "aix": AixDriver}
+    drivers = {"linux": PosixDriver, "unix": PosixDriver, "aix": AixDriver, "custom-ssh": CustomSSHDriver}
     try:
         return drivers[platform]
     except KeyError:

@@ -13,6 +13,7 @@ import shlex
 import paramiko
 
 from core import ssh
+from core.drivers import posix_users
 from core.drivers.base import (
     AMBIGUOUS, APPLIED, KEY_STRATEGIES, NOT_APPLIED, DriverError, PushResult, check_public_line, check_username,
     seconds_left,
@@ -31,7 +32,7 @@ EXIT_SYMLINK = 95
 EXIT_SSH_DIR = 96
 EXIT_WRITE = 97
 _NOT_APPLIED_CODES = {EXIT_TRUNCATED, EXIT_NO_USER, EXIT_CREATE_FAILED, EXIT_NO_HOME, EXIT_SYMLINK, EXIT_SSH_DIR,
-                      EXIT_WRITE}
+                      EXIT_WRITE} | posix_users.NOT_APPLIED_CODES
 
 
 class PosixDriver:
@@ -175,11 +176,8 @@ class PosixDriver:
 
     # -- passwords ---------------------------------------------------------------------------------
     def _user_check(self, q_user: str) -> str:
-        """Shell lines run before chpasswd: create a missing user when the task asks for it."""
-        if not self.params.create_user:
-            return ""
-        return (f"if ! id -u {q_user} >/dev/null 2>&1; then useradd -m {q_user} >/dev/null || "
-                f"{{ echo 'keyturn: could not create the user' >&2; exit {EXIT_CREATE_FAILED}; }}; fi\n")
+        """Shell lines run before chpasswd: create a missing user, write its sudoers entry (posix_users)."""
+        return posix_users.setup_script(shlex.split(q_user)[0], self.params)
 
     def _chpasswd_command(self) -> str:
         return " ".join(shlex.quote(p) for p in (self.params.chpasswd_path or "chpasswd", *self.chpasswd_args))
@@ -215,9 +213,58 @@ class PosixDriver:
         """Shell lines creating a fresh private temp file kt_tmp in $kt_dir."""
         return "kt_tmp=$(mktemp \"$kt_dir/.authorized_keys.keyturn.XXXXXX\") || kt_fail 'cannot create a temp file'\n"
 
+    def _as_user_snippet(self, q_user: str) -> str:
+        """Shell lines defining kt_as_user: run `/bin/sh -c "$KT_INNER"` as the user, never as root.
+
+        The script in KT_INNER comes from the environment (not from the user's shell syntax), so `su` works
+        whatever login shell the user has, as long as it can start /bin/sh.
+        """
+        return (
+            "if command -v setpriv >/dev/null 2>&1; then\n"
+            "  kt_as_user() { setpriv --reuid=\"$kt_uid\" --regid=\"$kt_gid\" --init-groups -- /bin/sh -c \"$KT_INNER\"; }\n"
+            "elif command -v runuser >/dev/null 2>&1; then\n"
+            f"  kt_as_user() {{ runuser -u {q_user} -- /bin/sh -c \"$KT_INNER\"; }}\n"
+            "else\n"
+            f"  kt_as_user() {{ su {q_user} -c 'exec /bin/sh -c \"$KT_INNER\"'; }}\n"
+            "fi\n"
+        )
+
+    def _user_file_script(self, keep: str) -> str:
+        """The part run as the target user: ~/.ssh, a temp file, mode 0600, rename over authorized_keys.
+
+        As that user, a symbolic link or a swapped file in ~/.ssh can only lead where the user could write
+        anyway: nothing here runs with more rights than the account whose keys change.
+        """
+        return (
+            "IFS= read -r kt_key || kt_key=\n"
+            "IFS= read -r kt_dir || kt_dir=\n"
+            f"kt_fail() {{ echo \"keyturn: $1\" >&2; exit {EXIT_WRITE}; }}\n"
+            "kt_file=\"$kt_dir/authorized_keys\"\n"
+            "umask 077\n"
+            f"if [ ! -d \"$kt_dir\" ] && [ ! -L \"$kt_dir\" ]; then mkdir -m 700 \"$kt_dir\" || "
+            f"{{ echo 'keyturn: cannot create ~/.ssh' >&2; exit {EXIT_SSH_DIR}; }}; fi\n"
+            "if [ -L \"$kt_dir\" ] || [ -L \"$kt_file\" ]; then "
+            f"echo 'keyturn: refusing to write through a symbolic link (~/.ssh or authorized_keys)' >&2; exit {EXIT_SYMLINK}; fi\n"
+            f"chmod 700 \"$kt_dir\" || {{ echo 'keyturn: cannot set the mode of ~/.ssh' >&2; exit {EXIT_SSH_DIR}; }}\n"
+            f"{self._mktemp_snippet()}"
+            "trap 'rm -f \"$kt_tmp\"' EXIT\n"
+            # grep exits 1 when it keeps no line; 2 means it could not read the file: never drop keys then.
+            f"{{ {keep}; }} > \"$kt_tmp\"; kt_rc=$?\n"
+            "if [ $kt_rc -gt 1 ]; then kt_fail 'cannot read the current authorized_keys'; fi\n"
+            f"{self._emit('kt_key')} >> \"$kt_tmp\" || kt_fail 'cannot write the new authorized_keys'\n"
+            "chmod 600 \"$kt_tmp\" || kt_fail 'cannot set the mode of the new authorized_keys'\n"
+            "mv -f \"$kt_tmp\" \"$kt_file\" || kt_fail 'cannot replace authorized_keys'\n"
+            "trap - EXIT\n"
+        )
+
     def install_key(self, username: str, public_line: str, strategy: str, *,
                     deadline: float | None = None) -> PushResult:
-        """Rewrite username's authorized_keys with one script: temp file, owner, mode 0600, rename over."""
+        """Rewrite username's authorized_keys as that user: temp file, mode 0600, rename over.
+
+        Root only finds the user and, when the home belongs to root, creates ~/.ssh for the user there; every
+        file operation inside a directory the user controls runs with the user's own rights (a root process
+        writing, chown-ing or chmod-ing by name there can be raced with symbolic links into any file).
+        """
         check_username(username)
         self._deadline = deadline
         check_public_line(public_line)
@@ -235,29 +282,50 @@ class PosixDriver:
             "IFS= read -r kt_end || kt_end=\n"
             f"if [ \"$kt_end\" != @END@ ]; then echo 'keyturn: input was cut short; nothing changed' >&2; "
             f"exit {EXIT_TRUNCATED}; fi\n"
-            f"kt_fail() {{ echo \"keyturn: $1\" >&2; exit {EXIT_WRITE}; }}\n"
             f"{self._home_snippet(q_user)}"
-            f"kt_group=$(id -g {q_user}) || kt_fail 'cannot read the group of the user'\n"
+            f"kt_uid=$(id -u {q_user}) && kt_gid=$(id -g {q_user}) || "
+            f"{{ echo 'keyturn: cannot read the ids of the user' >&2; exit {EXIT_WRITE}; }}\n"
             f"if [ -z \"$kt_home\" ] || [ ! -d \"$kt_home\" ]; then echo \"keyturn: home directory $kt_home does not exist\" >&2; "
             f"exit {EXIT_NO_HOME}; fi\n"
-            "kt_dir=\"$kt_home/.ssh\"; kt_file=\"$kt_dir/authorized_keys\"\n"
-            "if [ -L \"$kt_dir\" ] || [ -L \"$kt_file\" ]; then "
-            f"echo 'keyturn: refusing to write through a symbolic link (~/.ssh or authorized_keys)' >&2; exit {EXIT_SYMLINK}; fi\n"
-            f"if [ ! -d \"$kt_dir\" ]; then mkdir -m 700 \"$kt_dir\" || {{ echo 'keyturn: cannot create ~/.ssh' >&2; exit {EXIT_SSH_DIR}; }}; fi\n"
-            f"chown {q_user}:\"$kt_group\" \"$kt_dir\" && chmod 700 \"$kt_dir\" || "
-            f"{{ echo 'keyturn: cannot set owner and mode of ~/.ssh' >&2; exit {EXIT_SSH_DIR}; }}\n"
-            "umask 077\n"
-            f"{self._mktemp_snippet()}"
-            "trap 'rm -f \"$kt_tmp\"' EXIT\n"
-            # grep exits 1 when it keeps no line; 2 means it could not read the file: never drop keys then.
-            f"{{ {keep}; }} > \"$kt_tmp\"; kt_rc=$?\n"
-            "if [ $kt_rc -gt 1 ]; then kt_fail 'cannot read the current authorized_keys'; fi\n"
-            f"{self._emit('kt_key')} >> \"$kt_tmp\" || kt_fail 'cannot write the new authorized_keys'\n"
-            f"chown {q_user}:\"$kt_group\" \"$kt_tmp\" && chmod 600 \"$kt_tmp\" || kt_fail 'cannot set owner and mode'\n"
-            "mv -f \"$kt_tmp\" \"$kt_file\" || kt_fail 'cannot replace authorized_keys'\n"
-            "trap - EXIT\n"
+            "kt_dir=\"$kt_home/.ssh\"\n"
+            # Who may change entries of the home decides who may create ~/.ssh in it: the user in their own
+            # home; root in a home only root can write (mkdir, then chown -h: never follows a link); nobody
+            # when a third party could swap entries under root's feet.
+            "set -f; set -- $(ls -dn \"$kt_home\"); set +f\n"
+            "kt_perm=$1; kt_owner=$3\n"
+            "if [ \"$kt_owner\" != \"$kt_uid\" ]; then\n"
+            "  case $kt_perm in\n"
+            "    ?????w*|????????w*) kt_unsafe=1;;\n"
+            "    *) kt_unsafe=;;\n"
+            "  esac\n"
+            "  if [ \"$kt_owner\" != 0 ] || [ -n \"$kt_unsafe\" ]; then "
+            f"echo \"keyturn: home directory $kt_home can be changed by others than the user\" >&2; exit {EXIT_NO_HOME}; fi\n"
+            "  if [ ! -d \"$kt_dir\" ] && [ ! -L \"$kt_dir\" ]; then\n"
+            "    mkdir -m 700 \"$kt_dir\" && chown -h \"$kt_uid:$kt_gid\" \"$kt_dir\" || "
+            f"{{ echo 'keyturn: cannot create ~/.ssh' >&2; exit {EXIT_SSH_DIR}; }}\n"
+            "  fi\n"
+            "fi\n"
+            f"KT_INNER={shlex.quote(self._user_file_script(keep))}; export KT_INNER\n"
+            f"{self._as_user_snippet(q_user)}"
+            # A trial run first: when the switch to the user fails, nothing has been touched yet.
+            "KT_REAL=$KT_INNER; KT_INNER=:\n"
+            f"kt_as_user </dev/null >/dev/null 2>&1 || {{ echo 'keyturn: cannot run as the user on this host (setpriv, runuser or su)' >&2; exit {EXIT_WRITE}; }}\n"
+            "KT_INNER=$KT_REAL\n"
+            f"{{ {self._emit('kt_key')}; {self._emit('kt_dir')}; }} | kt_as_user\n"
         )
         return self._push(script, [public_line], [], "key install failed")
+
+    # -- other root commands (heartbeat's lock check, dependency steps) --------------------------------
+    def run_as_root(self, script: str, payload: list[str], secrets_in_play: list[str | None]) -> tuple[int, str, str] | PushResult:
+        """Run a fixed script as root; payload lines, then the end line (checked by the script as @END@), on stdin.
+
+        Returns (exit, stdout, stderr) scrubbed of the secrets, or a PushResult when it never ran or its end is unknown.
+        """
+        return self._execute(script, payload, secrets_in_play)
+
+    def reached_root(self, out: str) -> bool:
+        """Whether a run_as_root output shows the script started as root (sudo did not stop it)."""
+        return STARTED in out
 
     def close(self) -> None:
         """Close the privileged connection."""

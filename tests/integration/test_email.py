@@ -11,6 +11,7 @@ import email.policy
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from datetime import timedelta
 
 import pytest
@@ -66,7 +67,34 @@ class SmtpServer:
         ctx.settings = replace(ctx.settings, smtp_host=self.host, smtp_port=self.port, smtp_timeout=5.0, **extra)
 
 
-def _start(mailbox: Mailbox, logins: list[tuple[str, str]], password: str | None = None) -> Controller:
+def tls_files(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key: (cert file = the CA file too, key file)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def _start(mailbox: Mailbox, logins: list[tuple[str, str]], password: str | None = None,
+           tls: tuple[Path, Path] | None = None) -> Controller:
     def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202
         ok = isinstance(auth_data, LoginPassword) and auth_data.password.decode() == password
         if isinstance(auth_data, LoginPassword):
@@ -75,7 +103,13 @@ def _start(mailbox: Mailbox, logins: list[tuple[str, str]], password: str | None
 
     kwargs: dict = {}
     if password is not None:
-        kwargs = {"authenticator": authenticator, "auth_require_tls": False}
+        kwargs = {"authenticator": authenticator, "auth_require_tls": tls is not None}
+    if tls is not None:
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
+        kwargs["tls_context"] = context
     controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), **kwargs)
     controller.start()
     return controller
@@ -280,12 +314,13 @@ def test_recipient_without_address_is_named_and_others_still_get_it(ctx: Context
     assert mail_error(ctx, rot.execution_id) == ""
 
 
-def test_smtp_login_uses_the_password_from_the_vault(ctx: Context) -> None:
+def test_smtp_login_uses_the_password_from_the_vault(ctx: Context, tmp_path: Path) -> None:
     box, logins = Mailbox(), []
-    controller = _start(box, logins, password="smtp-Pa55-word")
+    cert, key = tls_files(tmp_path)
+    controller = _start(box, logins, password="smtp-Pa55-word", tls=(cert, key))
     try:
         ctx.settings = replace(ctx.settings, smtp_host="127.0.0.1", smtp_port=controller.port, smtp_user="bot",
-                               smtp_timeout=5.0)
+                               smtp_timeout=5.0, smtp_starttls=True, smtp_ca_file=str(cert))
         rot = make_rotation(ctx, [("ann", "ann@example.test")])
         error = send_execution_report(ctx, rot.execution_id)
         assert error is not None and "no SMTP password is stored" in error

@@ -419,6 +419,7 @@ def test_a_push_whose_end_is_lost_stays_unverified_until_reconcile_sees_it_land(
     h = hosts[0]
     h.write_file("/var/tmp/slow-chpasswd", "#!/bin/sh\nsleep 3\nexec chpasswd\n", mode=0o755, owner="root")
     build_inventory(ctx, [h], ["alice"])
+    ctx.settings.allowed_programs = "/var/tmp/slow-chpasswd"  # as the protected config file would allow it
     make_task(ctx, "slow", [h], ["alice"], params=HostParams(chpasswd_path="/var/tmp/slow-chpasswd"))
     ctx.settings.command_timeout = 1.0
     info = run_task(ctx, "slow")

@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlmodel import func, select
 
 from core.context import Context
@@ -19,11 +20,19 @@ from core.scheduler import run_due
 from core.tasks import create_task
 from storage.inventory import account_secrets, pin_host_key, upsert_account, upsert_asset
 from storage.tables import Account, Asset, ChangeRecord, Execution, Operator, utcnow
-from storage.tasks import get_task
+from storage.tasks import get_task, set_next_run
 from storage.types import TaskSpec
 from tests.conftest import ROOT
 from tests.integration.test_email import SmtpServer, assert_no_secret, execution_secrets, smtp  # noqa: F401
 from tests.sandbox import SandboxHost
+
+# Scheduled runs, signals and crashes behave the same with the database on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_backends
+
+
+def due_now(ctx: Context, name: str) -> None:
+    """Put a new task's first slot (one interval away since issue 12 #7) at now, as if that time had come."""
+    set_next_run(ctx.db, get_task(ctx.db, name).id, utcnow())
 
 
 def enroll(ctx: Context, host: SandboxHost, users: list[str]) -> None:
@@ -62,6 +71,7 @@ def test_scheduled_run_rotates_on_a_real_host_and_mails_the_report(ctx: Context,
         s.add(Operator(name="ann", email="ann@example.test"))
     create_task(ctx, TaskSpec(name="nightly", usernames=["alice"], assets=[host.name], interval_hours=24,
                               recipients=["ann"]))
+    due_now(ctx, "nightly")
     smtp.settings_for(ctx)
     ctx.operator = "scheduler"
 
@@ -96,6 +106,7 @@ def test_two_scheduler_processes_run_a_due_task_once(ctx: Context, sandbox_fleet
     host = sandbox_fleet(1, users=["alice"]).hosts[0]
     enroll(ctx, host, ["alice"])
     create_task(ctx, TaskSpec(name="hourly", usernames=["alice"], assets=[host.name], interval_hours=1))
+    due_now(ctx, "hourly")
 
     procs = [_scheduler(keyturn_env, "--once") for _ in range(2)]
     results = [p.communicate(timeout=120) for p in procs]
@@ -157,6 +168,7 @@ def test_scheduler_logs_one_line_per_run_and_no_secret(ctx: Context, sandbox_fle
     enroll(ctx, host, ["alice"])
     old = host.passwords["alice"]
     create_task(ctx, TaskSpec(name="logged", usernames=["alice"], assets=[host.name], interval_hours=2))
+    due_now(ctx, "logged")
     proc = _scheduler(keyturn_env, "--once")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -172,6 +184,7 @@ def test_scheduler_killed_mid_run_is_settled_at_the_next_start(ctx: Context, san
     host = sandbox_fleet(1, users=["alice", "bob"]).hosts[0]
     enroll(ctx, host, ["alice", "bob"])
     create_task(ctx, TaskSpec(name="killed", usernames=["alice", "bob"], assets=[host.name], interval_hours=6))
+    due_now(ctx, "killed")
     flag = tmp_path / "paused"
     proc = _scheduler(keyturn_env, "--once",
                       env={"KEYTURN_TEST_PAUSE_AFTER": f"pushed:{flag}", "KEYTURN_TEST_PAUSE_SECONDS": "60"})

@@ -14,12 +14,17 @@ from tui.app import KeyturnApp
 
 
 @pytest.fixture
-def demo_ctx(settings: Settings) -> Iterator[Context]:
+def demo_ctx(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
     """An open context on a database holding the fixed demo data, acting as alice."""
+    import storage.audit
+
     # The demo hosts do not exist: a reconcile at start would probe them and change the fixed data.
     settings.reconcile_on_start = False
     ctx = open_context(settings, operator="alice", source="pytest")
+    # Audit events of the demo are stamped on the frozen clock, so the Audit mode looks the same every day.
+    monkeypatch.setattr(storage.audit, "utcnow", clock)
     build_demo(ctx)
+    monkeypatch.undo()
     try:
         yield ctx
     finally:

@@ -45,8 +45,6 @@ def build_demo(ctx: Context) -> None:
             for user in ("app", "deploy"):
                 upsert_account(db, s, asset, user, secret=f"demo-{user}-pw")
         upsert_asset(s, "legacy-aix", address="10.7.0.2", platform="aix", nodes=["/prod/legacy"], active=False)
-        s.add(Operator(name="alice", email="alice@example.com", confirmed=True))
-        s.add(Operator(name="bob", email="bob@example.com", confirmed=True))
     specs = [
         TaskSpec(name="web-passwords", usernames=["app", "deploy"], nodes=["/prod/web"], interval_hours=24,
                  recipients=["alice"], description="daily app and deploy passwords on the web tier"),
@@ -58,6 +56,10 @@ def build_demo(ctx: Context) -> None:
                  specific_secret="Break-Glass-2025!", params=HostParams(create_user=True)),
     ]
     ids = {spec.name: tasks.create_task(ctx, spec).id for spec in specs}
+    with db.write() as s:
+        # Added after the tasks: once confirmed operators exist, creating a task needs a fresh TOTP code.
+        s.add(Operator(name="alice", email="alice@example.com", confirmed=True))
+        s.add(Operator(name="bob", email="bob@example.com", confirmed=True))
     with db.write() as s:
         # Real writes stamped the wall clock; the demo must look the same every day.
         for i, acc in enumerate(s.exec(select(Account)).all()):

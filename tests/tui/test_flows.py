@@ -68,8 +68,9 @@ def test_create_run_find_and_retry(settings, sandbox_fleet) -> None:
             await pilot.press("tab")
             await _type(pilot, "alice")
             await pilot.press("tab", "tab", "space", "down", "space")
-            await pilot.pause(0.7)  # the debounced target preview
-            assert "2 accounts on 2 assets" in str(app.screen.query_one("#form-preview").render())
+            # The target preview is debounced: wait for its line, not a fixed time.
+            await _wait(pilot, lambda: "2 accounts on 2 assets" in str(app.screen.query_one("#form-preview").render()),
+                        timeout=10)
             await pilot.press("ctrl+s")
             await pilot.pause()
             assert task_names(ctx.db) == ["rotate-alice"]
@@ -78,7 +79,7 @@ def test_create_run_find_and_retry(settings, sandbox_fleet) -> None:
 
             # Host 2 is down: its account must fail and keep its old password.
             h2.stop()
-            await pilot.press("r")
+            await pilot.press("r", "y")  # r asks before a run
             run: RunState = list(app.runs.values())[-1]
             await _wait(pilot, lambda: run.finished)
             await pilot.press("h")
@@ -123,7 +124,7 @@ def test_edit_copy_toggle_delete(demo_ctx: Context) -> None:
     """Rename a task in the form, copy it, switch it inactive, delete the copy after confirming."""
 
     async def flow() -> None:
-        app = KeyturnApp(demo_ctx)
+        app = KeyturnApp(demo_ctx, mfa_session=unlocked(demo_ctx))
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("t")
             table = app.screen.query_one("#tasks-table", DataTable)
@@ -163,7 +164,7 @@ def test_form_refuses_until_fields_pass(demo_ctx: Context) -> None:
     """A cron line with four fields keeps the form open with the cron error; nothing is saved."""
 
     async def flow() -> None:
-        app = KeyturnApp(demo_ctx)
+        app = KeyturnApp(demo_ctx, mfa_session=unlocked(demo_ctx))
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("t", "n")
             form = app.screen
@@ -187,6 +188,17 @@ def test_form_refuses_until_fields_pass(demo_ctx: Context) -> None:
     asyncio.run(flow())
 
 
+def unlocked(ctx):  # type: ignore[no-untyped-def]
+    """An MFA session in which the acting operator gave a code a moment ago (task edits need one)."""
+    from datetime import timedelta
+
+    from core.mfa import MfaSession
+
+    mfa = MfaSession(ctx.settings)
+    mfa._until[ctx.operator] = mfa.now() + timedelta(minutes=10)
+    return mfa
+
+
 def test_non_operator_may_browse_but_not_run_or_edit(tmp_path) -> None:
     """Once an operator is enrolled, someone else opening the app sees everything but changes nothing."""
     import pyotp
@@ -203,6 +215,10 @@ def test_non_operator_may_browse_but_not_run_or_edit(tmp_path) -> None:
     setup = open_context(settings, operator="alice")
     enrolment = add_operator(setup, "alice", "alice@example.org")
     confirm_enrolment(setup, "alice", pyotp.parse_uri(enrolment.uri).now())
+    from core.mfa import MfaSession
+
+    setup.mfa = MfaSession(settings)  # creating a task needs a fresh code: alice's unlock (as the app keeps one)
+    setup.mfa._until["alice"] = setup.mfa.now() + __import__("datetime").timedelta(minutes=5)
     with setup.db.write() as s:
         inventory.upsert_asset(s, "web1", address="192.0.2.1")
     create_task(setup, TaskSpec(name="t1", usernames=["app"], assets=["web1"]))

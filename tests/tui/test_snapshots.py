@@ -1,4 +1,5 @@
-"""Snapshots of every mode, the task form, a live run and the 80x24 layout, on fixed data and a frozen clock.
+"""Snapshots of every mode and every modal at 80x24 (the target size), the main modes at 120x40, a live run,
+on fixed demo data and a frozen clock.
 
 Regenerate after an intended change with: .venv/bin/pytest tests/tui/test_snapshots.py --snapshot-update
 """
@@ -15,29 +16,111 @@ from core.events import (
 )
 from tests.tui.demo_data import NOW
 
-SIZE = (100, 32)
+SMALL = (80, 24)
+LARGE = (120, 40)
+MODES = ["o", "t", "h", "s", "i", "u"]  # overview, tasks, history, records, inventory, audit
 
 
-@pytest.mark.parametrize("key", ["o", "t", "h", "s", "i"])
-def test_mode(snap_compare, demo_app, key: str) -> None:
-    """Each mode on the demo data (o overview, t tasks, h history, s records, i inventory)."""
-    assert snap_compare(demo_app(), press=[key], terminal_size=SIZE)
+@pytest.mark.parametrize("key", MODES)
+def test_mode_80x24(snap_compare, demo_app, key: str) -> None:
+    """Each mode at 80x24: every footer key and the columns that matter visible."""
+    assert snap_compare(demo_app(), press=[key], terminal_size=SMALL)
+
+
+@pytest.mark.parametrize("key", MODES)
+def test_mode_120x40(snap_compare, demo_app, key: str) -> None:
+    """Each mode on a larger terminal."""
+    assert snap_compare(demo_app(), press=[key], terminal_size=LARGE)
 
 
 def test_task_form_empty(snap_compare, demo_app) -> None:
     """The new-task form as it opens."""
-    assert snap_compare(demo_app(), press=["t", "n"], terminal_size=SIZE)
+    assert snap_compare(demo_app(), press=["t", "n"], terminal_size=SMALL)
 
 
 def test_task_form_validation_errors(snap_compare, demo_app) -> None:
     """Saving a form with a bad name, a bad user name and no targets shows an error under each field."""
     assert snap_compare(demo_app(), press=["t", "n", " ", "b", "a", "d", "tab", "r", "o", "o", "t", ":", "x",
-                                           "ctrl+s", "_"], terminal_size=SIZE)
+                                           "ctrl+s"], terminal_size=SMALL)
+
+
+def test_asset_form(snap_compare, demo_app) -> None:
+    """The asset form on an existing asset."""
+    assert snap_compare(demo_app(), press=["i", "e"], terminal_size=SMALL)
+
+
+def test_help(snap_compare, demo_app) -> None:
+    """? on Tasks: every key of the screen."""
+    assert snap_compare(demo_app(), press=["t", "question_mark"], terminal_size=SMALL)
+
+
+def test_run_question(snap_compare, demo_app) -> None:
+    """r asks before a run."""
+    assert snap_compare(demo_app(), press=["t", "r"], terminal_size=SMALL)
+
+
+def test_preview(snap_compare, demo_app) -> None:
+    """p: the accounts a task would change and skip."""
+    assert snap_compare(demo_app(), press=["t", "p"], terminal_size=SMALL)
+
+
+def test_audit_detail(snap_compare, demo_app) -> None:
+    """Enter on an audit event shows it whole."""
+    assert snap_compare(demo_app(), press=["u", "enter"], terminal_size=SMALL)
+
+
+def test_import_prompt(snap_compare, demo_app) -> None:
+    """f in Inventory asks for a file."""
+    assert snap_compare(demo_app(), press=["i", "f"], terminal_size=SMALL)
+
+
+async def _otp(pilot: Pilot) -> None:
+    from tui.modals.otp import OtpModal
+
+    app = pilot.app
+    await app.push_screen(OtpModal(app.ctx, app.mfa))  # type: ignore[attr-defined]
+    await pilot.pause()
+
+
+def test_otp(snap_compare, demo_app) -> None:
+    """The TOTP prompt before a reveal."""
+    assert snap_compare(demo_app(), run_before=_otp, terminal_size=SMALL)
+
+
+async def _reveal(pilot: Pilot) -> None:
+    from core.reveal import RevealedSecret
+    from tui.modals.reveal import RevealModal
+
+    items = [RevealedSecret("old", "web-01", "app", "password", "change_record", 187, "old", "Old-Demo-Pass-1"),
+             RevealedSecret("new", "web-01", "app", "password", "change_record", 187, "new", "New-Demo-Pass-2")]
+    await pilot.app.push_screen(RevealModal("Secrets of record 187", items))
+    await pilot.pause()
+
+
+def test_reveal(snap_compare, demo_app) -> None:
+    """Revealed secrets, masked until asked."""
+    assert snap_compare(demo_app(), run_before=_reveal, terminal_size=SMALL)
+
+
+async def _enrol(pilot: Pilot) -> None:
+    from core.mfa import provisioning_uri
+    from core.operators import Enrolment
+    from core.qr import qr_halfblocks
+    from tui.modals.enrol import EnrolModal
+
+    uri = provisioning_uri("carol", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")  # a fixed demo secret, never a real one
+    await pilot.app.push_screen(EnrolModal(pilot.app.ctx, Enrolment("carol", uri, qr_halfblocks(uri))))  # type: ignore[attr-defined]
+    await pilot.pause()
+
+
+def test_enrol(snap_compare, demo_app) -> None:
+    """The QR code beside the first-code field fits 80x24 whole."""
+    assert snap_compare(demo_app(), run_before=_enrol, terminal_size=SMALL)
 
 
 def test_execution_detail(snap_compare, demo_app) -> None:
     """An execution with a failed account and a mail delivery error: records per asset and the log."""
-    assert snap_compare(demo_app(), press=["h", "enter"], terminal_size=SIZE)
+    assert snap_compare(demo_app(), press=["h", "enter"], terminal_size=SMALL)
 
 
 async def _feed_run(pilot: Pilot) -> None:
@@ -61,11 +144,5 @@ async def _feed_run(pilot: Pilot) -> None:
 
 
 def test_running_execution_log(snap_compare, demo_app) -> None:
-    """The live run panel while a run is going: progress, counts and the coloured log."""
-    assert snap_compare(demo_app(), run_before=_feed_run, terminal_size=SIZE)
-
-
-@pytest.mark.parametrize("key", ["o", "t", "s"])
-def test_small_terminal(snap_compare, demo_app, key: str) -> None:
-    """The layout at 80x24."""
-    assert snap_compare(demo_app(), press=[key], terminal_size=(80, 24))
+    """The live run panel while a run is going: progress, counts and the coloured log wrapped to its pane."""
+    assert snap_compare(demo_app(), run_before=_feed_run, terminal_size=SMALL)

@@ -65,6 +65,11 @@ echo "$user home=$AIX/home/$user"
 echo "mkuser $*" >> "$AIX/argv.log"
 echo "$1" >> "$AIX/users"; mkdir -p "$AIX/home/$1"
 """,
+    # su as root: runs the user's shell, which starts AIX's /bin/sh (ksh, here the fake sh) on $KT_INNER.
+    "su": r"""#!/bin/sh
+echo "su $*" >> "$AIX/argv.log"
+exec "$AIX/bin/sh" -c "$KT_INNER"
+""",
     "chown": r"""#!/bin/sh
 echo "chown $*" >> "$AIX/argv.log"
 """,
@@ -266,7 +271,7 @@ def test_key_install_finds_home_with_lsuser_and_replaces_the_file_atomically(tmp
     assert (ssh_dir / "authorized_keys").read_text().splitlines() == [*kept, new_line]
     assert stat.S_IMODE(os.stat(ssh_dir / "authorized_keys").st_mode) == 0o600
     assert stat.S_IMODE(os.stat(ssh_dir).st_mode) == 0o700
-    assert "lsuser -a home alice" in host.argv_log() and "chown alice:201" in host.argv_log()
+    assert "lsuser -a home alice" in host.argv_log() and "su alice -c" in host.argv_log()  # files written as alice
     assert sorted(p.name for p in ssh_dir.iterdir()) == ["authorized_keys"]  # the temp file was renamed over
 
 

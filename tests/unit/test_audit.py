@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 
 import pytest
 
 from core.audit import AuditUnavailable, list_events, record_event, scrub_detail, verify_chain
 from core.context import open_context
+from tests.pg import RawConnection, raw_connection
+
+pytestmark = pytest.mark.both_backends
 
 
 @pytest.fixture
@@ -19,9 +21,9 @@ def chain(ctx):
     return ctx
 
 
-def raw(ctx) -> sqlite3.Connection:
-    """A plain sqlite3 connection to the same file, as a tamperer would use."""
-    return sqlite3.connect(ctx.settings.db_path, isolation_level=None)
+def raw(ctx) -> RawConnection:
+    """A plain connection to the same database, as a tamperer would use."""
+    return raw_connection(ctx.settings)
 
 
 def test_clean_chain_verifies(chain):
@@ -121,6 +123,11 @@ def test_two_processes_appending_at_once_keep_one_chain(ctx, settings):
 
 def test_audit_failure_raises_a_clear_error(ctx):
     with raw(ctx) as conn:
-        conn.execute("CREATE TRIGGER no_audit BEFORE INSERT ON audit_event BEGIN SELECT RAISE(ABORT, 'audit is read-only'); END")
+        if conn.postgres:
+            conn.execute("CREATE FUNCTION no_audit() RETURNS trigger LANGUAGE plpgsql AS "
+                         "$$ BEGIN RAISE EXCEPTION 'audit is read-only'; END $$")
+            conn.execute("CREATE TRIGGER no_audit BEFORE INSERT ON audit_event FOR EACH ROW EXECUTE FUNCTION no_audit()")
+        else:
+            conn.execute("CREATE TRIGGER no_audit BEFORE INSERT ON audit_event BEGIN SELECT RAISE(ABORT, 'audit is read-only'); END")
     with pytest.raises(AuditUnavailable, match="audit is read-only"):
         record_event(ctx, "task.edit", "task", "t", {})

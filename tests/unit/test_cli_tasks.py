@@ -16,6 +16,9 @@ from storage.inventory import upsert_account, upsert_asset
 from storage.tasks import get_task
 from tui.cli import main
 
+# The command line on SQLite and on PostgreSQL: the same commands, the same output.
+pytestmark = pytest.mark.both_backends
+
 PASSWORD = "Cli \"quoted\" 'pw' $HOME {{ x }} \\ end"
 
 
@@ -190,3 +193,11 @@ def test_every_task_command_has_help(cli_inproc) -> None:  # type: ignore[no-unt
     assert "--json" in run_help and "--no-reconcile" in run_help
     create_help = " ".join(cli_inproc("task", "create", "--help")[1].split())
     assert "standard input is read one line per secret in this order: the password (--password-stdin)" in create_help
+
+
+def test_preview_marks_a_target_without_a_pinned_host_key(inventory: Context, keyturn_cli) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: an asset with no pinned host key fails at run time; the preview says so, not "will change"."""
+    keyturn_cli("task", "create", "p", "--accounts", "root,alice", "--node", "/prod", input="", check=True)
+    lines = keyturn_cli("task", "preview", "p", input="", check=True).stdout.splitlines()
+    changed = lines[lines.index("will change:") + 1]
+    assert "NO PINNED HOST KEY: fails until `keyturn asset trust" in changed

@@ -27,6 +27,9 @@ from storage.locks import acquire_task_lock, lock_holder
 from storage.tables import Execution
 from storage.types import TaskSpec
 
+# Storage, engine, scheduler, MFA rules: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_backends
+
 HOST_KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIKOLNcoNAz6N5gfTi6ny0xGG7YLCJxlchAwsGO1SDJ+B"
 
 

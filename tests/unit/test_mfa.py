@@ -13,6 +13,9 @@ from core.errors import PermissionDenied
 from core.mfa import MfaFailed, MfaLocked, MfaSession, code_at, mfa_status, verify_code
 from core.qr import qr_halfblocks, qr_matrix
 
+# Storage, engine, scheduler, MFA rules: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_backends
+
 T0 = datetime(2025, 3, 1, 12, 0, 10, tzinfo=timezone.utc)  # 10 s into a 30 s step
 
 

@@ -88,7 +88,7 @@ def alice(cli, inventory):
     fresh_step()
     added = cli("operator", "add", "alice", "--email", "alice@example.org", check=True)
     secret = secret_from(added.stdout)
-    cli("operator", "confirm", "alice", code(secret, -1), check=True)
+    cli("operator", "confirm", "alice", input=code(secret, -1) + "\n", check=True)
     return secret
 
 
@@ -121,20 +121,28 @@ def test_operator_add_refuses_bad_input(cli):
     assert bad.returncode == 2 and "email 'not-an-address'" in bad.stderr and "Traceback" not in bad.stderr
     bad = cli("operator", "add", "scheduler", "--email", "s@example.org")
     assert bad.returncode == 2 and "reserved" in bad.stderr
-    assert cli("operator", "confirm", "nosuch", "123456").stderr == "keyturn: error: no operator named 'nosuch'\n"
+    assert cli("operator", "confirm", "nosuch", input="123456\n").stderr == "keyturn: error: no operator named 'nosuch'\n"
+    in_argv = cli("operator", "confirm", "alice", "123456")
+    assert in_argv.returncode == 2 and "never an argument" in in_argv.stderr
 
 
 def test_reveal_with_a_code_prints_secrets_and_audits_each(keyturn_cli, cli, alice):
     listed = cli("operator", "list", check=True)
     assert "alice" in listed.stdout and "confirmed" in listed.stdout and "unconfirmed" not in listed.stdout
 
-    shown = keyturn_cli("reveal", "web1", "root", "web1", "app", "--operator", "alice", "--otp", code(alice), check=True)
-    assert shown.stdout.splitlines() == [f"web1\troot\t{ROOT_PW}", f"web1\tapp\t{APP_PW}"]
+    # To a pipe (not a terminal) a secret goes only with --json; the code and reason never on the command line.
+    piped = keyturn_cli("reveal", "web1", "root", "--operator", "alice", "--reason", "T-1", input=code(alice) + "\n")
+    assert piped.returncode == 2 and piped.stdout == "" and "only with --json" in piped.stderr
+    shown = keyturn_cli("reveal", "web1", "root", "web1", "app", "--operator", "alice", "--json", "--reason", "T-1",
+                        input=code(alice) + "\n", check=True)
+    assert [(i["asset"], i["username"], i["secret"]) for i in json.loads(shown.stdout)] == [
+        ("web1", "root", ROOT_PW), ("web1", "app", APP_PW)]
 
-    shown = keyturn_cli("--operator", "alice", "reveal", "--json", "web1", "app", "--otp", code(alice, 1), check=True)
+    shown = keyturn_cli("--operator", "alice", "reveal", "--json", "web1", "app", "--reason", "T-1", input=code(alice, 1) + "\n", check=True)
     assert [(i["asset"], i["username"], i["secret"]) for i in json.loads(shown.stdout)] == [("web1", "app", APP_PW)]
 
     reveals = audit_events(cli, "--action", "secret.reveal")
+    assert {e["detail"]["reason"] for e in reveals} == {"T-1"}
     assert [(e["actor"], e["object_type"], e["detail"]["username"]) for e in reveals] == [
         ("alice", "account", "app"), ("alice", "account", "app"), ("alice", "account", "root")]
     everything = cli("audit", "list", "--json", "--limit", "500", check=True).stdout
@@ -146,12 +154,12 @@ def test_reveal_with_a_code_prints_secrets_and_audits_each(keyturn_cli, cli, ali
 def test_wrong_or_replayed_code_prints_nothing(cli, alice):
     good = code(alice)
     wrong = "000000" if good != "000000" else "111111"
-    refused = cli("reveal", "web1", "root", "--operator", "alice", "--otp", wrong)
+    refused = cli("reveal", "web1", "root", "--operator", "alice", "--json", "--reason", "T-1", input=wrong + "\n")
     assert refused.returncode == 3 and refused.stdout == ""
     assert "wrong code" in refused.stderr and "4 tries left" in refused.stderr and ROOT_PW not in refused.stderr
 
-    cli("reveal", "web1", "root", "--operator", "alice", "--otp", good, check=True)
-    replay = cli("reveal", "web1", "root", "--operator", "alice", "--otp", good)
+    cli("reveal", "web1", "root", "--operator", "alice", "--json", "--reason", "T-1", input=good + "\n", check=True)
+    replay = cli("reveal", "web1", "root", "--operator", "alice", "--json", "--reason", "T-1", input=good + "\n")
     assert replay.returncode == 3 and replay.stdout == "" and "already used" in replay.stderr
 
     actions = [e["action"] for e in audit_events(cli, "--action", "mfa.*")]
@@ -160,12 +168,12 @@ def test_wrong_or_replayed_code_prints_nothing(cli, alice):
 
 def test_unconfirmed_operator_cannot_reveal(cli, inventory):
     added = cli("operator", "add", "carol", "--email", "carol@example.org", check=True)
-    refused = cli("reveal", "web1", "root", "--operator", "carol", "--otp", code(secret_from(added.stdout)))
+    refused = cli("reveal", "web1", "root", "--operator", "carol", "--json", "--reason", "T-1", input=code(secret_from(added.stdout)) + "\n")
     assert refused.returncode == 3 and refused.stdout == "" and "not confirmed" in refused.stderr
 
 
 def test_non_operator_cannot_reveal_once_an_operator_exists(cli, alice):
-    refused = cli("reveal", "web1", "root", "--otp", code(alice), env={"KEYTURN_OPERATOR": "nobody"})
+    refused = cli("reveal", "web1", "root", "--json", "--reason", "T-1", input=code(alice) + "\n", env={"KEYTURN_OPERATOR": "nobody"})
     assert refused.returncode == 3 and refused.stdout == ""
     assert "keyturn: error: 'nobody' is not a keyturn operator" in refused.stderr
     # Browsing stays open.
@@ -177,18 +185,18 @@ def test_reveal_fails_closed_when_the_audit_trail_cannot_be_written(cli, alice, 
     conn.execute("CREATE TRIGGER no_reveal_audit BEFORE INSERT ON audit_event WHEN NEW.action = 'secret.reveal' "
                  "BEGIN SELECT RAISE(ABORT, 'audit disk is full'); END")
     conn.close()
-    refused = cli("reveal", "web1", "root", "--operator", "alice", "--otp", code(alice))
+    refused = cli("reveal", "web1", "root", "--operator", "alice", "--json", "--reason", "T-1", input=code(alice) + "\n")
     assert refused.returncode == 4 and refused.stdout == ""
     assert "audit trail could not be written (audit disk is full)" in refused.stderr and "nothing is revealed" in refused.stderr
     assert ROOT_PW not in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_reveal_argument_errors(cli, alice):
-    odd = cli("reveal", "web1", "root", "web2", "--otp", "123456")
+    odd = cli("reveal", "web1", "root", "web2", "--json", "--reason", "T-1", input="123456" + "\n")
     assert odd.returncode == 2 and "'web2' has no user" in odd.stderr
-    none = cli("reveal", "--otp", "123456")
+    none = cli("reveal", "--json", "--reason", "T-1", input="123456" + "\n")
     assert none.returncode == 2 and "exactly one" in none.stderr
-    missing = cli("reveal", "web1", "nosuch", "--operator", "alice", "--otp", code(alice))
+    missing = cli("reveal", "web1", "nosuch", "--operator", "alice", "--json", "--reason", "T-1", input=code(alice) + "\n")
     assert missing.returncode == 1 and "no account 'nosuch' on asset 'web1'" in missing.stderr
 
 
@@ -197,12 +205,14 @@ def test_managing_operators_needs_the_acting_operators_code(cli, alice):
     refused = cli("operator", "add", "bob", "--email", "bob@example.org", "--operator", "alice")
     assert refused.returncode == 2 and "TOTP code is needed" in refused.stderr
     added = cli("operator", "add", "bob", "--email", "bob@example.org", "--operator", "alice",
-                        "--otp", code(alice), check=True)
+                input=code(alice) + "\n", check=True)
     bob = secret_from(added.stdout)
-    cli("operator", "confirm", "bob", code(bob), check=True)
+    stranger = cli("operator", "confirm", "bob", input=code(bob) + "\n")  # tester may not confirm (or lock out) bob
+    assert stranger.returncode == 3 and "only 'bob' may confirm their own enrolment" in stranger.stderr
+    cli("operator", "confirm", "bob", "--operator", "bob", input=code(bob) + "\n", check=True)
     reset = cli("operator", "reset-mfa", "bob", "--operator", "alice", input=code(alice, 1) + "\n", check=True)
     assert secret_from(reset.stdout) != bob
-    gone = cli("operator", "remove", "bob", "--yes", "--operator", "bob", "--otp", code(bob, 1))
+    gone = cli("operator", "remove", "bob", "--yes", "--operator", "bob", input=code(bob, 1) + "\n")
     assert gone.returncode == 3 and "not confirmed" in gone.stderr  # bob must re-enrol first
     names = [o["name"] for o in json.loads(cli("operator", "list", "--json", check=True).stdout)]
     assert names == ["alice", "bob"]
@@ -232,9 +242,9 @@ def test_reveal_a_record_and_a_task(cli, alice, settings):
         (record,) = add_pending_records(ctx.db, execution, [PendingItem(root, new_pw)])
         settle_success(ctx.db, record)
 
-        old = cli("reveal", "--record", str(record), "--old", "--operator", "alice", "--otp", code(alice), check=True)
-        assert old.stdout == f"web1\troot\t{ROOT_PW}\n"
-        task = cli("reveal", "--task", "rotate-web", "--json", "--operator", "alice", "--otp", code(alice, 1), check=True)
+        old = cli("reveal", "--record", str(record), "--old", "--operator", "alice", "--json", "--reason", "T-1", input=code(alice) + "\n", check=True)
+        assert [i["secret"] for i in json.loads(old.stdout)] == [ROOT_PW]
+        task = cli("reveal", "--task", "rotate-web", "--json", "--operator", "alice", "--reason", "T-1", input=code(alice, 1) + "\n", check=True)
         assert [(i["username"], i["secret"], i["which"]) for i in json.loads(task.stdout)] == [("root", new_pw, "current")]
 
         # In-process, an unlock lasts for several reveals (one code, many secrets, each audited).
@@ -242,7 +252,7 @@ def test_reveal_a_record_and_a_task(cli, alice, settings):
         mfa = MfaSession(settings, clock=lambda: later)
         mfa.unlock(ctx, code_at(alice, later))
         assert [i.secret for i in reveal_record(ctx, mfa, record, "new")] == [new_pw]
-        missing = cli("reveal", "--task", "no-such-task", "--operator", "alice", "--otp", code(alice))
+        missing = cli("reveal", "--task", "no-such-task", "--operator", "alice", "--json", "--reason", "T-1", input=code(alice) + "\n")
         assert missing.returncode == 1 and missing.stdout == "" and "no task named 'no-such-task'" in missing.stderr
     finally:
         ctx.close()

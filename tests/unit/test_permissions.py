@@ -9,6 +9,9 @@ from core.context import Context
 from core.operators import add_operator, confirm_enrolment
 from tui.cli import main
 
+# Storage, engine, scheduler, MFA rules: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 def enrolled(ctx: Context) -> str:

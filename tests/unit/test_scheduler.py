@@ -17,6 +17,7 @@ from sqlmodel import func, select
 from core.config import load_settings
 from core.context import Context, open_context
 from core.errors import KeyturnError
+from core.schedule import next_runs
 from core.scheduler import Scheduler, claim, due_tasks, next_due_at, run_due
 from core.tasks import create_task, edit_task, set_active
 from storage.db import Database
@@ -25,6 +26,9 @@ from storage.executions import execution_info
 from storage.tables import Execution, utcnow
 from storage.tasks import get_task
 from storage.types import TaskSpec
+
+# Storage, engine, scheduler, MFA rules: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_backends
 
 T0 = datetime(2030, 1, 6, 10, 0, 0, tzinfo=timezone.utc)  # a Sunday
 
@@ -121,14 +125,19 @@ def test_restart_after_missed_slots_runs_once(ctx: Context) -> None:
     assert runner.calls == [("every2h", "schedule")]
 
 
-def test_new_task_is_due_at_once_and_start_time_is_respected(ctx: Context) -> None:
+def test_new_task_waits_for_its_first_slot_and_start_time_is_respected(ctx: Context) -> None:
+    """Issue 12 #7: a new task is first due at creation + interval (or its next cron time), never at once."""
     now = utcnow()
-    add_task(ctx, "now", interval_hours=24)
+    add_task(ctx, "daily", interval_hours=24)
+    add_task(ctx, "at3", cron="0 3 * * *")
     later = (now + timedelta(days=2)).replace(microsecond=0)
     add_task(ctx, "later", interval_hours=24, start_at=later)
-    assert [t.name for t in due_tasks(ctx, utcnow())] == ["now"]
-    assert [t.name for t in due_tasks(ctx, later)] == ["now", "later"]
-    assert next_due_at(ctx, now) <= utcnow()
+    assert due_tasks(ctx, utcnow()) == []
+    assert run_due(ctx, utcnow(), runner=RecordingRunner(), notify=False) == []
+    three = next_runs(None, "0 3 * * *", now, count=1)[0]
+    assert [t.name for t in due_tasks(ctx, three)] == ["at3"]
+    assert sorted(t.name for t in due_tasks(ctx, later)) == ["at3", "daily", "later"]
+    assert now < next_due_at(ctx, now) == min(three, next(t for t in due_tasks(ctx, later) if t.name == "daily").next_run_at)
 
 
 def test_inactive_and_unscheduled_tasks_never_run(ctx: Context) -> None:
@@ -139,9 +148,11 @@ def test_inactive_and_unscheduled_tasks_never_run(ctx: Context) -> None:
     create_task(ctx, TaskSpec(name="manual-only", usernames=["alice"], assets=["web1"]))
     runner = RecordingRunner()
     assert run_due(ctx, utcnow() + timedelta(days=400), runner=runner, notify=False) == []
-    # Re-activated: due at once.
+    # Re-activated: due at its next slot, not at once.
     set_active(ctx, "paused", True)
-    assert [o.task_name for o in run_due(ctx, utcnow(), runner=runner, notify=False)] == ["paused"]
+    assert run_due(ctx, utcnow(), runner=runner, notify=False) == []
+    assert [o.task_name for o in run_due(ctx, utcnow() + timedelta(hours=1, seconds=5), runner=runner,
+                                         notify=False)] == ["paused"]
 
 
 def test_claim_wins_once_for_one_slot(ctx: Context) -> None:

@@ -18,6 +18,10 @@ from storage.inventory import upsert_asset
 from storage.locks import acquire_task_lock
 from storage.tables import ChangeSecretTask, Operator, TaskAsset, utcnow
 from storage.types import HostParams, PasswordRules, TaskSpec
+from tests.pg import stored_bytes
+
+# Storage, engine, scheduler, MFA rules: the same on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.both_backends
 
 PASSWORD = "Sp3cific $ecret {{ not a template }} 'q' \"dq\" \\"
 
@@ -42,8 +46,8 @@ def _count(session, table: type) -> int:  # type: ignore[no-untyped-def]
 
 
 def _db_bytes(ctx: Context) -> bytes:
-    # WAL mode: recent pages may sit in the -wal file, so both are searched.
-    return b"".join(p.read_bytes() for p in ctx.settings.home.glob("keyturn.db*") if p.is_file())
+    # SQLite in WAL mode: recent pages may sit in the -wal file, so both are searched (stored_bytes does).
+    return stored_bytes(ctx.settings)
 
 
 def test_create_and_load_a_task_with_a_sealed_specific_password(inventory: Context) -> None:
@@ -153,7 +157,8 @@ def test_recipients_are_checked_once_operators_exist(inventory: Context) -> None
 def test_next_run_times(inventory: Context) -> None:
     before = utcnow()
     now_task = create_task(inventory, TaskSpec(name="now", usernames=["u"], assets=["web1"], interval_hours=6))
-    assert before <= now_task.next_run_at <= utcnow()  # a new periodic task is due at once
+    # A new periodic task is first due one interval after its creation (issue 12 #7), not at once.
+    assert before + timedelta(hours=6) <= now_task.next_run_at <= utcnow() + timedelta(hours=6)
     runs = upcoming_runs(now_task, 3)
     assert runs[1] - runs[0] == timedelta(hours=6) and runs[2] - runs[1] == timedelta(hours=6)
 
@@ -167,7 +172,7 @@ def test_next_run_times(inventory: Context) -> None:
     assert off.next_run_at is None and upcoming_runs(off) == []
     t0 = utcnow()
     on = set_active(inventory, "now", True)
-    assert on.next_run_at >= t0  # re-activated: due at once
+    assert on.next_run_at >= t0 + timedelta(hours=6)  # re-activated: its next slot, not at once
 
     edited = edit_task(inventory, "now", interval_hours=48)
     assert edited.next_run_at > utcnow() + timedelta(hours=47)  # a changed schedule starts from now
@@ -293,11 +298,12 @@ def test_task_changes_are_audited_in_the_same_transaction_without_secrets(invent
     assert verify_chain(inventory).ok
 
 
-def test_an_overdue_task_shows_now_then_its_grid(inventory: Context) -> None:
+def test_a_past_start_time_gives_the_next_slot_of_its_grid(inventory: Context) -> None:
     start = datetime(2020, 1, 1, 2, 0, tzinfo=timezone.utc)
-    t = create_task(inventory, TaskSpec(name="late", usernames=["u"], assets=["web1"], interval_hours=24, start_at=start))
-    assert t.next_run_at == start  # stored as due: the scheduler runs a missed slot once
     before = utcnow()
+    t = create_task(inventory, TaskSpec(name="late", usernames=["u"], assets=["web1"], interval_hours=24, start_at=start))
+    # Issue 12 #7: never due at creation; the first slot is the start's grid after now.
+    assert before < t.next_run_at <= utcnow() + timedelta(hours=24) and (t.next_run_at.hour, t.next_run_at.minute) == (2, 0)
     runs = upcoming_runs(t, 3)
-    assert runs[0] >= before and [(r.hour, r.minute) for r in runs[1:]] == [(2, 0), (2, 0)]
-    assert runs[1] - runs[0] <= timedelta(hours=24) and runs[2] - runs[1] == timedelta(hours=24)
+    assert runs[0] == t.next_run_at and [(r.hour, r.minute) for r in runs] == [(2, 0)] * 3
+    assert runs[1] - runs[0] == timedelta(hours=24) and runs[2] - runs[1] == timedelta(hours=24)

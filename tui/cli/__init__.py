@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import getpass
+import io
 import os
 import sys
+from pathlib import Path
 from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from core import textsafe
 
 from core.config import load_settings
 from core.context import Context, open_context
-from core.errors import KeyturnError
+from core.errors import ConfigError, KeyturnError
 from storage.inventory import NotFound
 
 Handler = Callable[[Context, argparse.Namespace], int]
 
 # Each module has register(subparsers); order is the order of `keyturn --help`.
-GROUPS = ("tui.cli.inventory", "tui.cli.tasks", "tui.cli.records", "tui.cli.operators", "tui.cli.scheduler", "tui.cli.vaultkeys")
+GROUPS = ("tui.cli.inventory", "tui.cli.tasks", "tui.cli.records", "tui.cli.operators", "tui.cli.scheduler", "tui.cli.vaultkeys",
+          "tui.cli.drift", "tui.cli.database")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,16 +44,35 @@ class _CommandParser(_Parser):
 
 
 def resolve_operator(explicit: str | None, env: dict[str, str] | os._Environ) -> str:
-    """Who is acting: --operator, KEYTURN_OPERATOR, SUDO_USER, else the OS login."""
-    if explicit:
-        return explicit
-    for var in ("KEYTURN_OPERATOR", "SUDO_USER"):
-        if env.get(var):
-            return env[var]
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no login name in some containers
-        return str(os.getuid())
+    """Who is acting: under sudo the user sudo names (a typed name refused); else --operator, KEYTURN_OPERATOR
+    or the OS login."""
+    from core.identity import acting_person
+
+    return acting_person(explicit, env)
+
+
+class _CleanStream(io.TextIOBase):
+    """A text stream that drops escape sequences and control characters (core.textsafe) on the way out."""
+
+    def __init__(self, raw: TextIO) -> None:
+        self.raw = raw
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        self.raw.write(textsafe.clean(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def isatty(self) -> bool:
+        return self.raw.isatty()
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.raw, "encoding", "utf-8")
 
 
 def terminal_source(env: dict[str, str] | os._Environ) -> str:
@@ -61,6 +85,40 @@ def terminal_source(env: dict[str, str] | os._Environ) -> str:
     except OSError:
         parts.append("no-tty")
     return " ".join(parts)
+
+
+# Commands that can redirect or expose a secret: a fresh TOTP code from the acting person once operators exist.
+STEP_UP_COMMANDS = {
+    ("import", ""), ("asset", "edit"), ("asset", "trust"), ("account", "add"), ("task", "create"), ("task", "edit"),
+    ("task", "copy"), ("task", "activate"), ("task", "run"), ("retry", ""), ("key", "rotate"), ("mail", "set-password"),
+}
+
+
+def _with_step_up(ctx: Context, handler: Handler, args: argparse.Namespace) -> int:
+    """Run handler; when core asks for a TOTP step-up, ask the acting person for a code once and run it again.
+
+    Every step-up point comes before the change it guards, so the first attempt changed nothing.
+    """
+    from core.mfa import MfaSession
+    from core.stepup import StepUpRequired
+    from tui.cli.operators import ask_code
+
+    if ctx.mfa is None:
+        ctx.mfa = MfaSession(ctx.settings)
+    sub = getattr(args, f"{args.command}_command", None) or ""
+    if (args.command, sub) in STEP_UP_COMMANDS:
+        from core.operators import is_enforcing, require
+
+        require(ctx, "run" if sub == "run" or args.command == "retry" else "edit")
+        if is_enforcing(ctx):
+            # Asked before the command reads anything else from stdin: without a terminal the code is line one.
+            ctx.mfa.unlock(ctx, ask_code(ctx.operator))
+    try:
+        return handler(ctx, args)
+    except StepUpRequired as exc:
+        print(f"keyturn: {exc}", file=sys.stderr)
+        ctx.mfa.unlock(ctx, ask_code(ctx.operator))
+        return handler(ctx, args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,8 +141,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `keyturn` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is not None:
+        # Every line the command prints passes the same filter: rows stored before text was cleaned at the
+        # door, and anything else from outside, reach the terminal without escape sequences.
+        sys.stdout, sys.stderr = _CleanStream(sys.stdout), _CleanStream(sys.stderr)  # type: ignore[assignment]
     try:
-        settings = load_settings(config_path=None if not args.config else __import__("pathlib").Path(args.config))
+        if args.config and not Path(args.config).expanduser().is_file():
+            # A mistyped path must not silently fall back to the defaults.
+            raise ConfigError(f"--config: no such file {args.config}")
+        settings = load_settings(config_path=None if not args.config else Path(args.config).expanduser())
         if args.command is None:
             from tui.app import run_app
 
@@ -94,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(f"keyturn: a new empty vault is ready in {init_vault(settings)}")
             return 0
+        standalone = getattr(args, "standalone", None)
+        if standalone is not None:  # needs the settings only, not the vault (keyturn db ...)
+            return standalone(settings, args)
         handler: Handler | None = getattr(args, "handler", None)
         if handler is None:
             parser.parse_args([*(argv or sys.argv[1:]), "--help"])
@@ -105,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from core.operators import require
 
                 require(ctx, permission)
-            return handler(ctx, args)
+            return _with_step_up(ctx, handler, args)
         finally:
             ctx.close()
     except KeyturnError as exc:
@@ -119,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    finally:
+        if isinstance(sys.stdout, _CleanStream):
+            sys.stdout.flush()
+            sys.stdout, sys.stderr = sys.stdout.raw, sys.stderr.raw  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

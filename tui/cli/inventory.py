@@ -16,11 +16,13 @@ from core.context import Context
 from core.errors import InputError, KeyturnError
 from core.hostkeys import check_trust, fetch_host_keys, import_known_hosts
 from core.importer import FORMATS, PLATFORMS, check_name, check_private_key, describe_summary, import_inventory
+from core.scopes import filter_in_scope
 from storage.inventory import (
     NotFound, asset_counts_by_node, get_account_row, get_asset, get_asset_row, list_accounts, list_assets, list_nodes,
     normalize_node_path, remove_account, remove_asset, replace_host_keys, upsert_account, upsert_asset,
 )
 from storage.types import AccountInfo, AssetInfo, ImportSummary, fingerprint_sha256
+from tui.widgets.format import plural
 
 
 class HostKeyChanged(KeyturnError):
@@ -188,7 +190,7 @@ def cmd_asset_add(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_asset_list(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset list."""
-    assets = list_assets(ctx.db, node=args.node)
+    assets = filter_in_scope(ctx, list_assets(ctx.db, node=args.node), lambda a: a.id)
     if args.json:
         print(json.dumps([asset_to_dict(a) for a in assets], indent=2))
         return 0
@@ -299,7 +301,7 @@ def cmd_asset_trust(ctx: Context, args: argparse.Namespace) -> int:
         "replaced": [fingerprint_sha256(b) for _, b in check.changed],
     })
     replace_host_keys(ctx.db, asset.name, offered, source="trust")
-    print(f"pinned {len(offered)} host key(s) on {asset.name}")
+    print(f"pinned {plural(len(offered), 'host key')} on {asset.name}")
     return 0
 
 
@@ -341,7 +343,7 @@ def cmd_account_add(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_account_list(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn account list (never secrets)."""
-    accounts = list_accounts(ctx.db, asset=args.asset)
+    accounts = filter_in_scope(ctx, list_accounts(ctx.db, asset=args.asset), lambda a: a.asset_id)
     if args.json:
         print(json.dumps([account_to_dict(a) for a in accounts], indent=2))
         return 0

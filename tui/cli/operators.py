@@ -40,8 +40,8 @@ def _register_operator(sub: argparse._SubParsersAction) -> None:
 
     confirm = op_sub.add_parser("confirm", help="confirm an enrolment with a code from the phone",
                                 description="Confirm an operator's TOTP enrolment with a current 6-digit code.")
-    confirm.add_argument("name", metavar="NAME", help="operator name")
-    confirm.add_argument("code", metavar="CODE", help="current 6-digit code from the authenticator app")
+    confirm.add_argument("name", metavar="NAME", help="operator name (yourself, once operators are enforced)")
+    confirm.add_argument("code", metavar="CODE", nargs="?", help=argparse.SUPPRESS)
     confirm.set_defaults(handler=cmd_confirm)
 
     lst = op_sub.add_parser("list", help="list operators", description="List operators (never their TOTP secrets).")
@@ -54,6 +54,15 @@ def _register_operator(sub: argparse._SubParsersAction) -> None:
     _otp_option(rm)
     rm.set_defaults(handler=cmd_remove)
 
+    scope = op_sub.add_parser("scope", help="limit an operator to node subtrees (listings included)",
+                              description="Limit an operator to the assets in or below these nodes, in every "
+                              "command and listing; --clear lifts the limit.")
+    scope.add_argument("name", metavar="NAME", help="operator name")
+    scope.add_argument("--node", action="append", default=[], metavar="PATH", help="a node path (repeatable)")
+    scope.add_argument("--clear", action="store_true", help="no limit")
+    _otp_option(scope)
+    scope.set_defaults(handler=cmd_scope)
+
     reset = op_sub.add_parser("reset-mfa", help="give an operator a new TOTP secret (lost phone)",
                               description="Replace an operator's TOTP secret, print the new URI and QR code; the "
                               "operator must confirm again before revealing.")
@@ -62,8 +71,19 @@ def _register_operator(sub: argparse._SubParsersAction) -> None:
     reset.set_defaults(handler=cmd_reset_mfa)
 
 
+NEW_CODE_FORM = ("a TOTP code is never an argument (every user sees arguments in ps): type it when keyturn asks, "
+                 "or give it as one line on stdin, e.g. printf '%s\\n' \"$CODE\" | keyturn reveal web1 app --reason T-123")
+
+
+class _RefuseOtp(argparse.Action):
+    """`--otp VALUE` is refused with the new form; the value is never used."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]  # noqa: ANN001
+        parser.exit(2, f"keyturn: error: --otp is refused: {NEW_CODE_FORM}\n")
+
+
 def _otp_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--otp", metavar="CODE", help="your current TOTP code (asked on the terminal when needed)")
+    parser.add_argument("--otp", metavar="CODE", action=_RefuseOtp, help=argparse.SUPPRESS)
 
 
 def ask_code(operator: str | None) -> str:
@@ -73,15 +93,23 @@ def ask_code(operator: str | None) -> str:
         return getpass.getpass(prompt)
     line = sys.stdin.readline() if sys.stdin is not None else ""
     if not line.strip():
-        raise InputError("a TOTP code is needed: pass --otp CODE or run in a terminal")
+        raise InputError("a TOTP code is needed: type it in a terminal, or give it as one line on stdin")
     return line.strip()
+
+
+def ask_reason() -> str:
+    """Why a secret is revealed (ticket id or text), asked on the terminal."""
+    if sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty():
+        print("reason for this reveal (ticket id or text): ", end="", file=sys.stderr, flush=True)
+        return sys.stdin.readline().strip()
+    return ""
 
 
 def _admin(ctx: Context, args: argparse.Namespace) -> None:
     mfa = MfaSession(ctx.settings)
     ops.require(ctx, "edit")
     if ops.is_enforcing(ctx):
-        mfa.unlock(ctx, args.otp or ask_code(ctx.operator))
+        mfa.unlock(ctx, ask_code(ctx.operator))
     ops.require_admin(ctx, mfa)
 
 
@@ -90,7 +118,7 @@ def _print_enrolment(enrolment: ops.Enrolment) -> None:
     print(enrolment.qr)
     print()
     print(f"otpauth URI (for an authenticator app that cannot scan): {enrolment.uri}")
-    print(f"then confirm with: keyturn operator confirm {enrolment.operator} CODE")
+    print(f"then confirm with: keyturn operator confirm {enrolment.operator} (the code is asked for)")
 
 
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
@@ -104,7 +132,9 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_confirm(ctx: Context, args: argparse.Namespace) -> int:
     """Confirm an enrolment."""
-    ops.confirm_enrolment(ctx, args.name, args.code)
+    if args.code is not None:
+        raise InputError(f"CODE: {NEW_CODE_FORM}")
+    ops.confirm_enrolment(ctx, args.name, ask_code(args.name))
     print(f"operator {args.name} confirmed: TOTP enrolment works")
     return 0
 
@@ -128,6 +158,19 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         if o.locked_until:
             state += f", locked until {o.locked_until:%Y-%m-%d %H:%M} UTC"
         print(f"{o.name:<{width}}  {o.email}  {state}")
+    return 0
+
+
+def cmd_scope(ctx: Context, args: argparse.Namespace) -> int:
+    """Limit an operator to node subtrees, or lift the limit."""
+    from core.scopes import set_scope
+
+    if bool(args.node) == bool(args.clear):
+        raise InputError("give --node PATH (repeatable) or --clear")
+    ops.get_operator(ctx, args.name)
+    _admin(ctx, args)
+    paths = set_scope(ctx, args.name, [] if args.clear else args.node)
+    print(f"operator {args.name}: " + (f"limited to {', '.join(paths)}" if paths else "not limited"))
     return 0
 
 
@@ -167,7 +210,8 @@ def _register_reveal(sub: argparse._SubParsersAction) -> None:
     rv.add_argument("--task", metavar="NAME", help="every account the task's latest run worked on")
     rv.add_argument("--record", type=int, metavar="ID", help="a change record's new secret")
     rv.add_argument("--old", action="store_true", help="with --record: the old secret instead of the new one")
-    rv.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    rv.add_argument("--json", action="store_true", help="print a JSON list of objects (also to a pipe or file)")
+    rv.add_argument("--reason", metavar="TEXT", default="", help="why (a ticket id or text); asked when missing")
     _otp_option(rv)
     rv.set_defaults(handler=cmd_reveal)
 
@@ -182,16 +226,22 @@ def cmd_reveal(ctx: Context, args: argparse.Namespace) -> int:
                          f"({args.pairs[-1]!r} has no user)")
     if args.old and args.record is None:
         raise InputError("--old applies to --record only")
+    if not args.json and not sys.stdout.isatty():
+        # A secret must not end up in a file or a pipe by accident (a log, a shared scrollback capture).
+        raise InputError("stdout is not a terminal: a secret goes to a pipe or a file only with --json")
     ops.require(ctx, "reveal")  # a non-operator is refused before being asked for a code
     _check_targets(ctx, args)  # a typo is reported before a code is spent on it
+    reason = args.reason.strip() or ask_reason()
+    if not reason:
+        raise InputError("--reason: say why (a ticket id or text); it is kept with the audit event")
     mfa = MfaSession(ctx.settings)
-    mfa.unlock(ctx, args.otp or ask_code(ctx.operator))
+    mfa.unlock(ctx, ask_code(ctx.operator))
     if args.record is not None:
-        items = reveal_record(ctx, mfa, args.record, "old" if args.old else "new")
+        items = reveal_record(ctx, mfa, args.record, "old" if args.old else "new", reason=reason)
     elif args.task:
-        items = reveal_task(ctx, mfa, args.task)
+        items = reveal_task(ctx, mfa, args.task, reason=reason)
     else:
-        items = reveal_pairs(ctx, mfa, list(zip(args.pairs[0::2], args.pairs[1::2])))
+        items = reveal_pairs(ctx, mfa, list(zip(args.pairs[0::2], args.pairs[1::2])), reason=reason)
     _print_secrets(items, args.json)
     return 0
 
@@ -240,6 +290,8 @@ def _register_audit(sub: argparse._SubParsersAction) -> None:
     lst.set_defaults(handler=cmd_audit_list)
     ver = au_sub.add_parser("verify", help="check the hash chain (exit 1 at the first broken link)",
                             description="Recompute every event's hash and link; print the first broken one.")
+    ver.add_argument("--head", metavar="ID:HASH", help="an event forwarded earlier (syslog): it must still be there "
+                     "unchanged, which shows that no newer events were deleted")
     ver.set_defaults(handler=cmd_audit_verify)
 
 
@@ -261,7 +313,13 @@ def cmd_audit_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(ctx: Context, args: argparse.Namespace) -> int:
     """Verify the chain."""
-    result = audit_core.verify_chain(ctx)
+    expect = None
+    if args.head:
+        event_id, _, digest = args.head.partition(":")
+        if not event_id.isdigit() or len(digest) != 64:
+            raise InputError(f"--head: expected ID:HASH as syslog shows it (audit id=ID hash=HASH), got {args.head!r}")
+        expect = (int(event_id), digest)
+    result = audit_core.verify_chain(ctx, expect_head=expect)
     if result.ok:
         print(f"audit trail ok: {result.checked} events, head hash {result.head_hash or '(empty)'}")
         return 0

@@ -20,6 +20,7 @@ from core.context import Context
 from core.events import AccountSettled, Event, ExecutionStarted
 from storage import executions as rec
 from storage.types import ExecutionInfo, RecordInfo
+from tui.widgets.format import plural
 
 
 # -- formatting ------------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ def _run_and_report(ctx: Context, args: argparse.Namespace, work: Callable[..., 
     else:
         bad = [r for r in records if r.status != rec.SUCCESS]
         if bad:
-            print(f"\n{len(bad)} account(s) not changed or not confirmed:")
+            print(f"\n{plural(len(bad), 'account')} not changed or not confirmed:")
             _print_records(list(reversed(bad)), sys.stdout)
             print("retry with: keyturn retry --record " + " ".join(str(r.id) for r in reversed(bad)))
     return 0 if info.total == info.succeeded else 1
@@ -180,8 +181,11 @@ def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         from core.errors import InputError
 
         raise InputError(f"--status: must be one of {', '.join(rec.RECORD_STATUSES)}, got {args.status!r}")
-    records = rec.list_records(ctx.db, task=args.task, status=args.status, execution_id=args.execution,
-                               limit=args.limit)
+    from core.scopes import filter_in_scope
+
+    records = filter_in_scope(ctx, rec.list_records(ctx.db, task=args.task, status=args.status,
+                                                    execution_id=args.execution, limit=args.limit),
+                              lambda r: r.asset_id)
     if args.json:
         print(json.dumps([record_dict(r) for r in records], indent=2))
     else:
@@ -225,6 +229,17 @@ def _cmd_reconcile(ctx: Context, args: argparse.Namespace) -> int:
     return 1 if any(r.status != rec.PENDING and r.status != rec.PUSHING for r in left) or summary.unverified else 0
 
 
+def _positive(value: str) -> int:
+    """argparse type: a whole number of at least 1 (a negative limit used to list everything)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return number
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the records, retry and reconcile commands (`task run` is registered by tui.cli.tasks)."""
     records = sub.add_parser("records", help="list change records (one per account per run)",
@@ -235,7 +250,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", metavar="NAME", help="only records of this task")
     p.add_argument("--status", metavar="S", help="only records in this status: " + ", ".join(rec.RECORD_STATUSES))
     p.add_argument("--execution", type=int, metavar="ID", help="only records of this execution")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N records")
+    p.add_argument("--limit", type=_positive, metavar="N", help="at most N records")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_cmd_list)
 

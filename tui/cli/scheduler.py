@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import getpass
 import logging
 import signal
@@ -113,6 +114,11 @@ def cmd_scheduler(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn scheduler [--once] [--poll SECONDS] [--workers N] [--no-mail] [--list]."""
     if args.list:
         return _list(ctx)
+    # Runs as the system actor need no person's code, so only the service itself may start them.
+    from core.config import ProcessIdentity
+    from core.identity import require_service_identity
+
+    require_service_identity(ProcessIdentity.current(os.environ))
     # The scheduler acts for nobody in particular: its runs are attributed to the system actor.
     mark_system(ctx)
     _setup_logging()

@@ -14,9 +14,11 @@ from typing import Any
 from core import tasks as core_tasks
 from core.context import Context
 from core.errors import InputError
+from core.params import as_mapping
 from core.targets import preview
 from storage import tasks as repo
 from storage.types import HostParams, PasswordRules, TaskSpec
+from tui.cli.params import add_param_option, apply_param_args, param_lines
 
 STDIN_ORDER = (
     "Secrets are never taken as arguments. With several --*-stdin flags, standard input is read one line per "
@@ -49,6 +51,10 @@ task file (--from FILE.toml); secrets never go in it, give them with the --*-std
   digits = true
   symbols = true
   exclude = "lO01"
+  [params]                             # see docs/platforms.md
+  template = "cisco-ios"               # custom-ssh; or commands and answers, one per line
+  settle_delay = 60
+  self_change = false
   [host]
   sudo = true
   chpasswd_path = "chpasswd"
@@ -87,7 +93,7 @@ def _task_dict(spec: TaskSpec, flags: dict[str, bool] | None = None) -> dict[str
         "strategy": spec.secret_strategy, "key_strategy": spec.ssh_key_strategy, "key_algorithm": spec.key_algorithm,
         "rules": spec.rules.to_dict(), "host": spec.params.to_dict(), "interval_hours": spec.interval_hours,
         "cron": spec.cron, "start_at": _iso(spec.start_at), "check_after_change": spec.check_after_change,
-        "active": spec.active, "recipients": spec.recipients, "next_run_at": _iso(spec.next_run_at),
+        "active": spec.active, "recipients": spec.recipients, "params": as_mapping(spec.params), "next_run_at": _iso(spec.next_run_at),
         "created_at": _iso(spec.created_at), "updated_at": _iso(spec.updated_at),
     }
     if flags is not None:
@@ -166,6 +172,9 @@ def _changes_from_args(args: argparse.Namespace, current: TaskSpec | None) -> di
                               ("create_user", args.create_user)) if v is not None}
     if host:
         ch["params"] = dataclasses.replace(current.params if current else HostParams(), **host)
+    given = apply_param_args(ch.get("params", current.params if current else HostParams()), args.param)
+    if given is not None:
+        ch["params"] = given
 
     if args.password_stdin and args.key_file:
         raise InputError("give either --password-stdin or --key-file, not both")
@@ -272,6 +281,8 @@ def _cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     # "key: value" with one space, unaligned, so scripts can grep e.g. "specific password: set".
     for key, value in rows:
         print(f"{key}: {value}")
+    for line in param_lines(spec.params):  # `param KEY: VALUE`, a multi-line value's further lines indented
+        print(line)
     return 0
 
 
@@ -310,7 +321,9 @@ def _cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
     if result.targets:
         print("\nwill change:")
         for t in result.targets:
-            print(f"  {t.asset_name}  {t.address}:{t.port}  {t.username}" + ("  (privileged)" if t.privileged else ""))
+            print(f"  {t.asset_name}  {t.address}:{t.port}  {t.username}" + ("  (privileged)" if t.privileged else "")
+                  + ("" if t.host_key_pinned else f"  NO PINNED HOST KEY: fails until `keyturn asset trust {t.asset_name}`")
+                  + ("  (self-change)" if t.self_change else ""))
     if result.excluded:
         print("\nexcluded:")
         for e in result.excluded:
@@ -410,6 +423,7 @@ def _add_task_options(p: argparse.ArgumentParser, *, edit: bool) -> None:
     host.add_argument("--chpasswd-path", metavar="P", help="chpasswd command on the hosts (default: chpasswd)")
     host.add_argument("--create-user", dest="create_user", action=argparse.BooleanOptionalAction, default=None,
                       help="create the account on a host that lacks it (default: no)")
+    add_param_option(p.add_argument_group("parameters (custom-ssh sequences, self-change, user parameters)"))
 
     other = p.add_argument_group("other")
     other.add_argument("--check", dest="check", action=argparse.BooleanOptionalAction, default=None,
@@ -468,7 +482,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_copy, permission="edit")
 
     p = cmds.add_parser("activate", help="let a task run on its schedule",
-                        description="Activate a task; a periodic one is due at once (or at its future start time).")
+                        description="Activate a task; a periodic one is due at its next slot (start time, cron time or one interval from now).")
     p.add_argument("name", metavar="NAME", help="task name")
     p.set_defaults(handler=_cmd_activate, permission="edit")
 

@@ -14,6 +14,7 @@ from core.importer import PLATFORMS, check_name
 from storage.inventory import NotFound, get_asset_row, normalize_node_path, upsert_asset
 from storage.types import AssetInfo
 from tui.widgets.compact import make_compact
+from tui.widgets.marked import MarkedCheckbox
 from tui.widgets.validators import CoreCheck
 
 
@@ -55,7 +56,7 @@ class AssetFormModal(ModalScreen[str | None]):
                     error = Label("", markup=False, id=f"err-{key}", classes="field-error")
                     error.display = False
                     yield Vertical(Label(title, classes="field-title"), widget, error, classes="field", id=f"f-{key}")
-                yield Checkbox("active", a.active if a else True, id="active")
+                yield MarkedCheckbox("active", a.active if a else True, id="active")
             yield Label("", markup=False, id="err-form", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)", id="save", variant="primary")
@@ -65,6 +66,7 @@ class AssetFormModal(ModalScreen[str | None]):
         """Compact fields, focus the first editable one."""
         make_compact(self)
         self.query_one("#address" if self.asset else "#name", Input).focus()
+        self._initial = self._snapshot()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Each field shows its own error as the user types."""
@@ -79,14 +81,16 @@ class AssetFormModal(ModalScreen[str | None]):
 
     def action_save(self) -> None:
         """Check all fields, then write the asset in one transaction."""
-        bad = 0
+        bad: list[Input] = []
         for field in self.query(Input):
             result = field.validate(field.value)
             ok = result is None or result.is_valid
             self._error(field.id or "form", "" if ok else "; ".join(result.failure_descriptions))  # type: ignore[union-attr]
-            bad += not ok
+            if not ok:
+                bad.append(field)
         if bad:
             self._error("form", "fix the fields above; nothing saved")
+            self._focus_field(bad[0])
             return
         value = {w.id: w.value.strip() for w in self.query(Input)}
         name = value["name"]
@@ -99,16 +103,34 @@ class AssetFormModal(ModalScreen[str | None]):
                     pass
                 else:
                     self._error("name", f"name: asset {name!r} already exists")
+                    self._focus_field(self.query_one("#name", Input))
                     return
             upsert_asset(s, name, address=value["address"], port=int(value["port"]),
                          platform=str(self.query_one("#platform", Select).value), nodes=nodes,
                          active=self.query_one("#active", Checkbox).value, comment=value["comment"])
         self.dismiss(name)
 
+    def _focus_field(self, field: Input) -> None:
+        # At once (the next key typed belongs here), and scrolled once the error line has its height.
+        self.set_focus(field, scroll_visible=False)
+        body = self.query_one("#form-body", VerticalScroll)
+        self.call_after_refresh(body.scroll_to_widget, field.parent or field, animate=False, top=True)
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         """Buttons do what their keys do."""
         self.action_save() if event.button.id == "save" else self.action_cancel()
 
+    def _snapshot(self) -> tuple:
+        return (tuple(w.value for w in self.query(Input)), self.query_one("#platform", Select).value,
+                self.query_one("#active", Checkbox).value)
+
     def action_cancel(self) -> None:
-        """Close without saving."""
-        self.dismiss(None)
+        """Close without saving; when something was typed, ask first (as delete does)."""
+        if self._snapshot() == getattr(self, "_initial", None):
+            self.dismiss(None)
+            return
+        from tui.modals.confirm import ConfirmModal
+
+        self.app.push_screen(ConfirmModal("Discard this form?", "What you typed is not saved.", yes="Discard",
+                                          no="Keep editing", danger=True),
+                             lambda yes: self.dismiss(None) if yes else None)

@@ -15,8 +15,9 @@ class PreviewModal(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q", "close", "Close")]
 
-    def __init__(self, task_name: str, summary: str, targets: list[tuple[str, str]],
+    def __init__(self, task_name: str, summary: str, targets: list[tuple[str, str, bool, bool]],
                  excluded: list[tuple[str, str, str]]) -> None:
+        """targets: (asset, account, host key pinned, changes itself without the privileged account)."""
         super().__init__()
         self.task_name = task_name
         self.summary = summary
@@ -29,8 +30,9 @@ class PreviewModal(ModalScreen[None]):
             yield Label(self.summary, id="preview-summary", markup=False)
             table: DataTable = PlainTable(id="preview-table", cursor_type="row")
             table.add_columns("asset", "account", "will", "reason")
-            for asset, user in self.targets:
-                table.add_row(asset, user, "change", "")
+            for asset, user, pinned, own in self.targets:
+                table.add_row(asset, user, ("self-change" if own else "change") if pinned else "FAIL",
+                              "" if pinned else "no pinned host key: k in Inventory trusts it")
             for asset, user, reason in self.excluded:
                 table.add_row(asset, user, "skip", reason)
             yield table

@@ -32,6 +32,7 @@ from storage.inventory import list_nodes
 from storage.queries import asset_choices, operator_names
 from storage.types import HostParams, PasswordRules, TaskSpec
 from tui.widgets.compact import make_compact
+from tui.widgets.marked import MarkedCheckbox, MarkedSelectionList
 from tui.widgets.validators import CoreCheck
 
 ASSET_CHOICES = 200
@@ -147,8 +148,8 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                     validators=[_spec_check(usernames=split_names)]))
                 yield self._field(
                     "assets", "Assets", Input(placeholder="filter assets by name or address", id="asset-filter"),
-                    SelectionList[str](id="assets"), Label("", markup=False, id="assets-chosen", classes="field-note"))
-                yield self._field("nodes", "Nodes (subnodes included)", SelectionList[str](
+                    MarkedSelectionList(id="assets"), Label("", markup=False, id="assets-chosen", classes="field-note"))
+                yield self._field("nodes", "Nodes (subnodes included)", MarkedSelectionList(
                     *(("\u00a0\u00a0" * (n.path.count("/") - 1) + n.name, n.path, n.path in s.nodes)
                       for n in nodes), id="nodes"), note="" if nodes else "no nodes yet")
                 yield self._field("strategy", "Secret strategy", Select(
@@ -181,13 +182,13 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                                Label(" exclude ", classes="inline-label"),
                                Input(rules.exclude, id="exclude", classes="short", placeholder="e.g. O0l1"),
                                classes="inline"),
-                    Horizontal(Checkbox("lower", rules.lower, id="lower"), Checkbox("upper", rules.upper, id="upper"),
-                               Checkbox("digits", rules.digits, id="digits"),
-                               Checkbox("symbols", rules.symbols, id="symbols"), classes="inline"))
+                    Horizontal(MarkedCheckbox("lower", rules.lower, id="lower"), MarkedCheckbox("upper", rules.upper, id="upper"),
+                               MarkedCheckbox("digits", rules.digits, id="digits"),
+                               MarkedCheckbox("symbols", rules.symbols, id="symbols"), classes="inline"))
                 yield self._field(
                     "host", "Host parameters",
-                    Horizontal(Checkbox("use sudo", params.use_sudo, id="sudo"),
-                               Checkbox("create user if missing", params.create_user, id="create_user"),
+                    Horizontal(MarkedCheckbox("use sudo", params.use_sudo, id="sudo"),
+                               MarkedCheckbox("create user if missing", params.create_user, id="create_user"),
                                classes="inline"),
                     Input(s.become_password or "", password=True, id="become", validators=[CoreCheck(_check_become)],
                           placeholder="sudo (become) password, empty if NOPASSWD"),
@@ -207,10 +208,10 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                           placeholder="start (UTC, optional): 2025-01-31T02:00Z", validators=[CoreCheck(_check_start)]),
                     Label("", markup=False, id="next-runs", classes="field-note"))
                 yield self._field("options", "Options", Horizontal(
-                    Checkbox("check connection after change", s.check_after_change, id="check"),
-                    Checkbox("active", s.active, id="active"), classes="inline"))
+                    MarkedCheckbox("check connection after change", s.check_after_change, id="check"),
+                    MarkedCheckbox("active", s.active, id="active"), classes="inline"))
                 yield self._field("description", "Description", Input(s.description, id="description"))
-                yield self._field("recipients", "Recipients (operators mailed after each run)", SelectionList[str](
+                yield self._field("recipients", "Recipients (operators mailed after each run)", MarkedSelectionList(
                     *((o, o, o in s.recipients) for o in operators), id="recipients"),
                     note="" if operators else "no operators yet (keyturn operator add)")
             yield Label("", markup=False, id="err-form", classes="field-error")
@@ -230,6 +231,7 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         self._update_next_runs()
         self._update_preview()
         self.query_one("#name", Input).focus()
+        self._initial = self._snapshot()
 
     # -- field helpers -----------------------------------------------------------------------------
     def _value(self, widget_id: str) -> str:
@@ -471,8 +473,10 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
     def _visible(self, widget: Widget) -> bool:
         return all(a.display for a in widget.ancestors_with_self if isinstance(a, Widget))
 
-    def action_save(self) -> None:
+    def action_save(self) -> None:  # noqa: C901 - one path per outcome of the save
         """Check every field; save through core only when all pass, else show each field's error."""
+        from core.stepup import StepUpRequired
+
         for label in self.query(".field-error"):
             label.display = False
         self._update_preview()
@@ -490,6 +494,13 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                 changes = {f.name: getattr(spec, f.name) for f in dataclasses.fields(TaskSpec)
                            if f.name not in ("id", "next_run_at", "created_at", "updated_at")}
                 saved = tasks.edit_task(self.ctx, self.original.name, **changes)
+        except StepUpRequired as exc:
+            # A task decides where new secrets go: ask the acting person for a code, then save again.
+            from tui.modals.otp import OtpModal
+
+            self.show_error("form", str(exc))
+            self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa), lambda ok: self.action_save() if ok else None)
+            return
         except InputError as exc:
             self.show_error(error_field(str(exc)), str(exc))
             if error_field(str(exc)) != "form":
@@ -502,16 +513,24 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         self.dismiss(saved)
 
     def _focus_first_error(self) -> None:
+        """Focus the widget the first error is about (the bad cron line, not the schedule's Select) and show it."""
         for label in self.query(".field-error"):
-            if label.display and label.id != "err-form":
-                label.scroll_visible(animate=False)
-                field = label.parent
-                if field is not None:
-                    target = next((w for w in field.query("Input, Select, SelectionList, TextArea")
-                                   if w.display and w.focusable), None)
-                    if target is not None:
-                        target.focus(scroll_visible=False)
+            if not label.display or label.id == "err-form":
+                continue
+            field = label.parent
+            if not isinstance(field, Widget):
                 return
+            widgets = [w for w in field.query("Input, Select, SelectionList, TextArea") if w.focusable and self._visible(w)]
+            invalid = [w for w in widgets if isinstance(w, Input) and w.validators and not w.validate(w.value).is_valid]
+            typed = [w for w in widgets if isinstance(w, (Input, TextArea))]
+            target = next(iter(invalid or typed or widgets), None)
+            if target is not None:
+                # set_focus now, not focus() (which waits a turn): the next key typed must land here.
+                self.set_focus(target, scroll_visible=False)
+            # The error line was just shown: scroll once the layout knows its height.
+            body = self.query_one("#form-body", VerticalScroll)
+            self.call_after_refresh(body.scroll_to_widget, field, animate=False, top=True)
+            return
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         """Save and Cancel buttons do what their keys do."""
@@ -520,6 +539,19 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         else:
             self.action_cancel()
 
+    def _snapshot(self) -> tuple:
+        """Every value the user can change, to tell whether Esc would throw work away."""
+        return (tuple(w.value for w in self.query(Input)), tuple(w.value for w in self.query(Select)),
+                tuple(w.value for w in self.query(Checkbox)), tuple(tuple(w.selected) for w in self.query(SelectionList)),
+                self.query_one("#private_key", TextArea).text, tuple(self.chosen_assets))
+
     def action_cancel(self) -> None:
-        """Close without saving."""
-        self.dismiss(None)
+        """Close without saving; when something was typed, ask first (as delete does)."""
+        if self._snapshot() == getattr(self, "_initial", None):
+            self.dismiss(None)
+            return
+        from tui.modals.confirm import ConfirmModal
+
+        self.app.push_screen(ConfirmModal("Discard this form?", "What you typed is not saved.", yes="Discard",
+                                          no="Keep editing", danger=True),
+                             lambda yes: self.dismiss(None) if yes else None)

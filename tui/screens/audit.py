@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Label
 from core.audit import list_events, verify_chain
 from core.errors import KeyturnError
 from storage.audit import count_events
-from tui.screens.base import ModeScreen
+from tui.screens.base import ModeScreen, page_bindings
 
 PAGE = 100
 
@@ -22,11 +22,11 @@ class AuditScreen(ModeScreen):
 
     MODE = "audit"
     BINDINGS = [
+        Binding("enter", "detail", "Detail"),
         Binding("v", "verify", "Verify chain"),
-        Binding("r", "reload", "Reload"),
         Binding("n", "new_operator", "New operator"),
-        Binding("right_square_bracket", "page(1)", "Older"),
-        Binding("left_square_bracket", "page(-1)", "Newer"),
+        *page_bindings(),
+        Binding("r", "reload", "Newest", show=False),
     ]
 
     def __init__(self) -> None:
@@ -45,32 +45,35 @@ class AuditScreen(ModeScreen):
 
     def action_new_operator(self) -> None:
         """Enrol an operator: name, email, then the QR code and a first code (as `keyturn operator add`)."""
-        from core.operators import is_enforcing
+        from core.operators import Enrolment, add_operator, is_enforcing, require_admin
+        from tui.modals.enrol import EnrolModal
         from tui.modals.otp import OtpModal
         from tui.modals.prompt import PromptModal
 
         if not self.kt.permit("edit"):
             return
 
-        def got_email(name: str, email: str | None) -> None:
-            if not email:
-                return
-            from core.operators import add_operator, require_admin
-            from tui.modals.enrol import EnrolModal
+        enrolled: list[Enrolment] = []
 
+        def add(name: str, email: str) -> str | None:
+            # The prompt stays open with the error until the use case accepts the name and email.
             try:
                 require_admin(self.ctx, self.kt.mfa)  # type: ignore[arg-type]
-                enrolment = add_operator(self.ctx, name, email)
+                enrolled.append(add_operator(self.ctx, name, email))
             except (KeyturnError, LookupError, ValueError) as exc:
-                self.notify(str(exc), title="Operator not added", severity="error")
+                return str(exc)
+            return None
+
+        def got_email(email: str | None) -> None:
+            if not email or not enrolled:
                 return
             self.reload()
-            self.app.push_screen(EnrolModal(self.ctx, enrolment), lambda ok: self.reload())
+            self.app.push_screen(EnrolModal(self.ctx, enrolled[-1]), lambda ok: self.reload())
 
         def got_name(name: str | None) -> None:
             if name:
-                self.app.push_screen(PromptModal(f"Email of {name}", placeholder="name@example.org"),
-                                     lambda email: got_email(name, email))
+                self.app.push_screen(PromptModal(f"Email of {name}", placeholder="name@example.org",
+                                                 check=lambda email: add(name, email)), got_email)
 
         def ask_name(unlocked: bool | None = True) -> None:
             if unlocked:
@@ -99,11 +102,33 @@ class AuditScreen(ModeScreen):
             table.add_row(str(e.id), e.ts.strftime("%Y-%m-%d %H:%M:%S"), Text(e.actor), Text(e.action),
                           Text(f"{e.object_type}:{e.object_id}" if e.object_type else e.object_id), Text(e.source),
                           Text(detail[:80] + ("\u2026" if len(detail) > 80 else "")), key=str(e.id))
+        self._events = {str(e.id): e for e in events}
         self._last_id = events[-1].id if events else None
         total = count_events(self.ctx.db)
         page = len(self._page_starts)
         span = f"{events[-1].id}-{events[0].id}" if events else "none"
         self.query_one("#audit-count", Label).update(f"Audit events {span} of {total}, page {page}  ([ ] page, v verify)")
+
+    def action_detail(self) -> None:
+        """Show the highlighted event whole (the table cuts its detail at the column's width)."""
+        from tui.modals.detail import DetailModal
+
+        table = self.query_one("#audit-table", DataTable)
+        if not table.row_count:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        e = getattr(self, "_events", {}).get(key)
+        if e is None:
+            return
+        detail = json.dumps(e.detail, sort_keys=True, ensure_ascii=False, indent=2) if e.detail else "(no detail)"
+        head = (f"time    {e.ts.strftime('%Y-%m-%d %H:%M:%S')} UTC\nactor   {e.actor}\naction  {e.action}\n"
+                f"object  {e.object_type + ':' if e.object_type else ''}{e.object_id}\nsource  {e.source}\n\n")
+        self.app.push_screen(DetailModal(f"Audit event {e.id}", head + detail))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on an event opens its detail."""
+        event.stop()
+        self.action_detail()
 
     def action_reload(self) -> None:
         """Back to the newest events."""

@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import DataTable, Footer, Input
+from textual.worker import Worker
 
 from core.context import Context
 from tui.widgets.mode_bar import ModeBar
@@ -16,10 +18,20 @@ if TYPE_CHECKING:
     from tui.app import KeyturnApp
 
 
+PAGE_GROUP = Binding.Group("Page", compact=True)
+
+
+def page_bindings() -> list[Binding]:
+    """[ and ] page through a long list; the footer shows them as one "[] Page" key."""
+    return [Binding("left_square_bracket", "page(-1)", "Prev page", group=PAGE_GROUP),
+            Binding("right_square_bracket", "page(1)", "Next page", group=PAGE_GROUP)]
+
+
 class ModeScreen(Screen[None]):
     """A main area of the app (App.MODES); subclasses compose their body in compose_body and load in reload."""
 
     MODE = ""
+    BINDINGS = [Binding("escape", "leave_input", "Leave field", show=False)]
 
     @property
     def kt(self) -> "KeyturnApp":
@@ -38,11 +50,25 @@ class ModeScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield ModeBar(self.MODE)
         yield from self.compose_body()
-        yield Footer()
+        yield Footer(compact=True)
 
     def compose_body(self) -> ComposeResult:
         """The mode's own widgets."""
         return iter(())
+
+    def action_leave_input(self) -> None:
+        """Esc in a search field goes back to the screen's list (the mode keys work again)."""
+        if isinstance(self.focused, Input):
+            table = next(iter(self.query(DataTable)), None)
+            if table is not None:
+                self.set_focus(table)
+            else:
+                self.set_focus(None)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """This screen's workers report through the App's one handler (StateChanged does not bubble)."""
+        event.stop()
+        self.kt.on_worker_state_changed(event)
 
     def on_screen_resume(self) -> None:
         """Data may have changed while another mode was shown: load again."""

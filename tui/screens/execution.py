@@ -38,7 +38,7 @@ class ExecutionScreen(Screen[None]):
                 table.add_column(key, key=key)
             yield table
             yield RichLog(id="execution-log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Load the execution once; its log is immutable after it finished."""
@@ -64,14 +64,26 @@ class ExecutionScreen(Screen[None]):
             asset = r.asset_name if r.asset_name != previous else ""
             previous = r.asset_name
             table.add_row(asset, r.username, status_text(r.status), clip(r.error, 50), key=str(r.id))
-        log = self.query_one("#execution-log", RichLog)
+        self._log_lines: list[Text] = []
         for line in (info.log or "(no log)").splitlines():
             style = ""
             for word, colour in STATUS_STYLES.items():
                 if f": {word}" in line or f" {word};" in line:
                     style = colour
                     break
-            log.write(Text(line, style=style))
+            self._log_lines.append(Text(line, style=style))
+        self._write_log()
+
+    def _write_log(self) -> None:
+        log = self.query_one("#execution-log", RichLog)
+        log.clear()
+        for line in self._log_lines:
+            log.write(line)
+
+    def on_resize(self) -> None:
+        """RichLog wraps a line when it is written: write the log again at the new width."""
+        if hasattr(self, "_log_lines"):
+            self._write_log()
 
     def action_back(self) -> None:
         """Back to the history."""

@@ -8,7 +8,7 @@ from textual.widgets import DataTable, Label
 
 from storage.queries import count_executions, list_executions
 from tui.modals.confirm import ConfirmModal
-from tui.screens.base import ModeScreen
+from tui.screens.base import ModeScreen, page_bindings
 from tui.screens.execution import ExecutionScreen
 from tui.widgets.format import duration, status_text, when
 from tui.widgets.run_panel import RunPanel
@@ -22,10 +22,9 @@ class HistoryScreen(ModeScreen):
 
     MODE = "history"
     BINDINGS = [
-        Binding("enter", "open", "Open", show=False),
+        Binding("enter", "open", "Open"),
         Binding("x", "cancel_run", "Cancel run"),
-        Binding("right_square_bracket", "page(1)", "Next page"),
-        Binding("left_square_bracket", "page(-1)", "Prev page"),
+        *page_bindings(),
         Binding("f5", "reload", "Refresh"),
     ]
 
@@ -36,7 +35,7 @@ class HistoryScreen(ModeScreen):
     def compose_body(self) -> ComposeResult:
         yield Label("", markup=False, id="history-count", classes="section-title")
         table: DataTable = PlainTable(id="executions-table", cursor_type="row", zebra_stripes=True)
-        for key in ("id", "task", "trigger", "started", "took", "status", "ok", "failed", "unver.", "total"):
+        for key in ("id", "task", "trigger", "started", "took", "status", "ok", "failed", "unver."):
             table.add_column(key, key=key)
         yield table
         yield RunPanel(id="run-panel")
@@ -57,7 +56,7 @@ class HistoryScreen(ModeScreen):
         for e in rows:
             took = (e.finished_at - e.started_at).total_seconds() if e.finished_at else None
             table.add_row(str(e.id), e.task_name, e.trigger, when(e.started_at, now), duration(took),
-                          status_text(e.status), str(e.succeeded), str(e.failed), str(e.unverified), str(e.total),
+                          status_text(e.status), str(e.succeeded), str(e.failed), str(e.unverified),
                           key=str(e.id))
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))

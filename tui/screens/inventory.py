@@ -23,8 +23,8 @@ from storage.types import AssetInfo, fingerprint_sha256
 from tui.modals.asset_form import AssetFormModal
 from tui.modals.confirm import ConfirmModal
 from tui.modals.prompt import PromptModal
-from tui.screens.base import ModeScreen
-from tui.widgets.format import ago, status_text
+from tui.screens.base import ModeScreen, page_bindings
+from tui.widgets.format import plural, ago, status_text
 from tui.widgets.table import PlainTable
 
 PAGE = 200
@@ -35,15 +35,14 @@ class InventoryScreen(ModeScreen):
 
     MODE = "inventory"
     BINDINGS = [
-        Binding("n", "new", "New asset"),
+        Binding("n", "new", "New"),
         Binding("e", "edit", "Edit"),
-        Binding("d", "remove", "Remove"),
-        Binding("f", "import_file", "Import file"),
-        Binding("k", "trust", "Trust host key"),
-        Binding("v", "reveal", "Reveal secret"),
+        Binding("f", "import_file", "Import"),
+        Binding("k", "trust", "Trust"),
         Binding("slash", "focus_search", "Search"),
-        Binding("right_square_bracket", "page(1)", "Next page"),
-        Binding("left_square_bracket", "page(-1)", "Prev page"),
+        *page_bindings(),
+        Binding("d", "remove", "Remove asset", show=False),
+        Binding("v", "reveal", "Reveal secret", show=False),
     ]
 
     def __init__(self) -> None:
@@ -61,12 +60,13 @@ class InventoryScreen(ModeScreen):
                 yield Input(placeholder="search assets by name or address  (/)", id="asset-search")
                 yield Label("", markup=False, id="assets-count", classes="section-title")
                 table: DataTable = PlainTable(id="assets-table", cursor_type="row", zebra_stripes=True)
-                for key in ("name", "address", "port", "platform", "active", "nodes", "keys"):
+                # 80 columns: whether the host key is pinned comes before what is merely descriptive.
+                for key in ("name", "host key", "address", "platform", "active", "nodes"):
                     table.add_column(key, key=key)
                 yield table
                 yield Label("", markup=False, id="accounts-title", classes="section-title")
                 accounts: DataTable = PlainTable(id="accounts-table", cursor_type="row", zebra_stripes=True)
-                for key in ("account", "type", "privileged", "changeable", "version", "changed", "status"):
+                for key in ("account", "status", "type", "changed", "ver", "privileged", "changeable"):
                     accounts.add_column(key, key=key)
                 yield accounts
 
@@ -106,9 +106,10 @@ class InventoryScreen(ModeScreen):
         table.clear()
         self._assets = {a.name: a for a in assets}
         for a in assets:
-            table.add_row(a.name, a.address, str(a.port), a.platform,
-                          Text("yes", "green") if a.active else Text("no", "dim"), ",".join(a.nodes) or "-",
-                          Text(str(len(a.host_keys)), "" if a.host_keys else "red"), key=a.name)
+            address = a.address if a.port == 22 else f"{a.address}:{a.port}"
+            pinned = Text("pinned", "green") if a.host_keys else Text("NONE", "bold red")
+            table.add_row(a.name, pinned, address, a.platform, Text("yes", "green") if a.active else Text("no", "dim"),
+                          ",".join(a.nodes) or "-", key=a.name)
         if assets:
             table.move_cursor(row=min(max(cursor, 0), len(assets) - 1))
         where = f" in {self.node}" if self.node else ""
@@ -128,9 +129,9 @@ class InventoryScreen(ModeScreen):
         accounts = list_accounts(self.ctx.db, asset=name)
         title.update(f"Accounts on {name} ({len(accounts)})")
         for acc in accounts:
-            table.add_row(acc.username, "ssh key" if acc.secret_type == "ssh_key" else "password",
-                          "yes" if acc.privileged else "", "yes" if acc.can_change else "no", str(acc.version),
-                          ago(acc.last_changed_at, now), status_text(acc.last_status) if acc.last_status else "-",
+            table.add_row(acc.username, status_text(acc.last_status) if acc.last_status else "-",
+                          "ssh key" if acc.secret_type == "ssh_key" else "password", ago(acc.last_changed_at, now),
+                          str(acc.version), "yes" if acc.privileged else "", "yes" if acc.can_change else "no",
                           key=str(acc.id))
 
     def selected_asset(self) -> str | None:
@@ -234,7 +235,7 @@ class InventoryScreen(ModeScreen):
 
         self.app.push_screen(PromptModal("Import inventory file", placeholder="~/inventory.yaml", check=check), done)
 
-    @work(thread=True, group="inventory", exit_on_error=False)
+    @work(thread=True, group="inventory", exit_on_error=False, name="Import")
     def _import(self, path: str) -> None:
         summary = import_inventory(self.ctx.db, Path(path), source=path)
         record_event(self.ctx, "inventory.import", "inventory", Path(path).name, {"summary": describe_summary(summary)})
@@ -254,7 +255,7 @@ class InventoryScreen(ModeScreen):
             self.notify(f"Fetching host keys of {name}…")
             self._fetch_keys(name)
 
-    @work(thread=True, group="hostkey", exit_on_error=False)
+    @work(thread=True, group="hostkey", exit_on_error=False, name="Fetching host keys")
     def _fetch_keys(self, name: str) -> None:
         asset = get_asset(self.ctx.db, name)
         offered = fetch_host_keys(asset.address, asset.port, timeout=self.ctx.settings.connect_timeout)
@@ -281,7 +282,7 @@ class InventoryScreen(ModeScreen):
                 "fingerprints": [fingerprint_sha256(b) for _, b in offered],
                 "replaced": [fingerprint_sha256(b) for _, b in check.changed]})
             replace_host_keys(self.ctx.db, asset.name, offered, source="trust")
-            self.notify(f"Pinned {len(offered)} host key(s) on {asset.name}")
+            self.notify(f"Pinned {plural(len(offered), 'host key')} on {asset.name}")
             self.reload()
 
         self.app.push_screen(ConfirmModal(

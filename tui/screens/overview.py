@@ -23,13 +23,16 @@ class OverviewScreen(ModeScreen):
     BINDINGS = [
         Binding("v", "reveal", "Reveal old/new"),
         Binding("f5", "reload", "Refresh"),
+        Binding("d", "day_range", "7/30/90 days"),
     ]
+    DAY_RANGES = (7, 30, 90)
+    day_range = 30
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="overview-top"):
             yield Static(id="overview-stats")
             with Vertical(id="overview-chart"):
-                yield Label("Changes per day, last 30 days", classes="section-title")
+                yield Label("Changes per day, last 30 days", classes="section-title", id="chart-title")
                 with Horizontal(classes="spark-row"):
                     yield Label("ok  ", classes="spark-label ok")
                     yield Sparkline([], id="spark-success")
@@ -54,7 +57,10 @@ class OverviewScreen(ModeScreen):
     def reload(self) -> None:
         """Query the aggregates and the attention list."""
         now = self.now()
-        stats = overview_stats(self.ctx.db, now)
+        stats = overview_stats(self.ctx.db, now, days=self.day_range)
+        from core.heartbeat import drifted
+
+        drift = len(drifted(self.ctx))
         text = Text()
         text.append("Tasks        ", style="dim").append(f"{stats.tasks}", style="bold")
         text.append(f"  ({stats.periodic_tasks} periodic, {stats.active_tasks} active)\n")
@@ -65,6 +71,8 @@ class OverviewScreen(ModeScreen):
         text.append(" / ").append(f"{stats.exec_7d_failed} failed\n", style="red")
         text.append("Runs 30 days ", style="dim").append(f"{stats.exec_30d_success} ok", style="green")
         text.append(" / ").append(f"{stats.exec_30d_failed} failed\n", style="red")
+        text.append("Drift        ", style="dim").append(f"{drift}", style="bold red" if drift else "bold")
+        text.append(" heartbeat not ok\n")
         text.append("Running now  ", style="dim").append(f"{stats.running}", style="bold cyan" if stats.running else "bold")
         self.query_one("#overview-stats", Static).update(text)
         self.query_one("#spark-success", Sparkline).data = [d.success for d in stats.days]
@@ -73,11 +81,18 @@ class OverviewScreen(ModeScreen):
         total_bad = sum(d.failed for d in stats.days)
         self.query_one("#spark-range", Label).update(
             f"{stats.days[0].day} .. {stats.days[-1].day}: {total_ok} ok, {total_bad} failed/unverified")
+        self.query_one("#chart-title", Label).update(f"Changes per day, last {self.day_range} days")
         table = self.query_one("#attention-table", DataTable)
         table.clear()
         for row in attention_accounts(self.ctx.db, limit=ATTENTION_LIMIT):
             table.add_row(row.asset_name, row.username, status_text(row.status), when(row.created_at, now),
                           row.task_name, clip(row.error, 60), key=str(row.record_id))
+
+    def action_day_range(self) -> None:
+        """Switch the chart between the last 7, 30 and 90 days."""
+        ranges = self.DAY_RANGES
+        self.day_range = ranges[(ranges.index(self.day_range) + 1) % len(ranges)]
+        self.reload()
 
     def action_reload(self) -> None:
         """Load again now."""

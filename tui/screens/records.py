@@ -10,8 +10,8 @@ from textual.widgets import DataTable, Input, Label, Select
 
 from storage.queries import RECORD_STATUSES, count_records, list_records, retryable_records, task_names
 from tui.modals.confirm import ConfirmModal
-from tui.screens.base import ModeScreen
-from tui.widgets.format import clip, status_text, when
+from tui.screens.base import ModeScreen, page_bindings
+from tui.widgets.format import plural, clip, status_text, when
 from tui.widgets.table import PlainTable
 
 PAGE = 100
@@ -23,14 +23,13 @@ class RecordsScreen(ModeScreen):
 
     MODE = "records"
     BINDINGS = [
-        Binding("v", "reveal", "Reveal old/new"),
-        Binding("y", "retry", "Retry row"),
+        Binding("v", "reveal", "Reveal"),
+        Binding("y", "retry", "Retry"),
         Binding("Y", "retry_all", "Retry all failed"),
-        Binding("g", "reconcile", "Reconcile"),
         Binding("slash", "focus_search", "Search"),
-        Binding("f5", "reload", "Refresh"),
-        Binding("right_square_bracket", "page(1)", "Next page"),
-        Binding("left_square_bracket", "page(-1)", "Prev page"),
+        *page_bindings(),
+        Binding("g", "reconcile", "Reconcile", show=False),
+        Binding("f5", "reload", "Refresh", show=False),
     ]
 
     def __init__(self) -> None:
@@ -175,7 +174,7 @@ class RecordsScreen(ModeScreen):
                     self.kt.start_retry(ids, f"retry {len(ids)} of {task_name}")
 
         self.app.push_screen(ConfirmModal(
-            f"Retry {count} failed/unverified records of {len(by_task)} task(s)?",
+            f"Retry {plural(count, 'failed/unverified record')} of {plural(len(by_task), 'task')}?",
             "Failed ones get a new secret, unverified ones re-push their candidate; old secrets stay in the vault.",
             yes="Retry"), done)
 

@@ -16,7 +16,7 @@ from tui.modals.preview import PreviewModal
 from tui.modals.prompt import PromptModal
 from tui.modals.task_form import TaskFormModal, task_name_validators
 from tui.screens.base import ModeScreen
-from tui.widgets.format import ago, clip, status_text
+from tui.widgets.format import plural, ago, clip, status_text
 from tui.widgets.table import PlainTable
 
 TASK_LIMIT = 5000
@@ -29,17 +29,19 @@ class TasksScreen(ModeScreen):
     BINDINGS = [
         Binding("n", "new", "New"),
         Binding("e,enter", "edit", "Edit"),
-        Binding("c", "copy", "Copy"),
-        Binding("d", "delete", "Delete"),
         Binding("r", "run", "Run now"),
-        Binding("a", "toggle_active", "Active on/off"),
         Binding("p", "preview", "Preview targets"),
+        Binding("d", "delete", "Delete"),
+        Binding("c", "copy", "Copy", show=False),
+        Binding("a", "toggle_active", "Active on/off", show=False),
     ]
 
     def compose_body(self) -> ComposeResult:
         yield Label("", markup=False, id="tasks-count", classes="section-title")
         table: DataTable = PlainTable(id="tasks-table", cursor_type="row", zebra_stripes=True)
-        for key in ("name", "accounts", "targets", "strategy", "type", "schedule", "last run", "result", "active"):
+        # 80 columns: strategy and secret type are in the form and the preview (e, p); active and the last
+        # result in words are what a person scans for.
+        for key in ("name", "active", "accounts", "targets", "schedule", "last run"):
             table.add_column(key, key=key)
         yield table
 
@@ -55,17 +57,22 @@ class TasksScreen(ModeScreen):
         rows = task_rows(self.ctx.db, limit=TASK_LIMIT)
         table.clear()
         for t in rows:
-            parts = [f"{n} {what}{'s' if n != 1 else ''}" for n, what in ((t.assets, "asset"), (t.nodes, "node")) if n]
-            targets = ", ".join(parts) or "-"
+            targets = self._targets(t)
+            last = Text("never", "dim")
+            if t.last_status:
+                last = status_text(t.last_status).append(f" {ago(t.last_started_at, now)}", style="")
             table.add_row(
-                t.name, clip(",".join(t.usernames), 18), targets, t.secret_strategy,
-                "ssh key" if t.secret_type == "ssh_key" else "password", t.schedule, ago(t.last_started_at, now),
-                status_text(t.last_status) if t.last_status else Text("never", "dim"),
-                Text("yes", "green") if t.active else Text("no", "dim"), key=t.name)
-        self.query_one("#tasks-count", Label).update(f"{len(rows)} tasks")
+                t.name, Text("yes", "green") if t.active else Text("no", "dim"), clip(",".join(t.usernames), 14),
+                targets, t.schedule, last, key=t.name)
+        self.query_one("#tasks-count", Label).update(plural(len(rows), "task"))
         if keep and keep in table.rows:
             table.move_cursor(row=table.get_row_index(keep))
         self._rows = {t.name: t for t in rows}
+
+    @staticmethod
+    def _targets(t: TaskRow) -> str:
+        parts = [f"{n} {what}{'s' if n != 1 else ''}" for n, what in ((t.assets, "asset"), (t.nodes, "node")) if n]
+        return ", ".join(parts) or "-"
 
     def selected_name(self) -> str | None:
         """Name of the highlighted task."""
@@ -155,10 +162,20 @@ class TasksScreen(ModeScreen):
             f"Delete task {row.name}?", "Its executions and change records are kept.", yes="Delete", danger=True), done)
 
     def action_run(self) -> None:
-        """Run the highlighted task now (the App runs it; the live log is in History)."""
+        """Run the highlighted task now after a confirmation (the App runs it; the live log is in History)."""
+        if not self.kt.permit("run"):  # refused before the question, not after it
+            return
         row = self._selected()
-        if row is not None:
-            self.kt.start_run(row.name)
+        if row is None:
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.kt.start_run(row.name)
+
+        self.app.push_screen(ConfirmModal(
+            f"Run {row.name} now?", f"It changes {row.secret_type.replace('ssh_key', 'SSH key')}s on its targets "
+            f"({self._targets(row)}) at once; p previews them.", yes="Run now"), done)
 
     def action_toggle_active(self) -> None:
         """Switch the highlighted task active or inactive."""
@@ -186,5 +203,5 @@ class TasksScreen(ModeScreen):
             self.notify(str(exc), severity="error", title="Preview failed")
             return
         self.app.push_screen(PreviewModal(
-            row.name, result.summary(), [(t.asset_name, t.username) for t in result.targets],
+            row.name, result.summary(), [(t.asset_name, t.username, t.host_key_pinned, t.self_change) for t in result.targets],
             [(e.asset_name, e.username, e.reason) for e in result.excluded]))

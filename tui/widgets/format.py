@@ -72,3 +72,8 @@ def clip(text: str, width: int) -> str:
     """Cut text to width characters with an ellipsis, on one line."""
     text = " ".join((text or "").split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """'1 task', '2 tasks' ('1 key', '3 keys'); many for irregular words."""
+    return f"{count} {word if count == 1 else many or word + 's'}"

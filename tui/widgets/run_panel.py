@@ -104,7 +104,7 @@ class RunPanel(Vertical):
         table.add_columns("run", "task", "status", "done", "ok", "failed", "unverified")
         yield table
         yield ProgressBar(id="run-progress", show_eta=False)
-        yield RichLog(id="run-log", max_lines=LOG_LINES, wrap=False, markup=False, highlight=False)
+        yield RichLog(id="run-log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
 
     def on_mount(self) -> None:
         """Follow the App's runs while mounted, starting from what happened before."""
@@ -129,25 +129,34 @@ class RunPanel(Vertical):
                 Text(str(run.unverified), "yellow"))
 
     def show(self, key: int) -> None:
-        """Show the log and progress of one run."""
+        """Show the log and progress of one run, with the table's cursor on it."""
+        if not self._show_log(key):
+            return
+        table = self.query_one("#runs-table", DataTable)
+        index = table.get_row_index(str(key))
+        if table.cursor_row != index:
+            table.move_cursor(row=index)
+
+    def _show_log(self, key: int) -> bool:
         runs: dict[int, RunState] = self.app.runs  # type: ignore[attr-defined]
         run = runs.get(key)
         if run is None:
-            return
+            return False
         self.selected = key
         log = self.query_one("#run-log", RichLog)
         log.clear()
         for line in run.lines:
             log.write(line)
         self._progress(run)
-        table = self.query_one("#runs-table", DataTable)
-        index = table.get_row_index(str(key))
-        if table.cursor_row != index:
-            table.move_cursor(row=index)
+        return True
 
     def _progress(self, run: RunState) -> None:
         bar = self.query_one("#run-progress", ProgressBar)
-        bar.update(total=run.total or None, progress=run.done)
+        if run.finished:
+            # An unknown total animates ("--%") on every frame: a finished run is whole, even with no accounts.
+            bar.update(total=max(run.total, 1), progress=max(run.total, 1))
+        else:
+            bar.update(total=run.total or None, progress=run.done)
 
     def _on_run(self, update: RunUpdated) -> None:
         run = update.run
@@ -165,13 +174,23 @@ class RunPanel(Vertical):
                 self.query_one("#run-log", RichLog).write(update.line)
             self._progress(run)
 
+    def on_resize(self) -> None:
+        """RichLog wraps a line when it is written: write the run's lines again at the new width."""
+        if self.selected is not None:
+            self._show_log(self.selected)
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        """Highlighting a run shows its log."""
-        if event.data_table.id == "runs-table" and event.row_key.value is not None:
-            key = int(event.row_key.value)
-            if key != self.selected:
-                self.show(key)
-            event.stop()
+        """Highlighting a run shows its log (and never moves the cursor back: the two would chase each other)."""
+        if event.data_table.id != "runs-table":
+            return
+        event.stop()
+        # A highlight posted before a later cursor move (clear, add_row, show) is stale: acting on it would
+        # move the cursor back, post another highlight, and so on forever.
+        if event.row_key.value is None or event.cursor_row != event.data_table.cursor_row:
+            return
+        key = int(event.row_key.value)
+        if key != self.selected:
+            self._show_log(key)
 
     @property
     def selected_run(self) -> RunState | None:

@@ -1,0 +1,103 @@
+"""Crash safety of interactive changes: SIGKILL `keyturn task run` in the middle of a typed sequence (custom-ssh)
+and of a self-change, then `keyturn reconcile`: every account's real password is the one the vault calls
+current, and no record is left open.
+
+The kill lands right after a chosen step was typed, through the documented test hook of
+core/drivers/interactive.py (KEYTURN_TEST_PAUSE_AFTER="step-N:FLAGFILE").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.context import Context
+from storage import executions as rec
+from storage.inventory import pin_host_key, upsert_account, upsert_asset
+from storage.types import HostParams
+from tests.conftest import ROOT
+from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task, reset_host
+from tests.sandbox import SandboxFleet, SandboxHost, require_sandbox
+
+pytestmark = pytest.mark.sshd
+
+USERS = ("alice", "bob")
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[SandboxFleet]:
+    """One host with alice and bob, shared by the module."""
+    require_sandbox()
+    with SandboxFleet(1, users=USERS) as f:
+        yield f
+
+
+@pytest.fixture
+def host(fleet: SandboxFleet) -> SandboxHost:
+    """The host, reset to a known state."""
+    h = fleet.hosts[0]
+    reset_host(h, USERS)
+    return h
+
+
+def _run_until_paused(env: dict[str, str], flag: Path, step: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "tui", "task", "run", "crash", "--no-reconcile"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**env, "KEYTURN_TEST_PAUSE_AFTER": f"step-{step}:{flag}"})
+    deadline = time.monotonic() + 120
+    while not flag.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"the run never reached step {step}: {out}\n{err}")
+        time.sleep(0.05)
+    return proc
+
+
+def _kill_and_reconcile(proc: subprocess.Popen[str], ctx: Context, host: SandboxHost, keyturn_cli) -> list:  # noqa: ANN001
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    out = keyturn_cli("reconcile")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert_vault_matches_hosts(ctx, [host], USERS)
+    records = rec.list_records(ctx.db)
+    assert records and all(r.status in ("success", "failed") for r in records), [(r.id, r.status, r.error) for r in records]
+    return records
+
+
+@pytest.mark.parametrize("step", [2, 3])
+def test_sigkill_in_the_middle_of_a_command_sequence_loses_no_secret(ctx: Context, host: SandboxHost, keyturn_env: dict[str, str],
+                                                                   keyturn_cli, tmp_path: Path, step: int) -> None:  # noqa: ANN001
+    """Step 2 typed the new password once (passwd waits for it again); step 3 typed it twice (passwd may finish)."""
+    build_inventory(ctx, [host], USERS, platform="custom-ssh")
+    make_task(ctx, "crash", [host], USERS, params=HostParams(template="linux-passwd-sudo", delay_time=0, recv_timeout=10))
+    proc = _run_until_paused(keyturn_env, tmp_path / "paused", step)
+    records = _kill_and_reconcile(proc, ctx, host, keyturn_cli)
+    if step == 2:
+        # passwd never got its confirmation: the host kept the old password and the record says so.
+        assert sorted(r.status for r in records) == ["failed", "failed"]
+
+
+@pytest.mark.parametrize("step", [3, 4])
+def test_sigkill_during_a_self_change_loses_no_secret(ctx: Context, host: SandboxHost, keyturn_env: dict[str, str],
+                                                    keyturn_cli, tmp_path: Path, step: int) -> None:  # noqa: ANN001
+    """Self-change on an asset with no privileged account: passwd (current, new, retyped) killed mid-way."""
+    with ctx.db.write() as s:
+        asset, _ = upsert_asset(s, host.name, address=host.address, port=host.port, platform="linux")
+        key_type, b64 = host.host_key.split()[:2]
+        pin_host_key(s, asset, key_type, b64, "test")
+        for u in USERS:
+            upsert_account(ctx.db, s, asset, u, secret=host.passwords[u])
+    make_task(ctx, "crash", [host], USERS, params=HostParams(self_change=True))
+    proc = _run_until_paused(keyturn_env, tmp_path / "paused", step)
+    records = _kill_and_reconcile(proc, ctx, host, keyturn_cli)
+    if step == 3:
+        assert sorted(r.status for r in records) == ["failed", "failed"]

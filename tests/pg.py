@@ -1,0 +1,114 @@
+"""Throw-away PostgreSQL databases on the local server for the tests that run on both storage backends.
+
+The server is 127.0.0.1:5432 with trust authentication for the user postgres (override with
+KEYTURN_TEST_PG, a libpq URL of a role allowed to CREATE DATABASE). Every database made here is named
+keyturn_t_<pid>_<n> and dropped again, so parallel test runs and other users of the server are left alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import psycopg
+import psycopg.types.json
+from psycopg import sql
+
+SERVER = os.environ.get("KEYTURN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+_names = itertools.count(1)
+
+
+class ServerUnavailable(Exception):
+    """No PostgreSQL server answered (the reason is in the message)."""
+
+
+def _admin() -> psycopg.Connection:
+    try:
+        return psycopg.connect(SERVER, autocommit=True, connect_timeout=5)
+    except psycopg.Error as exc:
+        raise ServerUnavailable(f"no PostgreSQL server at {SERVER}: {exc}") from None
+
+
+def check_server() -> str:
+    """The server's version string, or ServerUnavailable."""
+    with _admin() as conn:
+        return str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+
+
+def sqlalchemy_url(dbname: str) -> str:
+    """keyturn's database_url for one database on the test server (psycopg 3 driver)."""
+    info = psycopg.conninfo.conninfo_to_dict(SERVER)
+    user = info.get("user", "postgres")
+    host = info.get("host", "127.0.0.1")
+    port = info.get("port", "5432")
+    return f"postgresql+psycopg://{user}@{host}:{port}/{dbname}"
+
+
+def create_database(template: str | None = None) -> str:
+    """CREATE a new empty database (or a copy of template); returns its name."""
+    name = f"keyturn_t_{os.getpid()}_{next(_names)}"
+    stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+    with _admin() as conn:
+        conn.execute(stmt)
+    return name
+
+
+def drop_database(name: str) -> None:
+    """DROP a database made by create_database, ending sessions a killed test process left behind."""
+    with _admin() as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+class RawConnection:
+    """A plain autocommit connection to a test's keyturn database, as a tamperer would use: SQLite or PostgreSQL.
+
+    SQL is written with ? placeholders (SQLite's); they are translated for psycopg.
+    """
+
+    def __init__(self, database_url: str, sqlite_path: os.PathLike[str] | str) -> None:
+        self.postgres = database_url.startswith("postgresql")
+        if self.postgres:
+            self.conn = psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True)
+        else:
+            import sqlite3
+
+            self.conn = sqlite3.connect(sqlite_path, isolation_level=None)  # type: ignore[assignment]
+
+    def execute(self, statement: str, params: tuple = ()):  # type: ignore[no-untyped-def]
+        """Run one statement; returns the cursor."""
+        if self.postgres:
+            statement = statement.replace("?", "%s")
+            params = tuple(psycopg.types.json.Json(p) if isinstance(p, dict | list) else p for p in params)
+        return self.conn.execute(statement, params)  # type: ignore[arg-type]
+
+    def __enter__(self) -> RawConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+
+def raw_connection(settings) -> RawConnection:  # type: ignore[no-untyped-def]
+    """RawConnection to the database a keyturn Settings object points at."""
+    return RawConnection(settings.database_url, settings.db_path)
+
+
+def stored_bytes(settings) -> bytes:  # type: ignore[no-untyped-def]
+    """Everything the database holds, as raw bytes to search for a leaked secret.
+
+    SQLite: the file and its WAL. PostgreSQL: every table copied out in binary form, so text and bytea
+    values appear as the bytes stored (a plaintext secret in a bytea column is found too).
+    """
+    if not settings.database_url.startswith("postgresql"):
+        return b"".join(p.read_bytes() for p in settings.home.glob("keyturn.db*") if p.is_file())
+    out = bytearray()
+    with psycopg.connect(settings.database_url.replace("+psycopg", "")) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for table in tables:
+            query = sql.SQL("COPY {} TO STDOUT (FORMAT binary)").format(sql.Identifier(table))
+            with conn.cursor().copy(query) as copy:
+                for block in copy:
+                    out += bytes(block)
+    return bytes(out)

@@ -1,0 +1,161 @@
+"""Findings 1 and 2 against the README's sudo deployment (tests/security/deployment.py).
+
+1: through sudo, mallory (in pam-admins, no operator) typed `--operator alice`, edited web1's address and
+   had the audit trail name alice. Now the acting person is the user sudo names: `--operator` is refused,
+   the trail names mallory and the SSH client she came from, and she may not change anything. Only the
+   service itself may run the scheduler; nobody but alice may confirm (or lock out) alice's enrolment.
+2: `reveal --otp CODE` put the code in every user's `ps`. Now --otp is refused before the code is used, and
+   the code travels as one line of stdin, never in any process's argv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from core.mfa import code_at
+from tests.security.deployment import Deployment
+
+pytestmark = pytest.mark.sshd
+
+APP_PW = "Corr3ct-horse-battery"
+
+
+_LAST_STEP = [0]
+
+
+def _code(secret: str, steps: int = 0) -> str:
+    """A code keyturn has not seen yet: a 30 s step later than the last one used (waits for it if needed)."""
+    from datetime import datetime, timedelta, timezone
+
+    while int(time.time() // 30) + steps <= _LAST_STEP[0]:
+        time.sleep(0.5)
+    _LAST_STEP[0] = int(time.time() // 30) + steps
+    return code_at(secret, datetime.now(timezone.utc) + timedelta(seconds=30 * steps))
+
+
+@pytest.fixture(scope="module")
+def alice_secret(deployment: Deployment) -> str:
+    """web1 with account app; alice enrolled (by the administrator) and confirmed at her own terminal."""
+    d = deployment
+    for args, stdin in ((("asset", "add", "web1", "--address", "127.0.0.1", "--node", "/prod"), None),
+                        (("account", "add", "web1", "app", "--password-stdin"), APP_PW + "\n")):
+        p = d.as_root(*args, input=stdin)
+        assert p.returncode == 0, p.stderr
+    added = d.as_root("operator", "add", "alice", "--email", "alice@example.org")
+    assert added.returncode == 0, added.stderr
+    uri = next(w for w in added.stdout.split() if w.startswith("otpauth://"))
+    secret = parse_qs(urlparse(uri).query)["secret"][0]
+    into = time.time() % 30
+    if into > 24:
+        time.sleep(30 - into + 0.5)
+    p = d.keyturn("alice", "operator", "confirm", "alice", input=_code(secret, -1) + "\n")
+    assert p.returncode == 0, p.stderr
+    return secret
+
+
+def _events(d: Deployment, action: str) -> list[dict]:
+    p = d.as_root("audit", "list", "--json", "--limit", "500", "--action", action)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_a_typed_operator_name_is_refused_and_the_trail_names_the_real_person(deployment: Deployment,
+                                                                              alice_secret: str) -> None:
+    d = deployment
+    for args in (("--operator", "alice", "asset", "edit", "web1", "--address", "10.6.6.6"),
+                 ("asset", "edit", "web1", "--address", "10.6.6.6", "--operator", "alice")):
+        p = d.keyturn("mallory", *args)
+        assert p.returncode == 3, (p.stdout, p.stderr)
+        assert "--operator is refused when keyturn runs through sudo: you act as 'mallory'" in p.stderr
+    p = d.keyturn("mallory", "asset", "edit", "web1", "--address", "10.6.6.6")
+    assert p.returncode == 3 and "'mallory' is not a keyturn operator" in p.stderr
+    shown = json.loads(d.as_root("asset", "list", "--json").stdout)
+    assert [a["address"] for a in shown if a["name"] == "web1"] == ["127.0.0.1"]  # nothing changed
+    # What mallory may do (browse) is attributed to her, with the address she came from.
+    assert d.keyturn("mallory", "asset", "list").returncode == 0
+    p = d.keyturn("alice", "reveal", "--json", "web1", "app", "--reason", "INC-7", input=_code(alice_secret) + "\n")
+    assert p.returncode == 0, p.stderr
+    [event] = _events(d, "secret.reveal")
+    assert event["actor"] == "alice" and event["detail"]["reason"] == "INC-7"
+    assert re.fullmatch(r"ssh 127\.0\.0\.1 no-tty", event["source"]), event["source"]
+
+
+def test_only_the_service_runs_the_scheduler(deployment: Deployment, alice_secret: str) -> None:
+    for person in ("mallory", "alice"):
+        p = deployment.keyturn(person, "scheduler", "--once")
+        assert p.returncode == 3 and "runs only as keyturn's own service" in p.stderr, (person, p.stderr)
+    assert deployment.as_root("scheduler", "--once").returncode == 0  # systemd's way: as the user itself
+
+
+def test_nobody_else_can_confirm_or_lock_out_alice(deployment: Deployment, alice_secret: str) -> None:
+    d = deployment
+    for _ in range(6):
+        p = d.keyturn("mallory", "operator", "confirm", "alice", input="000000\n")
+        assert p.returncode == 3 and "only 'alice' may confirm" in p.stderr
+    listed = json.loads(d.as_root("operator", "list", "--json").stdout)
+    alice = next(o for o in listed if o["name"] == "alice")
+    assert alice["failed_attempts"] == 0 and alice["locked_until"] is None
+
+
+def test_a_code_is_never_an_argument(deployment: Deployment, alice_secret: str) -> None:
+    d = deployment
+    code = _code(alice_secret)
+    p = d.keyturn("alice", "reveal", "--json", "web1", "app", "--reason", "INC-8", "--otp", code)
+    assert p.returncode == 2 and p.stdout == "" and "--otp is refused" in p.stderr and "printf" in p.stderr
+    p = d.keyturn("alice", "operator", "confirm", "alice", code)
+    assert p.returncode == 2 and "never an argument" in p.stderr
+
+    # While alice reveals with the code on stdin, every process's argv on the machine is watched for it.
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                            argv = fh.read().decode(errors="replace")
+                    except OSError:
+                        continue
+                    if code in argv:
+                        seen.append(argv)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        p = d.keyturn("alice", "reveal", "--json", "web1", "app", "--reason", "INC-8", input=code + "\n")
+    finally:
+        stop.set()
+        t.join()
+    assert p.returncode == 0, p.stderr  # the code was not spent by the refused attempts above
+    assert [i["secret"] for i in json.loads(p.stdout)] == [APP_PW]
+    assert seen == []
+
+
+def test_changes_that_can_redirect_a_secret_need_a_fresh_code(deployment: Deployment, alice_secret: str) -> None:
+    d = deployment
+    h = d.host
+    key_type, b64 = h.host_key.split()[:2]
+    h.write_file("/tmp/known_hosts", f"127.0.0.1 {key_type} {b64}\n", mode=0o644)
+    p = d.keyturn("alice", "import", "--known-hosts", "/tmp/known_hosts", input=_code(alice_secret) + "\n")
+    assert p.returncode == 0, p.stderr
+    assert len(json.loads(d.as_root("asset", "show", "web1", "--json").stdout)["host_keys"]) == 1
+    # No code (stdin empty, no terminal): nothing changes.
+    p = d.keyturn("alice", "asset", "edit", "web1", "--address", "127.0.0.9")
+    assert p.returncode == 2 and "TOTP code is needed" in p.stderr
+    assert json.loads(d.as_root("asset", "show", "web1", "--json").stdout)["address"] == "127.0.0.1"
+    p = d.keyturn("alice", "task", "create", "rot", "--accounts", "app", "--node", "/prod")
+    assert p.returncode == 2 and "TOTP code is needed" in p.stderr
+    # With her code on stdin: the address changes and the keys pinned for the old one are gone.
+    p = d.keyturn("alice", "asset", "edit", "web1", "--address", "127.0.0.9", input=_code(alice_secret) + "\n")
+    assert p.returncode == 0, p.stderr
+    shown = json.loads(d.as_root("asset", "show", "web1", "--json").stdout)
+    assert shown["address"] == "127.0.0.9" and shown["host_keys"] == []

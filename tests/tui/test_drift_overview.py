@@ -1,0 +1,38 @@
+"""Overview: drift beside failed changes, the 7/30/90 day switch, and ignored records leaving the list."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, Label, Sparkline, Static
+
+from core.record_actions import set_ignored
+from storage.drift import NewHeartbeat, add_heartbeats
+from storage.inventory import list_accounts
+from tests.tui.demo_data import NOW
+from tests.tui.test_reveal import sync
+
+
+@sync
+async def test_day_switch_drift_count_and_ignore(demo_ctx, demo_app) -> None:  # noqa: ANN001
+    acc = list_accounts(demo_ctx.db)[0]
+    add_heartbeats(demo_ctx.db, [NewHeartbeat(acc.id, None, acc.asset_name, acc.username, acc.version, "rejected",
+                                              "changed outside keyturn", NOW)])
+    app = demo_app()
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("o")
+        await pilot.pause()
+        screen = app.screen
+        stats = str(screen.query_one("#overview-stats", Static).render())
+        assert "Drift        1 heartbeat not ok" in stats
+        assert len(screen.query_one("#spark-success", Sparkline).data) == 30
+        for days in (90, 7, 30):
+            await pilot.press("d")
+            await pilot.pause()
+            assert str(screen.query_one("#chart-title", Label).render()) == f"Changes per day, last {days} days"
+            assert len(screen.query_one("#spark-success", Sparkline).data) == days
+        table = screen.query_one("#attention-table", DataTable)
+        first = int(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        rows = table.row_count
+        set_ignored(demo_ctx, [first], True)
+        await pilot.press("f5")
+        await pilot.pause()
+        assert table.row_count == rows - 1
