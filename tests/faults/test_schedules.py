@@ -35,6 +35,9 @@ def test_a_stored_impossible_schedule_is_skipped_and_reported_and_others_still_r
     with ctx.db.write() as s:
         s.connection().execute(text("UPDATE change_secret_task SET cron = '0 0 30 2 *', interval_hours = NULL, "
                                     "next_run_at = NULL WHERE name = 'bad'"))
+        # The good task is due now.
+        s.connection().execute(text("UPDATE change_secret_task SET next_run_at = '2000-01-01 00:00:00.000000' "
+                                    "WHERE name = 'good'"))
     show = keyturn_cli("task", "show", "bad")
     assert show.returncode == 0 and "Traceback" not in show.stderr, show.stdout + show.stderr
     once = keyturn_cli("scheduler", "--once")
