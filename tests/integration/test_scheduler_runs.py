@@ -201,9 +201,7 @@ def test_scheduler_killed_mid_run_is_settled_at_the_next_start(ctx: Context, san
     with ctx.db.read() as s:
         assert {r.status for r in s.exec(select(ChangeRecord)).all()} == {"pushing", "pending"}
 
-    from tests.integration.test_rotation import wait_past_deadlines
-
-    wait_past_deadlines(ctx)  # reconcile judges no record before its push's host-enforced deadline (issue 9)
+    # Restarted at once: alice's push may still land until its host-enforced deadline (issue 9).
     restarted = _scheduler(keyturn_env, "--once")
     _, err = restarted.communicate(timeout=120)
 
