@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup system-deps bench clean
+.PHONY: run test lint setup system-deps bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,7 +34,12 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/keyturn
 
-test: $(STAMP) system-deps
+# Lint (rules in pyproject.toml [tool.ruff]) and types of core/ and storage/ first: they take seconds.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP) system-deps

@@ -51,6 +51,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 MAX_REPORTED_ERRORS = 20
 
+_T = TypeVar("_T")
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
 _BAD_NAME = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -460,7 +462,7 @@ def parse_keyturn_yaml(root: yaml.Node, source: str, resolver: _Resolver) -> Inv
     """Parse a keyturn YAML inventory (a list of assets, or a mapping with an `assets:` list)."""
     errors = _Errors(source)
     inv = Inventory(source, "yaml")
-    items = root
+    items: yaml.Node | None = root
     if isinstance(root, yaml.MappingNode):
         try:
             top = _mapping(root, "the top level")
@@ -477,8 +479,9 @@ def parse_keyturn_yaml(root: yaml.Node, source: str, resolver: _Resolver) -> Inv
             errors.add(_line(root), "no 'assets:' list")
             errors.raise_if_any()
     if not isinstance(items, yaml.SequenceNode):
-        errors.add(_line(items), "'assets' must be a list of assets")
+        errors.add(_line(items or root), "'assets' must be a list of assets")
         errors.raise_if_any()
+        return inv  # not reached: the error above was raised
     seen: dict[str, int] = {}
     for item in items.value:
         try:
@@ -512,7 +515,7 @@ def _yaml_asset(node: yaml.Node, resolver: _Resolver, errors: _Errors) -> AssetE
     def at(key: str) -> int:
         return values[key][1] if key in values else _line(node)
 
-    def check(key: str, fn: Callable[[], object]) -> object:
+    def check(key: str, fn: Callable[[], _T]) -> _T:
         try:
             return fn()
         except _LineError:
@@ -526,10 +529,10 @@ def _yaml_asset(node: yaml.Node, resolver: _Resolver, errors: _Errors) -> AssetE
         raise _LineError(at("address"), f"asset {name!r} has no address")
     asset = AssetEntry(
         name=str(name), address=str(check("address", lambda: check_name(address, "address"))), line=_line(node),
-        port=int(check("port", lambda: _parse_port(get("port")))),  # type: ignore[arg-type]
+        port=int(check("port", lambda: _parse_port(get("port")))),
         platform=str(check("platform", lambda: _parse_platform(get("platform")))),
-        nodes=list(check("nodes", lambda: _parse_nodes(_str_list(values["nodes"][0], "nodes") if "nodes" in values else []))),  # type: ignore[arg-type]
-        active=check("active", lambda: _parse_bool(get("active"), "active")),  # type: ignore[arg-type]
+        nodes=list(check("nodes", lambda: _parse_nodes(_str_list(values["nodes"][0], "nodes") if "nodes" in values else []))),
+        active=check("active", lambda: _parse_bool(get("active"), "active")),
         comment=get("comment"),
     )
     if "accounts" in values:
@@ -870,7 +873,7 @@ def _ansible_asset(host: _Host, v: dict[str, _Var], nodes: list[str], resolver: 
                 return var
         return None
 
-    def check(var: _Var | None, fn: Callable[[], object]) -> object:
+    def check(var: _Var | None, fn: Callable[[], _T]) -> _T:
         try:
             return fn()
         except ValueError as exc:
@@ -880,8 +883,8 @@ def _ansible_asset(host: _Host, v: dict[str, _Var], nodes: list[str], resolver: 
     name = check(None, lambda: check_name(host.name, "host name"))
     asset = AssetEntry(
         name=str(name), line=host.line,
-        address=str(check(addr_var, lambda: check_name(addr_var.value if addr_var else host.name, "address"))),
-        port=int(check(port_var, lambda: _parse_port(port_var.value if port_var else host.port)),),  # type: ignore[arg-type]
+        address=str(check(addr_var, lambda: check_name((addr_var.value or "") if addr_var else host.name, "address"))),
+        port=int(check(port_var, lambda: _parse_port(port_var.value if port_var else host.port)),),
         platform=str(check(plat_var, lambda: _parse_platform(plat_var.value if plat_var else None))),
         nodes=nodes,
     )

@@ -80,8 +80,8 @@ def send_message(ctx: Context, msg: EmailMessage) -> list[str]:
                         "run `keyturn mail set-password`")
     if settings.smtp_user and not (settings.smtp_ssl or settings.smtp_starttls):
         # AUTH over plain text hands the vault's SMTP password to anyone on the path (or a fake server).
-        raise MailError(f"smtp_user is set but neither smtp_starttls nor smtp_ssl is on: keyturn does not send "
-                        f"the SMTP password without TLS; turn one on in the config file")
+        raise MailError("smtp_user is set but neither smtp_starttls nor smtp_ssl is on: keyturn does not send "
+                        "the SMTP password without TLS; turn one on in the config file")
     tls = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
     try:
         if settings.smtp_ssl:

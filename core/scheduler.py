@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Protocol
 
 from core.context import Context
@@ -208,7 +209,7 @@ class Scheduler:
                                        clock=self.clock, notify=self.notify)
             with self._lock:
                 self._running[task.id] = future
-            future.add_done_callback(lambda f, tid=task.id: self._done(tid, f))
+            future.add_done_callback(partial(self._done, task.id))
             started.append(future)
         return started
 

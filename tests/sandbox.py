@@ -653,7 +653,7 @@ class SandboxHost:
     def authorized_keys(self, user: str) -> list[str]:
         """Non-comment lines of ~user/.ssh/authorized_keys on the host."""
         text = self.read_file(f"{self.home_of(user)}/.ssh/authorized_keys") or ""
-        return [l for l in text.splitlines() if l.strip() and not l.lstrip().startswith("#")]
+        return [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
     # ------------------------------------------------------------ commands
     def run(self, argv: list[str], input: str | None = None, *, check: bool = False,
@@ -692,7 +692,7 @@ class SandboxHost:
             pw_lines, grp_lines, sh_lines, gsh_lines = [], [], [], []
             created: list[tuple[str, int, str, list[str] | None]] = []
             next_id = FIRST_UID
-            for name, _password, sudo, keys in specs:
+            for name, _password, _sudo, keys in specs:
                 if name in existing:
                     raise ValueError(f"{self.name}: user or group {name!r} already exists")
                 existing.add(name)
@@ -711,7 +711,7 @@ class SandboxHost:
             self._append("/etc/shadow", "".join(sh_lines))
             if self.exists("/etc/gshadow"):
                 self._append("/etc/gshadow", "".join(gsh_lines))
-            for name, uid, home, keys in created:
+            for _name, uid, home, keys in created:
                 real_home = self._ns_path(home)
                 os.mkdir(real_home, 0o755)
                 os.chmod(real_home, 0o755)

@@ -141,7 +141,7 @@ class KeyturnApp(OrderedKeys, App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """keyturn's own actions first (this screen's, then the main ones of other modes), modes, then Textual's."""
         seen: set[str] = set()
-        for key, active in screen.active_bindings.items():
+        for active in screen.active_bindings.values():
             binding = active.binding
             if active.node is self or not binding.description or binding.description in seen:
                 continue

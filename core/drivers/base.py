@@ -167,7 +167,7 @@ def driver_class(platform: str) -> type:
     from core.drivers.custom_ssh import CustomSSHDriver
     from core.drivers.posix import PosixDriver
 
-    drivers = {"linux": PosixDriver, "unix": PosixDriver, "aix": AixDriver, "custom-ssh": CustomSSHDriver}
+    drivers: dict[str, type] = {"linux": PosixDriver, "unix": PosixDriver, "aix": AixDriver, "custom-ssh": CustomSSHDriver}
     try:
         return drivers[platform]
     except KeyError:

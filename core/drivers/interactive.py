@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,7 +156,7 @@ def clean(text: str) -> str:
 class ShellSession:
     """A PTY shell channel on an authenticated connection; reads are bounded by the step timeout."""
 
-    def __init__(self, client: paramiko.SSHClient, secrets: list[str | None], *, open_timeout: float = 30.0) -> None:
+    def __init__(self, client: paramiko.SSHClient, secrets: Iterable[str | None], *, open_timeout: float = 30.0) -> None:
         transport = client.get_transport()
         if transport is None or not transport.is_active():
             raise DriverError("the connection is closed")

@@ -19,7 +19,7 @@ from storage.types import HostParams
 from tests.conftest import ROOT
 from tests.integration.test_leaks import ProcSampler
 from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task, reset_host
-from tests.sandbox import SandboxFleet, SandboxHost, new_password, require_sandbox
+from tests.sandbox import SandboxFleet, new_password, require_sandbox
 
 pytestmark = pytest.mark.sshd
 

@@ -70,7 +70,7 @@ def _mount_lines_mentioning(text: str) -> list[str]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                hits += [l for l in Path(f"/proc/{entry}/mountinfo").read_text().splitlines() if text in l]
+                hits += [line for line in Path(f"/proc/{entry}/mountinfo").read_text().splitlines() if text in line]
             except OSError:
                 pass
     return hits
@@ -354,8 +354,8 @@ def test_close_leaves_nothing(sandbox_fleet) -> None:
     assert _mount_lines_mentioning(str(fleet.dir)) == []
     assert not fleet.dir.exists()
     assert all(_refused(x) for x in fleet)
-    zombies = [l for l in subprocess.run(["ps", "-eo", "stat,comm"], capture_output=True,
-                                         text=True).stdout.splitlines() if l.startswith("Z") and "sshd" in l]
+    zombies = [line for line in subprocess.run(["ps", "-eo", "stat,comm"], capture_output=True,
+                                               text=True).stdout.splitlines() if line.startswith("Z") and "sshd" in line]
     assert zombies == []
     fleet.close()  # idempotent
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 from sqlalchemy import event
@@ -123,9 +122,7 @@ def test_preview_of_thousands_of_assets_takes_few_queries(ctx: Context) -> None:
 
     event.listen(ctx.db.engine, "before_cursor_execute", count)
     try:
-        started = time.perf_counter()
         result = preview(ctx, TaskSpec(name="big", usernames=["app", "root"], nodes=["/fleet"]))
-        elapsed = time.perf_counter() - started
     finally:
         event.remove(ctx.db.engine, "before_cursor_execute", count)
     inactive = n // 100
@@ -133,6 +130,5 @@ def test_preview_of_thousands_of_assets_takes_few_queries(ctx: Context) -> None:
     assert len(result.targets) == n - inactive - no_change
     assert result.reasons()["asset inactive"] == 2 * inactive
     assert result.reasons()["secure mode: the account keyturn logs in with"] == n - inactive
-    print(f"preview of {n} assets: {len(statements)} queries, {elapsed:.3f}s")
+    # A bounded number of queries, whatever the fleet size (the time is measured in benchmarks/preview_scale.py).
     assert len(statements) <= 20, len(statements)
-    assert elapsed < 3.0, elapsed
