@@ -20,7 +20,8 @@ from core.ssh import Timeouts
 from storage import drift as store
 from storage import executions as rec
 from storage.drift import DependencyStep
-from storage.inventory import NotFound, account_secrets, get_asset, privileged_account
+from core.errors import NotFound
+from storage.inventory import account_secrets, get_asset, privileged_account
 from storage.types import RecordInfo
 
 OK, FAILED = "ok", "failed"

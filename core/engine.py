@@ -44,7 +44,8 @@ from core.events import (
 )
 from core.ssh import Timeouts
 from storage import executions as rec
-from storage.inventory import NotFound, account_secrets, get_asset_by_id, privileged_account
+from core.errors import NotFound
+from storage.inventory import account_secrets, get_asset_by_id, privileged_account
 from storage.locks import acquire_task_lock, holder_id, lock_holder, release_task_lock, renew_task_lock
 from storage.types import AssetInfo, ExecutionInfo, TaskSpec
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+# The root and the errors storage raises live in storage.errors (storage must not import core); this module is
+# the one place everyone else imports any of them from.
+from storage.errors import AmbiguousAccount, InputError, KeyturnError, NotFound
 
-class KeyturnError(Exception):
-    """A user-facing error with a clear message and an exit code."""
-
-    exit_code = 1
+__all__ = ["AmbiguousAccount", "ConfigError", "DatabaseDamagedError", "DatabaseWriteError", "HostKeyChanged",
+           "InputError", "KeyturnError", "NotFound", "NothingToReveal", "PermissionDenied", "UnsafeSetupError"]
 
 
 class ConfigError(KeyturnError):
@@ -17,12 +18,6 @@ class ConfigError(KeyturnError):
 
 class UnsafeSetupError(KeyturnError):
     """The data directory or master key is unsafe; keyturn refuses to start."""
-
-    exit_code = 2
-
-
-class InputError(KeyturnError):
-    """Bad input: a file, a form field, a rule; the message names the field or line."""
 
     exit_code = 2
 
@@ -43,3 +38,15 @@ class DatabaseDamagedError(KeyturnError):
     """The database file is damaged, or missing while the master key says a vault existed."""
 
     exit_code = 2
+
+
+class NothingToReveal(KeyturnError):
+    """The record or account holds no secret of the kind asked for (an old secret of a first change...)."""
+
+    exit_code = 1
+
+
+class HostKeyChanged(KeyturnError):
+    """The host presents a different key than the pinned one and the change was not confirmed."""
+
+    exit_code = 5

@@ -18,7 +18,7 @@ from core.context import Context
 from core.errors import InputError
 from storage import drift as store
 from storage import executions as rec
-from storage.inventory import NotFound
+from core.errors import NotFound
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 CSV_HEADER = ("asset", "username", "secret_type", "new_secret", "record_id", "finished_at")
@@ -31,13 +31,13 @@ def parse_recipient(text: str) -> pyrage.x25519.Recipient | pyrage.ssh.Recipient
         try:
             return pyrage.x25519.Recipient.from_str(value)
         except Exception:  # noqa: BLE001 - pyrage raises its own types for any malformed key
-            raise InputError("age key: not a valid age X25519 recipient (age1...)") from None
+            raise InputError("age key: not a valid age X25519 recipient (age1...)", field="age key") from None
     if value.startswith("ssh-ed25519 "):
         try:
             return pyrage.ssh.Recipient.from_str(value)
         except Exception:  # noqa: BLE001
-            raise InputError("age key: not a valid ssh-ed25519 public key") from None
-    raise InputError("age key: give an age X25519 recipient (age1...) or an ssh-ed25519 public key line")
+            raise InputError("age key: not a valid ssh-ed25519 public key", field="age key") from None
+    raise InputError("age key: give an age X25519 recipient (age1...) or an ssh-ed25519 public key line", field="age key")
 
 
 def set_age_key(ctx: Context, operator_name: str, public_key: str | None) -> None:
@@ -52,7 +52,7 @@ def set_age_key(ctx: Context, operator_name: str, public_key: str | None) -> Non
         try:
             op_id = store.set_age_key_in(s, operator_name, value)
         except NotFound:
-            raise InputError(f"operator: no operator named {operator_name!r}") from None
+            raise InputError(f"operator: no operator named {operator_name!r}", field="operator") from None
         kind = "none" if value is None else ("x25519" if value.startswith("age1") else "ssh-ed25519")
         record_event_in(s, ctx, "operator.age-key-set" if value else "operator.age-key-clear", "operator", op_id,
                         {"name": operator_name, "key_kind": kind})

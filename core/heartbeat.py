@@ -131,7 +131,7 @@ def run_heartbeat(ctx: Context, task_name: str, *, cancel: threading.Event | Non
     from core.targets import preview
     from storage.tasks import get_task
 
-    from storage.inventory import NotFound
+    from core.errors import NotFound
 
     try:
         spec = get_task(ctx.db, task_name)

@@ -60,7 +60,8 @@ from sqlmodel import Session
 
 from core.errors import InputError
 from storage.db import Database
-from storage.inventory import NotFound, ensure_node, get_asset_row, normalize_node_path, upsert_account, upsert_asset
+from core.errors import NotFound
+from storage.inventory import ensure_node, get_asset_row, normalize_node_path, upsert_account, upsert_asset
 from storage.types import ImportSummary
 
 PLATFORMS: tuple[str, ...] = ("linux", "unix", "aix", "postgresql", "mysql", "redis", "custom-ssh", "windows")
@@ -124,9 +125,12 @@ class _Errors:
     def __init__(self, source: str) -> None:
         self.source = source
         self.items: list[str] = []
+        self.first_line: int | None = None
 
     def add(self, line: int | None, message: str) -> None:
         """Remember one error."""
+        if self.first_line is None:
+            self.first_line = line
         self.items.append(f"{self.source}:{line}: {message}" if line else f"{self.source}: {message}")
 
     def raise_if_any(self) -> None:
@@ -136,7 +140,7 @@ class _Errors:
         shown = self.items[:MAX_REPORTED_ERRORS]
         more = len(self.items) - len(shown)
         text = "\n".join(shown) + (f"\n... and {more} more errors" if more else "")
-        raise InputError(text + "\nnothing was imported")
+        raise InputError(text + "\nnothing was imported", line=self.first_line)
 
 
 class _Resolver:

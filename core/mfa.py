@@ -18,7 +18,7 @@ from core.config import Settings
 from core.context import Context
 from core.errors import PermissionDenied
 from storage import operators as store
-from storage.inventory import NotFound
+from core.errors import NotFound
 from storage.tables import utcnow
 
 STEP_SECONDS = 30

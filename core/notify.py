@@ -16,7 +16,7 @@ from core import textsafe
 from core.config import Settings
 from core.context import Context
 from core.errors import KeyturnError
-from storage.inventory import NotFound
+from core.errors import NotFound
 from storage.mail import (
     SMTP_PASSWORD_ITEM, ExecutionReportData, execution_report_data, get_smtp_password, set_mail_error,
     set_smtp_password_in,

@@ -77,29 +77,29 @@ def coerce(key: str, value: Any) -> Any:
         raise _unknown(key)
     if isinstance(value, list) and key in ("groups", "sudo", "commands", "answers"):
         if not all(isinstance(v, str) for v in value):
-            raise InputError(f"{key}: a list must hold text only")
+            raise InputError(f"{key}: a list must hold text only", field=key)
         return ("\n" if key in FILE_KEYS else ",").join(value)
     if p.kind is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
             return value.strip().lower() in ("true", "yes", "on", "1")
-        raise InputError(f"{key}: must be true or false, got {value!r}")
+        raise InputError(f"{key}: must be true or false, got {value!r}", field=key)
     if p.kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value.strip())
-        raise InputError(f"{key}: must be a whole number, got {value!r}")
+        raise InputError(f"{key}: must be a whole number, got {value!r}", field=key)
     if p.kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         try:
             return float(str(value).strip())
         except ValueError:
-            raise InputError(f"{key}: must be a number of seconds, got {value!r}") from None
+            raise InputError(f"{key}: must be a number of seconds, got {value!r}", field=key) from None
     if not isinstance(value, str):
-        raise InputError(f"{key}: must be text, got {value!r}")
+        raise InputError(f"{key}: must be text, got {value!r}", field=key)
     return value
 
 
@@ -126,7 +126,7 @@ def parse_assignment(text: str, base_dir: Path | None = None) -> tuple[str, Any]
         try:
             value = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{key}: cannot read {path} ({getattr(exc, 'strerror', None) or exc})") from None
+            raise InputError(f"{key}: cannot read {path} ({getattr(exc, 'strerror', None) or exc})", field=key) from None
     return key, coerce(key, value)
 
 
@@ -139,39 +139,39 @@ def validate(params: HostParams) -> None:
     for key, lo, hi in (("recv_timeout", 0.1, 3600.0), ("delay_time", 0.0, 600.0), ("settle_delay", 0.0, 3600.0)):
         value = getattr(params, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            raise InputError(f"{key}: must be from {lo:g} to {hi:g} seconds, got {value!r}")
+            raise InputError(f"{key}: must be from {lo:g} to {hi:g} seconds, got {value!r}", field=key)
     for key in ("commands", "answers", "prompt"):
         value = getattr(params, key)
         if not isinstance(value, str) or len(value) > MAX_TEXT:
-            raise InputError(f"{key}: must be text of at most {MAX_TEXT} characters")
+            raise InputError(f"{key}: must be text of at most {MAX_TEXT} characters", field=key)
         if "\0" in value or (key == "prompt" and ("\n" in value or "\r" in value)):
-            raise InputError(f"{key}: contains a line break or NUL")
+            raise InputError(f"{key}: contains a line break or NUL", field=key)
     if params.template and params.template not in TEMPLATES:
-        raise InputError(f"template: no template named {params.template!r} (known: {', '.join(TEMPLATES)})")
+        raise InputError(f"template: no template named {params.template!r} (known: {', '.join(TEMPLATES)})", field="template")
     if params.answers.strip() and not params.commands.strip():
-        raise InputError("answers: given without commands")
+        raise InputError("answers: given without commands", field="answers")
     if params.commands.strip():
         lines = params.commands.splitlines()
         if len(lines) > MAX_COMMANDS:
-            raise InputError(f"commands: more than {MAX_COMMANDS} lines")
+            raise InputError(f"commands: more than {MAX_COMMANDS} lines", field="commands")
         try:
             check_sequence(build_sequence(params.commands, params.answers, params.prompt or "x",
                                           recv_timeout=params.recv_timeout, delay_time=params.delay_time))
         except DriverError as exc:
-            raise InputError(str(exc)) from None
+            raise InputError(str(exc), field=exc.field) from None
     elif params.prompt:
         try:
             check_sequence(build_sequence("x", "", params.prompt))
         except DriverError as exc:
-            raise InputError(str(exc)) from None
+            raise InputError(str(exc), field=exc.field) from None
     try:
         check_user_params(params)
     except DriverError as exc:
-        raise InputError(str(exc)) from None
+        raise InputError(str(exc), field=exc.field) from None
     if (params.shell or params.home or params.group or params.groups or params.uid is not None) and not params.create_user:
-        raise InputError("create_user: shell, home, group, groups and uid apply to a created user; set create_user=true")
+        raise InputError("create_user: shell, home, group, groups and uid apply to a created user; set create_user=true", field="create_user")
     if params.sudo_commands and not (params.create_user or params.modify_sudo):
-        raise InputError("sudo: applies to a created user (create_user=true) or with modify_sudo=true")
+        raise InputError("sudo: applies to a created user (create_user=true) or with modify_sudo=true", field="sudo")
 
 
 def described(params: HostParams) -> list[tuple[str, str]]:
@@ -201,4 +201,4 @@ def as_mapping(params: HostParams) -> dict[str, Any]:
 def check_for_platforms(params: HostParams, platforms: set[str]) -> None:
     """InputError when the task covers assets its parameters cannot change (custom-ssh without a sequence)."""
     if "custom-ssh" in platforms and not (params.commands.strip() or params.template):
-        raise InputError("commands: the task covers custom-ssh assets: give commands or a template")
+        raise InputError("commands: the task covers custom-ssh assets: give commands or a template", field="commands")

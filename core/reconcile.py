@@ -26,7 +26,8 @@ from core.engine import judge, login, process_start_time, running_here
 from core.events import AccountSettled, EventCallback
 from core.ssh import Timeouts
 from storage import executions as rec
-from storage.inventory import NotFound, account_secrets, get_asset_by_id
+from core.errors import NotFound
+from storage.inventory import account_secrets, get_asset_by_id
 from storage.locks import lock_holder, release_task_lock
 from storage.tables import utcnow
 

@@ -23,7 +23,8 @@ from core.operators import require
 from core.ssh import Timeouts
 from storage import drift as store
 from storage import executions as rec
-from storage.inventory import NotFound, get_asset_by_id
+from core.errors import NotFound
+from storage.inventory import get_asset_by_id
 from storage.types import RecordInfo
 
 ATTENTION = (rec.FAILED, rec.UNVERIFIED)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.audit import AuditUnavailable, record_event_in
 from core.context import Context
-from core.errors import InputError, KeyturnError, PermissionDenied
+from core.errors import AmbiguousAccount, InputError, KeyturnError, NothingToReveal, PermissionDenied
 from core.mfa import MfaSession
 from core.operators import require
 from core.scopes import asset_in_scope
@@ -85,7 +85,7 @@ def reveal_accounts(ctx: Context, mfa: MfaSession, account_ids: Iterable[int], *
     for account_id in account_ids:
         items.extend(_account_items(ctx, store.account_ref_by_id(ctx.db, account_id)))
     if not items:
-        raise KeyturnError("no stored secret to reveal for the accounts named")
+        raise NothingToReveal("no stored secret to reveal for the accounts named")
     return _audited(ctx, items, _why(reason))
 
 
@@ -104,20 +104,16 @@ def reveal_pairs(ctx: Context, mfa: MfaSession, pairs: Iterable[tuple[str, str]]
 
 
 def _ids_for(ctx: Context, asset: str, user: str) -> list[int]:
-    from storage.inventory import NotFound
-
     try:
         return [store.account_ref(ctx.db, asset, user).account_id]
-    except NotFound as exc:
-        if "password and a key" not in str(exc):
-            raise
+    except AmbiguousAccount:
         return [store.account_ref(ctx.db, asset, user, t).account_id for t in ("password", "ssh_key")]
 
 
 def reveal_record(ctx: Context, mfa: MfaSession, record_id: int, which: str = "new", *, reason: str = "") -> list[RevealedSecret]:
     """The old or new secret of one change record (both stay on the record whatever its status)."""
     if which not in ("old", "new"):
-        raise InputError(f"which: expected 'old' or 'new', got {which!r}")
+        raise InputError(f"which: expected 'old' or 'new', got {which!r}", field="which")
     _gate(ctx, mfa)
     rec = store.record_secrets(ctx.db, record_id)
     asset_in_scope(ctx, rec.asset_name)
@@ -132,7 +128,7 @@ def reveal_record(ctx: Context, mfa: MfaSession, record_id: int, which: str = "n
         items.append(RevealedSecret(f"{base} ({which} key passphrase, record {rec.record_id})", rec.asset_name,
                                     rec.username, "passphrase", "change_record", rec.record_id, which, passphrase))
     if not items:
-        raise KeyturnError(f"change record {record_id} holds no {which} secret")
+        raise NothingToReveal(f"change record {record_id} holds no {which} secret")
     return _audited(ctx, items, {"task": rec.task_name, "status": rec.status, **_why(reason)})
 
 
@@ -146,5 +142,5 @@ def reveal_task(ctx: Context, mfa: MfaSession, task_name: str, *, reason: str = 
     for ref in refs:
         items.extend(_account_items(ctx, ref))
     if not items:
-        raise KeyturnError(f"the latest run of task {task_name!r} (execution {execution_id}) left no stored secret")
+        raise NothingToReveal(f"the latest run of task {task_name!r} (execution {execution_id}) left no stored secret")
     return _audited(ctx, items, {"task": task_name, "execution": execution_id, **_why(reason)})

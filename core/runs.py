@@ -19,7 +19,7 @@ from core.events import EventCallback
 from core.windows import WindowGuard, in_window, parse_windows
 from storage import drift as store
 from storage import executions as rec
-from storage.inventory import NotFound
+from core.errors import NotFound
 from storage.types import ExecutionInfo
 
 

@@ -20,19 +20,19 @@ class ScheduleError(InputError):
 def validate_schedule(interval_hours: int | None, cron: str | None) -> None:
     """Raise InputError naming the field when the schedule is invalid."""
     if interval_hours is not None and cron:
-        raise InputError("schedule: give either an interval or a cron line, not both")
+        raise InputError("schedule: give either an interval or a cron line, not both", field="schedule")
     if interval_hours is not None and not 1 <= interval_hours <= MAX_INTERVAL_HOURS:
-        raise InputError(f"interval: must be 1 to {MAX_INTERVAL_HOURS} hours, got {interval_hours}")
+        raise InputError(f"interval: must be 1 to {MAX_INTERVAL_HOURS} hours, got {interval_hours}", field="interval")
     if cron:
         fields = cron.split()
         if len(fields) != 5:
-            raise InputError(f"cron: {cron!r} has {len(fields)} fields; expected 5 (minute hour day month weekday)")
+            raise InputError(f"cron: {cron!r} has {len(fields)} fields; expected 5 (minute hour day month weekday)", field="cron")
         if not croniter.is_valid(cron):
-            raise InputError(f"cron: {cron!r} is not a valid cron line")
+            raise InputError(f"cron: {cron!r} is not a valid cron line", field="cron")
         now = datetime.now(timezone.utc)
         runs = next_runs(None, cron, now, count=1)
         if not runs or runs[0] > now + HORIZON:
-            raise InputError(f"cron: {cron!r} never fires within the next 5 years (a date such as Feb 30 never comes)")
+            raise InputError(f"cron: {cron!r} never fires within the next 5 years (a date such as Feb 30 never comes)", field="cron")
 
 
 def next_runs(interval_hours: int | None, cron: str | None, after: datetime, count: int = 3,

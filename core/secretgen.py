@@ -50,20 +50,20 @@ def validate_rules(rules: PasswordRules) -> None:
     """Raise InputError naming the field when no password can satisfy the rules."""
     length = rules.length
     if isinstance(length, bool) or not isinstance(length, int):
-        raise InputError(f"length: must be a whole number, got {length!r}")
+        raise InputError(f"length: must be a whole number, got {length!r}", field="length")
     if not MIN_LENGTH <= length <= MAX_LENGTH:
-        raise InputError(f"length: must be {MIN_LENGTH} to {MAX_LENGTH}, got {length}")
+        raise InputError(f"length: must be {MIN_LENGTH} to {MAX_LENGTH}, got {length}", field="length")
     if not isinstance(rules.exclude, str):
-        raise InputError("exclude: must be a string of characters")
+        raise InputError("exclude: must be a string of characters", field="exclude")
     pools = class_pools(rules)
     if not pools:
-        raise InputError("rules: enable at least one character class (lower, upper, digits, symbols)")
+        raise InputError("rules: enable at least one character class (lower, upper, digits, symbols)", field="rules")
     for name, pool in pools.items():
         if not pool:
             raise InputError(f"exclude: removes every character of the enabled class {name!r}; "
-                             f"disable {name} or exclude fewer characters")
+                             f"disable {name} or exclude fewer characters", field="exclude")
     if length < len(pools):
-        raise InputError(f"length: {length} is shorter than the {len(pools)} required character classes")
+        raise InputError(f"length: {length} is shorter than the {len(pools)} required character classes", field="length")
 
 
 def generate_password(rules: PasswordRules) -> str:
@@ -82,20 +82,20 @@ def generate_password(rules: PasswordRules) -> str:
 def check_specific_password(pw: str, field: str = "password") -> None:
     """Raise InputError("password: ...") for a password a host cannot take as typed (field names it)."""
     if pw is None or pw == "":
-        raise InputError(f"{field}: is empty")
+        raise InputError(f"{field}: is empty", field=field)
     if not isinstance(pw, str):
-        raise InputError(f"{field}: must be text")
+        raise InputError(f"{field}: must be text", field=field)
     if len(pw) > MAX_SPECIFIC_PASSWORD:
-        raise InputError(f"{field}: longer than {MAX_SPECIFIC_PASSWORD} characters ({len(pw)})")
+        raise InputError(f"{field}: longer than {MAX_SPECIFIC_PASSWORD} characters ({len(pw)})", field=field)
     if "\n" in pw or "\r" in pw:
-        raise InputError(f"{field}: contains a line break")
+        raise InputError(f"{field}: contains a line break", field=field)
     if "\0" in pw:
-        raise InputError(f"{field}: contains a NUL character")
+        raise InputError(f"{field}: contains a NUL character", field=field)
     # chpasswd and login prompts read lines of text: other control characters (tab, escape) would be
     # taken differently by different hosts, so only printable characters (spaces included) are allowed.
     bad = next((c for c in pw if not (c == " " or c.isprintable())), None)
     if bad is not None:
-        raise InputError(f"{field}: contains the control character U+{ord(bad):04X}")
+        raise InputError(f"{field}: contains the control character U+{ord(bad):04X}", field=field)
 
 
 # -- SSH keys --------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def marked_public_line(public_line: str, label: str | None = None) -> str:
     """The public key line with its comment replaced by KEY_MARKER (and an optional label such as a task name)."""
     parts = public_line.split()
     if len(parts) < 2:
-        raise InputError("public key: not an OpenSSH public key line")
+        raise InputError("public key: not an OpenSSH public key line", field="public key")
     return f"{parts[0]} {parts[1]} {_comment_label(label)}"
 
 
@@ -148,7 +148,7 @@ def generate_ssh_key(algorithm: str = "ed25519", label: str | None = None) -> Ge
     elif algorithm == "rsa4096":
         key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
     else:
-        raise InputError(f"key algorithm: must be one of {', '.join(KEY_ALGORITHMS)}, got {algorithm!r}")
+        raise InputError(f"key algorithm: must be one of {', '.join(KEY_ALGORITHMS)}, got {algorithm!r}", field="key algorithm")
     private = key.private_bytes(  # type: ignore[attr-defined]
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
     ).decode()
@@ -168,10 +168,10 @@ def load_private_key(text: str, passphrase: str | None, label: str | None = None
     private_openssh keeps the text as given (still encrypted when it was), so the passphrase stays needed.
     """
     if not text or not text.strip():
-        raise InputError("private key: is empty")
+        raise InputError("private key: is empty", field="private key")
     data = text.strip().encode() + b"\n"
     if b"PRIVATE KEY-----" not in data:
-        raise InputError("private key: not an OpenSSH or PEM private key")
+        raise InputError("private key: not an OpenSSH or PEM private key", field="private key")
     passphrase = passphrase or None
     encrypted = False
     try:
@@ -180,24 +180,24 @@ def load_private_key(text: str, passphrase: str | None, label: str | None = None
         # cryptography raises TypeError when the key is encrypted and no password was given.
         encrypted = True
     except Exception:  # noqa: BLE001 - any parse failure (ValueError, UnsupportedAlgorithm) is the same user error
-        raise InputError("private key: not an OpenSSH or PEM private key") from None
+        raise InputError("private key: not an OpenSSH or PEM private key", field="private key") from None
     if encrypted:
         if passphrase is None:
-            raise InputError("private key: is encrypted; give its passphrase")
+            raise InputError("private key: is encrypted; give its passphrase", field="private key")
         try:
             key = _load(data, passphrase.encode())
         except (ValueError, TypeError):
-            raise InputError("private key: wrong passphrase") from None
+            raise InputError("private key: wrong passphrase", field="private key") from None
         except Exception:  # noqa: BLE001 - e.g. an unsupported cipher
-            raise InputError("private key: cannot be decrypted (unsupported encryption)") from None
+            raise InputError("private key: cannot be decrypted (unsupported encryption)", field="private key") from None
     elif passphrase is not None:
-        raise InputError("key passphrase: given, but the private key is not encrypted")
+        raise InputError("key passphrase: given, but the private key is not encrypted", field="key passphrase")
     if isinstance(key, dsa.DSAPrivateKey):
-        raise InputError("private key: DSA keys are not supported (OpenSSH disabled them)")
+        raise InputError("private key: DSA keys are not supported (OpenSSH disabled them)", field="private key")
     if not isinstance(key, (ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
-        raise InputError(f"private key: unsupported key type {type(key).__name__}")
+        raise InputError(f"private key: unsupported key type {type(key).__name__}", field="private key")
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
-        raise InputError(f"private key: RSA key of {key.key_size} bits is too short (2048 at least)")
+        raise InputError(f"private key: RSA key of {key.key_size} bits is too short (2048 at least)", field="private key")
     line, fp = _public_line(key, label)
     return GeneratedKey(private_openssh=data.decode(), public_line=line, fingerprint=fp,
                         algorithm=_algorithm_of(key), encrypted=encrypted)

@@ -102,7 +102,7 @@ def _scope_asset_ids(session: Session, spec: TaskSpec) -> set[int]:
         found = dict(session.exec(select(Asset.name, Asset.id).where(col(Asset.name).in_(names))).all())
         missing = [n for n in names if n not in found]
         if missing:
-            raise InputError(f"assets: no asset named {', '.join(repr(m) for m in missing)}")
+            raise InputError(f"assets: no asset named {', '.join(repr(m) for m in missing)}", field="assets")
         ids.update(found.values())
     if spec.nodes:
         paths = []
@@ -110,11 +110,11 @@ def _scope_asset_ids(session: Session, spec: TaskSpec) -> set[int]:
             try:
                 paths.append(normalize_node_path(p))
             except ValueError:
-                raise InputError(f"nodes: {p!r} is not a node path such as /prod/db") from None
+                raise InputError(f"nodes: {p!r} is not a node path such as /prod/db", field="nodes") from None
         found = dict(session.exec(select(Node.path, Node.id).where(col(Node.path).in_(paths))).all())
         missing = [p for p in paths if p not in found]
         if missing:
-            raise InputError(f"nodes: no node {', '.join(repr(m) for m in missing)}")
+            raise InputError(f"nodes: no node {', '.join(repr(m) for m in missing)}", field="nodes")
         below = node_ids_below(session, found.values())
         ids.update(session.exec(select(AssetNode.asset_id).where(col(AssetNode.node_id).in_(below))).all())
     return ids

@@ -16,7 +16,7 @@ from core.schedule import next_runs, validate_schedule
 from core.windows import parse_windows
 from storage import drift as store
 from storage.drift import DependencyStep, TaskOptions
-from storage.inventory import NotFound
+from core.errors import NotFound
 
 MAX_RETRIES = 10
 MAX_RETRY_DELAY_MINUTES = 24 * 60
@@ -34,20 +34,20 @@ def validate_options(ctx: Context, opts: TaskOptions, secret_type: str) -> None:
     for name, value, top in (("retries", opts.retries, MAX_RETRIES),
                              ("retry delay", opts.retry_delay_minutes, MAX_RETRY_DELAY_MINUTES)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
-            raise InputError(f"{name}: must be a whole number from 0 to {top}, got {value!r}")
+            raise InputError(f"{name}: must be a whole number from 0 to {top}, got {value!r}", field=name)
     if opts.dependencies and secret_type != "password":
-        raise InputError("dependencies: only password tasks can have dependency steps (the secret goes on stdin as one line)")
+        raise InputError("dependencies: only password tasks can have dependency steps (the secret goes on stdin as one line)", field="dependencies")
     for i, step in enumerate(opts.dependencies, 1):
         where = f"dependency {i}"
         if not step.command.strip():
-            raise InputError(f"{where}: the command is empty")
+            raise InputError(f"{where}: the command is empty", field=where)
         if len(step.command) > MAX_COMMAND or "\0" in step.command:
-            raise InputError(f"{where}: the command is longer than {MAX_COMMAND} characters or holds a NUL")
+            raise InputError(f"{where}: the command is longer than {MAX_COMMAND} characters or holds a NUL", field=where)
         for label, name in (("asset", step.asset), ("run on", step.run_on)):
             if name and name != "*" and store.asset_id_by_name(ctx.db, name) is None:
-                raise InputError(f"{where}: {label}: no asset named {name!r}")
+                raise InputError(f"{where}: {label}: no asset named {name!r}", field=where)
         if not step.asset:
-            raise InputError(f"{where}: asset: name the asset whose accounts it follows (or *)")
+            raise InputError(f"{where}: asset: name the asset whose accounts it follows (or *)", field=where)
 
 
 def get_options(ctx: Context, task_name: str) -> TaskOptions:
@@ -57,7 +57,7 @@ def get_options(ctx: Context, task_name: str) -> TaskOptions:
     try:
         spec = get_task(ctx.db, task_name)
     except NotFound:
-        raise InputError(f"task: no task named {task_name!r}") from None
+        raise InputError(f"task: no task named {task_name!r}", field="task") from None
     assert spec.id is not None
     return store.get_task_options(ctx.db, spec.id)
 
@@ -80,7 +80,7 @@ def set_options(ctx: Context, task_name: str, /, **changes: Any) -> TaskOptions:
     try:
         spec = get_task(ctx.db, task_name)
     except NotFound:
-        raise InputError(f"task: no task named {task_name!r}") from None
+        raise InputError(f"task: no task named {task_name!r}", field="task") from None
     assert spec.id is not None
     current = store.get_task_options(ctx.db, spec.id)
     if "dependencies" in changes:

@@ -62,62 +62,62 @@ def _audit(ctx: Context, action: str, object_id: str, detail: dict[str, Any]) ->
 # -- validation ------------------------------------------------------------------------------------
 def _check_text(field: str, value: Any, max_len: int, *, empty_ok: bool = False) -> None:
     if not isinstance(value, str):
-        raise InputError(f"{field}: must be text")
+        raise InputError(f"{field}: must be text", field=field)
     if not value.strip() and not empty_ok:
-        raise InputError(f"{field}: is empty")
+        raise InputError(f"{field}: is empty", field=field)
     if len(value) > max_len:
-        raise InputError(f"{field}: longer than {max_len} characters")
+        raise InputError(f"{field}: longer than {max_len} characters", field=field)
     if any(not (c.isprintable() or c in " \t") for c in value):
-        raise InputError(f"{field}: contains a line break or control character")
+        raise InputError(f"{field}: contains a line break or control character", field=field)
 
 
 def validate_task(spec: TaskSpec, db: Database | None = None, settings: Settings | None = None) -> None:
     """Raise InputError naming the field when the task cannot be saved; db enables the recipients check."""
     _check_text("name", spec.name, MAX_NAME)
     if spec.name != spec.name.strip():
-        raise InputError("name: has leading or trailing spaces")
+        raise InputError("name: has leading or trailing spaces", field="name")
     _check_text("description", spec.description, MAX_DESCRIPTION, empty_ok=True)
     if not spec.usernames:
-        raise InputError("accounts: give at least one user name")
+        raise InputError("accounts: give at least one user name", field="accounts")
     for user in spec.usernames:
         if not isinstance(user, str) or not user.strip():
-            raise InputError("accounts: a user name is empty")
+            raise InputError("accounts: a user name is empty", field="accounts")
         if not _USERNAME.match(user) or len(user) > 64 or not _driver_accepts(user):
             raise InputError(f"accounts: {user!r} is not a valid user name (letters, digits, '_', '.', '-'; it "
-                             "starts with a letter or '_' and has at most 32 characters)")
+                             "starts with a letter or '_' and has at most 32 characters)", field="accounts")
     if not spec.assets and not spec.nodes:
-        raise InputError("targets: choose at least one asset or node")
+        raise InputError("targets: choose at least one asset or node", field="targets")
     if spec.secret_strategy not in SECRET_STRATEGIES:
-        raise InputError(f"strategy: must be one of {', '.join(SECRET_STRATEGIES)}, got {spec.secret_strategy!r}")
+        raise InputError(f"strategy: must be one of {', '.join(SECRET_STRATEGIES)}, got {spec.secret_strategy!r}", field="strategy")
     if spec.secret_type not in SECRET_TYPES:
-        raise InputError(f"type: must be password or ssh-key, got {spec.secret_type!r}")
+        raise InputError(f"type: must be password or ssh-key, got {spec.secret_type!r}", field="type")
     if spec.ssh_key_strategy not in KEY_STRATEGIES:
-        raise InputError(f"key strategy: must be one of {', '.join(KEY_STRATEGIES)}, got {spec.ssh_key_strategy!r}")
+        raise InputError(f"key strategy: must be one of {', '.join(KEY_STRATEGIES)}, got {spec.ssh_key_strategy!r}", field="key strategy")
     if spec.key_algorithm not in KEY_ALGORITHMS:
-        raise InputError(f"key algorithm: must be one of {', '.join(KEY_ALGORITHMS)}, got {spec.key_algorithm!r}")
+        raise InputError(f"key algorithm: must be one of {', '.join(KEY_ALGORITHMS)}, got {spec.key_algorithm!r}", field="key algorithm")
     if spec.secret_strategy == "specific":
         if spec.specific_secret is None:
             what = "password" if spec.secret_type == "password" else "private key"
-            raise InputError(f"{what}: the specific strategy needs one")
+            raise InputError(f"{what}: the specific strategy needs one", field=what)
         if spec.secret_type == "password":
             check_specific_password(spec.specific_secret)
             if spec.specific_passphrase is not None:
-                raise InputError("key passphrase: only a private key has a passphrase")
+                raise InputError("key passphrase: only a private key has a passphrase", field="key passphrase")
         else:
             load_private_key(spec.specific_secret, spec.specific_passphrase)
     else:
         if spec.specific_secret is not None or spec.specific_passphrase is not None:
-            raise InputError("strategy: a specific secret was given but the strategy is random")
+            raise InputError("strategy: a specific secret was given but the strategy is random", field="strategy")
         if spec.secret_type == "password":
             validate_rules(spec.rules)
     params = spec.params
     if not isinstance(params.chpasswd_path, str) or not _COMMAND_PATH.match(params.chpasswd_path):
-        raise InputError(f"chpasswd path: {params.chpasswd_path!r} must be a plain command or path (no spaces or shell characters)")
+        raise InputError(f"chpasswd path: {params.chpasswd_path!r} must be a plain command or path (no spaces or shell characters)", field="chpasswd path")
     if params.chpasswd_path not in allowed_programs(settings):
         raise InputError(f"chpasswd path: {params.chpasswd_path!r} is not an allowed program (allowed: "
-                         f"{', '.join(allowed_programs(settings))}; more only via allowed_programs in the config file)")
+                         f"{', '.join(allowed_programs(settings))}; more only via allowed_programs in the config file)", field="chpasswd path")
     if params.verify not in VERIFY_MODES:
-        raise InputError(f"verify: must be one of {', '.join(VERIFY_MODES)}, got {params.verify!r}")
+        raise InputError(f"verify: must be one of {', '.join(VERIFY_MODES)}, got {params.verify!r}", field="verify")
     validate_params(params)
     if db is not None:
         from core.params import check_for_platforms
@@ -127,16 +127,16 @@ def validate_task(spec: TaskSpec, db: Database | None = None, settings: Settings
     if spec.become_password is not None:
         check_specific_password(spec.become_password, field="become password")
     if spec.interval_hours is not None and (isinstance(spec.interval_hours, bool) or not isinstance(spec.interval_hours, int)):
-        raise InputError(f"interval: must be a whole number of hours, got {spec.interval_hours!r}")
+        raise InputError(f"interval: must be a whole number of hours, got {spec.interval_hours!r}", field="interval")
     validate_schedule(spec.interval_hours, spec.cron)
     if spec.start_at is not None:
         if spec.start_at.tzinfo is None:
-            raise InputError("start: needs a time zone (e.g. 2025-01-31T02:00:00Z)")
+            raise InputError("start: needs a time zone (e.g. 2025-01-31T02:00:00Z)", field="start")
         if not spec.periodic:
-            raise InputError("start: only a task with an interval or cron schedule has a start time")
+            raise InputError("start: only a task with an interval or cron schedule has a start time", field="start")
     for r in spec.recipients:
         if not isinstance(r, str) or not r.strip():
-            raise InputError("recipients: a recipient name is empty")
+            raise InputError("recipients: a recipient name is empty", field="recipients")
     if db is not None and spec.recipients:
         with db.read() as s:
             # Recipients are checked only once operators exist, so tasks can be set up before operators are.
@@ -144,7 +144,7 @@ def validate_task(spec: TaskSpec, db: Database | None = None, settings: Settings
                 known = set(s.exec(select(Operator.name).where(Operator.name.in_(spec.recipients))).all())  # type: ignore[attr-defined]
                 missing = [r for r in spec.recipients if r not in known]
                 if missing:
-                    raise InputError(f"recipients: no operator named {', '.join(repr(m) for m in missing)}")
+                    raise InputError(f"recipients: no operator named {', '.join(repr(m) for m in missing)}", field="recipients")
 
 
 def _normalized(spec: TaskSpec) -> TaskSpec:
@@ -213,10 +213,7 @@ def _step_up(ctx: Context, action: str) -> None:
 
 
 def _save(ctx: Context, spec: TaskSpec, create: bool, audit: repo.AuditHook | None) -> TaskSpec:
-    try:
-        return repo.save_task(ctx.db, spec, create=create, audit=audit)
-    except repo.TaskInputError as exc:
-        raise InputError(str(exc)) from None
+    return repo.save_task(ctx.db, spec, create=create, audit=audit)  # TaskInputError is an InputError with its field
 
 
 def get_task(ctx: Context, name: str) -> TaskSpec:
@@ -248,7 +245,7 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
     """Change some fields of a task (TaskSpec field names, `name=` renames); the whole task is validated again."""
     unknown = set(changes) - _EDITABLE
     if unknown:
-        raise InputError(f"edit: unknown field {', '.join(sorted(unknown))}")
+        raise InputError(f"edit: unknown field {', '.join(sorted(unknown))}", field="edit")
     _step_up(ctx, "task.params" if "params" in changes else "task.edit")
     old = repo.get_task(ctx.db, name)
     spec = dataclasses.replace(old, **changes)
@@ -324,7 +321,7 @@ def parse_secret_type(value: str) -> str:
         return "password"
     if v == "ssh-key":
         return "ssh_key"
-    raise InputError(f"type: must be password or ssh-key, got {value!r}")
+    raise InputError(f"type: must be password or ssh-key, got {value!r}", field="type")
 
 
 def parse_time(value: str | datetime | date, field: str = "start") -> datetime:
@@ -337,7 +334,7 @@ def parse_time(value: str | datetime | date, field: str = "start") -> datetime:
         try:
             when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise InputError(f"{field}: {value!r} is not an ISO time such as 2025-01-31T02:00:00Z") from None
+            raise InputError(f"{field}: {value!r} is not an ISO time such as 2025-01-31T02:00:00Z", field=field) from None
     return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
 
 
@@ -346,13 +343,13 @@ def _names(value: Any, where: str) -> list[str]:
         return [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return [v.strip() for v in value]
-    raise InputError(f"{where}: must be a list of names or a comma-separated string")
+    raise InputError(f"{where}: must be a list of names or a comma-separated string", field=where)
 
 
 def _typed(value: Any, kind: type, where: str) -> Any:
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not ok:
-        raise InputError(f"{where}: must be {'true or false' if kind is bool else kind.__name__}, got {value!r}")
+        raise InputError(f"{where}: must be {'true or false' if kind is bool else kind.__name__}, got {value!r}", field=where)
     return value
 
 
@@ -376,7 +373,7 @@ def _spec_from_mapping(data: dict[str, Any], path: Path) -> TaskSpec:
     if unknown:
         raise InputError(f"{unknown[0]}: unknown key (known: {', '.join(sorted(_FILE_KEYS))})")
     if "name" not in data:
-        raise InputError("name: missing")
+        raise InputError("name: missing", field="name")
     spec = TaskSpec(name=_typed(data["name"], str, "name"), usernames=_names(data.get("accounts", []), "accounts"))
     spec.description = _typed(data.get("description", ""), str, "description")
     spec.assets = _names(data.get("assets", []), "assets")
@@ -400,7 +397,7 @@ def _spec_from_mapping(data: dict[str, Any], path: Path) -> TaskSpec:
         spec.cron = _typed(data["cron"], str, "cron")
     if "start" in data:
         if not isinstance(data["start"], (str, datetime, date)):
-            raise InputError(f"start: must be an ISO time, got {data['start']!r}")
+            raise InputError(f"start: must be an ISO time, got {data['start']!r}", field="start")
         spec.start_at = parse_time(data["start"])
     rules = _typed(data.get("rules", {}), dict, "rules")
     for key, value in rules.items():
@@ -425,7 +422,7 @@ def _spec_from_mapping(data: dict[str, Any], path: Path) -> TaskSpec:
         try:
             spec.specific_secret = key_path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"key_file: cannot read {key_path} ({getattr(exc, 'strerror', None) or exc})") from None
+            raise InputError(f"key_file: cannot read {key_path} ({getattr(exc, 'strerror', None) or exc})", field="key_file") from None
         if "type" not in data:
             spec.secret_type = "ssh_key"
         if "strategy" not in data:

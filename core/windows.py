@@ -62,7 +62,7 @@ class Window:
 def _day(token: str, text: str) -> int:
     key = token.strip().lower()[:3]
     if key not in DAYS or len(token.strip()) < 3:
-        raise InputError(f"{FIELD}: {text!r}: {token!r} is not a day (Mon, Tue, Wed, Thu, Fri, Sat, Sun)")
+        raise InputError(f"{FIELD}: {text!r}: {token!r} is not a day (Mon, Tue, Wed, Thu, Fri, Sat, Sun)", field=FIELD)
     return DAYS.index(key)
 
 
@@ -72,7 +72,7 @@ def _days(spec: str, text: str) -> frozenset[int]:
     days: set[int] = set()
     for part in spec.split(","):
         if not part.strip():
-            raise InputError(f"{FIELD}: {text!r}: an empty day in {spec!r}")
+            raise InputError(f"{FIELD}: {text!r}: an empty day in {spec!r}", field=FIELD)
         if "-" in part:
             first, _, last = part.partition("-")
             a, b = _day(first, text), _day(last, text)
@@ -90,10 +90,10 @@ def _days(spec: str, text: str) -> frozenset[int]:
 def _minute(token: str, text: str) -> int:
     m = _TIME.match(token.strip())
     if not m:
-        raise InputError(f"{FIELD}: {text!r}: {token!r} is not a time such as 01:00")
+        raise InputError(f"{FIELD}: {text!r}: {token!r} is not a time such as 01:00", field=FIELD)
     value = int(m.group(1)) * 60 + int(m.group(2))
     if value > 24 * 60:
-        raise InputError(f"{FIELD}: {text!r}: {token!r} is after 24:00")
+        raise InputError(f"{FIELD}: {text!r}: {token!r} is after 24:00", field=FIELD)
     return value
 
 
@@ -101,21 +101,21 @@ def parse_window(text: str) -> Window:
     """Parse "DAYS HH:MM-HH:MM ZONE" (DAYS: Mon-Fri, Sat,Sun, Mon or daily); InputError names the field."""
     parts = (text or "").split()
     if len(parts) != 3:
-        raise InputError(f"{FIELD}: {text!r} is not \"DAYS HH:MM-HH:MM ZONE\", e.g. \"Mon-Fri 01:00-05:00 Europe/Berlin\"")
+        raise InputError(f"{FIELD}: {text!r} is not \"DAYS HH:MM-HH:MM ZONE\", e.g. \"Mon-Fri 01:00-05:00 Europe/Berlin\"", field=FIELD)
     day_spec, hours, zone = parts
     days = _days(day_spec, text)
     first, sep, last = hours.partition("-")
     if not sep:
-        raise InputError(f"{FIELD}: {text!r}: {hours!r} is not a time range such as 01:00-05:00")
+        raise InputError(f"{FIELD}: {text!r}: {hours!r} is not a time range such as 01:00-05:00", field=FIELD)
     start, end = _minute(first, text), _minute(last, text)
     if start == 24 * 60:
-        raise InputError(f"{FIELD}: {text!r}: a window cannot start at 24:00")
+        raise InputError(f"{FIELD}: {text!r}: a window cannot start at 24:00", field=FIELD)
     if start == end:
-        raise InputError(f"{FIELD}: {text!r}: the window is empty (it starts and ends at {first})")
+        raise InputError(f"{FIELD}: {text!r}: the window is empty (it starts and ends at {first})", field=FIELD)
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"{FIELD}: {text!r}: {zone!r} is not a time zone name such as Europe/Berlin or UTC") from None
+        raise InputError(f"{FIELD}: {text!r}: {zone!r} is not a time zone name such as Europe/Berlin or UTC", field=FIELD) from None
     return Window(text=" ".join(parts), days=days, start=start, end=end, zone=zone)
 
 

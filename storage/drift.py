@@ -13,7 +13,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from storage.db import Database
-from storage.inventory import NotFound
+from storage.errors import NotFound
 from storage.tables import (
     Account, Asset, ChangeRecord, HeartbeatResult, Operator, OperatorAgeKey, RecordFlag, TaskOption, utcnow,
 )

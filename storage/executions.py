@@ -19,7 +19,8 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from storage.db import Database
-from storage.inventory import NotFound, set_account_secret
+from storage.errors import NotFound
+from storage.inventory import set_account_secret
 from storage.tables import Account, ChangeRecord, Execution, utcnow
 from storage.types import AccountInfo, ExecutionInfo, RecordInfo
 

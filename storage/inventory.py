@@ -10,12 +10,9 @@ from sqlmodel import Session, col, select
 
 from storage import likes
 from storage.db import Database
+from storage.errors import AmbiguousAccount, NotFound  # NotFound re-exported for storage's other modules
 from storage.tables import Account, AccountSecretHistory, Asset, AssetNode, HostKey, Node, utcnow
 from storage.types import AccountInfo, AccountSecrets, AssetInfo, HostKeyInfo, NodeInfo, fingerprint_sha256
-
-
-class NotFound(LookupError):
-    """A named object does not exist."""
 
 
 def normalize_node_path(path: str) -> str:
@@ -247,7 +244,7 @@ def get_account_row(session: Session, asset_name: str, username: str, secret_typ
     if not rows:
         raise NotFound(f"no account {username!r} on asset {asset_name!r}")
     if len(rows) > 1:
-        raise NotFound(f"{username!r} on {asset_name!r} has a password and a key account; name the secret type")
+        raise AmbiguousAccount(f"{username!r} on {asset_name!r} has a password and a key account; name the secret type")
     return rows[0]
 
 

@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from storage.db import Database
 from storage.executions import execution_info, record_info
-from storage.inventory import NotFound
+from storage.errors import NotFound
 from storage.tables import ChangeRecord, ChangeSecretTask, Execution, Operator, VaultItem, utcnow
 from storage.types import ExecutionInfo, RecordInfo
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from storage.db import Database
-from storage.inventory import NotFound
+from storage.errors import NotFound
 from storage.tables import Account, Asset, ChangeRecord, ChangeSecretTask, Execution, Operator
 
 

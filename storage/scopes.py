@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from storage.db import Database
-from storage.inventory import NotFound, node_ids_below, normalize_node_path
+from storage.errors import NotFound
+from storage.inventory import node_ids_below, normalize_node_path
 from storage.tables import AssetNode, Node, Operator, OperatorScope
 
 

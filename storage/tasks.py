@@ -1,8 +1,8 @@
 """Repository for change-secret tasks: rows <-> TaskSpec, asset and node links, secrets sealed in the vault.
 
 Business rules (validation, when a task is next due) live in core/tasks.py; this module only stores.
-Storage must not import core, so user-fixable problems raise TaskInputError (core turns it into InputError)
-and a missing task raises inventory's NotFound (the CLI prints both without a traceback).
+User-fixable problems raise TaskInputError (an InputError naming its field) and a missing task NotFound, both
+from the one error tree (storage.errors, re-exported by core.errors).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from datetime import datetime
 from sqlmodel import Session, col, delete, select
 
 from storage.db import Database
-from storage.inventory import NotFound, normalize_node_path
+from storage.errors import InputError, NotFound
+from storage.inventory import normalize_node_path
 from storage.tables import Asset, ChangeSecretTask, Node, TaskAsset, TaskNode, utcnow
 from storage.types import HostParams, PasswordRules, TaskSpec
 
@@ -29,7 +30,7 @@ SECRET_COLUMNS: dict[str, str] = {
 AuditHook = Callable[[Session, int], None]
 
 
-class TaskInputError(ValueError):
+class TaskInputError(InputError):
     """A task refers to something that does not exist, or its name is taken; the message names the field."""
 
 
@@ -86,7 +87,7 @@ def _resolve_assets(session: Session, names: Iterable[str]) -> list[int]:
     found = dict(session.exec(select(Asset.name, Asset.id).where(col(Asset.name).in_(names))).all())
     missing = [n for n in names if n not in found]
     if missing:
-        raise TaskInputError(f"assets: no asset named {', '.join(repr(m) for m in missing)}")
+        raise TaskInputError(f"assets: no asset named {', '.join(repr(m) for m in missing)}", field="assets")
     return [found[n] for n in names]
 
 
@@ -96,14 +97,14 @@ def _resolve_nodes(session: Session, paths: Iterable[str]) -> list[int]:
         try:
             wanted.append(normalize_node_path(p))
         except ValueError:
-            raise TaskInputError(f"nodes: {p!r} is not a node path such as /prod/db") from None
+            raise TaskInputError(f"nodes: {p!r} is not a node path such as /prod/db", field="nodes") from None
     wanted = list(dict.fromkeys(wanted))
     if not wanted:
         return []
     found = dict(session.exec(select(Node.path, Node.id).where(col(Node.path).in_(wanted))).all())
     missing = [p for p in wanted if p not in found]
     if missing:
-        raise TaskInputError(f"nodes: no node {', '.join(repr(m) for m in missing)}")
+        raise TaskInputError(f"nodes: no node {', '.join(repr(m) for m in missing)}", field="nodes")
     return [found[p] for p in wanted]
 
 
@@ -116,7 +117,7 @@ def save_task(db: Database, spec: TaskSpec, *, create: bool, audit: AuditHook | 
         clash = s.exec(select(ChangeSecretTask).where(ChangeSecretTask.name == spec.name)).first()
         if create:
             if clash is not None:
-                raise TaskInputError(f"name: a task named {spec.name!r} exists")
+                raise TaskInputError(f"name: a task named {spec.name!r} exists", field="name")
             row = ChangeSecretTask(name=spec.name)
             s.add(row)
             s.flush()
@@ -125,7 +126,7 @@ def save_task(db: Database, spec: TaskSpec, *, create: bool, audit: AuditHook | 
             if row is None:
                 raise NotFound(f"no task named {spec.name!r}")
             if clash is not None and clash.id != row.id:
-                raise TaskInputError(f"name: a task named {spec.name!r} exists")
+                raise TaskInputError(f"name: a task named {spec.name!r} exists", field="name")
         asset_ids = _resolve_assets(s, spec.assets)
         node_ids = _resolve_nodes(s, spec.nodes)
         row.name = spec.name

@@ -66,8 +66,6 @@ def error_text(error: BaseException | None) -> str:
     """A failure in the words `keyturn` prints after "keyturn: error: " (a bug names its type)."""
     if isinstance(error, KeyturnError):
         return str(error)
-    if isinstance(error, LookupError):  # storage's NotFound: the CLI prints its first argument
-        return str(error.args[0]) if error.args else str(error)
     return f"{type(error).__name__}: {error}"
 
 
@@ -357,6 +355,7 @@ class KeyturnApp(OrderedKeys, App[int]):
 
     def reveal_record(self, record_id: int, which: str = "both") -> None:
         """Show a change record's old and/or new secret after a TOTP check."""
+        from core.errors import NothingToReveal
         from core.reveal import reveal_record
 
         whiches = ("old", "new") if which == "both" else (which,)
@@ -367,12 +366,10 @@ class KeyturnApp(OrderedKeys, App[int]):
             for w in whiches:
                 try:
                     items.extend(reveal_record(self.ctx, self.mfa, record_id, w))  # type: ignore[arg-type]
-                except KeyturnError as exc:
-                    if "holds no" not in str(exc):
-                        raise
+                except NothingToReveal as exc:
                     errors.append(str(exc))
             if not items:
-                raise KeyturnError("; ".join(errors) or f"change record {record_id} holds no secret")
+                raise NothingToReveal("; ".join(errors) or f"change record {record_id} holds no secret")
             return items
 
         self._reveal(fetch, f"record {record_id}")

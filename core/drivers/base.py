@@ -53,7 +53,11 @@ _PUBLIC_LINE = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-
 
 
 class DriverError(Exception):
-    """The driver cannot work on this asset (unsupported platform, bad parameters)."""
+    """The driver cannot work on this asset (unsupported platform, bad parameters); field names a bad parameter."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def check_username(username: str) -> None:

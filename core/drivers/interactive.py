@@ -95,9 +95,9 @@ def build_sequence(commands: str | list[str] | tuple[str, ...], answers: str | l
     while cmd_lines and not cmd_lines[-1].strip():
         cmd_lines.pop()
     if not cmd_lines:
-        raise DriverError("commands: the sequence has no command")
+        raise DriverError("commands: the sequence has no command", field="commands")
     if len(ans_lines) > len(cmd_lines):
-        raise DriverError(f"answers: {len(ans_lines)} answers for {len(cmd_lines)} commands")
+        raise DriverError(f"answers: {len(ans_lines)} answers for {len(cmd_lines)} commands", field="answers")
     steps = tuple(Step(c, (ans_lines[i].strip() if i < len(ans_lines) else "")) for i, c in enumerate(cmd_lines))
     return Sequence(steps, prompt, error, recv_timeout, delay_time)
 
@@ -108,22 +108,22 @@ def check_sequence(seq: Sequence) -> None:
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise DriverError(f"{name}: not a valid regular expression ({exc})") from None
+            raise DriverError(f"{name}: not a valid regular expression ({exc})", field=name) from None
     if not seq.prompt:
-        raise DriverError("prompt: empty")
+        raise DriverError("prompt: empty", field="prompt")
     for n, step in enumerate(seq.steps, 1):
         try:
             re.compile(step.expect)
         except re.error as exc:
-            raise DriverError(f"answers: line {n} is not a valid regular expression ({exc})") from None
+            raise DriverError(f"answers: line {n} is not a valid regular expression ({exc})", field="answers") from None
         unknown = [m for m in re.findall(r"\{([A-Za-z_]+)\}", step.send) if m not in PLACEHOLDERS]
         if unknown:
             raise DriverError(f"commands: line {n} has an unknown placeholder {{{unknown[0]}}} "
-                              f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})")
+                              f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})", field="commands")
     if seq.recv_timeout <= 0:
-        raise DriverError("recv_timeout: must be more than 0 seconds")
+        raise DriverError("recv_timeout: must be more than 0 seconds", field="recv_timeout")
     if seq.delay_time < 0:
-        raise DriverError("delay_time: must not be negative")
+        raise DriverError("delay_time: must not be negative", field="delay_time")
 
 
 def render(seq: Sequence, values: Values) -> list[str]:
@@ -131,16 +131,16 @@ def render(seq: Sequence, values: Values) -> list[str]:
     for name in PLACEHOLDERS:
         value = getattr(values, name)
         if value is not None and any(c in value for c in "\r\n\0"):
-            raise DriverError(f"{name}: contains a line break or NUL; refused before anything was sent")
+            raise DriverError(f"{name}: contains a line break or NUL; refused before anything was sent", field=name)
     lines = []
     for n, step in enumerate(seq.steps, 1):
         if any(c in step.send for c in "\r\0"):
-            raise DriverError(f"commands: line {n} contains a carriage return or NUL")
+            raise DriverError(f"commands: line {n} contains a carriage return or NUL", field="commands")
 
         def fill(match: re.Match[str], n: int = n) -> str:
             value = getattr(values, match.group(1))
             if value is None:
-                raise DriverError(f"commands: line {n} needs {{{match.group(1)}}} but none is known for this account")
+                raise DriverError(f"commands: line {n} needs {{{match.group(1)}}} but none is known for this account", field="commands")
             return value
 
         lines.append(_PLACEHOLDER.sub(fill, step.send))

@@ -37,23 +37,23 @@ def check_user_params(params: HostParams, field_prefix: str = "") -> None:
     """DriverError naming the parameter when a user parameter cannot be used safely."""
     f = field_prefix
     if params.shell and not ABS_PATH.match(params.shell):
-        raise DriverError(f"{f}shell: {params.shell!r} must be an absolute path such as /bin/bash")
+        raise DriverError(f"{f}shell: {params.shell!r} must be an absolute path such as /bin/bash", field="shell")
     if params.home and (not ABS_PATH.match(params.home) or params.home == "/"):
-        raise DriverError(f"{f}home: {params.home!r} must be an absolute path such as /home/alice")
+        raise DriverError(f"{f}home: {params.home!r} must be an absolute path such as /home/alice", field="home")
     for name, value in (("group", [params.group] if params.group else []), ("groups", split_list(params.groups))):
         for g in value:
             if not GROUP_NAME.match(g):
-                raise DriverError(f"{f}{name}: {g!r} is not a valid group name")
+                raise DriverError(f"{f}{name}: {g!r} is not a valid group name", field=name)
     if params.uid is not None and (isinstance(params.uid, bool) or not isinstance(params.uid, int)
                                    or not 1 <= params.uid <= MAX_UID):
-        raise DriverError(f"{f}uid: must be a whole number from 1 to {MAX_UID} (0 is root), got {params.uid!r}")
+        raise DriverError(f"{f}uid: must be a whole number from 1 to {MAX_UID} (0 is root), got {params.uid!r}", field="uid")
     commands = split_list(params.sudo_commands)
     for c in commands:
         if not SUDO_COMMAND.match(c):
             raise DriverError(f"{f}sudo: {c!r} is not an absolute command path with plain arguments "
-                              "(e.g. /bin/whoami,/sbin/ifconfig); nothing was sent to a host")
+                              "(e.g. /bin/whoami,/sbin/ifconfig); nothing was sent to a host", field="sudo")
     if params.modify_sudo and not commands:
-        raise DriverError(f"{f}modify_sudo: needs the sudo commands to write")
+        raise DriverError(f"{f}modify_sudo: needs the sudo commands to write", field="modify_sudo")
 
 
 def sudoers_line(username: str, params: HostParams) -> str:
@@ -72,7 +72,7 @@ def setup_script(username: str, params: HostParams, *, aix: bool = False) -> str
         return ""
     check_user_params(params)
     if params.sudo_commands and username == "ALL":
-        raise DriverError("sudo: a user named 'ALL' would give the entry to every user; refused")
+        raise DriverError("sudo: a user named 'ALL' would give the entry to every user; refused", field="sudo")
     q_user = shlex.quote(username)
     groups = ([params.group] if params.group else []) + split_list(params.groups)
     lines = [f"if id -u {q_user} >/dev/null 2>&1; then kt_exists=1; else kt_exists=; fi\n"]

@@ -66,7 +66,7 @@ def test_a_bad_value_names_its_parameter_and_field() -> None:
             app.query_one("#p-uid", Input).value = "root"
             with pytest.raises(InputError, match="^uid: ") as exc:
                 editor.params(HostParams(create_user=True))
-            assert param_error_field(str(exc.value), lambda m: "form") == "userparams"
+            assert param_error_field(exc.value, lambda e: "form") == "userparams"
             app.query_one("#p-uid", Input).value = "2001"
             app.query_one("#p-sudo", Input).value = "whoami"
             assert not app.query_one("#p-sudo", Input).validate("whoami").is_valid

@@ -81,8 +81,9 @@ def test_a_second_task_with_the_same_name_is_refused(inventory: Context) -> None
 ])
 def test_unknown_assets_and_nodes_are_named_and_nothing_is_written(inventory: Context, spec: TaskSpec,
                                                                    message: str) -> None:
-    with pytest.raises(InputError, match=f"^{message}$"):
+    with pytest.raises(InputError, match=f"^{message}$") as err:
         create_task(inventory, spec)
+    assert err.value.field == message.split(":")[0]
     assert list_tasks(inventory) == []
     with inventory.db.read() as s:
         assert _count(s, ChangeSecretTask) == 0 and _count(s, TaskAsset) == 0
@@ -121,6 +122,7 @@ def test_invalid_tasks_are_refused_naming_the_field(inventory: Context, changes:
     with pytest.raises(InputError) as err:
         create_task(inventory, spec)
     assert str(err.value).startswith(f"{field}: "), str(err.value)
+    assert err.value.field == field  # what a front end reacts on (never the message text)
     assert list_tasks(inventory) == []
 
 

@@ -15,7 +15,6 @@ from core import textsafe
 from core.config import ProcessIdentity, load_settings
 from core.context import Context, open_context
 from core.errors import ConfigError, KeyturnError
-from storage.inventory import NotFound
 
 Handler = Callable[[Context, argparse.Namespace], int]
 
@@ -182,9 +181,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyturnError as exc:
         print(f"keyturn: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except NotFound as exc:
-        print(f"keyturn: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("keyturn: interrupted", file=sys.stderr)
         return 130

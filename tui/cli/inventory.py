@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from core.audit import record_event, record_event_in
 from core.context import Context
-from core.errors import InputError, KeyturnError
+from core.errors import HostKeyChanged, InputError, KeyturnError
 from core.hostkeys import check_trust, fetch_host_keys, import_known_hosts
 from core.importer import FORMATS, PLATFORMS, check_name, check_private_key, describe_summary, import_inventory
 from core.scopes import filter_in_scope
@@ -23,12 +23,6 @@ from storage.inventory import (
 )
 from storage.types import AccountInfo, AssetInfo, ImportSummary, fingerprint_sha256
 from tui.widgets.format import plural
-
-
-class HostKeyChanged(KeyturnError):
-    """The host presents a different key than the pinned one and the change was not confirmed."""
-
-    exit_code = 5
 
 
 class NotConfirmed(KeyturnError):

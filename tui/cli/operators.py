@@ -13,7 +13,7 @@ from core.context import Context
 from core.errors import InputError
 from core.mfa import MfaSession
 from core.reveal import RevealedSecret, reveal_pairs, reveal_record, reveal_task
-from storage.inventory import NotFound
+from core.errors import AmbiguousAccount
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -257,9 +257,8 @@ def _check_targets(ctx: Context, args: argparse.Namespace) -> None:
         for asset, user in zip(args.pairs[0::2], args.pairs[1::2]):
             try:
                 store.account_ref(ctx.db, asset, user)
-            except NotFound as exc:
-                if "password and a key" not in str(exc):
-                    raise
+            except AmbiguousAccount:
+                pass  # reveal shows both the password and the key
 
 
 def _print_secrets(items: list[RevealedSecret], as_json: bool) -> None:

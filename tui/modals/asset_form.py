@@ -11,7 +11,8 @@ from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from core.context import Context
 from core.importer import PLATFORMS, check_name
-from storage.inventory import NotFound, get_asset_row, normalize_node_path, upsert_asset
+from core.errors import NotFound
+from storage.inventory import get_asset_row, normalize_node_path, upsert_asset
 from storage.types import AssetInfo
 from tui.widgets.compact import make_compact
 from tui.widgets.marked import MarkedCheckbox

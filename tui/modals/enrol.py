@@ -11,7 +11,7 @@ from textual.widgets import Input, Label, Static
 from core.context import Context
 from core.errors import KeyturnError
 from core.operators import Enrolment, confirm_enrolment
-from storage.inventory import NotFound
+from core.errors import NotFound
 
 
 class EnrolModal(ModalScreen[bool]):

@@ -11,7 +11,7 @@ from textual.widgets import Input, Label
 from core.context import Context
 from core.errors import KeyturnError
 from core.mfa import MfaFailed, MfaLocked, MfaSession, mfa_status
-from storage.inventory import NotFound
+from core.errors import NotFound
 
 
 class OtpModal(ModalScreen[bool]):

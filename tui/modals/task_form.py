@@ -43,8 +43,8 @@ SEARCH_DELAY = 0.25
 # core.tasks.validate_task, so the form applies exactly core's rules without copying them.
 _BASE = TaskSpec(name="task", usernames=["root"], assets=["asset"])
 
-# The first word(s) of a core InputError name the field; this maps them to the form's error lines.
-ERROR_FIELDS: dict[str, str] = {
+# The field a core InputError names (InputError.field) -> the form's error line that shows it.
+FIELD_ERRORS: dict[str, str] = {
     "name": "name", "description": "description", "accounts": "accounts", "targets": "assets", "assets": "assets",
     "nodes": "nodes", "strategy": "strategy", "type": "type", "key strategy": "key_strategy",
     "key algorithm": "key_algorithm", "password": "password", "private key": "private_key",
@@ -54,10 +54,9 @@ ERROR_FIELDS: dict[str, str] = {
 }
 
 
-def error_field(message: str) -> str:
-    """The form field a core error message names ('form' when none matches)."""
-    head = message.split(":", 1)[0].strip().lower()
-    return ERROR_FIELDS.get(head, "form")
+def error_field(exc: InputError) -> str:
+    """The form's error line for a core InputError: the one of the field it names ('form' when none)."""
+    return FIELD_ERRORS.get(exc.field or "", "form")
 
 
 def split_names(text: str) -> list[str]:
@@ -75,7 +74,7 @@ def _int(field: str) -> Callable[[str], int]:
         try:
             return int(v.strip())
         except ValueError:
-            raise InputError(f"{field}: must be a whole number, got {v!r}") from None
+            raise InputError(f"{field}: must be a whole number, got {v!r}", field=field) from None
     return parse
 
 
@@ -90,7 +89,7 @@ def _check_interval(v: str) -> None:
 
 def _check_cron(v: str) -> None:
     if not v.strip():
-        raise InputError("cron: is empty")
+        raise InputError("cron: is empty", field="cron")
     validate_schedule(None, v.strip())
 
 
@@ -502,8 +501,8 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
             self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa), lambda ok: self.action_save() if ok else None)
             return
         except InputError as exc:
-            self.show_error(error_field(str(exc)), str(exc))
-            if error_field(str(exc)) != "form":
+            self.show_error(error_field(exc), str(exc))
+            if error_field(exc) != "form":
                 self.show_error("form", "nothing saved")
             self._focus_first_error()
             return

@@ -60,7 +60,7 @@ class AuditScreen(ModeScreen):
             try:
                 require_admin(self.ctx, self.kt.mfa)  # type: ignore[arg-type]
                 enrolled.append(add_operator(self.ctx, name, email))
-            except (KeyturnError, LookupError, ValueError) as exc:
+            except (KeyturnError, ValueError) as exc:
                 return str(exc)
             return None
 

@@ -104,7 +104,7 @@ class TasksScreen(ModeScreen):
             return
         try:
             spec = tasks.get_task(self.ctx, row.name)
-        except (KeyturnError, LookupError) as exc:
+        except KeyturnError as exc:
             self.notify(str(exc), severity="error")
             return
         self.app.push_screen(TaskFormModal(self.ctx, spec, now=self.now), self._saved)
@@ -128,7 +128,7 @@ class TasksScreen(ModeScreen):
                 return
             try:
                 tasks.copy_task(self.ctx, row.name, new_name)
-            except (KeyturnError, LookupError, ValueError) as exc:
+            except (KeyturnError, ValueError) as exc:
                 self.notify(str(exc), severity="error", title="Copy failed")
                 return
             self.notify(f"Copied {row.name} to {new_name}")
@@ -152,7 +152,7 @@ class TasksScreen(ModeScreen):
                 return
             try:
                 tasks.delete_task(self.ctx, row.name)
-            except (KeyturnError, LookupError) as exc:
+            except KeyturnError as exc:
                 self.notify(str(exc), severity="error", title="Delete failed")
                 return
             self.notify(f"Deleted task {row.name}")
@@ -186,7 +186,7 @@ class TasksScreen(ModeScreen):
             return
         try:
             tasks.set_active(self.ctx, row.name, not row.active)
-        except (KeyturnError, LookupError) as exc:
+        except KeyturnError as exc:
             self.notify(str(exc), severity="error")
             return
         self.notify(f"Task {row.name} is now {'inactive' if row.active else 'active'}")
@@ -199,7 +199,7 @@ class TasksScreen(ModeScreen):
             return
         try:
             result = preview(self.ctx, tasks.get_task(self.ctx, row.name))
-        except (KeyturnError, LookupError) as exc:
+        except KeyturnError as exc:
             self.notify(str(exc), severity="error", title="Preview failed")
             return
         self.app.push_screen(PreviewModal(

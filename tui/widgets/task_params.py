@@ -155,10 +155,9 @@ class TaskParamsEditor(Vertical):
         return params
 
 
-def param_error_field(message: str, fallback: Callable[[str], str]) -> str:
-    """The form field of a core error about a parameter, else what fallback says."""
-    head = message.split(":", 1)[0].strip()
-    return PARAM_FIELDS.get(head) or fallback(message)
+def param_error_field(exc: InputError, fallback: Callable[[InputError], str]) -> str:
+    """The form field of a core error about a parameter (its InputError.field), else what fallback says."""
+    return PARAM_FIELDS.get(exc.field or "") or fallback(exc)
 
 
 __all__ = ["TaskParamsEditor", "PARAM_FIELDS", "param_error_field", "InputError"]
