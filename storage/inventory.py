@@ -168,16 +168,21 @@ def upsert_asset(
 def remove_asset(db: Database, name: str) -> None:
     """Delete an asset with its accounts and keys (records keep their names)."""
     with db.write() as s:
-        asset = get_asset_row(s, name)
-        for acc in s.exec(select(Account).where(Account.asset_id == asset.id)).all():
-            _delete_account(s, acc)
-        for row in s.exec(select(HostKey).where(HostKey.asset_id == asset.id)).all():
-            s.delete(row)
-        for row in s.exec(select(AssetNode).where(AssetNode.asset_id == asset.id)).all():
-            s.delete(row)
-        # Flush the link rows first: deleting the asset would cascade them away under the ORM's feet.
-        s.flush()
-        s.delete(asset)
+        remove_asset_in(s, name)
+
+
+def remove_asset_in(s: Session, name: str) -> None:
+    """remove_asset inside an open write session (the caller's audit event commits with it)."""
+    asset = get_asset_row(s, name)
+    for acc in s.exec(select(Account).where(Account.asset_id == asset.id)).all():
+        _delete_account(s, acc)
+    for row in s.exec(select(HostKey).where(HostKey.asset_id == asset.id)).all():
+        s.delete(row)
+    for row in s.exec(select(AssetNode).where(AssetNode.asset_id == asset.id)).all():
+        s.delete(row)
+    # Flush the link rows first: deleting the asset would cascade them away under the ORM's feet.
+    s.flush()
+    s.delete(asset)
 
 
 def set_asset_active(db: Database, name: str, active: bool) -> None:
@@ -205,12 +210,17 @@ def pin_host_key(session: Session, asset: Asset, key_type: str, key_base64: str,
 def replace_host_keys(db: Database, asset_name: str, keys: list[tuple[str, str]], source: str) -> None:
     """Replace every pinned key of an asset with keys (an explicit re-trust)."""
     with db.write() as s:
-        asset = get_asset_row(s, asset_name)
-        for row in s.exec(select(HostKey).where(HostKey.asset_id == asset.id)).all():
-            s.delete(row)
-        s.flush()
-        for key_type, b64 in keys:
-            pin_host_key(s, asset, key_type, b64, source)
+        replace_host_keys_in(s, asset_name, keys, source)
+
+
+def replace_host_keys_in(s: Session, asset_name: str, keys: list[tuple[str, str]], source: str) -> None:
+    """replace_host_keys inside an open write session."""
+    asset = get_asset_row(s, asset_name)
+    for row in s.exec(select(HostKey).where(HostKey.asset_id == asset.id)).all():
+        s.delete(row)
+    s.flush()
+    for key_type, b64 in keys:
+        pin_host_key(s, asset, key_type, b64, source)
 
 
 # -- accounts --------------------------------------------------------------------------------------
@@ -352,7 +362,12 @@ def _delete_account(session: Session, acc: Account) -> None:
 def remove_account(db: Database, asset_name: str, username: str, secret_type: str | None = None) -> None:
     """Delete an account and its secret history."""
     with db.write() as s:
-        _delete_account(s, get_account_row(s, asset_name, username, secret_type))
+        remove_account_in(s, asset_name, username, secret_type)
+
+
+def remove_account_in(s: Session, asset_name: str, username: str, secret_type: str | None = None) -> None:
+    """remove_account inside an open write session."""
+    _delete_account(s, get_account_row(s, asset_name, username, secret_type))
 
 
 def privileged_account(db: Database, asset_id: int) -> AccountInfo | None:

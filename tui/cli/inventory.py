@@ -9,18 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session
-
-from core.audit import record_event, record_event_in
 from core.context import Context
 from core.errors import HostKeyChanged, InputError, KeyturnError
-from core.hostkeys import check_trust, fetch_host_keys, import_known_hosts
-from core.importer import FORMATS, PLATFORMS, check_name, check_private_key, describe_summary, import_inventory
-from core.scopes import filter_in_scope
-from storage.inventory import (
-    NotFound, asset_counts_by_node, get_account_row, get_asset, get_asset_row, list_accounts, list_assets, list_nodes,
-    normalize_node_path, remove_account, remove_asset, replace_host_keys, upsert_account, upsert_asset,
-)
+from core.importer import FORMATS, PLATFORMS, check_name, describe_summary
+from core.services import inventory as svc
+from storage.inventory import normalize_node_path
 from storage.types import AccountInfo, AssetInfo, ImportSummary, fingerprint_sha256
 from tui.widgets.format import plural
 
@@ -32,16 +25,6 @@ class NotConfirmed(KeyturnError):
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-def _audit(ctx: Context, action: str, object_type: str, object_id: str, detail: dict[str, Any],
-           session: Session | None = None) -> None:
-    """Record an audit event (details never hold secrets): inside session when the change is written there,
-    else in its own transaction *before* the change, so a trail that cannot be written refuses the change."""
-    if session is not None:
-        record_event_in(session, ctx, action, object_type, object_id, detail)
-    else:
-        record_event(ctx, action, object_type, object_id, detail)
-
-
 def _confirm(question: str, yes: bool, refuse: str) -> None:
     """Ask question on the terminal unless yes; without a terminal refuse with NotConfirmed(refuse)."""
     if yes:
@@ -131,33 +114,19 @@ def _print_summary(label: str, summary: ImportSummary) -> None:
         print(f"  {message}")
 
 
-def _summary_detail(summary: ImportSummary) -> dict[str, int]:
-    return {k: getattr(summary, k) for k in ("nodes_created", "assets_created", "assets_updated", "accounts_created",
-                                             "accounts_updated", "unchanged", "host_keys_pinned")}
-
-
 # -- import --------------------------------------------------------------------------------------------
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn import FILE | --known-hosts FILE."""
     if args.known_hosts:
         if args.file or args.format:
             raise InputError("give either an inventory FILE or --known-hosts FILE, not both")
-        path = Path(args.known_hosts)
-        summary = import_known_hosts(
-            ctx.db, path, source=args.known_hosts,
-            before_commit=lambda s, summ: _audit(ctx, "inventory.import_known_hosts", "inventory", path.name,
-                                                 _summary_detail(summ), s),
-        )
+        summary = svc.import_known_hosts_file(ctx, Path(args.known_hosts), source=args.known_hosts)
         _print_summary(f"imported host keys from {args.known_hosts}", summary)
         return 0
     if not args.file:
         raise InputError("give an inventory FILE to import (or --known-hosts FILE)")
-    path = Path(args.file)
-    summary = import_inventory(
-        ctx.db, path, args.format, source=args.file, overwrite_rotated=args.overwrite_rotated,
-        before_commit=lambda s, summ: _audit(ctx, "inventory.import", "inventory", path.name,
-                                             {"format": args.format or "auto", **_summary_detail(summ)}, s),
-    )
+    summary = svc.import_file(ctx, Path(args.file), args.format, source=args.file,
+                              overwrite_rotated=args.overwrite_rotated)
     _print_summary(f"imported {args.file}", summary)
     return 0
 
@@ -165,18 +134,8 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
 # -- assets --------------------------------------------------------------------------------------------
 def cmd_asset_add(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset add."""
-    with ctx.db.write() as s:
-        try:
-            get_asset_row(s, args.name)
-        except NotFound:
-            pass
-        else:
-            raise InputError(f"asset {args.name!r} already exists; change it with `keyturn asset edit {args.name}`")
-        upsert_asset(s, args.name, address=args.address, port=args.port, platform=args.platform, nodes=args.node or [],
-                     active=not args.inactive, comment=args.comment)
-        _audit(ctx, "asset.add", "asset", args.name, {"address": args.address, "port": args.port,
-                                                       "platform": args.platform, "nodes": args.node or [],
-                                                       "active": not args.inactive}, s)
+    svc.add_asset(ctx, args.name, address=args.address, port=args.port, platform=args.platform, nodes=args.node or [],
+                  active=not args.inactive, comment=args.comment)
     print(f"asset {args.name} added ({args.address}:{args.port}, {args.platform})")
     print(f"pin its host key next: keyturn asset trust {args.name}")
     return 0
@@ -184,7 +143,7 @@ def cmd_asset_add(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_asset_list(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset list."""
-    assets = filter_in_scope(ctx, list_assets(ctx.db, node=args.node), lambda a: a.id)
+    assets = svc.list_assets(ctx, node=args.node)
     if args.json:
         print(json.dumps([asset_to_dict(a) for a in assets], indent=2))
         return 0
@@ -199,8 +158,8 @@ def cmd_asset_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_asset_show(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset show."""
-    asset = get_asset(ctx.db, args.name)
-    accounts = list_accounts(ctx.db, asset=args.name)
+    asset = svc.get_asset(ctx, args.name)
+    accounts = svc.list_accounts(ctx, asset=args.name)
     if args.json:
         print(json.dumps({**asset_to_dict(asset), "accounts": [account_to_dict(a) for a in accounts]}, indent=2))
         return 0
@@ -225,41 +184,30 @@ def cmd_asset_show(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_asset_remove(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset remove."""
-    asset = get_asset(ctx.db, args.name)
-    accounts = list_accounts(ctx.db, asset=args.name)
-    print(f"asset {asset.name} ({asset.address}:{asset.port}) has {len(accounts)} accounts; removing it deletes "
+    asset = svc.asset_to_remove(ctx, args.name)
+    print(f"asset {asset.name} ({asset.address}:{asset.port}) has {asset.accounts} accounts; removing it deletes "
           "them with their current and earlier secrets from the vault")
     _confirm(f"Remove asset {asset.name}?", args.yes,
              f"not removing asset {asset.name}: confirm on a terminal or pass --yes")
-    _audit(ctx, "asset.remove", "asset", args.name, {"address": asset.address, "accounts": len(accounts)})
-    remove_asset(ctx.db, args.name)
+    svc.remove_asset(ctx, args.name)
     print(f"asset {args.name} removed")
     return 0
 
 
 def cmd_asset_edit(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset edit."""
-    with ctx.db.write() as s:
-        row = get_asset_row(s, args.name)
-        _, outcome = upsert_asset(
-            s, args.name, address=args.address or row.address, port=args.port or row.port,
-            platform=args.platform or row.platform, nodes=args.add_node or [],
-            active=row.active if args.active is None else args.active, comment=args.comment,
-        )
-        if outcome == "updated":
-            changes = {k: v for k, v in (("address", args.address), ("port", args.port), ("platform", args.platform),
-                                         ("add_nodes", args.add_node), ("active", args.active)) if v is not None}
-            _audit(ctx, "asset.edit", "asset", args.name, changes, s)
+    _, outcome = svc.edit_asset(ctx, args.name, address=args.address, port=args.port, platform=args.platform,
+                                add_nodes=args.add_node or [], active=args.active, comment=args.comment)
     print(f"asset {args.name} {outcome}")
     return 0
 
 
 def cmd_asset_trust(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset trust: fetch the host's keys, show fingerprints, pin after confirmation."""
-    asset = get_asset(ctx.db, args.name)
+    asset = svc.get_asset(ctx, args.name)
     print(f"fetching host keys of {asset.name} ({asset.address}:{asset.port})...")
-    offered = fetch_host_keys(asset.address, asset.port, timeout=ctx.settings.connect_timeout)
-    check = check_trust(offered, asset)
+    offer = svc.fetch_offer(ctx, args.name)
+    offered, check, asset = list(offer.offered), offer.check, offer.asset
     if check.already_pinned:
         for key_type, b64 in offered:
             print(f"  {key_type:<22} {fingerprint_sha256(b64)}")
@@ -290,11 +238,7 @@ def cmd_asset_trust(ctx: Context, args: argparse.Namespace) -> int:
         what = "this key" if len(offered) == 1 else "these keys"
         _confirm(f"Pin {what}?", args.yes,
                  f"not pinning: no terminal to ask on; check the fingerprint and pass --yes to pin {what}")
-    _audit(ctx, "asset.trust", "asset", asset.name, {
-        "fingerprints": [fingerprint_sha256(b) for _, b in offered],
-        "replaced": [fingerprint_sha256(b) for _, b in check.changed],
-    })
-    replace_host_keys(ctx.db, asset.name, offered, source="trust")
+    svc.pin_offer(ctx, offer)
     print(f"pinned {plural(len(offered), 'host key')} on {asset.name}")
     return 0
 
@@ -316,20 +260,10 @@ def cmd_account_add(ctx: Context, args: argparse.Namespace) -> int:
             raise InputError(f"--key-file {args.key_file}: cannot read it ({getattr(exc, 'strerror', None) or 'not text'})") from None
         if args.key_passphrase_stdin:
             passphrase = stdin.read("key passphrase")
-        try:
-            check_private_key(secret, passphrase, f"--key-file {args.key_file}")
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
     become = stdin.read("become (sudo) password") if args.become_password_stdin else None
-    with ctx.db.write() as s:
-        asset = get_asset_row(s, args.asset)
-        _, outcome = upsert_account(ctx.db, s, asset, args.username, secret_type=secret_type, secret=secret,
-                                    passphrase=passphrase, become=become, privileged=args.privileged,
-                                    can_change=not args.no_change)
-        if outcome != "unchanged":
-            _audit(ctx, f"account.{'add' if outcome == 'created' else 'update'}", "account",
-                   f"{args.username}@{args.asset}", {"secret_type": secret_type, "privileged": args.privileged,
-                                                    "can_change": not args.no_change}, s)
+    outcome = svc.add_account(ctx, args.asset, args.username, secret_type=secret_type, secret=secret,
+                              passphrase=passphrase, become=become, privileged=args.privileged,
+                              can_change=not args.no_change, key_label=f"--key-file {args.key_file}")
     note = "; the previous secret is kept in its history" if outcome == "updated" else ""
     print(f"account {args.username}@{args.asset} ({secret_type}) {outcome}{note}")
     return 0
@@ -337,7 +271,7 @@ def cmd_account_add(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_account_list(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn account list (never secrets)."""
-    accounts = filter_in_scope(ctx, list_accounts(ctx.db, asset=args.asset), lambda a: a.asset_id)
+    accounts = svc.list_accounts(ctx, asset=args.asset)
     if args.json:
         print(json.dumps([account_to_dict(a) for a in accounts], indent=2))
         return 0
@@ -353,15 +287,13 @@ def cmd_account_list(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_account_remove(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn account remove."""
     secret_type = args.type.replace("-", "_") if args.type else None
-    with ctx.db.read() as s:
-        acc = get_account_row(s, args.asset, args.username, secret_type)
-        kind, version = acc.secret_type, acc.version
+    acc = svc.account_to_remove(ctx, args.asset, args.username, secret_type)
+    kind, version = acc.secret_type, acc.version
     print(f"account {args.username}@{args.asset} ({kind}, secret version {version}) will be deleted with its current "
           "and earlier secrets from the vault")
     _confirm(f"Remove account {args.username}@{args.asset}?", args.yes,
              f"not removing {args.username}@{args.asset}: confirm on a terminal or pass --yes")
-    _audit(ctx, "account.remove", "account", f"{args.username}@{args.asset}", {"secret_type": kind, "version": version})
-    remove_account(ctx.db, args.asset, args.username, kind)
+    svc.remove_account(ctx, args.asset, args.username, kind)
     print(f"account {args.username}@{args.asset} ({kind}) removed")
     return 0
 
@@ -369,9 +301,9 @@ def cmd_account_remove(ctx: Context, args: argparse.Namespace) -> int:
 # -- nodes ---------------------------------------------------------------------------------------------
 def cmd_node_tree(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn node tree: the node tree, each with the number of assets at or below it."""
-    nodes = list_nodes(ctx.db)
-    direct = asset_counts_by_node(ctx.db)
-    assets = list_assets(ctx.db)
+    nodes = svc.list_nodes(ctx)
+    direct = svc.asset_counts_by_node(ctx)
+    assets = svc.list_assets(ctx)
     if not nodes:
         print(f"no nodes ({len(assets)} assets)")
         return 0

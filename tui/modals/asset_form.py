@@ -1,4 +1,5 @@
-"""Add or edit one asset: AssetFormModal(ctx, asset_or_None) saves in one transaction and dismisses with its name."""
+"""Add or edit one asset: AssetFormModal(ctx, asset_or_None) saves through core.services.inventory and dismisses
+with the saved asset."""
 
 from __future__ import annotations
 
@@ -10,21 +11,19 @@ from textual.validation import Function, Integer
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from core.context import Context
+from core.errors import InputError, KeyturnError
 from core.importer import PLATFORMS, check_name
-from core.errors import NotFound
-from storage.inventory import get_asset_row, normalize_node_path, upsert_asset
+from core.services import inventory as svc
 from storage.types import AssetInfo
 from tui.widgets.compact import make_compact
 from tui.widgets.marked import MarkedCheckbox
 from tui.widgets.validators import CoreCheck
 
 
-def _check_nodes(value: str) -> None:
-    for part in (p for p in value.split(",") if p.strip()):
-        normalize_node_path(part)
+FIELDS = ("name", "address", "port", "nodes", "comment")  # each has its own error line
 
 
-class AssetFormModal(ModalScreen[str | None]):
+class AssetFormModal(ModalScreen[AssetInfo | None]):
     """Name, address, port, platform, nodes, active and comment of an asset; ctrl+s saves."""
 
     BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
@@ -50,7 +49,7 @@ class AssetFormModal(ModalScreen[str | None]):
                                                     allow_blank=False, id="platform")),
                     ("nodes", "Nodes (paths, comma separated; edits add nodes)" if a else "Nodes (paths, comma separated)",
                      Input(", ".join(a.nodes) if a else "", id="nodes", placeholder="/prod/web",
-                           validators=[CoreCheck(_check_nodes)])),
+                           validators=[CoreCheck(svc.parse_nodes)])),
                     ("comment", "Comment", Input(a.comment if a else "", id="comment",
                                                  validators=[Function(lambda v: "\n" not in v)])),
                 ):
@@ -94,22 +93,23 @@ class AssetFormModal(ModalScreen[str | None]):
             self._focus_field(bad[0])
             return
         value = {w.id: w.value.strip() for w in self.query(Input)}
-        name = value["name"]
-        nodes = [normalize_node_path(p) for p in value["nodes"].split(",") if p.strip()]
-        with self.ctx.db.write() as s:
+        fields = dict(address=value["address"], port=value["port"], platform=str(self.query_one("#platform", Select).value),
+                      active=self.query_one("#active", Checkbox).value, comment=value["comment"])
+        try:
             if self.asset is None:
-                try:
-                    get_asset_row(s, name)
-                except NotFound:
-                    pass
-                else:
-                    self._error("name", f"name: asset {name!r} already exists")
-                    self._focus_field(self.query_one("#name", Input))
-                    return
-            upsert_asset(s, name, address=value["address"], port=int(value["port"]),
-                         platform=str(self.query_one("#platform", Select).value), nodes=nodes,
-                         active=self.query_one("#active", Checkbox).value, comment=value["comment"])
-        self.dismiss(name)
+                saved = svc.add_asset(self.ctx, value["name"], nodes=svc.parse_nodes(value["nodes"]), **fields)
+            else:
+                saved, _ = svc.edit_asset(self.ctx, self.asset.name, add_nodes=svc.parse_nodes(value["nodes"]), **fields)
+        except InputError as exc:
+            key = exc.field if exc.field in FIELDS else "form"
+            self._error(key, str(exc))
+            if key != "form":
+                self._focus_field(self.query_one(f"#{key}", Input))
+            return
+        except KeyturnError as exc:  # not allowed, or the audit trail cannot be written: nothing was saved
+            self._error("form", str(exc))
+            return
+        self.dismiss(saved)
 
     def _focus_field(self, field: Input) -> None:
         # At once (the next key typed belongs here), and scrolled once the error line has its height.

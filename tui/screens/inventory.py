@@ -14,12 +14,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label, Tree
 
-from core.audit import record_event
-from core.hostkeys import check_trust, fetch_host_keys
-from core.importer import describe_summary, import_inventory
-from storage.inventory import get_asset, list_accounts, list_assets, list_nodes, remove_asset, replace_host_keys
-from storage.queries import count_assets, node_subtree_ids
-from storage.types import AssetInfo, fingerprint_sha256
+from core.importer import describe_summary
+from core.services import inventory as svc
+from storage.types import AssetInfo
 from tui.modals.asset_form import AssetFormModal
 from tui.modals.confirm import ConfirmModal
 from tui.modals.prompt import PromptModal
@@ -78,7 +75,7 @@ class InventoryScreen(ModeScreen):
     # -- loading -----------------------------------------------------------------------------------
     def _fill_tree(self) -> None:
         tree = self.query_one("#node-tree", Tree)
-        nodes = list_nodes(self.ctx.db)
+        nodes = svc.list_nodes(self.ctx)
         if [n.path for n in nodes] == getattr(self, "_node_paths", None):
             return
         self._node_paths = [n.path for n in nodes]
@@ -97,10 +94,9 @@ class InventoryScreen(ModeScreen):
         """Load the tree, the current page of assets and the highlighted asset's accounts."""
         self._fill_tree()
         search = self.query_one("#asset-search", Input).value.strip()
-        node_ids = node_subtree_ids(self.ctx.db, self.node) if self.node else None
-        total = count_assets(self.ctx.db, node_ids=node_ids, search=search)
+        total = svc.count_assets(self.ctx, node=self.node, search=search)
         self.page_offset = max(0, min(self.page_offset, (total - 1) // PAGE * PAGE if total else 0))
-        assets = list_assets(self.ctx.db, node=self.node, search=search, offset=self.page_offset, limit=PAGE)
+        assets = svc.list_assets(self.ctx, node=self.node, search=search, offset=self.page_offset, limit=PAGE)
         table = self.query_one("#assets-table", DataTable)
         cursor = table.cursor_row
         table.clear()
@@ -126,7 +122,7 @@ class InventoryScreen(ModeScreen):
             title.update("Accounts")
             return
         now = self.now()
-        accounts = list_accounts(self.ctx.db, asset=name)
+        accounts = svc.list_accounts(self.ctx, asset=name)
         title.update(f"Accounts on {name} ({len(accounts)})")
         for acc in accounts:
             table.add_row(acc.username, status_text(acc.last_status) if acc.last_status else "-",
@@ -189,13 +185,11 @@ class InventoryScreen(ModeScreen):
             return
         name = self._need_asset()
         if name is not None:
-            self.app.push_screen(AssetFormModal(self.ctx, get_asset(self.ctx.db, name)), self._saved)
+            self.app.push_screen(AssetFormModal(self.ctx, svc.get_asset(self.ctx, name)), self._saved)
 
-    def _saved(self, name: str | None) -> None:
-        if name:
-            record_event(self.ctx, "asset.save", "asset", name, {"via": "tui"})
-            self.notify(f"Asset {name} saved" + ("" if get_asset(self.ctx.db, name).host_keys
-                                                  else "; pin its host key with k"))
+    def _saved(self, asset: AssetInfo | None) -> None:
+        if asset:
+            self.notify(f"Asset {asset.name} saved" + ("" if asset.host_keys else "; pin its host key with k"))
             self._node_paths = None
             self.reload()
 
@@ -206,12 +200,11 @@ class InventoryScreen(ModeScreen):
         name = self._need_asset()
         if name is None:
             return
-        count = len(list_accounts(self.ctx.db, asset=name))
+        count = svc.asset_to_remove(self.ctx, name).accounts
 
         def done(yes: bool | None) -> None:
             if yes:
-                remove_asset(self.ctx.db, name)
-                record_event(self.ctx, "asset.remove", "asset", name, {"accounts": count})
+                svc.remove_asset(self.ctx, name)
                 self.notify(f"Asset {name} removed")
                 self.reload()
 
@@ -237,8 +230,7 @@ class InventoryScreen(ModeScreen):
 
     @work(thread=True, group="inventory", exit_on_error=False, name="Import")
     def _import(self, path: str) -> None:
-        summary = import_inventory(self.ctx.db, Path(path), source=path)
-        record_event(self.ctx, "inventory.import", "inventory", Path(path).name, {"summary": describe_summary(summary)})
+        summary = svc.import_file(self.ctx, Path(path), source=path)
         self.app.call_from_thread(self._imported, path, describe_summary(summary))
 
     def _imported(self, path: str, text: str) -> None:
@@ -257,13 +249,11 @@ class InventoryScreen(ModeScreen):
 
     @work(thread=True, group="hostkey", exit_on_error=False, name="Fetching host keys")
     def _fetch_keys(self, name: str) -> None:
-        asset = get_asset(self.ctx.db, name)
-        offered = fetch_host_keys(asset.address, asset.port, timeout=self.ctx.settings.connect_timeout)
-        self.app.call_from_thread(self._confirm_keys, asset, offered)
+        self.app.call_from_thread(self._confirm_keys, svc.fetch_offer(self.ctx, name))
 
-    def _confirm_keys(self, asset: AssetInfo, offered: list[tuple[str, str]]) -> None:
-        check = check_trust(offered, asset)
-        lines = [f"{t:<20} {fingerprint_sha256(b)}" for t, b in offered]
+    def _confirm_keys(self, offer: svc.HostKeyOffer) -> None:
+        asset, check = offer.asset, offer.check
+        lines = [f"{t:<20} {fp}" for t, fp in offer.fingerprints]
         if check.already_pinned:
             self.notify(f"{asset.name}: these keys are already pinned\n" + "\n".join(lines))
             return
@@ -271,18 +261,15 @@ class InventoryScreen(ModeScreen):
         if check.changed:
             body = ("WARNING: the host key CHANGED since it was pinned. This is how a man-in-the-middle looks; "
                     "compare with the host's own fingerprint first.\npinned now:\n"
-                    + "\n".join(f"{t:<20} {fingerprint_sha256(b)}" for t, b in check.changed) + "\n" + body)
+                    + "\n".join(f"{k.key_type:<20} {k.fingerprint}" for k in asset.host_keys
+                                 if (k.key_type, k.key_base64) in check.changed) + "\n" + body)
 
         def done(yes: bool | None) -> None:
             if not yes:
                 self.notify("Nothing pinned")
                 return
-            # Audit first: a trail that cannot be written stops the pin (as `keyturn asset trust` does).
-            record_event(self.ctx, "asset.trust", "asset", asset.name, {
-                "fingerprints": [fingerprint_sha256(b) for _, b in offered],
-                "replaced": [fingerprint_sha256(b) for _, b in check.changed]})
-            replace_host_keys(self.ctx.db, asset.name, offered, source="trust")
-            self.notify(f"Pinned {plural(len(offered), 'host key')} on {asset.name}")
+            count = svc.pin_offer(self.ctx, offer)
+            self.notify(f"Pinned {plural(count, 'host key')} on {asset.name}")
             self.reload()
 
         self.app.push_screen(ConfirmModal(

@@ -1,0 +1,321 @@
+"""Inventory use cases: assets (add, edit, remove, trust a host key), accounts (add or re-key, remove), imports,
+and the reads the inventory screens and commands show.
+
+Audit actions, the same from every front end: asset.add, asset.edit, asset.remove, asset.trust, account.add,
+account.update, account.remove, inventory.import, inventory.import_known_hosts. Each event is written in the
+transaction of the change it records (before the change within it), so neither commits without the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from core.audit import record_event_in
+from core.context import Context
+from core.errors import InputError, NotFound
+from core.hostkeys import TrustCheck, check_trust, fetch_host_keys, import_known_hosts
+from core.importer import PLATFORMS, check_name, check_private_key, import_inventory
+from core.operators import require
+from core.scopes import asset_in_scope, filter_in_scope, scope_of
+from storage import inventory as store
+from storage import queries
+from storage.types import AccountInfo, AssetInfo, ImportSummary, NodeInfo, fingerprint_sha256
+
+__all__ = ["AccountRemoval", "AssetRemoval", "HostKeyOffer", "account_to_remove", "add_account", "add_asset",
+           "asset_counts_by_node", "asset_to_remove", "count_assets", "edit_asset", "fetch_offer", "get_asset",
+           "import_file", "import_known_hosts_file", "list_accounts", "list_assets", "list_nodes", "parse_nodes", "pin_offer",
+           "remove_account", "remove_asset"]
+
+
+@dataclass(frozen=True)
+class AssetRemoval:
+    """What removing an asset deletes (shown before the confirmation)."""
+
+    name: str
+    address: str
+    port: int
+    accounts: int
+
+
+@dataclass(frozen=True)
+class AccountRemoval:
+    """What removing an account deletes (shown before the confirmation)."""
+
+    asset: str
+    username: str
+    secret_type: str
+    version: int
+
+
+@dataclass(frozen=True)
+class HostKeyOffer:
+    """The keys a host offers next to the pinned ones; pin_offer pins exactly these."""
+
+    asset: AssetInfo
+    offered: tuple[tuple[str, str], ...]
+    check: TrustCheck
+
+    @property
+    def fingerprints(self) -> list[tuple[str, str]]:
+        """(key type, SHA256 fingerprint) of each offered key."""
+        return [(t, fingerprint_sha256(b)) for t, b in self.offered]
+
+
+# -- validation ------------------------------------------------------------------------------------
+def _name(value: str, field: str, what: str) -> str:
+    try:
+        return check_name(value or "", what)
+    except ValueError as exc:
+        raise InputError(f"{field}: {exc}", field=field) from None
+
+
+def _port(value: int | str) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise InputError(f"port: {text!r} is not a number 1-65535", field="port")
+    return int(text)
+
+
+def _platform(value: str) -> str:
+    if value not in PLATFORMS:
+        raise InputError(f"platform: {value!r} is not one of {', '.join(PLATFORMS)}", field="platform")
+    return value
+
+
+def _nodes(paths: Iterable[str]) -> list[str]:
+    out = []
+    for p in paths:
+        try:
+            out.append(store.normalize_node_path(p))
+        except ValueError as exc:
+            raise InputError(f"nodes: {exc}", field="nodes") from None
+    return out
+
+
+def parse_nodes(text: str) -> list[str]:
+    """'/prod/web, /dc1' -> normalized node paths (InputError on the nodes field)."""
+    return _nodes(p for p in text.split(",") if p.strip())
+
+
+def _comment(value: str | None) -> str | None:
+    if value is not None and ("\n" in value or "\r" in value):
+        raise InputError("comment: must be one line", field="comment")
+    return value
+
+
+# -- reads -----------------------------------------------------------------------------------------
+def get_asset(ctx: Context, name: str) -> AssetInfo:
+    """One asset (NotFound, or PermissionDenied outside the acting operator's scope)."""
+    asset = store.get_asset(ctx.db, name)
+    asset_in_scope(ctx, name)
+    return asset
+
+
+def list_assets(ctx: Context, *, node: str | None = None, search: str = "", offset: int = 0,
+                limit: int | None = None) -> list[AssetInfo]:
+    """Assets in the acting operator's scope, at or below node, matching search."""
+    return filter_in_scope(ctx, store.list_assets(ctx.db, node=node, search=search, offset=offset, limit=limit),
+                           lambda a: a.id)
+
+
+def count_assets(ctx: Context, *, node: str | None = None, search: str = "") -> int:
+    """How many assets list_assets would page through (without a scope limit: scoped operators see a count of theirs)."""
+    if scope_of(ctx) is not None:
+        return len(list_assets(ctx, node=node, search=search))
+    node_ids = queries.node_subtree_ids(ctx.db, node) if node else None
+    return queries.count_assets(ctx.db, node_ids=node_ids, search=search)
+
+
+def list_accounts(ctx: Context, *, asset: str | None = None) -> list[AccountInfo]:
+    """Accounts (never secrets) in the acting operator's scope, optionally of one asset."""
+    return filter_in_scope(ctx, store.list_accounts(ctx.db, asset=asset), lambda a: a.asset_id)
+
+
+def list_nodes(ctx: Context) -> list[NodeInfo]:
+    """The node tree, sorted by path."""
+    return store.list_nodes(ctx.db)
+
+
+def asset_counts_by_node(ctx: Context) -> dict[str, int]:
+    """Number of assets directly in each node path."""
+    return store.asset_counts_by_node(ctx.db)
+
+
+# -- assets ----------------------------------------------------------------------------------------
+def add_asset(ctx: Context, name: str, *, address: str, port: int | str = 22, platform: str = "linux",
+              nodes: Iterable[str] = (), active: bool = True, comment: str | None = None,
+              **connection: Any) -> AssetInfo:
+    """Add a new asset (InputError on the name field when it exists); audited as asset.add."""
+    require(ctx, "edit")
+    name = _name(name, "name", "name")
+    address = _name(address, "address", "address")
+    port, platform, paths, comment = _port(port), _platform(platform), _nodes(nodes), _comment(comment)
+    with ctx.db.write() as s:
+        try:
+            store.get_asset_row(s, name)
+        except NotFound:
+            pass
+        else:
+            raise InputError(f"name: asset {name!r} already exists", field="name")
+        record_event_in(s, ctx, "asset.add", "asset", name, {"address": address, "port": port, "platform": platform,
+                                                             "nodes": paths, "active": active})
+        store.upsert_asset(s, name, address=address, port=port, platform=platform, nodes=paths, active=active,
+                           comment=comment, **connection)
+    return store.get_asset(ctx.db, name)
+
+
+def edit_asset(ctx: Context, name: str, *, address: str | None = None, port: int | str | None = None,
+               platform: str | None = None, add_nodes: Iterable[str] = (), active: bool | None = None,
+               comment: str | None = None, **connection: Any) -> tuple[AssetInfo, str]:
+    """Change what is given (None keeps it; nodes are added); returns the asset and 'updated' or 'unchanged'.
+
+    Audited as asset.edit with the fields that really changed. A new address or port drops the pinned keys.
+    """
+    require(ctx, "edit")
+    asset_in_scope(ctx, name)
+    address = _name(address, "address", "address") if address is not None else None
+    port_n = _port(port) if port is not None else None
+    platform = _platform(platform) if platform is not None else None
+    paths, comment = _nodes(add_nodes), _comment(comment)
+    have_nodes = set(store.get_asset(ctx.db, name).nodes) if paths else set()
+    with ctx.db.write() as s:
+        row = store.get_asset_row(s, name)
+        before: dict[str, Any] = {"address": row.address, "port": row.port, "platform": row.platform,
+                                  "active": row.active, "comment": row.comment}
+        new_address, new_port = address or row.address, port_n or row.port
+        new_platform, new_active = platform or row.platform, row.active if active is None else active
+        wanted = {"address": new_address, "port": new_port, "platform": new_platform, "active": new_active}
+        changes: dict[str, Any] = {k: v for k, v in wanted.items() if before[k] != v}
+        if comment is not None and comment != before["comment"]:
+            changes["comment"] = comment
+        new_nodes = [p for p in paths if p not in have_nodes]
+        if new_nodes:
+            changes["add_nodes"] = new_nodes
+        changes.update({k: v for k, v in connection.items() if v is not None})
+        if changes:
+            record_event_in(s, ctx, "asset.edit", "asset", name, changes)
+        _, outcome = store.upsert_asset(s, name, address=new_address, port=new_port, platform=new_platform,
+                                        active=new_active, nodes=paths, comment=comment, **connection)
+    return store.get_asset(ctx.db, name), "updated" if changes or outcome != "unchanged" else "unchanged"
+
+
+def asset_to_remove(ctx: Context, name: str) -> AssetRemoval:
+    """What remove_asset would delete, for the confirmation."""
+    asset = get_asset(ctx, name)
+    return AssetRemoval(asset.name, asset.address, asset.port, len(store.list_accounts(ctx.db, asset=name)))
+
+
+def remove_asset(ctx: Context, name: str) -> AssetRemoval:
+    """Delete an asset with its accounts, their secrets and history, and its pinned keys; audited as asset.remove."""
+    require(ctx, "edit")
+    gone = asset_to_remove(ctx, name)
+    with ctx.db.write() as s:
+        record_event_in(s, ctx, "asset.remove", "asset", name, {"address": gone.address, "accounts": gone.accounts})
+        store.remove_asset_in(s, name)
+    return gone
+
+
+def fetch_offer(ctx: Context, name: str) -> HostKeyOffer:
+    """Connect to the asset and compare the host keys it offers with the pinned ones (nothing is written)."""
+    require(ctx, "edit")
+    asset = get_asset(ctx, name)
+    offered = fetch_host_keys(asset.address, asset.port, timeout=ctx.settings.connect_timeout)
+    return HostKeyOffer(asset, tuple(offered), check_trust(offered, asset))
+
+
+def pin_offer(ctx: Context, offer: HostKeyOffer) -> int:
+    """Pin exactly the offered keys (replacing the pinned ones); audited as asset.trust. Returns the key count.
+
+    The caller has shown the fingerprints and, for a changed key, had the replacement confirmed.
+    """
+    require(ctx, "edit")
+    name = offer.asset.name
+    with ctx.db.write() as s:
+        record_event_in(s, ctx, "asset.trust", "asset", name, {
+            "fingerprints": [fingerprint_sha256(b) for _, b in offer.offered],
+            "replaced": [fingerprint_sha256(b) for _, b in offer.check.changed]})
+        store.replace_host_keys_in(s, name, list(offer.offered), source="trust")
+    return len(offer.offered)
+
+
+# -- imports ---------------------------------------------------------------------------------------
+def _summary_detail(summary: ImportSummary) -> dict[str, int]:
+    return {k: getattr(summary, k) for k in ("nodes_created", "assets_created", "assets_updated", "accounts_created",
+                                             "accounts_updated", "unchanged", "host_keys_pinned")}
+
+
+def import_file(ctx: Context, path: Path, fmt: str | None = None, *, overwrite_rotated: bool = False,
+                source: str | None = None) -> ImportSummary:
+    """Import an inventory file, all of it or nothing; audited as inventory.import in the same transaction."""
+    require(ctx, "edit")
+
+    def audit(s: Session, summary: ImportSummary) -> None:
+        record_event_in(s, ctx, "inventory.import", "inventory", path.name,
+                        {"format": fmt or "auto", **_summary_detail(summary)})
+
+    return import_inventory(ctx.db, path, fmt, source=source or str(path), overwrite_rotated=overwrite_rotated,
+                            before_commit=audit)
+
+
+def import_known_hosts_file(ctx: Context, path: Path, source: str | None = None) -> ImportSummary:
+    """Pin host keys from a known_hosts file onto existing assets; audited as inventory.import_known_hosts."""
+    require(ctx, "edit")
+
+    def audit(s: Session, summary: ImportSummary) -> None:
+        record_event_in(s, ctx, "inventory.import_known_hosts", "inventory", path.name, _summary_detail(summary))
+
+    return import_known_hosts(ctx.db, path, source=source or str(path), before_commit=audit)
+
+
+# -- accounts --------------------------------------------------------------------------------------
+def add_account(ctx: Context, asset: str, username: str, *, secret_type: str, secret: str,
+                passphrase: str | None = None, become: str | None = None, privileged: bool = False,
+                can_change: bool = True, key_label: str = "private key") -> str:
+    """Add an account or give it a new secret (the old one stays in history); 'created', 'updated' or
+    'unchanged'. Audited as account.add or account.update. key_label names the key's source in errors."""
+    require(ctx, "edit")
+    asset_in_scope(ctx, asset)
+    username = _name(username, "username", "username")
+    if secret_type not in ("password", "ssh_key"):
+        raise InputError(f"secret type: {secret_type!r} is not password or ssh_key", field="secret_type")
+    if not secret:
+        raise InputError(f"{'password' if secret_type == 'password' else key_label}: is empty", field="secret")
+    if secret_type == "ssh_key":
+        try:
+            check_private_key(secret, passphrase, key_label)
+        except ValueError as exc:
+            raise InputError(str(exc), field="secret") from None
+    with ctx.db.write() as s:
+        row = store.get_asset_row(s, asset)
+        _, outcome = store.upsert_account(ctx.db, s, row, username, secret_type=secret_type, secret=secret,
+                                          passphrase=passphrase, become=become, privileged=privileged,
+                                          can_change=can_change)
+        if outcome != "unchanged":
+            record_event_in(s, ctx, f"account.{'add' if outcome == 'created' else 'update'}", "account",
+                            f"{username}@{asset}", {"secret_type": secret_type, "privileged": privileged,
+                                                    "can_change": can_change})
+    return outcome
+
+
+def account_to_remove(ctx: Context, asset: str, username: str, secret_type: str | None = None) -> AccountRemoval:
+    """What remove_account would delete (AmbiguousAccount when the user has both types and none is named)."""
+    asset_in_scope(ctx, asset)
+    with ctx.db.read() as s:
+        acc = store.get_account_row(s, asset, username, secret_type)
+        return AccountRemoval(asset, username, acc.secret_type, acc.version)
+
+
+def remove_account(ctx: Context, asset: str, username: str, secret_type: str | None = None) -> AccountRemoval:
+    """Delete an account with its secret and history; audited as account.remove."""
+    require(ctx, "edit")
+    gone = account_to_remove(ctx, asset, username, secret_type)
+    with ctx.db.write() as s:
+        record_event_in(s, ctx, "account.remove", "account", f"{username}@{asset}",
+                        {"secret_type": gone.secret_type, "version": gone.version})
+        store.remove_account_in(s, asset, username, gone.secret_type)
+    return gone
