@@ -28,6 +28,9 @@ class Context:
     source: str = ""  # terminal / SSH client the person is acting from (for the audit trail)
     # Who has given a good TOTP code in this session (the app's unlock window; one code per CLI command).
     mfa: Any = None  # core.mfa.MfaSession (not imported here: core.mfa imports this module)
+    # keyturn itself acting (the scheduler): may run tasks with no person and no TOTP code. Set only in code
+    # (core.operators.mark_system), never from input: anyone can type --operator scheduler.
+    system: bool = False
 
     @property
     def home(self) -> Path:

@@ -435,7 +435,12 @@ def _load_task(ctx: Context, task_name: str) -> TaskSpec:
 
 def run_task(ctx: Context, task_name: str, *, trigger: str = "manual", cancel: threading.Event | None = None,
              on_event: EventCallback | None = None, only_record_ids: list[int] | None = None) -> ExecutionInfo:
-    """Run a task now over all its targets (or, with only_record_ids, retry those records of it)."""
+    """Run a task now over all its targets (or, with only_record_ids, retry those records of it).
+
+    The acting person must be allowed to run (keyturn's own scheduler context is: Context.system)."""
+    from core.operators import require
+
+    require(ctx, "run")
     if only_record_ids is not None:
         return retry_records(ctx, only_record_ids, cancel=cancel, on_event=on_event, task_name=task_name)
     from core.targets import preview
@@ -472,8 +477,10 @@ def retry_records(ctx: Context, record_ids: list[int], *, cancel: threading.Even
                   on_event: EventCallback | None = None, task_name: str | None = None) -> ExecutionInfo:
     """Retry failed or unverified records of one task: an unverified one re-pushes its same candidate secret,
     a failed one gets a fresh secret (random, or the task's specific one)."""
+    from core.operators import require
     from storage.tasks import get_task_by_id
 
+    require(ctx, "run")
     ids = list(dict.fromkeys(record_ids))
     if not ids:
         raise InputError("retry: give at least one record id")

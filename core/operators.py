@@ -22,7 +22,6 @@ ACTIONS = ("browse", "run", "edit", "reveal")
 SYSTEM_ACTOR = "scheduler"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-_SYSTEM_FLAG = "_keyturn_system_actor"
 
 __all__ = ["ACTIONS", "Enrolment", "OperatorInfo", "SYSTEM_ACTOR", "add_operator", "confirm_enrolment",
            "get_operator", "is_enforcing", "list_operators", "mark_system", "remove_operator", "require",
@@ -41,10 +40,10 @@ class Enrolment:
 def mark_system(ctx: Context) -> Context:
     """Mark a context opened by keyturn itself (the scheduler) so it may run tasks with no person acting.
 
-    A flag on the object, not the name: anyone can type --operator scheduler, no one can set this from outside.
+    Context.system, not the name: anyone can type --operator scheduler, no one can set this from outside.
     """
     ctx.operator = SYSTEM_ACTOR
-    setattr(ctx, _SYSTEM_FLAG, True)
+    ctx.system = True
     return ctx
 
 
@@ -59,7 +58,7 @@ def require(ctx: Context, action: str) -> None:
         raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
     if action == "browse":
         return
-    if getattr(ctx, _SYSTEM_FLAG, False) and action == "run":
+    if ctx.system and action == "run":
         return
     if not is_enforcing(ctx):
         return

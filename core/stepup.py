@@ -41,7 +41,7 @@ class StepUpRequired(PermissionDenied):
 def require_step_up(ctx: Context, mfa: MfaSession | None, action: str, permission: str = "edit") -> None:
     """Raise unless the acting person may do permission and has given a good code within the unlock window."""
     require(ctx, permission)
-    if getattr(ctx, "_keyturn_system_actor", False) and permission == "run":
+    if ctx.system and permission == "run":
         return
     if not is_enforcing(ctx):
         return  # a fresh install with no confirmed operator: nobody could give a code yet

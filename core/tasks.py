@@ -14,6 +14,7 @@ from sqlmodel import func, select
 from core.config import Settings
 from core.context import Context
 from core.errors import InputError, KeyturnError
+from core.operators import require
 from core.params import apply as apply_params, validate as validate_params
 from core.schedule import next_runs, validate_schedule
 from core.secretgen import KEY_ALGORITHMS, check_specific_password, load_private_key, validate_rules
@@ -274,6 +275,7 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
 
 def delete_task(ctx: Context, name: str) -> None:
     """Delete a task; refused while a run of it holds the task lock."""
+    require(ctx, "edit")
     spec = repo.get_task(ctx.db, name)
     assert spec.id is not None
     holder = lock_holder(ctx.db, spec.id)
@@ -284,6 +286,7 @@ def delete_task(ctx: Context, name: str) -> None:
 
 def copy_task(ctx: Context, name: str, new_name: str) -> TaskSpec:
     """A new task with the settings and secrets of name; scheduled as a new task would be."""
+    require(ctx, "edit")
     spec = repo.get_task(ctx.db, name)
     spec.name = new_name
     spec = _normalized(spec)
@@ -295,6 +298,7 @@ def copy_task(ctx: Context, name: str, new_name: str) -> TaskSpec:
 
 def set_active(ctx: Context, name: str, active: bool) -> TaskSpec:
     """Activate (a periodic task becomes due at its next slot) or deactivate a task."""
+    require(ctx, "edit")
     spec = repo.get_task(ctx.db, name)
     if spec.active == active:
         return spec

@@ -48,3 +48,36 @@ def test_non_operator_may_browse_and_operator_may_edit(monkeypatch, keyturn_env,
 
 def test_before_any_operator_everyone_may_edit(monkeypatch, keyturn_env, ctx) -> None:
     assert _run(monkeypatch, keyturn_env, "anyone", "asset", "add", "web9", "--address", "192.0.2.9") == 0
+
+
+def test_the_use_cases_check_permission_themselves(ctx: Context, enrolled: str) -> None:
+    """Not only the front ends: a script calling core directly as a non-operator is refused too."""
+    from core import tasks
+    from core.engine import retry_records, run_task
+    from core.errors import PermissionDenied
+    from core.operators import mark_system
+    from core.services import inventory
+    from storage.inventory import upsert_asset
+    from storage.types import TaskSpec
+
+    with ctx.db.write() as s:
+        upsert_asset(s, "web1", address="192.0.2.1")
+    ctx.operator = "mallory"
+    refused = [
+        lambda: inventory.add_asset(ctx, "web9", address="192.0.2.9"),
+        lambda: inventory.edit_asset(ctx, "web1", port=2222),
+        lambda: inventory.remove_asset(ctx, "web1"),
+        lambda: tasks.create_task(ctx, TaskSpec(name="t1", usernames=["app"], assets=["web1"])),
+        lambda: tasks.delete_task(ctx, "t1"),
+        lambda: tasks.set_active(ctx, "t1", False),
+        lambda: run_task(ctx, "t1"),
+        lambda: retry_records(ctx, [1]),
+    ]
+    for call in refused:
+        with pytest.raises(PermissionDenied):
+            call()
+    assert [a.name for a in inventory.list_assets(ctx)] == ["web1"]
+    mark_system(ctx)  # keyturn's scheduler may run, and only run
+    assert ctx.system
+    with pytest.raises(PermissionDenied):
+        inventory.remove_asset(ctx, "web1")
