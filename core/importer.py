@@ -59,13 +59,12 @@ import yaml
 from sqlmodel import Session
 
 from core.errors import InputError
+from core.values import check_private_key, parse_platform, parse_secret_type
 from storage.db import Database
 from core.errors import NotFound
 from storage.inventory import ensure_node, get_asset_row, normalize_node_path, upsert_account, upsert_asset
 from storage.types import ImportSummary
 
-PLATFORMS: tuple[str, ...] = ("linux", "unix", "aix", "postgresql", "mysql", "redis", "custom-ssh", "windows")
-SECRET_TYPES: tuple[str, ...] = ("password", "ssh_key")
 FORMATS: tuple[str, ...] = ("csv", "yaml", "ansible")
 CSV_COLUMNS: tuple[str, ...] = (
     "asset", "address", "port", "platform", "nodes", "active", "comment", "username", "secret_type", "secret",
@@ -210,22 +209,6 @@ def _parse_port(value: str | int | None) -> int:
     return int(text)
 
 
-def _parse_platform(value: str | None) -> str:
-    text = (value or "").strip().lower() or "linux"
-    if text not in PLATFORMS:
-        raise ValueError(f"unknown platform {text!r} (known: {', '.join(PLATFORMS)})")
-    return text
-
-
-def _parse_secret_type(value: str | None) -> str:
-    text = (value or "").strip().lower().replace("-", "_") or "password"
-    if text == "key":
-        text = "ssh_key"
-    if text not in SECRET_TYPES:
-        raise ValueError(f"unknown secret type {(value or '').strip()!r} (known: password, ssh_key)")
-    return text
-
-
 def _parse_bool(value: str | bool | None, what: str) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
@@ -248,29 +231,6 @@ def _parse_nodes(values: list[str]) -> list[str]:
         if path not in result:
             result.append(path)
     return result
-
-
-def check_private_key(text: str, passphrase: str | None, what: str = "private key") -> None:
-    """ValueError unless text is a private key that the passphrase (if any) opens."""
-    from cryptography.hazmat.primitives import serialization
-
-    data = text.encode()
-    pw = passphrase.encode() if passphrase else None
-    try:
-        try:
-            serialization.load_ssh_private_key(data, password=pw)
-        except ValueError as first:
-            if b"BEGIN OPENSSH PRIVATE KEY" in data:
-                raise first
-            serialization.load_pem_private_key(data, password=pw)
-    except TypeError:
-        if pw is None:
-            raise ValueError(f"{what} is encrypted and no passphrase was given") from None
-        raise ValueError(f"{what} is not encrypted but a passphrase was given") from None
-    except Exception:  # noqa: BLE001 - cryptography raises several types for garbage input
-        if pw is not None:
-            raise ValueError(f"{what} cannot be opened with the given passphrase (wrong passphrase or a damaged key)") from None
-        raise ValueError(f"{what} is not a readable private key (OpenSSH or PEM)") from None
 
 
 def _finish_account(acc: AccountEntry, what: str) -> None:
@@ -359,7 +319,7 @@ def _csv_row(cells: dict[str, str], line: int, by_name: dict[str, AssetEntry], i
         if not address:
             raise ValueError(f"asset {name!r} has no address")
         asset = AssetEntry(name=name, address=check_name(address, "address"), line=line, port=_parse_port(port_text),
-                           platform=_parse_platform(platform_text), nodes=nodes, active=active, comment=comment)
+                           platform=parse_platform(platform_text), nodes=nodes, active=active, comment=comment)
         by_name[name] = asset
         inv.assets.append(asset)
     else:
@@ -368,7 +328,7 @@ def _csv_row(cells: dict[str, str], line: int, by_name: dict[str, AssetEntry], i
             raise ValueError(f"asset {name!r}: address {address!r} differs from {asset.address!r} on line {asset.line}")
         if port_text and _parse_port(port_text) != asset.port:
             raise ValueError(f"asset {name!r}: port {port_text} differs from {asset.port} on line {asset.line}")
-        if platform_text and _parse_platform(platform_text) != asset.platform:
+        if platform_text and parse_platform(platform_text) != asset.platform:
             raise ValueError(f"asset {name!r}: platform {platform_text!r} differs from {asset.platform!r} on line {asset.line}")
         if active is not None and asset.active is not None and active != asset.active:
             raise ValueError(f"asset {name!r}: active differs from line {asset.line}")
@@ -383,7 +343,7 @@ def _csv_row(cells: dict[str, str], line: int, by_name: dict[str, AssetEntry], i
             raise ValueError(f"{', '.join(given)} given but username is empty")
         return
     username = check_name(username, "username")
-    secret_type = _parse_secret_type(cells.get("secret_type"))
+    secret_type = parse_secret_type(cells.get("secret_type"))
     what = f"account {username!r} on {name!r}"
     acc = AccountEntry(
         username=username, line=line, secret_type=secret_type,
@@ -534,7 +494,7 @@ def _yaml_asset(node: yaml.Node, resolver: _Resolver, errors: _Errors) -> AssetE
     asset = AssetEntry(
         name=str(name), address=str(check("address", lambda: check_name(address, "address"))), line=_line(node),
         port=int(check("port", lambda: _parse_port(get("port")))),
-        platform=str(check("platform", lambda: _parse_platform(get("platform")))),
+        platform=str(check("platform", lambda: parse_platform(get("platform")))),
         nodes=list(check("nodes", lambda: _parse_nodes(_str_list(values["nodes"][0], "nodes") if "nodes" in values else []))),
         active=check("active", lambda: _parse_bool(get("active"), "active")),
         comment=get("comment"),
@@ -573,7 +533,7 @@ def _yaml_account(node: yaml.Node, asset_name: str, resolver: _Resolver) -> Acco
     what = f"account {username!r} on {asset_name!r}"
     key = "secret_type"
     try:
-        secret_type = _parse_secret_type(get(key))
+        secret_type = parse_secret_type(get(key))
         key = "secret"
         secret = resolver.secret(get(key), f"{what}: secret", keep_whole=secret_type == "ssh_key")
         key = "passphrase"
@@ -889,7 +849,7 @@ def _ansible_asset(host: _Host, v: dict[str, _Var], nodes: list[str], resolver: 
         name=str(name), line=host.line,
         address=str(check(addr_var, lambda: check_name((addr_var.value or "") if addr_var else host.name, "address"))),
         port=int(check(port_var, lambda: _parse_port(port_var.value if port_var else host.port)),),
-        platform=str(check(plat_var, lambda: _parse_platform(plat_var.value if plat_var else None))),
+        platform=str(check(plat_var, lambda: parse_platform(plat_var.value if plat_var else None))),
         nodes=nodes,
     )
     user_var, pw_var, key_var = first(_USER_VARS), first(_PASSWORD_VARS), first(_KEYFILE_VARS)

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
 from core.errors import InputError
+from core.values import load_key
 from storage.types import PasswordRules, fingerprint_sha256
 
 MIN_LENGTH = 8
@@ -156,12 +157,6 @@ def generate_ssh_key(algorithm: str = "ed25519", label: str | None = None) -> Ge
     return GeneratedKey(private_openssh=private, public_line=line, fingerprint=fp, algorithm=algorithm)
 
 
-def _load(data: bytes, password: bytes | None) -> object:
-    if b"BEGIN OPENSSH PRIVATE KEY" in data:
-        return serialization.load_ssh_private_key(data, password)
-    return serialization.load_pem_private_key(data, password)
-
-
 def load_private_key(text: str, passphrase: str | None, label: str | None = None) -> GeneratedKey:
     """Check a supplied private key and its passphrase; return it with its marked public line.
 
@@ -175,7 +170,7 @@ def load_private_key(text: str, passphrase: str | None, label: str | None = None
     passphrase = passphrase or None
     encrypted = False
     try:
-        key = _load(data, None)
+        key = load_key(data, None)
     except TypeError:
         # cryptography raises TypeError when the key is encrypted and no password was given.
         encrypted = True
@@ -185,7 +180,7 @@ def load_private_key(text: str, passphrase: str | None, label: str | None = None
         if passphrase is None:
             raise InputError("private key: is encrypted; give its passphrase", field="private key")
         try:
-            key = _load(data, passphrase.encode())
+            key = load_key(data, passphrase.encode())
         except (ValueError, TypeError):
             raise InputError("private key: wrong passphrase", field="private key") from None
         except Exception:  # noqa: BLE001 - e.g. an unsupported cipher

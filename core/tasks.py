@@ -14,7 +14,9 @@ from sqlmodel import func, select
 from core.config import Settings
 from core.context import Context
 from core.errors import InputError, KeyturnError
+from core import values
 from core.operators import require
+from core.values import SECRET_TYPES
 from core.params import apply as apply_params, validate as validate_params
 from core.schedule import next_runs, validate_schedule
 from core.secretgen import KEY_ALGORITHMS, check_specific_password, load_private_key, validate_rules
@@ -25,7 +27,6 @@ from storage.tables import Operator, utcnow
 from storage.types import HostParams, PasswordRules, TaskSpec
 
 SECRET_STRATEGIES = ("random", "specific")
-SECRET_TYPES = ("password", "ssh_key")
 KEY_STRATEGIES = ("replace-ours", "replace-all", "append")
 VERIFY_MODES = ("ssh", "none")
 MAX_NAME = 100
@@ -319,13 +320,11 @@ _HOST_KEYS = {"sudo": bool, "chpasswd_path": str, "create_user": bool, "verify":
 
 
 def parse_secret_type(value: str) -> str:
-    """'password' | 'ssh-key' (or 'ssh_key') -> the stored secret type."""
-    v = value.strip().lower().replace("_", "-")
-    if v == "password":
-        return "password"
-    if v == "ssh-key":
-        return "ssh_key"
-    raise InputError(f"type: must be password or ssh-key, got {value!r}", field="type")
+    """A task's `type` (core.values.parse_secret_type), its error prefixed with the field as task errors are."""
+    try:
+        return values.parse_secret_type(value, default=None)
+    except values.BadValue as exc:
+        raise InputError(f"type: {exc}", field="type") from None
 
 
 def parse_time(value: str | datetime | date, field: str = "start") -> datetime:

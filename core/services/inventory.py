@@ -19,7 +19,8 @@ from core.audit import record_event_in
 from core.context import Context
 from core.errors import InputError, NotFound
 from core.hostkeys import TrustCheck, check_trust, fetch_host_keys, import_known_hosts
-from core.importer import PLATFORMS, check_name, check_private_key, import_inventory
+from core.importer import check_name, import_inventory
+from core.values import PLATFORMS, check_private_key
 from core.operators import require
 from core.scopes import asset_in_scope, filter_in_scope, scope_of
 from storage import inventory as store
@@ -286,10 +287,7 @@ def add_account(ctx: Context, asset: str, username: str, *, secret_type: str, se
     if not secret:
         raise InputError(f"{'password' if secret_type == 'password' else key_label}: is empty", field="secret")
     if secret_type == "ssh_key":
-        try:
-            check_private_key(secret, passphrase, key_label)
-        except ValueError as exc:
-            raise InputError(str(exc), field="secret") from None
+        check_private_key(secret, passphrase, key_label)
     with ctx.db.write() as s:
         row = store.get_asset_row(s, asset)
         _, outcome = store.upsert_account(ctx.db, s, row, username, secret_type=secret_type, secret=secret,

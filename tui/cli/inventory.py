@@ -11,7 +11,8 @@ from typing import Any
 
 from core.context import Context
 from core.errors import HostKeyChanged, InputError, KeyturnError
-from core.importer import FORMATS, PLATFORMS, check_name, describe_summary
+from core.importer import FORMATS, check_name, describe_summary
+from core.values import PLATFORMS
 from core.services import inventory as svc
 from storage.inventory import normalize_node_path
 from storage.types import AccountInfo, AssetInfo, ImportSummary, fingerprint_sha256

@@ -12,7 +12,8 @@ from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from core.context import Context
 from core.errors import InputError, KeyturnError
-from core.importer import PLATFORMS, check_name
+from core.importer import check_name
+from core.values import PLATFORMS
 from core.services import inventory as svc
 from storage.types import AssetInfo
 from tui.widgets.compact import make_compact

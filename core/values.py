@@ -1,0 +1,62 @@
+"""The one parser of each value that reaches keyturn from several doors (inventory files, the CLI, the forms,
+task files): platforms, secret types and private keys. Everyone else imports these; nobody re-parses."""
+
+from __future__ import annotations
+
+from core.errors import InputError
+
+PLATFORMS: tuple[str, ...] = ("linux", "unix", "aix", "postgresql", "mysql", "redis", "custom-ssh", "windows")
+SECRET_TYPES: tuple[str, ...] = ("password", "ssh_key")
+
+
+class BadValue(InputError, ValueError):
+    """An InputError that is also a ValueError, so parsers that collect ValueErrors per file line keep working."""
+
+
+def parse_platform(value: str | None, *, default: str = "linux") -> str:
+    """'Linux ' -> 'linux'; empty -> default; BadValue (field 'platform') for an unknown one."""
+    text = (value or "").strip().lower() or default
+    if text not in PLATFORMS:
+        raise BadValue(f"unknown platform {text!r} (known: {', '.join(PLATFORMS)})", field="platform")
+    return text
+
+
+def parse_secret_type(value: str | None, *, default: str | None = "password") -> str:
+    """'password' | 'ssh_key' | 'ssh-key' | 'key' -> the stored type; empty -> default (BadValue when None)."""
+    text = (value or "").strip().lower().replace("-", "_")
+    if not text and default is not None:
+        return default
+    if text == "key":
+        text = "ssh_key"
+    if text not in SECRET_TYPES:
+        raise BadValue(f"unknown secret type {(value or '').strip()!r} (known: password, ssh_key)", field="type")
+    return text
+
+
+def load_key(data: bytes, password: bytes | None) -> object:
+    """The cryptography key object of an OpenSSH or PEM private key (its own exceptions on failure)."""
+    from cryptography.hazmat.primitives import serialization
+
+    if b"BEGIN OPENSSH PRIVATE KEY" in data:
+        return serialization.load_ssh_private_key(data, password)
+    return serialization.load_pem_private_key(data, password)
+
+
+def check_private_key(text: str, passphrase: str | None, what: str = "private key") -> None:
+    """BadValue (field 'secret') unless text is a private key that the passphrase (if any) opens.
+
+    This is the check for keys keyturn logs in with; a key keyturn pushes has stricter rules on top
+    (core.secretgen.load_private_key: no DSA, RSA of 2048 bits at least).
+    """
+    pw = passphrase.encode() if passphrase else None
+    try:
+        load_key(text.encode(), pw)
+    except TypeError:
+        if pw is None:
+            raise BadValue(f"{what} is encrypted and no passphrase was given", field="secret") from None
+        raise BadValue(f"{what} is not encrypted but a passphrase was given", field="secret") from None
+    except Exception:  # noqa: BLE001 - cryptography raises several types for garbage input
+        if pw is not None:
+            raise BadValue(f"{what} cannot be opened with the given passphrase (wrong passphrase or a damaged key)",
+                           field="secret") from None
+        raise BadValue(f"{what} is not a readable private key (OpenSSH or PEM)", field="secret") from None
