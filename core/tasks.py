@@ -6,6 +6,7 @@ import dataclasses
 import re
 import tomllib
 from datetime import date, datetime, time, timezone
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -372,65 +373,88 @@ def load_task_file(path: str | Path) -> TaskSpec:
 
 
 def _spec_from_mapping(data: dict[str, Any], path: Path) -> TaskSpec:
-    unknown = sorted(set(data) - _FILE_KEYS)
-    if unknown:
-        raise InputError(f"{unknown[0]}: unknown key (known: {', '.join(sorted(_FILE_KEYS))})")
     if "name" not in data:
         raise InputError("name: missing", field="name")
-    spec = TaskSpec(name=_typed(data["name"], str, "name"), usernames=_names(data.get("accounts", []), "accounts"))
-    spec.description = _typed(data.get("description", ""), str, "description")
-    spec.assets = _names(data.get("assets", []), "assets")
-    spec.nodes = _names(data.get("nodes", []), "nodes")
-    spec.recipients = _names(data.get("recipients", []), "recipients")
+    spec = TaskSpec(name="", usernames=[])
+    return dataclasses.replace(spec, **task_changes(data, None, base_dir=path.parent))
+
+
+def task_changes(data: Mapping[str, Any], current: TaskSpec | None = None, *,
+                 base_dir: Path | None = None) -> dict[str, Any]:
+    """The one mapper from task input to TaskSpec fields: a task file's TOML, the CLI's flags and a script's
+    mapping all use these keys (name, accounts, assets, nodes, type, strategy, interval, rules, host...).
+
+    Only the keys given become changes; rules and host settings merge over current's (or the defaults). On an
+    edit, a new interval clears the cron line and the other way round. key_file is read relative to base_dir.
+    """
+    unknown = sorted(set(data) - _FILE_KEYS)
+    if unknown:
+        raise InputError(f"{unknown[0]}: unknown key (known: {', '.join(sorted(_FILE_KEYS))})", field=unknown[0])
+    ch: dict[str, Any] = {}
+    if "name" in data:
+        ch["name"] = _typed(data["name"], str, "name")
+    if "accounts" in data:
+        ch["usernames"] = _names(data["accounts"], "accounts")
+    for key in ("assets", "nodes", "recipients"):
+        if key in data:
+            ch[key] = _names(data[key], key)
+    if "description" in data:
+        ch["description"] = _typed(data["description"], str, "description")
     if "type" in data:
-        spec.secret_type = parse_secret_type(_typed(data["type"], str, "type"))
-    if "strategy" in data:
-        spec.secret_strategy = _typed(data["strategy"], str, "strategy")
-    if "key_strategy" in data:
-        spec.ssh_key_strategy = _typed(data["key_strategy"], str, "key_strategy")
-    if "key_algorithm" in data:
-        spec.key_algorithm = _typed(data["key_algorithm"], str, "key_algorithm")
+        ch["secret_type"] = parse_secret_type(_typed(data["type"], str, "type"))
+    for key, field_name in (("strategy", "secret_strategy"), ("key_strategy", "ssh_key_strategy"),
+                            ("key_algorithm", "key_algorithm")):
+        if key in data:
+            ch[field_name] = _typed(data[key], str, key)
     if "check" in data:
-        spec.check_after_change = _typed(data["check"], bool, "check")
+        ch["check_after_change"] = _typed(data["check"], bool, "check")
     if "active" in data:
-        spec.active = _typed(data["active"], bool, "active")
+        ch["active"] = _typed(data["active"], bool, "active")
     if "interval" in data:
-        spec.interval_hours = _typed(data["interval"], int, "interval")
+        ch["interval_hours"] = _typed(data["interval"], int, "interval")
     if "cron" in data:
-        spec.cron = _typed(data["cron"], str, "cron")
+        ch["cron"] = _typed(data["cron"], str, "cron")
+    if current is not None and ("interval" in data) != ("cron" in data):
+        ch.setdefault("interval_hours", None)
+        ch.setdefault("cron", None)
     if "start" in data:
         if not isinstance(data["start"], (str, datetime, date)):
             raise InputError(f"start: must be an ISO time, got {data['start']!r}", field="start")
-        spec.start_at = parse_time(data["start"])
+        ch["start_at"] = parse_time(data["start"])
     rules = _typed(data.get("rules", {}), dict, "rules")
     for key, value in rules.items():
         if key not in _RULE_KEYS:
-            raise InputError(f"rules.{key}: unknown key (known: {', '.join(_RULE_KEYS)})")
+            raise InputError(f"rules.{key}: unknown key (known: {', '.join(_RULE_KEYS)})", field="rules")
         _typed(value, _RULE_KEYS[key], f"rules.{key}")
-    spec.rules = PasswordRules.from_dict(rules)
+    if rules or current is None:
+        base_rules = current.rules if current else PasswordRules()
+        ch["rules"] = dataclasses.replace(base_rules, **rules)
     host = _typed(data.get("host", {}), dict, "host")
     for key, value in host.items():
         if key not in _HOST_KEYS:
-            raise InputError(f"host.{key}: unknown key (known: {', '.join(_HOST_KEYS)})")
+            raise InputError(f"host.{key}: unknown key (known: {', '.join(_HOST_KEYS)})", field="host")
         _typed(value, _HOST_KEYS[key], f"host.{key}")
-    spec.params = HostParams.from_dict({("use_sudo" if k == "sudo" else k): v for k, v in host.items()})
-    try:  # [params]: sequences, self-change, user parameters (core/params.py)
-        spec.params = apply_params(spec.params, _typed(data.get("params", {}), dict, "params"))
-    except InputError as exc:
-        raise InputError(f"params.{exc}") from None
+    params = _typed(data.get("params", {}), dict, "params")
+    if host or params or current is None:
+        base_params = current.params if current else HostParams()
+        merged = dataclasses.replace(base_params, **{("use_sudo" if k == "sudo" else k): v for k, v in host.items()})
+        try:  # [params]: sequences, self-change, user parameters (core/params.py)
+            ch["params"] = apply_params(merged, params)
+        except InputError as exc:
+            raise InputError(f"params.{exc}", field=exc.field) from None
     if "key_file" in data:
         key_path = Path(_typed(data["key_file"], str, "key_file")).expanduser()
-        if not key_path.is_absolute():
-            key_path = path.parent / key_path
+        if base_dir is not None and not key_path.is_absolute():
+            key_path = base_dir / key_path
         try:
-            spec.specific_secret = key_path.read_text()
+            ch["specific_secret"] = key_path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"key_file: cannot read {key_path} ({getattr(exc, 'strerror', None) or exc})", field="key_file") from None
-        if "type" not in data:
-            spec.secret_type = "ssh_key"
-        if "strategy" not in data:
-            spec.secret_strategy = "specific"
-    return spec
+            raise InputError(f"key_file: cannot read {key_path} ({getattr(exc, 'strerror', None) or exc})",
+                             field="key_file") from None
+        ch.setdefault("secret_type", "ssh_key")
+        ch.setdefault("secret_strategy", "specific")
+        ch.setdefault("specific_passphrase", None)  # a new key: its passphrase comes with it or not at all
+    return ch
 
 
 def _driver_accepts(user: str) -> bool:

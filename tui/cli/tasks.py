@@ -8,7 +8,6 @@ import getpass
 import json
 import sys
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from core import tasks as core_tasks
@@ -17,7 +16,7 @@ from core.errors import InputError
 from core.params import as_mapping
 from core.targets import preview
 from storage import tasks as repo
-from storage.types import HostParams, PasswordRules, TaskSpec
+from storage.types import HostParams, TaskSpec
 from tui.cli.params import add_param_option, apply_param_args, param_lines
 
 STDIN_ORDER = (
@@ -127,65 +126,41 @@ def _stdin_secrets(args: argparse.Namespace) -> dict[str, str]:
 
 def _changes_from_args(args: argparse.Namespace, current: TaskSpec | None) -> dict[str, Any]:
     """TaskSpec fields the options set (only those given), secrets read from stdin last."""
-    ch: dict[str, Any] = {}
-    if args.accounts is not None:
-        ch["usernames"] = [u.strip() for u in args.accounts.split(",") if u.strip()]
+    # The flags in the words of a task file; core.tasks.task_changes is the one mapper from those to a TaskSpec.
+    data: dict[str, Any] = {}
     if getattr(args, "no_assets", False):
-        ch["assets"] = []
-    if args.asset:
-        ch["assets"] = [a for item in args.asset for a in item.split(",") if a.strip()]
+        data["assets"] = []
     if getattr(args, "no_nodes", False):
-        ch["nodes"] = []
-    if args.node:
-        ch["nodes"] = [n for item in args.node for n in item.split(",") if n.strip()]
-    if args.type is not None:
-        ch["secret_type"] = core_tasks.parse_secret_type(args.type)
-    if args.strategy is not None:
-        ch["secret_strategy"] = args.strategy
-    if args.key_strategy is not None:
-        ch["ssh_key_strategy"] = args.key_strategy
-    if args.key_algorithm is not None:
-        ch["key_algorithm"] = args.key_algorithm
-    if args.description is not None:
-        ch["description"] = args.description
-    if args.recipient is not None:
-        ch["recipients"] = [r for item in args.recipient for r in item.split(",") if r.strip()]
-    if args.check is not None:
-        ch["check_after_change"] = args.check
-    if args.active is not None:
-        ch["active"] = args.active
-    if getattr(args, "no_schedule", False):
-        ch.update(interval_hours=None, cron=None, start_at=None)
-    if args.interval is not None:
-        ch.update(interval_hours=args.interval, cron=None)
-    if args.cron is not None:
-        ch.update(cron=args.cron, interval_hours=None)
-    if args.start is not None:
-        ch["start_at"] = core_tasks.parse_time(args.start)
-
+        data["nodes"] = []
+    for key, items in (("assets", args.asset), ("nodes", args.node), ("recipients", args.recipient)):
+        if items is not None:
+            data[key] = ",".join(items)
+    if args.accounts is not None:
+        data["accounts"] = args.accounts
+    for key, value in (("type", args.type), ("strategy", args.strategy), ("key_strategy", args.key_strategy),
+                       ("key_algorithm", args.key_algorithm), ("description", args.description),
+                       ("check", args.check), ("active", args.active), ("interval", args.interval),
+                       ("cron", args.cron), ("start", args.start), ("key_file", args.key_file)):
+        if value is not None:
+            data[key] = value
     rules = {k: v for k, v in (("length", args.length), ("lower", args.lower), ("upper", args.upper),
                                ("digits", args.digits), ("symbols", args.symbols), ("exclude", args.exclude))
              if v is not None}
     if rules:
-        ch["rules"] = dataclasses.replace(current.rules if current else PasswordRules(), **rules)
-    host = {k: v for k, v in (("use_sudo", args.sudo), ("chpasswd_path", args.chpasswd_path),
+        data["rules"] = rules
+    host = {k: v for k, v in (("sudo", args.sudo), ("chpasswd_path", args.chpasswd_path),
                               ("create_user", args.create_user)) if v is not None}
     if host:
-        ch["params"] = dataclasses.replace(current.params if current else HostParams(), **host)
+        data["host"] = host
+    if args.password_stdin and args.key_file:
+        raise InputError("give either --password-stdin or --key-file, not both")
+    ch = core_tasks.task_changes(data, current or TaskSpec(name="", usernames=[]))
+    if getattr(args, "no_schedule", False):
+        ch.update(interval_hours=None, cron=None, start_at=None)
     given = apply_param_args(ch.get("params", current.params if current else HostParams()), args.param)
     if given is not None:
         ch["params"] = given
 
-    if args.password_stdin and args.key_file:
-        raise InputError("give either --password-stdin or --key-file, not both")
-    if args.key_file:
-        try:
-            ch["specific_secret"] = Path(args.key_file).expanduser().read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"key file: {args.key_file}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-        ch.setdefault("secret_type", "ssh_key")
-        ch.setdefault("secret_strategy", "specific")
-        ch.setdefault("specific_passphrase", None)  # a new key: its passphrase comes with it or not at all
     secrets = _stdin_secrets(args)
     if "password" in secrets:
         ch["specific_secret"] = secrets["password"]
