@@ -454,19 +454,24 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                 errors.setdefault("rules", "length: must be a whole number")
         if errors:
             return None, errors
-        spec = TaskSpec(
-            name=self._value("name").strip(), usernames=split_names(self._value("accounts")),
-            assets=list(self.chosen_assets), nodes=nodes, secret_strategy=strategy, secret_type=secret_type,
-            specific_secret=specific_secret, specific_passphrase=passphrase,
-            ssh_key_strategy=self._select("key_strategy"), key_algorithm=self._select("key_algorithm"),
-            rules=self._rules(length),
-            params=HostParams(use_sudo=self._checked("sudo"), chpasswd_path=self._value("chpasswd").strip(),
-                              create_user=self._checked("create_user"), verify=self._select("verify")),
-            become_password=self._value("become") or None, interval_hours=interval, cron=cron or None,
-            start_at=start, check_after_change=self._checked("check"), active=self._checked("active"),
-            description=self._value("description"),
-            recipients=list(self.query_one("#recipients", SelectionList).selected),
-        )
+        # The form in the words of a task file: core.tasks.task_changes is the one mapper to a TaskSpec.
+        data: dict[str, object] = {
+            "name": self._value("name").strip(), "accounts": self._value("accounts"),
+            "assets": list(self.chosen_assets), "nodes": nodes, "type": secret_type, "strategy": strategy,
+            "key_strategy": self._select("key_strategy"), "key_algorithm": self._select("key_algorithm"),
+            "rules": self._rules(length).to_dict(), "check": self._checked("check"), "active": self._checked("active"),
+            "host": {"sudo": self._checked("sudo"), "chpasswd_path": self._value("chpasswd").strip(),
+                     "create_user": self._checked("create_user"), "verify": self._select("verify")},
+            "description": self._value("description"),
+            "recipients": list(self.query_one("#recipients", SelectionList).selected),
+            **{k: v for k, v in (("interval", interval), ("cron", cron or None), ("start", start)) if v is not None},
+        }
+        try:
+            changes = tasks.task_changes(data)
+        except InputError as exc:
+            return None, {error_field(exc): str(exc)}
+        spec = dataclasses.replace(TaskSpec(name="", usernames=[]), **changes, specific_secret=specific_secret,
+                                   specific_passphrase=passphrase, become_password=self._value("become") or None)
         return spec, {}
 
     def _visible(self, widget: Widget) -> bool:
