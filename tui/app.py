@@ -23,8 +23,8 @@ from core.config import Settings
 from core.context import Context, open_context
 from core.errors import KeyturnError, UnsafeSetupError
 from core.events import Event
-from storage.tables import utcnow
-from storage.types import ExecutionInfo
+from core.types import utcnow
+from core.types import ExecutionInfo
 from tui.keys import OrderedKeys
 from tui.modals.confirm import ConfirmModal
 from tui.screens.history import HistoryScreen
@@ -125,9 +125,9 @@ class KeyturnApp(OrderedKeys, App[int]):
     def on_mount(self) -> None:
         """Settle records a killed run left open before anything else touches them (DESIGN.md step 4)."""
         if self.ctx.settings.reconcile_on_start:
-            from storage.executions import anything_unsettled
+            from core.services.views import anything_unsettled
 
-            if anything_unsettled(self.ctx.db):
+            if anything_unsettled(self.ctx):
                 # Only probes logins and settles records, never changes a host: not gated on who is acting.
                 self.start_reconcile(automatic=True)
 

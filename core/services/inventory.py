@@ -29,7 +29,7 @@ from storage.types import AccountInfo, AssetInfo, ImportSummary, NodeInfo, finge
 
 __all__ = ["AccountRemoval", "AssetRemoval", "HostKeyOffer", "account_to_remove", "add_account", "add_asset",
            "asset_counts_by_node", "asset_to_remove", "count_assets", "edit_asset", "fetch_offer", "get_asset",
-           "import_file", "import_known_hosts_file", "list_accounts", "list_assets", "list_nodes", "parse_nodes", "pin_offer",
+           "import_file", "import_known_hosts_file", "list_accounts", "list_assets", "list_nodes", "parse_node_path", "parse_nodes", "pin_offer",
            "remove_account", "remove_asset"]
 
 
@@ -96,6 +96,11 @@ def _nodes(paths: Iterable[str]) -> list[str]:
         except ValueError as exc:
             raise InputError(f"nodes: {exc}", field="nodes") from None
     return out
+
+
+def parse_node_path(text: str) -> str:
+    """'/prod//db/' -> '/prod/db'; InputError (field 'nodes') for an empty or root-only path."""
+    return _nodes([text])[0]
 
 
 def parse_nodes(text: str) -> list[str]:

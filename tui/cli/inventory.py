@@ -14,8 +14,7 @@ from core.errors import HostKeyChanged, InputError, KeyturnError
 from core.importer import FORMATS, check_name, describe_summary
 from core.values import PLATFORMS
 from core.services import inventory as svc
-from storage.inventory import normalize_node_path
-from storage.types import AccountInfo, AssetInfo, ImportSummary, fingerprint_sha256
+from core.types import AccountInfo, AssetInfo, ImportSummary, fingerprint_sha256
 from tui.widgets.format import plural
 
 
@@ -67,8 +66,8 @@ def _port(text: str) -> int:
 
 def _node_path(text: str) -> str:
     try:
-        return normalize_node_path(text)
-    except ValueError as exc:
+        return svc.parse_node_path(text)
+    except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from core import params as core_params
-from storage.types import HostParams
+from core.types import HostParams
 
 PARAM_HELP = ("task parameter (repeatable): " + ", ".join(core_params.PARAM_KEYS)
               + "; commands=@FILE and answers=@FILE read a file; see docs/platforms.md")

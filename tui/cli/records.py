@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from core.context import Context
 from core.events import AccountSettled, Event, ExecutionStarted
 from storage import executions as rec
-from storage.types import ExecutionInfo, RecordInfo
+from core.types import ExecutionInfo, RecordInfo
 from tui.widgets.format import plural
 
 

@@ -17,7 +17,7 @@ from core.errors import InputError
 from core.notify import send_execution_report, send_test_message, store_smtp_password
 from core.scheduler import DEFAULT_WORKERS, Scheduler, settle_leftovers
 from storage.scheduling import scheduled_tasks
-from storage.tables import utcnow
+from core.types import utcnow
 
 log = logging.getLogger("keyturn.scheduler")
 

@@ -16,7 +16,7 @@ from core.errors import InputError
 from core.params import as_mapping
 from core.targets import preview
 from storage import tasks as repo
-from storage.types import HostParams, TaskSpec
+from core.types import HostParams, TaskSpec
 from tui.cli.params import add_param_option, apply_param_args, param_lines
 
 STDIN_ORDER = (

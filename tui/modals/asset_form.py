@@ -15,7 +15,7 @@ from core.errors import InputError, KeyturnError
 from core.importer import check_name
 from core.values import PLATFORMS
 from core.services import inventory as svc
-from storage.types import AssetInfo
+from core.types import AssetInfo
 from tui.widgets.compact import make_compact
 from tui.widgets.marked import MarkedCheckbox
 from tui.widgets.validators import CoreCheck

@@ -28,9 +28,9 @@ from core.errors import InputError, KeyturnError
 from core.schedule import next_runs, validate_schedule
 from core.secretgen import KEY_ALGORITHMS, check_specific_password, validate_rules
 from core.targets import preview
-from storage.inventory import list_nodes
-from storage.queries import asset_choices, operator_names
-from storage.types import HostParams, PasswordRules, TaskSpec
+from core.services.inventory import list_nodes
+from core.services.views import asset_choices, operator_names
+from core.types import HostParams, PasswordRules, TaskSpec
 from tui.widgets.compact import make_compact
 from tui.widgets.marked import MarkedCheckbox, MarkedSelectionList
 from tui.widgets.validators import CoreCheck
@@ -136,8 +136,8 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         s = self.spec
         rules, params = s.rules, s.params
         periodic = "interval" if s.interval_hours else "cron" if s.cron else "none"
-        nodes = list_nodes(self.ctx.db)
-        operators = operator_names(self.ctx.db)
+        nodes = list_nodes(self.ctx)
+        operators = operator_names(self.ctx)
         with Vertical(classes="dialog form", id="task-form"):
             yield Label("Edit task " + self.original.name if self.original else "New task", classes="dialog-title", markup=False)
             with VerticalScroll(id="form-body"):
@@ -291,7 +291,7 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
     def _fill_assets(self) -> None:
         picker = self.query_one("#assets", SelectionList)
         search = self._value("asset-filter").strip()
-        choices = asset_choices(self.ctx.db, search=search, limit=ASSET_CHOICES)
+        choices = asset_choices(self.ctx, search=search, limit=ASSET_CHOICES)
         chosen = set(self.chosen_assets)
         with self.prevent(SelectionList.SelectedChanged):
             picker.clear_options()

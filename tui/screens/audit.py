@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Label
 
 from core.audit import list_events, verify_chain
 from core.errors import KeyturnError
-from storage.audit import count_events
+from core.services.views import count_events
 from tui.screens.base import ModeScreen, page_bindings
 
 PAGE = 100
@@ -104,7 +104,7 @@ class AuditScreen(ModeScreen):
                           Text(detail[:80] + ("\u2026" if len(detail) > 80 else "")), key=str(e.id))
         self._events = {str(e.id): e for e in events}
         self._last_id = events[-1].id if events else None
-        total = count_events(self.ctx.db)
+        total = count_events(self.ctx)
         page = len(self._page_starts)
         span = f"{events[-1].id}-{events[0].id}" if events else "none"
         self.query_one("#audit-count", Label).update(f"Audit events {span} of {total}, page {page}  ([ ] page, v verify)")

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Input, Label, Tree
 
 from core.importer import describe_summary
 from core.services import inventory as svc
-from storage.types import AssetInfo
+from core.types import AssetInfo
 from tui.modals.asset_form import AssetFormModal
 from tui.modals.confirm import ConfirmModal
 from tui.modals.prompt import PromptModal

@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Label
 from core import tasks
 from core.errors import KeyturnError
 from core.targets import preview
-from storage.queries import TaskRow, task_rows
+from core.services.views import TaskRow, task_rows
 from tui.modals.confirm import ConfirmModal
 from tui.modals.preview import PreviewModal
 from tui.modals.prompt import PromptModal
@@ -54,7 +54,7 @@ class TasksScreen(ModeScreen):
         table = self.query_one("#tasks-table", DataTable)
         keep = select or self.selected_name()
         now = self.now()
-        rows = task_rows(self.ctx.db, limit=TASK_LIMIT)
+        rows = task_rows(self.ctx, limit=TASK_LIMIT)
         table.clear()
         for t in rows:
             targets = self._targets(t)

@@ -19,7 +19,7 @@ from textual.widgets import Checkbox, Input, Label, Select, TextArea
 from core import params as core_params
 from core.drivers.templates import TEMPLATES
 from core.errors import InputError
-from storage.types import HostParams
+from core.types import HostParams
 from tui.widgets.validators import CoreCheck
 
 # Which form field (error line) each parameter's errors belong to.
