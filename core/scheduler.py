@@ -81,11 +81,16 @@ def next_slot(task: ScheduledTask, now: datetime) -> datetime:
     return runs[0]
 
 
+def list_scheduled(ctx: Context) -> list[ScheduledTask]:
+    """Every active periodic task with its schedule."""
+    return scheduled_tasks(ctx.db)
+
+
 def due_tasks(ctx: Context, now: datetime) -> list[ScheduledTask]:
     """Active periodic tasks whose slot is at or before now (due at t, not at t - 1s)."""
     from core.runs import window_open  # a slot outside the task's change windows waits for the next opening
 
-    return [t for t in scheduled_tasks(ctx.db) if t.due_at(now) <= now and window_open(ctx, t.id, now)]
+    return [t for t in list_scheduled(ctx) if t.due_at(now) <= now and window_open(ctx, t.id, now)]
 
 
 def next_due_at(ctx: Context, now: datetime) -> datetime | None:

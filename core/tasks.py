@@ -224,6 +224,11 @@ def get_task(ctx: Context, name: str) -> TaskSpec:
     return repo.get_task(ctx.db, name)
 
 
+def secrets_set(ctx: Context, name: str) -> dict[str, bool]:
+    """Which secrets the task holds (TaskSpec field -> bool), without decrypting them."""
+    return repo.secrets_set(ctx.db, name)
+
+
 def list_tasks(ctx: Context) -> list[TaskSpec]:
     """Every task, without secrets."""
     return repo.list_tasks(ctx.db)

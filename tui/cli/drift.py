@@ -15,7 +15,7 @@ from typing import Any
 
 from core.context import Context
 from core.errors import InputError
-from storage.drift import HEARTBEAT_STATUSES, DependencyStep, HeartbeatInfo
+from core.types import HEARTBEAT_STATUSES, DependencyStep, HeartbeatInfo
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
@@ -248,11 +248,11 @@ def _with_options(handler, create: bool):  # type: ignore[no-untyped-def]
 
 def _task_settings_given(ctx: Context, args: argparse.Namespace) -> bool:
     """Whether `task edit` was given any of the task's own settings (else only options change)."""
-    from storage.tasks import get_task
+    from core.tasks import get_task
     from tui.cli import tasks as task_cli
 
     # The task module's own reading of its arguments decides, so the two never disagree.
-    return bool(task_cli._changes_from_args(args, get_task(ctx.db, args.name))) or bool(getattr(args, "rename", None))  # noqa: SLF001
+    return bool(task_cli._changes_from_args(args, get_task(ctx, args.name))) or bool(getattr(args, "rename", None))  # noqa: SLF001
 
 
 # -- registration ----------------------------------------------------------------------------------------

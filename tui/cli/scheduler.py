@@ -15,8 +15,7 @@ from core.context import Context
 from core.operators import mark_system
 from core.errors import InputError
 from core.notify import send_execution_report, send_test_message, store_smtp_password
-from core.scheduler import DEFAULT_WORKERS, Scheduler, settle_leftovers
-from storage.scheduling import scheduled_tasks
+from core.scheduler import DEFAULT_WORKERS, Scheduler, list_scheduled, settle_leftovers
 from core.types import utcnow
 
 log = logging.getLogger("keyturn.scheduler")
@@ -97,7 +96,7 @@ def _setup_logging() -> None:
 
 def _list(ctx: Context) -> int:
     now = utcnow()
-    tasks = scheduled_tasks(ctx.db)
+    tasks = list_scheduled(ctx)
     if not tasks:
         print("no active periodic tasks")
         return 0

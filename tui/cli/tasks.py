@@ -15,7 +15,6 @@ from core.context import Context
 from core.errors import InputError
 from core.params import as_mapping
 from core.targets import preview
-from storage import tasks as repo
 from core.types import HostParams, TaskSpec
 from tui.cli.params import add_param_option, apply_param_args, param_lines
 
@@ -193,7 +192,7 @@ def _cmd_create(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _cmd_edit(ctx: Context, args: argparse.Namespace) -> int:
-    current = repo.get_task(ctx.db, args.name)
+    current = core_tasks.get_task(ctx, args.name)
     changes = _changes_from_args(args, current)
     if args.rename:
         changes["name"] = args.rename
@@ -213,8 +212,8 @@ def _print_saved(ctx: Context, verb: str, spec: TaskSpec) -> None:
 
 
 def _cmd_show(ctx: Context, args: argparse.Namespace) -> int:
-    spec = repo.get_task(ctx.db, args.name)
-    flags = repo.secrets_set(ctx.db, args.name)
+    spec = core_tasks.get_task(ctx, args.name)
+    flags = core_tasks.secrets_set(ctx, args.name)
     runs = core_tasks.upcoming_runs(spec, 3)
     if args.json:
         data = _task_dict(spec, flags)
@@ -283,7 +282,7 @@ def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
-    spec = repo.get_task(ctx.db, args.name)
+    spec = core_tasks.get_task(ctx, args.name)
     result = preview(ctx, spec)
     if args.json:
         print(json.dumps({
@@ -307,7 +306,7 @@ def _cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
-    repo.get_task(ctx.db, args.name)  # a missing task is reported before asking
+    core_tasks.get_task(ctx, args.name)  # a missing task is reported before asking
     if not args.yes:
         if not sys.stdin.isatty():
             raise InputError(f"delete: not deleting task {args.name!r} without --yes (no terminal to confirm on)")
