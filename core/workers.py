@@ -39,7 +39,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.context import Context
 from core.engine import (
-    Job, _audit, _load_task, _new_secret, _public_line_of, _Run, process_start_time, task_snapshot,
+    LOG_FLUSH_SECONDS, Job, _audit, _load_task, _new_secret, _public_line_of, _Run, process_start_time,
+    task_snapshot,
 )
 from core.errors import InputError, KeyturnError, UnsafeSetupError
 from core.events import AccountSettled, EventCallback, ExecutionFinished, ExecutionStarted
@@ -213,15 +214,43 @@ class _Held:
     lost: threading.Event = field(default_factory=threading.Event)  # another worker holds the unit now
 
 
+class _SharedLog:
+    """The log lines of one execution in this worker, written with the next settle at most every 2 s.
+
+    One buffer per execution, not per unit: every append rewrites the execution row, and twenty units
+    flushing their own buffers every 2 s made the settles queue on that row's lock.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lines: list[str] = []
+        self.flushed = time.monotonic()
+        self.units = 0  # units of the execution in hand here; the last one to end flushes what is left
+
+
 class _UnitRun(_Run):
     """The engine's per-asset run, fenced by the unit's lease: once it is lost, nothing more is written."""
 
     def __init__(self, ctx: Context, spec, execution_id: int, held: _Held, worker_id: str,  # type: ignore[no-untyped-def]
-                 on_event: EventCallback | None) -> None:
+                 on_event: EventCallback | None, shared: _SharedLog) -> None:
         super().__init__(ctx, spec, execution_id, cancel=held.cancel, on_event=on_event)
         self.held = held
         self.worker_id = worker_id
+        self.shared = shared
         self._push_log = os.environ.get("KEYTURN_TEST_PUSH_LOG", "")
+
+    def emit(self, event) -> None:  # type: ignore[no-untyped-def,override]
+        with self.shared.lock:
+            self.shared.lines.append(_line(event.text()))
+        _call(self.on_event, event)
+
+    def drain(self, *, force: bool = False) -> list[str]:
+        now = time.monotonic()
+        with self.shared.lock:
+            if not force and now - self.shared.flushed < LOG_FLUSH_SECONDS:
+                return []
+            lines, self.shared.lines, self.shared.flushed = self.shared.lines, [], now
+        return lines
 
     def change_one(self, driver, asset, job: Job, *, pushing_deadline: float | None = None,  # type: ignore[no-untyped-def,override]
                    then_pushing: int | None = None) -> float | None:
@@ -239,8 +268,8 @@ class _UnitRun(_Run):
 
     def emit_line(self, text: str) -> None:
         """A line for the execution log that no event stands for."""
-        with self._log_lock:
-            self._log.append(_line(text))
+        with self.shared.lock:
+            self.shared.lines.append(_line(text))
 
     def _window(self, edge: str, job: Job) -> None:
         if self._push_log:
@@ -264,6 +293,7 @@ class Worker:
         self.on_event = on_event
         self.units_done = 0
         self._held: dict[int, _Held] = {}
+        self._logs: dict[int, _SharedLog] = {}  # by execution id
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -372,16 +402,30 @@ class Worker:
         if units.cancel_requested(db, unit.execution_id):
             held.cancel.set()
         open_records = rec.unsettled_records(db, ids=list(unit.record_ids), statuses=(rec.PENDING, rec.PUSHING))
-        note = f"worker {self.worker_id} took {unit.asset_name} (attempt {unit.attempt})"
-        if unit.taken_over:
-            note += ": its previous worker's lease expired"
-        rec.append_log(db, unit.execution_id, [_line(note)])
         if unit.task_id is None:
             rec.settle_many_failed(db, [r.id for r in open_records if r.status == rec.PENDING],
-                                   "the task was deleted before a worker took this asset")
+                                   "the task was deleted before a worker took this asset", log=[_line(self._took(unit))])
             return
         spec = get_task_by_id(db, unit.task_id)
-        run = _UnitRun(self.ctx, spec, unit.execution_id, held, self.worker_id, self.on_event)
+        with self._lock:
+            shared = self._logs.setdefault(unit.execution_id, _SharedLog())
+            shared.units += 1
+        run = _UnitRun(self.ctx, spec, unit.execution_id, held, self.worker_id, self.on_event, shared)
+        try:
+            self._run_unit(run, held, open_records)
+        finally:
+            with self._lock:
+                shared.units -= 1
+                last_here = shared.units == 0
+                if last_here:
+                    self._logs.pop(unit.execution_id, None)
+            rec.append_log(db, unit.execution_id, run.drain(force=last_here))
+        if run.db_error:
+            raise KeyturnError(f"the database cannot be written ({run.db_error})")
+
+    def _run_unit(self, run: _UnitRun, held: _Held, open_records: list[rec.OpenRecord]) -> None:
+        unit, db = held.unit, self.ctx.db
+        run.emit_line(self._took(unit))
         for r in open_records:
             if r.status == rec.PUSHING:
                 self._settle_left_open(run, held, r)
@@ -389,16 +433,17 @@ class Worker:
         for r in open_records:
             if r.status != rec.PENDING:
                 continue
-            job = _job_of(self.ctx, spec.name, r)
+            job = _job_of(self.ctx, run.spec.name, r)
             if job is None:
                 rec.settle_failed(db, r.id, "the account or asset was removed from the inventory; not pushed")
                 continue
             jobs.append(job)
         if jobs and not held.lost.is_set():
             run.work_asset(jobs)
-        rec.append_log(db, unit.execution_id, run.drain(force=True))
-        if run.db_error:
-            raise KeyturnError(f"the database cannot be written ({run.db_error})")
+
+    def _took(self, unit: units.ClaimedUnit) -> str:
+        note = f"worker {self.worker_id} took {unit.asset_name} (attempt {unit.attempt})"
+        return note + (": its previous worker's lease expired" if unit.taken_over else "")
 
     def _settle_left_open(self, run: _UnitRun, held: _Held, r: rec.OpenRecord) -> None:
         """A record the previous holder left `pushing`: probe new, then old; judge only after its push deadline."""

@@ -82,6 +82,10 @@ def claim_unit(db: Database, worker: str, lease: timedelta, *, now: datetime | N
     """Take the oldest queued unit, or a running one whose lease expired; None when there is none."""
     now = now or utcnow()
     open_units = (col(WorkUnit.status) == QUEUED) | ((col(WorkUnit.status) == RUNNING) & (col(WorkUnit.lease_until) < now))
+    with db.read() as s:
+        # Idle workers poll: a plain indexed read first, so a poll that finds nothing commits and locks nothing.
+        if s.exec(select(WorkUnit.id).where(open_units).limit(1)).first() is None:
+            return None
     with db.write() as s:
         conn = s.connection()
         stmt = select(WorkUnit.id).where(open_units).order_by(col(WorkUnit.id)).limit(1)
