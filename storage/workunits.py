@@ -160,6 +160,23 @@ def has_open_units(db: Database, execution_id: int) -> bool:
                                                 col(WorkUnit.status) != DONE).limit(1)).first() is not None
 
 
+def worker_run_alive(db: Database, execution_id: int, *, grace: timedelta = timedelta(minutes=10)) -> bool:
+    """Whether a run handed to the workers is still theirs: a unit is left, or its last unit ended within grace.
+
+    The grace covers the moments between the last unit's end and the execution's finish (done by the worker
+    that ended it); a finisher that died there leaves the execution to reconcile once the grace is over.
+    """
+    with db.read() as s:
+        if s.exec(select(WorkUnit.id).where(WorkUnit.execution_id == execution_id,
+                                            col(WorkUnit.status) != DONE).limit(1)).first() is not None:
+            return True
+        last = s.exec(select(func.max(WorkUnit.finished_at)).where(WorkUnit.execution_id == execution_id)).one()
+        if last is None:
+            return False
+        last = last if last.tzinfo is not None else last.replace(tzinfo=utcnow().tzinfo)
+        return last > utcnow() - grace
+
+
 def is_worker_run(db: Database, execution_id: int) -> bool:
     """Whether the execution was handed to the workers."""
     with db.read() as s:

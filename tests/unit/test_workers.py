@@ -80,3 +80,15 @@ def test_a_cancelled_queued_run_pushes_nothing_and_ends_cancelled(ctx: Context, 
     assert {r.error for r in rec.list_records(ctx.db, execution_id=queued)} == {"cancelled before push"}
     assert lock_holder(ctx.db, rec.list_records(ctx.db, execution_id=queued)[0].task_id) is None
     assert units.progress(ctx.db, queued).units == {"done": 3}
+
+
+def test_a_run_whose_units_all_ended_stays_the_workers_while_one_of_them_finishes_it(ctx: Context,
+                                                                                      queued: int) -> None:
+    lease = timedelta(seconds=60)
+    for worker in ("a", "b", "c"):
+        unit = units.claim_unit(ctx.db, worker, lease)
+        assert unit is not None and units.finish_unit(ctx.db, unit, worker)
+    # Every unit is done, the execution not finished yet (its finisher is at work, or died right there).
+    assert units.worker_run_alive(ctx.db, queued)
+    assert not units.worker_run_alive(ctx.db, queued, grace=timedelta(0))
+    assert units.claim_finish(ctx.db, queued) and not units.claim_finish(ctx.db, queued)
