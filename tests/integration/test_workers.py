@@ -193,3 +193,33 @@ def test_a_taken_over_push_is_judged_only_after_its_deadline(ctx: Context, sandb
     for user in users:
         assert host.password_works(user, vault_password(ctx, host.name, user))
     assert host.password_works("alice", host.passwords["alice"])
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_scheduled_run_on_workers_is_finished_by_them_when_the_schedulers_machine_dies(
+        ctx: Context, sandbox_fleet, keyturn_env, tmp_path: Path) -> None:  # noqa: ANN001
+    from storage import workunits as units
+    from tests.integration.test_scheduler_runs import due_now
+
+    users = ["alice", "bob"]
+    fleet = sandbox_fleet(2, users=users)
+    for host in fleet.hosts:
+        enroll(ctx, host, users)
+    create_task(ctx, TaskSpec(name="nightly", usernames=users, assets=[h.name for h in fleet.hosts], interval_hours=24))
+    due_now(ctx, "nightly")
+    scheduler = start(machine(keyturn_env, tmp_path, ctx, "sched"), "scheduler", "--once", "--on-workers",
+                      log=tmp_path / "scheduler.log")
+    deadline = time.monotonic() + 120
+    while not (executions(ctx, "nightly") and units.is_worker_run(ctx.db, executions(ctx, "nightly")[-1].id)):
+        assert scheduler.poll() is None and time.monotonic() < deadline, (tmp_path / "scheduler.log").read_text()
+        time.sleep(0.05)
+    os.kill(scheduler.pid, signal.SIGKILL)  # the machine goes off with the run queued, no host touched yet
+    scheduler.wait()
+    worker = start(machine(keyturn_env, tmp_path, ctx, "w"), "worker", "--once", "--poll", "0.2",
+                   log=tmp_path / "worker.log")
+    assert worker.wait(timeout=180) == 0, (tmp_path / "worker.log").read_text()
+    [ex] = executions(ctx, "nightly")
+    assert (ex.trigger, ex.status, ex.succeeded, ex.total) == ("schedule", "success", 4, 4), ex.log
+    for host in fleet.hosts:
+        for user in users:
+            assert host.password_works(user, vault_password(ctx, host.name, user))
