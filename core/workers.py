@@ -175,11 +175,16 @@ def finish_if_last(ctx: Context, execution_id: int, *, on_event: EventCallback |
 # -- following a queued run ----------------------------------------------------------------------------
 def follow(ctx: Context, execution_id: int, *, on_event: EventCallback | None = None,
            cancel: threading.Event | None = None, poll: float = FOLLOW_POLL_SECONDS) -> ExecutionInfo:
-    """Report a queued run's settled accounts as they come (by polling) until the execution has finished.
+    """Report a run's settled accounts as they come (by polling) until the execution has finished.
+
+    Works for any execution, on any machine sharing the database: queued for workers or run in-process.
 
     cancel: once set, the workers are asked to start no account not yet pushed; following goes on until
     the accounts in flight settled and the execution finished.
     """
+    from core.scopes import scope_of
+
+    visible = scope_of(ctx)  # an operator limited to node subtrees sees only the accounts there
     seen: set[int] = set()
     after = None
     asked = False
@@ -188,9 +193,9 @@ def follow(ctx: Context, execution_id: int, *, on_event: EventCallback | None = 
             units.request_cancel(ctx.db, execution_id)
             asked = True
         info = rec.get_execution(ctx.db, execution_id, with_log=False)  # read first: no settle is missed below
-        for rid, asset, user, status, error, finished_at in units.settled_since(ctx.db, execution_id, after):
+        for rid, asset_id, asset, user, status, error, finished_at in units.settled_since(ctx.db, execution_id, after):
             after = finished_at
-            if rid not in seen:
+            if rid not in seen and (visible is None or asset_id in visible):
                 seen.add(rid)
                 _call(on_event, AccountSettled(execution_id, asset=asset, username=user, record_id=rid,
                                                status=status, error=error))

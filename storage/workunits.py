@@ -196,11 +196,12 @@ def progress(db: Database, execution_id: int) -> RunProgress:
                            cancel_requested=bool(run and run.cancel_requested))
 
 
-def settled_since(db: Database, execution_id: int, after: datetime | None) -> list[tuple[int, str, str, str, str, datetime]]:
-    """(record id, asset, user, status, error, finished_at) of records of the execution settled after `after`."""
+def settled_since(db: Database, execution_id: int,
+                  after: datetime | None) -> list[tuple[int, int | None, str, str, str, str, datetime]]:
+    """(record id, asset id, asset, user, status, error, finished_at) of the execution's records settled since after."""
     with db.read() as s:
-        stmt = (select(ChangeRecord.id, ChangeRecord.asset_name, ChangeRecord.username, ChangeRecord.status,
-                       ChangeRecord.error, ChangeRecord.finished_at)
+        stmt = (select(ChangeRecord.id, ChangeRecord.asset_id, ChangeRecord.asset_name, ChangeRecord.username,
+                       ChangeRecord.status, ChangeRecord.error, ChangeRecord.finished_at)
                 .where(ChangeRecord.execution_id == execution_id, col(ChangeRecord.finished_at).is_not(None))
                 .order_by(col(ChangeRecord.finished_at), col(ChangeRecord.id)))
         if after is not None:

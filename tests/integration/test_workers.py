@@ -116,13 +116,20 @@ def test_three_workers_one_killed_mid_run_every_account_ends_on_the_vaults_secre
 
 @pytest.mark.both_backends
 def test_a_queued_run_is_worked_off_by_a_worker_once(ctx: Context, sandbox_fleet, keyturn_env, keyturn_cli,  # noqa: ANN001
-                                                     tmp_path: Path) -> None:
+                                                     tmp_path: Path, backend: str) -> None:
     users = ["alice", "bob"]
     fleet = sandbox_fleet(2, users=users)
     for host in fleet.hosts:
         enroll(ctx, host, users)
     create_task(ctx, TaskSpec(name="pair", usernames=users, assets=[h.name for h in fleet.hosts]))
     run = start(keyturn_env, "task", "run", "pair", "--workers", log=tmp_path / "run.log")
+    while not executions(ctx, "pair"):
+        assert run.poll() is None, (tmp_path / "run.log").read_text()
+        time.sleep(0.05)
+    # Another machine follows the run (it may start late: it shows what settled before it looked).
+    watcher_env = machine(keyturn_env, tmp_path, ctx, "watcher") if backend == "postgresql" else keyturn_env
+    watcher = start(watcher_env, "records", "follow",
+                    str(executions(ctx, "pair")[-1].id), log=tmp_path / "watcher.log")
     worker = keyturn_cli("worker", "--once", "--poll", "0.2", timeout=180)
     # --once may start before the run is queued: keep one going until the run is done.
     while run.poll() is None:
@@ -131,6 +138,9 @@ def test_a_queued_run_is_worked_off_by_a_worker_once(ctx: Context, sandbox_fleet
     out = (tmp_path / "run.log").read_text()
     assert run.returncode == 0, out
     assert "finished: success; 4 succeeded" in out
+    assert watcher.wait(timeout=60) == 0
+    seen = (tmp_path / "watcher.log").read_text()
+    assert seen.count(": success\n") == 4 and "finished: success; 4 succeeded" in seen, seen
     ex = executions(ctx, "pair")[-1]
     assert (ex.status, ex.trigger, ex.succeeded) == ("success", "cli", 4)
     for host in fleet.hosts:

@@ -205,6 +205,17 @@ def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_follow(ctx: Context, args: argparse.Namespace) -> int:
+    from core.workers import follow
+
+    progress = Progress(sys.stdout)
+    try:
+        info = follow(ctx, args.execution, on_event=progress)
+    finally:
+        progress.close()
+    return 0 if info.total == info.succeeded else 1
+
+
 def _cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
     from core.engine import retry_failed, retry_records
     from core.errors import InputError
@@ -265,6 +276,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=_positive, metavar="N", help="at most N records")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_cmd_list)
+
+    p = cmds.add_parser("follow", help="follow a run as its accounts settle, until it ends (any machine)",
+                        description="Print each account of an execution as it settles, then the execution's end, by "
+                        "reading the shared database every half second: works from any machine, for runs on "
+                        "workers and in-process runs alike, and shows what settled before it started. Ctrl-C stops "
+                        "following only (the run goes on). Exit 0 when every account changed, 1 otherwise.")
+    p.add_argument("execution", type=int, metavar="EXECUTION_ID", help="the execution's number")
+    p.set_defaults(handler=_cmd_follow)
 
     p = sub.add_parser("retry", help="retry failed or unverified records",
                        description="Retry change records in a new execution: an unverified record re-pushes the same "
