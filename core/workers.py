@@ -57,6 +57,7 @@ log = logging.getLogger("keyturn.worker")
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_POLL_SECONDS = 2.0
 FOLLOW_POLL_SECONDS = 0.5
+SETTLE_LOOKBACK = timedelta(seconds=30)
 
 
 # -- the master key ------------------------------------------------------------------------------------
@@ -115,8 +116,8 @@ def queue_run(ctx: Context, task_name: str, *, trigger: str = "cli", on_event: E
         work = [(asset_id, names[asset_id], rids) for asset_id, rids in by_asset.items()]
         units.queue_units(db, execution_id, spec.id, work, previous_holder=holder)
         handed_over = True
-        if not work:  # nothing for the workers (every account was busy): finish here
-            finish_if_last(ctx, execution_id, on_event=on_event, notify=False)
+        if not work:  # nothing for the workers (every account was busy): finish here, report mailed as by a worker
+            finish_if_last(ctx, execution_id, on_event=on_event)
         return execution_id
     except BaseException:
         if execution_id is not None and not handed_over:
@@ -193,8 +194,10 @@ def follow(ctx: Context, execution_id: int, *, on_event: EventCallback | None = 
             units.request_cancel(ctx.db, execution_id)
             asked = True
         info = rec.get_execution(ctx.db, execution_id, with_log=False)  # read first: no settle is missed below
-        for rid, asset_id, asset, user, status, error, finished_at in units.settled_since(ctx.db, execution_id, after):
-            after = finished_at
+        # A settle's time is taken before its commit, and on another machine's clock: look back a while.
+        since = after - SETTLE_LOOKBACK if after is not None else None
+        for rid, asset_id, asset, user, status, error, finished_at in units.settled_since(ctx.db, execution_id, since):
+            after = finished_at if after is None else max(after, finished_at)
             if rid not in seen and (visible is None or asset_id in visible):
                 seen.add(rid)
                 _call(on_event, AccountSettled(execution_id, asset=asset, username=user, record_id=rid,
