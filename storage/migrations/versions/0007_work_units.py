@@ -4,7 +4,7 @@ Revision ID: 0007
 Revises: 0005
 Create Date: 2026-12-06
 
-New tables only. Chained after 0005 here; the integrator rechains it after the databases branch's 0006.
+New tables, and an index for following a run's records. Chained after 0005 here; the integrator rechains it after the databases branch's 0006.
 """
 
 from __future__ import annotations
@@ -51,9 +51,14 @@ def upgrade() -> None:
     with op.batch_alter_table('work_unit', schema=None) as batch_op:
         batch_op.create_index('ix_work_unit_status', ['status', 'lease_until'], unique=False)
         batch_op.create_index(batch_op.f('ix_work_unit_execution_id'), ['execution_id'], unique=False)
+    # Followers of a run read the records settled since their last look, every half second.
+    with op.batch_alter_table('change_record', schema=None) as batch_op:
+        batch_op.create_index('ix_record_execution_finished', ['execution_id', 'finished_at'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('change_record', schema=None) as batch_op:
+        batch_op.drop_index('ix_record_execution_finished')
     with op.batch_alter_table('work_unit', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_work_unit_execution_id'))
         batch_op.drop_index('ix_work_unit_status')
