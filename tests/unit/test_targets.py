@@ -105,8 +105,9 @@ def test_unknown_names_are_input_errors_and_the_live_line_shows_them(inventory: 
         "1 account on 1 asset; 1 excluded (1 no privileged account on the asset)"
 
 
-def test_preview_of_thousands_of_assets_takes_few_queries(ctx: Context) -> None:
-    n = 3000
+def test_preview_of_many_assets_takes_a_fixed_number_of_queries(ctx: Context) -> None:
+    """The query count does not grow with the fleet (no per-asset query); the time is a benchmark figure."""
+    n = 600
     with ctx.db.write() as s:
         node, _ = ensure_node(s, "/fleet/a")
         assets = [Asset(name=f"h{i:05d}", address=f"10.1.{i // 250}.{i % 250}", active=i % 100 != 0) for i in range(n)]
@@ -130,5 +131,4 @@ def test_preview_of_thousands_of_assets_takes_few_queries(ctx: Context) -> None:
     assert len(result.targets) == n - inactive - no_change
     assert result.reasons()["asset inactive"] == 2 * inactive
     assert result.reasons()["secure mode: the account keyturn logs in with"] == n - inactive
-    # A bounded number of queries, whatever the fleet size (the time is measured in benchmarks/preview_scale.py).
     assert len(statements) <= 20, len(statements)

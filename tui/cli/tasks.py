@@ -154,8 +154,8 @@ def _changes_from_args(args: argparse.Namespace, current: TaskSpec | None) -> di
     if args.password_stdin and args.key_file:
         raise InputError("give either --password-stdin or --key-file, not both")
     ch = core_tasks.task_changes(data, current or TaskSpec(name="", usernames=[]))
-    if getattr(args, "no_schedule", False):
-        ch.update(interval_hours=None, cron=None, start_at=None)
+    if getattr(args, "no_schedule", False):  # a schedule given with it still wins, as before
+        ch = {"interval_hours": None, "cron": None, "start_at": None, **ch}
     given = apply_param_args(ch.get("params", current.params if current else HostParams()), args.param)
     if given is not None:
         ch["params"] = given
@@ -471,4 +471,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the execution result as JSON")
     p.add_argument("--no-reconcile", action="store_true",
                    help="do not settle unfinished records of earlier runs before starting")
+    p.add_argument("--workers", action="store_true",
+                   help="queue the run for `keyturn worker` processes (any machine sharing the database and the "
+                        "master key) and follow it here until it finished; Ctrl-C asks the workers to start no "
+                        "further account; the workers mail the report")
     p.set_defaults(handler=_cmd_run, permission="run")
