@@ -144,3 +144,18 @@ def reveal_task(ctx: Context, mfa: MfaSession, task_name: str, *, reason: str = 
     if not items:
         raise NothingToReveal(f"the latest run of task {task_name!r} (execution {execution_id}) left no stored secret")
     return _audited(ctx, items, {"task": task_name, "execution": execution_id, **_why(reason)})
+
+
+def check_reveal_targets(ctx: Context, *, record: int | None = None, task: str | None = None,
+                         pairs: Iterable[tuple[str, str]] = ()) -> None:
+    """NotFound for a record, task or account that does not exist, before anyone is asked for a code."""
+    if record is not None:
+        store.record_secrets(ctx.db, record)
+    elif task:
+        store.latest_execution_accounts(ctx.db, task)
+    else:
+        for asset, user in pairs:
+            try:
+                store.account_ref(ctx.db, asset, user)
+            except AmbiguousAccount:
+                pass  # reveal shows both the password and the key

@@ -12,8 +12,7 @@ from core import operators as ops
 from core.context import Context
 from core.errors import InputError
 from core.mfa import MfaSession
-from core.reveal import RevealedSecret, reveal_pairs, reveal_record, reveal_task
-from core.errors import AmbiguousAccount
+from core.reveal import RevealedSecret, check_reveal_targets, reveal_pairs, reveal_record, reveal_task
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -247,18 +246,7 @@ def cmd_reveal(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _check_targets(ctx: Context, args: argparse.Namespace) -> None:
-    from storage import operators as store
-
-    if args.record is not None:
-        store.record_secrets(ctx.db, args.record)
-    elif args.task:
-        store.latest_execution_accounts(ctx.db, args.task)
-    else:
-        for asset, user in zip(args.pairs[0::2], args.pairs[1::2]):
-            try:
-                store.account_ref(ctx.db, asset, user)
-            except AmbiguousAccount:
-                pass  # reveal shows both the password and the key
+    check_reveal_targets(ctx, record=args.record, task=args.task, pairs=list(zip(args.pairs[0::2], args.pairs[1::2])))
 
 
 def _print_secrets(items: list[RevealedSecret], as_json: bool) -> None:

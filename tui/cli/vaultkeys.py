@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from core.context import Context
-from storage.keyrotate import rotate_master_key
+from core.vaultkeys import rotate_master_key
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,22 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_rotate(ctx: Context, args: argparse.Namespace) -> int:
     """Rotate the master key."""
-    from core.errors import KeyturnError
-    from storage.keyrotate import RunInProgress
-
-    try:
-        count, retired = rotate_master_key(ctx.db, ctx.home)
-    except RunInProgress as exc:
-        raise KeyturnError(str(exc)) from None
-    _audit(ctx, "key.rotate", {"values": count})
+    count, retired = rotate_master_key(ctx)
     print(f"re-encrypted {count} secret values under a new master key; old key kept as {retired}")
     print("remove the old key file once your backups hold the new one")
     return 0
-
-
-def _audit(ctx: Context, action: str, detail: dict) -> None:
-    try:
-        from core.audit import record_event
-    except ImportError:  # audit trail lands with the operators issue
-        return
-    record_event(ctx, action, "vault", "master.key", detail)
