@@ -17,7 +17,7 @@ from storage.types import ExecutionInfo, RecordInfo
 
 __all__ = ["RECORD_STATUSES", "AttentionRow", "OverviewStats", "TaskRow", "anything_unsettled", "asset_choices",
            "attention_accounts", "count_events", "count_executions", "count_records", "execution_detail",
-           "list_executions", "list_records", "operator_names", "overview_stats", "retryable_records",
+           "list_executions", "list_records", "operator_names", "open_records", "overview_stats", "records_of", "retryable_records",
            "task_names", "task_rows"]
 
 
@@ -81,6 +81,23 @@ def retryable_records(ctx: Context, *, status: str | None = None, task: str | No
                       limit: int = 10_000) -> dict[str, list[int]]:
     """Failed and unverified records matching the filters that a retry would take, by task."""
     return queries.retryable_records(ctx.db, status=status, task=task, search=search, limit=limit)
+
+
+def records_of(ctx: Context, *, task: str | None = None, status: str | None = None, execution_id: int | None = None,
+               limit: int | None = None) -> list[RecordInfo]:
+    """Records newest first (of one task, status or execution), only those on assets in the operator's scope."""
+    from core.scopes import filter_in_scope
+    from storage.executions import list_records as _list
+
+    return filter_in_scope(ctx, _list(ctx.db, task=task, status=status, execution_id=execution_id, limit=limit),
+                           lambda r: r.asset_id)
+
+
+def open_records(ctx: Context) -> list:  # type: ignore[type-arg]
+    """Records still open (pending, pushing, unverified) that no retry has taken over, oldest first."""
+    from storage.executions import unsettled_records
+
+    return list(unsettled_records(ctx.db))
 
 
 def count_events(ctx: Context) -> int:

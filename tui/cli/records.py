@@ -18,7 +18,8 @@ from typing import Any, TextIO
 
 from core.context import Context
 from core.events import AccountSettled, Event, ExecutionStarted
-from storage import executions as rec
+from core import types as rec
+from core.services import views
 from core.types import ExecutionInfo, RecordInfo
 from tui.widgets.format import plural
 
@@ -137,7 +138,7 @@ def _run_and_report(ctx: Context, args: argparse.Namespace, work: Callable[..., 
         progress.close()
     if mail:
         _mail_report(ctx, info, sys.stderr)
-    records = rec.list_records(ctx.db, execution_id=info.id)
+    records = views.records_of(ctx, execution_id=info.id)
     if as_json:
         print(json.dumps({"execution": execution_dict(info), "records": [record_dict(r) for r in reversed(records)]},
                          indent=2))
@@ -193,11 +194,9 @@ def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         from core.errors import InputError
 
         raise InputError(f"--status: must be one of {', '.join(rec.RECORD_STATUSES)}, got {args.status!r}")
-    from core.scopes import filter_in_scope
 
-    records = filter_in_scope(ctx, rec.list_records(ctx.db, task=args.task, status=args.status,
-                                                    execution_id=args.execution, limit=args.limit),
-                              lambda r: r.asset_id)
+    records = views.records_of(ctx, task=args.task, status=args.status, execution_id=args.execution,
+                               limit=args.limit)
     if args.json:
         print(json.dumps([record_dict(r) for r in records], indent=2))
     else:
@@ -236,7 +235,7 @@ def _cmd_reconcile(ctx: Context, args: argparse.Namespace) -> int:
     progress = None if args.json else Progress(sys.stdout, tty=False)
     with _cancel_on_signal(cancel):
         summary = reconcile(ctx, on_event=progress, cancel=cancel)
-    left = rec.unsettled_records(ctx.db)
+    left = views.open_records(ctx)
     if args.json:
         print(json.dumps({
             "probed": summary.probed, "succeeded": summary.succeeded, "failed": summary.failed,
