@@ -62,6 +62,7 @@ import yaml
 from sqlmodel import Session
 
 from core.errors import InputError
+from core.names import check_username
 from storage.db import Database
 from storage.inventory import (
     BULK_BATCH, AccountItem, AssetItem, bulk_ensure_nodes, bulk_upsert_accounts, bulk_upsert_assets, normalize_node_path,
@@ -383,7 +384,7 @@ def _csv_row(cells: dict[str, str], line: int, by_name: dict[str, AssetEntry], i
         if given:
             raise ValueError(f"{', '.join(given)} given but username is empty")
         return
-    username = check_name(username, "username")
+    username = check_username(username, "username")
     secret_type = _parse_secret_type(cells.get("secret_type"))
     what = f"account {username!r} on {name!r}"
     acc = AccountEntry(
@@ -567,7 +568,7 @@ def _yaml_account(node: yaml.Node, asset_name: str, resolver: _Resolver) -> Acco
         return values[key][1] if key in values else _line(node)
 
     try:
-        username = check_name(get("username") or "", "username")
+        username = check_username(get("username") or "", "username")
     except ValueError as exc:
         raise _LineError(at("username"), str(exc)) from None
     what = f"account {username!r} on {asset_name!r}"
@@ -922,7 +923,7 @@ def _ansible_asset(host: _Host, v: dict[str, _Var], nodes: list[str], resolver: 
             if var is not None:
                 raise _LineError(var.line, f"host {host.name!r} has {label} but no ansible_user to go with it")
         return asset
-    username = str(check(user_var, lambda: check_name(user_var.value or "", "ansible_user")))
+    username = str(check(user_var, lambda: check_username(user_var.value or "", "ansible_user")))
     become = check(become_var, lambda: resolver.secret(become_var.value if become_var else None, "ansible_become_password"))
     if pw_var is not None:
         pw = check(pw_var, lambda: resolver.secret(pw_var.value, "ansible_password"))
