@@ -519,6 +519,19 @@ def _batches(items: Sequence[_T], size: int = BULK_BATCH) -> Iterator[Sequence[_
         yield items[i : i + size]
 
 
+def start_bulk_write(session: Session) -> None:
+    """Ready a write transaction for the bulk_* functions; call it before the first of them.
+
+    On PostgreSQL, lookups then go through the indexes: a large import grows its tables by many thousands
+    of rows inside this one transaction while the planner's statistics still describe them as they were
+    (often empty), and the sequential scans it chose for each batch's lookup made the import quadratic
+    (200 s instead of a few for 100,000 hosts). SET LOCAL ends with the transaction.
+    """
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+
+
 def bulk_ensure_nodes(session: Session, paths: Iterable[str]) -> tuple[dict[str, int], int]:
     """The id of each node path as given (and normalized) and of all their parents, creating the missing ones.
 
