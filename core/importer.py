@@ -52,6 +52,7 @@ import os
 import re
 import shlex
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1064,6 +1065,7 @@ def apply_inventory(db: Database, inv: Inventory, *, before_commit: BeforeCommit
     """
     summary = ImportSummary(messages=list(inv.notes))
     conflicts: list[str] = []
+    outcomes: Counter[tuple[str, str]] = Counter()
     with db.write() as s:
         when = utcnow()
         start_bulk_write(s)
@@ -1075,19 +1077,23 @@ def apply_inventory(db: Database, inv: Inventory, *, before_commit: BeforeCommit
             items: list[AccountItem] = []
             where: list[tuple[AssetEntry, AccountEntry]] = []
             for entry, (asset_id, outcome) in zip(batch, ids, strict=True):
-                _count(summary, "assets", outcome)
+                outcomes[("assets", outcome)] += 1
                 for acc in entry.accounts:
                     items.append(AccountItem(asset_id, acc.username, acc.secret_type, acc.secret, acc.passphrase,
                                              acc.become, acc.privileged, acc.can_change))
                     where.append((entry, acc))
-            results = bulk_upsert_accounts(db, s, items, overwrite_rotated=overwrite_rotated, when=when)
+            created = [asset_id for asset_id, outcome in ids if outcome == "created"]
+            results = bulk_upsert_accounts(db, s, items, overwrite_rotated=overwrite_rotated, new_assets=created,
+                                           when=when)
             for (entry, acc), result in zip(where, results, strict=True):
                 if result.outcome == "conflict":
                     rotated = result.rotated_at.strftime("%Y-%m-%d %H:%M:%SZ") if result.rotated_at else "?"
                     conflicts.append(f"{inv.source}:{acc.line}: {entry.name}/{acc.username}: keyturn rotated this "
                                      f"secret on {rotated}, after the one in the file")
                 else:
-                    _count(summary, "accounts", result.outcome)
+                    outcomes[("accounts", result.outcome)] += 1
+        for (kind, outcome), n in outcomes.items():
+            _count(summary, kind, outcome, n)
         if conflicts:
             # Raising rolls the whole transaction back: nothing of the file is written.
             raise ImportConflict("\n".join([
@@ -1113,12 +1119,12 @@ def _asset_batches(assets: list[AssetEntry]) -> Iterator[list[AssetEntry]]:
         yield batch
 
 
-def _count(summary: ImportSummary, kind: str, outcome: str) -> None:
+def _count(summary: ImportSummary, kind: str, outcome: str, n: int = 1) -> None:
     if outcome == "unchanged":
-        summary.unchanged += 1
+        summary.unchanged += n
     else:
         name = f"{kind}_{outcome}"
-        setattr(summary, name, getattr(summary, name) + 1)
+        setattr(summary, name, getattr(summary, name) + n)
 
 
 def import_inventory(db: Database, path: Path, fmt: str | None = None, *, env: Mapping[str, str] | None = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -393,7 +393,8 @@ def counts(db: Database) -> dict[str, int]:
 BULK_BATCH = 500
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which showed in a large import.
+@dataclass(slots=True)
 class AssetItem:
     """An asset as an import wants it; active or comment None keeps what the database has."""
 
@@ -406,7 +407,7 @@ class AssetItem:
     comment: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AccountItem:
     """An account as an import wants it, on the asset with asset_id; None keeps what the database has."""
 
@@ -420,7 +421,7 @@ class AccountItem:
     can_change: bool | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AccountOutcome:
     """What bulk_upsert_accounts did with one item: created, updated, unchanged or conflict.
 
@@ -614,7 +615,7 @@ def bulk_upsert_assets(session: Session, items: Sequence[AssetItem], node_ids: M
 
 
 def bulk_upsert_accounts(db: Database, session: Session, items: Sequence[AccountItem], *, overwrite_rotated: bool = False,
-                         when: datetime | None = None) -> list[AccountOutcome]:
+                         new_assets: Collection[int] = (), when: datetime | None = None) -> list[AccountOutcome]:
     """Create or update a batch of accounts (each (asset, user, type) once in the batch); the outcome of each.
 
     The rules of upsert_account: a changed secret (or passphrase) sends the current one to the account's
@@ -622,12 +623,14 @@ def bulk_upsert_accounts(db: Database, session: Session, items: Sequence[Account
     Unless overwrite_rotated, an item whose secret differs from one a keyturn rotation set (DESIGN.md point 7,
     as rotated_conflict) is a conflict and nothing of that account is written. The rows read are locked
     (FOR UPDATE) until the transaction ends, so a rotation settling meanwhile on PostgreSQL waits for it.
+    new_assets: ids of assets created in this transaction, which have no accounts to look up yet.
     """
     when = when or utcnow()
     account, history = Account.__table__, AccountSecretHistory.__table__
+    old_assets = list({i.asset_id for i in items} - set(new_assets))
     existing = {(r.asset_id, r.username, r.secret_type): r._mapping for r in session.execute(
-        sa_select(account).where(_among(session, account.c.asset_id, list({i.asset_id for i in items})))
-        .order_by(account.c.id).with_for_update())}
+        sa_select(account).where(_among(session, account.c.asset_id, old_assets))
+        .order_by(account.c.id).with_for_update())} if old_assets else {}
     # First pass: what the file changes; secrets are decrypted once, only where the file gives one.
     plans: list[tuple[AccountItem, Mapping[str, Any] | None, bool, str | None, str | None]] = []
     suspects: list[int] = []
@@ -666,9 +669,9 @@ def bulk_upsert_accounts(db: Database, session: Session, items: Sequence[Account
                 "version": 0 if item.secret is None else 1, "last_changed_at": None if item.secret is None else when,
                 "last_status": "", "created_at": when, "claimed_by": None,
             }
-            new["secret_enc"] = db.seal_value("account", new, "secret_enc", item.secret)
-            new["passphrase_enc"] = db.seal_value("account", new, "passphrase_enc", item.passphrase)
-            new["become_secret_enc"] = db.seal_value("account", new, "become_secret_enc", item.become)
+            for column, value in (("secret_enc", item.secret), ("passphrase_enc", item.passphrase),
+                                  ("become_secret_enc", item.become)):
+                new[column] = None if value is None else db.seal_value("account", new, column, value)
             inserts.append(new)
             result.append(AccountOutcome("created"))
             continue
