@@ -4,13 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup system-deps bench clean
+.PHONY: run test setup system-deps bench clean lock
 
-$(STAMP): pyproject.toml
+# Every dependency comes from requirements.lock, pinned with hashes (pip refuses a file that differs);
+# keyturn itself is installed on top without resolving anything again.
+# After changing dependencies in pyproject.toml: make lock.
+$(STAMP): pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
+
+lock:
+	$(PY) -m venv .lockenv && .lockenv/bin/pip install -q pip-tools
+	.lockenv/bin/pip-compile -q --generate-hashes --extra test --strip-extras --allow-unsafe -o requirements.lock pyproject.toml
+	rm -rf .lockenv
 
 setup: $(STAMP)
 
@@ -34,8 +43,11 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/keyturn
 
+# Four workers on two cores: the suite mostly waits (sshd logins, slowed PAM stacks, push deadlines).
+# Each worker has its own sandbox hosts (127.0.0.x on free ports), temp dirs and PostgreSQL databases.
+TEST_WORKERS ?= 4
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/rotation_fleet.py
