@@ -176,3 +176,26 @@ def test_the_audit_event_commits_with_the_import_or_not_at_all(ctx: Context, tmp
     with pytest.raises(RuntimeError):
         import_inventory(ctx.db, inv, before_commit=refuse)
     assert counts(ctx.db) == {"nodes": 0, "assets": 0, "accounts": 0}
+
+
+def test_imported_rows_hold_what_adding_by_hand_writes(ctx: Context, tmp_path: Path) -> None:
+    """Every column of an imported asset and account, against the same one added through the ORM.
+
+    The bulk write names its columns itself; a column added to these tables later must get its value here too.
+    """
+    from sqlalchemy import select
+
+    from storage.tables import Account, Asset
+
+    import_inventory(ctx.db, write(tmp_path / "inv.csv", ["bulk,10.0.0.5,2222,/p,root,Same-pw-1,true,false,Sudo-1"]))
+    with ctx.db.write() as s:
+        asset, _ = upsert_asset(s, "orm", address="10.0.0.5", port=2222, nodes=["/p"])
+        upsert_account(ctx.db, s, asset, "root", secret="Same-pw-1", become="Sudo-1", privileged=True, can_change=False)
+    skip = {"id", "name", "asset_id", "secret_enc", "become_secret_enc", "created_at", "updated_at", "last_changed_at"}
+    with ctx.db.read() as s:
+        for table, key in ((Asset.__table__, "name"), (Account.__table__, None)):
+            rows = {r.asset_id if key is None else r.name: r._mapping
+                    for r in s.execute(select(table).order_by(table.c.id))}
+            bulk, orm = list(rows.values())
+            assert {c: v for c, v in bulk.items() if c not in skip} == {c: v for c, v in orm.items() if c not in skip}
+            assert {c for c, v in bulk.items() if v is None} == {c for c, v in orm.items() if v is None}
