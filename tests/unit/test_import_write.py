@@ -16,7 +16,7 @@ from core.context import Context
 from core.importer import ImportConflict, import_inventory
 from storage import executions as rec
 from storage.inventory import (
-    account_secrets, counts, get_account_row, get_asset, get_asset_row, list_accounts, list_nodes, pin_host_key,
+    BULK_BATCH, account_secrets, counts, get_account_row, get_asset, get_asset_row, list_accounts, list_nodes, pin_host_key,
     secret_history, upsert_account, upsert_asset,
 )
 
@@ -89,8 +89,8 @@ def test_the_number_of_statements_does_not_grow_with_the_file(ctx: Context, tmp_
     large = write(tmp_path / "large.csv", [r.replace("h", "big", 1) for r in fleet(1500)])
     small_count = count_statements(ctx, lambda: import_inventory(ctx.db, small))
     large_count = count_statements(ctx, lambda: import_inventory(ctx.db, large))
-    # 4,500 rows in batches of about 500: a handful of statements per batch, never one per line.
-    assert large_count <= small_count + 12 * (4500 // 500 + 1), (small_count, large_count)
+    # 4,500 rows in batches of BULK_BATCH: a handful of statements per batch, never one per line.
+    assert large_count <= small_count + 12 * (4500 // min(BULK_BATCH, 500) + 1), (small_count, large_count)
     assert counts(ctx.db) == {"nodes": 3, "assets": 1505, "accounts": 3010}
     assert secrets_of(ctx, "big1499", "app").secret == "App-1499-pw"
 
