@@ -200,7 +200,7 @@ class Database:
         table = row.__tablename__  # type: ignore[attr-defined]
         return self._unseal(table, column, lambda c: getattr(row, c), getattr(row, column))
 
-    def seal_value(self, table: str, row: Mapping[str, Any], column: str, value: str | None) -> bytes | None:
+    def seal_value(self, table: str, row: Mapping[Any, Any], column: str, value: str | None) -> bytes | None:
         """The ciphertext of value for table.column of a row given as its column values (the id included).
 
         For bulk writes that build plain rows: the same associated data as seal(), so a value is bound to its
@@ -208,7 +208,7 @@ class Database:
         """
         return self._seal(table, column, row.__getitem__, value)
 
-    def unseal_value(self, table: str, row: Mapping[str, Any], column: str) -> str | None:
+    def unseal_value(self, table: str, row: Mapping[Any, Any], column: str) -> str | None:
         """Decrypt table.column of a row given as its column values (a result row's mapping); None when empty."""
         return self._unseal(table, column, row.__getitem__, row[column])
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Table, any_, bindparam, delete, func, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from storage import likes
 from storage.db import Database
@@ -436,6 +436,11 @@ class AccountOutcome:
     rotated_at: datetime | None = None
 
 
+def _table(model: type[SQLModel]) -> Table:
+    """The Core table of a SQLModel table class (what the bulk statements are built on)."""
+    return model.__table__  # type: ignore[attr-defined]  # set by SQLModel's metaclass; not in its stubs
+
+
 def _new_ids(session: Session, table: str, n: int) -> list[int]:
     """n unused primary keys of table, taken before the rows are inserted.
 
@@ -476,16 +481,16 @@ def _write_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     pick = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
     params: list[tuple[Any, ...]] = []
     for row in rows:
-        values = pick(row)
+        values: tuple[Any, ...] = pick(row)
         if processors:
-            values = list(values)
-            for i, proc, memo in processors:
-                value = values[i]
+            fixed = list(values)
+            for i, process, memo in processors:
+                value = fixed[i]
                 if value is not None:
                     if value not in memo:
-                        memo[value] = proc(value)
-                    values[i] = memo[value]
-            values = tuple(values)
+                        memo[value] = process(value)
+                    fixed[i] = memo[value]
+            values = tuple(fixed)
         params.append(values)
     quote = dialect.identifier_preparer.quote
     mark = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
@@ -495,7 +500,9 @@ def _write_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
         if dialect.name == "postgresql":
             # psycopg's executemany pays a round of its pipeline per row; COPY streams all of them at once.
             copy_sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
-            with conn.connection.driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            driver = conn.connection.driver_connection
+            assert driver is not None  # a connection inside a transaction has its driver's connection
+            with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:
                 for values in params:
                     copy.write_row(values)
             return
@@ -546,7 +553,7 @@ def bulk_ensure_nodes(session: Session, paths: Iterable[str]) -> tuple[dict[str,
     for path in given.values():
         parts = path.strip("/").split("/")
         wanted.update("/" + "/".join(parts[: i + 1]) for i in range(len(parts)))
-    node = Node.__table__
+    node = _table(Node)
     ids: dict[str, int] = {}
     for batch in _batches(sorted(wanted)):
         ids.update(session.execute(sa_select(node.c.path, node.c.id).where(_among(session, node.c.path, batch))).all())
@@ -570,7 +577,7 @@ def bulk_upsert_assets(session: Session, items: Sequence[AssetItem], node_ids: M
     every node path of the items to its id (bulk_ensure_nodes).
     """
     when = when or utcnow()
-    asset, link, host_key = Asset.__table__, AssetNode.__table__, HostKey.__table__
+    asset, link, host_key = _table(Asset), _table(AssetNode), _table(HostKey)
     existing = {r.name: r for r in session.execute(
         sa_select(*(asset.c[c] for c in _ASSET_READ)).where(_among(session, asset.c.name, [i.name for i in items])))}
     have: set[tuple[int, int]] = set()
@@ -617,8 +624,9 @@ def bulk_upsert_assets(session: Session, items: Sequence[AssetItem], node_ids: M
     return result
 
 
-def bulk_upsert_accounts(db: Database, session: Session, items: Sequence[AccountItem], *, overwrite_rotated: bool = False,
-                         new_assets: Collection[int] = (), when: datetime | None = None) -> list[AccountOutcome]:
+def bulk_upsert_accounts(db: Database, session: Session, items: Sequence[AccountItem], *,
+                         overwrite_rotated: bool = False, new_assets: Collection[int] = (),
+                         when: datetime | None = None) -> list[AccountOutcome]:
     """Create or update a batch of accounts (each (asset, user, type) once in the batch); the outcome of each.
 
     The rules of upsert_account: a changed secret (or passphrase) sends the current one to the account's
@@ -629,13 +637,15 @@ def bulk_upsert_accounts(db: Database, session: Session, items: Sequence[Account
     new_assets: ids of assets created in this transaction, which have no accounts to look up yet.
     """
     when = when or utcnow()
-    account, history = Account.__table__, AccountSecretHistory.__table__
+    account, history = _table(Account), _table(AccountSecretHistory)
     old_assets = list({i.asset_id for i in items} - set(new_assets))
-    existing = {(r.asset_id, r.username, r.secret_type): r._mapping for r in session.execute(
-        sa_select(*(account.c[c] for c in _ACCOUNT_READ)).where(_among(session, account.c.asset_id, old_assets))
-        .order_by(account.c.id).with_for_update())} if old_assets else {}
+    existing: dict[tuple[int, str, str], Mapping[Any, Any]] = {}
+    if old_assets:
+        existing = {(r.asset_id, r.username, r.secret_type): r._mapping for r in session.execute(
+            sa_select(*(account.c[c] for c in _ACCOUNT_READ)).where(_among(session, account.c.asset_id, old_assets))
+            .order_by(account.c.id).with_for_update())}
     # First pass: what the file changes; secrets are decrypted once, only where the file gives one.
-    plans: list[tuple[AccountItem, Mapping[str, Any] | None, bool, str | None, str | None]] = []
+    plans: list[tuple[AccountItem, Mapping[Any, Any] | None, bool, str | None, str | None]] = []
     suspects: list[int] = []
     for item in items:
         row = existing.get((item.asset_id, item.username, item.secret_type))
