@@ -353,6 +353,9 @@ def judge(asset: AssetInfo, username: str, secret_type: str, timeouts: Timeouts,
 
 
 def _alive(driver: HostDriver) -> bool:
+    alive = getattr(driver, "alive", None)
+    if callable(alive):  # database drivers know their own connection
+        return bool(alive())
     client = getattr(driver, "client", None)
     transport = client.get_transport() if client is not None else None
     return transport is not None and transport.is_active()

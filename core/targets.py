@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlmodel import Session, col, exists, select
 
 from core.context import Context
+from core.drivers.dbconn import DB_PLATFORMS, WELL_KNOWN_ADMINS
 from core.drivers.selfchange import will_self_change
 from core.errors import InputError
 from storage.db import Database
@@ -20,7 +21,7 @@ from storage.inventory import node_ids_below, normalize_node_path
 from storage.tables import Account, Asset, AssetNode, HostKey, Node
 from storage.types import TaskSpec
 
-SUPPORTED_PLATFORMS = ("linux", "unix", "aix", "custom-ssh")
+SUPPORTED_PLATFORMS = ("linux", "unix", "aix", "custom-ssh", "postgresql", "mysql", "mariadb", "redis")
 
 REASON_SECURE_PRIVILEGED = "secure mode: privileged account"
 REASON_SECURE_LOGIN = "secure mode: the account keyturn logs in with"
@@ -29,10 +30,20 @@ REASON_NO_PRIVILEGED = "no privileged account on the asset"
 REASON_CAN_CHANGE = "can_change is off"
 REASON_NO_ACCOUNT = "no such account on this asset"
 REASON_WINDOWS = "windows domain accounts are not supported"
+REASON_DB_KEY = "database accounts take passwords, not SSH keys"
+
+
+def reason_well_known_admin(platform: str) -> str:
+    """The exclusion reason for a database's built-in administrator under secure mode."""
+    return f"secure mode: well-known {platform} admin account"
 
 
 def reason_unsupported(platform: str) -> str:
     """The exclusion reason for an asset whose platform keyturn cannot change secrets on."""
+    from core.drivers.dbconn import REJECTED_PLATFORMS
+
+    if platform in REJECTED_PLATFORMS:
+        return f"platform {platform} not supported ({REJECTED_PLATFORMS[platform].split(': ', 1)[1]})"
     return f"platform {platform} not supported"
 
 
@@ -195,6 +206,11 @@ def _exclusion_reason(asset: Asset, acc: Account | None, login_id: int | None, s
         return REASON_SECURE_LOGIN
     if secure and acc.privileged:
         return REASON_SECURE_PRIVILEGED
+    if asset.platform in DB_PLATFORMS:
+        if acc.secret_type != "password":
+            return REASON_DB_KEY
+        if secure and acc.username in WELL_KNOWN_ADMINS.get(asset.platform, ()):
+            return reason_well_known_admin(asset.platform)
     return None
 
 

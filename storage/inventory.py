@@ -83,6 +83,8 @@ def _asset_info(session: Session, asset: Asset) -> AssetInfo:
         id=asset.id, name=asset.name, address=asset.address, port=asset.port, platform=asset.platform,
         active=asset.active, comment=asset.comment, nodes=tuple(nodes),
         host_keys=tuple(HostKeyInfo(k.key_type, k.key_base64, k.fingerprint, k.source) for k in keys),
+        database=asset.database, tls=asset.tls, ca_file=asset.ca_file, connect_timeout=asset.connect_timeout,
+        command_timeout=asset.command_timeout,
     )
 
 
@@ -131,17 +133,23 @@ def list_assets(db: Database, *, node: str | None = None, search: str = "", offs
 def upsert_asset(
     session: Session, name: str, *, address: str, port: int = 22, platform: str = "linux",
     nodes: Iterable[str] = (), active: bool = True, comment: str | None = None,
+    options: dict[str, object] | None = None,
 ) -> tuple[Asset, str]:
-    """Create or update an asset; returns the row and 'created', 'updated' or 'unchanged'."""
+    """Create or update an asset; returns the row and 'created', 'updated' or 'unchanged'.
+
+    options: database connection options (database, tls, ca_file, connect_timeout, command_timeout), already
+    checked by core.drivers.dbconn.check_options; None leaves an existing asset's options as they are.
+    """
     asset = session.exec(select(Asset).where(Asset.name == name)).first()
     outcome = "unchanged"
     if asset is None:
-        asset = Asset(name=name, address=address, port=port, platform=platform, active=active, comment=comment or "")
+        asset = Asset(name=name, address=address, port=port, platform=platform, active=active, comment=comment or "",
+                      **(options or {}))
         session.add(asset)
         session.flush()
         outcome = "created"
     else:
-        wanted = {"address": address, "port": port, "platform": platform, "active": active}
+        wanted = {"address": address, "port": port, "platform": platform, "active": active, **(options or {})}
         if comment is not None:
             wanted["comment"] = comment
         moved = (asset.address, asset.port) != (address, port)

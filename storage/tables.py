@@ -55,6 +55,12 @@ class Asset(SQLModel, table=True):
     platform: str = "linux"
     active: bool = True
     comment: str = ""
+    # Database connection options (core/drivers/dbconn.py); empty or None means the platform's default.
+    database: str = ""
+    tls: str = ""  # disable | require | verify-full
+    ca_file: str = ""
+    connect_timeout: Optional[float] = None
+    command_timeout: Optional[float] = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -52,6 +52,12 @@ class AssetInfo:
     comment: str = ""
     nodes: tuple[str, ...] = ()
     host_keys: tuple[HostKeyInfo, ...] = ()
+    # Database connection options; empty / None: the platform's default (core/drivers/dbconn.py).
+    database: str = ""
+    tls: str = ""
+    ca_file: str = ""
+    connect_timeout: float | None = None
+    command_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,9 @@ class HostParams:
     uid: int | None = None
     sudo_commands: str = ""  # comma-separated command paths; `sudo` in task parameters
     modify_sudo: bool = False
+    # mysql/mariadb: which 'user'@'host' entry to change, or every entry of the user name.
+    account_host: str = "%"
+    all_hosts: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready form (stored on the task)."""

@@ -346,6 +346,8 @@ class RedisServer:
             return True
         except redis_lib.AuthenticationError:
             return False
+        except redis_lib.exceptions.NoPermissionError:
+            return True  # AUTH passed on connect; the user may not PING
         finally:
             client.close()
 

@@ -1,0 +1,287 @@
+"""Database rotations end to end against private PostgreSQL, MariaDB and Redis servers (tests/dbservers.py).
+
+Each test makes its own roles/users with fresh names on the session's servers, builds its inventory in a fresh
+keyturn database, runs the real engine, and then asks the server itself which password works.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from core.context import Context
+from core.engine import run_task
+from core.reconcile import reconcile
+from core.tasks import create_task
+from storage import executions as rec
+from storage.inventory import account_secrets, get_account_row, upsert_account, upsert_asset
+from storage.types import HostParams, TaskSpec
+
+# Every symbol class a password can hold that a careless driver would mangle: quotes, backslash, %, $,
+# template braces, spaces.
+NASTY = "a'b\"c\\d%e$f{{g}} h`i;--j"
+_names = itertools.count(1)
+
+
+def fresh(prefix: str) -> str:
+    """A role / user name no other test uses."""
+    return f"{prefix}{os.getpid()}_{next(_names)}"
+
+
+def db_asset(ctx: Context, name: str, platform: str, server: Any, *, admin_user: str | None = None,
+             admin_password: str | None = None, accounts: dict[str, str], options: dict | None = None) -> None:
+    """A database asset with its admin (privileged) and the accounts to change, in one transaction."""
+    with ctx.db.write() as s:
+        asset, _ = upsert_asset(s, name, address="127.0.0.1", port=server.port, platform=platform,
+                                options=options or {})
+        upsert_account(ctx.db, s, asset, admin_user or server.admin_user,
+                       secret=admin_password or server.admin_password, privileged=True)
+        for user, pw in accounts.items():
+            upsert_account(ctx.db, s, asset, user, secret=pw)
+
+
+def vault_secret(ctx: Context, asset: str, user: str) -> str:
+    """The account's current password in the vault."""
+    with ctx.db.read() as s:
+        acc = get_account_row(s, asset, user, "password")
+    secret = account_secrets(ctx.db, acc.id).secret
+    assert secret is not None
+    return secret
+
+
+def task(ctx: Context, name: str, users: list[str], assets: list[str], **kw: Any) -> TaskSpec:
+    """Create a task over users on assets."""
+    return create_task(ctx, TaskSpec(name=name, usernames=users, assets=assets, **kw))
+
+
+def statuses(ctx: Context, execution_id: int) -> dict[str, tuple[str, str]]:
+    """username -> (status, error) of an execution's records."""
+    return {r.username: (r.status, r.error) for r in rec.list_records(ctx.db, execution_id=execution_id)}
+
+
+SERVERS = {"postgresql": "pg_private", "mariadb": "mariadb_private", "mysql": "mariadb_private", "redis": "redis_private"}
+
+
+def make_user(server: Any, platform: str, name: str, password: str) -> None:
+    """Create a role / user that can log in with password."""
+    if platform == "postgresql":
+        server.create_role(name, password)
+    elif platform == "redis":
+        server.create_user(name, password)
+    else:
+        server.create_user(name, password)
+
+
+# -- end to end per platform -------------------------------------------------------------------------------
+@pytest.mark.parametrize("platform", ["postgresql", "mariadb", "mysql", "redis"])
+@pytest.mark.parametrize("strategy", ["random", "specific"])
+def test_rotation_old_stops_new_works(ctx: Context, request: pytest.FixtureRequest, platform: str,
+                                      strategy: str) -> None:
+    server = request.getfixturevalue(SERVERS[platform])
+    users = [fresh("u"), fresh("u")]
+    old = {u: f"old-{u}-{NASTY}" for u in users}
+    for u in users:
+        make_user(server, platform, u, old[u])
+    db_asset(ctx, "db1", platform, server, accounts=old)
+    kw: dict[str, Any] = {}
+    if strategy == "specific":
+        kw = {"secret_strategy": "specific", "specific_secret": "new-" + NASTY}
+    spec = task(ctx, "t", users, ["db1"], **kw)
+    info = run_task(ctx, spec.name)
+    assert info.succeeded == 2, statuses(ctx, info.id)
+    for u in users:
+        new = vault_secret(ctx, "db1", u)
+        assert new != old[u]
+        if strategy == "specific":
+            assert new == "new-" + NASTY
+        assert server.can_login(u, new), f"{platform}/{u}: the vault's new password does not work"
+        assert not server.can_login(u, old[u]), f"{platform}/{u}: the old password still works"
+
+
+def test_random_passwords_with_every_symbol(ctx: Context, pg_private: Any, mariadb_private: Any,
+                                            redis_private: Any) -> None:
+    from storage.types import PasswordRules
+
+    rules = PasswordRules(length=40, symbols=True)
+    cases = [("postgresql", pg_private), ("mariadb", mariadb_private), ("redis", redis_private)]
+    assets = []
+    user_of = {}
+    for platform, server in cases:
+        u = fresh("sym")
+        make_user(server, platform, u, "start-" + NASTY)
+        db_asset(ctx, f"sym-{platform}", platform, server, accounts={u: "start-" + NASTY})
+        assets.append(f"sym-{platform}")
+        user_of[platform] = u
+    for round_ in range(3):
+        for platform, server in cases:
+            spec = task(ctx, f"sym-{platform}-{round_}", [user_of[platform]], [f"sym-{platform}"], rules=rules)
+            info = run_task(ctx, spec.name)
+            assert info.succeeded == 1, statuses(ctx, info.id)
+            assert server.can_login(user_of[platform], vault_secret(ctx, f"sym-{platform}", user_of[platform]))
+
+
+def test_missing_role_fails_cleanly(ctx: Context, pg_private: Any, mariadb_private: Any, redis_private: Any) -> None:
+    ghost = fresh("ghost")
+    for platform, server in (("postgresql", pg_private), ("mariadb", mariadb_private), ("redis", redis_private)):
+        db_asset(ctx, f"g-{platform}", platform, server, accounts={ghost: "whatever-1"})
+        info = run_task(ctx, task(ctx, f"g-{platform}", [ghost], [f"g-{platform}"]).name)
+        status, error = statuses(ctx, info.id)[ghost]
+        assert status == "failed" and "does not exist" in error, (platform, status, error)
+        assert vault_secret(ctx, f"g-{platform}", ghost) == "whatever-1"
+    # Redis's SETUSER would have created the user: it must not exist now.
+    assert redis_private.admin().execute_command("ACL", "GETUSER", ghost) is None
+
+
+def test_admin_lacking_rights(ctx: Context, pg_private: Any, mariadb_private: Any, redis_private: Any) -> None:
+    weak, victim = fresh("weak"), fresh("victim")
+    pg_private.create_role(weak, "weak-pw-1")
+    pg_private.create_role(victim, "victim-pw-1")
+    mariadb_private.create_user(weak, "weak-pw-1")
+    mariadb_private.create_user(victim, "victim-pw-1")
+    redis_private.create_user(weak, "weak-pw-1", "~* +@read")
+    redis_private.create_user(victim, "victim-pw-1")
+    for platform, server in (("postgresql", pg_private), ("mariadb", mariadb_private), ("redis", redis_private)):
+        name = f"w-{platform}"
+        db_asset(ctx, name, platform, server, admin_user=weak, admin_password="weak-pw-1",
+                 accounts={victim: "victim-pw-1"})
+        info = run_task(ctx, task(ctx, name, [victim], [name]).name)
+        status, error = statuses(ctx, info.id)[victim]
+        assert status == "failed", (platform, status, error)
+        assert error, platform
+        assert server.can_login(victim, "victim-pw-1"), f"{platform}: the victim's password changed"
+        assert vault_secret(ctx, name, victim) == "victim-pw-1"
+
+
+def test_mysql_account_host_and_all_hosts(ctx: Context, mariadb_private: Any) -> None:
+    u = fresh("mh")
+    hosts = ("%", "10.9.8.%")
+    mariadb_private.create_user(u, "start-pw-1", hosts)
+    before = mariadb_private.auth_strings(u)
+    db_asset(ctx, "mh1", "mariadb", mariadb_private, accounts={u: "start-pw-1"})
+    # The default account_host '%': only that entry changes.
+    one = task(ctx, "one", [u], ["mh1"])
+    assert run_task(ctx, one.name).succeeded == 1
+    after_one = mariadb_private.auth_strings(u)
+    assert after_one["%"] != before["%"] and after_one["10.9.8.%"] == before["10.9.8.%"]
+    # An entry no login from here can reach is refused up front: nothing could verify it.
+    other = task(ctx, "other", [u], ["mh1"], params=HostParams(account_host="10.9.8.%"))
+    info = run_task(ctx, other.name)
+    status, error = statuses(ctx, info.id)[u]
+    assert status == "failed" and "all_hosts=true" in error
+    assert mariadb_private.auth_strings(u) == after_one
+    # all_hosts: every entry now holds the vault's password.
+    mariadb_private.create_user(u + "x", "p-1")  # another user name is left alone
+    every = task(ctx, "every", [u], ["mh1"], params=HostParams(all_hosts=True))
+    assert run_task(ctx, every.name).succeeded == 1
+    from core.drivers.mysql import native_hash
+
+    want = native_hash(vault_secret(ctx, "mh1", u))
+    assert mariadb_private.auth_strings(u) == {h: want for h in hosts}
+    assert mariadb_private.can_login(u, vault_secret(ctx, "mh1", u))
+    assert mariadb_private.can_login(u + "x", "p-1")
+
+
+def test_mariadb_ed25519_user(ctx: Context, mariadb_private: Any) -> None:
+    conn = mariadb_private.admin()
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'ed25519'")
+        if not cur.fetchone()[0]:
+            cur.execute("INSTALL SONAME 'auth_ed25519'")
+        u = fresh("ed")
+        cur.execute("CREATE USER %s@'%%' IDENTIFIED VIA ed25519 USING PASSWORD('ed-start-1')", (u,))
+    conn.close()
+    db_asset(ctx, "ed1", "mariadb", mariadb_private, accounts={u: "ed-start-1"})
+    assert run_task(ctx, task(ctx, "ed", [u], ["ed1"]).name).succeeded == 1
+    assert mariadb_private.can_login(u, vault_secret(ctx, "ed1", u))
+    assert not mariadb_private.can_login(u, "ed-start-1")
+    with mariadb_private.admin().cursor() as cur:
+        cur.execute("SELECT plugin FROM mysql.user WHERE User = %s", (u,))
+        assert cur.fetchone()[0] == "ed25519"
+
+
+def test_trust_auth_is_unverified(ctx: Context, pg_private: Any, redis_private: Any) -> None:
+    u = fresh("trusted")
+    pg_private.create_role(u, "trust-pw-1")
+    pg_private.trust(u)
+    try:
+        db_asset(ctx, "tr-pg", "postgresql", pg_private, accounts={u: "trust-pw-1"})
+        info = run_task(ctx, task(ctx, "tr-pg", [u], ["tr-pg"]).name)
+    finally:
+        pg_private.trust(None)
+    status, error = statuses(ctx, info.id)[u]
+    assert status == "unverified" and "trust" in error, (status, error)
+    # Redis: a nopass user lets any password in; the rotation resets it, and the probe must not call the
+    # pre-existing nopass state a success before the change took.
+    r = fresh("np")
+    redis_private.create_user(r, "np-pw-1", "nopass ~x:* +get")
+    client = redis_private.admin()
+    client.execute_command("ACL", "SETUSER", r, "nopass")
+    db_asset(ctx, "tr-redis", "redis", redis_private, accounts={r: "np-pw-1"})
+    from core.drivers.base import verify_password
+    from storage.inventory import get_asset
+
+    v = verify_password(get_asset(ctx.db, "tr-redis"), r, "anything-at-all")
+    assert not v.ok and "trust" in v.reason
+
+
+def test_secure_mode_leaves_well_known_admins(ctx: Context, pg_private: Any, mariadb_private: Any,
+                                              redis_private: Any) -> None:
+    from core.targets import preview
+
+    db_asset(ctx, "sm-pg", "postgresql", pg_private, admin_user=pg_private.admin_user, accounts={})
+    with ctx.db.write() as s:
+        from storage.inventory import get_asset_row
+
+        upsert_account(ctx.db, s, get_asset_row(s, "sm-pg"), "postgres", secret="x")
+    db_asset(ctx, "sm-redis", "redis", redis_private, accounts={"default": redis_private.default_password})
+    spec = task(ctx, "sm", ["postgres", "default"], ["sm-pg", "sm-redis"])
+    pv = preview(ctx, spec)
+    assert pv.targets == []
+    reasons = {(e.asset_name, e.username): e.reason for e in pv.excluded}
+    assert reasons[("sm-redis", "default")] == "secure mode: well-known redis admin account"
+    assert reasons[("sm-pg", "postgres")].startswith("secure mode")
+
+
+def test_server_down_mid_run(ctx: Context, pg_private: Any) -> None:
+    """The server dies after the first role's change: that one succeeds, the rest fail or stay unverified,
+    and once it is back a reconcile leaves every role with exactly the vault's secret."""
+    from core.events import AccountSettled
+
+    users = [fresh("down") for _ in range(3)]
+    for u in users:
+        pg_private.create_role(u, f"pw-{u}")
+    db_asset(ctx, "down1", "postgresql", pg_private, accounts={u: f"pw-{u}" for u in users})
+    spec = task(ctx, "down", users, ["down1"])
+    stopped = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, AccountSettled) and not stopped:
+            stopped.append(event.username)
+            pg_private.stop()
+
+    try:
+        info = run_task(ctx, spec.name, on_event=on_event)
+    finally:
+        pg_private.start()
+    st = statuses(ctx, info.id)
+    assert st[stopped[0]][0] == "success"
+    assert all(s in ("failed", "unverified") for u, (s, _) in st.items() if u != stopped[0]), st
+    reconcile(ctx)
+    for u in users:
+        assert pg_private.can_login(u, vault_secret(ctx, "down1", u)), u
+
+
+def test_unsupported_database_platforms_are_rejected(ctx: Context) -> None:
+    from core.drivers.dbconn import check_options
+    from core.errors import InputError
+
+    for platform in ("oracle", "sqlserver", "mongodb"):
+        with pytest.raises(InputError, match="not supported"):
+            check_options(platform)
+
+
+Probe = Callable[[str, str], bool]
