@@ -62,7 +62,7 @@ from storage.db import Database
 from storage.inventory import NotFound, ensure_node, get_asset_row, normalize_node_path, upsert_account, upsert_asset
 from storage.types import ImportSummary
 
-PLATFORMS: tuple[str, ...] = ("linux", "unix", "aix", "postgresql", "mysql", "redis", "custom-ssh", "windows")
+PLATFORMS: tuple[str, ...] = ("linux", "unix", "aix", "postgresql", "mysql", "mariadb", "redis", "custom-ssh", "windows")
 SECRET_TYPES: tuple[str, ...] = ("password", "ssh_key")
 FORMATS: tuple[str, ...] = ("csv", "yaml", "ansible")
 CSV_COLUMNS: tuple[str, ...] = (
@@ -205,7 +205,11 @@ def _parse_port(value: str | int | None) -> int:
 
 
 def _parse_platform(value: str | None) -> str:
+    from core.drivers.dbconn import REJECTED_PLATFORMS
+
     text = (value or "").strip().lower() or "linux"
+    if text in REJECTED_PLATFORMS:
+        raise ValueError(f"platform {text!r}: {REJECTED_PLATFORMS[text]}")
     if text not in PLATFORMS:
         raise ValueError(f"unknown platform {text!r} (known: {', '.join(PLATFORMS)})")
     return text

@@ -96,6 +96,24 @@ def check_options(platform: str, *, port: int | None = None, database: str = "",
             "command_timeout": command_timeout}
 
 
+def default_port(platform: str) -> int:
+    """The port an asset of platform listens on unless told otherwise (22 for SSH platforms)."""
+    return DEFAULT_PORTS.get(platform, 22)
+
+
+def describe_options(asset: AssetInfo) -> list[tuple[str, str]]:
+    """(label, value) of a database asset's connection options, for `asset show` and the app (none for hosts)."""
+    if not is_database(asset.platform):
+        return []
+    out = [("database", asset.database or "(default)"), ("tls", asset.tls or "disable")]
+    if asset.ca_file:
+        out.append(("ca file", asset.ca_file))
+    for label, value in (("connect timeout", asset.connect_timeout), ("command timeout", asset.command_timeout)):
+        if value is not None:
+            out.append((label, f"{value:g}s"))
+    return out
+
+
 @dataclass(frozen=True)
 class Conn:
     """How to reach one database asset, with the asset's options over the configured timeouts."""

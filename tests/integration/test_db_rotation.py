@@ -285,3 +285,127 @@ def test_unsupported_database_platforms_are_rejected(ctx: Context) -> None:
 
 
 Probe = Callable[[str, str], bool]
+
+
+# -- the command line, and no secret anywhere it should not be ------------------------------------------------
+class ProcSampler:
+    """Reads every process's argv and environment on the machine until stopped (see test_leaks.py)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.seen: set[bytes] = set()
+        self.passes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        me = str(os.getpid())
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit() or pid == me:
+                    continue
+                for name in ("cmdline", "environ"):
+                    try:
+                        with open(f"/proc/{pid}/{name}", "rb") as f:
+                            self.seen.add(f.read())
+                    except OSError:
+                        pass
+            self.passes += 1
+
+    def stop(self) -> str:
+        """Stop sampling; everything seen as text."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return b"\n".join(self.seen).decode(errors="replace")
+
+
+def _cli_inventory(keyturn_cli: Any, name: str, platform: str, server: Any, users: dict[str, str],
+                   admin_user: str | None = None, admin_password: str | None = None) -> None:
+    keyturn_cli("asset", "add", name, "--platform", platform, "--address", "127.0.0.1", "--port", str(server.port),
+                check=True)
+    keyturn_cli("account", "add", name, admin_user or server.admin_user, "--password-stdin", "--privileged",
+                input=(admin_password or server.admin_password) + "\n", check=True)
+    for u, pw in users.items():
+        keyturn_cli("account", "add", name, u, "--password-stdin", input=pw + "\n", check=True)
+
+
+def test_cli_rotation_leaves_no_secret_in_server_logs_processes_or_keyturn(
+        ctx: Context, keyturn_cli: Any, pg_private: Any, mariadb_private: Any, redis_private: Any) -> None:
+    import json
+    import threading
+
+    users = {"postgresql": fresh("lk"), "mariadb": fresh("lk"), "redis": fresh("lk")}
+    servers = {"postgresql": pg_private, "mariadb": mariadb_private, "redis": redis_private}
+    old = {p: f"old-{NASTY}-{p}" for p in users}
+    for platform, server in servers.items():
+        make_user(server, platform, users[platform], old[platform])
+        _cli_inventory(keyturn_cli, f"lk-{platform}", platform, server, {users[platform]: old[platform]})
+    show = keyturn_cli("asset", "show", "lk-postgresql", check=True).stdout
+    assert "tls:" in show and "not used (database protocol)" in show
+
+    # Redis MONITOR sees every command the server runs, as the server received it.
+    monitor_lines: list[str] = []
+    import redis as redis_lib
+
+    mon_client = redis_lib.Redis(host="127.0.0.1", port=redis_private.port, username=redis_private.admin_user,
+                                 password=redis_private.admin_password)  # no read timeout: the run may be quiet
+    monitor = mon_client.monitor()
+    monitor.__enter__()  # sends MONITOR; the thread below reads until the connection is closed
+
+    def watch() -> None:
+        try:
+            for command in monitor.listen():
+                monitor_lines.append(str(command))
+        except Exception:  # noqa: BLE001 - the connection is closed at the end of the test
+            pass
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    redis_private.admin().config_set("slowlog-log-slower-than", 0)
+    redis_private.admin().config_set("slowlog-max-len", 10000)
+    pg_log_start = len(pg_private.server_log())
+    my_log_start = len(mariadb_private.server_log())
+    sampler = ProcSampler()
+    try:
+        keyturn_cli("task", "create", "leak", "--accounts", ",".join(users.values()), "--asset",
+                    "lk-postgresql,lk-mariadb,lk-redis", "--param", "account_host=%", check=True)
+        preview = keyturn_cli("task", "preview", "leak", check=True).stdout
+        ran = keyturn_cli("task", "run", "leak", check=True)
+        listing = keyturn_cli("records", "list", "--json", check=True)
+    finally:
+        seen = sampler.stop()
+        monitor.connection.disconnect()
+        watcher.join(timeout=5)
+    assert "3 accounts on 3 assets" in preview
+    records = json.loads(listing.stdout)
+    assert {r["status"] for r in records} == {"success"}, records
+    new = {}
+    for platform, server in servers.items():
+        new[platform] = vault_secret(ctx, f"lk-{platform}", users[platform])
+        assert server.can_login(users[platform], new[platform])
+        assert not server.can_login(users[platform], old[platform])
+
+    pg_log = pg_private.server_log()[pg_log_start:]
+    my_log = mariadb_private.server_log()[my_log_start:]
+    assert "ALTER ROLE" in pg_log and "SCRAM-SHA-256$" in pg_log, "log_statement=all saw no change: it proves nothing"
+    assert "ALTER USER" in my_log, "the general log saw no change: it proves nothing"
+    # MONITOR leaves out administrative commands (ACL SETUSER among them) by design; it shows the logins.
+    # The slow log, at a 0 µs threshold, does record ACL SETUSER with its arguments.
+    assert any("AUTH" in line for line in monitor_lines), f"MONITOR saw nothing of the run: {monitor_lines[:5]}"
+    slow = "\n".join(str(e) for e in redis_private.admin().slowlog_get(1000))
+    assert "SETUSER" in slow, "the Redis slow log saw no change: it proves nothing"
+    assert sampler.passes > 3
+    executions = {r.execution_id for r in rec.list_records(ctx.db)}
+    places = {
+        "PostgreSQL log": pg_log, "MariaDB general/slow log": my_log, "Redis MONITOR": "\n".join(monitor_lines),
+        "Redis slow log": slow,
+        "process argv/environ": seen, "CLI output": ran.stdout + ran.stderr + preview + listing.stdout,
+        "execution logs": "\n".join(rec.get_execution(ctx.db, e).log for e in executions),
+        "audit events": keyturn_cli("audit", "list", "--limit", "500").stdout,
+    }
+    secrets = set(old.values()) | set(new.values()) | {s.admin_password for s in servers.values()}
+    for where, text in places.items():
+        for secret in secrets:
+            assert secret not in text, f"a secret was found in {where}"
