@@ -72,6 +72,7 @@ class Exclusion:
     asset_name: str
     username: str
     reason: str
+    platform: str = ""
 
 
 @dataclass
@@ -176,7 +177,7 @@ def preview(ctx: Context, spec: TaskSpec) -> Preview:
                                                        acc.secret_enc is not None)
             reason = _exclusion_reason(asset, acc, login.get(asset.id), secure, self_change=own)
             if reason is not None:
-                result.excluded.append(Exclusion(asset.name, user, reason))
+                result.excluded.append(Exclusion(asset.name, user, reason, asset.platform))
                 continue
             assert acc is not None
             result.targets.append(Target(
@@ -212,6 +213,19 @@ def _exclusion_reason(asset: Asset, acc: Account | None, login_id: int | None, s
         if secure and acc.username in WELL_KNOWN_ADMINS.get(asset.platform, ()):
             return reason_well_known_admin(asset.platform)
     return None
+
+
+def target_note(target: Target, spec: TaskSpec) -> str:
+    """What exactly a run changes for a target, where the platform needs saying (the MySQL entry, Redis ACL)."""
+    if target.platform in ("mysql", "mariadb"):
+        if spec.params.all_hosts:
+            return f"every '{target.username}'@host entry"
+        return f"entry '{target.username}'@'{spec.params.account_host}'"
+    if target.platform == "redis":
+        return "ACL user"
+    if target.platform == "postgresql":
+        return "role"
+    return ""
 
 
 def scope_platforms(db: Database, spec: TaskSpec) -> set[str]:

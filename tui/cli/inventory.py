@@ -112,12 +112,15 @@ def _time(value: Any) -> str | None:
 
 def asset_to_dict(a: AssetInfo) -> dict[str, Any]:
     """JSON form of an asset (no secrets exist on assets)."""
-    return {
+    out: dict[str, Any] = {
         "name": a.name, "address": a.address, "port": a.port, "platform": a.platform, "active": a.active,
-        "comment": a.comment, "nodes": list(a.nodes), "database": a.database, "tls": a.tls, "ca_file": a.ca_file,
-        "connect_timeout": a.connect_timeout, "command_timeout": a.command_timeout,
+        "comment": a.comment, "nodes": list(a.nodes),
         "host_keys": [{"type": k.key_type, "fingerprint": k.fingerprint, "source": k.source} for k in a.host_keys],
     }
+    if is_database(a.platform):
+        out.update(database=a.database, tls=a.tls or "disable", ca_file=a.ca_file, connect_timeout=a.connect_timeout,
+                   command_timeout=a.command_timeout)
+    return out
 
 
 def account_to_dict(a: AccountInfo) -> dict[str, Any]:
