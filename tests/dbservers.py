@@ -98,7 +98,7 @@ class PostgresServer:
 
     OS_USER = "postgres"
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls_only: bool = False) -> None:
         try:
             pwd.getpwnam(self.OS_USER)
         except KeyError:
@@ -118,6 +118,13 @@ class PostgresServer:
                    "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"])
         pwfile.unlink()
         self._trusted: list[str] = []
+        self.tls_only = tls_only
+        self.ca_file = ""
+        if tls_only:
+            self.ca_file = str(self.base / "ca.pem")
+            _self_signed(Path(self.ca_file), self.data / "server.crt", self.data / "server.key", self.OS_USER)
+            with (self.data / "postgresql.conf").open("a") as f:
+                f.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
         self._write_hba()
         self.start()
 
@@ -128,7 +135,11 @@ class PostgresServer:
 
     def _write_hba(self) -> None:
         lines = [f"host all {role} 127.0.0.1/32 trust" for role in self._trusted]
-        lines += ["local all all scram-sha-256", "host all all 127.0.0.1/32 scram-sha-256"]
+        if self.tls_only:
+            lines += ["local all all scram-sha-256", "hostssl all all 127.0.0.1/32 scram-sha-256",
+                      "hostnossl all all 127.0.0.1/32 reject"]
+        else:
+            lines += ["local all all scram-sha-256", "host all all 127.0.0.1/32 scram-sha-256"]
         (self.data / "pg_hba.conf").write_text("\n".join(lines) + "\n")
 
     def start(self) -> None:
@@ -153,7 +164,8 @@ class PostgresServer:
     def admin(self) -> psycopg.Connection:
         """An autocommit superuser connection."""
         return psycopg.connect(host="127.0.0.1", port=self.port, user=self.admin_user, password=self.admin_password,
-                               dbname="postgres", autocommit=True, connect_timeout=10)
+                               dbname="postgres", autocommit=True, connect_timeout=10,
+                               sslmode="require" if self.tls_only else "prefer")
 
     def create_role(self, name: str, password: str, *, superuser: bool = False, createrole: bool = False) -> None:
         """CREATE ROLE name LOGIN with password (dropped first if it exists)."""
@@ -167,7 +179,7 @@ class PostgresServer:
         """Whether user logs in with password (False on an authentication failure)."""
         try:
             psycopg.connect(host="127.0.0.1", port=self.port, user=user, password=password, dbname="postgres",
-                            connect_timeout=10).close()
+                            connect_timeout=10, sslmode="require" if self.tls_only else "prefer").close()
             return True
         except psycopg.OperationalError as exc:
             if "password authentication failed" in str(exc) or "does not exist" in str(exc):
@@ -185,6 +197,39 @@ class PostgresServer:
         except (ServerUnavailable, subprocess.TimeoutExpired):
             pass
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _self_signed(ca_path: Path, cert_path: Path, key_path: Path, owner: str) -> None:
+    """A CA and a server certificate for 127.0.0.1 signed by it (the key readable by owner only)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keyturn test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False).sign(ca_key, hashes.SHA256()))
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    pw = pwd.getpwnam(owner)
+    for p in (cert_path, key_path):
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+    key_path.chmod(0o600)
 
 
 # -- MariaDB -----------------------------------------------------------------------------------------------

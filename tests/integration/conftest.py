@@ -72,6 +72,14 @@ def pg_private() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
+def pg_tls_private() -> Iterator[object]:
+    """A private PostgreSQL server that refuses connections without TLS (its CA in .ca_file)."""
+    from tests.dbservers import PostgresServer
+
+    yield from _db_server(lambda: PostgresServer(tls_only=True), "PostgreSQL (TLS only)")  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
 def mariadb_private() -> Iterator[object]:
     """A private MariaDB server (password auth, general_log on) for the whole session."""
     from tests.dbservers import MariaDBServer

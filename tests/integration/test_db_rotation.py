@@ -275,6 +275,34 @@ def test_server_down_mid_run(ctx: Context, pg_private: Any) -> None:
         assert pg_private.can_login(u, vault_secret(ctx, "down1", u)), u
 
 
+def test_tls_required(ctx: Context, pg_tls_private: Any) -> None:
+    """A server that only takes TLS: tls=disable cannot even log in; require and verify-full (with the CA) rotate."""
+    server = pg_tls_private
+    users = {mode: fresh("tls") for mode in ("disable", "require", "verify-full")}
+    for mode, u in users.items():
+        server.create_role(u, f"start-{u}")
+        opts: dict[str, Any] = {"tls": mode}
+        if mode == "verify-full":
+            opts["ca_file"] = server.ca_file
+        db_asset(ctx, f"tls-{mode}", "postgresql", server, accounts={u: f"start-{u}"}, options=opts)
+        info = run_task(ctx, task(ctx, f"tls-{mode}", [u], [f"tls-{mode}"]).name)
+        status, error = statuses(ctx, info.id)[u]
+        if mode == "disable":
+            assert status == "failed" and "no encryption" in error, error
+            assert server.can_login(u, f"start-{u}")
+        else:
+            assert status == "success", error
+            assert server.can_login(u, vault_secret(ctx, f"tls-{mode}", u))
+    # verify-full against the wrong CA: refused before anything is sent.
+    u = fresh("tls")
+    server.create_role(u, f"start-{u}")
+    db_asset(ctx, "tls-badca", "postgresql", server, accounts={u: f"start-{u}"},
+             options={"tls": "verify-full", "ca_file": "/etc/ssl/certs/ca-certificates.crt"})
+    info = run_task(ctx, task(ctx, "tls-badca", [u], ["tls-badca"]).name)
+    assert statuses(ctx, info.id)[u][0] == "failed"
+    assert server.can_login(u, f"start-{u}")
+
+
 def test_unsupported_database_platforms_are_rejected(ctx: Context) -> None:
     from core.drivers.dbconn import check_options
     from core.errors import InputError
