@@ -46,3 +46,39 @@ def test_preview_names_platform_entries_and_well_known_admins(keyturn_cli: Any) 
     assert "r1  [redis]  default: secure mode: well-known redis admin account" in out
     bad = keyturn_cli("task", "create", "t2", "--accounts", "app", "--asset", "my1", "--param", "account_host=a b")
     assert bad.returncode == 2 and "account_host" in bad.stderr
+
+
+def test_importers_carry_database_options(tmp_path: Any) -> None:
+    import pytest
+
+    from core.errors import InputError
+    from core.importer import parse_inventory
+
+    csv_file = tmp_path / "inv.csv"
+    csv_file.write_text("asset,address,platform,port,database,tls,ca_file,connect_timeout,username,secret\n"
+                        "pg1,db.example,postgresql,,app,verify-full,/etc/ssl/ca.pem,3,app,raw:pw-1\n"
+                        "r1,db.example,redis,6380,2,,,,,\n"
+                        "web,10.0.0.1,linux,,,,,,,\n")
+    inv = {a.name: a for a in parse_inventory(csv_file).assets}
+    assert inv["pg1"].port == 5432 and inv["pg1"].options == {
+        "database": "app", "tls": "verify-full", "ca_file": "/etc/ssl/ca.pem", "connect_timeout": 3.0,
+        "command_timeout": None}
+    assert inv["r1"].port == 6380 and inv["r1"].options["database"] == "2"  # type: ignore[index]
+    assert inv["web"].port == 22 and inv["web"].options is None
+
+    yaml_file = tmp_path / "inv.yaml"
+    yaml_file.write_text("assets:\n  - name: my1\n    address: db.example\n    platform: mariadb\n    tls: require\n")
+    [my1] = parse_inventory(yaml_file).assets
+    assert my1.port == 3306 and my1.options["tls"] == "require"  # type: ignore[index]
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("asset,address,platform,tls\npg1,db.example,postgresql,sometimes\nora,db.example,oracle,\n")
+    with pytest.raises(InputError) as err:
+        parse_inventory(bad)
+    assert "bad.csv:2: tls: must be one of" in str(err.value)
+    assert "bad.csv:3:" in str(err.value) and "Oracle is not supported" in str(err.value)
+
+    ini = tmp_path / "hosts.ini"
+    ini.write_text("[db]\npg2 ansible_host=10.0.0.9 keyturn_platform=postgresql keyturn_database=app keyturn_tls=require\n")
+    [pg2] = parse_inventory(ini, "ansible").assets
+    assert pg2.port == 5432 and pg2.options["database"] == "app"  # type: ignore[index]
