@@ -23,6 +23,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import ssl
+import threading
+import time
 from typing import Any
 
 import pymysql
@@ -75,16 +77,32 @@ def _try_login(conn: Conn, username: str, password: str) -> Verify:
         return UNKNOWN(clean_error(exc, [password]))
 
 
+# Servers seen refusing a wrong password lately: (host, port) -> monotonic time until which that is trusted.
+# A MySQL/MariaDB server that accepts any password does so for everyone (--skip-grant-tables), so one refused
+# probe per server every PROBE_TTL seconds covers its accounts; a server that let the probe in is never cached.
+PROBE_TTL = 300.0
+_refuses_wrong: dict[tuple[str, int], float] = {}
+_probe_lock = threading.Lock()
+
+
 def login(conn: Conn, username: str, password: str) -> Verify:
     """Log in as username; OK only when the server also refuses a deliberately wrong password."""
     first = _try_login(conn, username, password)
     if not first.ok:
         return first
+    key = (conn.host, conn.port)
+    with _probe_lock:
+        if _refuses_wrong.get(key, 0.0) > time.monotonic():
+            return OK
     probe = _try_login(conn, username, wrong_password())
     if probe.ok:
+        with _probe_lock:
+            _refuses_wrong.pop(key, None)
         return UNKNOWN(TRUST_REASON)
     if not probe.rejected:
         return UNKNOWN(f"could not check that the server refuses a wrong password: {probe.reason}")
+    with _probe_lock:
+        _refuses_wrong[key] = time.monotonic() + PROBE_TTL
     return OK
 
 
@@ -113,6 +131,8 @@ class MySQLDriver:
         self.params = params if isinstance(params, HostParams) else HostParams()
         if not self.params.all_hosts:
             check_account_host(self.params.account_host)
+        self._here: str | None = None  # keyturn's address as the server sees it
+        self._lock_wait = 2**31 - 1  # lock_wait_timeout in force on this session (MySQL), only ever lowered
         try:
             self.db = _connect(conn, login_user, password)
             with self.db.cursor() as cur:
@@ -129,31 +149,23 @@ class MySQLDriver:
         except pymysql.MySQLError:
             return False
 
-    def _entries(self, username: str) -> dict[str, str]:
-        """host -> auth plugin of the entries to change (empty when none)."""
-        with self.db.cursor() as cur:
-            if self.params.all_hosts:
-                cur.execute("SELECT Host, plugin FROM mysql.user WHERE User = %s", (username,))
-            else:
-                cur.execute("SELECT Host, plugin FROM mysql.user WHERE User = %s AND Host = %s",
-                            (username, self.params.account_host))
-            return {str(h): str(p or "") for h, p in cur.fetchall()}
+    def _entries(self, username: str) -> tuple[dict[str, str], str | None]:
+        """(host -> auth plugin of the entries to change, Host of the entry a login from here would match).
 
-    def _entry_seen_from_here(self, username: str) -> str | None:
-        """The Host of the entry a login by username from keyturn's address would match (None: unknown).
-
-        The server picks the most specific matching entry: literal hosts before patterns, longer patterns
-        before shorter ones, '%' last (close to the server's own sort, which is enough to refuse a change that
-        no verification from here could see).
+        One query reads every entry of the user name. The server picks the most specific matching entry for a
+        login: literal hosts before patterns, longer patterns before shorter ones, '%' last (close to the
+        server's own sort, which is enough to refuse a change that no verification from here could see).
         """
         with self.db.cursor() as cur:
-            cur.execute("SELECT SUBSTRING_INDEX(USER(), '@', -1)")
-            here = str(cur.fetchone()[0])
-            cur.execute("SELECT Host FROM mysql.user WHERE User = %s AND %s LIKE Host", (username, here))
-            hosts = [str(h) for (h,) in cur.fetchall()]
-        if not hosts:
-            return None
-        return sorted(hosts, key=lambda h: ("%" in h or "_" in h, -len(h.replace("%", ""))))[0]
+            if self._here is None:
+                cur.execute("SELECT SUBSTRING_INDEX(USER(), '@', -1)")
+                self._here = str(cur.fetchone()[0])
+            cur.execute("SELECT Host, plugin, %s LIKE Host FROM mysql.user WHERE User = %s", (self._here, username))
+            rows = [(str(h), str(p or ""), bool(m)) for h, p, m in cur.fetchall()]
+        wanted = {h: p for h, p, _ in rows if self.params.all_hosts or h == self.params.account_host}
+        matching = [h for h, _, m in rows if m]
+        seen = sorted(matching, key=lambda h: ("%" in h or "_" in h, -len(h.replace("%", ""))))[0] if matching else None
+        return wanted, seen
 
     def _spec(self, username: str, host: str, plugin: str, password: str) -> tuple[str, tuple[str, ...]]:
         if plugin in ("", "mysql_native_password"):
@@ -172,29 +184,31 @@ class MySQLDriver:
         if budget < 1:
             return PushResult(NOT_APPLIED, "too close to the record's deadline to start the change")
         try:
-            entries = self._entries(username)
+            entries, seen = self._entries(username)
         except pymysql.MySQLError as exc:
             return PushResult(NOT_APPLIED, f"cannot read mysql.user (grant SELECT on it to the admin): "
                                            f"{clean_error(exc)}")
         if not entries:
             which = f"user {username}" if self.params.all_hosts else f"account '{username}'@'{self.params.account_host}'"
             return PushResult(NOT_APPLIED, f"{which} does not exist")
-        if not self.params.all_hosts:
-            seen = self._entry_seen_from_here(username)
-            if seen is not None and seen not in entries:
-                return PushResult(NOT_APPLIED, f"a login from this host would use '{username}'@'{seen}', not the entry "
-                                               "being changed, so no login could verify the change: set account_host="
-                                               f"{seen} or all_hosts=true")
+        if not self.params.all_hosts and seen is not None and seen not in entries:
+            return PushResult(NOT_APPLIED, f"a login from this host would use '{username}'@'{seen}', not the entry "
+                                           "being changed, so no login could verify the change: set account_host="
+                                           f"{seen} or all_hosts=true")
         specs = [self._spec(username, h, p, new_password) for h, p in sorted(entries.items())]
         stmt = "ALTER USER " + ", ".join(s for s, _ in specs)
         args = tuple(a for _, values in specs for a in values)
+        limit = int(budget)
         if self.mariadb:
-            stmt = f"SET STATEMENT max_statement_time={int(budget)} FOR " + stmt
-        try:
-            with self.db.cursor() as cur:
-                cur.execute(f"SET SESSION lock_wait_timeout = {int(budget)}")
-        except pymysql.MySQLError as exc:
-            return PushResult(NOT_APPLIED, f"before the change: {clean_error(exc)}")
+            # Both limits ride on the statement itself: no extra round trip per account.
+            stmt = f"SET STATEMENT max_statement_time={limit}, lock_wait_timeout={limit} FOR " + stmt
+        elif limit < self._lock_wait:
+            try:
+                with self.db.cursor() as cur:
+                    cur.execute(f"SET SESSION lock_wait_timeout = {limit}")
+                self._lock_wait = limit
+            except pymysql.MySQLError as exc:
+                return PushResult(NOT_APPLIED, f"before the change: {clean_error(exc)}")
         try:
             with self.db.cursor() as cur:
                 cur.execute(stmt, args)

@@ -61,6 +61,8 @@ class PostgresDriver:
         check_db_username(login_user)
         self.conn = conn
         self.login_user = login_user
+        # The statement_timeout in force on this session (ms); a change only lowers it (see change_password).
+        self._timeout_ms = 2**31 - 1
         try:
             self.pg = psycopg.connect(**_kwargs(conn, login_user, password), autocommit=True)
         except psycopg.Error as exc:
@@ -71,22 +73,27 @@ class PostgresDriver:
         return not self.pg.closed and not self.pg.broken
 
     def change_password(self, username: str, new_password: str, *, deadline: float | None = None) -> PushResult:
-        """ALTER ROLE username PASSWORD '<verifier>' under a statement_timeout that ends before deadline."""
+        """ALTER ROLE username PASSWORD '<verifier>' under a statement_timeout that ends before deadline.
+
+        A missing role is the server's own answer (undefined_object): no query more per account.
+        """
         check_db_username(username)
         budget = seconds_until(deadline, self.conn.command_timeout)
         if budget < 1:
             return PushResult(NOT_APPLIED, "too close to the record's deadline to start the change")
         try:
-            row = self.pg.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (username,)).fetchone()
-            if row is None:
-                return PushResult(NOT_APPLIED, f"role {username} does not exist")
             verifier = self.pg.pgconn.encrypt_password(new_password.encode(), username.encode(), b"scram-sha-256")
-            self.pg.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(int(budget * 1000))))
+            timeout_ms = int(budget * 1000)
+            if timeout_ms < self._timeout_ms:  # a shorter limit than the one in force: one round trip, only then
+                self.pg.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms)))
+                self._timeout_ms = timeout_ms
         except psycopg.Error as exc:
             return PushResult(NOT_APPLIED, f"before the change: {clean_error(exc, [new_password])}")
         stmt = sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(username), sql.Literal(verifier.decode()))
         try:
             self.pg.execute(stmt)
+        except psycopg.errors.UndefinedObject:
+            return PushResult(NOT_APPLIED, f"role {username} does not exist")
         except psycopg.OperationalError as exc:
             if self.pg.broken or exc.sqlstate in NO_SQLSTATE_LOST or exc.sqlstate is None:
                 # The statement may have reached the server: it ends (commits or rolls back) by statement_timeout.
