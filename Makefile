@@ -34,8 +34,11 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/keyturn
 
+# Four workers on two cores: the suite mostly waits (sshd logins, slowed PAM stacks, push deadlines).
+# Each worker has its own sandbox hosts (127.0.0.x on free ports), temp dirs and PostgreSQL databases.
+TEST_WORKERS ?= 4
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/rotation_fleet.py

@@ -59,7 +59,7 @@ def open_database(settings: Settings, *, create: bool = False) -> Database:
 
     A fresh vault is created only where no master key exists yet, or with create=True (`keyturn init`).
     """
-    from sqlalchemy.exc import DatabaseError
+    from sqlalchemy.exc import DatabaseError, OperationalError
 
     # Database, WAL and temp files are created owner-only; secrets are encrypted, but names and hosts are not.
     os.umask(0o077)
@@ -73,6 +73,8 @@ def open_database(settings: Settings, *, create: bool = False) -> Database:
             has_secrets = db.has_secrets()
         except DatabaseError as exc:
             db.close()
+            if settings.database_url and isinstance(exc, OperationalError):
+                raise  # a server that does not answer or refuses us is not a damaged database (below)
             reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
             where = settings.db_path if not settings.database_url else "the configured database"
             raise DatabaseDamagedError(f"the database {where} cannot be read ({reason}); it is damaged or not a "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,14 +132,90 @@ def ctx(settings: Settings) -> Iterator[Context]:
         context.close()
 
 
+def _run_forked(args: tuple[str, ...], input: str | None, env: dict[str, str],
+                timeout: float) -> subprocess.CompletedProcess[str]:
+    """`keyturn ARGS` in a child forked from this test process (tui.cli already imported).
+
+    A real process boundary (its own environment, stdin, stdout, stderr, exit code, umask and signals), without
+    the second of interpreter start and imports that `python -m tui` costs per call. The child never finalizes
+    the parent's objects (garbage collection off, os._exit), so inherited database handles stay untouched.
+    """
+    import gc
+    import tempfile
+
+    from tui import cli
+
+    with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout, tempfile.TemporaryFile() as ferr:
+        fin.write((input or "").encode())
+        fin.seek(0)
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                gc.disable()
+                os.dup2(fin.fileno(), 0)
+                os.dup2(fout.fileno(), 1)
+                os.dup2(ferr.fileno(), 2)
+                os.chdir(ROOT)
+                os.environ.clear()
+                os.environ.update(env)
+                sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+                sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+                sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+                sys.argv = ["keyturn", *args]
+                import logging
+
+                for name in ("", "keyturn"):
+                    logging.getLogger(name).handlers.clear()  # pytest's capture handlers stay in the parent
+                try:
+                    code = cli.main(list(args))
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                    if exc.code is not None and not isinstance(exc.code, int):
+                        print(exc.code, file=sys.stderr)
+                except BaseException:
+                    import traceback
+
+                    traceback.print_exc()
+                    code = 1
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code if isinstance(code, int) else 1)
+        deadline = time.monotonic() + timeout
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                raise subprocess.TimeoutExpired(["keyturn", *args], timeout)
+            time.sleep(0.005)
+        fout.seek(0)
+        ferr.seek(0)
+        return subprocess.CompletedProcess(["keyturn", *args], os.waitstatus_to_exitcode(status),
+                                           fout.read().decode(), ferr.read().decode())
+
+
 @pytest.fixture
 def keyturn_cli(keyturn_env: dict[str, str]):
-    """Run the real `keyturn` command in a subprocess: keyturn_cli("asset", "list", input=..., check=True)."""
+    """Run the real `keyturn` command in its own process: keyturn_cli("asset", "list", input=..., check=True).
+
+    The process is forked from the test process (see _run_forked); KEYTURN_TEST_SUBPROCESS=1 runs
+    `python -m tui` instead, as a user does.
+    """
 
     def run(*args: str, input: str | None = None, check: bool = False, env: dict[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "tui", *args], input=input, capture_output=True, text=True,
-                              env={**keyturn_env, **(env or {})}, cwd=ROOT, timeout=timeout)
+        full_env = {**keyturn_env, **(env or {})}
+        if os.environ.get("KEYTURN_TEST_SUBPROCESS"):
+            proc = subprocess.run([sys.executable, "-m", "tui", *args], input=input, capture_output=True, text=True,
+                                  env=full_env, cwd=ROOT, timeout=timeout)
+        else:
+            proc = _run_forked(args, input, full_env, timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"keyturn {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
         return proc

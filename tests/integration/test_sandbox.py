@@ -394,7 +394,7 @@ def test_holders_clean_up_when_test_process_is_killed() -> None:
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 90  # a wait, not a figure: the holders' cleanup is slow on a busy machine
     while time.monotonic() < deadline and (_pids_in(namespaces) or fleet_dir.exists()):
         time.sleep(0.1)
     assert _pids_in(namespaces) == []

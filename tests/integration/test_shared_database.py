@@ -19,7 +19,7 @@ from core.tasks import create_task
 from storage.keyfile import key_path
 from storage.types import TaskSpec
 from tests.conftest import ROOT
-from tests.integration.test_scheduler_runs import enroll, executions, vault_password
+from tests.integration.test_scheduler_runs import due_now, enroll, executions, vault_password
 from tests.sandbox import SandboxHost
 
 pytestmark = [pytest.mark.sshd, pytest.mark.parametrize("backend", ["postgresql"], indirect=True)]
@@ -40,12 +40,12 @@ def keyturn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-@pytest.mark.xfail(reason="merge of issues 12 and 15: a new task's first slot is one interval away now (issue 12 #7); the test must make the task due explicitly", strict=False)
 def test_three_schedulers_on_three_machines_run_a_due_task_once(ctx: Context, sandbox_fleet, keyturn_env,  # noqa: ANN001
                                                                 tmp_path: Path) -> None:
     host: SandboxHost = sandbox_fleet(1, users=["alice"]).hosts[0]
     enroll(ctx, host, ["alice"])
     create_task(ctx, TaskSpec(name="hourly", usernames=["alice"], assets=[host.name], interval_hours=1))
+    due_now(ctx, "hourly")
     envs = [machine(keyturn_env, tmp_path, ctx, f"m{i}") for i in range(3)]
 
     procs = [keyturn(env, "scheduler", "--once") for env in envs]

@@ -45,7 +45,9 @@ async def test_footer_keys_fit_80_columns_and_help_lists_every_key(demo_ctx: Con
     async with app.run_test(size=SIZE) as pilot:
         for key, wanted in FOOTER.items():
             await pilot.press(key)
-            await pilot.pause()
+            # The footer is laid out after the mode switch: wait for it (a busy machine takes more frames).
+            await until(pilot, lambda: set([*wanted, "Keys", "Quit"]) <= set(footer_texts(app)),
+                        f"{key}: the footer keys {wanted}")
             shown = footer_texts(app)
             for description in [*wanted, "Keys", "Quit"]:
                 assert description in shown, f"{key}: {description!r} not whole in the footer {shown}"

@@ -51,7 +51,6 @@ def test_three_processes_starting_on_an_empty_database_at_once_all_work(keyturn_
     db.close()
 
 
-@pytest.mark.xfail(reason='merge of issues 9 and 15: the damaged-database error (issue 9) fires before the unreachable-server one; the two cases must be told apart', strict=False)
 def test_a_server_that_does_not_answer_is_a_clear_error_without_the_password(keyturn_cli) -> None:
     url = "postgresql+psycopg://keyturn:sekrit-pw@127.0.0.1:1/keyturn"
     for args in (("asset", "list"), ("db", "upgrade")):

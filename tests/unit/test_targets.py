@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 from sqlalchemy import event
@@ -106,8 +105,9 @@ def test_unknown_names_are_input_errors_and_the_live_line_shows_them(inventory: 
         "1 account on 1 asset; 1 excluded (1 no privileged account on the asset)"
 
 
-def test_preview_of_thousands_of_assets_takes_few_queries(ctx: Context) -> None:
-    n = 3000
+def test_preview_of_many_assets_takes_a_fixed_number_of_queries(ctx: Context) -> None:
+    """The query count does not grow with the fleet (no per-asset query); the time is a benchmark figure."""
+    n = 600
     with ctx.db.write() as s:
         node, _ = ensure_node(s, "/fleet/a")
         assets = [Asset(name=f"h{i:05d}", address=f"10.1.{i // 250}.{i % 250}", active=i % 100 != 0) for i in range(n)]
@@ -123,9 +123,7 @@ def test_preview_of_thousands_of_assets_takes_few_queries(ctx: Context) -> None:
 
     event.listen(ctx.db.engine, "before_cursor_execute", count)
     try:
-        started = time.perf_counter()
         result = preview(ctx, TaskSpec(name="big", usernames=["app", "root"], nodes=["/fleet"]))
-        elapsed = time.perf_counter() - started
     finally:
         event.remove(ctx.db.engine, "before_cursor_execute", count)
     inactive = n // 100
@@ -133,6 +131,4 @@ def test_preview_of_thousands_of_assets_takes_few_queries(ctx: Context) -> None:
     assert len(result.targets) == n - inactive - no_change
     assert result.reasons()["asset inactive"] == 2 * inactive
     assert result.reasons()["secure mode: the account keyturn logs in with"] == n - inactive
-    print(f"preview of {n} assets: {len(statements)} queries, {elapsed:.3f}s")
     assert len(statements) <= 20, len(statements)
-    assert elapsed < 3.0, elapsed
