@@ -437,3 +437,47 @@ def test_cli_rotation_leaves_no_secret_in_server_logs_processes_or_keyturn(
     for where, text in places.items():
         for secret in secrets:
             assert secret not in text, f"a secret was found in {where}"
+
+
+def test_redis_default_user_rotates_with_secure_mode_off(ctx: Context, redis_private: Any) -> None:
+    """`default` (what requirepass sets) is left alone in secure mode; with it off, AUTH <password> alone
+    takes the new password and the ACL file keeps it across a restart."""
+    db_asset(ctx, "def-redis", "redis", redis_private, accounts={"default": redis_private.default_password})
+    spec = task(ctx, "def", ["default"], ["def-redis"])
+    ctx.settings.secure_mode = False
+    info = run_task(ctx, spec.name)
+    assert info.succeeded == 1, statuses(ctx, info.id)
+    new = vault_secret(ctx, "def-redis", "default")
+    import redis as redis_lib
+
+    legacy = redis_lib.Redis(host="127.0.0.1", port=redis_private.port, password=new)  # AUTH <password>, as requirepass
+    assert legacy.ping()
+    legacy.close()
+    assert not redis_private.can_login("default", redis_private.default_password)
+    redis_private.stop()
+    redis_private.start()
+    assert redis_private.can_login("default", new), "the ACL file did not keep the change"
+    redis_private.default_password = new  # later tests of the session know it
+
+
+def test_unverified_record_is_retried_once_the_server_checks_passwords(ctx: Context, pg_private: Any) -> None:
+    """Trust auth leaves the record unverified with both secrets; after pg_hba is fixed, retry pushes the same
+    candidate again and a real login settles it."""
+    from core.engine import retry_records
+
+    u = fresh("rt")
+    pg_private.create_role(u, "rt-start-1")
+    pg_private.trust(u)
+    try:
+        db_asset(ctx, "rt-pg", "postgresql", pg_private, accounts={u: "rt-start-1"})
+        first = run_task(ctx, task(ctx, "rt", [u], ["rt-pg"]).name)
+    finally:
+        pg_private.trust(None)
+    [record] = rec.list_records(ctx.db, execution_id=first.id)
+    assert record.status == "unverified"
+    candidate = rec.record_secrets(ctx.db, record.id)[1]
+    assert vault_secret(ctx, "rt-pg", u) == "rt-start-1"  # not taken before a login proved it
+    again = retry_records(ctx, [record.id])
+    assert again.succeeded == 1
+    assert vault_secret(ctx, "rt-pg", u) == candidate
+    assert pg_private.can_login(u, candidate) and not pg_private.can_login(u, "rt-start-1")
