@@ -65,7 +65,7 @@ from storage.types import ImportSummary
 PLATFORMS: tuple[str, ...] = ("linux", "unix", "aix", "postgresql", "mysql", "mariadb", "redis", "custom-ssh", "windows")
 SECRET_TYPES: tuple[str, ...] = ("password", "ssh_key")
 FORMATS: tuple[str, ...] = ("csv", "yaml", "ansible")
-DB_OPTION_KEYS: tuple[str, ...] = ("database", "tls", "ca_file", "connect_timeout", "command_timeout")
+DB_OPTION_KEYS: tuple[str, ...] = ("database", "tls", "ca_file", "connect_timeout", "command_timeout", "gateway")
 CSV_COLUMNS: tuple[str, ...] = (
     "asset", "address", "port", "platform", "nodes", "active", "comment", "username", "secret_type", "secret",
     "passphrase", "privileged", "can_change", "become_secret", *DB_OPTION_KEYS,
@@ -220,7 +220,8 @@ def _parse_db_options(platform: str, get: Callable[[str], str | None]) -> dict[s
         except ValueError:
             raise ValueError(f"{key}: {raw[key]!r} is not a number of seconds") from None
     try:
-        return check_options(platform, database=raw["database"], tls=raw["tls"], ca_file=raw["ca_file"], **timeouts)
+        return check_options(platform, database=raw["database"], tls=raw["tls"], ca_file=raw["ca_file"],
+                             gateway=raw["gateway"] or None, **timeouts)
     except InputError as exc:
         raise ValueError(str(exc)) from None
 

@@ -61,6 +61,8 @@ class Asset(SQLModel, table=True):
     ca_file: str = ""
     connect_timeout: Optional[float] = None
     command_timeout: Optional[float] = None
+    # A database reached through an SSH tunnel: the gateway asset's id (core/drivers/gateway.py).
+    gateway_asset_id: Optional[int] = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

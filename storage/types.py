@@ -58,6 +58,8 @@ class AssetInfo:
     ca_file: str = ""
     connect_timeout: float | None = None
     command_timeout: float | None = None
+    gateway_id: int | None = None  # a database reached through this SSH asset (core/drivers/gateway.py)
+    gateway: str = ""  # its name
 
 
 @dataclass(frozen=True)

@@ -325,9 +325,13 @@ class MariaDBServer:
                 return False
             raise
 
-    def server_log(self) -> str:
-        """The general, slow and error logs."""
-        return "".join(_tail(p, 10**9) for p in (self.general_log, self.run_dir / "slow.log", self.log))
+    def log_marks(self) -> dict[Path, int]:
+        """Where the general, slow and error logs end now (for log_since)."""
+        return {p: (p.stat().st_size if p.exists() else 0) for p in (self.general_log, self.run_dir / "slow.log", self.log)}
+
+    def log_since(self, marks: dict[Path, int]) -> str:
+        """What the general, slow and error logs gained since marks."""
+        return "\n".join(p.read_bytes()[at:].decode(errors="replace") if p.exists() else "" for p, at in marks.items())
 
     def close(self) -> None:
         """Stop the server and remove its directory."""

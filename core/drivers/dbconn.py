@@ -22,7 +22,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from core.drivers.base import DriverError, Verify
+from core.drivers.base import UNKNOWN, DriverError, Verify
 from core.errors import InputError
 from core.ssh import Timeouts
 from core.textsafe import clean_line
@@ -68,13 +68,15 @@ def check_account_host(host: str) -> None:
 
 
 def check_options(platform: str, *, port: int | None = None, database: str = "", tls: str = "", ca_file: str = "",
-                  connect_timeout: float | None = None, command_timeout: float | None = None) -> dict[str, object]:
+                  connect_timeout: float | None = None, command_timeout: float | None = None,
+                  gateway: str | None = None) -> dict[str, object]:
     """The asset's connection options, checked: InputError naming the field. Returns the columns to store."""
     if platform in REJECTED_PLATFORMS:
         raise InputError(f"platform: {REJECTED_PLATFORMS[platform]}")
     if not is_database(platform):
         for name, value in (("database", database), ("tls", tls), ("ca_file", ca_file),
-                            ("connect_timeout", connect_timeout), ("command_timeout", command_timeout)):
+                            ("connect_timeout", connect_timeout), ("command_timeout", command_timeout),
+                            ("gateway", gateway)):
             if value:
                 raise InputError(f"{name}: applies to database assets only (postgresql, mysql, mariadb, redis)")
         return {}
@@ -92,8 +94,11 @@ def check_options(platform: str, *, port: int | None = None, database: str = "",
     for name, value in (("connect_timeout", connect_timeout), ("command_timeout", command_timeout)):
         if value is not None and not (0.1 <= float(value) <= 3600):
             raise InputError(f"{name}: must be from 0.1 to 3600 seconds, got {value!r}")
-    return {"database": database, "tls": tls, "ca_file": ca_file, "connect_timeout": connect_timeout,
-            "command_timeout": command_timeout}
+    out: dict[str, object] = {"database": database, "tls": tls, "ca_file": ca_file,
+                              "connect_timeout": connect_timeout, "command_timeout": command_timeout}
+    if gateway is not None:
+        out["gateway"] = gateway  # a name; storage resolves it (an unknown name is an error there)
+    return out
 
 
 def default_port(platform: str) -> int:
@@ -108,6 +113,8 @@ def describe_options(asset: AssetInfo) -> list[tuple[str, str]]:
     out = [("database", asset.database or "(default)"), ("tls", asset.tls or "disable")]
     if asset.ca_file:
         out.append(("ca file", asset.ca_file))
+    if asset.gateway_id is not None:
+        out.append(("gateway", asset.gateway or "(removed)"))
     for label, value in (("connect timeout", asset.connect_timeout), ("command timeout", asset.command_timeout)):
         if value is not None:
             out.append((label, f"{value:g}s"))
@@ -126,13 +133,24 @@ class Conn:
     ca_file: str
     connect_timeout: float
     command_timeout: float
+    tunneled: AssetInfo | None = None  # the asset whose gateway tunnel this connection uses (released on close)
+
+    def release(self) -> None:
+        """Give back the gateway tunnel this connection used, if any."""
+        if self.tunneled is not None:
+            from core.drivers.gateway import release
+
+            release(self.tunneled)
 
     @classmethod
     def of(cls, asset: AssetInfo, timeouts: Timeouts) -> "Conn":
         """The connection settings of asset."""
-        return cls(asset.platform, asset.address, asset.port or DEFAULT_PORTS[asset.platform], asset.database,
+        from core.drivers.gateway import endpoint
+
+        host, port = endpoint(asset)  # through the gateway's tunnel when the asset has one (DriverError if closed)
+        return cls(asset.platform, host, port or DEFAULT_PORTS[asset.platform], asset.database,
                    asset.tls or "disable", asset.ca_file, asset.connect_timeout or timeouts.connect,
-                   asset.command_timeout or timeouts.command)
+                   asset.command_timeout or timeouts.command, asset if asset.gateway_id is not None else None)
 
 
 def seconds_until(deadline: float | None, default: float) -> float:
@@ -159,7 +177,10 @@ def clean_error(exc: BaseException, secrets_: list[str | None] = ()) -> str:  # 
 
 def verify_db_password(asset: AssetInfo, username: str, password: str, timeouts: Timeouts) -> Verify:
     """Log in to the database as username with password: OK, REJECTED, or UNKNOWN(reason)."""
-    conn = Conn.of(asset, timeouts)
+    try:
+        conn = Conn.of(asset, timeouts)
+    except DriverError as exc:
+        return UNKNOWN(str(exc))
     if conn.platform == "postgresql":
         from core.drivers.postgresql import login
     elif conn.platform == "redis":

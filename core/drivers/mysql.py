@@ -223,8 +223,10 @@ class MySQLDriver:
         raise DriverError(f"{self.conn.platform} users change passwords only, not SSH keys")
 
     def close(self) -> None:
-        """Close the admin connection."""
+        """Close the admin connection (and give back its gateway tunnel)."""
         try:
             self.db.close()
         except pymysql.MySQLError:
             pass
+        finally:
+            self.conn.release()

@@ -110,5 +110,8 @@ class PostgresDriver:
         raise DriverError("postgresql roles change passwords only, not SSH keys")
 
     def close(self) -> None:
-        """Close the admin connection."""
-        self.pg.close()
+        """Close the admin connection (and give back its gateway tunnel)."""
+        try:
+            self.pg.close()
+        finally:
+            self.conn.release()

@@ -130,5 +130,8 @@ class RedisDriver:
         raise DriverError("redis users change passwords only, not SSH keys")
 
     def close(self) -> None:
-        """Close the admin connection."""
-        self.client.close()
+        """Close the admin connection (and give back its gateway tunnel)."""
+        try:
+            self.client.close()
+        finally:
+            self.conn.release()

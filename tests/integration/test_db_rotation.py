@@ -394,7 +394,7 @@ def test_cli_rotation_leaves_no_secret_in_server_logs_processes_or_keyturn(
     redis_private.admin().config_set("slowlog-log-slower-than", 0)
     redis_private.admin().config_set("slowlog-max-len", 10000)
     pg_log_start = len(pg_private.server_log())
-    my_log_start = len(mariadb_private.server_log())
+    my_marks = mariadb_private.log_marks()
     sampler = ProcSampler()
     try:
         keyturn_cli("task", "create", "leak", "--accounts", ",".join(users.values()), "--asset",
@@ -416,7 +416,7 @@ def test_cli_rotation_leaves_no_secret_in_server_logs_processes_or_keyturn(
         assert not server.can_login(users[platform], old[platform])
 
     pg_log = pg_private.server_log()[pg_log_start:]
-    my_log = mariadb_private.server_log()[my_log_start:]
+    my_log = mariadb_private.log_since(my_marks)
     assert "ALTER ROLE" in pg_log and "SCRAM-SHA-256$" in pg_log, "log_statement=all saw no change: it proves nothing"
     assert "ALTER USER" in my_log, "the general log saw no change: it proves nothing"
     # MONITOR leaves out administrative commands (ACL SETUSER among them) by design; it shows the logins.
@@ -481,3 +481,49 @@ def test_unverified_record_is_retried_once_the_server_checks_passwords(ctx: Cont
     assert again.succeeded == 1
     assert vault_secret(ctx, "rt-pg", u) == candidate
     assert pg_private.can_login(u, candidate) and not pg_private.can_login(u, "rt-start-1")
+
+
+def test_rotation_through_an_ssh_gateway(ctx: Context, pg_private: Any, mariadb_private: Any, sandbox_host: Any,
+                                        keyturn_cli: Any) -> None:
+    """A database reached only through a trusted SSH host: push, verify and reconcile go through its tunnel;
+    a gateway without a pinned key stops the work before any secret is sent."""
+    from core.drivers import gateway
+    from storage.inventory import pin_host_key
+
+    h = sandbox_host
+    with ctx.db.write() as s:
+        gw, _ = upsert_asset(s, "jump", address=h.address, port=h.port, platform="linux")
+        key_type, b64 = h.host_key.split()[:2]
+        pin_host_key(s, gw, key_type, b64, "test")
+        upsert_account(ctx.db, s, gw, h.admin_user, secret=h.admin_password, privileged=True)
+    pg_user, my_user = fresh("gw"), fresh("gw")
+    pg_private.create_role(pg_user, "gw-start-1")
+    mariadb_private.create_user(my_user, "gw-start-1")
+    db_asset(ctx, "gw-pg", "postgresql", pg_private, accounts={pg_user: "gw-start-1"}, options={"gateway": "jump"})
+    db_asset(ctx, "gw-maria", "mariadb", mariadb_private, accounts={my_user: "gw-start-1"}, options={"gateway": "jump"})
+    log_start = len(h.log())
+    info = run_task(ctx, task(ctx, "gw", [pg_user, my_user], ["gw-pg", "gw-maria"]).name)
+    assert info.succeeded == 2, statuses(ctx, info.id)
+    assert pg_private.can_login(pg_user, vault_secret(ctx, "gw-pg", pg_user))
+    assert mariadb_private.can_login(my_user, vault_secret(ctx, "gw-maria", my_user))
+    assert "Accepted password for " + h.admin_user in h.log()[log_start:], "the gateway was not used"
+    assert not gateway._tunnels, "a tunnel outlived its run"
+    show = keyturn_cli("asset", "show", "gw-pg").stdout
+    assert "gateway:" in show and "jump" in show
+
+    # Without a tunnel open, a login through the gateway is UNKNOWN, never a false REJECTED.
+    from core.drivers.base import verify_password
+    from storage.inventory import get_asset
+
+    assert verify_password(get_asset(ctx.db, "gw-pg"), pg_user, "whatever").status == "unknown"
+    # An untrusted gateway: nothing is sent, the record fails naming the host key.
+    with ctx.db.write() as s:
+        from storage.tables import HostKey
+        from sqlmodel import select
+
+        for row in s.exec(select(HostKey).where(HostKey.asset_id == gw.id)).all():
+            s.delete(row)
+    info = run_task(ctx, task(ctx, "gw2", [pg_user], ["gw-pg"]).name)
+    status, error = statuses(ctx, info.id)[pg_user]
+    assert status == "failed" and "key" in error.lower(), error
+    assert pg_private.can_login(pg_user, vault_secret(ctx, "gw-pg", pg_user))

@@ -187,7 +187,7 @@ def cmd_asset_add(ctx: Context, args: argparse.Namespace) -> int:
             raise InputError(f"asset {args.name!r} already exists; change it with `keyturn asset edit {args.name}`")
         options = check_options(args.platform, database=args.database or "", tls=args.tls or "",
                                 ca_file=args.ca_file or "", connect_timeout=args.connect_timeout,
-                                command_timeout=args.command_timeout)
+                                command_timeout=args.command_timeout, gateway=args.gateway)
         port = args.port or default_port(args.platform)
         upsert_asset(s, args.name, address=args.address, port=port, platform=args.platform, nodes=args.node or [],
                      active=not args.inactive, comment=args.comment, options=options)
@@ -269,8 +269,8 @@ def cmd_asset_edit(ctx: Context, args: argparse.Namespace) -> int:
         platform = args.platform or row.platform
         given = {k: getattr(args, k) for k in ("database", "tls", "ca_file", "connect_timeout", "command_timeout")}
         merged = {k: getattr(row, k) if v is None else v for k, v in given.items()}
-        options = check_options(platform, **merged) if is_database(platform) or any(
-            v is not None for v in given.values()) else None
+        options = check_options(platform, **merged, gateway=args.gateway) if is_database(platform) or any(
+            v is not None for v in given.values()) or args.gateway is not None else None
         _, outcome = upsert_asset(
             s, args.name, address=args.address or row.address, port=args.port or row.port,
             platform=platform, nodes=args.add_node or [],
@@ -440,6 +440,8 @@ def _db_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ca-file", metavar="PATH", help="CA certificate file for --tls require/verify-full (absolute path)")
     g.add_argument("--connect-timeout", type=float, metavar="SECONDS", help="connect timeout (default: configuration's)")
     g.add_argument("--command-timeout", type=float, metavar="SECONDS", help="statement timeout (default: configuration's)")
+    g.add_argument("--gateway", metavar="ASSET", help="reach the database through an SSH tunnel via this linux/unix/aix "
+                                                      "asset (pinned host key, privileged account); '' removes it")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

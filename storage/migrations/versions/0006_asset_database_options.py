@@ -1,4 +1,4 @@
-"""Database connection options on assets: database name, TLS mode and CA file, connect/command timeouts.
+"""Database connection options on assets: database name, TLS mode and CA file, connect/command timeouts, gateway.
 
 Revision ID: 0006
 Revises: 0005
@@ -24,9 +24,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("ca_file", sqlmodel.sql.sqltypes.AutoString(), nullable=False, server_default=""))
         batch_op.add_column(sa.Column("connect_timeout", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("command_timeout", sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column("gateway_asset_id", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("asset", schema=None) as batch_op:
-        for name in ("command_timeout", "connect_timeout", "ca_file", "tls", "database"):
+        for name in ("gateway_asset_id", "command_timeout", "connect_timeout", "ca_file", "tls", "database"):
             batch_op.drop_column(name)
