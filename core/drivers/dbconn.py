@@ -191,7 +191,7 @@ def verify_db_password(asset: AssetInfo, username: str, password: str, timeouts:
 
 
 def open_db_driver(asset: AssetInfo, login_user: str, *, password: str | None, pkey_text: str | None = None,
-                   params: object = None, timeouts: Timeouts = Timeouts(), secure: bool = True) -> object:
+                   params: object = None, timeouts: Timeouts = Timeouts()) -> object:
     """Connect with the asset's admin account and return its driver (raises DriverError, never with a secret)."""
     if pkey_text or not password:
         raise DriverError("a database admin account logs in with a password: the privileged account has none")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -311,8 +310,6 @@ def test_unsupported_database_platforms_are_rejected(ctx: Context) -> None:
         with pytest.raises(InputError, match="not supported"):
             check_options(platform)
 
-
-Probe = Callable[[str, str], bool]
 
 
 # -- the command line, and no secret anywhere it should not be ------------------------------------------------

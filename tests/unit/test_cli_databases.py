@@ -82,3 +82,9 @@ def test_importers_carry_database_options(tmp_path: Any) -> None:
     ini.write_text("[db]\npg2 ansible_host=10.0.0.9 keyturn_platform=postgresql keyturn_database=app keyturn_tls=require\n")
     [pg2] = parse_inventory(ini, "ansible").assets
     assert pg2.port == 5432 and pg2.options["database"] == "app"  # type: ignore[index]
+
+
+def test_trust_refuses_database_assets(keyturn_cli: Any) -> None:
+    keyturn_cli("asset", "add", "pgx", "--platform", "postgresql", "--address", "db.example", check=True)
+    out = keyturn_cli("asset", "trust", "pgx", "--yes")
+    assert out.returncode == 2 and "no SSH host key to pin" in out.stderr

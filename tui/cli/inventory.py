@@ -287,6 +287,9 @@ def cmd_asset_edit(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_asset_trust(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset trust: fetch the host's keys, show fingerprints, pin after confirmation."""
     asset = get_asset(ctx.db, args.name)
+    if is_database(asset.platform):
+        raise InputError(f"asset {asset.name}: a {asset.platform} asset is reached with the database protocol and "
+                         "has no SSH host key to pin (its gateway asset, if any, is trusted on its own)")
     print(f"fetching host keys of {asset.name} ({asset.address}:{asset.port})...")
     offered = fetch_host_keys(asset.address, asset.port, timeout=ctx.settings.connect_timeout)
     check = check_trust(offered, asset)

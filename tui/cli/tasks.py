@@ -15,6 +15,7 @@ from core import tasks as core_tasks
 from core.context import Context
 from core.errors import InputError
 from core.params import as_mapping
+from core.drivers.dbconn import is_database
 from core.targets import preview, target_note
 from storage import tasks as repo
 from storage.types import HostParams, PasswordRules, TaskSpec
@@ -329,7 +330,8 @@ def _cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
     if result.excluded:
         print("\nexcluded:")
         for e in result.excluded:
-            print(f"  {e.asset_name}  [{e.platform}]  {e.username}: {e.reason}")
+            tag = f"[{e.platform}]  " if is_database(e.platform) else ""  # hosts read as they always did
+            print(f"  {e.asset_name}  {tag}{e.username}: {e.reason}")
     return 0
 
 
