@@ -245,33 +245,35 @@ def test_secure_mode_leaves_well_known_admins(ctx: Context, pg_private: Any, mar
     assert reasons[("sm-pg", "postgres")].startswith("secure mode")
 
 
-def test_server_down_mid_run(ctx: Context, pg_private: Any) -> None:
-    """The server dies after the first role's change: that one succeeds, the rest fail or stay unverified,
-    and once it is back a reconcile leaves every role with exactly the vault's secret."""
+@pytest.mark.parametrize("platform", ["postgresql", "mariadb", "redis"])
+def test_server_down_mid_run(ctx: Context, request: pytest.FixtureRequest, platform: str) -> None:
+    """The server dies after the first account's change: that one succeeds, the rest fail or stay unverified,
+    and once it is back a reconcile leaves every account with exactly the vault's secret."""
     from core.events import AccountSettled
 
+    server = request.getfixturevalue(SERVERS[platform])
     users = [fresh("down") for _ in range(3)]
     for u in users:
-        pg_private.create_role(u, f"pw-{u}")
-    db_asset(ctx, "down1", "postgresql", pg_private, accounts={u: f"pw-{u}" for u in users})
-    spec = task(ctx, "down", users, ["down1"])
-    stopped = []
+        make_user(server, platform, u, f"pw-{u}")
+    db_asset(ctx, f"down-{platform}", platform, server, accounts={u: f"pw-{u}" for u in users})
+    spec = task(ctx, f"down-{platform}", users, [f"down-{platform}"])
+    stopped: list[str] = []
 
     def on_event(event: object) -> None:
         if isinstance(event, AccountSettled) and not stopped:
             stopped.append(event.username)
-            pg_private.stop()
+            server.stop()
 
     try:
         info = run_task(ctx, spec.name, on_event=on_event)
     finally:
-        pg_private.start()
+        server.start()
     st = statuses(ctx, info.id)
     assert st[stopped[0]][0] == "success"
     assert all(s in ("failed", "unverified") for u, (s, _) in st.items() if u != stopped[0]), st
     reconcile(ctx)
     for u in users:
-        assert pg_private.can_login(u, vault_secret(ctx, "down1", u)), u
+        assert server.can_login(u, vault_secret(ctx, f"down-{platform}", u)), u
 
 
 def test_tls_required(ctx: Context, pg_tls_private: Any) -> None:
