@@ -4,13 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup system-deps bench clean
+.PHONY: run test setup system-deps bench clean lock
 
-$(STAMP): pyproject.toml
+# Every dependency comes from requirements.lock, pinned with hashes (pip refuses a file that differs);
+# keyturn itself is installed on top without resolving anything again.
+# After changing dependencies in pyproject.toml: make lock.
+$(STAMP): pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
+
+lock:
+	$(PY) -m venv .lockenv && .lockenv/bin/pip install -q pip-tools
+	.lockenv/bin/pip-compile -q --generate-hashes --extra test --strip-extras --allow-unsafe -o requirements.lock pyproject.toml
+	rm -rf .lockenv
 
 setup: $(STAMP)
 

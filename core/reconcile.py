@@ -96,6 +96,13 @@ def _same_process(holder: str, pid: int) -> bool:
 
 def execution_alive(ctx: Context, execution_id: int, task_id: int | None, pid: int | None, host: str) -> bool:
     """Whether the process that runs an execution is still alive (it renews its task lock while it lives)."""
+    from storage.workunits import is_worker_run, worker_run_alive
+
+    if is_worker_run(ctx.db, execution_id):
+        # Handed to the workers: alive while a unit is left (a dead worker's unit is taken over by another
+        # worker once its lease expires, which settles that unit's open records itself) and while the worker
+        # that ended the last unit finishes the execution.
+        return worker_run_alive(ctx.db, execution_id)
     here = socket.gethostname()
     if host == here and pid == os.getpid():
         return running_here(execution_id)  # this very process: it knows what it runs (TUI, scheduler threads)
@@ -221,6 +228,11 @@ def _wait(ctx: Context, r: rec.OpenRecord, summary: ReconcileSummary) -> None:
                  "so reconcile judges it only after that")
         rec.settle_unverified(ctx.db, r.id, error, log=[f"{_stamp()} reconcile: {r.asset_name}: {r.username}: "
                                                          f"unverified: {error}"])
+
+
+def probe_record(ctx: Context, r: rec.OpenRecord, timeouts: Timeouts) -> tuple[str, str]:
+    """Decide one open record by real logins (new, then old, then the vault's current secret): (status, why)."""
+    return _probe(ctx, r, timeouts)
 
 
 def _probe(ctx: Context, r: rec.OpenRecord, timeouts: Timeouts) -> tuple[str, str]:

@@ -53,11 +53,13 @@ def failed_to_retry(ctx: Context, execution_id: int) -> list[int]:
 def run_with_options(ctx: Context, task_name: str, *, trigger: str = "manual", respect_windows: bool = True,
                      cancel: threading.Event | None = None, on_event: EventCallback | None = None,
                      clock: Callable[[], datetime] = _clock, poll: float = 5.0,
-                     retry_delay_seconds: float | None = None) -> PolicyRun:
+                     retry_delay_seconds: float | None = None, on_workers: bool = False) -> PolicyRun:
     """Run a task now, honouring its windows (when respect_windows) and its automatic retries.
 
     Raises OutsideWindow when no window holds at the start. retry_delay_seconds overrides the task's delay
-    (tests and the command line's "retry now"); the wait ends early on cancel.
+    (tests and the command line's "retry now"); the wait ends early on cancel. on_workers: the first run is
+    queued for `keyturn worker` processes and followed here (a cancel, or the window's end, asks them to
+    start no further account); automatic retries still run in this process.
     """
     from storage.tasks import get_task
 
@@ -76,7 +78,13 @@ def run_with_options(ctx: Context, task_name: str, *, trigger: str = "manual", r
     result = PolicyRun()
     guard = WindowGuard(windows, cancel, poll=poll, clock=clock)
     with guard.active():
-        result.executions.append(run_task(ctx, task_name, trigger=trigger, cancel=cancel, on_event=on_event))
+        if on_workers:
+            from core.workers import follow, queue_run
+
+            queued = queue_run(ctx, task_name, trigger=trigger, on_event=on_event)
+            result.executions.append(follow(ctx, queued, on_event=on_event, cancel=cancel))
+        else:
+            result.executions.append(run_task(ctx, task_name, trigger=trigger, cancel=cancel, on_event=on_event))
         delay = opts.retry_delay_minutes * 60.0 if retry_delay_seconds is None else retry_delay_seconds
         for _attempt in range(opts.retries):
             if cancel.is_set():
@@ -114,8 +122,12 @@ def effective_due(ctx: Context, task_id: int, due: datetime, now: datetime) -> d
 
 
 def scheduled_run(ctx: Context, task_name: str, *, trigger: str = "schedule", cancel: threading.Event | None = None,
-                  on_event: EventCallback | None = None) -> ExecutionInfo:
-    """The scheduler's runner: the task's windows and retries applied; returns the last execution."""
-    result = run_with_options(ctx, task_name, trigger=trigger, respect_windows=True, cancel=cancel, on_event=on_event)
+                  on_event: EventCallback | None = None, on_workers: bool = False) -> ExecutionInfo:
+    """The scheduler's runner: the task's windows and retries applied; returns the last execution.
+
+    on_workers: hand the run to `keyturn worker` processes; if this scheduler's machine dies, they finish it.
+    """
+    result = run_with_options(ctx, task_name, trigger=trigger, respect_windows=True, cancel=cancel, on_event=on_event,
+                              on_workers=on_workers)
     assert result.last is not None
     return result.last

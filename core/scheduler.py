@@ -49,12 +49,19 @@ class RunOutcome:
     mail_error: str = ""
 
 
-def default_runner() -> Runner:
-    """core.engine.run_task, imported late so the scheduler loads (and its unit tests run) without it."""
+def default_runner(*, on_workers: bool = False) -> Runner:
+    """core.engine.run_task, imported late so the scheduler loads (and its unit tests run) without it.
+
+    on_workers: each run is queued for `keyturn worker` processes and followed (see core.workers).
+    """
     try:
         from core.runs import scheduled_run  # the engine's run_task with the task's windows and retries
     except ImportError as exc:
         raise KeyturnError(f"the rotation engine cannot be loaded: {exc}") from None
+    if on_workers:
+        import functools
+
+        return functools.partial(scheduled_run, on_workers=True)  # type: ignore[return-value]
     return scheduled_run  # type: ignore[return-value]
 
 
@@ -149,9 +156,12 @@ class Scheduler:
     """Claims due slots and runs them in a bounded pool of worker threads, until stopped."""
 
     def __init__(self, ctx: Context, *, runner: Runner | None = None, clock: Clock = utcnow,
-                 poll_seconds: float | None = None, max_workers: int = DEFAULT_WORKERS, notify: bool = True) -> None:
+                 poll_seconds: float | None = None, max_workers: int = DEFAULT_WORKERS, notify: bool = True,
+                 on_workers: bool = False) -> None:
         self.ctx = ctx
         self.runner = runner
+        # Runs handed to `keyturn worker` processes: the worker that finishes a run mails its report.
+        self.on_workers = on_workers
         self.clock = clock
         self.poll_seconds = poll_seconds if poll_seconds is not None else ctx.settings.scheduler_poll_seconds
         self.notify = notify
@@ -173,7 +183,7 @@ class Scheduler:
 
     def _runner(self) -> Runner:
         if self.runner is None:
-            self.runner = default_runner()
+            self.runner = default_runner(on_workers=self.on_workers)
         return self.runner
 
     def tick(self, now: datetime | None = None) -> list[Future[RunOutcome]]:
@@ -205,7 +215,7 @@ class Scheduler:
                 log.debug("task %s: slot taken by another scheduler", task.name)
                 continue
             future = self._pool.submit(run_claimed, self.ctx, task, nxt, runner=self._runner(), cancel=self.cancel,
-                                       clock=self.clock, notify=self.notify)
+                                       clock=self.clock, notify=self.notify and not self.on_workers)
             with self._lock:
                 self._running[task.id] = future
             future.add_done_callback(lambda f, tid=task.id: self._done(tid, f))

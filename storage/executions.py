@@ -491,8 +491,9 @@ def retried_as(db: Database, record_id: int) -> int | None:
                       .order_by(ChangeRecord.id)).first()
 
 
-def unsettled_records(db: Database, *, statuses: Sequence[str] = OPEN_STATUSES) -> list[OpenRecord]:
-    """Open records (pending, pushing, unverified) that no later retry has taken over, oldest first."""
+def unsettled_records(db: Database, *, statuses: Sequence[str] = OPEN_STATUSES,
+                      ids: Sequence[int] | None = None) -> list[OpenRecord]:
+    """Open records (pending, pushing, unverified) that no later retry has taken over, oldest first (only ids)."""
     child = aliased(ChangeRecord)
     with db.read() as s:
         stmt = (select(ChangeRecord, Execution.status, Execution.pid, Execution.hostname)
@@ -500,6 +501,8 @@ def unsettled_records(db: Database, *, statuses: Sequence[str] = OPEN_STATUSES) 
                 .where(col(ChangeRecord.status).in_(list(statuses)))
                 .where(~exists().where(child.retry_of == ChangeRecord.id))
                 .order_by(ChangeRecord.id))
+        if ids is not None:
+            stmt = stmt.where(col(ChangeRecord.id).in_(list(ids)))
         return [OpenRecord(r.id, r.execution_id, st, pid, host or "", r.task_id, r.account_id, r.asset_id, r.asset_name,
                            r.username, r.secret_type, r.status,
                            _aware(r.deadline_at) if r.deadline_at is not None else None)

@@ -16,7 +16,8 @@ from sqlmodel import Session, col, select
 from storage import likes
 from storage.db import Database
 from storage.tables import (
-    Account, Asset, AssetNode, ChangeRecord, ChangeSecretTask, Execution, Node, Operator, TaskAsset, TaskNode,
+    Account, Asset, AssetNode, ChangeRecord, ChangeSecretTask, Execution, HeartbeatResult, Node, Operator, TaskAsset,
+    TaskNode,
 )
 from storage.types import ExecutionInfo, RecordInfo
 
@@ -274,9 +275,18 @@ def execution_detail(db: Database, execution_id: int) -> tuple[ExecutionInfo, li
 
 
 # -- records ---------------------------------------------------------------------------------------
+def drifted_accounts_subquery():  # type: ignore[no-untyped-def]
+    """Ids of the accounts whose newest heartbeat is not ok (the host no longer takes the vault's secret)."""
+    newest = select(func.max(HeartbeatResult.id)).group_by(HeartbeatResult.account_id)
+    return select(HeartbeatResult.account_id).where(col(HeartbeatResult.id).in_(newest),
+                                                    HeartbeatResult.status != "ok")
+
+
 def _record_filter(stmt, status: str | None, task: str | None, search: str):  # type: ignore[no-untyped-def]
     if status == "attention":
         stmt = stmt.where(col(ChangeRecord.status).in_(SETTLED_BAD))
+    elif status == "drift":
+        stmt = stmt.where(col(ChangeRecord.account_id).in_(drifted_accounts_subquery()))
     elif status:
         stmt = stmt.where(ChangeRecord.status == status)
     if task:
@@ -296,7 +306,8 @@ def count_records(db: Database, *, status: str | None = None, task: str | None =
 
 def list_records(db: Database, *, status: str | None = None, task: str | None = None, search: str = "",
                  offset: int = 0, limit: int = 100) -> list[RecordInfo]:
-    """One page of records, newest first. status may be a record status or 'attention' (failed+unverified)."""
+    """One page of records, newest first. status may be a record status, 'attention' (failed+unverified) or
+    'drift' (records of accounts whose newest heartbeat is not ok)."""
     with db.read() as s:
         stmt = _record_filter(select(ChangeRecord), status, task, search) \
             .order_by(col(ChangeRecord.created_at).desc(), col(ChangeRecord.id).desc()).offset(offset).limit(limit)

@@ -196,6 +196,7 @@ class ChangeRecord(SQLModel, table=True):
     __table_args__ = (
         Index("ix_record_status_created", "status", "created_at"),
         Index("ix_record_task_created", "task_id", "created_at"),
+        Index("ix_record_execution_finished", "execution_id", "finished_at"),  # following a run (0007)
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     execution_id: int = Field(foreign_key="execution.id", index=True)
@@ -365,3 +366,38 @@ class OperatorAgeKey(SQLModel, table=True):
     operator_id: int = Field(foreign_key="operator.id", primary_key=True, ondelete="CASCADE")
     public_key: str = Field(sa_column=Column(Text, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+# -- workers (issue 15): a running execution split into work units that `keyturn worker` processes take --
+class WorkRun(SQLModel, table=True):
+    """An execution handed to the workers: who holds its task lock, and whether it was finished or cancelled."""
+
+    __tablename__ = "work_run"
+    execution_id: int = Field(foreign_key="execution.id", primary_key=True, ondelete="CASCADE")
+    task_id: Optional[int] = Field(default=None, foreign_key="change_secret_task.id", ondelete="SET NULL")
+    lock_holder: str  # the task lock's holder while workers run it ("workers:exec-<id>"), renewed by them
+    cancel_requested: bool = False  # set by the person who queued it: no account not yet pushed is started
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: Optional[datetime] = None  # set once, by the worker that finished the last unit
+
+
+class WorkUnit(SQLModel, table=True):
+    """One asset of a queued execution with the records of its accounts, taken by one worker under a lease.
+
+    status: queued -> running (worker, lease_until renewed by it) -> done. A running unit whose lease expired
+    is taken again by another worker (attempt + 1), which first settles the records its holder left open.
+    """
+
+    __tablename__ = "work_unit"
+    __table_args__ = (Index("ix_work_unit_status", "status", "lease_until"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    execution_id: int = Field(foreign_key="execution.id", index=True, ondelete="CASCADE")
+    asset_id: Optional[int] = Field(default=None, foreign_key="asset.id", ondelete="SET NULL")
+    asset_name: str = ""
+    record_ids: list = _json(list)
+    status: str = "queued"
+    worker: str = ""
+    attempt: int = 0  # how many times the unit was taken; a lease renewal or finish names it (a fencing token)
+    lease_until: Optional[datetime] = None
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None

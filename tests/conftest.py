@@ -110,7 +110,10 @@ def keyturn_env(tmp_path: Path, database_url: str) -> dict[str, str]:
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     env.update(KEYTURN_HOME=str(home), KEYTURN_CONFIG=str(tmp_path / "config.toml"), KEYTURN_OPERATOR="tester",
-               XDG_CONFIG_HOME=str(tmp_path / "xdg-config"), XDG_DATA_HOME=str(tmp_path / "xdg-data"))
+               XDG_CONFIG_HOME=str(tmp_path / "xdg-config"), XDG_DATA_HOME=str(tmp_path / "xdg-data"),
+               # A push's host-enforced deadline is command_timeout + margins (70 s by default): crash tests wait
+               # for it before reconcile may judge a record. 15 s keeps them short; a test may set its own.
+               KEYTURN_COMMAND_TIMEOUT="15")
     if database_url:
         env["KEYTURN_DATABASE_URL"] = database_url
     return env

@@ -7,6 +7,7 @@ claimed skips it with "being changed by execution N".
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +24,8 @@ from tests.sandbox import SandboxFleet, require_sandbox
 pytestmark = pytest.mark.sshd
 
 USERS = ("alice", "bob")
-PAIRS = 20
+# 8 pairs in make test (16 racing runs); a longer fault campaign: KEYTURN_FAULT_PAIRS=100 pytest tests/faults
+PAIRS = int(os.environ.get("KEYTURN_FAULT_PAIRS", "8"))
 
 
 @pytest.fixture(scope="module")

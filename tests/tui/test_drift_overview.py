@@ -36,3 +36,34 @@ async def test_day_switch_drift_count_and_ignore(demo_ctx, demo_app) -> None:  #
         await pilot.press("f5")
         await pilot.pause()
         assert table.row_count == rows - 1
+
+
+@sync
+async def test_records_filter_by_drift_shows_only_drifted_accounts(demo_ctx, demo_app) -> None:  # noqa: ANN001
+    """Records' status filter 'drift' lists the records of accounts whose newest heartbeat is not ok, no other."""
+    from textual.widgets import Select
+
+    from storage.executions import list_records
+
+    records = list_records(demo_ctx.db)
+    drifted = next(r for r in records if r.account_id is not None)
+    healthy = next(r for r in records if r.account_id not in (None, drifted.account_id))
+    by_id = {a.id: a for a in list_accounts(demo_ctx.db)}
+    beats = [NewHeartbeat(a.id, None, a.asset_name, a.username, a.version, "ok", "", NOW) for a in by_id.values()]
+    add_heartbeats(demo_ctx.db, beats)  # everyone fine, then the drifted one is rejected: only its newest counts
+    acc = by_id[drifted.account_id]
+    add_heartbeats(demo_ctx.db, [NewHeartbeat(acc.id, None, acc.asset_name, acc.username, acc.version, "rejected",
+                                              "changed outside keyturn", NOW)])
+    expected = {str(r.id) for r in records if r.account_id == drifted.account_id}
+    app = demo_app()
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("s")
+        await pilot.pause()
+        app.screen.query_one("#filter-status", Select).value = "drift"
+        table = app.screen.query_one("#records-table", DataTable)
+        for _ in range(200):
+            await pilot.pause(0.02)
+            shown = {str(k.value) for k in table.rows}
+            if shown == expected:
+                break
+        assert shown == expected and str(healthy.id) not in shown

@@ -21,7 +21,7 @@ Handler = Callable[[Context, argparse.Namespace], int]
 
 # Each module has register(subparsers); order is the order of `keyturn --help`.
 GROUPS = ("tui.cli.inventory", "tui.cli.tasks", "tui.cli.records", "tui.cli.operators", "tui.cli.scheduler", "tui.cli.vaultkeys",
-          "tui.cli.drift", "tui.cli.database")
+          "tui.cli.drift", "tui.cli.database", "tui.cli.workers")
 
 
 class _Parser(argparse.ArgumentParser):

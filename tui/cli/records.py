@@ -124,7 +124,8 @@ def _cancel_on_signal(cancel: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGTERM, old_term)
 
 
-def _run_and_report(ctx: Context, args: argparse.Namespace, work: Callable[..., ExecutionInfo]) -> int:
+def _run_and_report(ctx: Context, args: argparse.Namespace, work: Callable[..., ExecutionInfo], *,
+                    mail: bool = True) -> int:
     """Run work(cancel=..., on_event=...), print progress and the result; exit 0 only if all succeeded."""
     as_json = bool(getattr(args, "json", False))
     progress = Progress(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
@@ -134,7 +135,8 @@ def _run_and_report(ctx: Context, args: argparse.Namespace, work: Callable[..., 
             info = work(cancel=cancel, on_event=progress)
     finally:
         progress.close()
-    _mail_report(ctx, info, sys.stderr)
+    if mail:
+        _mail_report(ctx, info, sys.stderr)
     records = rec.list_records(ctx.db, execution_id=info.id)
     if as_json:
         print(json.dumps({"execution": execution_dict(info), "records": [record_dict(r) for r in reversed(records)]},
@@ -169,10 +171,20 @@ def _maybe_reconcile(ctx: Context, args: argparse.Namespace) -> None:
 
 # -- commands --------------------------------------------------------------------------------------
 def cmd_task_run(ctx: Context, args: argparse.Namespace) -> int:
-    """`keyturn task run NAME [--json] [--no-reconcile]`: settle earlier runs, then run the task now."""
+    """`keyturn task run NAME [--json] [--no-reconcile] [--workers]`: settle earlier runs, then run the task now
+    (in this process, or queued for `keyturn worker` processes and followed until it finished)."""
     from core.engine import run_task
 
     _maybe_reconcile(ctx, args)
+    if getattr(args, "workers", False):
+        from core.workers import follow, queue_run
+
+        def queued(*, cancel: threading.Event, on_event: Callable[[Event], None]) -> ExecutionInfo:
+            execution_id = queue_run(ctx, args.name, trigger="cli", on_event=on_event)
+            return follow(ctx, execution_id, on_event=on_event, cancel=cancel)
+
+        # The worker that finishes the last unit mails the report, as an in-process run's caller does.
+        return _run_and_report(ctx, args, queued, mail=False)
     return _run_and_report(ctx, args, lambda **kw: run_task(ctx, args.name, trigger="cli", **kw))
 
 
@@ -191,6 +203,17 @@ def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     else:
         _print_records(records, sys.stdout)
     return 0
+
+
+def _cmd_follow(ctx: Context, args: argparse.Namespace) -> int:
+    from core.workers import follow
+
+    progress = Progress(sys.stdout)
+    try:
+        info = follow(ctx, args.execution, on_event=progress)
+    finally:
+        progress.close()
+    return 0 if info.total == info.succeeded else 1
 
 
 def _cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
@@ -253,6 +276,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=_positive, metavar="N", help="at most N records")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_cmd_list)
+
+    p = cmds.add_parser("follow", help="follow a run as its accounts settle, until it ends (any machine)",
+                        description="Print each account of an execution as it settles, then the execution's end, by "
+                        "reading the shared database every half second: works from any machine, for runs on "
+                        "workers and in-process runs alike, and shows what settled before it started. Ctrl-C stops "
+                        "following only (the run goes on). Exit 0 when every account changed, 1 otherwise.")
+    p.add_argument("execution", type=int, metavar="EXECUTION_ID", help="the execution's number")
+    p.set_defaults(handler=_cmd_follow)
 
     p = sub.add_parser("retry", help="retry failed or unverified records",
                        description="Retry change records in a new execution: an unverified record re-pushes the same "

@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=_workers, default=DEFAULT_WORKERS, metavar="N",
                    help=f"tasks run at once at most (default {DEFAULT_WORKERS})")
     p.add_argument("--no-mail", action="store_true", help="do not mail execution reports")
+    p.add_argument("--on-workers", action="store_true",
+                   help="hand each due run to `keyturn worker` processes and follow it; if this machine dies "
+                        "mid-run, the workers finish the run and mail its report (see docs/workers.md)")
     p.add_argument("--no-reconcile", action="store_true",
                    help="do not settle records a killed run left open before starting (default: settle them, "
                         "unless reconcile_on_start is off)")
@@ -122,7 +125,8 @@ def cmd_scheduler(ctx: Context, args: argparse.Namespace) -> int:
     # The scheduler acts for nobody in particular: its runs are attributed to the system actor.
     mark_system(ctx)
     _setup_logging()
-    sched = Scheduler(ctx, poll_seconds=args.poll, max_workers=args.workers, notify=not args.no_mail)
+    sched = Scheduler(ctx, poll_seconds=args.poll, max_workers=args.workers, notify=not args.no_mail,
+                      on_workers=args.on_workers)
     sched.runner = sched._runner()  # fail now, not at the first due slot, if the engine cannot load
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -501,4 +501,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the execution result as JSON")
     p.add_argument("--no-reconcile", action="store_true",
                    help="do not settle unfinished records of earlier runs before starting")
+    p.add_argument("--workers", action="store_true",
+                   help="queue the run for `keyturn worker` processes (any machine sharing the database and the "
+                        "master key) and follow it here until it finished; Ctrl-C asks the workers to start no "
+                        "further account; the workers mail the report")
     p.set_defaults(handler=_cmd_run, permission="run")

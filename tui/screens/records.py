@@ -41,7 +41,8 @@ class RecordsScreen(ModeScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="records-filters"):
-            yield Select([("failed + unverified", "attention"), *((s, s) for s in RECORD_STATUSES)],
+            yield Select([("failed + unverified", "attention"), ("drift (heartbeat not ok)", "drift"),
+                          *((s, s) for s in RECORD_STATUSES)],
                          prompt="any status", id="filter-status")
             yield Select([], prompt="any task", id="filter-task")
             yield Input(placeholder="search asset, account, error", id="filter-text")
