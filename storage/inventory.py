@@ -91,6 +91,10 @@ def _asset_info(session: Session, asset: Asset) -> AssetInfo:
         id=asset.id, name=asset.name, address=asset.address, port=asset.port, platform=asset.platform,
         active=asset.active, comment=asset.comment, nodes=tuple(nodes),
         host_keys=tuple(HostKeyInfo(k.key_type, k.key_base64, k.fingerprint, k.source) for k in keys),
+        database=asset.database, tls=asset.tls, ca_file=asset.ca_file, connect_timeout=asset.connect_timeout,
+        command_timeout=asset.command_timeout, gateway_id=asset.gateway_asset_id,
+        gateway=(session.exec(select(Asset.name).where(Asset.id == asset.gateway_asset_id)).first() or "")
+        if asset.gateway_asset_id is not None else "",
     )
 
 
@@ -139,17 +143,32 @@ def list_assets(db: Database, *, node: str | None = None, search: str = "", offs
 def upsert_asset(
     session: Session, name: str, *, address: str, port: int = 22, platform: str = "linux",
     nodes: Iterable[str] = (), active: bool = True, comment: str | None = None,
+    options: dict[str, object] | None = None,
 ) -> tuple[Asset, str]:
-    """Create or update an asset; returns the row and 'created', 'updated' or 'unchanged'."""
+    """Create or update an asset; returns the row and 'created', 'updated' or 'unchanged'.
+
+    options: database connection options (database, tls, ca_file, connect_timeout, command_timeout), already
+    checked by core.drivers.dbconn.check_options; None leaves an existing asset's options as they are.
+    """
     asset = session.exec(select(Asset).where(Asset.name == name)).first()
+    if options and "gateway" in options:
+        options = dict(options)
+        gw_name = str(options.pop("gateway") or "")
+        gw = session.exec(select(Asset).where(Asset.name == gw_name)).first() if gw_name else None
+        if gw_name and gw is None:
+            raise NotFound(f"gateway: no asset named {gw_name!r}")
+        if gw is not None and gw_name == name:
+            raise NotFound(f"gateway: asset {name!r} cannot be its own gateway")
+        options["gateway_asset_id"] = gw.id if gw is not None else None
     outcome = "unchanged"
     if asset is None:
-        asset = Asset(name=name, address=address, port=port, platform=platform, active=active, comment=comment or "")
+        asset = Asset(name=name, address=address, port=port, platform=platform, active=active, comment=comment or "",
+                      **(options or {}))
         session.add(asset)
         session.flush()
         outcome = "created"
     else:
-        wanted = {"address": address, "port": port, "platform": platform, "active": active}
+        wanted = {"address": address, "port": port, "platform": platform, "active": active, **(options or {})}
         if comment is not None:
             wanted["comment"] = comment
         moved = (asset.address, asset.port) != (address, port)
@@ -186,6 +205,8 @@ def remove_asset(db: Database, name: str) -> None:
             s.delete(row)
         for row in s.exec(select(AssetNode).where(AssetNode.asset_id == asset.id)).all():
             s.delete(row)
+        for row in s.exec(select(Asset).where(Asset.gateway_asset_id == asset.id)).all():
+            row.gateway_asset_id = None  # its databases say "gateway removed" instead of pointing at a stranger
         # Flush the link rows first: deleting the asset would cascade them away under the ORM's feet.
         s.flush()
         s.delete(asset)
@@ -408,6 +429,9 @@ class AssetItem:
     nodes: tuple[str, ...] = ()
     active: bool | None = None
     comment: str | None = None
+    # Database connection options as core.drivers.dbconn.check_options returns them ("gateway": an asset's
+    # name); None keeps what the database has, as in upsert_asset.
+    options: dict[str, object] | None = None
 
 
 @dataclass(slots=True)
@@ -573,18 +597,24 @@ def bulk_upsert_assets(session: Session, items: Sequence[AssetItem], node_ids: M
     """Create or update a batch of assets (names unique in the batch); (id, outcome) of each, in order.
 
     The rules of upsert_asset: an asset moved to another address or port loses its pinned host keys (trust
-    starts over there); nodes are only added; the outcome is created, updated or unchanged. node_ids maps
+    starts over there); nodes are only added; a gateway is named by an asset that exists already or comes
+    earlier in the import (NotFound otherwise); the outcome is created, updated or unchanged. node_ids maps
     every node path of the items to its id (bulk_ensure_nodes).
     """
     when = when or utcnow()
     asset, link, host_key = _table(Asset), _table(AssetNode), _table(HostKey)
-    existing = {r.name: r for r in session.execute(
+    existing = {r.name: dict(r._mapping) for r in session.execute(
         sa_select(*(asset.c[c] for c in _ASSET_READ)).where(_among(session, asset.c.name, [i.name for i in items])))}
     have: set[tuple[int, int]] = set()
     if existing:
-        old_ids = [r.id for r in existing.values()]
+        old_ids = [r["id"] for r in existing.values()]
         have = {(a, n) for a, n in session.execute(
             sa_select(link.c.asset_id, link.c.node_id).where(_among(session, link.c.asset_id, old_ids)))}
+    gateway_names = list({str(i.options["gateway"]) for i in items if i.options and i.options.get("gateway")})
+    gateways: dict[str, int] = {}
+    if gateway_names:
+        gateways = {n: i for n, i in session.execute(
+            sa_select(asset.c.name, asset.c.id).where(_among(session, asset.c.name, gateway_names)))}
     new_ids = iter(_new_ids(session, "asset", sum(1 for i in items if i.name not in existing)))
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
@@ -593,22 +623,35 @@ def bulk_upsert_assets(session: Session, items: Sequence[AssetItem], node_ids: M
     result: list[tuple[int, str]] = []
     for item in items:
         row = existing.get(item.name)
+        wanted: dict[str, Any] = {"address": item.address, "port": item.port, "platform": item.platform}
+        if item.active is not None:
+            wanted["active"] = item.active
+        if item.comment is not None:
+            wanted["comment"] = item.comment
+        if item.options:
+            options = dict(item.options)
+            if "gateway" in options:
+                gateway = str(options.pop("gateway") or "")
+                if gateway and gateway not in gateways:
+                    raise NotFound(f"gateway: no asset named {gateway!r}")
+                if gateway and gateway == item.name:
+                    raise NotFound(f"gateway: asset {item.name!r} cannot be its own gateway")
+                options["gateway_asset_id"] = gateways[gateway] if gateway else None
+            wanted.update(options)
         if row is None:
             asset_id, outcome = next(new_ids), "created"
-            inserts.append({"id": asset_id, "name": item.name, "address": item.address, "port": item.port,
-                            "platform": item.platform, "active": True if item.active is None else item.active,
-                            "comment": item.comment or "", "created_at": when, "updated_at": when})
+            inserts.append({**_NEW_ASSET, **wanted, "id": asset_id, "name": item.name, "created_at": when,
+                            "updated_at": when})
         else:
-            asset_id, outcome = row.id, "unchanged"
-            wanted = (item.address, item.port, item.platform, row.active if item.active is None else item.active,
-                      row.comment if item.comment is None else item.comment)
-            if wanted != (row.address, row.port, row.platform, row.active, row.comment):
+            asset_id, outcome = row["id"], "unchanged"
+            after = {**row, **wanted}
+            if after != row:
                 outcome = "updated"
-                updates.append({"id": asset_id, "address": wanted[0], "port": wanted[1], "platform": wanted[2],
-                                "active": wanted[3], "comment": wanted[4], "updated_at": when})
-            if (row.address, row.port) != (item.address, item.port):
+                updates.append({**{c: after[c] for c in _ASSET_READ if c != "name"}, "updated_at": when})
+            if (row["address"], row["port"]) != (item.address, item.port):
                 # As in upsert_asset: a key pinned for the old address says nothing about the new one.
                 moved.append(asset_id)
+        gateways[item.name] = asset_id  # a later asset of the import may name this one as its gateway
         for path in item.nodes:
             key = (asset_id, node_ids[path])
             if key not in have:
@@ -723,7 +766,11 @@ def bulk_upsert_accounts(db: Database, session: Session, items: Sequence[Account
 
 # The columns an import reads and compares (not the timestamps it never looks at: reading them was a fifth of a
 # large re-import). _ACCOUNT_READ holds every column a sealed value is bound to (storage/tables.py BINDINGS).
-_ASSET_READ = ("id", "name", "address", "port", "platform", "active", "comment")
+_ASSET_READ = ("id", "name", "address", "port", "platform", "active", "comment", "database", "tls", "ca_file",
+               "connect_timeout", "command_timeout", "gateway_asset_id")
+# A new asset's columns before the import's values: the defaults of storage/tables.py's Asset.
+_NEW_ASSET: dict[str, Any] = {"active": True, "comment": "", "database": "", "tls": "", "ca_file": "",
+                              "connect_timeout": None, "command_timeout": None, "gateway_asset_id": None}
 _ACCOUNT_READ = ("id", "asset_id", "username", "secret_type", "secret_enc", "passphrase_enc", "become_secret_enc",
                  "privileged", "can_change", "version", "last_changed_at")
 _ACCOUNT_UPDATED = ("id", "privileged", "can_change", "version", "secret_enc", "passphrase_enc", "become_secret_enc",

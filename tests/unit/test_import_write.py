@@ -199,3 +199,32 @@ def test_imported_rows_hold_what_adding_by_hand_writes(ctx: Context, tmp_path: P
             bulk, orm = list(rows.values())
             assert {c: v for c, v in bulk.items() if c not in skip} == {c: v for c, v in orm.items() if c not in skip}
             assert {c for c, v in bulk.items() if v is None} == {c for c, v in orm.items() if v is None}
+
+
+def test_database_options_and_gateways_are_written_as_by_hand(ctx: Context, tmp_path: Path) -> None:
+    from storage.inventory import NotFound
+
+    inv = tmp_path / "db.csv"
+    inv.write_text("asset,address,platform,port,database,tls,ca_file,connect_timeout,gateway,username,secret\n"
+                   "jump,10.0.0.1,linux,,,,,,,root,Jump-pw-1\n"
+                   "pg1,db.internal,postgresql,,app,verify-full,/etc/ssl/ca.pem,3,jump,app,Pg-pw-1\n"
+                   "r1,cache.internal,redis,6380,2,,,,,,\n")
+    summary = import_inventory(ctx.db, inv)
+    assert (summary.assets_created, summary.accounts_created) == (3, 2)
+    pg1, r1, jump = get_asset(ctx.db, "pg1"), get_asset(ctx.db, "r1"), get_asset(ctx.db, "jump")
+    assert (pg1.port, pg1.database, pg1.tls, pg1.ca_file, pg1.connect_timeout, pg1.gateway) == (
+        5432, "app", "verify-full", "/etc/ssl/ca.pem", 3.0, "jump")
+    assert (r1.port, r1.database, r1.gateway, jump.database, jump.gateway_id) == (6380, "2", "", "", None)
+    assert not import_inventory(ctx.db, inv).changed
+
+    inv.write_text(inv.read_text().replace("verify-full,/etc/ssl/ca.pem,3,jump", "require,,,"))
+    assert import_inventory(ctx.db, inv).assets_updated == 1
+    pg1 = get_asset(ctx.db, "pg1")
+    # An empty gateway cell says nothing about the gateway (as `asset edit` without --gateway): it stays.
+    assert (pg1.tls, pg1.ca_file, pg1.connect_timeout, pg1.gateway) == ("require", "", None, "jump")
+
+    later = tmp_path / "later.csv"
+    later.write_text("asset,address,platform,gateway\npg2,db2.internal,postgresql,jump2\njump2,10.0.0.2,linux,\n")
+    with pytest.raises(NotFound, match="gateway: no asset named 'jump2'"):
+        import_inventory(ctx.db, later)
+    assert counts(ctx.db)["assets"] == 3
