@@ -256,9 +256,11 @@ class MariaDBServer:
         self.port = free_port()
         self.admin_user = "keyturn_admin"
         self.admin_password = "adm-" + secrets.token_urlsafe(18)
+        # Its own temporary directory: bootstraps running at once (pytest-xdist workers) collide in /tmp.
+        self.tmp = _owned_dir(self.base, "tmp", self.OS_USER)
         res = subprocess.run([install, "--no-defaults", f"--datadir={self.data}", f"--user={self.OS_USER}",
                               "--auth-root-authentication-method=normal", "--skip-test-db"],
-                             capture_output=True, text=True, timeout=180)
+                             capture_output=True, text=True, timeout=180, env={**os.environ, "TMPDIR": str(self.tmp)})
         if res.returncode != 0:
             raise ServerUnavailable(f"mariadb-install-db failed: {res.stderr.strip()[-1500:]}")
         self.proc: subprocess.Popen | None = None
@@ -277,6 +279,7 @@ class MariaDBServer:
         self.proc = subprocess.Popen(
             [self.mariadbd, "--no-defaults", f"--datadir={self.data}", f"--socket={self.socket}", f"--port={self.port}",
              "--bind-address=127.0.0.1", f"--user={self.OS_USER}", f"--log-error={self.log}", "--skip-name-resolve",
+             f"--tmpdir={self.tmp}",
              f"--pid-file={self.run_dir / 'mysqld.pid'}", "--general-log=1", f"--general-log-file={self.general_log}",
              "--slow-query-log=1", f"--slow-query-log-file={self.run_dir / 'slow.log'}", "--long-query-time=0",
              "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--max-connections=500"],
