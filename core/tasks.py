@@ -14,6 +14,7 @@ from sqlmodel import func, select
 
 from core.config import Settings
 from core.context import Context
+from core.names import USERNAME_RULE, is_username
 from core.errors import InputError, KeyturnError
 from core import values
 from core.operators import require
@@ -32,8 +33,6 @@ KEY_STRATEGIES = ("replace-ours", "replace-all", "append")
 VERIFY_MODES = ("ssh", "none")
 MAX_NAME = 100
 MAX_DESCRIPTION = 2000
-# POSIX user names as useradd takes them; a ':' or a space would break chpasswd's `user:password` lines.
-_USERNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 # The chpasswd path goes into a remote command line, so it must be a plain path with no shell syntax.
 _COMMAND_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
 # The programs a task may name (they run as root on every target, fed the new password): chpasswd where
@@ -85,9 +84,8 @@ def validate_task(spec: TaskSpec, db: Database | None = None, settings: Settings
     for user in spec.usernames:
         if not isinstance(user, str) or not user.strip():
             raise InputError("accounts: a user name is empty", field="accounts")
-        if not _USERNAME.match(user) or len(user) > 64 or not _driver_accepts(user):
-            raise InputError(f"accounts: {user!r} is not a valid user name (letters, digits, '_', '.', '-'; it "
-                             "starts with a letter or '_' and has at most 32 characters)", field="accounts")
+        if not is_username(user):
+            raise InputError(f"accounts: {user!r} is not a valid user name ({USERNAME_RULE})", field="accounts")
     if not spec.assets and not spec.nodes:
         raise InputError("targets: choose at least one asset or node", field="targets")
     if spec.secret_strategy not in SECRET_STRATEGIES:
@@ -460,14 +458,3 @@ def task_changes(data: Mapping[str, Any], current: TaskSpec | None = None, *,
         ch.setdefault("secret_strategy", "specific")
         ch.setdefault("specific_passphrase", None)  # a new key: its passphrase comes with it or not at all
     return ch
-
-
-def _driver_accepts(user: str) -> bool:
-    """The host drivers' own rule, so a task never saves a name every run would then reject."""
-    from core.drivers.base import DriverError, check_username
-
-    try:
-        check_username(user)
-    except DriverError:
-        return False
-    return True

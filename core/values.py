@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from core.errors import InputError
 
-PLATFORMS: tuple[str, ...] = ("linux", "unix", "aix", "postgresql", "mysql", "redis", "custom-ssh", "windows")
+PLATFORMS: tuple[str, ...] = ("linux", "unix", "aix", "postgresql", "mysql", "mariadb", "redis", "custom-ssh", "windows")
 SECRET_TYPES: tuple[str, ...] = ("password", "ssh_key")
 
 
@@ -15,7 +15,11 @@ class BadValue(InputError, ValueError):
 
 def parse_platform(value: str | None, *, default: str = "linux") -> str:
     """'Linux ' -> 'linux'; empty -> default; BadValue (field 'platform') for an unknown one."""
+    from core.drivers.dbconn import REJECTED_PLATFORMS
+
     text = (value or "").strip().lower() or default
+    if text in REJECTED_PLATFORMS:
+        raise BadValue(f"platform {text!r}: {REJECTED_PLATFORMS[text]}", field="platform")
     if text not in PLATFORMS:
         raise BadValue(f"unknown platform {text!r} (known: {', '.join(PLATFORMS)})", field="platform")
     return text

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from core import ssh
+from core.names import USERNAME_RULE, is_username
 from core.ssh import Timeouts
 from storage.types import AssetInfo, HostParams
 
@@ -47,8 +48,6 @@ def seconds_left(deadline: float | None, timeouts: Timeouts) -> int:
         return math.ceil(timeouts.command + DEADLINE_MARGIN)
     return max(0, math.floor(deadline - time.time() - DEADLINE_MARGIN))
 
-# POSIX portable user names (plus the trailing $ of Samba machine accounts); nothing a shell would expand.
-_USERNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
 _PUBLIC_LINE = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+={0,3}( [^\r\n\x00]*)?$")
 
 
@@ -61,9 +60,9 @@ class DriverError(Exception):
 
 
 def check_username(username: str) -> None:
-    """Raise DriverError unless username is safe to put (quoted) in a remote command."""
-    if not _USERNAME.match(username or ""):
-        raise DriverError(f"invalid user name {username!r}: only letters, digits, '_', '.', '-' are allowed")
+    """Raise DriverError unless username is safe to put (quoted) in a remote command (core.names' rule)."""
+    if not is_username(username):
+        raise DriverError(f"invalid user name {username!r}: {USERNAME_RULE}")
 
 
 def check_public_line(line: str) -> None:
@@ -147,9 +146,16 @@ def _login(asset: AssetInfo, username: str, timeouts: Timeouts, **creds: str | N
 
 
 def verify_password(asset: AssetInfo, username: str, password: str | None, timeouts: Timeouts = Timeouts()) -> Verify:
-    """Log in as username with password: OK, REJECTED, or UNKNOWN(reason)."""
+    """Log in as username with password: OK, REJECTED, or UNKNOWN(reason).
+
+    Database assets log in with their own protocol (core/drivers/dbconn.py), other platforms over SSH.
+    """
     if not password:
         return UNKNOWN("no password known for this account")
+    from core.drivers.dbconn import is_database, verify_db_password
+
+    if is_database(asset.platform):
+        return verify_db_password(asset, username, password, timeouts)
     return _login(asset, username, timeouts, password=password)
 
 
@@ -158,6 +164,10 @@ def verify_key(asset: AssetInfo, username: str, private_text: str | None, passph
     """Log in as username with a private key: OK, REJECTED, or UNKNOWN(reason)."""
     if not private_text:
         return UNKNOWN("no private key known for this account")
+    from core.drivers.dbconn import is_database
+
+    if is_database(asset.platform):
+        return UNKNOWN(f"{asset.platform} accounts log in with passwords, not SSH keys")
     try:
         ssh.load_pkey(private_text, passphrase)
     except ValueError as exc:
@@ -166,7 +176,7 @@ def verify_key(asset: AssetInfo, username: str, private_text: str | None, passph
 
 
 def driver_class(platform: str) -> type:
-    """The driver class of a platform, or DriverError."""
+    """The SSH driver class of a platform, or DriverError (databases: core.drivers.dbconn.open_db_driver)."""
     from core.drivers.aix import AixDriver
     from core.drivers.custom_ssh import CustomSSHDriver
     from core.drivers.posix import PosixDriver
@@ -186,6 +196,11 @@ def open_driver(asset: AssetInfo, login_user: str, *, password: str | None = Non
     become is the sudo password when one is configured; without it, a sudo that asks for a password gets the
     login password (sudo's default is the user's own).
     """
+    from core.drivers.dbconn import is_database, open_db_driver
+
+    if is_database(asset.platform):
+        return open_db_driver(asset, login_user, password=password, pkey_text=pkey_text, params=params,  # type: ignore[return-value]
+                              timeouts=timeouts)
     cls = driver_class(asset.platform)
     check_username(login_user)
     client = ssh.connect(asset, login_user, password=password, pkey_text=pkey_text, passphrase=passphrase,

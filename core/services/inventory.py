@@ -153,14 +153,24 @@ def asset_counts_by_node(ctx: Context) -> dict[str, int]:
 
 
 # -- assets ----------------------------------------------------------------------------------------
-def add_asset(ctx: Context, name: str, *, address: str, port: int | str = 22, platform: str = "linux",
-              nodes: Iterable[str] = (), active: bool = True, comment: str | None = None,
-              **connection: Any) -> AssetInfo:
-    """Add a new asset (InputError on the name field when it exists); audited as asset.add."""
+def add_asset(ctx: Context, name: str, *, address: str, port: int | str | None = None, platform: str = "linux",
+              nodes: Iterable[str] = (), active: bool = True, comment: str | None = None, database: str = "",
+              tls: str = "", ca_file: str = "", connect_timeout: float | None = None,
+              command_timeout: float | None = None, gateway: str | None = None) -> AssetInfo:
+    """Add a new asset (InputError on the name field when it exists); audited as asset.add.
+
+    Without a port, the platform's default (22, or the database's). Database options are checked by
+    core.drivers.dbconn.check_options (InputError naming database, tls, ca_file, ...)."""
+    from core.drivers.dbconn import check_options, default_port
+
     require(ctx, "edit")
     name = _name(name, "name", "name")
     address = _name(address, "address", "address")
-    port, platform, paths, comment = _port(port), _platform(platform), _nodes(nodes), _comment(comment)
+    platform = _platform(platform)
+    port = _port(port) if port not in (None, "") else default_port(platform)
+    paths, comment = _nodes(nodes), _comment(comment)
+    options = check_options(platform, database=database or "", tls=tls or "", ca_file=ca_file or "",
+                            connect_timeout=connect_timeout, command_timeout=command_timeout, gateway=gateway)
     with ctx.db.write() as s:
         try:
             store.get_asset_row(s, name)
@@ -169,19 +179,23 @@ def add_asset(ctx: Context, name: str, *, address: str, port: int | str = 22, pl
         else:
             raise InputError(f"name: asset {name!r} already exists", field="name")
         record_event_in(s, ctx, "asset.add", "asset", name, {"address": address, "port": port, "platform": platform,
-                                                             "nodes": paths, "active": active})
+                                                             "nodes": paths, "active": active, **options})
         store.upsert_asset(s, name, address=address, port=port, platform=platform, nodes=paths, active=active,
-                           comment=comment, **connection)
+                           comment=comment, options=options)
     return store.get_asset(ctx.db, name)
 
 
 def edit_asset(ctx: Context, name: str, *, address: str | None = None, port: int | str | None = None,
                platform: str | None = None, add_nodes: Iterable[str] = (), active: bool | None = None,
-               comment: str | None = None, **connection: Any) -> tuple[AssetInfo, str]:
+               comment: str | None = None, database: str | None = None, tls: str | None = None,
+               ca_file: str | None = None, connect_timeout: float | None = None, command_timeout: float | None = None,
+               gateway: str | None = None) -> tuple[AssetInfo, str]:
     """Change what is given (None keeps it; nodes are added); returns the asset and 'updated' or 'unchanged'.
 
     Audited as asset.edit with the fields that really changed. A new address or port drops the pinned keys.
     """
+    from core.drivers.dbconn import check_options, is_database
+
     require(ctx, "edit")
     asset_in_scope(ctx, name)
     address = _name(address, "address", "address") if address is not None else None
@@ -195,6 +209,12 @@ def edit_asset(ctx: Context, name: str, *, address: str | None = None, port: int
                                   "active": row.active, "comment": row.comment}
         new_address, new_port = address or row.address, port_n or row.port
         new_platform, new_active = platform or row.platform, row.active if active is None else active
+        given = {"database": database, "tls": tls, "ca_file": ca_file, "connect_timeout": connect_timeout,
+                 "command_timeout": command_timeout}
+        options = None
+        if is_database(new_platform) or any(v is not None for v in given.values()) or gateway is not None:
+            merged = {k: getattr(row, k) if v is None else v for k, v in given.items()}
+            options = check_options(new_platform, **merged, gateway=gateway)  # type: ignore[arg-type]
         wanted = {"address": new_address, "port": new_port, "platform": new_platform, "active": new_active}
         changes: dict[str, Any] = {k: v for k, v in wanted.items() if before[k] != v}
         if comment is not None and comment != before["comment"]:
@@ -202,11 +222,11 @@ def edit_asset(ctx: Context, name: str, *, address: str | None = None, port: int
         new_nodes = [p for p in paths if p not in have_nodes]
         if new_nodes:
             changes["add_nodes"] = new_nodes
-        changes.update({k: v for k, v in connection.items() if v is not None})
+        changes.update({k: v for k, v in (*given.items(), ("gateway", gateway)) if v is not None})
         if changes:
             record_event_in(s, ctx, "asset.edit", "asset", name, changes)
         _, outcome = store.upsert_asset(s, name, address=new_address, port=new_port, platform=new_platform,
-                                        active=new_active, nodes=paths, comment=comment, **connection)
+                                        active=new_active, nodes=paths, comment=comment, options=options)
     return store.get_asset(ctx.db, name), "updated" if changes or outcome != "unchanged" else "unchanged"
 
 
@@ -228,8 +248,13 @@ def remove_asset(ctx: Context, name: str) -> AssetRemoval:
 
 def fetch_offer(ctx: Context, name: str) -> HostKeyOffer:
     """Connect to the asset and compare the host keys it offers with the pinned ones (nothing is written)."""
+    from core.drivers.dbconn import is_database
+
     require(ctx, "edit")
     asset = get_asset(ctx, name)
+    if is_database(asset.platform):
+        raise InputError(f"asset {asset.name}: a {asset.platform} asset is reached with the database protocol and "
+                         "has no SSH host key to pin (its gateway asset, if any, is trusted on its own)")
     offered = fetch_host_keys(asset.address, asset.port, timeout=ctx.settings.connect_timeout)
     return HostKeyOffer(asset, tuple(offered), check_trust(offered, asset))
 

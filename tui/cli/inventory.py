@@ -11,10 +11,13 @@ from typing import Any
 
 from core.context import Context
 from core.errors import HostKeyChanged, InputError, KeyturnError
+from core.drivers.dbconn import REJECTED_PLATFORMS, TLS_MODES, describe_options, is_database
 from core.importer import FORMATS, check_name, describe_summary
+from core.names import check_username
 from core.values import PLATFORMS
 from core.services import inventory as svc
 from core.types import AccountInfo, AssetInfo, ImportSummary, fingerprint_sha256
+from tui.cli.stdin import without_line_end
 from tui.widgets.format import plural
 
 
@@ -48,13 +51,16 @@ class _StdinSecrets:
         if sys.stdin.isatty():
             value = getpass.getpass(f"{what}: ")
         else:
-            value = sys.stdin.readline()
-            if not value:
+            line = sys.stdin.readline()
+            if not line:
                 raise InputError(f"expected the {what} on line {self.count} of stdin, got end of input")
-            value = value[:-1] if value.endswith("\n") else value
-            value = value[:-1] if value.endswith("\r") else value
+            value = without_line_end(line)
         if not value:
             raise InputError(f"the {what} read from stdin is empty")
+        if "\r" in value or "\n" in value:
+            # Only a "\n" or "\r\n" line end is removed; a carriage return elsewhere is not a typing slip to drop.
+            raise InputError(f"the {what} read from stdin contains a carriage return (a line ends with \\n or "
+                             "\\r\\n only); a secret cannot contain a line break")
         return value
 
 
@@ -68,6 +74,13 @@ def _node_path(text: str) -> str:
     try:
         return svc.parse_node_path(text)
     except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _username(text: str) -> str:
+    try:
+        return check_username(text, "username")
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -86,11 +99,15 @@ def _time(value: Any) -> str | None:
 
 def asset_to_dict(a: AssetInfo) -> dict[str, Any]:
     """JSON form of an asset (no secrets exist on assets)."""
-    return {
+    out: dict[str, Any] = {
         "name": a.name, "address": a.address, "port": a.port, "platform": a.platform, "active": a.active,
         "comment": a.comment, "nodes": list(a.nodes),
         "host_keys": [{"type": k.key_type, "fingerprint": k.fingerprint, "source": k.source} for k in a.host_keys],
     }
+    if is_database(a.platform):
+        out.update(database=a.database, tls=a.tls or "disable", ca_file=a.ca_file, connect_timeout=a.connect_timeout,
+                   command_timeout=a.command_timeout)
+    return out
 
 
 def account_to_dict(a: AccountInfo) -> dict[str, Any]:
@@ -134,10 +151,16 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
 # -- assets --------------------------------------------------------------------------------------------
 def cmd_asset_add(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset add."""
-    svc.add_asset(ctx, args.name, address=args.address, port=args.port, platform=args.platform, nodes=args.node or [],
-                  active=not args.inactive, comment=args.comment)
-    print(f"asset {args.name} added ({args.address}:{args.port}, {args.platform})")
-    print(f"pin its host key next: keyturn asset trust {args.name}")
+    asset = svc.add_asset(ctx, args.name, address=args.address, port=args.port, platform=args.platform,
+                          nodes=args.node or [], active=not args.inactive, comment=args.comment,
+                          database=args.database or "", tls=args.tls or "", ca_file=args.ca_file or "",
+                          connect_timeout=args.connect_timeout, command_timeout=args.command_timeout,
+                          gateway=args.gateway)
+    print(f"asset {args.name} added ({args.address}:{asset.port}, {args.platform})")
+    if is_database(args.platform):
+        print(f"add its admin login next: keyturn account add {args.name} USER --password-stdin --privileged")
+    else:
+        print(f"pin its host key next: keyturn asset trust {args.name}")
     return 0
 
 
@@ -171,7 +194,12 @@ def cmd_asset_show(ctx: Context, args: argparse.Namespace) -> int:
     if asset.comment:
         print(f"comment:   {asset.comment}")
     print(f"nodes:     {', '.join(asset.nodes) or '-'}")
-    print("host keys:" + ("" if asset.host_keys else f" none pinned (run `keyturn asset trust {asset.name}`)"))
+    for label, value in describe_options(asset):
+        print(f"{label + ':':<10} {value}")
+    if is_database(asset.platform):
+        print("host keys: not used (database protocol)")
+    else:
+        print("host keys:" + ("" if asset.host_keys else f" none pinned (run `keyturn asset trust {asset.name}`)"))
     for k in asset.host_keys:
         print(f"  {k.key_type:<22} {k.fingerprint}  ({k.source or 'unknown source'})")
     print("accounts:" + ("" if accounts else " none"))
@@ -197,7 +225,10 @@ def cmd_asset_remove(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_asset_edit(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset edit."""
     _, outcome = svc.edit_asset(ctx, args.name, address=args.address, port=args.port, platform=args.platform,
-                                add_nodes=args.add_node or [], active=args.active, comment=args.comment)
+                                add_nodes=args.add_node or [], active=args.active, comment=args.comment,
+                                database=args.database, tls=args.tls, ca_file=args.ca_file,
+                                connect_timeout=args.connect_timeout, command_timeout=args.command_timeout,
+                                gateway=args.gateway)
     print(f"asset {args.name} {outcome}")
     return 0
 
@@ -205,6 +236,8 @@ def cmd_asset_edit(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_asset_trust(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset trust: fetch the host's keys, show fingerprints, pin after confirmation."""
     asset = svc.get_asset(ctx, args.name)
+    if is_database(asset.platform):
+        svc.fetch_offer(ctx, args.name)  # refuses: a database asset has no SSH host key
     print(f"fetching host keys of {asset.name} ({asset.address}:{asset.port})...")
     offer = svc.fetch_offer(ctx, args.name)
     offered, check, asset = list(offer.offered), offer.check, offer.asset
@@ -335,6 +368,17 @@ def _group(sub: argparse._SubParsersAction, name: str, help_: str, description: 
     return p.add_subparsers(dest=f"{name}_command", metavar="COMMAND", parser_class=type(p))
 
 
+def _db_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("database connection options (postgresql, mysql, mariadb, redis)")
+    g.add_argument("--database", metavar="DB", help="database to connect to (postgresql: default postgres; redis: a number)")
+    g.add_argument("--tls", choices=TLS_MODES, help="TLS mode (default disable)")
+    g.add_argument("--ca-file", metavar="PATH", help="CA certificate file for --tls require/verify-full (absolute path)")
+    g.add_argument("--connect-timeout", type=float, metavar="SECONDS", help="connect timeout (default: configuration's)")
+    g.add_argument("--command-timeout", type=float, metavar="SECONDS", help="statement timeout (default: configuration's)")
+    g.add_argument("--gateway", metavar="ASSET", help="reach the database through an SSH tunnel via this linux/unix/aix "
+                                                      "asset (pinned host key, privileged account); '' removes it")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this group's commands to the parser."""
     p = _cmd(sub, "import", "import an inventory (CSV, keyturn YAML, Ansible) or a known_hosts file",
@@ -354,8 +398,11 @@ def register(sub: argparse._SubParsersAction) -> None:
              cmd_asset_add, "edit")
     p.add_argument("name", metavar="NAME", type=_name("asset name"), help="unique asset name")
     p.add_argument("--address", required=True, type=_name("address"), help="host name or IP address")
-    p.add_argument("--port", type=_port, default=22, help="SSH (or database) port (default 22)")
-    p.add_argument("--platform", choices=PLATFORMS, default="linux", help="platform (default linux)")
+    p.add_argument("--port", type=_port, help="SSH or database port (default 22; postgresql 5432, mysql/mariadb 3306, "
+                                              "redis 6379)")
+    p.add_argument("--platform", choices=PLATFORMS + tuple(REJECTED_PLATFORMS), default="linux",
+                   help="platform (default linux)")
+    _db_options(p)
     p.add_argument("--node", action="append", type=_node_path, metavar="PATH", help="node path such as /prod/db (repeatable)")
     p.add_argument("--inactive", action="store_true", help="add it as inactive (tasks skip it)")
     p.add_argument("--comment", help="free text shown with the asset")
@@ -379,7 +426,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", metavar="NAME", help="asset name")
     p.add_argument("--address", type=_name("address"), help="new host name or IP address")
     p.add_argument("--port", type=_port, help="new port")
-    p.add_argument("--platform", choices=PLATFORMS, help="new platform")
+    p.add_argument("--platform", choices=PLATFORMS + tuple(REJECTED_PLATFORMS), help="new platform")
+    _db_options(p)
     p.add_argument("--add-node", action="append", type=_node_path, metavar="PATH", help="also put it in this node (repeatable)")
     p.add_argument("--comment", help="new comment")
     state = p.add_mutually_exclusive_group()
@@ -402,7 +450,8 @@ def register(sub: argparse._SubParsersAction) -> None:
              "history). Secrets come one per line on stdin, in this order: password or key passphrase, then the "
              "become password; on a terminal you are asked without echo.", cmd_account_add, "edit")
     p.add_argument("asset", metavar="ASSET", help="asset name")
-    p.add_argument("username", metavar="USERNAME", type=_name("username"), help="account name")
+    p.add_argument("username", metavar="USERNAME", type=_username,
+                   help="account name: letters, digits, '_', '.', '-', starting with a letter or '_' (at most 32)")
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--password-stdin", action="store_true", help="read the password from stdin (one line)")
     how.add_argument("--key-file", metavar="PATH", help="the account's private key file (an ssh_key account)")

@@ -14,9 +14,11 @@ from core import tasks as core_tasks
 from core.context import Context
 from core.errors import InputError
 from core.params import as_mapping
-from core.targets import preview
+from core.drivers.dbconn import is_database
+from core.targets import preview, target_note
 from core.types import HostParams, TaskSpec
 from tui.cli.params import add_param_option, apply_param_args, param_lines
+from tui.cli.stdin import without_line_end
 
 STDIN_ORDER = (
     "Secrets are never taken as arguments. With several --*-stdin flags, standard input is read one line per "
@@ -109,17 +111,17 @@ def _read_secret(prompt: str, flag: str) -> str:
     line = sys.stdin.readline()
     if not line:
         raise InputError(f"{flag}: expected a line on standard input, got end of input")
-    return line[:-1] if line.endswith("\n") else line
+    return without_line_end(line)
 
 
 def _stdin_secrets(args: argparse.Namespace) -> dict[str, str]:
     out: dict[str, str] = {}
     if args.password_stdin:
-        out["password"] = _read_secret("Password", "--password-stdin").removesuffix("\r")
+        out["password"] = _read_secret("Password", "--password-stdin")
     if args.key_passphrase_stdin:
-        out["passphrase"] = _read_secret("Key passphrase", "--key-passphrase-stdin").removesuffix("\r")
+        out["passphrase"] = _read_secret("Key passphrase", "--key-passphrase-stdin")
     if args.become_password_stdin:
-        out["become"] = _read_secret("Sudo password", "--become-password-stdin").removesuffix("\r")
+        out["become"] = _read_secret("Sudo password", "--become-password-stdin")
     return out
 
 
@@ -295,13 +297,16 @@ def _cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
     if result.targets:
         print("\nwill change:")
         for t in result.targets:
-            print(f"  {t.asset_name}  {t.address}:{t.port}  {t.username}" + ("  (privileged)" if t.privileged else "")
+            note = target_note(t, spec)
+            print(f"  {t.asset_name}  {t.address}:{t.port}  {t.username}" + (f"  [{t.platform}: {note}]" if note else "")
+                  + ("  (privileged)" if t.privileged else "")
                   + ("" if t.host_key_pinned else f"  NO PINNED HOST KEY: fails until `keyturn asset trust {t.asset_name}`")
                   + ("  (self-change)" if t.self_change else ""))
     if result.excluded:
         print("\nexcluded:")
         for e in result.excluded:
-            print(f"  {e.asset_name}  {e.username}: {e.reason}")
+            tag = f"[{e.platform}]  " if is_database(e.platform) else ""  # hosts read as they always did
+            print(f"  {e.asset_name}  {tag}{e.username}: {e.reason}")
     return 0
 
 

@@ -11,6 +11,7 @@ from textual.validation import Function, Integer
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from core.context import Context
+from core.drivers.dbconn import TLS_MODES, default_port, is_database
 from core.errors import InputError, KeyturnError
 from core.importer import check_name
 from core.values import PLATFORMS
@@ -21,11 +22,11 @@ from tui.widgets.marked import MarkedCheckbox
 from tui.widgets.validators import CoreCheck
 
 
-FIELDS = ("name", "address", "port", "nodes", "comment")  # each has its own error line
+FIELDS = ("name", "address", "port", "nodes", "comment", "database", "tls", "ca_file")  # each has its own error line
 
 
 class AssetFormModal(ModalScreen[AssetInfo | None]):
-    """Name, address, port, platform, nodes, active and comment of an asset; ctrl+s saves."""
+    """Name, address, port, platform, database options (database platforms only), nodes, active and comment."""
 
     BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
 
@@ -48,6 +49,12 @@ class AssetFormModal(ModalScreen[AssetInfo | None]):
                                                validators=[Integer(1, 65535, failure_description="port: must be 1-65535")])),
                     ("platform", "Platform", Select([(p, p) for p in PLATFORMS], value=a.platform if a else "linux",
                                                     allow_blank=False, id="platform")),
+                    ("database", "Database (postgresql: default postgres; redis: a number)",
+                     Input(a.database if a else "", id="database")),
+                    ("tls", "TLS", Select([(m, m) for m in TLS_MODES], value=(a.tls if a and a.tls else "disable"),
+                                          allow_blank=False, id="tls")),
+                    ("ca_file", "CA file (absolute path; TLS require or verify-full)",
+                     Input(a.ca_file if a else "", id="ca_file", placeholder="/etc/ssl/db-ca.pem")),
                     ("nodes", "Nodes (paths, comma separated; edits add nodes)" if a else "Nodes (paths, comma separated)",
                      Input(", ".join(a.nodes) if a else "", id="nodes", placeholder="/prod/web",
                            validators=[CoreCheck(svc.parse_nodes)])),
@@ -66,8 +73,28 @@ class AssetFormModal(ModalScreen[AssetInfo | None]):
     def on_mount(self) -> None:
         """Compact fields, focus the first editable one."""
         make_compact(self)
+        self._platform = str(self.query_one("#platform", Select).value)
+        self._show_database_fields(self._platform)
         self.query_one("#address" if self.asset else "#name", Input).focus()
         self._initial = self._snapshot()
+
+    def _show_database_fields(self, platform: str) -> None:
+        """Database connection fields only for database platforms; the port's title says which port."""
+        db = is_database(platform)
+        for key in ("database", "tls", "ca_file"):
+            self.query_one(f"#f-{key}").display = db
+        self.query_one("#f-port .field-title", Label).update("Port" if db else "SSH port")
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """A new platform shows its fields, and moves a port still at the old platform's default to the new one's."""
+        if event.select.id != "platform" or not hasattr(self, "_platform"):
+            return
+        platform = str(event.value)
+        port = self.query_one("#port", Input)
+        if port.value.strip() == str(default_port(self._platform)):
+            port.value = str(default_port(platform))
+        self._platform = platform
+        self._show_database_fields(platform)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Each field shows its own error as the user types."""
@@ -94,17 +121,22 @@ class AssetFormModal(ModalScreen[AssetInfo | None]):
             self._focus_field(bad[0])
             return
         value = {w.id: w.value.strip() for w in self.query(Input)}
-        fields = dict(address=value["address"], port=value["port"], platform=str(self.query_one("#platform", Select).value),
-                      active=self.query_one("#active", Checkbox).value, comment=value["comment"])
+        platform = str(self.query_one("#platform", Select).value)
+        db: dict[str, object] = {}
+        if is_database(platform):
+            db = dict(database=value["database"], tls=str(self.query_one("#tls", Select).value), ca_file=value["ca_file"])
+        fields = dict(address=value["address"], port=value["port"], platform=platform,
+                      active=self.query_one("#active", Checkbox).value, comment=value["comment"], **db)
         try:
             if self.asset is None:
-                saved = svc.add_asset(self.ctx, value["name"], nodes=svc.parse_nodes(value["nodes"]), **fields)
+                saved = svc.add_asset(self.ctx, value["name"], nodes=svc.parse_nodes(value["nodes"]), **fields)  # type: ignore[arg-type]
             else:
-                saved, _ = svc.edit_asset(self.ctx, self.asset.name, add_nodes=svc.parse_nodes(value["nodes"]), **fields)
+                saved, _ = svc.edit_asset(self.ctx, self.asset.name, add_nodes=svc.parse_nodes(value["nodes"]),
+                                          **fields)  # type: ignore[arg-type]
         except InputError as exc:
             key = exc.field if exc.field in FIELDS else "form"
             self._error(key, str(exc))
-            if key != "form":
+            if key != "form" and self.query(f"#{key}").filter("Input"):
                 self._focus_field(self.query_one(f"#{key}", Input))
             return
         except KeyturnError as exc:  # not allowed, or the audit trail cannot be written: nothing was saved
@@ -124,7 +156,7 @@ class AssetFormModal(ModalScreen[AssetInfo | None]):
 
     def _snapshot(self) -> tuple:
         return (tuple(w.value for w in self.query(Input)), self.query_one("#platform", Select).value,
-                self.query_one("#active", Checkbox).value)
+                self.query_one("#tls", Select).value, self.query_one("#active", Checkbox).value)
 
     def action_cancel(self) -> None:
         """Close without saving; when something was typed, ask first (as delete does)."""
