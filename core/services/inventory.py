@@ -20,7 +20,7 @@ from core.context import Context
 from core.errors import InputError, NotFound
 from core.hostkeys import TrustCheck, check_trust, fetch_host_keys, import_known_hosts
 from core.importer import check_name, import_inventory
-from core.values import PLATFORMS, check_private_key
+from core.values import check_private_key, parse_platform
 from core.operators import require
 from core.scopes import asset_in_scope, filter_in_scope, scope_of
 from storage import inventory as store
@@ -83,9 +83,7 @@ def _port(value: int | str) -> int:
 
 
 def _platform(value: str) -> str:
-    if value not in PLATFORMS:
-        raise InputError(f"platform: {value!r} is not one of {', '.join(PLATFORMS)}", field="platform")
-    return value
+    return parse_platform(value)  # BadValue (an InputError on the platform field) for unknown or rejected ones
 
 
 def _nodes(paths: Iterable[str]) -> list[str]:

@@ -97,6 +97,6 @@ def test_mysql_entry_fields_appear_with_a_mysql_asset_and_come_back() -> None:
             app.query_one("#p-account-host", Input).value = "a b"
             with pytest.raises(InputError) as err:
                 editor.params(HostParams())
-            assert param_error_field(str(err.value), lambda m: "") == "mysql"
+            assert param_error_field(err.value, lambda e: "") == "mysql"
 
     asyncio.run(flow())
