@@ -389,7 +389,8 @@ class KeyturnApp(OrderedKeys, App[int]):
         if not is_enforcing(self.ctx):
             # Reveal needs a code from an enrolled phone; before the first one exists no code could ever work.
             self.notify("No operator is enrolled yet, so no code can unlock a secret. Enrol one in Audit "
-                        "(u, then n) or with `keyturn operator add NAME EMAIL`, then reveal again.",
+                        "(u, then n) or with `keyturn operator add NAME --email ADDR` and `keyturn operator enrol`, "
+                        "then reveal again.",
                         title="Reveal needs an operator", severity="warning", timeout=15)
             return
         try:

@@ -10,7 +10,7 @@ import pytest
 from core.context import Context
 from core.errors import PermissionDenied
 from core.mfa import MfaSession, code_at
-from core.operators import add_operator, confirm_enrolment
+from core.operators import add_operator, confirm_enrolment, start_enrolment
 from core.reveal import reveal_pairs
 from core.scopes import filter_in_scope, set_scope
 from storage.inventory import list_accounts, list_assets, upsert_account, upsert_asset
@@ -23,7 +23,8 @@ def test_a_scoped_operator_sees_and_reveals_only_inside_the_scope(ctx: Context) 
         lab, _ = upsert_asset(s, "lab1", address="10.0.0.2", nodes=["/lab"])
         upsert_account(ctx.db, s, web, "app", secret="web-Secret-1")
         upsert_account(ctx.db, s, lab, "app", secret="lab-Secret-1")
-    enrolment = add_operator(ctx, "carol", "carol@example.org")
+    add_operator(ctx, "carol", "carol@example.org")
+    enrolment = start_enrolment(ctx, "carol")
     secret = pyotp.parse_uri(enrolment.uri).secret
     ctx.operator = "carol"
     confirm_enrolment(ctx, "carol", code_at(secret, utcnow() - timedelta(seconds=30)))
