@@ -9,7 +9,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, RichLog, Static
 
-from storage.queries import execution_detail
+from core.listings import execution_detail
 from tui.widgets.format import STATUS_STYLES, clip, duration, status_text, when
 from tui.widgets.table import PlainTable
 
@@ -43,7 +43,7 @@ class ExecutionScreen(Screen[None]):
     def on_mount(self) -> None:
         """Load the execution once; its log is immutable after it finished."""
         app = self.app
-        info, records = execution_detail(app.ctx.db, self.execution_id)  # type: ignore[attr-defined]
+        info, records = execution_detail(app.ctx, self.execution_id)  # type: ignore[attr-defined]
         now = app.now()  # type: ignore[attr-defined]
         took = (info.finished_at - info.started_at).total_seconds() if info.finished_at else None
         head = Text()
