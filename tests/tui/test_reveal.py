@@ -46,7 +46,7 @@ class RevealFlowApp(App[None]):
     def on_mount(self) -> None:
         def unlocked(ok: bool | None) -> None:
             if ok:
-                self.push_screen(RevealModal("Secrets of web1", reveal_account(self.ctx, self.mfa, self.account_id)))
+                self.push_screen(RevealModal("Secrets of web1", reveal_account(self.ctx, self.mfa, self.account_id, reason="T-1")))
 
         self.push_screen(OtpModal(self.ctx, self.mfa), unlocked)
 
@@ -273,3 +273,49 @@ async def test_new_operator_in_the_app_never_shows_their_seed_to_the_admin(setup
         await pilot.press(*code_at(secret, datetime.now(timezone.utc)), "enter")
         await pilot.pause()
     assert ops.get_operator(ctx, "bob").confirmed
+
+
+@sync
+async def test_the_app_asks_why_before_a_reveal_and_audits_the_reason(setup):
+    """As `keyturn reveal --reason`: a ticket id or text first (empty refused), then the code; kept in the event."""
+    from tui.app import KeyturnApp
+    from tui.modals.prompt import PromptModal
+
+    ctx, totp, account_id = setup
+    ctx.settings.reconcile_on_start = False
+    app = KeyturnApp(ctx)
+    async with app.run_test(size=(100, 32)) as pilot:
+        app.reveal_account(account_id)
+        await pilot.pause()
+        assert isinstance(app.screen, PromptModal) and "Reason to reveal account" in screen_text(app)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, PromptModal)
+        assert "reason: say why" in str(app.screen.query_one("#prompt-error", Label).render())
+        await pilot.press(*"INC-4711 db restore", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, OtpModal)
+        await pilot.press(*code_at(totp, datetime.now(timezone.utc)), "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, RevealModal)
+        await pilot.press("escape")
+        await pilot.pause()
+        app.reveal_account(account_id)  # unlocked now: the reason is still asked, the code is not
+        await pilot.pause()
+        assert isinstance(app.screen, PromptModal)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, (PromptModal, OtpModal, RevealModal))
+    [event] = list_events(ctx, action="secret.reveal")
+    assert event.detail["reason"] == "INC-4711 db restore" and event.actor == "alice"
+
+
+def test_core_refuses_a_reveal_without_a_reason(setup):
+    from core.errors import InputError
+
+    ctx, totp, account_id = setup
+    mfa = MfaSession(ctx.settings)
+    mfa.unlock(ctx, code_at(totp, datetime.now(timezone.utc)))
+    with pytest.raises(InputError, match="reason: say why"):
+        reveal_account(ctx, mfa, account_id, reason="  \x1b[2J ")
+    assert list_events(ctx, action="secret.reveal") == []

@@ -260,7 +260,7 @@ def test_reveal_a_record_and_a_task(cli, alice, settings):
         later = now() + timedelta(minutes=10)
         mfa = MfaSession(settings, clock=lambda: later)
         mfa.unlock(ctx, code_at(alice, later))
-        assert [i.secret for i in reveal_record(ctx, mfa, record, "new")] == [new_pw]
+        assert [i.secret for i in reveal_record(ctx, mfa, record, "new", reason="T-2")] == [new_pw]
         missing = cli("reveal", "--task", "no-such-task", "--operator", "alice", "--json", "--reason", "T-1", input=code(alice) + "\n")
         assert missing.returncode == 1 and missing.stdout == "" and "no task named 'no-such-task'" in missing.stderr
     finally:
