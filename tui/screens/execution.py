@@ -1,8 +1,13 @@
-"""One execution: its counts, its full log, the accounts per asset with status and error, mail delivery."""
+"""One execution: its counts, its full log, the accounts per asset with status and error, mail delivery.
+
+A running execution is followed live, wherever it runs: this app, another keyturn process or machine sharing
+the database, or keyturn workers (`task run --workers`).
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -14,6 +19,7 @@ from tui.widgets.format import STATUS_STYLES, clip, duration, status_text, when
 from tui.widgets.table import PlainTable
 
 LOG_LINES = 5000
+LIVE_POLL_SECONDS = 1.0  # a running execution is read again this often (it may run in another process)
 
 
 class ExecutionScreen(Screen[None]):
@@ -41,9 +47,32 @@ class ExecutionScreen(Screen[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        """Load the execution once; its log is immutable after it finished."""
+        """Load the execution; while it runs (in this app, another process, on another machine or on keyturn
+        workers) read it again every second off the UI thread, until it has finished."""
+        info, records = execution_detail(self.app.ctx, self.execution_id)  # type: ignore[attr-defined]
+        self._show(info, records)
+        if info.status == "running":
+            self._poll = self.set_interval(LIVE_POLL_SECONDS, self._reload)
+
+    def _reload(self) -> None:
+        self._fetch()
+
+    @work(thread=True, exclusive=True, group="execution-poll")
+    def _fetch(self) -> None:
+        """Read the execution in a thread; show it on the UI thread."""
+        info, records = execution_detail(self.app.ctx, self.execution_id)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self._show, info, records)
+
+    def _show(self, info, records) -> None:  # type: ignore[no-untyped-def]
+        """Draw the head, mail line, records and log; stop polling once the execution has finished."""
+        if info.status != "running" and getattr(self, "_poll", None) is not None:
+            self._poll.stop()
+            self._poll = None
+        if (info.status, info.succeeded, info.failed, info.unverified, len(records), len(info.log or "")) \
+                == getattr(self, "_shown", None):
+            return
+        self._shown = (info.status, info.succeeded, info.failed, info.unverified, len(records), len(info.log or ""))
         app = self.app
-        info, records = execution_detail(app.ctx, self.execution_id)  # type: ignore[attr-defined]
         now = app.now()  # type: ignore[attr-defined]
         took = (info.finished_at - info.started_at).total_seconds() if info.finished_at else None
         head = Text()
@@ -58,12 +87,16 @@ class ExecutionScreen(Screen[None]):
         mail.update(f"mail not delivered: {info.mail_error}" if info.mail_error else "")
         mail.display = bool(info.mail_error)
         table = self.query_one("#execution-records", DataTable)
+        cursor = table.cursor_row
+        table.clear()
         previous = None
         for r in records:
             # Group visually by asset: the asset name only on its first row.
             asset = r.asset_name if r.asset_name != previous else ""
             previous = r.asset_name
             table.add_row(asset, r.username, status_text(r.status), clip(r.error, 50), key=str(r.id))
+        if records:
+            table.move_cursor(row=min(max(cursor, 0), len(records) - 1))
         self._log_lines: list[Text] = []
         for line in (info.log or "(no log)").splitlines():
             style = ""
