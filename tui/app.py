@@ -81,6 +81,7 @@ APP_COMMANDS: list[tuple[str, str, str]] = [
     ("Import file", "inventory", "import_file"),
     ("New asset", "inventory", "new"),
     ("New operator", "audit", "new_operator"),
+    ("Enrol my phone (TOTP)", "audit", "enrol_me"),
 ]
 
 

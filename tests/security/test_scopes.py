@@ -16,6 +16,8 @@ from core.scopes import filter_in_scope, set_scope
 from storage.inventory import list_accounts, list_assets, upsert_account, upsert_asset
 from storage.tables import utcnow
 
+pytestmark = pytest.mark.both_backends  # the scope filters are SQL: both databases must answer the same
+
 
 def _carol_limited_to_prod(ctx: Context) -> str:
     """web1 (/prod/web) and lab1 (/lab), each with account app; carol confirmed, acting, limited to /prod."""
