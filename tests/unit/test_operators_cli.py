@@ -267,3 +267,40 @@ def test_reveal_a_record_and_a_task(cli, alice, settings):
         ctx.close()
     details = [(e["object_type"], e["detail"]["which"]) for e in audit_events(cli, "--action", "secret.reveal")]
     assert details == [("change_record", "new"), ("account", "current"), ("change_record", "old")]
+
+
+def test_operator_enrol_at_a_terminal_shows_the_code_and_asks_for_the_first_one(keyturn_cli, keyturn_env):
+    """The person's own terminal (a pty): QR code and URI, then the code is asked without echo and confirms."""
+    import os
+    import pty
+    import re
+    import select
+    import sys
+
+    keyturn_cli("operator", "add", "alice", "--email", "alice@example.org", check=True)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: keyturn as a user starts it, at a terminal
+        os.execve(sys.executable, [sys.executable, "-m", "tui", "--operator", "alice", "operator", "enrol"],
+                  {**os.environ, **keyturn_env})
+    out, answered, deadline = b"", None, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.5)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        found = re.search(rb"secret=([A-Z2-7]+)", out)
+        if found and answered is None and b"TOTP code for alice" in out:
+            answered = code(found.group(1).decode())
+            os.write(fd, (answered + "\n").encode())
+    _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "\u2584" in text and "operator alice confirmed: TOTP enrolment works" in text
+    assert answered is not None and text.count(answered) == 0  # typed without echo
+    listed = json.loads(keyturn_cli("operator", "list", "--json", check=True).stdout)
+    assert [o["confirmed"] for o in listed] == [True]
