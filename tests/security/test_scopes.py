@@ -184,3 +184,21 @@ def test_the_apps_screens_show_a_scoped_operator_only_the_scope(ctx: Context) ->
     for mode in ("inventory", "records", "overview"):
         assert "web1" in seen[mode] and "lab1" not in seen[mode], mode
     assert "nightly" in seen["history"]
+
+
+def test_record_actions_stay_inside_the_scope(ctx: Context) -> None:
+    """Ignore, verify and restore act on no record of an asset outside the scope; the attention list hides it."""
+    from core.record_actions import needs_attention, restore_record, set_ignored, verify_record
+    from storage import executions as rec
+
+    secret = _carol_limited_to_prod(ctx)
+    eid = _failed_run_on_both(ctx)
+    by_asset = {r.asset_name: r.id for r in rec.list_records(ctx.db, execution_id=eid)}
+    assert [r.asset_name for r in needs_attention(ctx)] == ["web1"]
+    mfa = MfaSession(ctx.settings)
+    mfa.unlock(ctx, code_at(secret, utcnow()))
+    for act in (lambda: set_ignored(ctx, [by_asset["web1"], by_asset["lab1"]], True),
+                lambda: verify_record(ctx, by_asset["lab1"]), lambda: restore_record(ctx, mfa, by_asset["lab1"])):
+        with pytest.raises(PermissionDenied, match=rf"records: outside your scope: lab1 \(record {by_asset['lab1']}\)"):
+            act()
+    assert set_ignored(ctx, [by_asset["web1"]], True) == [by_asset["web1"]]
