@@ -27,6 +27,7 @@ setup: $(STAMP)
 # the interactive tests need passwd, su, visudo and pam_pwquality (enabled only inside a sandbox host).
 SYSTEM_TOOLS := /usr/sbin/sshd /usr/bin/sudo /usr/sbin/chpasswd /usr/bin/sqlite3 /usr/bin/nsenter /usr/bin/unshare \
 	/usr/bin/passwd /usr/bin/su /usr/sbin/visudo /usr/sbin/useradd
+DB_TOOLS := /usr/bin/mariadb-install-db /usr/sbin/mariadbd /usr/bin/redis-server
 # Marking pwquality as seen keeps pam-auth-update from enabling it for the whole machine on install.
 PWQUALITY := $(firstword $(wildcard /lib/*/security/pam_pwquality.so /usr/lib/*/security/pam_pwquality.so) /lib/x86_64-linux-gnu/security/pam_pwquality.so)
 system-deps:
@@ -38,6 +39,17 @@ system-deps:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 				openssh-server openssh-client sudo passwd sqlite3 util-linux libpam-pwquality >/dev/null; \
 		else echo "system-deps: not root; missing$$missing; the sandbox sshd tests will say why they skip" >&2; fi; \
+	fi
+	@# The database tests start private PostgreSQL, MariaDB and Redis servers (tests/dbservers.py) from these
+	@# packages' programs; the packages' own services are not used.
+	@missing=""; for t in $(DB_TOOLS); do [ -e $$t ] || missing="$$missing $$t"; done; \
+	[ -n "$(wildcard /usr/lib/postgresql/*/bin/initdb)" ] || missing="$$missing initdb"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing postgresql mariadb-server redis-server (missing:$$missing)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				postgresql mariadb-server redis-server >/dev/null; \
+		else echo "system-deps: not root; missing$$missing; the database tests will say why they skip" >&2; fi; \
 	fi
 
 run: $(STAMP)

@@ -234,7 +234,11 @@ class _Run:
             return self._connect_failed(asset, "no privileged account on the asset")
         creds = account_secrets(self.db, priv.id)
         become = self.spec.become_password or creds.become
+        from core.drivers import gateway
+
+        tunneled = False
         try:
+            tunneled = gateway.acquire(self.db, asset, self.timeouts)  # a database behind an SSH gateway
             driver = open_driver(
                 asset, priv.username,
                 password=creds.secret if priv.secret_type == "password" else None,
@@ -242,6 +246,8 @@ class _Run:
                 passphrase=creds.passphrase, become=become, params=self.spec.params, timeouts=self.timeouts,
             )
         except (ssh.SSHError, DriverError) as exc:
+            if tunneled:
+                gateway.release(asset)
             return self._connect_failed(asset, ssh.scrub(str(exc), [creds.secret, creds.passphrase, become]))
         self.emit(AssetConnected(self.execution_id, asset=asset.name))
         return driver, ""
@@ -353,6 +359,9 @@ def judge(asset: AssetInfo, username: str, secret_type: str, timeouts: Timeouts,
 
 
 def _alive(driver: HostDriver) -> bool:
+    alive = getattr(driver, "alive", None)
+    if callable(alive):  # database drivers know their own connection
+        return bool(alive())
     client = getattr(driver, "client", None)
     transport = client.get_transport() if client is not None else None
     return transport is not None and transport.is_active()

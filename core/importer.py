@@ -62,12 +62,13 @@ from storage.db import Database
 from storage.inventory import NotFound, ensure_node, get_asset_row, normalize_node_path, upsert_account, upsert_asset
 from storage.types import ImportSummary
 
-PLATFORMS: tuple[str, ...] = ("linux", "unix", "aix", "postgresql", "mysql", "redis", "custom-ssh", "windows")
+PLATFORMS: tuple[str, ...] = ("linux", "unix", "aix", "postgresql", "mysql", "mariadb", "redis", "custom-ssh", "windows")
 SECRET_TYPES: tuple[str, ...] = ("password", "ssh_key")
 FORMATS: tuple[str, ...] = ("csv", "yaml", "ansible")
+DB_OPTION_KEYS: tuple[str, ...] = ("database", "tls", "ca_file", "connect_timeout", "command_timeout", "gateway")
 CSV_COLUMNS: tuple[str, ...] = (
     "asset", "address", "port", "platform", "nodes", "active", "comment", "username", "secret_type", "secret",
-    "passphrase", "privileged", "can_change", "become_secret",
+    "passphrase", "privileged", "can_change", "become_secret", *DB_OPTION_KEYS,
 )
 MAX_REPORTED_ERRORS = 20
 
@@ -104,6 +105,7 @@ class AssetEntry:
     active: bool | None = None
     comment: str | None = None
     accounts: list[AccountEntry] = field(default_factory=list)
+    options: dict[str, object] | None = None  # database connection options, checked (None: leave as stored)
 
 
 @dataclass
@@ -204,8 +206,40 @@ def _parse_port(value: str | int | None) -> int:
     return int(text)
 
 
+def _parse_db_options(platform: str, get: Callable[[str], str | None]) -> dict[str, object] | None:
+    """The database connection options of an asset (None when none is given for a host); ValueError names the key."""
+    from core.drivers.dbconn import check_options, is_database
+
+    raw = {k: (get(k) or "").strip() for k in DB_OPTION_KEYS}
+    if not is_database(platform) and not any(raw.values()):
+        return None
+    timeouts: dict[str, float | None] = {}
+    for key in ("connect_timeout", "command_timeout"):
+        try:
+            timeouts[key] = float(raw[key]) if raw[key] else None
+        except ValueError:
+            raise ValueError(f"{key}: {raw[key]!r} is not a number of seconds") from None
+    try:
+        return check_options(platform, database=raw["database"], tls=raw["tls"], ca_file=raw["ca_file"],
+                             gateway=raw["gateway"] or None, **timeouts)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _default_port(port: str | int | None, platform: str) -> int:
+    from core.drivers.dbconn import default_port
+
+    if port is None or (isinstance(port, str) and not port.strip()):
+        return default_port(platform)
+    return _parse_port(port)
+
+
 def _parse_platform(value: str | None) -> str:
+    from core.drivers.dbconn import REJECTED_PLATFORMS
+
     text = (value or "").strip().lower() or "linux"
+    if text in REJECTED_PLATFORMS:
+        raise ValueError(f"platform {text!r}: {REJECTED_PLATFORMS[text]}")
     if text not in PLATFORMS:
         raise ValueError(f"unknown platform {text!r} (known: {', '.join(PLATFORMS)})")
     return text
@@ -352,8 +386,10 @@ def _csv_row(cells: dict[str, str], line: int, by_name: dict[str, AssetEntry], i
     if asset is None:
         if not address:
             raise ValueError(f"asset {name!r} has no address")
-        asset = AssetEntry(name=name, address=check_name(address, "address"), line=line, port=_parse_port(port_text),
-                           platform=_parse_platform(platform_text), nodes=nodes, active=active, comment=comment)
+        platform = _parse_platform(platform_text)
+        asset = AssetEntry(name=name, address=check_name(address, "address"), line=line,
+                           port=_default_port(port_text, platform), platform=platform, nodes=nodes, active=active,
+                           comment=comment, options=_parse_db_options(platform, cells.get))
         by_name[name] = asset
         inv.assets.append(asset)
     else:
@@ -452,7 +488,7 @@ class _LineError(ValueError):
 
 
 # -- keyturn YAML ----------------------------------------------------------------------------------
-_ASSET_KEYS = {"name", "address", "port", "platform", "nodes", "active", "comment", "accounts"}
+_ASSET_KEYS = {"name", "address", "port", "platform", "nodes", "active", "comment", "accounts", *DB_OPTION_KEYS}
 _ACCOUNT_KEYS = {"username", "secret_type", "secret", "passphrase", "privileged", "can_change", "become_secret"}
 
 
@@ -524,10 +560,12 @@ def _yaml_asset(node: yaml.Node, resolver: _Resolver, errors: _Errors) -> AssetE
     address = get("address")
     if not address:
         raise _LineError(at("address"), f"asset {name!r} has no address")
+    platform = str(check("platform", lambda: _parse_platform(get("platform"))))
     asset = AssetEntry(
         name=str(name), address=str(check("address", lambda: check_name(address, "address"))), line=_line(node),
-        port=int(check("port", lambda: _parse_port(get("port")))),  # type: ignore[arg-type]
-        platform=str(check("platform", lambda: _parse_platform(get("platform")))),
+        port=int(check("port", lambda: _default_port(get("port"), platform))),  # type: ignore[arg-type]
+        platform=platform,
+        options=check("platform", lambda: _parse_db_options(platform, get)),  # type: ignore[arg-type]
         nodes=list(check("nodes", lambda: _parse_nodes(_str_list(values["nodes"][0], "nodes") if "nodes" in values else []))),  # type: ignore[arg-type]
         active=check("active", lambda: _parse_bool(get("active"), "active")),  # type: ignore[arg-type]
         comment=get("comment"),
@@ -878,12 +916,16 @@ def _ansible_asset(host: _Host, v: dict[str, _Var], nodes: list[str], resolver: 
 
     addr_var, port_var, plat_var = first(_HOST_VARS), first(_PORT_VARS), first(("keyturn_platform",))
     name = check(None, lambda: check_name(host.name, "host name"))
+    platform = str(check(plat_var, lambda: _parse_platform(plat_var.value if plat_var else None)))
+    db_vars = {k: first((f"keyturn_{k}",)) for k in DB_OPTION_KEYS}  # keyturn_database, keyturn_tls, ...
     asset = AssetEntry(
         name=str(name), line=host.line,
         address=str(check(addr_var, lambda: check_name(addr_var.value if addr_var else host.name, "address"))),
-        port=int(check(port_var, lambda: _parse_port(port_var.value if port_var else host.port)),),  # type: ignore[arg-type]
-        platform=str(check(plat_var, lambda: _parse_platform(plat_var.value if plat_var else None))),
+        port=int(check(port_var, lambda: _default_port(port_var.value if port_var else host.port, platform)),),  # type: ignore[arg-type]
+        platform=platform,
         nodes=nodes,
+        options=check(plat_var, lambda: _parse_db_options(  # type: ignore[arg-type]
+            platform, lambda k: str(db_vars[k].value) if db_vars.get(k) is not None else None)),  # type: ignore[union-attr]
     )
     user_var, pw_var, key_var = first(_USER_VARS), first(_PASSWORD_VARS), first(_KEYFILE_VARS)
     become_var, phrase_var = first(_BECOME_VARS), first(("keyturn_key_passphrase",))
@@ -989,7 +1031,7 @@ def apply_inventory(db: Database, inv: Inventory, *, before_commit: BeforeCommit
             except NotFound:
                 active = True if entry.active is None else entry.active
             row, outcome = upsert_asset(s, entry.name, address=entry.address, port=entry.port, platform=entry.platform,
-                                        nodes=entry.nodes, active=active, comment=entry.comment)
+                                        nodes=entry.nodes, active=active, comment=entry.comment, options=entry.options)
             _count(summary, "assets", outcome)
             for acc in entry.accounts:
                 when = None if overwrite_rotated else rotated_conflict(db, s, row, acc.username, acc.secret_type,

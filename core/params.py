@@ -18,6 +18,7 @@ from storage.types import HostParams
 HOST_PLATFORMS = ("linux", "unix", "aix")
 DEVICE_PLATFORMS = ("custom-ssh",)
 ALL_PLATFORMS = HOST_PLATFORMS + DEVICE_PLATFORMS
+MYSQL_PLATFORMS = ("mysql", "mariadb")
 MAX_COMMANDS = 100
 MAX_TEXT = 20_000
 
@@ -56,6 +57,9 @@ PARAM_KEYS: dict[str, ParamKey] = {p.key: p for p in (
     ParamKey("sudo", "sudo_commands", str, HOST_PLATFORMS,
              "commands a created user may run with sudo, comma-separated absolute paths (/bin/whoami,/sbin/ifconfig)"),
     ParamKey("modify_sudo", "modify_sudo", bool, HOST_PLATFORMS, "also write the sudo entry of users that exist"),
+    ParamKey("account_host", "account_host", str, MYSQL_PLATFORMS,
+             "the 'user'@'host' entry to change: its host part (default %)"),
+    ParamKey("all_hosts", "all_hosts", bool, MYSQL_PLATFORMS, "change every 'user'@'host' entry of the user name"),
 )}
 # Keys whose value may name a file on the command line (`commands=@FILE`).
 FILE_KEYS = ("commands", "answers")
@@ -132,6 +136,7 @@ def parse_assignment(text: str, base_dir: Path | None = None) -> tuple[str, Any]
 
 def validate(params: HostParams) -> None:
     """InputError naming the parameter when the task's parameters cannot work on any asset."""
+    from core.drivers.dbconn import check_account_host
     from core.drivers.interactive import build_sequence, check_sequence
     from core.drivers.posix_users import check_user_params
     from core.drivers.templates import TEMPLATES
@@ -166,6 +171,8 @@ def validate(params: HostParams) -> None:
             raise InputError(str(exc)) from None
     try:
         check_user_params(params)
+        if not params.all_hosts:
+            check_account_host(params.account_host)
     except DriverError as exc:
         raise InputError(str(exc)) from None
     if (params.shell or params.home or params.group or params.groups or params.uid is not None) and not params.create_user:

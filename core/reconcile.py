@@ -245,12 +245,15 @@ def _probe(ctx: Context, r: rec.OpenRecord, timeouts: Timeouts) -> tuple[str, st
     except NotFound:
         return rec.FAILED, "the account or asset was removed from the inventory; not probed"
     full = rec.record_secrets_full(ctx.db, r.id)
-    status, error = judge(asset, r.username, r.secret_type, timeouts, new=(full.new, full.new_passphrase),
-                          old_loader=lambda: (full.old, full.old_passphrase))
-    if status == rec.UNVERIFIED and current.secret not in (None, full.old, full.new):
-        # A later change may have superseded this one: if the vault's current secret works, nothing is lost.
-        if login(asset, r.username, r.secret_type, (current.secret, current.passphrase), timeouts).ok:
-            return rec.FAILED, "superseded: the host holds the vault's current secret"
+    from core.drivers.gateway import opened
+
+    with opened(ctx.db, asset, timeouts):  # a database behind an SSH gateway: its tunnel for these logins
+        status, error = judge(asset, r.username, r.secret_type, timeouts, new=(full.new, full.new_passphrase),
+                              old_loader=lambda: (full.old, full.old_passphrase))
+        if status == rec.UNVERIFIED and current.secret not in (None, full.old, full.new):
+            # A later change may have superseded this one: if the vault's current secret works, nothing is lost.
+            if login(asset, r.username, r.secret_type, (current.secret, current.passphrase), timeouts).ok:
+                return rec.FAILED, "superseded: the host holds the vault's current secret"
     if status == rec.FAILED:
         error = "host kept the old secret"
     if status == rec.UNVERIFIED and r.status == rec.PENDING:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlmodel import Session, col, exists, select
 
 from core.context import Context
+from core.drivers.dbconn import DB_PLATFORMS, WELL_KNOWN_ADMINS
 from core.drivers.selfchange import will_self_change
 from core.errors import InputError
 from storage.db import Database
@@ -20,7 +21,7 @@ from storage.inventory import node_ids_below, normalize_node_path
 from storage.tables import Account, Asset, AssetNode, HostKey, Node
 from storage.types import TaskSpec
 
-SUPPORTED_PLATFORMS = ("linux", "unix", "aix", "custom-ssh")
+SUPPORTED_PLATFORMS = ("linux", "unix", "aix", "custom-ssh", "postgresql", "mysql", "mariadb", "redis")
 
 REASON_SECURE_PRIVILEGED = "secure mode: privileged account"
 REASON_SECURE_LOGIN = "secure mode: the account keyturn logs in with"
@@ -29,10 +30,20 @@ REASON_NO_PRIVILEGED = "no privileged account on the asset"
 REASON_CAN_CHANGE = "can_change is off"
 REASON_NO_ACCOUNT = "no such account on this asset"
 REASON_WINDOWS = "windows domain accounts are not supported"
+REASON_DB_KEY = "database accounts take passwords, not SSH keys"
+
+
+def reason_well_known_admin(platform: str) -> str:
+    """The exclusion reason for a database's built-in administrator under secure mode."""
+    return f"secure mode: well-known {platform} admin account"
 
 
 def reason_unsupported(platform: str) -> str:
     """The exclusion reason for an asset whose platform keyturn cannot change secrets on."""
+    from core.drivers.dbconn import REJECTED_PLATFORMS
+
+    if platform in REJECTED_PLATFORMS:
+        return f"platform {platform} not supported ({REJECTED_PLATFORMS[platform].split(': ', 1)[1]})"
     return f"platform {platform} not supported"
 
 
@@ -61,6 +72,7 @@ class Exclusion:
     asset_name: str
     username: str
     reason: str
+    platform: str = ""
 
 
 @dataclass
@@ -165,7 +177,7 @@ def preview(ctx: Context, spec: TaskSpec) -> Preview:
                                                        acc.secret_enc is not None)
             reason = _exclusion_reason(asset, acc, login.get(asset.id), secure, self_change=own)
             if reason is not None:
-                result.excluded.append(Exclusion(asset.name, user, reason))
+                result.excluded.append(Exclusion(asset.name, user, reason, asset.platform))
                 continue
             assert acc is not None
             result.targets.append(Target(
@@ -195,7 +207,25 @@ def _exclusion_reason(asset: Asset, acc: Account | None, login_id: int | None, s
         return REASON_SECURE_LOGIN
     if secure and acc.privileged:
         return REASON_SECURE_PRIVILEGED
+    if asset.platform in DB_PLATFORMS:
+        if acc.secret_type != "password":
+            return REASON_DB_KEY
+        if secure and acc.username in WELL_KNOWN_ADMINS.get(asset.platform, ()):
+            return reason_well_known_admin(asset.platform)
     return None
+
+
+def target_note(target: Target, spec: TaskSpec) -> str:
+    """What exactly a run changes for a target, where the platform needs saying (the MySQL entry, Redis ACL)."""
+    if target.platform in ("mysql", "mariadb"):
+        if spec.params.all_hosts:
+            return f"every '{target.username}'@host entry"
+        return f"entry '{target.username}'@'{spec.params.account_host}'"
+    if target.platform == "redis":
+        return "ACL user"
+    if target.platform == "postgresql":
+        return "role"
+    return ""
 
 
 def scope_platforms(db: Database, spec: TaskSpec) -> set[str]:

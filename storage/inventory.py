@@ -98,6 +98,10 @@ def _asset_info(session: Session, asset: Asset) -> AssetInfo:
         id=asset.id, name=asset.name, address=asset.address, port=asset.port, platform=asset.platform,
         active=asset.active, comment=asset.comment, nodes=tuple(nodes),
         host_keys=tuple(HostKeyInfo(k.key_type, k.key_base64, k.fingerprint, k.source) for k in keys),
+        database=asset.database, tls=asset.tls, ca_file=asset.ca_file, connect_timeout=asset.connect_timeout,
+        command_timeout=asset.command_timeout, gateway_id=asset.gateway_asset_id,
+        gateway=(session.exec(select(Asset.name).where(Asset.id == asset.gateway_asset_id)).first() or "")
+        if asset.gateway_asset_id is not None else "",
     )
 
 
@@ -147,17 +151,32 @@ def list_assets(db: Database, *, node: str | None = None, search: str = "", offs
 def upsert_asset(
     session: Session, name: str, *, address: str, port: int = 22, platform: str = "linux",
     nodes: Iterable[str] = (), active: bool = True, comment: str | None = None,
+    options: dict[str, object] | None = None,
 ) -> tuple[Asset, str]:
-    """Create or update an asset; returns the row and 'created', 'updated' or 'unchanged'."""
+    """Create or update an asset; returns the row and 'created', 'updated' or 'unchanged'.
+
+    options: database connection options (database, tls, ca_file, connect_timeout, command_timeout), already
+    checked by core.drivers.dbconn.check_options; None leaves an existing asset's options as they are.
+    """
     asset = session.exec(select(Asset).where(Asset.name == name)).first()
+    if options and "gateway" in options:
+        options = dict(options)
+        gw_name = str(options.pop("gateway") or "")
+        gw = session.exec(select(Asset).where(Asset.name == gw_name)).first() if gw_name else None
+        if gw_name and gw is None:
+            raise NotFound(f"gateway: no asset named {gw_name!r}")
+        if gw is not None and gw_name == name:
+            raise NotFound(f"gateway: asset {name!r} cannot be its own gateway")
+        options["gateway_asset_id"] = gw.id if gw is not None else None
     outcome = "unchanged"
     if asset is None:
-        asset = Asset(name=name, address=address, port=port, platform=platform, active=active, comment=comment or "")
+        asset = Asset(name=name, address=address, port=port, platform=platform, active=active, comment=comment or "",
+                      **(options or {}))
         session.add(asset)
         session.flush()
         outcome = "created"
     else:
-        wanted = {"address": address, "port": port, "platform": platform, "active": active}
+        wanted = {"address": address, "port": port, "platform": platform, "active": active, **(options or {})}
         if comment is not None:
             wanted["comment"] = comment
         moved = (asset.address, asset.port) != (address, port)
@@ -194,6 +213,8 @@ def remove_asset(db: Database, name: str) -> None:
             s.delete(row)
         for row in s.exec(select(AssetNode).where(AssetNode.asset_id == asset.id)).all():
             s.delete(row)
+        for row in s.exec(select(Asset).where(Asset.gateway_asset_id == asset.id)).all():
+            row.gateway_asset_id = None  # its databases say "gateway removed" instead of pointing at a stranger
         # Flush the link rows first: deleting the asset would cascade them away under the ORM's feet.
         s.flush()
         s.delete(asset)

@@ -55,6 +55,14 @@ class Asset(SQLModel, table=True):
     platform: str = "linux"
     active: bool = True
     comment: str = ""
+    # Database connection options (core/drivers/dbconn.py); empty or None means the platform's default.
+    database: str = ""
+    tls: str = ""  # disable | require | verify-full
+    ca_file: str = ""
+    connect_timeout: Optional[float] = None
+    command_timeout: Optional[float] = None
+    # A database reached through an SSH tunnel: the gateway asset's id (core/drivers/gateway.py).
+    gateway_asset_id: Optional[int] = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

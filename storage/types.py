@@ -52,6 +52,14 @@ class AssetInfo:
     comment: str = ""
     nodes: tuple[str, ...] = ()
     host_keys: tuple[HostKeyInfo, ...] = ()
+    # Database connection options; empty / None: the platform's default (core/drivers/dbconn.py).
+    database: str = ""
+    tls: str = ""
+    ca_file: str = ""
+    connect_timeout: float | None = None
+    command_timeout: float | None = None
+    gateway_id: int | None = None  # a database reached through this SSH asset (core/drivers/gateway.py)
+    gateway: str = ""  # its name
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,9 @@ class HostParams:
     uid: int | None = None
     sudo_commands: str = ""  # comma-separated command paths; `sudo` in task parameters
     modify_sudo: bool = False
+    # mysql/mariadb: which 'user'@'host' entry to change, or every entry of the user name.
+    account_host: str = "%"
+    all_hosts: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready form (stored on the task)."""

@@ -143,9 +143,16 @@ def _login(asset: AssetInfo, username: str, timeouts: Timeouts, **creds: str | N
 
 
 def verify_password(asset: AssetInfo, username: str, password: str | None, timeouts: Timeouts = Timeouts()) -> Verify:
-    """Log in as username with password: OK, REJECTED, or UNKNOWN(reason)."""
+    """Log in as username with password: OK, REJECTED, or UNKNOWN(reason).
+
+    Database assets log in with their own protocol (core/drivers/dbconn.py), other platforms over SSH.
+    """
     if not password:
         return UNKNOWN("no password known for this account")
+    from core.drivers.dbconn import is_database, verify_db_password
+
+    if is_database(asset.platform):
+        return verify_db_password(asset, username, password, timeouts)
     return _login(asset, username, timeouts, password=password)
 
 
@@ -154,6 +161,10 @@ def verify_key(asset: AssetInfo, username: str, private_text: str | None, passph
     """Log in as username with a private key: OK, REJECTED, or UNKNOWN(reason)."""
     if not private_text:
         return UNKNOWN("no private key known for this account")
+    from core.drivers.dbconn import is_database
+
+    if is_database(asset.platform):
+        return UNKNOWN(f"{asset.platform} accounts log in with passwords, not SSH keys")
     try:
         ssh.load_pkey(private_text, passphrase)
     except ValueError as exc:
@@ -162,7 +173,7 @@ def verify_key(asset: AssetInfo, username: str, private_text: str | None, passph
 
 
 def driver_class(platform: str) -> type:
-    """The driver class of a platform, or DriverError."""
+    """The SSH driver class of a platform, or DriverError (databases: core.drivers.dbconn.open_db_driver)."""
     from core.drivers.aix import AixDriver
     from core.drivers.custom_ssh import CustomSSHDriver
     from core.drivers.posix import PosixDriver
@@ -182,6 +193,11 @@ def open_driver(asset: AssetInfo, login_user: str, *, password: str | None = Non
     become is the sudo password when one is configured; without it, a sudo that asks for a password gets the
     login password (sudo's default is the user's own).
     """
+    from core.drivers.dbconn import is_database, open_db_driver
+
+    if is_database(asset.platform):
+        return open_db_driver(asset, login_user, password=password, pkey_text=pkey_text, params=params,  # type: ignore[return-value]
+                              timeouts=timeouts)
     cls = driver_class(asset.platform)
     check_username(login_user)
     client = ssh.connect(asset, login_user, password=password, pkey_text=pkey_text, passphrase=passphrase,

@@ -43,3 +43,53 @@ def sandbox_fleet() -> Iterator[FleetFactory]:
 def sandbox_host(sandbox_fleet: FleetFactory) -> SandboxHost:
     """One started sandbox host with users "alice" and "bob" (passwords in host.passwords)."""
     return sandbox_fleet(1, users=["alice", "bob"]).hosts[0]
+
+
+# -- private database servers (tests/dbservers.py) ---------------------------------------------------------
+def _db_server(kind: type, label: str) -> Iterator[object]:
+    import os
+
+    from tests.dbservers import ServerUnavailable
+
+    try:
+        server = kind()
+    except ServerUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a private {label} server: {exc}")
+        pytest.skip(f"SKIPPING {label} tests: {exc}")
+    try:
+        yield server
+    finally:
+        server.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def pg_private() -> Iterator[object]:
+    """A private PostgreSQL server (scram-sha-256, log_statement=all) for the whole session."""
+    from tests.dbservers import PostgresServer
+
+    yield from _db_server(PostgresServer, "PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def pg_tls_private() -> Iterator[object]:
+    """A private PostgreSQL server that refuses connections without TLS (its CA in .ca_file)."""
+    from tests.dbservers import PostgresServer
+
+    yield from _db_server(lambda: PostgresServer(tls_only=True), "PostgreSQL (TLS only)")  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def mariadb_private() -> Iterator[object]:
+    """A private MariaDB server (password auth, general_log on) for the whole session."""
+    from tests.dbservers import MariaDBServer
+
+    yield from _db_server(MariaDBServer, "MariaDB")
+
+
+@pytest.fixture(scope="session")
+def redis_private() -> Iterator[object]:
+    """A private Redis server with an ACL file for the whole session."""
+    from tests.dbservers import RedisServer
+
+    yield from _db_server(RedisServer, "Redis")

@@ -74,3 +74,29 @@ def test_a_bad_value_names_its_parameter_and_field() -> None:
                 editor.params(HostParams(create_user=True))
 
     asyncio.run(flow())
+
+
+def test_mysql_entry_fields_appear_with_a_mysql_asset_and_come_back() -> None:
+    from textual.widgets import Checkbox
+
+    async def flow() -> None:
+        app = _Host(HostParams())
+        async with app.run_test(size=(100, 60)) as pilot:
+            editor = app.query_one(TaskParamsEditor)
+            editor.show_for([])
+            assert not app.query_one("#f-mysql").display
+            editor.show_for(["linux", "mariadb"])
+            await pilot.pause()
+            assert app.query_one("#f-mysql").display
+            assert editor.params(HostParams()).account_host == "%"  # empty: the default entry
+            app.query_one("#p-account-host", Input).value = "10.0.%"
+            app.query_one("#p-all-hosts", Checkbox).value = True
+            p = editor.params(HostParams())
+            assert (p.account_host, p.all_hosts) == ("10.0.%", True)
+            app.query_one("#p-all-hosts", Checkbox).value = False
+            app.query_one("#p-account-host", Input).value = "a b"
+            with pytest.raises(InputError) as err:
+                editor.params(HostParams())
+            assert param_error_field(str(err.value), lambda m: "") == "mysql"
+
+    asyncio.run(flow())

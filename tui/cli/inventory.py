@@ -15,6 +15,9 @@ from core import listings
 from core.audit import record_event, record_event_in
 from core.context import Context
 from core.errors import InputError, KeyturnError
+from core.drivers.dbconn import (
+    REJECTED_PLATFORMS, TLS_MODES, check_options, default_port, describe_options, is_database,
+)
 from core.hostkeys import check_trust, fetch_host_keys, import_known_hosts
 from core.importer import FORMATS, PLATFORMS, check_name, check_private_key, describe_summary, import_inventory
 from storage.inventory import (
@@ -109,11 +112,15 @@ def _time(value: Any) -> str | None:
 
 def asset_to_dict(a: AssetInfo) -> dict[str, Any]:
     """JSON form of an asset (no secrets exist on assets)."""
-    return {
+    out: dict[str, Any] = {
         "name": a.name, "address": a.address, "port": a.port, "platform": a.platform, "active": a.active,
         "comment": a.comment, "nodes": list(a.nodes),
         "host_keys": [{"type": k.key_type, "fingerprint": k.fingerprint, "source": k.source} for k in a.host_keys],
     }
+    if is_database(a.platform):
+        out.update(database=a.database, tls=a.tls or "disable", ca_file=a.ca_file, connect_timeout=a.connect_timeout,
+                   command_timeout=a.command_timeout)
+    return out
 
 
 def account_to_dict(a: AccountInfo) -> dict[str, Any]:
@@ -178,13 +185,20 @@ def cmd_asset_add(ctx: Context, args: argparse.Namespace) -> int:
             pass
         else:
             raise InputError(f"asset {args.name!r} already exists; change it with `keyturn asset edit {args.name}`")
-        upsert_asset(s, args.name, address=args.address, port=args.port, platform=args.platform, nodes=args.node or [],
-                     active=not args.inactive, comment=args.comment)
-        _audit(ctx, "asset.add", "asset", args.name, {"address": args.address, "port": args.port,
+        options = check_options(args.platform, database=args.database or "", tls=args.tls or "",
+                                ca_file=args.ca_file or "", connect_timeout=args.connect_timeout,
+                                command_timeout=args.command_timeout, gateway=args.gateway)
+        port = args.port or default_port(args.platform)
+        upsert_asset(s, args.name, address=args.address, port=port, platform=args.platform, nodes=args.node or [],
+                     active=not args.inactive, comment=args.comment, options=options)
+        _audit(ctx, "asset.add", "asset", args.name, {"address": args.address, "port": port,
                                                        "platform": args.platform, "nodes": args.node or [],
-                                                       "active": not args.inactive}, s)
-    print(f"asset {args.name} added ({args.address}:{args.port}, {args.platform})")
-    print(f"pin its host key next: keyturn asset trust {args.name}")
+                                                       "active": not args.inactive, **options}, s)
+    print(f"asset {args.name} added ({args.address}:{port}, {args.platform})")
+    if is_database(args.platform):
+        print(f"add its admin login next: keyturn account add {args.name} USER --password-stdin --privileged")
+    else:
+        print(f"pin its host key next: keyturn asset trust {args.name}")
     return 0
 
 
@@ -218,7 +232,12 @@ def cmd_asset_show(ctx: Context, args: argparse.Namespace) -> int:
     if asset.comment:
         print(f"comment:   {asset.comment}")
     print(f"nodes:     {', '.join(asset.nodes) or '-'}")
-    print("host keys:" + ("" if asset.host_keys else f" none pinned (run `keyturn asset trust {asset.name}`)"))
+    for label, value in describe_options(asset):
+        print(f"{label + ':':<10} {value}")
+    if is_database(asset.platform):
+        print("host keys: not used (database protocol)")
+    else:
+        print("host keys:" + ("" if asset.host_keys else f" none pinned (run `keyturn asset trust {asset.name}`)"))
     for k in asset.host_keys:
         print(f"  {k.key_type:<22} {k.fingerprint}  ({k.source or 'unknown source'})")
     print("accounts:" + ("" if accounts else " none"))
@@ -247,10 +266,15 @@ def cmd_asset_edit(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset edit."""
     with ctx.db.write() as s:
         row = get_asset_row(s, args.name)
+        platform = args.platform or row.platform
+        given = {k: getattr(args, k) for k in ("database", "tls", "ca_file", "connect_timeout", "command_timeout")}
+        merged = {k: getattr(row, k) if v is None else v for k, v in given.items()}
+        options = check_options(platform, **merged, gateway=args.gateway) if is_database(platform) or any(
+            v is not None for v in given.values()) or args.gateway is not None else None
         _, outcome = upsert_asset(
             s, args.name, address=args.address or row.address, port=args.port or row.port,
-            platform=args.platform or row.platform, nodes=args.add_node or [],
-            active=row.active if args.active is None else args.active, comment=args.comment,
+            platform=platform, nodes=args.add_node or [],
+            active=row.active if args.active is None else args.active, comment=args.comment, options=options,
         )
         if outcome == "updated":
             changes = {k: v for k, v in (("address", args.address), ("port", args.port), ("platform", args.platform),
@@ -263,6 +287,9 @@ def cmd_asset_edit(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_asset_trust(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset trust: fetch the host's keys, show fingerprints, pin after confirmation."""
     asset = get_asset(ctx.db, args.name)
+    if is_database(asset.platform):
+        raise InputError(f"asset {asset.name}: a {asset.platform} asset is reached with the database protocol and "
+                         "has no SSH host key to pin (its gateway asset, if any, is trusted on its own)")
     print(f"fetching host keys of {asset.name} ({asset.address}:{asset.port})...")
     offered = fetch_host_keys(asset.address, asset.port, timeout=ctx.settings.connect_timeout)
     check = check_trust(offered, asset)
@@ -409,6 +436,17 @@ def _group(sub: argparse._SubParsersAction, name: str, help_: str, description: 
     return p.add_subparsers(dest=f"{name}_command", metavar="COMMAND", parser_class=type(p))
 
 
+def _db_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("database connection options (postgresql, mysql, mariadb, redis)")
+    g.add_argument("--database", metavar="DB", help="database to connect to (postgresql: default postgres; redis: a number)")
+    g.add_argument("--tls", choices=TLS_MODES, help="TLS mode (default disable)")
+    g.add_argument("--ca-file", metavar="PATH", help="CA certificate file for --tls require/verify-full (absolute path)")
+    g.add_argument("--connect-timeout", type=float, metavar="SECONDS", help="connect timeout (default: configuration's)")
+    g.add_argument("--command-timeout", type=float, metavar="SECONDS", help="statement timeout (default: configuration's)")
+    g.add_argument("--gateway", metavar="ASSET", help="reach the database through an SSH tunnel via this linux/unix/aix "
+                                                      "asset (pinned host key, privileged account); '' removes it")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this group's commands to the parser."""
     p = _cmd(sub, "import", "import an inventory (CSV, keyturn YAML, Ansible) or a known_hosts file",
@@ -428,8 +466,11 @@ def register(sub: argparse._SubParsersAction) -> None:
              cmd_asset_add, "edit")
     p.add_argument("name", metavar="NAME", type=_name("asset name"), help="unique asset name")
     p.add_argument("--address", required=True, type=_name("address"), help="host name or IP address")
-    p.add_argument("--port", type=_port, default=22, help="SSH (or database) port (default 22)")
-    p.add_argument("--platform", choices=PLATFORMS, default="linux", help="platform (default linux)")
+    p.add_argument("--port", type=_port, help="SSH or database port (default 22; postgresql 5432, mysql/mariadb 3306, "
+                                              "redis 6379)")
+    p.add_argument("--platform", choices=PLATFORMS + tuple(REJECTED_PLATFORMS), default="linux",
+                   help="platform (default linux)")
+    _db_options(p)
     p.add_argument("--node", action="append", type=_node_path, metavar="PATH", help="node path such as /prod/db (repeatable)")
     p.add_argument("--inactive", action="store_true", help="add it as inactive (tasks skip it)")
     p.add_argument("--comment", help="free text shown with the asset")
@@ -453,7 +494,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", metavar="NAME", help="asset name")
     p.add_argument("--address", type=_name("address"), help="new host name or IP address")
     p.add_argument("--port", type=_port, help="new port")
-    p.add_argument("--platform", choices=PLATFORMS, help="new platform")
+    p.add_argument("--platform", choices=PLATFORMS + tuple(REJECTED_PLATFORMS), help="new platform")
+    _db_options(p)
     p.add_argument("--add-node", action="append", type=_node_path, metavar="PATH", help="also put it in this node (repeatable)")
     p.add_argument("--comment", help="new comment")
     state = p.add_mutually_exclusive_group()

@@ -15,7 +15,8 @@ from core import tasks as core_tasks
 from core.context import Context
 from core.errors import InputError
 from core.params import as_mapping
-from core.targets import preview
+from core.drivers.dbconn import is_database
+from core.targets import preview, target_note
 from storage import tasks as repo
 from storage.types import HostParams, PasswordRules, TaskSpec
 from tui.cli.params import add_param_option, apply_param_args, param_lines
@@ -321,13 +322,16 @@ def _cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
     if result.targets:
         print("\nwill change:")
         for t in result.targets:
-            print(f"  {t.asset_name}  {t.address}:{t.port}  {t.username}" + ("  (privileged)" if t.privileged else "")
+            note = target_note(t, spec)
+            print(f"  {t.asset_name}  {t.address}:{t.port}  {t.username}" + (f"  [{t.platform}: {note}]" if note else "")
+                  + ("  (privileged)" if t.privileged else "")
                   + ("" if t.host_key_pinned else f"  NO PINNED HOST KEY: fails until `keyturn asset trust {t.asset_name}`")
                   + ("  (self-change)" if t.self_change else ""))
     if result.excluded:
         print("\nexcluded:")
         for e in result.excluded:
-            print(f"  {e.asset_name}  {e.username}: {e.reason}")
+            tag = f"[{e.platform}]  " if is_database(e.platform) else ""  # hosts read as they always did
+            print(f"  {e.asset_name}  {tag}{e.username}: {e.reason}")
     return 0
 
 

@@ -10,6 +10,8 @@ from textual.validation import Function, Integer
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from core.context import Context
+from core.drivers.dbconn import TLS_MODES, check_options, default_port, is_database
+from core.errors import InputError
 from core.importer import PLATFORMS, check_name
 from storage.inventory import NotFound, get_asset_row, normalize_node_path, upsert_asset
 from storage.types import AssetInfo
@@ -24,7 +26,7 @@ def _check_nodes(value: str) -> None:
 
 
 class AssetFormModal(ModalScreen[str | None]):
-    """Name, address, port, platform, nodes, active and comment of an asset; ctrl+s saves."""
+    """Name, address, port, platform, database options (database platforms only), nodes, active and comment."""
 
     BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
 
@@ -47,6 +49,12 @@ class AssetFormModal(ModalScreen[str | None]):
                                                validators=[Integer(1, 65535, failure_description="port: must be 1-65535")])),
                     ("platform", "Platform", Select([(p, p) for p in PLATFORMS], value=a.platform if a else "linux",
                                                     allow_blank=False, id="platform")),
+                    ("database", "Database (postgresql: default postgres; redis: a number)",
+                     Input(a.database if a else "", id="database")),
+                    ("tls", "TLS", Select([(m, m) for m in TLS_MODES], value=(a.tls if a and a.tls else "disable"),
+                                          allow_blank=False, id="tls")),
+                    ("ca_file", "CA file (absolute path; TLS require or verify-full)",
+                     Input(a.ca_file if a else "", id="ca_file", placeholder="/etc/ssl/db-ca.pem")),
                     ("nodes", "Nodes (paths, comma separated; edits add nodes)" if a else "Nodes (paths, comma separated)",
                      Input(", ".join(a.nodes) if a else "", id="nodes", placeholder="/prod/web",
                            validators=[CoreCheck(_check_nodes)])),
@@ -65,8 +73,28 @@ class AssetFormModal(ModalScreen[str | None]):
     def on_mount(self) -> None:
         """Compact fields, focus the first editable one."""
         make_compact(self)
+        self._platform = str(self.query_one("#platform", Select).value)
+        self._show_database_fields(self._platform)
         self.query_one("#address" if self.asset else "#name", Input).focus()
         self._initial = self._snapshot()
+
+    def _show_database_fields(self, platform: str) -> None:
+        """Database connection fields only for database platforms; the port's title says which port."""
+        db = is_database(platform)
+        for key in ("database", "tls", "ca_file"):
+            self.query_one(f"#f-{key}").display = db
+        self.query_one("#f-port .field-title", Label).update("Port" if db else "SSH port")
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """A new platform shows its fields, and moves a port still at the old platform's default to the new one's."""
+        if event.select.id != "platform" or not hasattr(self, "_platform"):
+            return
+        platform = str(event.value)
+        port = self.query_one("#port", Input)
+        if port.value.strip() == str(default_port(self._platform)):
+            port.value = str(default_port(platform))
+        self._platform = platform
+        self._show_database_fields(platform)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Each field shows its own error as the user types."""
@@ -95,6 +123,18 @@ class AssetFormModal(ModalScreen[str | None]):
         value = {w.id: w.value.strip() for w in self.query(Input)}
         name = value["name"]
         nodes = [normalize_node_path(p) for p in value["nodes"].split(",") if p.strip()]
+        platform = str(self.query_one("#platform", Select).value)
+        options = None
+        if is_database(platform):
+            try:
+                options = check_options(platform, database=value["database"], tls=str(self.query_one("#tls", Select).value),
+                                        ca_file=value["ca_file"],
+                                        connect_timeout=self.asset.connect_timeout if self.asset else None,
+                                        command_timeout=self.asset.command_timeout if self.asset else None)
+            except InputError as exc:
+                key = str(exc).split(":", 1)[0]
+                self._error(key if key in ("database", "tls", "ca_file") else "form", str(exc))
+                return
         with self.ctx.db.write() as s:
             if self.asset is None:
                 try:
@@ -105,9 +145,8 @@ class AssetFormModal(ModalScreen[str | None]):
                     self._error("name", f"name: asset {name!r} already exists")
                     self._focus_field(self.query_one("#name", Input))
                     return
-            upsert_asset(s, name, address=value["address"], port=int(value["port"]),
-                         platform=str(self.query_one("#platform", Select).value), nodes=nodes,
-                         active=self.query_one("#active", Checkbox).value, comment=value["comment"])
+            upsert_asset(s, name, address=value["address"], port=int(value["port"]), platform=platform, nodes=nodes,
+                         active=self.query_one("#active", Checkbox).value, comment=value["comment"], options=options)
         self.dismiss(name)
 
     def _focus_field(self, field: Input) -> None:
@@ -122,7 +161,7 @@ class AssetFormModal(ModalScreen[str | None]):
 
     def _snapshot(self) -> tuple:
         return (tuple(w.value for w in self.query(Input)), self.query_one("#platform", Select).value,
-                self.query_one("#active", Checkbox).value)
+                self.query_one("#tls", Select).value, self.query_one("#active", Checkbox).value)
 
     def action_cancel(self) -> None:
         """Close without saving; when something was typed, ask first (as delete does)."""

@@ -27,13 +27,14 @@ PARAM_FIELDS: dict[str, str] = {
     **{k: "sequence" for k in ("commands", "answers", "prompt", "recv_timeout", "delay_time", "template")},
     **{k: "userparams" for k in ("shell", "home", "group", "groups", "uid", "sudo", "modify_sudo", "create_user")},
     **{k: "selfchange" for k in ("self_change", "settle_delay")},
+    **{k: "mysql" for k in ("account_host", "all_hosts")},
 }
 GROUP_PLATFORMS = {
     "selfchange": core_params.ALL_PLATFORMS,
     "sequence": core_params.DEVICE_PLATFORMS,
     "userparams": core_params.HOST_PLATFORMS,
 }
-_TEXT_INPUTS = {"shell": "p-shell", "home": "p-home", "group": "p-group", "groups": "p-groups", "sudo": "p-sudo",
+_TEXT_INPUTS = {"account_host": "p-account-host", "shell": "p-shell", "home": "p-home", "group": "p-group", "groups": "p-groups", "sudo": "p-sudo",
                 "prompt": "p-prompt"}
 _NUMBER_INPUTS = {"settle_delay": "p-settle", "recv_timeout": "p-recv", "delay_time": "p-delay", "uid": "p-uid"}
 
@@ -105,6 +106,13 @@ class TaskParamsEditor(Vertical):
             Input(p.sudo_commands, id="p-sudo", placeholder="sudo commands /bin/whoami,/sbin/ifconfig",
                   validators=[_check("sudo")]),
             Checkbox("also write the sudo entry of users that exist (modify sudo)", p.modify_sudo, id="p-modify-sudo"))
+        mysql = _field(
+            "mysql", "MySQL/MariaDB entry ('user'@'host')",
+            Input("" if p.account_host == "%" else p.account_host, id="p-account-host",
+                  placeholder="account host (default %)", validators=[_check("account_host")]),
+            Checkbox("every 'user'@'host' entry of the name (all hosts)", p.all_hosts, id="p-all-hosts"))
+        mysql.display = False  # only once the task covers a mysql or mariadb asset (see show_for)
+        yield mysql
 
     # -- reactions ---------------------------------------------------------------------------------
     @on(Select.Changed, "#p-template")
@@ -122,6 +130,7 @@ class TaskParamsEditor(Vertical):
         scope = set(platforms)
         for key, applies in GROUP_PLATFORMS.items():
             self.query_one(f"#f-{key}").display = not scope or bool(scope & set(applies))
+        self.query_one("#f-mysql").display = bool(scope & set(core_params.MYSQL_PLATFORMS))
 
     # -- reading -----------------------------------------------------------------------------------
     def values(self) -> dict[str, object]:
@@ -129,6 +138,7 @@ class TaskParamsEditor(Vertical):
         out: dict[str, object] = {
             "self_change": self.query_one("#p-self", Checkbox).value,
             "modify_sudo": self.query_one("#p-modify-sudo", Checkbox).value,
+            "all_hosts": self.query_one("#p-all-hosts", Checkbox).value,
             "commands": self.query_one("#p-commands", TextArea).text,
             "answers": self.query_one("#p-answers", TextArea).text,
         }
@@ -140,6 +150,7 @@ class TaskParamsEditor(Vertical):
                 out[key] = text
         if "uid" not in out:
             out["uid"] = None
+        out["account_host"] = out.get("account_host") or "%"
         return out
 
     def params(self, base: HostParams) -> HostParams:

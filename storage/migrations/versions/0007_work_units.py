@@ -1,10 +1,10 @@
 """workers: executions handed to `keyturn worker` processes, split into work units taken under a lease
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-06
 
-New tables, and an index for following a run's records. Chained after 0005 here; the integrator rechains it after the databases branch's 0006.
+New tables, and an index for following a run's records. Chained after 0006 (database options on assets), rechained when the databases branch merged main.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from alembic import op
 
 
 revision = '0007'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
