@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from core import listings
 from core.audit import record_event_in
 from core.context import Context
 from core.errors import InputError, NotFound
@@ -22,7 +23,7 @@ from core.hostkeys import TrustCheck, check_trust, fetch_host_keys, import_known
 from core.importer import check_name, import_inventory
 from core.values import check_private_key, parse_platform
 from core.operators import require
-from core.scopes import asset_in_scope, filter_in_scope, scope_of
+from core.scopes import asset_in_scope
 from storage import inventory as store
 from storage import queries
 from storage.types import AccountInfo, AssetInfo, ImportSummary, NodeInfo, fingerprint_sha256
@@ -123,21 +124,18 @@ def get_asset(ctx: Context, name: str) -> AssetInfo:
 def list_assets(ctx: Context, *, node: str | None = None, search: str = "", offset: int = 0,
                 limit: int | None = None) -> list[AssetInfo]:
     """Assets in the acting operator's scope, at or below node, matching search."""
-    return filter_in_scope(ctx, store.list_assets(ctx.db, node=node, search=search, offset=offset, limit=limit),
-                           lambda a: a.id)
+    return listings.list_assets(ctx, node=node, search=search, offset=offset, limit=limit)
 
 
 def count_assets(ctx: Context, *, node: str | None = None, search: str = "") -> int:
-    """How many assets list_assets would page through (without a scope limit: scoped operators see a count of theirs)."""
-    if scope_of(ctx) is not None:
-        return len(list_assets(ctx, node=node, search=search))
+    """How many assets list_assets would page through (in the acting operator's scope)."""
     node_ids = queries.node_subtree_ids(ctx.db, node) if node else None
-    return queries.count_assets(ctx.db, node_ids=node_ids, search=search)
+    return listings.count_assets(ctx, node_ids=node_ids, search=search)
 
 
 def list_accounts(ctx: Context, *, asset: str | None = None) -> list[AccountInfo]:
     """Accounts (never secrets) in the acting operator's scope, optionally of one asset."""
-    return filter_in_scope(ctx, store.list_accounts(ctx.db, asset=asset), lambda a: a.asset_id)
+    return listings.list_accounts(ctx, asset=asset)
 
 
 def list_nodes(ctx: Context) -> list[NodeInfo]:

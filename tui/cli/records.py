@@ -138,7 +138,7 @@ def _run_and_report(ctx: Context, args: argparse.Namespace, work: Callable[..., 
         progress.close()
     if mail:
         _mail_report(ctx, info, sys.stderr)
-    records = views.records_of(ctx, execution_id=info.id)
+    records = views.records_by_id(ctx, execution_id=info.id)
     if as_json:
         print(json.dumps({"execution": execution_dict(info), "records": [record_dict(r) for r in reversed(records)]},
                          indent=2))
@@ -194,9 +194,9 @@ def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         from core.errors import InputError
 
         raise InputError(f"--status: must be one of {', '.join(rec.RECORD_STATUSES)}, got {args.status!r}")
+    from core.listings import records_by_id
 
-    records = views.records_of(ctx, task=args.task, status=args.status, execution_id=args.execution,
-                               limit=args.limit)
+    records = records_by_id(ctx, task=args.task, status=args.status, execution_id=args.execution, limit=args.limit)
     if args.json:
         print(json.dumps([record_dict(r) for r in records], indent=2))
     else:

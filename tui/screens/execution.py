@@ -14,7 +14,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, RichLog, Static
 
-from core.services.views import execution_detail
+from core.listings import execution_detail
 from tui.widgets.format import STATUS_STYLES, clip, duration, status_text, when
 from tui.widgets.table import PlainTable
 

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Label
 
-from core.services.views import count_executions, list_executions
+from core.listings import count_executions, list_executions
 from tui.modals.confirm import ConfirmModal
 from tui.screens.base import ModeScreen, page_bindings
 from tui.screens.execution import ExecutionScreen

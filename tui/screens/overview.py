@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Sparkline, Static
 
-from core.services.views import attention_accounts, overview_stats
+from core.listings import attention_accounts, overview_stats
 from tui.screens.base import ModeScreen
 from tui.widgets.format import clip, status_text, when
 from tui.widgets.table import PlainTable

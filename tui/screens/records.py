@@ -8,7 +8,8 @@ from textual.containers import Horizontal
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label, Select
 
-from core.services.views import RECORD_STATUSES, count_records, list_records, retryable_records, task_names
+from core.listings import count_records, list_records, retryable_records
+from core.services.views import RECORD_STATUSES, task_names
 from tui.modals.confirm import ConfirmModal
 from tui.screens.base import ModeScreen, page_bindings
 from tui.widgets.format import plural, clip, status_text, when
