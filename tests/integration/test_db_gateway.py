@@ -6,6 +6,12 @@ gateway, whose pinned key keyturn trusts.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +19,14 @@ import pytest
 from core.context import Context
 from core.heartbeat import run_heartbeat
 from storage.inventory import pin_host_key, upsert_account, upsert_asset
-from tests.integration.test_db_rotation import db_asset, fresh, task, vault_secret
+from storage import executions as rec
+from tests.conftest import ROOT
+from tests.integration.test_db_rotation import NASTY, db_asset, fresh, task, vault_secret
+from tests.integration.test_rotation import wait_past_deadlines
+
+pytestmark = [pytest.mark.sshd]
+
+FAST = {"KEYTURN_COMMAND_TIMEOUT": "2"}
 
 
 def gateway_asset(ctx: Context, h: Any, name: str = "jump") -> None:
@@ -82,3 +95,53 @@ def test_heartbeat_of_database_accounts_direct_and_through_a_gateway(
     got = {r.username: r.status for r in report.results}
     assert got[gw_pg_ok] == got[gw_pg_drift] == got[pg_ok] == "unreachable", got
     assert got[gw_my] == "ok" and got[rd] == "ok"
+
+
+@pytest.mark.parametrize("point,expected", [("pushed", "success"), ("pushing", "failed")])
+def test_sigkill_over_databases_behind_a_gateway_then_reconcile(
+        ctx: Context, pg_private: Any, mariadb_private: Any, sandbox_host: Any, keyturn_env: dict[str, str],
+        keyturn_cli: Any, tmp_path: Path, point: str, expected: str) -> None:
+    """`keyturn task run` SIGKILLed at an exact step over databases reached through a gateway; `keyturn
+    reconcile` probes through a tunnel of its own and settles every record: the servers accept exactly the
+    vault's current secrets."""
+    h = sandbox_host
+    gateway_asset(ctx, h)
+    pg_users, my_users = [fresh("gk") for _ in range(2)], [fresh("gk") for _ in range(2)]
+    for u in pg_users:
+        pg_private.create_role(u, f"{u}-{NASTY}")
+    for u in my_users:
+        mariadb_private.create_user(u, f"{u}-{NASTY}")
+    db_asset(ctx, "gk-pg", "postgresql", pg_private, accounts={u: f"{u}-{NASTY}" for u in pg_users},
+             options={"gateway": "jump"})
+    db_asset(ctx, "gk-maria", "mariadb", mariadb_private, accounts={u: f"{u}-{NASTY}" for u in my_users},
+             options={"gateway": "jump"})
+    task(ctx, "gk", pg_users + my_users, ["gk-pg", "gk-maria"])
+    flag = tmp_path / "paused"
+    proc = subprocess.Popen([sys.executable, "-m", "tui", "task", "run", "gk", "--no-reconcile"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**keyturn_env, **FAST, "KEYTURN_TEST_PAUSE_AFTER": f"{point}:{flag}"})
+    try:
+        deadline = time.monotonic() + 120
+        while not flag.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never reached the pause point"
+            time.sleep(0.05)
+        time.sleep(1.0)  # the other asset goes on meanwhile
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    caught = int(flag.read_text().split()[1])
+    log_start = len(h.log())
+    first = keyturn_cli("reconcile", env=FAST)
+    wait_past_deadlines(ctx)
+    second = keyturn_cli("reconcile", env=FAST)
+    assert second.returncode == 0, first.stdout + second.stdout + second.stderr
+    assert "Accepted password for " + h.admin_user in h.log()[log_start:], "reconcile did not use the gateway"
+    records = rec.list_records(ctx.db)
+    assert records and all(r.status in ("success", "failed") for r in records), \
+        [(r.asset_name, r.username, r.status, r.error) for r in records]
+    settled = rec.get_record(ctx.db, caught)
+    assert settled.status == expected, (settled.asset_name, settled.status, settled.error)
+    for u in pg_users:
+        assert pg_private.can_login(u, vault_secret(ctx, "gk-pg", u)), u
+    for u in my_users:
+        assert mariadb_private.can_login(u, vault_secret(ctx, "gk-maria", u)), u
