@@ -145,3 +145,59 @@ def test_sigkill_over_databases_behind_a_gateway_then_reconcile(
         assert pg_private.can_login(u, vault_secret(ctx, "gk-pg", u)), u
     for u in my_users:
         assert mariadb_private.can_login(u, vault_secret(ctx, "gk-maria", u)), u
+
+
+@pytest.mark.both_backends
+def test_retry_on_workers(ctx: Context, pg_private: Any, sandbox_host: Any, keyturn_env: dict[str, str],
+                          keyturn_cli: Any, tmp_path: Path) -> None:
+    """`keyturn retry --task T --failed --workers` queues the retry for workers like `task run --workers`:
+    one `keyturn worker --once` re-pushes the unverified record's same candidate, gives the failed one a fresh
+    secret (through the gateway), and the retry's follower exits 0 with the servers on the vault's secrets."""
+    from storage.tables import WorkUnit
+    from sqlmodel import select
+
+    gateway_asset(ctx, sandbox_host)
+    trusted, missing = fresh("rw"), fresh("rw")
+    pg_private.create_role(trusted, "rw-start-1")
+    db_asset(ctx, "rw-pg", "postgresql", pg_private, accounts={trusted: "rw-start-1"})
+    db_asset(ctx, "rw-gw-pg", "postgresql", pg_private, accounts={missing: "rw-start-1"}, options={"gateway": "jump"})
+    task(ctx, "rw", [trusted, missing], ["rw-pg", "rw-gw-pg"])
+    pg_private.trust(trusted)
+    try:
+        first = keyturn_cli("task", "run", "rw")
+    finally:
+        pg_private.trust(None)
+    assert first.returncode == 1, first.stdout + first.stderr
+    by_user = {r.username: r for r in rec.list_records(ctx.db)}
+    assert by_user[trusted].status == "unverified" and by_user[missing].status == "failed", by_user
+    candidate = rec.record_secrets(ctx.db, by_user[trusted].id)[1]
+    pg_private.create_role(missing, "rw-start-1")  # the operator fixed what failed
+
+    retry = subprocess.Popen([sys.executable, "-m", "tui", "retry", "--task", "rw", "--failed", "--workers"],
+                             cwd=ROOT, env=keyturn_env, text=True, stdout=(tmp_path / "retry.log").open("w"),
+                             stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # queued (units committed) before the one worker starts: --once then finds the work
+            with ctx.db.read() as s:
+                if s.exec(select(WorkUnit)).first() is not None:
+                    break
+            assert retry.poll() is None, (tmp_path / "retry.log").read_text()
+            assert time.monotonic() < deadline, "the retry was never queued"
+            time.sleep(0.05)
+        worker = keyturn_cli("worker", "--once", "--poll", "0.2", timeout=180)
+        assert worker.returncode == 0, worker.stdout + worker.stderr
+        assert retry.wait(timeout=60) == 0, (tmp_path / "retry.log").read_text()
+    finally:
+        if retry.poll() is None:
+            retry.kill()
+            retry.wait()
+    out = (tmp_path / "retry.log").read_text()
+    assert "finished: success; 2 succeeded" in out, out
+    retried = [r for r in rec.list_records(ctx.db) if r.retry_of is not None]
+    assert {r.retry_of for r in retried} == {by_user[trusted].id, by_user[missing].id}
+    assert all(r.status == "success" and r.attempt == 2 for r in retried), retried
+    assert vault_secret(ctx, "rw-pg", trusted) == candidate  # the unverified record's same candidate
+    assert pg_private.can_login(trusted, candidate) and not pg_private.can_login(trusted, "rw-start-1")
+    assert pg_private.can_login(missing, vault_secret(ctx, "rw-gw-pg", missing))
+    assert not pg_private.can_login(missing, "rw-start-1")
