@@ -98,7 +98,7 @@ class PostgresServer:
 
     OS_USER = "postgres"
 
-    def __init__(self, *, tls_only: bool = False) -> None:
+    def __init__(self, *, tls_only: bool = False, cert_names: tuple[str, ...] = ()) -> None:
         try:
             pwd.getpwnam(self.OS_USER)
         except KeyError:
@@ -122,7 +122,8 @@ class PostgresServer:
         self.ca_file = ""
         if tls_only:
             self.ca_file = str(self.base / "ca.pem")
-            _self_signed(Path(self.ca_file), self.data / "server.crt", self.data / "server.key", self.OS_USER)
+            _self_signed(Path(self.ca_file), self.data / "server.crt", self.data / "server.key", self.OS_USER,
+                         cert_names)
             with (self.data / "postgresql.conf").open("a") as f:
                 f.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
         self._write_hba()
@@ -199,8 +200,9 @@ class PostgresServer:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def _self_signed(ca_path: Path, cert_path: Path, key_path: Path, owner: str) -> None:
-    """A CA and a server certificate for 127.0.0.1 signed by it (the key readable by owner only)."""
+def _self_signed(ca_path: Path, cert_path: Path, key_path: Path, owner: str, names: tuple[str, ...] = ()) -> None:
+    """A CA and a server certificate signed by it (the key readable by owner only): for the DNS names given,
+    else for the address 127.0.0.1."""
     import datetime
     import ipaddress
 
@@ -217,11 +219,13 @@ def _self_signed(ca_path: Path, cert_path: Path, key_path: Path, owner: str) -> 
           .not_valid_after(now + datetime.timedelta(days=1))
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+    alt: list[x509.GeneralName] = ([x509.DNSName(n) for n in names] if names
+                                   else [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0] if names else "127.0.0.1")]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False).sign(ca_key, hashes.SHA256()))
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False).sign(ca_key, hashes.SHA256()))
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -201,3 +201,31 @@ def test_retry_on_workers(ctx: Context, pg_private: Any, sandbox_host: Any, keyt
     assert pg_private.can_login(trusted, candidate) and not pg_private.can_login(trusted, "rw-start-1")
     assert pg_private.can_login(missing, vault_secret(ctx, "rw-gw-pg", missing))
     assert not pg_private.can_login(missing, "rw-start-1")
+
+
+def test_verify_full_through_a_gateway_checks_the_assets_own_name(
+        ctx: Context, pg_tls_localhost: Any, sandbox_host: Any) -> None:
+    """Through the tunnel libpq connects to 127.0.0.1, yet `--tls verify-full` checks the certificate against
+    the asset's address: a certificate for `localhost` passes for an asset at `localhost`, and an asset at
+    `127.0.0.1` (a name the certificate does not hold) is refused before anything is sent."""
+    from core.engine import run_task
+
+    server = pg_tls_localhost
+    gateway_asset(ctx, sandbox_host)
+    good, bad = fresh("vf"), fresh("vf")
+    for u in (good, bad):
+        server.create_role(u, "vf-start-1")
+    opts = {"tls": "verify-full", "ca_file": server.ca_file, "gateway": "jump"}
+    for name, address, user in (("vf-name", "localhost", good), ("vf-ip", "127.0.0.1", bad)):
+        with ctx.db.write() as s:
+            asset, _ = upsert_asset(s, name, address=address, port=server.port, platform="postgresql", options=opts)
+            upsert_account(ctx.db, s, asset, server.admin_user, secret=server.admin_password, privileged=True)
+            upsert_account(ctx.db, s, asset, user, secret="vf-start-1")
+    info = run_task(ctx, task(ctx, "vf-name", [good], ["vf-name"]).name)
+    [ok] = rec.list_records(ctx.db, execution_id=info.id)
+    assert ok.status == "success", ok.error
+    assert server.can_login(good, vault_secret(ctx, "vf-name", good)) and not server.can_login(good, "vf-start-1")
+    info = run_task(ctx, task(ctx, "vf-ip", [bad], ["vf-ip"]).name)
+    [refused] = rec.list_records(ctx.db, execution_id=info.id)
+    assert refused.status == "failed" and "127.0.0.1" in refused.error, refused.error
+    assert server.can_login(bad, "vf-start-1")
