@@ -242,7 +242,7 @@ class MariaDBServer:
 
     OS_USER = "mysql"
 
-    def __init__(self) -> None:
+    def __init__(self, *, cert_names: tuple[str, ...] = ()) -> None:
         install = shutil.which("mariadb-install-db")
         self.mariadbd = shutil.which("mariadbd") or ("/usr/sbin/mariadbd" if Path("/usr/sbin/mariadbd").exists() else None)
         if not install or not self.mariadbd:
@@ -268,6 +268,14 @@ class MariaDBServer:
         if res.returncode != 0:
             raise ServerUnavailable(f"mariadb-install-db failed: {res.stderr.strip()[-1500:]}")
         self.proc: subprocess.Popen | None = None
+        # With cert_names: TLS offered with a certificate for those DNS names (its CA in .ca_file).
+        self.ca_file = ""
+        self._tls_args: list[str] = []
+        if cert_names:
+            self.ca_file = str(self.run_dir / "ca.pem")  # where the mysql OS user can read it
+            cert, key = self.run_dir / "server.crt", self.run_dir / "server.key"
+            _self_signed(Path(self.ca_file), cert, key, self.OS_USER, cert_names)
+            self._tls_args = [f"--ssl-cert={cert}", f"--ssl-key={key}", f"--ssl-ca={self.ca_file}"]
         self.start()
         conn = pymysql.connect(unix_socket=str(self.socket), user="root", password="", autocommit=True)
         with conn.cursor() as cur:
@@ -286,7 +294,7 @@ class MariaDBServer:
              f"--tmpdir={self.tmp}",
              f"--pid-file={self.run_dir / 'mysqld.pid'}", "--general-log=1", f"--general-log-file={self.general_log}",
              "--slow-query-log=1", f"--slow-query-log-file={self.run_dir / 'slow.log'}", "--long-query-time=0",
-             "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--max-connections=500"],
+             "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--max-connections=500", *self._tls_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self.port, self.proc, self.log)
 

@@ -97,6 +97,15 @@ def mariadb_private() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
+def mariadb_tls_localhost() -> Iterator[object]:
+    """A private MariaDB server offering TLS with a certificate for `localhost` only (its CA in .ca_file)."""
+    from tests.dbservers import MariaDBServer
+
+    yield from _db_server(lambda: MariaDBServer(cert_names=("localhost",)),  # type: ignore[arg-type]
+                          "MariaDB (TLS, certificate for localhost)")
+
+
+@pytest.fixture(scope="session")
 def redis_private() -> Iterator[object]:
     """A private Redis server with an ACL file for the whole session."""
     from tests.dbservers import RedisServer

@@ -229,3 +229,30 @@ def test_verify_full_through_a_gateway_checks_the_assets_own_name(
     [refused] = rec.list_records(ctx.db, execution_id=info.id)
     assert refused.status == "failed" and "127.0.0.1" in refused.error, refused.error
     assert server.can_login(bad, "vf-start-1")
+
+
+def test_verify_full_through_a_gateway_checks_the_mariadb_assets_own_name(
+        ctx: Context, mariadb_tls_localhost: Any, sandbox_host: Any) -> None:
+    """The same for MariaDB (PyMySQL): the certificate for `localhost` passes for an asset at `localhost`
+    through the tunnel; an asset at `127.0.0.1` is refused before anything is sent."""
+    from core.engine import run_task
+
+    server = mariadb_tls_localhost
+    gateway_asset(ctx, sandbox_host)
+    good, bad = fresh("vm"), fresh("vm")
+    for u in (good, bad):
+        server.create_user(u, "vm-start-1")
+    opts = {"tls": "verify-full", "ca_file": server.ca_file, "gateway": "jump"}
+    for name, address, user in (("vm-name", "localhost", good), ("vm-ip", "127.0.0.1", bad)):
+        with ctx.db.write() as s:
+            asset, _ = upsert_asset(s, name, address=address, port=server.port, platform="mariadb", options=opts)
+            upsert_account(ctx.db, s, asset, server.admin_user, secret=server.admin_password, privileged=True)
+            upsert_account(ctx.db, s, asset, user, secret="vm-start-1")
+    info = run_task(ctx, task(ctx, "vm-name", [good], ["vm-name"]).name)
+    [ok] = rec.list_records(ctx.db, execution_id=info.id)
+    assert ok.status == "success", ok.error
+    assert server.can_login(good, vault_secret(ctx, "vm-name", good)) and not server.can_login(good, "vm-start-1")
+    info = run_task(ctx, task(ctx, "vm-ip", [bad], ["vm-ip"]).name)
+    [refused] = rec.list_records(ctx.db, execution_id=info.id)
+    assert refused.status == "failed" and "127.0.0.1" in refused.error, refused.error
+    assert server.can_login(bad, "vm-start-1")
