@@ -358,7 +358,7 @@ class MariaDBServer:
 class RedisServer:
     """A private redis-server on a free port with an ACL file; `default` needs a password."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, cert_names: tuple[str, ...] = ()) -> None:
         self.exe = shutil.which("redis-server")
         if not self.exe:
             raise ServerUnavailable("redis-server is missing (install redis-server)")
@@ -373,12 +373,24 @@ class RedisServer:
             f"user default on #{_sha(self.default_password)} ~* &* +@all\n"
             f"user {self.admin_user} on #{_sha(self.admin_password)} ~* &* +@all\n")
         self.proc: subprocess.Popen | None = None
+        # With cert_names: TLS only on the port, with a certificate for those DNS names (its CA in .ca_file).
+        self.ca_file = ""
+        self._listen = ["--port", str(self.port)]
+        if cert_names:
+            self.ca_file = str(self.base / "ca.pem")
+            cert, key = self.base / "server.crt", self.base / "server.key"
+            _self_signed(Path(self.ca_file), cert, key, pwd.getpwuid(os.getuid()).pw_name, cert_names)
+            self._listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                            "--tls-key-file", str(key), "--tls-ca-cert-file", self.ca_file, "--tls-auth-clients", "no"]
         self.start()
+
+    def _tls(self) -> dict:
+        return {"ssl": True, "ssl_cert_reqs": "none", "ssl_check_hostname": False} if self.ca_file else {}
 
     def start(self) -> None:
         """Start (or restart after stop) the server; the ACL file keeps users across restarts."""
         self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--aclfile", str(self.aclfile),
+            [self.exe, *self._listen, "--bind", "127.0.0.1", "--aclfile", str(self.aclfile),
              "--dir", str(self.base), "--save", "", "--appendonly", "no", "--logfile", str(self.log),
              "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self.port, self.proc, self.log)
@@ -393,7 +405,7 @@ class RedisServer:
     def admin(self) -> redis_lib.Redis:
         """A client authenticated as the admin."""
         return redis_lib.Redis(host="127.0.0.1", port=self.port, username=self.admin_user,
-                               password=self.admin_password, socket_timeout=10)
+                               password=self.admin_password, socket_timeout=10, **self._tls())
 
     def create_user(self, name: str, password: str, rules: str = "~app:* +@read +@write") -> None:
         """ACL SETUSER name reset on >password rules."""
@@ -404,7 +416,8 @@ class RedisServer:
 
     def can_login(self, user: str, password: str) -> bool:
         """Whether AUTH user password succeeds."""
-        client = redis_lib.Redis(host="127.0.0.1", port=self.port, username=user, password=password, socket_timeout=10)
+        client = redis_lib.Redis(host="127.0.0.1", port=self.port, username=user, password=password, socket_timeout=10,
+                                 **self._tls())
         try:
             client.ping()
             return True

@@ -111,3 +111,12 @@ def redis_private() -> Iterator[object]:
     from tests.dbservers import RedisServer
 
     yield from _db_server(RedisServer, "Redis")
+
+
+@pytest.fixture(scope="session")
+def redis_tls_localhost() -> Iterator[object]:
+    """A private Redis server speaking TLS only, with a certificate for `localhost` only (its CA in .ca_file)."""
+    from tests.dbservers import RedisServer
+
+    yield from _db_server(lambda: RedisServer(cert_names=("localhost",)),  # type: ignore[arg-type]
+                          "Redis (TLS only, certificate for localhost)")

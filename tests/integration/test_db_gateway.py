@@ -256,3 +256,30 @@ def test_verify_full_through_a_gateway_checks_the_mariadb_assets_own_name(
     [refused] = rec.list_records(ctx.db, execution_id=info.id)
     assert refused.status == "failed" and "127.0.0.1" in refused.error, refused.error
     assert server.can_login(bad, "vm-start-1")
+
+
+def test_verify_full_through_a_gateway_checks_the_redis_assets_own_name(
+        ctx: Context, redis_tls_localhost: Any, sandbox_host: Any) -> None:
+    """The same for Redis (redis-py): the certificate for `localhost` passes for an asset at `localhost`
+    through the tunnel; an asset at `127.0.0.1` is refused before anything is sent."""
+    from core.engine import run_task
+
+    server = redis_tls_localhost
+    gateway_asset(ctx, sandbox_host)
+    good, bad = fresh("vr"), fresh("vr")
+    for u in (good, bad):
+        server.create_user(u, "vr-start-1")
+    opts = {"tls": "verify-full", "ca_file": server.ca_file, "gateway": "jump"}
+    for name, address, user in (("vr-name", "localhost", good), ("vr-ip", "127.0.0.1", bad)):
+        with ctx.db.write() as s:
+            asset, _ = upsert_asset(s, name, address=address, port=server.port, platform="redis", options=opts)
+            upsert_account(ctx.db, s, asset, server.admin_user, secret=server.admin_password, privileged=True)
+            upsert_account(ctx.db, s, asset, user, secret="vr-start-1")
+    info = run_task(ctx, task(ctx, "vr-name", [good], ["vr-name"]).name)
+    [ok] = rec.list_records(ctx.db, execution_id=info.id)
+    assert ok.status == "success", ok.error
+    assert server.can_login(good, vault_secret(ctx, "vr-name", good)) and not server.can_login(good, "vr-start-1")
+    info = run_task(ctx, task(ctx, "vr-ip", [bad], ["vr-ip"]).name)
+    [refused] = rec.list_records(ctx.db, execution_id=info.id)
+    assert refused.status == "failed" and "127.0.0.1" in refused.error, refused.error
+    assert server.can_login(bad, "vr-start-1")
