@@ -227,6 +227,7 @@ def _self_signed(ca_path: Path, cert_path: Path, key_path: Path, owner: str, nam
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName(alt), critical=False).sign(ca_key, hashes.SHA256()))
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    ca_path.chmod(0o644)  # public, and the server's OS user reads it whatever umask this process has
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
