@@ -108,6 +108,9 @@ def _queue(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned], 
     """Commit the execution and planned's records with their new secrets, split them into units, hand the
     task lock to the workers; no host is touched."""
     assert spec.id is not None
+    from core.runguard import check_run
+
+    check_run(ctx, spec, ((p.asset_id, p.asset_name) for p in planned))  # a stored task is checked again here
     db = ctx.db
     holder = holder_id(f"queue-{os.urandom(4).hex()}-st{process_start_time(os.getpid())}")
     if not acquire_task_lock(db, spec.id, holder):

@@ -66,6 +66,21 @@ def node_ids_below(session: Session, node_ids: Iterable[int]) -> set[int]:
     return result
 
 
+# An operator's scope, as storage queries take it: the ids of the nodes they may see (subtrees already
+# expanded), or None for no limit. core.scopes builds it from the acting operator.
+Scope = frozenset[int] | None
+
+
+def in_scope(asset_id_column, scope: frozenset[int]):  # type: ignore[no-untyped-def]
+    """A where-clause: the asset id in asset_id_column lies in a node of scope (one SQL sub-select)."""
+    return col(asset_id_column).in_(select(AssetNode.asset_id).where(col(AssetNode.node_id).in_(scope)))
+
+
+def scoped(stmt, asset_id_column, scope: Scope):  # type: ignore[no-untyped-def]
+    """stmt limited to the assets of scope (unchanged when scope is None)."""
+    return stmt if scope is None else stmt.where(in_scope(asset_id_column, scope))
+
+
 def list_nodes(db: Database) -> list[NodeInfo]:
     """All nodes, sorted by path."""
     with db.read() as s:
@@ -121,10 +136,11 @@ def get_asset_by_id(db: Database, asset_id: int) -> AssetInfo:
         return _asset_info(s, asset)
 
 
-def list_assets(db: Database, *, node: str | None = None, search: str = "", offset: int = 0, limit: int | None = None) -> list[AssetInfo]:
-    """Assets sorted by name; optionally only those under a node (recursively) or matching search."""
+def list_assets(db: Database, *, node: str | None = None, search: str = "", offset: int = 0, limit: int | None = None,
+                scope: Scope = None) -> list[AssetInfo]:
+    """Assets sorted by name; optionally only those under a node (recursively), matching search, or in scope."""
     with db.read() as s:
-        stmt = select(Asset).order_by(Asset.name)
+        stmt = scoped(select(Asset).order_by(Asset.name), Asset.id, scope)
         if node:
             root = s.exec(select(Node).where(Node.path == normalize_node_path(node))).first()
             if root is None:
@@ -254,10 +270,12 @@ def _account_info(acc: Account, asset_name: str) -> AccountInfo:
     )
 
 
-def list_accounts(db: Database, *, asset: str | None = None, offset: int = 0, limit: int | None = None) -> list[AccountInfo]:
-    """Accounts sorted by asset then username."""
+def list_accounts(db: Database, *, asset: str | None = None, offset: int = 0, limit: int | None = None,
+                  scope: Scope = None) -> list[AccountInfo]:
+    """Accounts sorted by asset then username (only on assets in scope, when given)."""
     with db.read() as s:
         stmt = select(Account, Asset.name).join(Asset, Asset.id == Account.asset_id).order_by(Asset.name, Account.username, Account.secret_type)
+        stmt = scoped(stmt, Account.asset_id, scope)
         if asset:
             stmt = stmt.where(Asset.id == get_asset_row(s, asset).id)
         stmt = stmt.offset(offset)

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from core import listings
 from core.audit import record_event, record_event_in
 from core.context import Context
 from core.errors import InputError, KeyturnError
@@ -20,7 +21,6 @@ from core.drivers.dbconn import (
 from core.hostkeys import check_trust, fetch_host_keys, import_known_hosts
 from core.names import check_username
 from core.importer import FORMATS, PLATFORMS, check_name, check_private_key, describe_summary, import_inventory
-from core.scopes import filter_in_scope
 from storage.inventory import (
     NotFound, asset_counts_by_node, get_account_row, get_asset, get_asset_row, list_accounts, list_assets, list_nodes,
     normalize_node_path, remove_account, remove_asset, replace_host_keys, upsert_account, upsert_asset,
@@ -216,7 +216,7 @@ def cmd_asset_add(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_asset_list(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset list."""
-    assets = filter_in_scope(ctx, list_assets(ctx.db, node=args.node), lambda a: a.id)
+    assets = listings.list_assets(ctx, node=args.node)
     if args.json:
         print(json.dumps([asset_to_dict(a) for a in assets], indent=2))
         return 0
@@ -382,7 +382,7 @@ def cmd_account_add(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_account_list(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn account list (never secrets)."""
-    accounts = filter_in_scope(ctx, list_accounts(ctx.db, asset=args.asset), lambda a: a.asset_id)
+    accounts = listings.list_accounts(ctx, asset=args.asset)
     if args.json:
         print(json.dumps([account_to_dict(a) for a in accounts], indent=2))
         return 0
