@@ -80,6 +80,15 @@ def pg_tls_private() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
+def pg_tls_localhost() -> Iterator[object]:
+    """A TLS-only private PostgreSQL server whose certificate names only `localhost` (not 127.0.0.1)."""
+    from tests.dbservers import PostgresServer
+
+    yield from _db_server(lambda: PostgresServer(tls_only=True, cert_names=("localhost",)),  # type: ignore[arg-type]
+                          "PostgreSQL (TLS only, certificate for localhost)")
+
+
+@pytest.fixture(scope="session")
 def mariadb_private() -> Iterator[object]:
     """A private MariaDB server (password auth, general_log on) for the whole session."""
     from tests.dbservers import MariaDBServer
@@ -88,8 +97,26 @@ def mariadb_private() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
+def mariadb_tls_localhost() -> Iterator[object]:
+    """A private MariaDB server offering TLS with a certificate for `localhost` only (its CA in .ca_file)."""
+    from tests.dbservers import MariaDBServer
+
+    yield from _db_server(lambda: MariaDBServer(cert_names=("localhost",)),  # type: ignore[arg-type]
+                          "MariaDB (TLS, certificate for localhost)")
+
+
+@pytest.fixture(scope="session")
 def redis_private() -> Iterator[object]:
     """A private Redis server with an ACL file for the whole session."""
     from tests.dbservers import RedisServer
 
     yield from _db_server(RedisServer, "Redis")
+
+
+@pytest.fixture(scope="session")
+def redis_tls_localhost() -> Iterator[object]:
+    """A private Redis server speaking TLS only, with a certificate for `localhost` only (its CA in .ca_file)."""
+    from tests.dbservers import RedisServer
+
+    yield from _db_server(lambda: RedisServer(cert_names=("localhost",)),  # type: ignore[arg-type]
+                          "Redis (TLS only, certificate for localhost)")
