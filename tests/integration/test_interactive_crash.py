@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,29 +21,19 @@ from core.context import Context
 from storage import executions as rec
 from storage.inventory import pin_host_key, upsert_account, upsert_asset
 from storage.types import HostParams
-from tests.conftest import ROOT
-from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task, reset_host
-from tests.sandbox import SandboxFleet, SandboxHost, require_sandbox
+from tests.conftest import ROOT, fresh_host, module_fleet
+from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task
+from tests.sandbox import SandboxHost
 
 pytestmark = pytest.mark.sshd
 
 USERS = ("alice", "bob")
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """One host with alice and bob, shared by the module."""
-    require_sandbox()
-    with SandboxFleet(1, users=USERS) as f:
-        yield f
+fleet = module_fleet(1, USERS, doc="One host with alice and bob, shared by the module.")
 
 
-@pytest.fixture
-def host(fleet: SandboxFleet) -> SandboxHost:
-    """The host, reset to a known state."""
-    h = fleet.hosts[0]
-    reset_host(h, USERS)
-    return h
+host = fresh_host(USERS)
 
 
 def _run_until_paused(env: dict[str, str], flag: Path, step: int) -> subprocess.Popen[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,22 +15,17 @@ from core.context import Context
 from storage import executions as rec
 from storage.inventory import pin_host_key, upsert_account, upsert_asset
 from storage.types import HostParams
-from tests.conftest import ROOT
+from tests.conftest import ROOT, module_fleet
 from tests.integration.test_leaks import ProcSampler
 from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task, reset_host
-from tests.sandbox import SandboxFleet, SandboxHost, new_password, require_sandbox
+from tests.sandbox import SandboxFleet, new_password
 
 pytestmark = pytest.mark.sshd
 
 USERS = ("alice", "bob")
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """Two hosts: h1 is a custom-ssh asset, h2 a linux asset without a privileged account."""
-    require_sandbox()
-    with SandboxFleet(2, users=USERS) as f:
-        yield f
+fleet = module_fleet(2, USERS, doc="Two hosts: h1 is a custom-ssh asset, h2 a linux asset without a privileged account.")
 
 
 def test_typed_sequences_and_self_change_leak_no_secret(fleet: SandboxFleet, ctx: Context,

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,16 @@ import pytest
 from core.context import Context
 from storage import executions as rec
 from storage.inventory import get_asset_row, upsert_account
-from tests.conftest import ROOT
+from tests.conftest import ROOT, module_fleet
 from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task, reset_host
-from tests.sandbox import SandboxFleet, SandboxHost, require_sandbox
+from tests.sandbox import SandboxFleet, SandboxHost
 
 pytestmark = pytest.mark.sshd
 
 USERS = ("alice", "bob", "carol")
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """Three hosts shared by the module."""
-    require_sandbox()
-    with SandboxFleet(3, users=USERS) as f:
-        yield f
+fleet = module_fleet(3, USERS, doc="Three hosts shared by the module.")
 
 
 class ProcSampler(threading.Thread):
