@@ -19,7 +19,7 @@ from core.errors import InputError
 from core.ssh import Timeouts, connect
 from core.targets import preview
 from storage import executions as rec
-from storage.inventory import get_asset, pin_host_key, upsert_account, upsert_asset
+from storage.inventory import get_asset, upsert_account
 from storage.types import HostParams, TaskSpec
 from tests.conftest import fresh_host, module_fleet
 from tests.integration.test_rotation import Collect, build_inventory, make_task, vault
@@ -188,12 +188,7 @@ def _asset_info(h: SandboxHost):  # noqa: ANN202 - an AssetInfo for driver-level
 # -- self-change -----------------------------------------------------------------------------------
 def _self_inventory(ctx: Context, h: SandboxHost, users: tuple[str, ...] = ("alice",)) -> None:
     """An asset with no privileged account at all: only the accounts themselves."""
-    with ctx.db.write() as s:
-        asset, _ = upsert_asset(s, h.name, address=h.address, port=h.port, platform="linux")
-        key_type, b64 = h.host_key.split()[:2]
-        pin_host_key(s, asset, key_type, b64, "test")
-        for u in users:
-            upsert_account(ctx.db, s, asset, u, secret=h.passwords[u])
+    build_inventory(ctx, [h], users, privileged=False)
 
 
 def test_self_change_without_a_privileged_account_runs_passwd_as_the_account(ctx: Context, host: SandboxHost) -> None:

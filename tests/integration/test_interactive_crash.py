@@ -19,7 +19,6 @@ import pytest
 
 from core.context import Context
 from storage import executions as rec
-from storage.inventory import pin_host_key, upsert_account, upsert_asset
 from storage.types import HostParams
 from tests.conftest import ROOT, fresh_host, module_fleet
 from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task
@@ -82,12 +81,7 @@ def test_sigkill_in_the_middle_of_a_command_sequence_loses_no_secret(ctx: Contex
 def test_sigkill_during_a_self_change_loses_no_secret(ctx: Context, host: SandboxHost, keyturn_env: dict[str, str],
                                                     keyturn_cli, tmp_path: Path, step: int) -> None:  # noqa: ANN001
     """Self-change on an asset with no privileged account: passwd (current, new, retyped) killed mid-way."""
-    with ctx.db.write() as s:
-        asset, _ = upsert_asset(s, host.name, address=host.address, port=host.port, platform="linux")
-        key_type, b64 = host.host_key.split()[:2]
-        pin_host_key(s, asset, key_type, b64, "test")
-        for u in USERS:
-            upsert_account(ctx.db, s, asset, u, secret=host.passwords[u])
+    build_inventory(ctx, [host], USERS, privileged=False)
     make_task(ctx, "crash", [host], USERS, params=HostParams(self_change=True))
     proc = _run_until_paused(keyturn_env, tmp_path / "paused", step)
     records = _kill_and_reconcile(proc, ctx, host, keyturn_cli)

@@ -43,14 +43,19 @@ def reset_host(h: SandboxHost, users: Sequence[str] = USERS) -> None:
 
 
 def build_inventory(ctx: Context, hosts: Sequence[SandboxHost], users: Sequence[str] = USERS, *,
-                    admin_password: str | None = None, platform: str = "linux") -> None:
-    """Assets with pinned host keys, the privileged admin and password accounts, in one transaction."""
+                    admin_password: str | None = None, platform: str = "linux", privileged: bool = True) -> None:
+    """Assets with pinned host keys, the privileged admin and password accounts, in one transaction.
+
+    privileged=False leaves the admin out: an asset with only the accounts themselves (self-change).
+    """
     with ctx.db.write() as s:
         for h in hosts:
             asset, _ = upsert_asset(s, h.name, address=h.address, port=h.port, platform=platform)
             key_type, b64 = h.host_key.split()[:2]
             pin_host_key(s, asset, key_type, b64, "test")
-            upsert_account(ctx.db, s, asset, h.admin_user, secret=admin_password or h.admin_password, privileged=True)
+            if privileged:
+                upsert_account(ctx.db, s, asset, h.admin_user, secret=admin_password or h.admin_password,
+                               privileged=True)
             for u in users:
                 upsert_account(ctx.db, s, asset, u, secret=h.passwords[u])
 
