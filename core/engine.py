@@ -537,6 +537,9 @@ def retry_failed(ctx: Context, task_name: str, *, cancel: threading.Event | None
 def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned], *,
              cancel: threading.Event | None, on_event: EventCallback | None) -> ExecutionInfo:
     assert spec.id is not None
+    from core.runguard import check_run
+
+    check_run(ctx, spec, ((p.asset_id, p.asset_name) for p in planned))  # a stored task is checked again here
     db = ctx.db
     holder = holder_id(f"run-{os.urandom(4).hex()}-st{process_start_time(os.getpid())}")
     if not acquire_task_lock(db, spec.id, holder):

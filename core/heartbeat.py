@@ -213,8 +213,10 @@ def latest(ctx: Context, status: str | None = None) -> list[HeartbeatInfo]:
 
 
 def drifted(ctx: Context) -> list[HeartbeatInfo]:
-    """Accounts whose newest heartbeat is not ok (the Overview's drift count)."""
-    return [h for h in store.latest_heartbeats(ctx.db) if h.status != OK]
+    """Accounts (in the acting operator's scope) whose newest heartbeat is not ok (the Overview's drift count)."""
+    from core.scopes import scope_filter
+
+    return [h for h in store.latest_heartbeats(ctx.db, scope=scope_filter(ctx)) if h.status != OK]
 
 
 # -- scheduled heartbeats ---------------------------------------------------------------------------------

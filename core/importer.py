@@ -46,20 +46,29 @@ docs/inventory.md for the full description.
 from __future__ import annotations
 
 import csv
-import io
+import functools
+import gc
 import os
 import re
 import shlex
-from collections.abc import Callable, Mapping
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import yaml
 from sqlmodel import Session
 
 from core.errors import InputError
+from core.names import check_username
 from storage.db import Database
-from storage.inventory import NotFound, ensure_node, get_asset_row, normalize_node_path, upsert_account, upsert_asset
+from storage.inventory import (
+    BULK_BATCH, AccountItem, AssetItem, bulk_ensure_nodes, bulk_upsert_accounts, bulk_upsert_assets, normalize_node_path,
+    start_bulk_write,
+)
+from storage.tables import utcnow
 from storage.types import ImportSummary
 
 PLATFORMS: tuple[str, ...] = ("linux", "unix", "aix", "postgresql", "mysql", "mariadb", "redis", "custom-ssh", "windows")
@@ -78,7 +87,7 @@ _BAD_NAME = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 # -- parsed inventory --------------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class AccountEntry:
     """One account as the file describes it; secrets are already resolved (plaintext: never log)."""
 
@@ -92,7 +101,7 @@ class AccountEntry:
     can_change: bool | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class AssetEntry:
     """One asset as the file describes it."""
 
@@ -325,11 +334,23 @@ def _check_duplicates(inv: Inventory, errors: _Errors) -> None:
 
 
 # -- CSV -------------------------------------------------------------------------------------------
+_CSV_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def _csv_lines(text: str) -> Iterator[str]:
+    """text's lines with their ends, as io.StringIO(text, newline="") gives them to the csv module.
+
+    Without the copy: StringIO holds the text again at four bytes a character (a fifth of a large
+    import's peak memory).
+    """
+    return (m.group() for m in _CSV_LINE.finditer(text))
+
+
 def parse_csv(text: str, source: str, resolver: _Resolver) -> Inventory:
     """Parse a keyturn CSV inventory (see the module docstring)."""
     errors = _Errors(source)
     inv = Inventory(source, "csv")
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(_csv_lines(text))
     header: list[str] | None = None
     by_name: dict[str, AssetEntry] = {}
     last_line = 0
@@ -412,7 +433,7 @@ def _csv_row(cells: dict[str, str], line: int, by_name: dict[str, AssetEntry], i
         if given:
             raise ValueError(f"{', '.join(given)} given but username is empty")
         return
-    username = check_name(username, "username")
+    username = check_username(username, "username")
     secret_type = _parse_secret_type(cells.get("secret_type"))
     what = f"account {username!r} on {name!r}"
     acc = AccountEntry(
@@ -598,7 +619,7 @@ def _yaml_account(node: yaml.Node, asset_name: str, resolver: _Resolver) -> Acco
         return values[key][1] if key in values else _line(node)
 
     try:
-        username = check_name(get("username") or "", "username")
+        username = check_username(get("username") or "", "username")
     except ValueError as exc:
         raise _LineError(at("username"), str(exc)) from None
     what = f"account {username!r} on {asset_name!r}"
@@ -627,7 +648,8 @@ def _yaml_account(node: yaml.Node, asset_name: str, resolver: _Resolver) -> Acco
 
 
 # -- Ansible (INI and YAML share the group model) -----------------------------------------------------
-@dataclass
+# Slots: an inventory of 100,000 hosts holds a few of these per host, and their size is the import's peak memory.
+@dataclass(slots=True)
 class _Var:
     value: str | None
     line: int
@@ -642,12 +664,12 @@ class _Group:
     parents: set[str] = field(default_factory=set)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Host:
     name: str
     line: int
     port: int | None = None
-    groups: set[str] = field(default_factory=set)
+    groups: tuple[str, ...] = ()  # a tuple, not a set: most hosts are in one group, and a set costs 216 bytes
     vars: dict[str, _Var] = field(default_factory=dict)
 
 
@@ -674,7 +696,8 @@ class _AnsibleModel:
                 host = self.hosts[name] = _Host(name, line)
             if port is not None:
                 host.port = port
-            host.groups.add(group)
+            if group not in host.groups:
+                host.groups += (group,)
             self.group(group, line)
             result.append(host)
         return result
@@ -717,13 +740,41 @@ def _split_host_port(name: str) -> tuple[str, int | None]:
     return name, None
 
 
+_SHELL_WHITESPACE = re.compile(r"[ \t\r\n]+")
+
+
+def _split_host_line(line: str) -> list[str]:
+    """A host line's words as shlex.split(line, comments=True) gives them.
+
+    shlex reads a character at a time, which made it most of the time of a large import; a line with no
+    quote or backslash (nearly all of them) means the same split on shlex's whitespace, up to the first '#'.
+    """
+    if "'" in line or '"' in line or "\\" in line:
+        return shlex.split(line, comments=True)
+    return [w for w in _SHELL_WHITESPACE.split(line.split("#", 1)[0]) if w]
+
+
+# Where str.splitlines() splits: \r\n, and each of these alone.
+_LINE_END = re.compile("\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines str.splitlines() gives, one at a time: a list of all of them was a tenth of a large import's memory."""
+    start = 0
+    for end in _LINE_END.finditer(text):
+        yield text[start : end.start()]
+        start = end.end()
+    if start < len(text):
+        yield text[start:]
+
+
 def parse_ansible_ini(text: str, source: str, resolver: _Resolver) -> Inventory:
     """Parse an Ansible INI inventory ([group], [group:vars], [group:children])."""
     errors = _Errors(source)
     model = _AnsibleModel()
     model.group("all", 0)
     kind, group = "hosts", "ungrouped"
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(_lines(text), 1):
         line = raw.strip()
         if not line or line[0] in "#;":
             continue
@@ -743,7 +794,7 @@ def parse_ansible_ini(text: str, source: str, resolver: _Resolver) -> Inventory:
             continue
         try:
             if kind == "hosts":
-                tokens = shlex.split(line, comments=True)
+                tokens = _split_host_line(line)
                 if not tokens:
                     continue
                 hvars = {}
@@ -751,7 +802,7 @@ def parse_ansible_ini(text: str, source: str, resolver: _Resolver) -> Inventory:
                     if "=" not in tok:
                         raise ValueError(f"expected key=value after the host name, got {tok!r}")
                     k, v = tok.split("=", 1)
-                    hvars[k] = _Var(v, lineno)
+                    hvars[sys.intern(k)] = _Var(v, lineno)  # one copy of each variable name, not one per host
                 for host in model.host(tokens[0], lineno, group):
                     host.vars.update(hvars)
             elif kind == "vars":
@@ -882,15 +933,22 @@ def _ansible_inventory(model: _AnsibleModel, source: str, resolver: _Resolver, f
             errors.add(group.line, str(exc))
     errors.raise_if_any()
 
-    for host in model.hosts.values():
-        groups = set().union(*(ancestors(g) for g in host.groups)) | {"all"}
-        # Ansible's precedence: all, then groups by depth (parents before children), then the host itself.
-        merged: dict[str, _Var] = {}
-        for g in sorted(groups, key=lambda g: (group_depth(g), g)):
-            merged.update(model.groups[g].vars)
-        merged.update(host.vars)
+    # Hosts in the same groups share their group variables and nodes: worked out once per set of groups.
+    by_groups: dict[frozenset[str], tuple[dict[str, _Var], list[str]]] = {}
+    for name in list(model.hosts):
+        # A host's model is dropped once it is an asset: holding both for every host was the peak memory.
+        host = model.hosts.pop(name)
+        key = frozenset(host.groups)
+        if key not in by_groups:
+            groups = set().union(*(ancestors(g) for g in key)) | {"all"}
+            # Ansible's precedence: all, then groups by depth (parents before children), then the host itself.
+            group_vars: dict[str, _Var] = {}
+            for g in sorted(groups, key=lambda g: (group_depth(g), g)):
+                group_vars.update(model.groups[g].vars)
+            by_groups[key] = (group_vars, sorted({p for g in key for p in group_paths(g)}))
+        group_vars, nodes = by_groups[key]
         try:
-            inv.assets.append(_ansible_asset(host, merged, sorted({p for g in host.groups for p in group_paths(g)}), resolver))
+            inv.assets.append(_ansible_asset(host, {**group_vars, **host.vars}, list(nodes), resolver))
         except _LineError as exc:
             errors.add(exc.line, str(exc))
     errors.raise_if_any()
@@ -934,7 +992,7 @@ def _ansible_asset(host: _Host, v: dict[str, _Var], nodes: list[str], resolver: 
             if var is not None:
                 raise _LineError(var.line, f"host {host.name!r} has {label} but no ansible_user to go with it")
         return asset
-    username = str(check(user_var, lambda: check_name(user_var.value or "", "ansible_user")))
+    username = str(check(user_var, lambda: check_username(user_var.value or "", "ansible_user")))
     become = check(become_var, lambda: resolver.secret(become_var.value if become_var else None, "ansible_become_password"))
     if pw_var is not None:
         pw = check(pw_var, lambda: resolver.secret(pw_var.value, "ansible_password"))
@@ -956,6 +1014,31 @@ def _ansible_asset(host: _Host, v: dict[str, _Var], nodes: list[str], resolver: 
 
 
 # -- entry points ----------------------------------------------------------------------------------
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _cyclic_gc_paused(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run fn with Python's cyclic garbage collector paused (as it was before, afterwards).
+
+    Reading and writing a large inventory makes millions of small objects that hold no reference cycles;
+    the collector kept rescanning all of them, which was half the time of a 100,000-line import. Memory
+    is still freed by reference counting; only cycles wait for the collector to run again.
+    """
+
+    @functools.wraps(fn)
+    def paused(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    return paused
+
+
 def detect_format(path: Path) -> str:
     """csv for .csv, yaml for .yaml/.yml (keyturn or Ansible YAML, told apart by content), else ansible INI."""
     suffix = path.suffix.lower()
@@ -966,6 +1049,7 @@ def detect_format(path: Path) -> str:
     return "ansible"
 
 
+@_cyclic_gc_paused
 def parse_inventory(path: Path, fmt: str | None = None, *, env: Mapping[str, str] | None = None,
                     source: str | None = None) -> Inventory:
     """Read and validate an inventory file without writing anything; InputError names FILE:LINE."""
@@ -983,6 +1067,7 @@ def parse_inventory(path: Path, fmt: str | None = None, *, env: Mapping[str, str
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise InputError(f"{source}:{line}: not UTF-8 text") from None
+    del raw  # the file's bytes are not needed past here; a large file's would stay for the whole parse
     resolver = _Resolver(path.resolve().parent, os.environ if env is None else env)
     fmt = fmt or detect_format(path)
     if fmt == "csv":
@@ -1008,6 +1093,7 @@ class ImportConflict(InputError):
     """The file would overwrite secrets keyturn rotated after the ones it knows (DESIGN.md point 7)."""
 
 
+@_cyclic_gc_paused
 def apply_inventory(db: Database, inv: Inventory, *, before_commit: BeforeCommit | None = None,
                     overwrite_rotated: bool = False) -> ImportSummary:
     """Write a validated inventory in one transaction; returns what was created, updated or unchanged.
@@ -1016,34 +1102,41 @@ def apply_inventory(db: Database, inv: Inventory, *, before_commit: BeforeCommit
     an import that would replace one writes nothing and names every such account (ImportConflict). With
     it, the rotated secret goes to the account's history like any replaced secret.
     before_commit runs inside that transaction (the audit event commits with the import, or neither does).
+    The rows are written in batches of bulk statements (storage.inventory.bulk_*), a few per batch of
+    assets and accounts, never one query per line of the file.
     """
-    from storage.inventory import rotated_conflict
-
     summary = ImportSummary(messages=list(inv.notes))
     conflicts: list[str] = []
+    outcomes: Counter[tuple[str, str]] = Counter()
     with db.write() as s:
-        for entry in inv.assets:
-            for path in entry.nodes:
-                _, created = ensure_node(s, path)
-                summary.nodes_created += created
-            try:
-                active = get_asset_row(s, entry.name).active if entry.active is None else entry.active
-            except NotFound:
-                active = True if entry.active is None else entry.active
-            row, outcome = upsert_asset(s, entry.name, address=entry.address, port=entry.port, platform=entry.platform,
-                                        nodes=entry.nodes, active=active, comment=entry.comment, options=entry.options)
-            _count(summary, "assets", outcome)
-            for acc in entry.accounts:
-                when = None if overwrite_rotated else rotated_conflict(db, s, row, acc.username, acc.secret_type,
-                                                                       acc.secret, acc.passphrase)
-                if when is not None:
+        when = utcnow()
+        start_bulk_write(s)
+        node_ids, summary.nodes_created = bulk_ensure_nodes(s, (p for entry in inv.assets for p in entry.nodes))
+        for batch in _asset_batches(inv.assets):
+            ids = bulk_upsert_assets(s, [
+                AssetItem(e.name, e.address, e.port, e.platform, tuple(e.nodes), e.active, e.comment, e.options)
+                for e in batch
+            ], node_ids, when=when)
+            items: list[AccountItem] = []
+            where: list[tuple[AssetEntry, AccountEntry]] = []
+            for entry, (asset_id, outcome) in zip(batch, ids, strict=True):
+                outcomes[("assets", outcome)] += 1
+                for acc in entry.accounts:
+                    items.append(AccountItem(asset_id, acc.username, acc.secret_type, acc.secret, acc.passphrase,
+                                             acc.become, acc.privileged, acc.can_change))
+                    where.append((entry, acc))
+            created = [asset_id for asset_id, outcome in ids if outcome == "created"]
+            results = bulk_upsert_accounts(db, s, items, overwrite_rotated=overwrite_rotated, new_assets=created,
+                                           when=when)
+            for (entry, acc), result in zip(where, results, strict=True):
+                if result.outcome == "conflict":
+                    rotated = result.rotated_at.strftime("%Y-%m-%d %H:%M:%SZ") if result.rotated_at else "?"
                     conflicts.append(f"{inv.source}:{acc.line}: {entry.name}/{acc.username}: keyturn rotated this "
-                                     f"secret on {when}, after the one in the file")
-                    continue
-                _, outcome = upsert_account(db, s, row, acc.username, secret_type=acc.secret_type, secret=acc.secret,
-                                            passphrase=acc.passphrase, become=acc.become, privileged=acc.privileged,
-                                            can_change=acc.can_change)
-                _count(summary, "accounts", outcome)
+                                     f"secret on {rotated}, after the one in the file")
+                else:
+                    outcomes[("accounts", result.outcome)] += 1
+        for (kind, outcome), n in outcomes.items():
+            _count(summary, kind, outcome, n)
         if conflicts:
             # Raising rolls the whole transaction back: nothing of the file is written.
             raise ImportConflict("\n".join([
@@ -1055,12 +1148,26 @@ def apply_inventory(db: Database, inv: Inventory, *, before_commit: BeforeCommit
     return summary
 
 
-def _count(summary: ImportSummary, kind: str, outcome: str) -> None:
+def _asset_batches(assets: list[AssetEntry]) -> Iterator[list[AssetEntry]]:
+    """Consecutive assets holding about BULK_BATCH assets plus accounts (an asset is never split)."""
+    batch: list[AssetEntry] = []
+    size = 0
+    for entry in assets:
+        batch.append(entry)
+        size += 1 + len(entry.accounts)
+        if size >= BULK_BATCH:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _count(summary: ImportSummary, kind: str, outcome: str, n: int = 1) -> None:
     if outcome == "unchanged":
-        summary.unchanged += 1
+        summary.unchanged += n
     else:
         name = f"{kind}_{outcome}"
-        setattr(summary, name, getattr(summary, name) + 1)
+        setattr(summary, name, getattr(summary, name) + n)
 
 
 def import_inventory(db: Database, path: Path, fmt: str | None = None, *, env: Mapping[str, str] | None = None,

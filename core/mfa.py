@@ -116,11 +116,12 @@ def _check(ctx: Context, s, state: store.MfaState, code: str, now: datetime, set
     name = state.name
     if state.secret is None:
         record_event_in(s, ctx, "mfa.refused", "operator", name, {"reason": "no TOTP secret"})
-        return MfaFailed(f"operator {name!r} has no TOTP secret; run `keyturn operator reset-mfa {name}`")
+        return MfaFailed(f"operator {name!r} has not enrolled a second factor yet; {name} runs "
+                         "`keyturn operator enrol` at their own terminal")
     if not state.confirmed and not enrolling:
         record_event_in(s, ctx, "mfa.refused", "operator", name, {"reason": "enrolment not confirmed"})
         return MfaFailed(f"operator {name!r} has not confirmed the TOTP enrolment; "
-                         f"run `keyturn operator confirm {name} CODE` first")
+                         f"{name} runs `keyturn operator enrol` (or `keyturn operator confirm {name}`) first")
     if state.locked_until is not None:
         if state.locked_until > now:
             record_event_in(s, ctx, "mfa.locked", "operator", name, {"locked_until": state.locked_until.isoformat()})

@@ -20,13 +20,14 @@ from storage.operators import OperatorInfo
 
 ACTIONS = ("browse", "run", "edit", "reveal")
 SYSTEM_ACTOR = "scheduler"
+ENROL_HINT = "keyturn operator enrol"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _SYSTEM_FLAG = "_keyturn_system_actor"
 
 __all__ = ["ACTIONS", "Enrolment", "OperatorInfo", "SYSTEM_ACTOR", "add_operator", "confirm_enrolment",
-           "get_operator", "is_enforcing", "list_operators", "mark_system", "remove_operator", "require",
-           "require_admin", "reset_mfa"]
+           "get_operator", "is_enforcing", "list_operators", "mark_system", "may_enrol", "remove_operator", "require",
+           "require_admin", "reset_mfa", "start_enrolment"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def require(ctx: Context, action: str) -> None:
                                "act as an operator with --operator NAME, or ask one to add you")
     if not info.confirmed:
         raise PermissionDenied(f"operator {who!r} has not confirmed the TOTP enrolment, so may not {action} yet; "
-                               f"run `keyturn operator confirm {who} CODE`")
+                               f"{who} runs `{ENROL_HINT}` at their own terminal")
 
 
 def require_admin(ctx: Context, mfa: MfaSession) -> None:
@@ -100,30 +101,56 @@ def get_operator(ctx: Context, name: str) -> OperatorInfo:
     return store.get_operator(ctx.db, name)
 
 
-def add_operator(ctx: Context, name: str, email: str) -> Enrolment:
-    """Create an operator with a fresh TOTP secret; the enrolment must then be confirmed with a code."""
+def add_operator(ctx: Context, name: str, email: str) -> OperatorInfo:
+    """Create an operator without a second factor: the person enrols their own (start_enrolment) at their own
+    terminal, so whoever adds them never sees the TOTP seed."""
     name = _check_name(name)
     email = (email or "").strip()
     if not _EMAIL.match(email):
         raise InputError(f"email {email!r}: expected an address like name@example.org")
-    secret = new_secret()
     with ctx.db.write() as s:
         if store.operator_exists(s, name):
-            raise InputError(f"operator {name!r} already exists (use `keyturn operator reset-mfa {name}` for a new code)")
-        store.add_operator(ctx.db, s, name, email, secret)
+            raise InputError(f"operator {name!r} already exists (use `keyturn operator reset-mfa {name}` if they lost "
+                             "their phone)")
+        info = store.add_operator(s, name, email)
         record_event_in(s, ctx, "operator.add", "operator", name, {"email": email})
-    uri = provisioning_uri(name, secret)
-    return Enrolment(name, uri, qr_halfblocks(uri))
+    return info
 
 
-def reset_mfa(ctx: Context, name: str) -> Enrolment:
-    """Give an operator a new TOTP secret; unconfirmed (cannot reveal) until a code from it is given."""
+def may_enrol(ctx: Context, name: str) -> bool:
+    """Whether the acting person may see name's new TOTP seed: only name themselves once operators are enforced
+    (before that a fresh install is open to whoever sets it up)."""
+    return ctx.operator == name or not is_enforcing(ctx)
+
+
+def start_enrolment(ctx: Context, name: str | None = None) -> Enrolment:
+    """A fresh TOTP secret for the acting operator (or name), shown once; confirm_enrolment with a code from it.
+
+    A confirmed operator cannot enrol again (that would replace their second factor without it): an admin's
+    reset-mfa comes first. Starting again replaces a pending secret, and any failed tries with it.
+    """
+    name = name or ctx.operator or ""
+    info = store.get_operator(ctx.db, name)  # NotFound names the operator
+    if not may_enrol(ctx, name):
+        raise PermissionDenied(f"only {name!r} may enrol their own second factor, at their own terminal "
+                               f"(`{ENROL_HINT}` run as {name})")
+    if info.confirmed:
+        raise PermissionDenied(f"operator {name!r} is already enrolled; after a lost phone an admin runs "
+                               f"`keyturn operator reset-mfa {name}`, then {name} enrols again")
     secret = new_secret()
     with ctx.db.write() as s:
         store.set_totp_secret(ctx.db, s, name, secret)
-        record_event_in(s, ctx, "operator.reset_mfa", "operator", name)
+        record_event_in(s, ctx, "operator.enrol", "operator", name)
     uri = provisioning_uri(name, secret)
     return Enrolment(name, uri, qr_halfblocks(uri))
+
+
+def reset_mfa(ctx: Context, name: str) -> OperatorInfo:
+    """Drop an operator's TOTP secret (lost phone): they cannot reveal or act until they enrol again themselves."""
+    with ctx.db.write() as s:
+        info = store.clear_totp_secret(s, name)
+        record_event_in(s, ctx, "operator.reset_mfa", "operator", name)
+    return info
 
 
 def confirm_enrolment(ctx: Context, name: str, code: str, *, now=None) -> None:  # type: ignore[no-untyped-def]
@@ -133,7 +160,7 @@ def confirm_enrolment(ctx: Context, name: str, code: str, *, now=None) -> None: 
     so anyone else trying would lock them out.
     """
     store.get_operator(ctx.db, name)  # NotFound before anything is counted
-    if is_enforcing(ctx) and ctx.operator != name:
+    if not may_enrol(ctx, name):
         raise PermissionDenied(f"only {name!r} may confirm their own enrolment, at their own terminal")
     verify_code(ctx, name, code, now=now, enrolling=True)
 

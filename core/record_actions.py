@@ -49,7 +49,19 @@ def _records(ctx: Context, ids: Iterable[int]) -> list[RecordInfo]:
             raise InputError(f"record {rid}: no such change record") from None
     if not out:
         raise InputError("records: give at least one record id")
+    # An operator limited to node subtrees acts on no record of an asset outside them (ignore, verify, restore).
+    outside = [r for r in out if r.asset_id is not None and not _visible(ctx, r.asset_id)]
+    if outside:
+        names = ", ".join(sorted({f"{r.asset_name} (record {r.id})" for r in outside}))
+        raise PermissionDenied(f"records: outside your scope: {names}")
     return out
+
+
+def _visible(ctx: Context, asset_id: int) -> bool:
+    from core.scopes import scope_of
+
+    allowed = scope_of(ctx)
+    return allowed is None or asset_id in allowed
 
 
 def set_ignored(ctx: Context, record_ids: Iterable[int], ignored: bool) -> list[int]:
@@ -69,10 +81,12 @@ def set_ignored(ctx: Context, record_ids: Iterable[int], ignored: bool) -> list[
 
 def needs_attention(ctx: Context, task: str | None = None) -> list[RecordInfo]:
     """Failed and unverified records not retried since and not ignored (the Overview's list)."""
+    from core.scopes import scope_filter
+
     ignored = store.ignored_record_ids(ctx.db)
     out = []
     for status in ATTENTION:
-        for r in rec.list_records(ctx.db, task=task, status=status):
+        for r in rec.list_records(ctx.db, task=task, status=status, scope=scope_filter(ctx)):
             if r.id not in ignored and rec.retried_as(ctx.db, r.id) is None:
                 out.append(r)
     return sorted(out, key=lambda r: r.id, reverse=True)

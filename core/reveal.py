@@ -72,14 +72,27 @@ def _account_items(ctx: Context, ref: store.AccountRef) -> list[RevealedSecret]:
     return out
 
 
+def check_reason(reason: str) -> str:
+    """The reason as kept in the audit event (whitespace folded, at most 500 characters); InputError when empty.
+
+    Every reveal needs one (a ticket id or a sentence), from the app as from `keyturn reveal --reason`.
+    """
+    from core.textsafe import clean
+
+    reason = " ".join(clean(reason or "").split())[:500]
+    if not reason:
+        raise InputError("reason: say why this secret is revealed (a ticket id or text); it is kept with the audit event")
+    return reason
+
+
 def _why(reason: str) -> dict:
     # The reason (a ticket id or a sentence) goes into each reveal event; it is text from a person, kept clean.
-    reason = " ".join((reason or "").split())[:500]
-    return {"reason": reason} if reason else {}
+    return {"reason": check_reason(reason)}
 
 
 def reveal_accounts(ctx: Context, mfa: MfaSession, account_ids: Iterable[int], *, reason: str = "") -> list[RevealedSecret]:
     """The current secrets of these accounts (skipping ones with none stored), audited before they are returned."""
+    check_reason(reason)
     _gate(ctx, mfa)
     items: list[RevealedSecret] = []
     for account_id in account_ids:
@@ -89,13 +102,14 @@ def reveal_accounts(ctx: Context, mfa: MfaSession, account_ids: Iterable[int], *
     return _audited(ctx, items, _why(reason))
 
 
-def reveal_account(ctx: Context, mfa: MfaSession, account_id: int) -> list[RevealedSecret]:
+def reveal_account(ctx: Context, mfa: MfaSession, account_id: int, *, reason: str = "") -> list[RevealedSecret]:
     """One account's current secret (and key passphrase, if any)."""
-    return reveal_accounts(ctx, mfa, [account_id])
+    return reveal_accounts(ctx, mfa, [account_id], reason=reason)
 
 
 def reveal_pairs(ctx: Context, mfa: MfaSession, pairs: Iterable[tuple[str, str]], *, reason: str = "") -> list[RevealedSecret]:
     """Current secrets of (asset name, username) pairs; a user with both a password and a key gets both."""
+    check_reason(reason)
     _gate(ctx, mfa)
     ids: list[int] = []
     for asset, user in pairs:
@@ -118,6 +132,7 @@ def reveal_record(ctx: Context, mfa: MfaSession, record_id: int, which: str = "n
     """The old or new secret of one change record (both stay on the record whatever its status)."""
     if which not in ("old", "new"):
         raise InputError(f"which: expected 'old' or 'new', got {which!r}")
+    check_reason(reason)
     _gate(ctx, mfa)
     rec = store.record_secrets(ctx.db, record_id)
     asset_in_scope(ctx, rec.asset_name)
@@ -138,6 +153,7 @@ def reveal_record(ctx: Context, mfa: MfaSession, record_id: int, which: str = "n
 
 def reveal_task(ctx: Context, mfa: MfaSession, task_name: str, *, reason: str = "") -> list[RevealedSecret]:
     """Current secrets of every account the task's latest execution worked on."""
+    check_reason(reason)
     _gate(ctx, mfa)
     execution_id, refs = store.latest_execution_accounts(ctx.db, task_name)
     if execution_id is None:

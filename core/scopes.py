@@ -17,6 +17,13 @@ def set_scope(ctx: Context, operator: str, nodes: list[str]) -> list[str]:
     return paths
 
 
+def scope_filter(ctx: Context) -> frozenset[int] | None:
+    """The acting operator's scope as storage queries take it (node ids, subtrees expanded); None: no limit."""
+    if not ctx.operator:
+        return None
+    return store.scope_node_ids(ctx.db, ctx.operator)
+
+
 def scope_of(ctx: Context) -> set[int] | None:
     """Asset ids the acting operator may see and act on; None when not limited (or keyturn itself acts)."""
     if not ctx.operator:

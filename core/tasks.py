@@ -13,6 +13,7 @@ from sqlmodel import func, select
 
 from core.config import Settings
 from core.context import Context
+from core.names import USERNAME_RULE, is_username
 from core.errors import InputError, KeyturnError
 from core.params import apply as apply_params, validate as validate_params
 from core.schedule import next_runs, validate_schedule
@@ -29,8 +30,6 @@ KEY_STRATEGIES = ("replace-ours", "replace-all", "append")
 VERIFY_MODES = ("ssh", "none")
 MAX_NAME = 100
 MAX_DESCRIPTION = 2000
-# POSIX user names as useradd takes them; a ':' or a space would break chpasswd's `user:password` lines.
-_USERNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 # The chpasswd path goes into a remote command line, so it must be a plain path with no shell syntax.
 _COMMAND_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
 # The programs a task may name (they run as root on every target, fed the new password): chpasswd where
@@ -82,9 +81,8 @@ def validate_task(spec: TaskSpec, db: Database | None = None, settings: Settings
     for user in spec.usernames:
         if not isinstance(user, str) or not user.strip():
             raise InputError("accounts: a user name is empty")
-        if not _USERNAME.match(user) or len(user) > 64 or not _driver_accepts(user):
-            raise InputError(f"accounts: {user!r} is not a valid user name (letters, digits, '_', '.', '-'; it "
-                             "starts with a letter or '_' and has at most 32 characters)")
+        if not is_username(user):
+            raise InputError(f"accounts: {user!r} is not a valid user name ({USERNAME_RULE})")
     if not spec.assets and not spec.nodes:
         raise InputError("targets: choose at least one asset or node")
     if spec.secret_strategy not in SECRET_STRATEGIES:
@@ -431,14 +429,3 @@ def _spec_from_mapping(data: dict[str, Any], path: Path) -> TaskSpec:
         if "strategy" not in data:
             spec.secret_strategy = "specific"
     return spec
-
-
-def _driver_accepts(user: str) -> bool:
-    """The host drivers' own rule, so a task never saves a name every run would then reject."""
-    from core.drivers.base import DriverError, check_username
-
-    try:
-        check_username(user)
-    except DriverError:
-        return False
-    return True

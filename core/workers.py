@@ -86,6 +86,9 @@ def queue_run(ctx: Context, task_name: str, *, trigger: str = "cli", on_event: E
     assert spec.id is not None
     planned = [_Planned(t.account_id, t.asset_id, t.asset_name, t.username, t.secret_type, t.privileged,
                         _new_secret(spec)) for t in preview(ctx, spec).targets]
+    from core.runguard import check_run
+
+    check_run(ctx, spec, ((p.asset_id, p.asset_name) for p in planned))  # a stored task is checked again here
     db = ctx.db
     holder = holder_id(f"queue-{os.urandom(4).hex()}-st{process_start_time(os.getpid())}")
     if not acquire_task_lock(db, spec.id, holder):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine
@@ -192,19 +193,36 @@ class Database:
     def seal(self, row: object, column: str, value: str | None) -> None:
         """Encrypt value into row.column (the row must have its id), or clear it for None."""
         table = row.__tablename__  # type: ignore[attr-defined]
-        pk = ENCRYPTED_COLUMNS[table][0]
-        binding = {c: getattr(row, c) for c in binding_columns(table, column)}
-        setattr(row, column, None if value is None else self.vault.encrypt(value, table, getattr(row, pk), column, binding))
+        setattr(row, column, self._seal(table, column, lambda c: getattr(row, c), value))
 
     def unseal(self, row: object, column: str) -> str | None:
         """Decrypt row.column, None when empty."""
-        blob = getattr(row, column)
+        table = row.__tablename__  # type: ignore[attr-defined]
+        return self._unseal(table, column, lambda c: getattr(row, c), getattr(row, column))
+
+    def seal_value(self, table: str, row: Mapping[Any, Any], column: str, value: str | None) -> bytes | None:
+        """The ciphertext of value for table.column of a row given as its column values (the id included).
+
+        For bulk writes that build plain rows: the same associated data as seal(), so a value is bound to its
+        row id, field and binding columns whichever way it was written.
+        """
+        return self._seal(table, column, row.__getitem__, value)
+
+    def unseal_value(self, table: str, row: Mapping[Any, Any], column: str) -> str | None:
+        """Decrypt table.column of a row given as its column values (a result row's mapping); None when empty."""
+        return self._unseal(table, column, row.__getitem__, row[column])
+
+    def _seal(self, table: str, column: str, get: Callable[[str], Any], value: str | None) -> bytes | None:
+        if value is None:
+            return None
+        binding = {c: get(c) for c in binding_columns(table, column)}
+        return self.vault.encrypt(value, table, get(ENCRYPTED_COLUMNS[table][0]), column, binding)
+
+    def _unseal(self, table: str, column: str, get: Callable[[str], Any], blob: bytes | None) -> str | None:
         if blob is None:
             return None
-        table = row.__tablename__  # type: ignore[attr-defined]
-        pk = ENCRYPTED_COLUMNS[table][0]
-        binding = {c: getattr(row, c) for c in binding_columns(table, column)}
-        return self.vault.decrypt(blob, table, getattr(row, pk), column, binding)
+        binding = {c: get(c) for c in binding_columns(table, column)}
+        return self.vault.decrypt(blob, table, get(ENCRYPTED_COLUMNS[table][0]), column, binding)
 
     def select_one(self, session: Session, stmt) -> object | None:  # type: ignore[no-untyped-def]
         """First row of a select, or None."""

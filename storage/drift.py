@@ -180,8 +180,10 @@ def _heartbeat_info(row: HeartbeatResult) -> HeartbeatInfo:
                          username=row.username, status=row.status, reason=row.reason, checked_at=row.checked_at)
 
 
-def latest_heartbeats(db: Database, *, status: str | None = None, since: datetime | None = None) -> list[HeartbeatInfo]:
-    """The newest heartbeat of each account (optionally only those with status, or checked after since)."""
+def latest_heartbeats(db: Database, *, status: str | None = None, since: datetime | None = None,
+                      scope: frozenset[int] | None = None) -> list[HeartbeatInfo]:
+    """The newest heartbeat of each account (optionally only those with status, checked after since, or on an
+    asset in scope)."""
     with db.read() as s:
         newest = (select(HeartbeatResult.account_id, func.max(HeartbeatResult.id).label("last_id"))
                   .group_by(col(HeartbeatResult.account_id)).subquery())
@@ -191,6 +193,11 @@ def latest_heartbeats(db: Database, *, status: str | None = None, since: datetim
             stmt = stmt.where(HeartbeatResult.status == status)
         if since is not None:
             stmt = stmt.where(col(HeartbeatResult.checked_at) >= since)
+        if scope is not None:
+            from storage.inventory import in_scope
+
+            stmt = stmt.where(col(HeartbeatResult.account_id).in_(
+                select(Account.id).where(in_scope(Account.asset_id, scope))))
         return [_heartbeat_info(r) for r in s.exec(stmt).all()]
 
 

@@ -443,10 +443,12 @@ def running_executions(db: Database) -> list[tuple[int, int | None, int | None, 
 
 
 def list_records(db: Database, task: str | None = None, status: str | None = None, *, execution_id: int | None = None,
-                 offset: int = 0, limit: int | None = None) -> list[RecordInfo]:
-    """Records newest first, optionally of one task (by name), one status or one execution."""
+                 offset: int = 0, limit: int | None = None, scope: frozenset[int] | None = None) -> list[RecordInfo]:
+    """Records newest first, optionally of one task (by name), one status, one execution or on assets in scope."""
+    from storage.inventory import scoped
+
     with db.read() as s:
-        stmt = select(ChangeRecord).order_by(col(ChangeRecord.id).desc())
+        stmt = scoped(select(ChangeRecord).order_by(col(ChangeRecord.id).desc()), ChangeRecord.asset_id, scope)
         if task:
             stmt = stmt.where(ChangeRecord.task_name == task)
         if status:

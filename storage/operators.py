@@ -81,12 +81,22 @@ def confirmed_count(db: Database) -> int:
         return len(s.exec(select(Operator.id).where(Operator.confirmed == True)).all())  # noqa: E712
 
 
-def add_operator(db: Database, session: Session, name: str, email: str, totp_secret: str) -> OperatorInfo:
-    """Create an unconfirmed operator with an encrypted TOTP secret."""
+def add_operator(session: Session, name: str, email: str) -> OperatorInfo:
+    """Create an unconfirmed operator without a TOTP secret (the person enrols their own)."""
     row = Operator(name=name, email=email)
     session.add(row)
     session.flush()
-    db.seal(row, "totp_secret_enc", totp_secret)
+    return _info(row)
+
+
+def clear_totp_secret(session: Session, name: str) -> OperatorInfo:
+    """Drop an operator's TOTP secret: unconfirmed, with no code that works, until they enrol again."""
+    row = _row(session, name)
+    row.totp_secret_enc = None
+    row.confirmed = False
+    row.last_totp_step = None
+    row.failed_attempts = 0
+    row.locked_until = None
     session.add(row)
     session.flush()
     return _info(row)

@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, distinct, func, or_, text
+from sqlalchemy import and_, bindparam, case, distinct, func, or_, text
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from storage import likes
 from storage.db import Database
+from storage.inventory import Scope, in_scope, scoped
 from storage.tables import (
     Account, Asset, AssetNode, ChangeRecord, ChangeSecretTask, Execution, HeartbeatResult, Node, Operator, TaskAsset,
     TaskNode,
@@ -113,7 +114,15 @@ def _count(session: Session, stmt) -> int:  # type: ignore[no-untyped-def]
 
 
 # -- overview --------------------------------------------------------------------------------------
-def _assets_covered(session: Session) -> int:
+def _executions_in(scope: Scope):  # type: ignore[no-untyped-def]
+    """A where-clause for executions with a record on an asset of scope (None when not limited)."""
+    if scope is None:
+        return None
+    return select(ChangeRecord.id).where(ChangeRecord.execution_id == Execution.id,
+                                         in_scope(ChangeRecord.asset_id, scope)).exists()
+
+
+def _assets_covered(session: Session, scope: Scope = None) -> int:
     # A task covers its own assets and every asset in or below its nodes; one SQL statement, no Python loop.
     # The distinct task node paths are few (nodes, not tasks), so expand those to subnodes first and only
     # then touch asset_node; joining per task multiplied rows by the number of tasks.
@@ -128,9 +137,13 @@ def _assets_covered(session: Session) -> int:
                     ON n.path = t.p OR n.path LIKE replace(replace(replace(t.p, '!', '!!'), '%', '!%'), '_', '!_') || '/%' ESCAPE '!'
             )
         ) AS covered
-        """
+        """ + ("" if scope is None else
+               "WHERE asset_id IN (SELECT asset_id FROM asset_node WHERE node_id IN :scope)")
     )
-    return int(session.connection().execute(sql).scalar() or 0)
+    if scope is None:
+        return int(session.connection().execute(sql).scalar() or 0)
+    sql = sql.bindparams(bindparam("scope", expanding=True))
+    return int(session.connection().execute(sql, {"scope": sorted(scope)}).scalar() or 0)
 
 
 def _utc_day(session: Session, column):  # type: ignore[no-untyped-def]
@@ -140,8 +153,11 @@ def _utc_day(session: Session, column):  # type: ignore[no-untyped-def]
     return func.substr(column, 1, 10)
 
 
-def overview_stats(db: Database, now: datetime, days: int = 30) -> OverviewStats:
-    """Counts of tasks, coverage, executions in the last 7/30 days and changes per day over `days` days."""
+def overview_stats(db: Database, now: datetime, days: int = 30, *, scope: Scope = None) -> OverviewStats:
+    """Counts of tasks, coverage, executions in the last 7/30 days and changes per day over `days` days.
+
+    With a scope, assets, accounts, coverage, executions and changes count only what lies in it (tasks are
+    definitions, not assets: they count whole)."""
     since7 = now - timedelta(days=7)
     since30 = now - timedelta(days=30)
     first_day = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -154,25 +170,31 @@ def overview_stats(db: Database, now: datetime, days: int = 30) -> OverviewStats
                                              col(ChangeSecretTask.cron).is_not(None)), 1), else_=0)), 0),
             func.coalesce(func.sum(case((col(ChangeSecretTask.active) == True, 1), else_=0)), 0),  # noqa: E712
         )).one()
-        assets = _count(s, select(func.count()).select_from(Asset))
-        accounts = _count(s, select(func.count()).select_from(Account))
-        e7s, e7f, e30s, e30f = s.exec(select(
+        assets = _count(s, scoped(select(func.count()).select_from(Asset), Asset.id, scope))
+        accounts = _count(s, scoped(select(func.count()).select_from(Account), Account.asset_id, scope))
+        in_scope_exec = _executions_in(scope)
+        execs = select(
             func.coalesce(func.sum(case((and_(ok, col(Execution.started_at) >= since7), 1), else_=0)), 0),
             func.coalesce(func.sum(case((and_(bad, col(Execution.started_at) >= since7), 1), else_=0)), 0),
             func.coalesce(func.sum(case((ok, 1), else_=0)), 0),
             func.coalesce(func.sum(case((bad, 1), else_=0)), 0),
-        ).where(col(Execution.started_at) >= since30)).one()
-        running = _count(s, select(func.count()).select_from(Execution).where(Execution.status == "running"))
+        ).where(col(Execution.started_at) >= since30)
+        running_stmt = select(func.count()).select_from(Execution).where(Execution.status == "running")
+        if in_scope_exec is not None:
+            execs, running_stmt = execs.where(in_scope_exec), running_stmt.where(in_scope_exec)
+        e7s, e7f, e30s, e30f = s.exec(execs).one()
+        running = _count(s, running_stmt)
         day = _utc_day(s, ChangeRecord.created_at)
         per_day: dict[str, list[int]] = {}
         for status in ("success", *SETTLED_BAD):
             # One indexed range scan per status on ix_record_status_created.
-            rows = s.exec(select(day, func.count()).where(ChangeRecord.status == status,
-                                                         col(ChangeRecord.created_at) >= first_day).group_by(day)).all()
+            per_status = select(day, func.count()).where(ChangeRecord.status == status,
+                                                         col(ChangeRecord.created_at) >= first_day)
+            rows = s.exec(scoped(per_status, ChangeRecord.asset_id, scope).group_by(day)).all()
             for d, n in rows:
                 slot = per_day.setdefault(str(d), [0, 0])
                 slot[0 if status == "success" else 1] += int(n)
-        covered = _assets_covered(s)
+        covered = _assets_covered(s, scope)
     series = []
     for i in range(days):
         d = (first_day + timedelta(days=i)).strftime("%Y-%m-%d")
@@ -185,7 +207,7 @@ def overview_stats(db: Database, now: datetime, days: int = 30) -> OverviewStats
     )
 
 
-def attention_accounts(db: Database, limit: int = 200) -> list[AttentionRow]:
+def attention_accounts(db: Database, limit: int = 200, *, scope: Scope = None) -> list[AttentionRow]:
     """Accounts whose newest change record failed or is unverified (and is not ignored), newest first."""
     from storage.tables import RecordFlag
 
@@ -203,6 +225,7 @@ def attention_accounts(db: Database, limit: int = 200) -> list[AttentionRow]:
             .order_by(col(ChangeRecord.created_at).desc(), col(ChangeRecord.id).desc())
             .limit(limit)
         )
+        stmt = scoped(stmt, ChangeRecord.asset_id, scope)
         return [AttentionRow(r.id, r.asset_name, r.username, r.task_name, r.status, r.error, r.created_at)
                 for r in s.exec(stmt).all()]
 
@@ -243,19 +266,24 @@ def operator_names(db: Database) -> list[str]:
 
 
 # -- executions ------------------------------------------------------------------------------------
-def count_executions(db: Database, *, task: str | None = None) -> int:
-    """How many executions (of one task when given)."""
+def count_executions(db: Database, *, task: str | None = None, scope: Scope = None) -> int:
+    """How many executions (of one task when given; with a record in scope when given)."""
     with db.read() as s:
         stmt = select(func.count()).select_from(Execution)
+        if scope is not None:
+            stmt = stmt.where(_executions_in(scope))
         if task:
             stmt = stmt.where(Execution.task_name == task)
         return _count(s, stmt)
 
 
-def list_executions(db: Database, *, task: str | None = None, offset: int = 0, limit: int = 200) -> list[ExecutionInfo]:
-    """Executions newest first, without their logs."""
+def list_executions(db: Database, *, task: str | None = None, offset: int = 0, limit: int = 200,
+                    scope: Scope = None) -> list[ExecutionInfo]:
+    """Executions newest first, without their logs (only those with a record in scope, when given)."""
     with db.read() as s:
         stmt = select(Execution).order_by(col(Execution.started_at).desc(), col(Execution.id).desc())
+        if scope is not None:
+            stmt = stmt.where(_executions_in(scope))
         if task:
             stmt = stmt.where(Execution.task_name == task)
         # Do not load log texts of a whole page: they can be long.
@@ -263,13 +291,14 @@ def list_executions(db: Database, *, task: str | None = None, offset: int = 0, l
         return [_execution_info(e) for e in s.exec(stmt.offset(offset).limit(limit)).all()]
 
 
-def execution_detail(db: Database, execution_id: int) -> tuple[ExecutionInfo, list[RecordInfo]]:
-    """One execution with its log, and its records ordered by asset then account."""
+def execution_detail(db: Database, execution_id: int, *, scope: Scope = None) -> tuple[ExecutionInfo, list[RecordInfo]]:
+    """One execution with its log, and its records ordered by asset then account (those in scope, when given)."""
     with db.read() as s:
         e = s.get(Execution, execution_id)
-        if e is None:
+        if e is None or (scope is not None and not s.exec(select(Execution.id).where(
+                Execution.id == execution_id, _executions_in(scope))).first()):
             raise LookupError(f"no execution {execution_id}")
-        recs = s.exec(select(ChangeRecord).where(ChangeRecord.execution_id == execution_id)
+        recs = s.exec(scoped(select(ChangeRecord).where(ChangeRecord.execution_id == execution_id), ChangeRecord.asset_id, scope)
                       .order_by(ChangeRecord.asset_name, ChangeRecord.username, ChangeRecord.id)).all()
         return _execution_info(e, with_log=True), [_record_info(r) for r in recs]
 
@@ -282,7 +311,8 @@ def drifted_accounts_subquery():  # type: ignore[no-untyped-def]
                                                     HeartbeatResult.status != "ok")
 
 
-def _record_filter(stmt, status: str | None, task: str | None, search: str):  # type: ignore[no-untyped-def]
+def _record_filter(stmt, status: str | None, task: str | None, search: str, scope: Scope = None):  # type: ignore[no-untyped-def]
+    stmt = scoped(stmt, ChangeRecord.asset_id, scope)
     if status == "attention":
         stmt = stmt.where(col(ChangeRecord.status).in_(SETTLED_BAD))
     elif status == "drift":
@@ -298,30 +328,31 @@ def _record_filter(stmt, status: str | None, task: str | None, search: str):  # 
     return stmt
 
 
-def count_records(db: Database, *, status: str | None = None, task: str | None = None, search: str = "") -> int:
+def count_records(db: Database, *, status: str | None = None, task: str | None = None, search: str = "",
+                  scope: Scope = None) -> int:
     """How many records match the filters."""
     with db.read() as s:
-        return _count(s, _record_filter(select(func.count()).select_from(ChangeRecord), status, task, search))
+        return _count(s, _record_filter(select(func.count()).select_from(ChangeRecord), status, task, search, scope))
 
 
 def list_records(db: Database, *, status: str | None = None, task: str | None = None, search: str = "",
-                 offset: int = 0, limit: int = 100) -> list[RecordInfo]:
+                 offset: int = 0, limit: int = 100, scope: Scope = None) -> list[RecordInfo]:
     """One page of records, newest first. status may be a record status, 'attention' (failed+unverified) or
     'drift' (records of accounts whose newest heartbeat is not ok)."""
     with db.read() as s:
-        stmt = _record_filter(select(ChangeRecord), status, task, search) \
+        stmt = _record_filter(select(ChangeRecord), status, task, search, scope) \
             .order_by(col(ChangeRecord.created_at).desc(), col(ChangeRecord.id).desc()).offset(offset).limit(limit)
         return [_record_info(r) for r in s.exec(stmt).all()]
 
 
 def retryable_records(db: Database, *, status: str | None = None, task: str | None = None, search: str = "",
-                      limit: int = 10_000) -> dict[str, list[int]]:
+                      limit: int = 10_000, scope: Scope = None) -> dict[str, list[int]]:
     """Failed and unverified records matching the filters, not retried yet and each its account's newest record,
     grouped by task name (an account is retried once, from where it stands now)."""
     child = ChangeRecord.__table__.alias("child")
     newer = ChangeRecord.__table__.alias("newer")
     with db.read() as s:
-        stmt = _record_filter(select(ChangeRecord.task_name, ChangeRecord.id), status, task, search) \
+        stmt = _record_filter(select(ChangeRecord.task_name, ChangeRecord.id), status, task, search, scope) \
             .where(col(ChangeRecord.status).in_(SETTLED_BAD)) \
             .where(~select(child.c.id).where(child.c.retry_of == ChangeRecord.id).exists()) \
             .where(~select(newer.c.id).where(newer.c.account_id == ChangeRecord.account_id,
@@ -334,10 +365,10 @@ def retryable_records(db: Database, *, status: str | None = None, task: str | No
 
 
 # -- inventory -------------------------------------------------------------------------------------
-def count_assets(db: Database, *, node_ids: set[int] | None = None, search: str = "") -> int:
+def count_assets(db: Database, *, node_ids: set[int] | None = None, search: str = "", scope: Scope = None) -> int:
     """How many assets match (node_ids: already expanded to subnodes)."""
     with db.read() as s:
-        stmt = select(func.count(distinct(Asset.id))).select_from(Asset)
+        stmt = scoped(select(func.count(distinct(Asset.id))).select_from(Asset), Asset.id, scope)
         if node_ids is not None:
             stmt = stmt.where(col(Asset.id).in_(select(AssetNode.asset_id).where(col(AssetNode.node_id).in_(node_ids))))
         if search:

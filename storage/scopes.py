@@ -42,6 +42,14 @@ def scope_paths(db: Database, operator: str) -> list[str]:
         return list(rows)
 
 
+def scope_node_ids(db: Database, operator: str) -> frozenset[int] | None:
+    """Ids of the nodes in operator's scope, subtrees expanded (what storage queries take), or None: no limit."""
+    with db.read() as s:
+        node_ids = s.exec(select(OperatorScope.node_id).join(Operator, col(Operator.id) == OperatorScope.operator_id)
+                          .where(Operator.name == operator)).all()
+        return frozenset(node_ids_below(s, node_ids)) if node_ids else None
+
+
 def visible_asset_ids(db: Database, operator: str) -> set[int] | None:
     """Ids of the assets in operator's scope, or None when operator is not limited."""
     with db.read() as s:

@@ -81,6 +81,7 @@ APP_COMMANDS: list[tuple[str, str, str]] = [
     ("Import file", "inventory", "import_file"),
     ("New asset", "inventory", "new"),
     ("New operator", "audit", "new_operator"),
+    ("Enrol my phone (TOTP)", "audit", "enrol_me"),
 ]
 
 
@@ -361,12 +362,12 @@ class KeyturnApp(OrderedKeys, App[int]):
 
         whiches = ("old", "new") if which == "both" else (which,)
 
-        def fetch() -> list:
+        def fetch(reason: str) -> list:
             items: list = []
             errors = []
             for w in whiches:
                 try:
-                    items.extend(reveal_record(self.ctx, self.mfa, record_id, w))  # type: ignore[arg-type]
+                    items.extend(reveal_record(self.ctx, self.mfa, record_id, w, reason=reason))  # type: ignore[arg-type]
                 except KeyturnError as exc:
                     if "holds no" not in str(exc):
                         raise
@@ -381,37 +382,51 @@ class KeyturnApp(OrderedKeys, App[int]):
         """Show an account's current secret after a TOTP check."""
         from core.reveal import reveal_account
 
-        self._reveal(lambda: reveal_account(self.ctx, self.mfa, account_id), f"account {account_id}")  # type: ignore[arg-type]
+        self._reveal(lambda reason: reveal_account(self.ctx, self.mfa, account_id, reason=reason),  # type: ignore[arg-type]
+                     f"account {account_id}")
 
-    def _reveal(self, fetch: Callable[[], list], what: str) -> None:
+    def _reveal(self, fetch: Callable[[str], list], what: str) -> None:
+        """Ask why (a ticket id or text, kept with the audit event, as `keyturn reveal --reason`), then a code
+        unless the unlock window holds, then show the secrets."""
         from core.operators import is_enforcing
 
         if not is_enforcing(self.ctx):
             # Reveal needs a code from an enrolled phone; before the first one exists no code could ever work.
             self.notify("No operator is enrolled yet, so no code can unlock a secret. Enrol one in Audit "
-                        "(u, then n) or with `keyturn operator add NAME EMAIL`, then reveal again.",
+                        "(u, then n) or with `keyturn operator add NAME --email ADDR` and `keyturn operator enrol`, "
+                        "then reveal again.",
                         title="Reveal needs an operator", severity="warning", timeout=15)
             return
-        try:
-            from tui.modals.otp import OtpModal
-            from tui.modals.reveal import RevealModal
-        except ImportError:
-            self.notify("reveal needs the MFA module (OTP and reveal dialogs are not installed yet)",
-                        title="Reveal", severity="warning")
-            return
+        from core.reveal import check_reason
+        from tui.modals.otp import OtpModal
+        from tui.modals.prompt import PromptModal
+        from tui.modals.reveal import RevealModal
 
-        def show() -> None:
+        def show(reason: str) -> None:
             try:
-                items = fetch()
+                items = fetch(reason)
             except KeyturnError as exc:
-                self.notify(str(exc), title="Reveal refused", severity="error")
+                self.notify(str(exc), title="Reveal refused", severity="error", markup=False)
                 return
             self.push_screen(RevealModal(f"Secrets of {what}", items))
 
-        if self.mfa.unlocked(self.ctx.operator):  # type: ignore[attr-defined]
-            show()
-            return
-        self.push_screen(OtpModal(self.ctx, self.mfa), lambda ok: show() if ok else None)
+        def got_reason(reason: str | None) -> None:
+            if not reason:
+                return
+            if self.mfa.unlocked(self.ctx.operator):  # type: ignore[attr-defined]
+                show(reason)
+                return
+            self.push_screen(OtpModal(self.ctx, self.mfa), lambda ok: show(reason) if ok else None)
+
+        def why(text: str) -> str | None:
+            try:
+                check_reason(text)
+            except KeyturnError as exc:
+                return str(exc)
+            return None
+
+        self.push_screen(PromptModal(f"Reason to reveal {what}", placeholder="ticket id or text (kept in the audit trail)",
+                                     check=why), got_reason)
 
 
 def run_app(settings: Settings, operator: str | None = None, source: str = "") -> int:

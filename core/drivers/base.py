@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from core import ssh
+from core.names import USERNAME_RULE, is_username
 from core.ssh import Timeouts
 from storage.types import AssetInfo, HostParams
 
@@ -47,8 +48,6 @@ def seconds_left(deadline: float | None, timeouts: Timeouts) -> int:
         return math.ceil(timeouts.command + DEADLINE_MARGIN)
     return max(0, math.floor(deadline - time.time() - DEADLINE_MARGIN))
 
-# POSIX portable user names (plus the trailing $ of Samba machine accounts); nothing a shell would expand.
-_USERNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
 _PUBLIC_LINE = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+={0,3}( [^\r\n\x00]*)?$")
 
 
@@ -57,9 +56,9 @@ class DriverError(Exception):
 
 
 def check_username(username: str) -> None:
-    """Raise DriverError unless username is safe to put (quoted) in a remote command."""
-    if not _USERNAME.match(username or ""):
-        raise DriverError(f"invalid user name {username!r}: only letters, digits, '_', '.', '-' are allowed")
+    """Raise DriverError unless username is safe to put (quoted) in a remote command (core.names' rule)."""
+    if not is_username(username):
+        raise DriverError(f"invalid user name {username!r}: {USERNAME_RULE}")
 
 
 def check_public_line(line: str) -> None:

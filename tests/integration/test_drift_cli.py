@@ -64,7 +64,8 @@ def test_records_ignore_verify_restore_and_age_key(ctx: Context, host: SandboxHo
     host.set_sudo(host.admin_user, None)
     keyturn_cli("task", "create", "t", "--accounts", "alice", "--asset", host.name, check=True)
     assert keyturn_cli("task", "run", "t").returncode == 1
-    enrolment = ops.add_operator(ctx, "tester", "tester@example.test")
+    ops.add_operator(ctx, "tester", "tester@example.test")
+    enrolment = ops.start_enrolment(ctx, "tester")
     totp = parse_qs(urlparse(enrolment.uri).query)["secret"][0]
     ops.confirm_enrolment(ctx, "tester", code_at(totp, datetime.now(timezone.utc)))
     public = str(pyrage.x25519.Identity.generate().to_public())

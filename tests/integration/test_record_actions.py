@@ -32,7 +32,8 @@ host = fresh_host(["alice"], remove_users=["late"], doc='The host, reset, withou
 def operator(ctx: Context) -> str:
     """A confirmed operator "ops" acting in ctx; returns the TOTP secret."""
     ctx.operator = "ops"
-    enrolment = ops.add_operator(ctx, "ops", "ops@example.test")
+    ops.add_operator(ctx, "ops", "ops@example.test")
+    enrolment = ops.start_enrolment(ctx, "ops")
     secret = parse_qs(urlparse(enrolment.uri).query)["secret"][0]
     earlier = datetime.now(timezone.utc) - timedelta(seconds=90)
     ops.confirm_enrolment(ctx, "ops", code_at(secret, earlier), now=earlier)

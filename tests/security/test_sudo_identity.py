@@ -42,7 +42,7 @@ def _code(secret: str, steps: int = 0) -> str:
 
 @pytest.fixture(scope="module")
 def alice_secret(deployment: Deployment) -> str:
-    """web1 with account app; alice enrolled (by the administrator) and confirmed at her own terminal."""
+    """web1 with account app; alice added by the administrator, enrolled and confirmed at her own terminal."""
     d = deployment
     for args, stdin in ((("asset", "add", "web1", "--address", "127.0.0.1", "--node", "/prod"), None),
                         (("account", "add", "web1", "app", "--password-stdin"), APP_PW + "\n")):
@@ -50,7 +50,10 @@ def alice_secret(deployment: Deployment) -> str:
         assert p.returncode == 0, p.stderr
     added = d.as_root("operator", "add", "alice", "--email", "alice@example.org")
     assert added.returncode == 0, added.stderr
-    uri = next(w for w in added.stdout.split() if w.startswith("otpauth://"))
+    assert "otpauth" not in added.stdout  # the administrator never sees alice's seed (finding 10)
+    enrol = d.keyturn("alice", "operator", "enrol")
+    assert enrol.returncode == 0, enrol.stderr
+    uri = next(w for w in enrol.stdout.split() if w.startswith("otpauth://"))
     secret = parse_qs(urlparse(uri).query)["secret"][0]
     into = time.time() % 30
     if into > 24:
@@ -102,6 +105,23 @@ def test_nobody_else_can_confirm_or_lock_out_alice(deployment: Deployment, alice
     listed = json.loads(d.as_root("operator", "list", "--json").stdout)
     alice = next(o for o in listed if o["name"] == "alice")
     assert alice["failed_attempts"] == 0 and alice["locked_until"] is None
+
+
+def test_a_new_operator_enrols_at_their_own_terminal(deployment: Deployment, alice_secret: str) -> None:
+    """Finding 10: alice adds dave and never sees his seed; nobody but dave (the user sudo names) can enrol him."""
+    d = deployment
+    added = d.keyturn("alice", "operator", "add", "dave", "--email", "dave@example.org", input=_code(alice_secret) + "\n")
+    assert added.returncode == 0, added.stderr
+    assert "otpauth" not in added.stdout and "dave now enrols their phone at their own terminal" in added.stdout
+    p = d.keyturn("mallory", "operator", "enrol")
+    assert p.returncode == 1 and "no operator named 'mallory'" in p.stderr, p.stderr
+    p = d.keyturn("alice", "operator", "enrol")
+    assert p.returncode == 3 and "'alice' is already enrolled" in p.stderr and "otpauth" not in p.stdout
+    p = d.keyturn("mallory", "operator", "enrol", "--operator", "dave")
+    assert p.returncode == 3 and "--operator is refused" in p.stderr and "otpauth" not in p.stdout
+    listed = json.loads(d.as_root("operator", "list", "--json").stdout)
+    assert [o["confirmed"] for o in listed if o["name"] == "dave"] == [False]
+    assert "operator.enrol" not in {e["action"] for e in _events(d, "operator.*") if e["object_id"] == "dave"}
 
 
 def test_a_code_is_never_an_argument(deployment: Deployment, alice_secret: str) -> None:

@@ -85,3 +85,35 @@ def test_a_task_may_name_only_an_allowed_chpasswd(ctx: Context) -> None:
         edit_task(ctx, "t", params=HostParams(chpasswd_path="/tmp/evil"))
     ctx.settings.allowed_programs = "/opt/site/bin/chpasswd-audited"  # only the protected config file sets this
     edit_task(ctx, "t", params=HostParams(chpasswd_path="/opt/site/bin/chpasswd-audited"))
+
+
+def test_a_stored_task_is_checked_against_the_allow_list_again_when_it_runs(ctx) -> None:
+    """A task saved while a program was allowed (or written into the database by hand) does not run it later."""
+    from sqlalchemy import text
+
+    from core.engine import run_task
+    from core.errors import InputError
+    from core.tasks import create_task
+    from core.workers import queue_run
+    from storage.inventory import upsert_account, upsert_asset
+    from storage.queries import count_executions
+    from storage.types import HostParams, TaskSpec
+
+    with ctx.db.write() as s:
+        asset, _ = upsert_asset(s, "web1", address="10.0.0.1")
+        upsert_account(ctx.db, s, asset, "alice", secret="Old-Secret-1")
+    ctx.settings.allowed_programs = "/opt/site/bin/chpasswd-audited"
+    create_task(ctx, TaskSpec(name="t", usernames=["alice"], assets=["web1"],
+                              params=HostParams(chpasswd_path="/opt/site/bin/chpasswd-audited")))
+    ctx.settings.allowed_programs = ""  # the protected config file no longer allows it
+    for start in (lambda: run_task(ctx, "t"), lambda: queue_run(ctx, "t")):
+        with pytest.raises(InputError, match="task t: chpasswd path '/opt/site/bin/chpasswd-audited' is not an "
+                                             "allowed program.*nothing was run"):
+            start()
+    # A row edited behind keyturn's back (an older version's task, a database writer) is refused the same way.
+    with ctx.db.write() as s:
+        s.connection().execute(text("UPDATE change_secret_task SET params = :p WHERE name = 't'"),
+                               {"p": '{"chpasswd_path": "/tmp/evil"}'})
+    with pytest.raises(InputError, match="chpasswd path '/tmp/evil' is not an allowed program"):
+        run_task(ctx, "t")
+    assert count_executions(ctx.db) == 0  # refused before any record or execution was written

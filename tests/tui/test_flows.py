@@ -205,7 +205,7 @@ def test_non_operator_may_browse_but_not_run_or_edit(tmp_path) -> None:
 
     from core.config import load_settings
     from core.context import open_context
-    from core.operators import add_operator, confirm_enrolment
+    from core.operators import add_operator, confirm_enrolment, start_enrolment
     from storage.types import TaskSpec
     from core.tasks import create_task
     from storage import inventory
@@ -213,7 +213,8 @@ def test_non_operator_may_browse_but_not_run_or_edit(tmp_path) -> None:
 
     settings = load_settings(env={"KEYTURN_HOME": str(tmp_path / "h"), "KEYTURN_CONFIG": str(tmp_path / "c.toml")})
     setup = open_context(settings, operator="alice")
-    enrolment = add_operator(setup, "alice", "alice@example.org")
+    add_operator(setup, "alice", "alice@example.org")
+    enrolment = start_enrolment(setup, "alice")
     confirm_enrolment(setup, "alice", pyotp.parse_uri(enrolment.uri).now())
     from core.mfa import MfaSession
 

@@ -46,7 +46,7 @@ class RevealFlowApp(App[None]):
     def on_mount(self) -> None:
         def unlocked(ok: bool | None) -> None:
             if ok:
-                self.push_screen(RevealModal("Secrets of web1", reveal_account(self.ctx, self.mfa, self.account_id)))
+                self.push_screen(RevealModal("Secrets of web1", reveal_account(self.ctx, self.mfa, self.account_id, reason="T-1")))
 
         self.push_screen(OtpModal(self.ctx, self.mfa), unlocked)
 
@@ -56,7 +56,8 @@ def setup(ctx):
     """A confirmed operator alice (acting), an account web1/root, and a 1 s hide time."""
     ctx.operator = "alice"
     ctx.settings.reveal_hide_seconds = 1
-    enrolment = ops.add_operator(ctx, "alice", "alice@example.org")
+    ops.add_operator(ctx, "alice", "alice@example.org")
+    enrolment = ops.start_enrolment(ctx, "alice")
     secret = parse_qs(urlparse(enrolment.uri).query)["secret"][0]
     ops.confirm_enrolment(ctx, "alice", code_at(secret, T0 - timedelta(seconds=60)), now=T0 - timedelta(seconds=60))
     with ctx.db.write() as s:
@@ -151,7 +152,8 @@ async def test_otp_modal_skips_when_unlocked_and_shows_the_lockout(setup):
 
 @sync
 async def test_enrol_modal_confirms_with_a_code(ctx):
-    enrolment = ops.add_operator(ctx, "bob", "bob@example.org")
+    ops.add_operator(ctx, "bob", "bob@example.org")
+    enrolment = ops.start_enrolment(ctx, "bob")
     secret = parse_qs(urlparse(enrolment.uri).query)["secret"][0]
     results: list[bool | None] = []
 
@@ -218,7 +220,9 @@ async def test_adding_an_operator_needs_the_acting_operators_code_once_enforcing
     """Once an operator is confirmed, a name alone cannot add another (it would mint a second identity)."""
     from tui.app import KeyturnApp
 
-    enrolment = ops.add_operator(ctx, "alice", "alice@example.org")
+    ops.add_operator(ctx, "alice", "alice@example.org")
+
+    enrolment = ops.start_enrolment(ctx, "alice")
     ops.confirm_enrolment(ctx, "alice", code_at(parse_qs(urlparse(enrolment.uri).query)["secret"][0],
                                                 datetime.now(timezone.utc) - timedelta(seconds=30)))
     ctx.operator = "alice"
@@ -232,3 +236,86 @@ async def test_adding_an_operator_needs_the_acting_operators_code_once_enforcing
         await pilot.pause()
         assert not isinstance(app.screen, (OtpModal, EnrolModal))
     assert [o.name for o in ops.list_operators(ctx)] == ["alice"]
+
+
+@sync
+async def test_new_operator_in_the_app_never_shows_their_seed_to_the_admin(setup):
+    """Finding 10 in the app: alice adds bob and sees no QR code; bob enrols his own phone (Audit, e)."""
+    from tui.app import KeyturnApp
+
+    ctx, alice_secret, _ = setup
+    ctx.settings.reconcile_on_start = False
+    app = KeyturnApp(ctx)
+    async with app.run_test(size=(100, 32)) as pilot:
+        app.mfa.unlock(ctx, code_at(alice_secret, datetime.now(timezone.utc)))
+        await pilot.press("u", "n")
+        await pilot.pause()
+        await pilot.press(*"bob", "enter")
+        await pilot.pause()
+        await pilot.press(*"bob@example.org", "enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, EnrolModal)
+        assert "\u2584" not in screen_text(app)
+        assert any("bob enrols their phone at their own terminal: keyturn operator enrol" in str(n.message)
+                   for n in app._notifications)
+        await pilot.press("e")  # alice is enrolled already: no new seed for her either
+        await pilot.pause()
+        assert not isinstance(app.screen, EnrolModal)
+    assert not ops.get_operator(ctx, "bob").has_secret
+
+    ctx.operator = "bob"  # bob, in his own session
+    app = KeyturnApp(ctx)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("u", "e")
+        await pilot.pause()
+        assert isinstance(app.screen, EnrolModal) and app.screen.enrolment.operator == "bob"
+        secret = parse_qs(urlparse(app.screen.enrolment.uri).query)["secret"][0]
+        await pilot.press(*code_at(secret, datetime.now(timezone.utc)), "enter")
+        await pilot.pause()
+    assert ops.get_operator(ctx, "bob").confirmed
+
+
+@sync
+async def test_the_app_asks_why_before_a_reveal_and_audits_the_reason(setup):
+    """As `keyturn reveal --reason`: a ticket id or text first (empty refused), then the code; kept in the event."""
+    from tui.app import KeyturnApp
+    from tui.modals.prompt import PromptModal
+
+    ctx, totp, account_id = setup
+    ctx.settings.reconcile_on_start = False
+    app = KeyturnApp(ctx)
+    async with app.run_test(size=(100, 32)) as pilot:
+        app.reveal_account(account_id)
+        await pilot.pause()
+        assert isinstance(app.screen, PromptModal) and "Reason to reveal account" in screen_text(app)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, PromptModal)
+        assert "reason: say why" in str(app.screen.query_one("#prompt-error", Label).render())
+        await pilot.press(*"INC-4711 db restore", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, OtpModal)
+        await pilot.press(*code_at(totp, datetime.now(timezone.utc)), "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, RevealModal)
+        await pilot.press("escape")
+        await pilot.pause()
+        app.reveal_account(account_id)  # unlocked now: the reason is still asked, the code is not
+        await pilot.pause()
+        assert isinstance(app.screen, PromptModal)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, (PromptModal, OtpModal, RevealModal))
+    [event] = list_events(ctx, action="secret.reveal")
+    assert event.detail["reason"] == "INC-4711 db restore" and event.actor == "alice"
+
+
+def test_core_refuses_a_reveal_without_a_reason(setup):
+    from core.errors import InputError
+
+    ctx, totp, account_id = setup
+    mfa = MfaSession(ctx.settings)
+    mfa.unlock(ctx, code_at(totp, datetime.now(timezone.utc)))
+    with pytest.raises(InputError, match="reason: say why"):
+        reveal_account(ctx, mfa, account_id, reason="  \x1b[2J ")
+    assert list_events(ctx, action="secret.reveal") == []

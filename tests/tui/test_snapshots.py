@@ -101,6 +101,18 @@ def test_otp(snap_compare, demo_app) -> None:
     assert snap_compare(demo_app(), run_before=_otp, terminal_size=SMALL)
 
 
+async def _reveal_reason(pilot: Pilot) -> None:
+    pilot.app.reveal_record(187, "both")  # type: ignore[attr-defined]
+    await pilot.pause()
+    await pilot.press(*"INC-4711")
+    await pilot.pause()
+
+
+def test_reveal_reason(snap_compare, demo_app) -> None:
+    """A reveal first asks why (ticket id or text), as `keyturn reveal --reason`; the code comes after."""
+    assert snap_compare(demo_app(), run_before=_reveal_reason, terminal_size=SMALL)
+
+
 async def _reveal(pilot: Pilot) -> None:
     from core.reveal import RevealedSecret
     from tui.modals.reveal import RevealModal

@@ -90,7 +90,8 @@ def _claim(ctx: Context, _i: int, seen: ScheduledTask, now: datetime) -> bool:
 @pytest.fixture
 def alice(ctx: Context) -> str:
     """A confirmed operator alice; her TOTP secret."""
-    enrolment = ops.add_operator(ctx, "alice", "alice@example.org")
+    ops.add_operator(ctx, "alice", "alice@example.org")
+    enrolment = ops.start_enrolment(ctx, "alice")
     secret = secret_of(enrolment.uri)
     earlier = T0 - timedelta(minutes=5)
     ops.confirm_enrolment(ctx, "alice", code_at(secret, earlier), now=earlier)

@@ -40,14 +40,16 @@ def secret_of(uri: str) -> str:
 def alice(ctx):
     """A confirmed operator 'alice' (acting in ctx); returns her TOTP secret."""
     ctx.operator = "alice"
-    enrolment = ops.add_operator(ctx, "alice", "alice@example.org")
+    ops.add_operator(ctx, "alice", "alice@example.org")
+    enrolment = ops.start_enrolment(ctx, "alice")
     secret = secret_of(enrolment.uri)
     ops.confirm_enrolment(ctx, "alice", code_at(secret, T0 - timedelta(minutes=5)), now=T0 - timedelta(minutes=5))
     return secret
 
 
 def test_enrolment_uri_and_qr(ctx):
-    enrolment = ops.add_operator(ctx, "alice", "alice@example.org")
+    ops.add_operator(ctx, "alice", "alice@example.org")
+    enrolment = ops.start_enrolment(ctx, "alice")
     assert enrolment.uri.startswith("otpauth://totp/keyturn:alice?")
     query = parse_qs(urlparse(enrolment.uri).query)
     assert query["issuer"] == ["keyturn"] and len(query["secret"][0]) == 32
@@ -74,7 +76,8 @@ def test_qr_text_draws_the_symbol_light_modules_filled():
 
 
 def test_unconfirmed_operator_cannot_unlock(ctx):
-    enrolment = ops.add_operator(ctx, "alice", "alice@example.org")
+    ops.add_operator(ctx, "alice", "alice@example.org")
+    enrolment = ops.start_enrolment(ctx, "alice")
     ctx.operator = "alice"
     with pytest.raises(MfaFailed, match="not confirmed"):
         MfaSession(ctx.settings, clock=lambda: T0).unlock(ctx, code_at(secret_of(enrolment.uri), T0))
@@ -166,7 +169,8 @@ def test_require_lets_anyone_act_until_an_operator_is_confirmed(ctx):
     ctx.operator = "nobody"
     for action in ("browse", "run", "edit", "reveal"):
         ops.require(ctx, action)
-    enrolment = ops.add_operator(ctx, "alice", "alice@example.org")
+    ops.add_operator(ctx, "alice", "alice@example.org")
+    enrolment = ops.start_enrolment(ctx, "alice")
     ops.require(ctx, "run")  # alice has not confirmed yet
     ops.confirm_enrolment(ctx, "alice", code_at(secret_of(enrolment.uri), T0), now=T0)
     ops.require(ctx, "browse")
@@ -190,12 +194,38 @@ def test_scheduler_runs_only_when_keyturn_marks_it(ctx, alice):
 
 
 def test_reset_mfa_unconfirms_and_old_secret_stops_working(ctx, alice):
-    new = secret_of(ops.reset_mfa(ctx, "alice").uri)
-    assert new != alice
-    with pytest.raises(MfaFailed, match="not confirmed"):
+    info = ops.reset_mfa(ctx, "alice")  # the admin gets no seed back, only the state
+    assert not info.confirmed and not info.has_secret and "secret" not in repr(info).lower().replace("has_secret", "")
+    with pytest.raises(MfaFailed, match="not enrolled a second factor"):
         verify_code(ctx, "alice", code_at(alice, T0), now=T0)
+    new = secret_of(ops.start_enrolment(ctx, "alice").uri)  # alice, at her own terminal
+    assert new != alice
     with pytest.raises(MfaFailed, match="wrong code"):
         ops.confirm_enrolment(ctx, "alice", code_at(alice, T0), now=T0)
     ops.confirm_enrolment(ctx, "alice", code_at(new, T0), now=T0)
     verify_code(ctx, "alice", code_at(new, T0 + timedelta(seconds=30)), now=T0 + timedelta(seconds=30))
-    assert verify_chain(ctx).ok
+
+
+def test_only_the_person_enrols_their_own_second_factor(ctx, alice):
+    """Finding 10: whoever adds an operator never holds their TOTP seed; the person enrols at their terminal."""
+    info = ops.add_operator(ctx, "bob", "bob@example.org")  # alice (enforcing) adds bob
+    assert not info.has_secret and not info.confirmed
+    with pytest.raises(PermissionDenied, match="only 'bob' may enrol their own second factor"):
+        ops.start_enrolment(ctx, "bob")
+    ctx.operator = "bob"
+    with pytest.raises(MfaFailed, match="not enrolled a second factor"):
+        verify_code(ctx, "bob", "123456", now=T0)
+    first = ops.start_enrolment(ctx)
+    again = ops.start_enrolment(ctx)  # starting over replaces the pending seed
+    assert first.operator == "bob" and secret_of(first.uri) != secret_of(again.uri)
+    with pytest.raises(MfaFailed, match="wrong code"):
+        ops.confirm_enrolment(ctx, "bob", code_at(secret_of(first.uri), T0), now=T0)
+    ops.confirm_enrolment(ctx, "bob", code_at(secret_of(again.uri), T0), now=T0)
+    with pytest.raises(PermissionDenied, match="already enrolled"):
+        ops.start_enrolment(ctx)  # a second factor is never replaced without an admin's reset
+    ctx.operator = "alice"
+    with pytest.raises(PermissionDenied, match="only 'bob' may confirm"):
+        ops.confirm_enrolment(ctx, "bob", "123456", now=T0)
+    assert [e.action for e in list_events(ctx) if e.object_id == "bob"][:4] == [
+        "operator.confirm", "mfa.failed", "operator.enrol", "operator.enrol"]
+    assert all(secret_of(again.uri) not in str(e) for e in list_events(ctx))

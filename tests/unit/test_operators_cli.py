@@ -86,8 +86,8 @@ def inventory(settings):
 def alice(cli, inventory):
     """Operator alice, enrolled and confirmed with the previous step's code; returns her TOTP secret."""
     fresh_step()
-    added = cli("operator", "add", "alice", "--email", "alice@example.org", check=True)
-    secret = secret_from(added.stdout)
+    cli("operator", "add", "alice", "--email", "alice@example.org", check=True)
+    secret = secret_from(cli("operator", "enrol", "--operator", "alice", check=True).stdout)
     cli("operator", "confirm", "alice", input=code(secret, -1) + "\n", check=True)
     return secret
 
@@ -96,8 +96,11 @@ def audit_events(run, *args: str) -> list[dict]:
     return json.loads(run("audit", "list", "--json", "--limit", "500", *args, check=True).stdout)
 
 
-def test_operator_add_prints_uri_and_half_block_qr(keyturn_cli):
-    result = keyturn_cli("operator", "add", "alice", "--email", "alice@example.org", check=True)
+def test_operator_enrol_prints_uri_and_half_block_qr_to_the_person_only(keyturn_cli):
+    added = keyturn_cli("operator", "add", "alice", "--email", "alice@example.org", check=True)
+    assert "otpauth" not in added.stdout and "\u2584" not in added.stdout  # the admin never sees the seed
+    assert "alice now enrols their phone at their own terminal: keyturn operator enrol" in added.stdout
+    result = keyturn_cli("operator", "enrol", "--operator", "alice", check=True)
     assert "otpauth://totp/keyturn:alice?secret=" in result.stdout and "issuer=keyturn" in result.stdout
     qr = [line for line in result.stdout.splitlines() if line and set(line) <= HALF_BLOCKS]
     assert len(qr) >= 15 and len({len(line) for line in qr}) == 1 and len(qr[0]) >= 29
@@ -112,7 +115,8 @@ def test_operator_add_prints_uri_and_half_block_qr(keyturn_cli):
 
 
 def test_operator_add_refuses_bad_input(cli):
-    secret = secret_from(cli("operator", "add", "alice", "--email", "alice@example.org", check=True).stdout)
+    cli("operator", "add", "alice", "--email", "alice@example.org", check=True)
+    secret = secret_from(cli("operator", "enrol", "--operator", "alice", check=True).stdout)
     events = cli("audit", "list", "--json", check=True).stdout
     assert '"operator.add"' in events and secret not in events
     bad = cli("operator", "add", "alice", "--email", "alice@example.org")
@@ -167,7 +171,8 @@ def test_wrong_or_replayed_code_prints_nothing(cli, alice):
 
 
 def test_unconfirmed_operator_cannot_reveal(cli, inventory):
-    added = cli("operator", "add", "carol", "--email", "carol@example.org", check=True)
+    cli("operator", "add", "carol", "--email", "carol@example.org", check=True)
+    added = cli("operator", "enrol", "--operator", "carol", check=True)
     refused = cli("reveal", "web1", "root", "--operator", "carol", "--json", "--reason", "T-1", input=code(secret_from(added.stdout)) + "\n")
     assert refused.returncode == 3 and refused.stdout == "" and "not confirmed" in refused.stderr
 
@@ -206,14 +211,18 @@ def test_managing_operators_needs_the_acting_operators_code(cli, alice):
     assert refused.returncode == 2 and "TOTP code is needed" in refused.stderr
     added = cli("operator", "add", "bob", "--email", "bob@example.org", "--operator", "alice",
                 input=code(alice) + "\n", check=True)
-    bob = secret_from(added.stdout)
+    assert "otpauth" not in added.stdout  # alice never holds bob's second factor
+    not_alice = cli("operator", "enrol", "--operator", "alice")
+    assert not_alice.returncode == 3 and "'alice' is already enrolled" in not_alice.stderr
+    bob = secret_from(cli("operator", "enrol", "--operator", "bob", check=True).stdout)
     stranger = cli("operator", "confirm", "bob", input=code(bob) + "\n")  # tester may not confirm (or lock out) bob
     assert stranger.returncode == 3 and "only 'bob' may confirm their own enrolment" in stranger.stderr
     cli("operator", "confirm", "bob", "--operator", "bob", input=code(bob) + "\n", check=True)
     reset = cli("operator", "reset-mfa", "bob", "--operator", "alice", input=code(alice, 1) + "\n", check=True)
-    assert secret_from(reset.stdout) != bob
+    assert "otpauth" not in reset.stdout and "bob enrols a new phone at their own terminal" in reset.stdout
     gone = cli("operator", "remove", "bob", "--yes", "--operator", "bob", input=code(bob, 1) + "\n")
     assert gone.returncode == 3 and "not confirmed" in gone.stderr  # bob must re-enrol first
+    assert secret_from(cli("operator", "enrol", "--operator", "bob", check=True).stdout) != bob
     names = [o["name"] for o in json.loads(cli("operator", "list", "--json", check=True).stdout)]
     assert names == ["alice", "bob"]
 
@@ -251,10 +260,47 @@ def test_reveal_a_record_and_a_task(cli, alice, settings):
         later = now() + timedelta(minutes=10)
         mfa = MfaSession(settings, clock=lambda: later)
         mfa.unlock(ctx, code_at(alice, later))
-        assert [i.secret for i in reveal_record(ctx, mfa, record, "new")] == [new_pw]
+        assert [i.secret for i in reveal_record(ctx, mfa, record, "new", reason="T-2")] == [new_pw]
         missing = cli("reveal", "--task", "no-such-task", "--operator", "alice", "--json", "--reason", "T-1", input=code(alice) + "\n")
         assert missing.returncode == 1 and missing.stdout == "" and "no task named 'no-such-task'" in missing.stderr
     finally:
         ctx.close()
     details = [(e["object_type"], e["detail"]["which"]) for e in audit_events(cli, "--action", "secret.reveal")]
     assert details == [("change_record", "new"), ("account", "current"), ("change_record", "old")]
+
+
+def test_operator_enrol_at_a_terminal_shows_the_code_and_asks_for_the_first_one(keyturn_cli, keyturn_env):
+    """The person's own terminal (a pty): QR code and URI, then the code is asked without echo and confirms."""
+    import os
+    import pty
+    import re
+    import select
+    import sys
+
+    keyturn_cli("operator", "add", "alice", "--email", "alice@example.org", check=True)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: keyturn as a user starts it, at a terminal
+        os.execve(sys.executable, [sys.executable, "-m", "tui", "--operator", "alice", "operator", "enrol"],
+                  {**os.environ, **keyturn_env})
+    out, answered, deadline = b"", None, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.5)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        found = re.search(rb"secret=([A-Z2-7]+)", out)
+        if found and answered is None and b"TOTP code for alice" in out:
+            answered = code(found.group(1).decode())
+            os.write(fd, (answered + "\n").encode())
+    _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "\u2584" in text and "operator alice confirmed: TOTP enrolment works" in text
+    assert answered is not None and text.count(answered) == 0  # typed without echo
+    listed = json.loads(keyturn_cli("operator", "list", "--json", check=True).stdout)
+    assert [o["confirmed"] for o in listed] == [True]

@@ -6,7 +6,7 @@ import pyotp
 import pytest
 
 from core.context import Context
-from core.operators import add_operator, confirm_enrolment
+from core.operators import add_operator, confirm_enrolment, start_enrolment
 from tui.cli import main
 
 # Storage, engine, scheduler, MFA rules: the same on SQLite and on PostgreSQL.
@@ -15,7 +15,8 @@ pytestmark = pytest.mark.both_backends
 
 @pytest.fixture
 def enrolled(ctx: Context) -> str:
-    enrolment = add_operator(ctx, "alice", "alice@example.org")
+    add_operator(ctx, "alice", "alice@example.org")
+    enrolment = start_enrolment(ctx, "alice")
     confirm_enrolment(ctx, "alice", pyotp.parse_uri(enrolment.uri).now())
     return "alice"
 

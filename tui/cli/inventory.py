@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from core import listings
 from core.audit import record_event, record_event_in
 from core.context import Context
 from core.errors import InputError, KeyturnError
@@ -18,13 +19,14 @@ from core.drivers.dbconn import (
     REJECTED_PLATFORMS, TLS_MODES, check_options, default_port, describe_options, is_database,
 )
 from core.hostkeys import check_trust, fetch_host_keys, import_known_hosts
+from core.names import check_username
 from core.importer import FORMATS, PLATFORMS, check_name, check_private_key, describe_summary, import_inventory
-from core.scopes import filter_in_scope
 from storage.inventory import (
     NotFound, asset_counts_by_node, get_account_row, get_asset, get_asset_row, list_accounts, list_assets, list_nodes,
     normalize_node_path, remove_account, remove_asset, replace_host_keys, upsert_account, upsert_asset,
 )
 from storage.types import AccountInfo, AssetInfo, ImportSummary, fingerprint_sha256
+from tui.cli.stdin import without_line_end
 from tui.widgets.format import plural
 
 
@@ -74,13 +76,16 @@ class _StdinSecrets:
         if sys.stdin.isatty():
             value = getpass.getpass(f"{what}: ")
         else:
-            value = sys.stdin.readline()
-            if not value:
+            line = sys.stdin.readline()
+            if not line:
                 raise InputError(f"expected the {what} on line {self.count} of stdin, got end of input")
-            value = value[:-1] if value.endswith("\n") else value
-            value = value[:-1] if value.endswith("\r") else value
+            value = without_line_end(line)
         if not value:
             raise InputError(f"the {what} read from stdin is empty")
+        if "\r" in value or "\n" in value:
+            # Only a "\n" or "\r\n" line end is removed; a carriage return elsewhere is not a typing slip to drop.
+            raise InputError(f"the {what} read from stdin contains a carriage return (a line ends with \\n or "
+                             "\\r\\n only); a secret cannot contain a line break")
         return value
 
 
@@ -93,6 +98,13 @@ def _port(text: str) -> int:
 def _node_path(text: str) -> str:
     try:
         return normalize_node_path(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _username(text: str) -> str:
+    try:
+        return check_username(text, "username")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -204,7 +216,7 @@ def cmd_asset_add(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_asset_list(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset list."""
-    assets = filter_in_scope(ctx, list_assets(ctx.db, node=args.node), lambda a: a.id)
+    assets = listings.list_assets(ctx, node=args.node)
     if args.json:
         print(json.dumps([asset_to_dict(a) for a in assets], indent=2))
         return 0
@@ -370,7 +382,7 @@ def cmd_account_add(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_account_list(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn account list (never secrets)."""
-    accounts = filter_in_scope(ctx, list_accounts(ctx.db, asset=args.asset), lambda a: a.asset_id)
+    accounts = listings.list_accounts(ctx, asset=args.asset)
     if args.json:
         print(json.dumps([account_to_dict(a) for a in accounts], indent=2))
         return 0
@@ -518,7 +530,8 @@ def register(sub: argparse._SubParsersAction) -> None:
              "history). Secrets come one per line on stdin, in this order: password or key passphrase, then the "
              "become password; on a terminal you are asked without echo.", cmd_account_add, "edit")
     p.add_argument("asset", metavar="ASSET", help="asset name")
-    p.add_argument("username", metavar="USERNAME", type=_name("username"), help="account name")
+    p.add_argument("username", metavar="USERNAME", type=_username,
+                   help="account name: letters, digits, '_', '.', '-', starting with a letter or '_' (at most 32)")
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--password-stdin", action="store_true", help="read the password from stdin (one line)")
     how.add_argument("--key-file", metavar="PATH", help="the account's private key file (an ssh_key account)")

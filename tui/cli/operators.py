@@ -30,13 +30,21 @@ def _register_operator(sub: argparse._SubParsersAction) -> None:
                         "Once one operator has confirmed enrolment, managing operators needs a code from the acting one.")
     op_sub = op.add_subparsers(dest="operator_command", metavar="ACTION", required=True)
 
-    add = op_sub.add_parser("add", help="add an operator and show the QR code to enrol their phone",
-                            description="Create an operator with a fresh TOTP secret and print its otpauth:// URI and "
-                            "a QR code. The operator cannot reveal secrets until `keyturn operator confirm` succeeds.")
+    add = op_sub.add_parser("add", help="add an operator (they enrol their own phone)",
+                            description="Create an operator. You never see their TOTP seed: the person runs "
+                            "`keyturn operator enrol` at their own terminal, scans the QR code and confirms it with a "
+                            "first code. Until then they cannot run, edit or reveal.")
     add.add_argument("name", metavar="NAME", help="login name of the person")
     add.add_argument("--email", required=True, metavar="ADDR", help="their email address (for notifications)")
     _otp_option(add)
     add.set_defaults(handler=cmd_add)
+
+    enrol = op_sub.add_parser("enrol", help="enrol your own phone: QR code, then a first code",
+                              description="Enrol your own second factor (as the operator you act as; under sudo the "
+                              "user sudo names): print a fresh TOTP QR code and otpauth:// URI, then ask for a first "
+                              "code on the terminal. Without a terminal the code is confirmed later with "
+                              "`keyturn operator confirm NAME`.")
+    enrol.set_defaults(handler=cmd_enrol)
 
     confirm = op_sub.add_parser("confirm", help="confirm an enrolment with a code from the phone",
                                 description="Confirm an operator's TOTP enrolment with a current 6-digit code.")
@@ -63,9 +71,9 @@ def _register_operator(sub: argparse._SubParsersAction) -> None:
     _otp_option(scope)
     scope.set_defaults(handler=cmd_scope)
 
-    reset = op_sub.add_parser("reset-mfa", help="give an operator a new TOTP secret (lost phone)",
-                              description="Replace an operator's TOTP secret, print the new URI and QR code; the "
-                              "operator must confirm again before revealing.")
+    reset = op_sub.add_parser("reset-mfa", help="drop an operator's TOTP secret (lost phone)",
+                              description="Drop an operator's TOTP secret; the person enrols a new phone at their own "
+                              "terminal (`keyturn operator enrol`) before they may act again.")
     reset.add_argument("name", metavar="NAME", help="operator name")
     _otp_option(reset)
     reset.set_defaults(handler=cmd_reset_mfa)
@@ -113,20 +121,28 @@ def _admin(ctx: Context, args: argparse.Namespace) -> None:
     ops.require_admin(ctx, mfa)
 
 
-def _print_enrolment(enrolment: ops.Enrolment) -> None:
-    # The one place a secret is printed: enrolment is the act of handing it to the person's phone.
+def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
+    """Add an operator; they enrol their own phone."""
+    _admin(ctx, args)
+    info = ops.add_operator(ctx, args.name, args.email)
+    print(f"operator {info.name} added; {info.name} now enrols their phone at their own terminal: "
+          f"{ops.ENROL_HINT}")
+    return 0
+
+
+def cmd_enrol(ctx: Context, args: argparse.Namespace) -> int:
+    """Enrol the acting operator's phone: QR code and URI, then a first code."""
+    enrolment = ops.start_enrolment(ctx)
+    # The one place a TOTP seed is printed: to the person themselves, handing it to their phone.
+    print(f"operator {enrolment.operator}: scan this code with an authenticator app:")
     print(enrolment.qr)
     print()
     print(f"otpauth URI (for an authenticator app that cannot scan): {enrolment.uri}")
-    print(f"then confirm with: keyturn operator confirm {enrolment.operator} (the code is asked for)")
-
-
-def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
-    """Add an operator and print the enrolment."""
-    _admin(ctx, args)
-    enrolment = ops.add_operator(ctx, args.name, args.email)
-    print(f"operator {enrolment.operator} added; scan this code with an authenticator app:")
-    _print_enrolment(enrolment)
+    if sys.stdin is None or not sys.stdin.isatty():
+        print(f"then confirm with: keyturn operator confirm {enrolment.operator} (the code is asked for)")
+        return 0
+    ops.confirm_enrolment(ctx, enrolment.operator, ask_code(enrolment.operator))
+    print(f"operator {enrolment.operator} confirmed: TOTP enrolment works")
     return 0
 
 
@@ -195,9 +211,9 @@ def cmd_reset_mfa(ctx: Context, args: argparse.Namespace) -> int:
     """Give an operator a new TOTP secret."""
     ops.get_operator(ctx, args.name)
     _admin(ctx, args)
-    enrolment = ops.reset_mfa(ctx, args.name)
-    print(f"operator {enrolment.operator} has a new TOTP secret; scan this code with an authenticator app:")
-    _print_enrolment(enrolment)
+    info = ops.reset_mfa(ctx, args.name)
+    print(f"operator {info.name} has no TOTP secret now; {info.name} enrols a new phone at their own terminal: "
+          f"{ops.ENROL_HINT}")
     return 0
 
 

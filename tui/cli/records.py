@@ -193,11 +193,9 @@ def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         from core.errors import InputError
 
         raise InputError(f"--status: must be one of {', '.join(rec.RECORD_STATUSES)}, got {args.status!r}")
-    from core.scopes import filter_in_scope
+    from core.listings import records_by_id
 
-    records = filter_in_scope(ctx, rec.list_records(ctx.db, task=args.task, status=args.status,
-                                                    execution_id=args.execution, limit=args.limit),
-                              lambda r: r.asset_id)
+    records = records_by_id(ctx, task=args.task, status=args.status, execution_id=args.execution, limit=args.limit)
     if args.json:
         print(json.dumps([record_dict(r) for r in records], indent=2))
     else:

@@ -16,6 +16,7 @@ from core.operators import mark_system
 from core.errors import InputError
 from core.notify import send_execution_report, send_test_message, store_smtp_password
 from core.scheduler import DEFAULT_WORKERS, Scheduler, settle_leftovers
+from tui.cli.stdin import without_line_end
 from storage.scheduling import scheduled_tasks
 from storage.tables import utcnow
 
@@ -167,9 +168,12 @@ def cmd_mail_set_password(ctx: Context, args: argparse.Namespace) -> int:
     if sys.stdin.isatty():
         password = getpass.getpass("SMTP password: ")
     else:
-        password = sys.stdin.readline().rstrip("\r\n")
+        password = without_line_end(sys.stdin.readline())
     if not password:
         raise InputError("password: stdin gave an empty SMTP password")
+    if "\r" in password or "\n" in password:
+        raise InputError("password: the SMTP password from stdin contains a carriage return (only one \\n or \\r\\n "
+                         "line end is removed); a password cannot contain a line break")
     store_smtp_password(ctx, password)
     print("SMTP password stored in the vault")
     return 0

@@ -20,6 +20,7 @@ from core.targets import preview, target_note
 from storage import tasks as repo
 from storage.types import HostParams, PasswordRules, TaskSpec
 from tui.cli.params import add_param_option, apply_param_args, param_lines
+from tui.cli.stdin import without_line_end
 
 STDIN_ORDER = (
     "Secrets are never taken as arguments. With several --*-stdin flags, standard input is read one line per "
@@ -112,17 +113,17 @@ def _read_secret(prompt: str, flag: str) -> str:
     line = sys.stdin.readline()
     if not line:
         raise InputError(f"{flag}: expected a line on standard input, got end of input")
-    return line[:-1] if line.endswith("\n") else line
+    return without_line_end(line)
 
 
 def _stdin_secrets(args: argparse.Namespace) -> dict[str, str]:
     out: dict[str, str] = {}
     if args.password_stdin:
-        out["password"] = _read_secret("Password", "--password-stdin").removesuffix("\r")
+        out["password"] = _read_secret("Password", "--password-stdin")
     if args.key_passphrase_stdin:
-        out["passphrase"] = _read_secret("Key passphrase", "--key-passphrase-stdin").removesuffix("\r")
+        out["passphrase"] = _read_secret("Key passphrase", "--key-passphrase-stdin")
     if args.become_password_stdin:
-        out["become"] = _read_secret("Sudo password", "--become-password-stdin").removesuffix("\r")
+        out["become"] = _read_secret("Sudo password", "--become-password-stdin")
     return out
 
 

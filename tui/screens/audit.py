@@ -25,6 +25,7 @@ class AuditScreen(ModeScreen):
         Binding("enter", "detail", "Detail"),
         Binding("v", "verify", "Verify chain"),
         Binding("n", "new_operator", "New operator"),
+        Binding("e", "enrol_me", "Enrol my phone", show=False),
         *page_bindings(),
         Binding("r", "reload", "Newest", show=False),
     ]
@@ -43,9 +44,22 @@ class AuditScreen(ModeScreen):
             table.add_column(key, key=key)
         yield table
 
+    def action_enrol_me(self) -> None:
+        """Enrol the acting operator's own phone (after `keyturn operator add` or a reset): QR code, first code."""
+        from core.operators import start_enrolment
+        from tui.modals.enrol import EnrolModal
+
+        try:
+            enrolment = start_enrolment(self.ctx)
+        except (KeyturnError, LookupError) as exc:
+            self.notify(str(exc), title="Enrolment", severity="warning", markup=False)
+            return
+        self.app.push_screen(EnrolModal(self.ctx, enrolment), lambda ok: self.reload())
+
     def action_new_operator(self) -> None:
-        """Enrol an operator: name, email, then the QR code and a first code (as `keyturn operator add`)."""
-        from core.operators import Enrolment, add_operator, is_enforcing, require_admin
+        """Add an operator: name and email. The QR code is shown only to the person themselves (or while no
+        operator is enrolled yet, to whoever sets keyturn up); anyone else enrols at their own terminal."""
+        from core.operators import ENROL_HINT, add_operator, is_enforcing, may_enrol, require_admin, start_enrolment
         from tui.modals.enrol import EnrolModal
         from tui.modals.otp import OtpModal
         from tui.modals.prompt import PromptModal
@@ -53,22 +67,27 @@ class AuditScreen(ModeScreen):
         if not self.kt.permit("edit"):
             return
 
-        enrolled: list[Enrolment] = []
+        added: list[str] = []
 
         def add(name: str, email: str) -> str | None:
             # The prompt stays open with the error until the use case accepts the name and email.
             try:
                 require_admin(self.ctx, self.kt.mfa)  # type: ignore[arg-type]
-                enrolled.append(add_operator(self.ctx, name, email))
+                added.append(add_operator(self.ctx, name, email).name)
             except (KeyturnError, LookupError, ValueError) as exc:
                 return str(exc)
             return None
 
         def got_email(email: str | None) -> None:
-            if not email or not enrolled:
+            if not email or not added:
                 return
             self.reload()
-            self.app.push_screen(EnrolModal(self.ctx, enrolled[-1]), lambda ok: self.reload())
+            name = added[-1]
+            if not may_enrol(self.ctx, name):
+                self.notify(f"{name} enrols their phone at their own terminal: {ENROL_HINT} "
+                            "(or Audit, e, in the app)", title=f"Operator {name} added", timeout=15, markup=False)
+                return
+            self.app.push_screen(EnrolModal(self.ctx, start_enrolment(self.ctx, name)), lambda ok: self.reload())
 
         def got_name(name: str | None) -> None:
             if name:

@@ -14,7 +14,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, RichLog, Static
 
-from storage.queries import execution_detail
+from core.listings import execution_detail
 from tui.widgets.format import STATUS_STYLES, clip, duration, status_text, when
 from tui.widgets.table import PlainTable
 
@@ -49,7 +49,7 @@ class ExecutionScreen(Screen[None]):
     def on_mount(self) -> None:
         """Load the execution; while it runs (in this app, another process, on another machine or on keyturn
         workers) read it again every second off the UI thread, until it has finished."""
-        info, records = execution_detail(self.app.ctx.db, self.execution_id)  # type: ignore[attr-defined]
+        info, records = execution_detail(self.app.ctx, self.execution_id)  # type: ignore[attr-defined]
         self._show(info, records)
         if info.status == "running":
             self._poll = self.set_interval(LIVE_POLL_SECONDS, self._reload)
@@ -60,7 +60,7 @@ class ExecutionScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="execution-poll")
     def _fetch(self) -> None:
         """Read the execution in a thread; show it on the UI thread."""
-        info, records = execution_detail(self.app.ctx.db, self.execution_id)  # type: ignore[attr-defined]
+        info, records = execution_detail(self.app.ctx, self.execution_id)  # type: ignore[attr-defined]
         self.app.call_from_thread(self._show, info, records)
 
     def _show(self, info, records) -> None:  # type: ignore[no-untyped-def]

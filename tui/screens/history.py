@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Label
 
-from storage.queries import count_executions, list_executions
+from core.listings import count_executions, list_executions
 from tui.modals.confirm import ConfirmModal
 from tui.screens.base import ModeScreen, page_bindings
 from tui.screens.execution import ExecutionScreen
@@ -46,9 +46,9 @@ class HistoryScreen(ModeScreen):
 
     def reload(self) -> None:
         """Load the current page of executions."""
-        total = count_executions(self.ctx.db)
+        total = count_executions(self.ctx)
         self.page_offset = max(0, min(self.page_offset, (total - 1) // PAGE * PAGE if total else 0))
-        rows = list_executions(self.ctx.db, offset=self.page_offset, limit=PAGE)
+        rows = list_executions(self.ctx, offset=self.page_offset, limit=PAGE)
         now = self.now()
         table = self.query_one("#executions-table", DataTable)
         cursor = table.cursor_row

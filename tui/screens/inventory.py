@@ -17,8 +17,9 @@ from textual.widgets import DataTable, Input, Label, Tree
 from core.audit import record_event
 from core.hostkeys import check_trust, fetch_host_keys
 from core.importer import describe_summary, import_inventory
-from storage.inventory import get_asset, list_accounts, list_assets, list_nodes, remove_asset, replace_host_keys
-from storage.queries import count_assets, node_subtree_ids
+from core.listings import count_assets, list_accounts, list_assets
+from storage.inventory import get_asset, list_nodes, remove_asset, replace_host_keys
+from storage.queries import node_subtree_ids
 from storage.types import AssetInfo, fingerprint_sha256
 from tui.modals.asset_form import AssetFormModal
 from tui.modals.confirm import ConfirmModal
@@ -98,9 +99,9 @@ class InventoryScreen(ModeScreen):
         self._fill_tree()
         search = self.query_one("#asset-search", Input).value.strip()
         node_ids = node_subtree_ids(self.ctx.db, self.node) if self.node else None
-        total = count_assets(self.ctx.db, node_ids=node_ids, search=search)
+        total = count_assets(self.ctx, node_ids=node_ids, search=search)
         self.page_offset = max(0, min(self.page_offset, (total - 1) // PAGE * PAGE if total else 0))
-        assets = list_assets(self.ctx.db, node=self.node, search=search, offset=self.page_offset, limit=PAGE)
+        assets = list_assets(self.ctx, node=self.node, search=search, offset=self.page_offset, limit=PAGE)
         table = self.query_one("#assets-table", DataTable)
         cursor = table.cursor_row
         table.clear()
@@ -126,7 +127,7 @@ class InventoryScreen(ModeScreen):
             title.update("Accounts")
             return
         now = self.now()
-        accounts = list_accounts(self.ctx.db, asset=name)
+        accounts = list_accounts(self.ctx, asset=name)
         title.update(f"Accounts on {name} ({len(accounts)})")
         for acc in accounts:
             table.add_row(acc.username, status_text(acc.last_status) if acc.last_status else "-",
@@ -206,7 +207,7 @@ class InventoryScreen(ModeScreen):
         name = self._need_asset()
         if name is None:
             return
-        count = len(list_accounts(self.ctx.db, asset=name))
+        count = len(list_accounts(self.ctx, asset=name))
 
         def done(yes: bool | None) -> None:
             if yes:

@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Sparkline, Static
 
-from storage.queries import attention_accounts, overview_stats
+from core.listings import attention_accounts, overview_stats
 from tui.screens.base import ModeScreen
 from tui.widgets.format import clip, status_text, when
 from tui.widgets.table import PlainTable
@@ -57,7 +57,7 @@ class OverviewScreen(ModeScreen):
     def reload(self) -> None:
         """Query the aggregates and the attention list."""
         now = self.now()
-        stats = overview_stats(self.ctx.db, now, days=self.day_range)
+        stats = overview_stats(self.ctx, now, days=self.day_range)
         from core.heartbeat import drifted
 
         drift = len(drifted(self.ctx))
@@ -84,7 +84,7 @@ class OverviewScreen(ModeScreen):
         self.query_one("#chart-title", Label).update(f"Changes per day, last {self.day_range} days")
         table = self.query_one("#attention-table", DataTable)
         table.clear()
-        for row in attention_accounts(self.ctx.db, limit=ATTENTION_LIMIT):
+        for row in attention_accounts(self.ctx, limit=ATTENTION_LIMIT):
             table.add_row(row.asset_name, row.username, status_text(row.status), when(row.created_at, now),
                           row.task_name, clip(row.error, 60), key=str(row.record_id))
 

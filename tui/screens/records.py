@@ -8,7 +8,8 @@ from textual.containers import Horizontal
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label, Select
 
-from storage.queries import RECORD_STATUSES, count_records, list_records, retryable_records, task_names
+from core.listings import count_records, list_records, retryable_records
+from storage.queries import RECORD_STATUSES, task_names
 from tui.modals.confirm import ConfirmModal
 from tui.screens.base import ModeScreen, page_bindings
 from tui.widgets.format import plural, clip, status_text, when
@@ -105,10 +106,9 @@ class RecordsScreen(ModeScreen):
         """Load the current page with the current filters."""
         self._refresh_task_options()
         f = self.filters
-        db = self.ctx.db
-        self.total = count_records(db, **f)  # type: ignore[arg-type]
+        self.total = count_records(self.ctx, **f)  # type: ignore[arg-type]
         self.page_offset = max(0, min(self.page_offset, (self.total - 1) // PAGE * PAGE if self.total else 0))
-        rows = list_records(db, **f, offset=self.page_offset, limit=PAGE)  # type: ignore[arg-type]
+        rows = list_records(self.ctx, **f, offset=self.page_offset, limit=PAGE)  # type: ignore[arg-type]
         now = self.now()
         table = self.query_one("#records-table", DataTable)
         cursor = table.cursor_row
@@ -163,7 +163,7 @@ class RecordsScreen(ModeScreen):
 
     def action_retry_all(self) -> None:
         """Retry every failed and unverified record the filters match (one run per task), after a confirmation."""
-        by_task = retryable_records(self.ctx.db, **self.filters)  # type: ignore[arg-type]
+        by_task = retryable_records(self.ctx, **self.filters)  # type: ignore[arg-type]
         count = sum(len(ids) for ids in by_task.values())
         if not count:
             self.notify("No failed or unverified records (not yet retried) match the filters", severity="warning")

@@ -1,0 +1,55 @@
+"""Checks made when a run starts, not only when its task was saved: a task stored long ago (before the
+allow-list, or edited in the database) must not run a program the protected config file does not allow, and
+an operator limited to node subtrees must not change accounts outside them through a task.
+
+Scope rule for runs: **refuse**. A run whose accounts lie partly outside the acting operator's scope is not
+started at all (nothing is pushed, no record is written); the message names the assets outside. Quietly
+leaving them out would make the same task do different things depending on who pressed run, and the task's
+own report would claim a run that skipped part of it. Scheduled runs act as keyturn itself (no scope).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from core.context import Context
+from core.errors import InputError, PermissionDenied
+from storage.types import TaskSpec
+
+MAX_NAMED = 5
+
+
+def check_programs(ctx: Context, spec: TaskSpec) -> None:
+    """InputError naming the task and field when a program path of its parameters is not allowed now."""
+    from core.tasks import _COMMAND_PATH, allowed_programs
+
+    path = spec.params.chpasswd_path
+    allowed = allowed_programs(ctx.settings)
+    if not isinstance(path, str) or not _COMMAND_PATH.match(path) or path not in allowed:
+        raise InputError(f"task {spec.name}: chpasswd path {path!r} is not an allowed program (allowed: "
+                         f"{', '.join(allowed)}; more only via allowed_programs in the config file); nothing was run. "
+                         f"Fix it with `keyturn task edit {spec.name} --chpasswd-path chpasswd`")
+
+
+def check_scope(ctx: Context, spec: TaskSpec, assets: Iterable[tuple[int, str]]) -> None:
+    """PermissionDenied when any (asset id, name) the run would touch lies outside the acting operator's scope."""
+    from core.scopes import scope_of
+    from storage.scopes import scope_paths
+
+    allowed = scope_of(ctx)
+    if allowed is None:
+        return
+    outside = sorted({name for asset_id, name in assets if asset_id not in allowed})
+    if not outside:
+        return
+    named = ", ".join(outside[:MAX_NAMED]) + (f" and {len(outside) - MAX_NAMED} more" if len(outside) > MAX_NAMED else "")
+    raise PermissionDenied(
+        f"task {spec.name}: {len(outside)} asset{'s' if len(outside) != 1 else ''} of this run lie outside your scope "
+        f"({', '.join(scope_paths(ctx.db, ctx.operator or ''))}): {named}; nothing was run. An operator whose scope "
+        "covers them (or the schedule) runs it")
+
+
+def check_run(ctx: Context, spec: TaskSpec, assets: Iterable[tuple[int, str]]) -> None:
+    """Everything a run must pass before its first record is written."""
+    check_programs(ctx, spec)
+    check_scope(ctx, spec, assets)
