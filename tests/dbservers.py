@@ -237,8 +237,21 @@ def _self_signed(ca_path: Path, cert_path: Path, key_path: Path, owner: str, nam
     key_path.chmod(0o600)
 
 
+class _ChildServer:
+    """A server that runs as this process's child (self.proc, set by start())."""
+
+    proc: subprocess.Popen | None = None
+
+    def stop(self) -> None:
+        """Kill the server at once."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+
 # -- MariaDB -----------------------------------------------------------------------------------------------
-class MariaDBServer:
+class MariaDBServer(_ChildServer):
     """A private MariaDB server on a free port and its own socket, general_log on."""
 
     OS_USER = "mysql"
@@ -299,13 +312,6 @@ class MariaDBServer:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self.port, self.proc, self.log)
 
-    def stop(self) -> None:
-        """Kill the server at once."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.proc = None
-
     def admin(self) -> pymysql.connections.Connection:
         """An autocommit connection as the admin over TCP."""
         return pymysql.connect(host="127.0.0.1", port=self.port, user=self.admin_user, password=self.admin_password,
@@ -356,7 +362,7 @@ class MariaDBServer:
 
 
 # -- Redis -------------------------------------------------------------------------------------------------
-class RedisServer:
+class RedisServer(_ChildServer):
     """A private redis-server on a free port with an ACL file; `default` needs a password."""
 
     def __init__(self, *, cert_names: tuple[str, ...] = ()) -> None:
@@ -395,13 +401,6 @@ class RedisServer:
              "--dir", str(self.base), "--save", "", "--appendonly", "no", "--logfile", str(self.log),
              "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self.port, self.proc, self.log)
-
-    def stop(self) -> None:
-        """Kill the server at once."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.proc = None
 
     def admin(self) -> redis_lib.Redis:
         """A client authenticated as the admin."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -43,6 +45,41 @@ def sandbox_fleet() -> Iterator[FleetFactory]:
 def sandbox_host(sandbox_fleet: FleetFactory) -> SandboxHost:
     """One started sandbox host with users "alice" and "bob" (passwords in host.passwords)."""
     return sandbox_fleet(1, users=["alice", "bob"]).hosts[0]
+
+
+# -- leak tests ----------------------------------------------------------------------------------------------
+class ProcSampler:
+    """Reads every distinct argv and environment of every process on the machine, from creation until stop().
+
+    The leak tests (test_leaks.py, test_interactive_leaks.py, test_db_rotation.py) search what it saw for secrets.
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[bytes] = set()
+        self.passes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        me = str(os.getpid())
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit() or pid == me:
+                    continue
+                for name in ("cmdline", "environ"):
+                    try:
+                        with open(f"/proc/{pid}/{name}", "rb") as f:
+                            self.seen.add(f.read())
+                    except OSError:
+                        pass
+            self.passes += 1
+
+    def stop(self) -> str:
+        """Stop sampling; everything seen as text."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return b"\n".join(self.seen).decode(errors="replace")
 
 
 # -- private database servers (tests/dbservers.py) ---------------------------------------------------------
