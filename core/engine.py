@@ -486,10 +486,17 @@ def retry_records(ctx: Context, record_ids: list[int], *, cancel: threading.Even
                   on_event: EventCallback | None = None, task_name: str | None = None) -> ExecutionInfo:
     """Retry failed or unverified records of one task: an unverified one re-pushes its same candidate secret,
     a failed one gets a fresh secret (random, or the task's specific one)."""
+    spec, planned = plan_retry(ctx, record_ids, task_name=task_name)
+    return _execute(ctx, spec, "retry", planned, cancel=cancel, on_event=on_event)
+
+
+def plan_retry(ctx: Context, record_ids: list[int], *, task_name: str | None = None) -> tuple[TaskSpec, list[_Planned]]:
+    """The task and the accounts (with their secrets) a retry of record_ids changes, checked (InputError naming
+    the record); nothing is written. In-process retries and retries queued for workers share it."""
     from core.operators import require
     from storage.tasks import get_task_by_id
 
-    require(ctx, "run")
+    require(ctx, "run")  # in-process and queued retries alike
     ids = list(dict.fromkeys(record_ids))
     if not ids:
         raise InputError("retry: give at least one record id")
@@ -529,17 +536,22 @@ def retry_records(ctx: Context, record_ids: list[int], *, cancel: threading.Even
             secret = _new_secret(spec)
         planned.append(_Planned(acc.id, acc.asset_id, acc.asset_name, acc.username, acc.secret_type, acc.privileged,
                                 secret, retry_of=r.id, attempt=r.attempt + 1))
-    return _execute(ctx, spec, "retry", planned, cancel=cancel, on_event=on_event)
+    return spec, planned
+
+
+def failed_record_ids(ctx: Context, task_name: str) -> list[int]:
+    """The latest failed or unverified record of each of the task's accounts not retried yet (InputError if none)."""
+    latest = rec.latest_records_of_task(ctx.db, task_name)
+    ids = [r.id for r in latest if r.status in (rec.FAILED, rec.UNVERIFIED) and rec.retried_as(ctx.db, r.id) is None]
+    if not ids:
+        raise InputError(f"task {task_name}: no failed or unverified record to retry")
+    return ids
 
 
 def retry_failed(ctx: Context, task_name: str, *, cancel: threading.Event | None = None,
                  on_event: EventCallback | None = None) -> ExecutionInfo:
     """Retry every account whose latest record in the task failed (or stayed unverified)."""
-    latest = rec.latest_records_of_task(ctx.db, task_name)
-    ids = [r.id for r in latest if r.status in (rec.FAILED, rec.UNVERIFIED) and rec.retried_as(ctx.db, r.id) is None]
-    if not ids:
-        raise InputError(f"task {task_name}: no failed or unverified record to retry")
-    return retry_records(ctx, ids, cancel=cancel, on_event=on_event, task_name=task_name)
+    return retry_records(ctx, failed_record_ids(ctx, task_name), cancel=cancel, on_event=on_event, task_name=task_name)
 
 
 def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned], *,

@@ -4,6 +4,11 @@ Per account: `ok`, `rejected` (someone changed it outside keyturn), `locked` (th
 locked: `passwd -S` asked as root after a rejected login), `unreachable` (network, host key, policy: the
 secret was not tested). Only the existing verify functions log in, so a heartbeat judges exactly as a
 rotation's verification does.
+
+Database accounts (postgresql, mysql, mariadb, redis) log in with the database's own protocol, and one behind
+an SSH gateway through the gateway's tunnel, opened once per asset for the run and shared by its accounts: a
+refused password is `rejected`, a server or gateway that cannot be reached is `unreachable` (with the reason),
+and a server that lets anyone in (trust) is `unreachable` too, since the secret was not tested.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from datetime import datetime, timezone
 
 from core import ssh
 from core.context import Context
+from core.drivers import gateway
 from core.drivers.base import DriverError, Verify, open_driver, verify_key, verify_password
 from core.errors import InputError
 from core.ssh import Timeouts
@@ -106,7 +112,21 @@ def check_account(ctx: Context, account_id: int, *, task_id: int | None = None,
     acc = account_info(ctx.db, account_id)
     asset = get_asset_by_id(ctx.db, acc.asset_id)
     creds = account_secrets(ctx.db, account_id)
-    verdict = _login(asset, acc.username, acc.secret_type, creds.secret, creds.passphrase, timeouts)
+    # A database behind an SSH gateway is reached through its tunnel (shared: run_heartbeat already holds it
+    # for the asset's accounts). A gateway that cannot be reached makes the account unreachable, saying why.
+    try:
+        held = gateway.acquire(ctx.db, asset, timeouts)
+    except (ssh.SSHError, DriverError) as exc:
+        return NewHeartbeat(account_id=acc.id, task_id=task_id, asset_name=acc.asset_name, username=acc.username,
+                            account_version=acc.version, status=UNREACHABLE,
+                            reason=ssh.scrub(f"gateway {asset.gateway or asset.gateway_id}: {exc}",
+                                             [creds.secret, creds.passphrase]),
+                            checked_at=datetime.now(timezone.utc))
+    try:
+        verdict = _login(asset, acc.username, acc.secret_type, creds.secret, creds.passphrase, timeouts)
+    finally:
+        if held:
+            gateway.release(asset)
     if verdict.ok:
         status, reason = OK, ""
     elif verdict.rejected:
@@ -147,6 +167,18 @@ def run_heartbeat(ctx: Context, task_name: str, *, cancel: threading.Event | Non
     lock = threading.Lock()
 
     def work(account_ids: list[int]) -> None:
+        asset_id = next(t.asset_id for t in targets if t.account_id == account_ids[0])
+        try:
+            asset = get_asset_by_id(ctx.db, asset_id)
+        except Exception:  # noqa: BLE001 - removed meanwhile: check_account reports each account
+            asset = None
+        if asset is None or asset.gateway_id is None:
+            check_all(account_ids)
+            return
+        with gateway.opened(ctx.db, asset, timeouts):  # one tunnel for all of this database's accounts
+            check_all(account_ids)
+
+    def check_all(account_ids: list[int]) -> None:
         for account_id in account_ids:
             if cancel.is_set():
                 return

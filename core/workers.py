@@ -39,7 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.context import Context
 from core.engine import (
-    LOG_FLUSH_SECONDS, Job, _audit, _load_task, _new_secret, _public_line_of, _Run, process_start_time,
+    LOG_FLUSH_SECONDS, Job, _audit, _load_task, _new_secret, _Planned, _public_line_of, _Run, process_start_time,
     task_snapshot,
 )
 from core.errors import InputError, KeyturnError, UnsafeSetupError
@@ -50,7 +50,7 @@ from storage import workunits as units
 from storage.inventory import NotFound
 from storage.locks import acquire_task_lock, holder_id, lock_holder, release_task_lock, renew_task_lock
 from storage.tables import utcnow
-from storage.types import ExecutionInfo
+from storage.types import ExecutionInfo, TaskSpec
 
 log = logging.getLogger("keyturn.worker")
 
@@ -79,13 +79,35 @@ def queue_run(ctx: Context, task_name: str, *, trigger: str = "cli", on_event: E
 
     Everything an in-process run commits before the first host is committed here; no host is touched.
     """
-    from core.engine import _Planned
     from core.targets import preview
 
     spec = _load_task(ctx, task_name)
-    assert spec.id is not None
     planned = [_Planned(t.account_id, t.asset_id, t.asset_name, t.username, t.secret_type, t.privileged,
                         _new_secret(spec)) for t in preview(ctx, spec).targets]
+    return _queue(ctx, spec, trigger, planned, on_event)
+
+
+def queue_retry(ctx: Context, record_ids: list[int], *, task_name: str | None = None,
+                on_event: EventCallback | None = None) -> int:
+    """Queue a retry of failed or unverified records for the workers (as `retry` plans it: an unverified record
+    re-pushes its candidate, a failed one gets a fresh secret); returns the execution id."""
+    from core.engine import plan_retry
+
+    spec, planned = plan_retry(ctx, record_ids, task_name=task_name)
+    return _queue(ctx, spec, "retry", planned, on_event)
+
+
+def queue_retry_failed(ctx: Context, task_name: str, *, on_event: EventCallback | None = None) -> int:
+    """Queue a retry of every account whose latest record in the task failed or stayed unverified."""
+    from core.engine import failed_record_ids
+
+    return queue_retry(ctx, failed_record_ids(ctx, task_name), task_name=task_name, on_event=on_event)
+
+
+def _queue(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned], on_event: EventCallback | None) -> int:
+    """Commit the execution and planned's records with their new secrets, split them into units, hand the
+    task lock to the workers; no host is touched."""
+    assert spec.id is not None
     from core.runguard import check_run
 
     check_run(ctx, spec, ((p.asset_id, p.asset_name) for p in planned))  # a stored task is checked again here

@@ -6,13 +6,17 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from core.config import Settings, load_settings
 from core.context import Context, open_context
+
+if TYPE_CHECKING:
+    from tests.sandbox import SandboxFleet, SandboxHost
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("sqlite", "postgresql")
@@ -224,3 +228,65 @@ def keyturn_cli(keyturn_env: dict[str, str]):
         return proc
 
     return run
+
+
+# -- sandbox fleets shared by a module (integration and fault tests) -------------------------------------
+# A module that reuses one fleet across its tests declares it with these factories instead of its own copy:
+#     fleet = module_fleet(2, USERS)
+#     hosts = fresh_hosts(USERS)                      # or: host = fresh_host(USERS, prepare=...)
+def module_fleet(count: int, users: Sequence[str], doc: str | None = None):  # noqa: ANN201 (a pytest fixture)
+    """A module-scoped fixture `fleet`: a started SandboxFleet of `count` hosts with `users`, closed after the module.
+
+    Skips loudly without root / sshd (fails under CI), as require_sandbox does.
+    """
+
+    @pytest.fixture(scope="module", name="fleet")
+    def fleet() -> Iterator[SandboxFleet]:
+        from tests.sandbox import SandboxFleet, require_sandbox
+
+        require_sandbox()
+        with SandboxFleet(count, users=list(users)) as f:
+            yield f
+
+    fleet.__doc__ = doc or f"{count} sandbox host(s) with {', '.join(users)}, shared by the module."
+    return fleet
+
+
+def fresh_hosts(users: Sequence[str], prepare: Callable[[list[SandboxHost]], object] | None = None,
+                doc: str | None = None):  # noqa: ANN201 (a pytest fixture)
+    """A fixture `hosts`: the module's `fleet`, each host reset (reset_host with `users`), then `prepare(hosts)`."""
+
+    @pytest.fixture(name="hosts")
+    def hosts(fleet: SandboxFleet) -> list[SandboxHost]:
+        from tests.integration.test_rotation import reset_host
+
+        reset = list(fleet)
+        for h in reset:
+            reset_host(h, users)
+        if prepare is not None:
+            prepare(reset)
+        return reset
+
+    hosts.__doc__ = doc or "The fleet's hosts, reset to a known state."
+    return hosts
+
+
+def fresh_host(users: Sequence[str], prepare: Callable[[SandboxHost], object] | None = None,
+               doc: str | None = None, remove_users: Sequence[str] = ()):  # noqa: ANN201 (a pytest fixture)
+    """A fixture `host`: the first host of the module's `fleet`, reset (reset_host with `users`), without the
+    users `remove_users` (a test may have created them), then `prepare(host)`."""
+
+    @pytest.fixture(name="host")
+    def host(fleet: SandboxFleet) -> SandboxHost:
+        from tests.integration.test_rotation import reset_host
+
+        h = fleet.hosts[0]
+        reset_host(h, users)
+        for u in remove_users:
+            h.run(["userdel", "-r", u])
+        if prepare is not None:
+            prepare(h)
+        return h
+
+    host.__doc__ = doc or "The host, reset to a known state."
+    return host

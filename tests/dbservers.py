@@ -98,7 +98,7 @@ class PostgresServer:
 
     OS_USER = "postgres"
 
-    def __init__(self, *, tls_only: bool = False) -> None:
+    def __init__(self, *, tls_only: bool = False, cert_names: tuple[str, ...] = ()) -> None:
         try:
             pwd.getpwnam(self.OS_USER)
         except KeyError:
@@ -122,7 +122,8 @@ class PostgresServer:
         self.ca_file = ""
         if tls_only:
             self.ca_file = str(self.base / "ca.pem")
-            _self_signed(Path(self.ca_file), self.data / "server.crt", self.data / "server.key", self.OS_USER)
+            _self_signed(Path(self.ca_file), self.data / "server.crt", self.data / "server.key", self.OS_USER,
+                         cert_names)
             with (self.data / "postgresql.conf").open("a") as f:
                 f.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
         self._write_hba()
@@ -199,8 +200,9 @@ class PostgresServer:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def _self_signed(ca_path: Path, cert_path: Path, key_path: Path, owner: str) -> None:
-    """A CA and a server certificate for 127.0.0.1 signed by it (the key readable by owner only)."""
+def _self_signed(ca_path: Path, cert_path: Path, key_path: Path, owner: str, names: tuple[str, ...] = ()) -> None:
+    """A CA and a server certificate signed by it (the key readable by owner only): for the DNS names given,
+    else for the address 127.0.0.1."""
     import datetime
     import ipaddress
 
@@ -217,12 +219,15 @@ def _self_signed(ca_path: Path, cert_path: Path, key_path: Path, owner: str) -> 
           .not_valid_after(now + datetime.timedelta(days=1))
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+    alt: list[x509.GeneralName] = ([x509.DNSName(n) for n in names] if names
+                                   else [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0] if names else "127.0.0.1")]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False).sign(ca_key, hashes.SHA256()))
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False).sign(ca_key, hashes.SHA256()))
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    ca_path.chmod(0o644)  # public, and the server's OS user reads it whatever umask this process has
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
@@ -232,13 +237,26 @@ def _self_signed(ca_path: Path, cert_path: Path, key_path: Path, owner: str) -> 
     key_path.chmod(0o600)
 
 
+class _ChildServer:
+    """A server that runs as this process's child (self.proc, set by start())."""
+
+    proc: subprocess.Popen | None = None
+
+    def stop(self) -> None:
+        """Kill the server at once."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+
 # -- MariaDB -----------------------------------------------------------------------------------------------
-class MariaDBServer:
+class MariaDBServer(_ChildServer):
     """A private MariaDB server on a free port and its own socket, general_log on."""
 
     OS_USER = "mysql"
 
-    def __init__(self) -> None:
+    def __init__(self, *, cert_names: tuple[str, ...] = ()) -> None:
         install = shutil.which("mariadb-install-db")
         self.mariadbd = shutil.which("mariadbd") or ("/usr/sbin/mariadbd" if Path("/usr/sbin/mariadbd").exists() else None)
         if not install or not self.mariadbd:
@@ -264,6 +282,14 @@ class MariaDBServer:
         if res.returncode != 0:
             raise ServerUnavailable(f"mariadb-install-db failed: {res.stderr.strip()[-1500:]}")
         self.proc: subprocess.Popen | None = None
+        # With cert_names: TLS offered with a certificate for those DNS names (its CA in .ca_file).
+        self.ca_file = ""
+        self._tls_args: list[str] = []
+        if cert_names:
+            self.ca_file = str(self.run_dir / "ca.pem")  # where the mysql OS user can read it
+            cert, key = self.run_dir / "server.crt", self.run_dir / "server.key"
+            _self_signed(Path(self.ca_file), cert, key, self.OS_USER, cert_names)
+            self._tls_args = [f"--ssl-cert={cert}", f"--ssl-key={key}", f"--ssl-ca={self.ca_file}"]
         self.start()
         conn = pymysql.connect(unix_socket=str(self.socket), user="root", password="", autocommit=True)
         with conn.cursor() as cur:
@@ -282,16 +308,9 @@ class MariaDBServer:
              f"--tmpdir={self.tmp}",
              f"--pid-file={self.run_dir / 'mysqld.pid'}", "--general-log=1", f"--general-log-file={self.general_log}",
              "--slow-query-log=1", f"--slow-query-log-file={self.run_dir / 'slow.log'}", "--long-query-time=0",
-             "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--max-connections=500"],
+             "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--max-connections=500", *self._tls_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self.port, self.proc, self.log)
-
-    def stop(self) -> None:
-        """Kill the server at once."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.proc = None
 
     def admin(self) -> pymysql.connections.Connection:
         """An autocommit connection as the admin over TCP."""
@@ -343,10 +362,10 @@ class MariaDBServer:
 
 
 # -- Redis -------------------------------------------------------------------------------------------------
-class RedisServer:
+class RedisServer(_ChildServer):
     """A private redis-server on a free port with an ACL file; `default` needs a password."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, cert_names: tuple[str, ...] = ()) -> None:
         self.exe = shutil.which("redis-server")
         if not self.exe:
             raise ServerUnavailable("redis-server is missing (install redis-server)")
@@ -361,27 +380,32 @@ class RedisServer:
             f"user default on #{_sha(self.default_password)} ~* &* +@all\n"
             f"user {self.admin_user} on #{_sha(self.admin_password)} ~* &* +@all\n")
         self.proc: subprocess.Popen | None = None
+        # With cert_names: TLS only on the port, with a certificate for those DNS names (its CA in .ca_file).
+        self.ca_file = ""
+        self._listen = ["--port", str(self.port)]
+        if cert_names:
+            self.ca_file = str(self.base / "ca.pem")
+            cert, key = self.base / "server.crt", self.base / "server.key"
+            _self_signed(Path(self.ca_file), cert, key, pwd.getpwuid(os.getuid()).pw_name, cert_names)
+            self._listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                            "--tls-key-file", str(key), "--tls-ca-cert-file", self.ca_file, "--tls-auth-clients", "no"]
         self.start()
+
+    def _tls(self) -> dict:
+        return {"ssl": True, "ssl_cert_reqs": "none", "ssl_check_hostname": False} if self.ca_file else {}
 
     def start(self) -> None:
         """Start (or restart after stop) the server; the ACL file keeps users across restarts."""
         self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--aclfile", str(self.aclfile),
+            [self.exe, *self._listen, "--bind", "127.0.0.1", "--aclfile", str(self.aclfile),
              "--dir", str(self.base), "--save", "", "--appendonly", "no", "--logfile", str(self.log),
              "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self.port, self.proc, self.log)
 
-    def stop(self) -> None:
-        """Kill the server at once."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.proc = None
-
     def admin(self) -> redis_lib.Redis:
         """A client authenticated as the admin."""
         return redis_lib.Redis(host="127.0.0.1", port=self.port, username=self.admin_user,
-                               password=self.admin_password, socket_timeout=10)
+                               password=self.admin_password, socket_timeout=10, **self._tls())
 
     def create_user(self, name: str, password: str, rules: str = "~app:* +@read +@write") -> None:
         """ACL SETUSER name reset on >password rules."""
@@ -392,7 +416,8 @@ class RedisServer:
 
     def can_login(self, user: str, password: str) -> bool:
         """Whether AUTH user password succeeds."""
-        client = redis_lib.Redis(host="127.0.0.1", port=self.port, username=user, password=password, socket_timeout=10)
+        client = redis_lib.Redis(host="127.0.0.1", port=self.port, username=user, password=password, socket_timeout=10,
+                                 **self._tls())
         try:
             client.ping()
             return True

@@ -134,6 +134,9 @@ class Conn:
     connect_timeout: float
     command_timeout: float
     tunneled: AssetInfo | None = None  # the asset whose gateway tunnel this connection uses (released on close)
+    # The asset's own address: the name `verify-full` checks the server's certificate against. Through a gateway
+    # `host` is the tunnel's 127.0.0.1, which the database's certificate does not (and should not) name.
+    server_name: str = ""
 
     def release(self) -> None:
         """Give back the gateway tunnel this connection used, if any."""
@@ -150,7 +153,8 @@ class Conn:
         host, port = endpoint(asset)  # through the gateway's tunnel when the asset has one (DriverError if closed)
         return cls(asset.platform, host, port or DEFAULT_PORTS[asset.platform], asset.database,
                    asset.tls or "disable", asset.ca_file, asset.connect_timeout or timeouts.connect,
-                   asset.command_timeout or timeouts.command, asset if asset.gateway_id is not None else None)
+                   asset.command_timeout or timeouts.command, asset if asset.gateway_id is not None else None,
+                   asset.address)
 
 
 def seconds_until(deadline: float | None, default: float) -> float:

@@ -39,9 +39,30 @@ ACCESS_DENIED = 1045
 LOST = (2003, 2006, 2013, 2055)  # cannot connect / gone away / lost during query
 
 
+class _NamedContext(ssl.SSLContext):
+    """A TLS context that checks the certificate against one fixed name, whatever address the socket reached.
+
+    PyMySQL checks the certificate against the host it connected to; through a gateway that is the tunnel's
+    127.0.0.1, so a tunneled verify-full connection wraps its socket with the asset's own address instead.
+    """
+
+    server_name = ""
+
+    def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):  # type: ignore[no-untyped-def,override]
+        return super().wrap_socket(sock, *args, server_hostname=self.server_name or server_hostname, **kwargs)
+
+
 def _ssl(conn: Conn) -> ssl.SSLContext | None:
     if conn.tls == "disable":
         return None
+    if conn.tls == "verify-full" and conn.tunneled is not None and conn.server_name:
+        named = _NamedContext(ssl.PROTOCOL_TLS_CLIENT)  # what create_default_context builds, checking server_name
+        named.server_name = conn.server_name
+        if conn.ca_file:
+            named.load_verify_locations(cafile=conn.ca_file)
+        else:
+            named.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        return named
     ctx = ssl.create_default_context(cafile=conn.ca_file or None)
     if conn.tls == "require":
         ctx.check_hostname = False

@@ -6,6 +6,8 @@ new password into a salted SCRAM-SHA-256 verifier here, so the plaintext never r
 
 The change runs under `statement_timeout`, set from the record's deadline, so the server itself abandons it
 (and rolls it back) before the deadline: a push whose end was lost cannot land after reconcile judged it.
+Through an SSH gateway libpq connects to the tunnel's loopback port (`hostaddr`) while `host` stays the
+asset's address, so `verify-full` checks the certificate against the name the asset really has.
 A verification logs in as the role; it counts only when the server asked for the password (libpq's
 PQconnectionUsedPassword): a role let in by `trust` proves nothing, and the answer is UNKNOWN with that reason.
 """
@@ -35,6 +37,10 @@ def _kwargs(conn: Conn, user: str, password: str) -> dict[str, Any]:
     }
     if conn.ca_file:
         kw["sslrootcert"] = conn.ca_file
+    if conn.tunneled is not None and conn.server_name:
+        # Through a gateway: connect to the tunnel (hostaddr, numeric, no lookup) but let libpq check the
+        # certificate (verify-full) against the asset's real address, as a direct connection would.
+        kw["host"], kw["hostaddr"] = conn.server_name, conn.host
     return kw
 
 

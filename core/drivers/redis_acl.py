@@ -39,7 +39,31 @@ def _client(conn: Conn, user: str, password: str) -> redis.Redis:
         kw.update(ssl=True, ssl_ca_certs=conn.ca_file or None,
                   ssl_cert_reqs="required" if conn.tls == "verify-full" else "none",
                   ssl_check_hostname=conn.tls == "verify-full")
+        if conn.tls == "verify-full" and conn.tunneled is not None and conn.server_name:
+            kw.pop("ssl")
+            return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=_NamedSSLConnection,
+                                                                    server_name=conn.server_name, **kw))
     return redis.Redis(**kw)
+
+
+class _NamedSSLConnection(redis.SSLConnection):
+    """A TLS connection that checks the certificate against the asset's address, not the host it reached.
+
+    redis-py checks the certificate against the host it connected to; through a gateway that is the tunnel's
+    127.0.0.1, so a tunneled verify-full connection names the asset's own address during the handshake.
+    """
+
+    def __init__(self, *, server_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.server_name = server_name
+
+    def _wrap_socket_with_ssl(self, sock):  # type: ignore[no-untyped-def]
+        reached = self.host
+        self.host = self.server_name  # one connection is used by one thread at a time
+        try:
+            return super()._wrap_socket_with_ssl(sock)
+        finally:
+            self.host = reached
 
 
 def _try_login(conn: Conn, username: str, password: str) -> Verify:

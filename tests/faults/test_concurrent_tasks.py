@@ -10,16 +10,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from core.context import Context
 from storage import executions as rec
-from tests.conftest import ROOT
+from tests.conftest import ROOT, module_fleet
 from tests.faults.conftest import mismatches
 from tests.integration.test_rotation import build_inventory, make_task, reset_host
-from tests.sandbox import SandboxFleet, require_sandbox
+from tests.sandbox import SandboxFleet
 
 pytestmark = pytest.mark.sshd
 
@@ -28,12 +27,7 @@ USERS = ("alice", "bob")
 PAIRS = int(os.environ.get("KEYTURN_FAULT_PAIRS", "8"))
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """Two hosts with alice and bob."""
-    require_sandbox()
-    with SandboxFleet(2, users=USERS) as f:
-        yield f
+fleet = module_fleet(2, USERS, doc="Two hosts with alice and bob.")
 
 
 def test_concurrent_pairs_of_tasks_over_the_same_accounts_leave_no_mismatch(

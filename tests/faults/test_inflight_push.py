@@ -20,10 +20,10 @@ from core.context import Context
 from core.engine import run_task
 from core.reconcile import reconcile
 from storage import executions as rec
-from tests.conftest import ROOT
+from tests.conftest import ROOT, module_fleet
 from tests.faults.conftest import mismatches, normal_pam, slow_pam
 from tests.integration.test_rotation import build_inventory, make_task, reset_host, vault, wait_past_deadlines
-from tests.sandbox import SandboxFleet, SandboxHost, require_sandbox
+from tests.sandbox import SandboxFleet, SandboxHost
 
 pytestmark = pytest.mark.sshd
 
@@ -33,12 +33,7 @@ LANDS = 6  # PAM sleep: longer than keyturn waits, shorter than the deadline the
 KILLED = 14  # PAM sleep: longer than the host's own deadline, so the host kills the change first
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """Two hosts with alice and bob."""
-    require_sandbox()
-    with SandboxFleet(2, users=USERS) as f:
-        yield f
+fleet = module_fleet(2, USERS, doc="Two hosts with alice and bob.")
 
 
 @pytest.fixture

@@ -13,18 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.context import Context
 from storage import executions as rec
-from tests.conftest import ROOT
-from tests.integration.test_rotation import (
-    assert_vault_matches_hosts, build_inventory, make_task, reset_host, wait_past_deadlines,
-)
-from tests.sandbox import SandboxFleet, SandboxHost, require_sandbox
+from tests.conftest import ROOT, fresh_hosts, module_fleet
+from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task, wait_past_deadlines
+from tests.sandbox import SandboxHost
 
 # SIGKILL mid-run loses no secret with the database on SQLite and on PostgreSQL alike.
 pytestmark = [pytest.mark.sshd, pytest.mark.both_backends]
@@ -32,20 +29,10 @@ pytestmark = [pytest.mark.sshd, pytest.mark.both_backends]
 USERS = ("alice", "bob", "carol")
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """Three hosts with three users each, shared by the module."""
-    require_sandbox()
-    with SandboxFleet(3, users=USERS) as f:
-        yield f
+fleet = module_fleet(3, USERS, doc="Three hosts with three users each, shared by the module.")
 
 
-@pytest.fixture
-def hosts(fleet: SandboxFleet) -> list[SandboxHost]:
-    """The fleet, reset to a known state."""
-    for h in fleet:
-        reset_host(h, USERS)
-    return list(fleet)
+hosts = fresh_hosts(USERS, doc="The fleet, reset to a known state.")
 
 
 # A short command timeout keeps the records' deadlines (command timeout + 2 x 5 s) close.

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,10 @@ import pytest
 
 from core.context import Context
 from storage import executions as rec
-from tests.conftest import ROOT
+from tests.conftest import ROOT, module_fleet
 from tests.integration.test_db_rotation import NASTY, db_asset, vault_secret
 from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, reset_host, wait_past_deadlines
-from tests.sandbox import SandboxFleet, require_sandbox
+from tests.sandbox import SandboxFleet
 
 # SIGKILL mid-run loses no secret with keyturn's database on SQLite and on PostgreSQL alike.
 pytestmark = [pytest.mark.sshd, pytest.mark.both_backends]
@@ -32,12 +31,7 @@ USERS = ("alice", "bob")
 FAST = {"KEYTURN_COMMAND_TIMEOUT": "2"}
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """One sandbox host for the module."""
-    require_sandbox()
-    with SandboxFleet(1, users=USERS) as f:
-        yield f
+fleet = module_fleet(1, USERS, doc="One sandbox host for the module.")
 
 
 @pytest.fixture

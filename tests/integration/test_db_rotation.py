@@ -19,6 +19,7 @@ from core.tasks import create_task
 from storage import executions as rec
 from storage.inventory import account_secrets, get_account_row, upsert_account, upsert_asset
 from storage.types import HostParams, TaskSpec
+from tests.integration.conftest import ProcSampler
 
 # Every symbol class a password can hold that a careless driver would mangle: quotes, backslash, %, $,
 # template braces, spaces.
@@ -315,39 +316,6 @@ def test_unsupported_database_platforms_are_rejected(ctx: Context) -> None:
 
 
 # -- the command line, and no secret anywhere it should not be ------------------------------------------------
-class ProcSampler:
-    """Reads every process's argv and environment on the machine until stopped (see test_leaks.py)."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.seen: set[bytes] = set()
-        self.passes = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        me = str(os.getpid())
-        while not self._stop.is_set():
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit() or pid == me:
-                    continue
-                for name in ("cmdline", "environ"):
-                    try:
-                        with open(f"/proc/{pid}/{name}", "rb") as f:
-                            self.seen.add(f.read())
-                    except OSError:
-                        pass
-            self.passes += 1
-
-    def stop(self) -> str:
-        """Stop sampling; everything seen as text."""
-        self._stop.set()
-        self._thread.join(timeout=10)
-        return b"\n".join(self.seen).decode(errors="replace")
-
-
 def _cli_inventory(keyturn_cli: Any, name: str, platform: str, server: Any, users: dict[str, str],
                    admin_user: str | None = None, admin_password: str | None = None) -> None:
     keyturn_cli("asset", "add", name, "--platform", platform, "--address", "127.0.0.1", "--port", str(server.port),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,9 +12,10 @@ from core.errors import InputError
 from core.task_options import set_options
 from storage import executions as rec
 from storage.drift import record_flags
-from tests.integration.test_rotation import Collect, build_inventory, make_task, reset_host, vault
+from tests.conftest import fresh_hosts, module_fleet
+from tests.integration.test_rotation import Collect, build_inventory, make_task, vault
 from tests.integration.test_email import smtp  # noqa: F401 - fixture
-from tests.sandbox import SandboxFleet, SandboxHost, require_sandbox
+from tests.sandbox import SandboxHost
 
 pytestmark = pytest.mark.sshd
 
@@ -24,23 +24,17 @@ PASSWORD_FILE = "/etc/app/alice.pw"
 WRITE_FILE = f"umask 077; mkdir -p /etc/app && cat > {PASSWORD_FILE}.new && mv {PASSWORD_FILE}.new {PASSWORD_FILE}"
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """A database host (alice's account lives there) and an app host whose service uses alice's password."""
-    require_sandbox()
-    with SandboxFleet(2, users=["alice"]) as f:
-        yield f
+fleet = module_fleet(2, ["alice"], doc="A database host (alice's account lives there) and an app host whose service uses alice's password.")
 
 
-@pytest.fixture
-def hosts(fleet: SandboxFleet) -> list[SandboxHost]:
-    """Both hosts reset; the app host's password file holds alice's current password."""
-    for h in fleet:
-        reset_host(h, ["alice"])
-    db, app = list(fleet)
+def _app_uses_alices_password(hosts: list[SandboxHost]) -> None:
+    db, app = hosts
     app.run(["mkdir", "-p", "/etc/app"], check=True)
     app.write_file(PASSWORD_FILE, db.passwords["alice"] + "\n", mode=0o600, owner="root")
-    return [db, app]
+
+
+hosts = fresh_hosts(["alice"], prepare=_app_uses_alices_password,
+                    doc="Both hosts reset; the app host's password file holds alice's current password.")
 
 
 def service_password(app: SandboxHost) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlparse
 
@@ -16,26 +15,17 @@ from core.mfa import code_at
 from storage import executions as rec
 from storage.drift import age_keys, get_task_options
 from storage.tasks import get_task
-from tests.integration.test_rotation import build_inventory, reset_host
-from tests.sandbox import SandboxFleet, SandboxHost, new_password, require_sandbox
+from tests.conftest import fresh_host, module_fleet
+from tests.integration.test_rotation import build_inventory
+from tests.sandbox import SandboxHost, new_password
 
 pytestmark = pytest.mark.sshd
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """One host with alice and bob."""
-    require_sandbox()
-    with SandboxFleet(1, users=["alice", "bob"]) as f:
-        yield f
+fleet = module_fleet(1, ["alice", "bob"], doc="One host with alice and bob.")
 
 
-@pytest.fixture
-def host(fleet: SandboxFleet) -> SandboxHost:
-    """The host, reset."""
-    h = fleet.hosts[0]
-    reset_host(h, ["alice", "bob"])
-    return h
+host = fresh_host(["alice", "bob"])
 
 
 def test_task_options_heartbeat_run_and_list(ctx: Context, host: SandboxHost, keyturn_cli) -> None:  # noqa: ANN001

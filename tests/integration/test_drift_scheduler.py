@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -13,26 +12,17 @@ from core.task_options import set_options
 from storage import executions as rec
 from storage.drift import get_task_options, latest_heartbeats
 from storage.tasks import get_task
-from tests.integration.test_rotation import build_inventory, make_task, reset_host
-from tests.sandbox import SandboxFleet, SandboxHost, require_sandbox
+from tests.conftest import fresh_host, module_fleet
+from tests.integration.test_rotation import build_inventory, make_task
+from tests.sandbox import SandboxHost
 
 pytestmark = pytest.mark.sshd
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """One host with alice."""
-    require_sandbox()
-    with SandboxFleet(1, users=["alice"]) as f:
-        yield f
+fleet = module_fleet(1, ["alice"], doc="One host with alice.")
 
 
-@pytest.fixture
-def host(fleet: SandboxFleet) -> SandboxHost:
-    """The host, reset."""
-    h = fleet.hosts[0]
-    reset_host(h, ["alice"])
-    return h
+host = fresh_host(["alice"])
 
 
 def test_the_scheduler_runs_a_due_heartbeat_once_and_moves_its_slot(ctx: Context, host: SandboxHost) -> None:

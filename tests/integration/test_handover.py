@@ -6,7 +6,6 @@ import csv
 import email
 import email.policy
 import io
-from collections.abc import Iterator
 
 import pyrage
 import pytest
@@ -20,29 +19,20 @@ from core.handover import set_age_key
 from core.notify import send_execution_report
 from core.task_options import set_options
 from storage.tables import Operator
+from tests.conftest import fresh_host, module_fleet
 from tests.integration.test_email import SmtpServer, assert_no_secret, execution_secrets, smtp  # noqa: F401 - fixture
-from tests.integration.test_rotation import build_inventory, make_task, reset_host, vault
-from tests.sandbox import SandboxFleet, SandboxHost, require_sandbox
+from tests.integration.test_rotation import build_inventory, make_task, vault
+from tests.sandbox import SandboxHost
 
 pytestmark = pytest.mark.sshd
 
 USERS = ("alice", "bob")
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """One host with alice and bob."""
-    require_sandbox()
-    with SandboxFleet(1, users=USERS) as f:
-        yield f
+fleet = module_fleet(1, USERS, doc="One host with alice and bob.")
 
 
-@pytest.fixture
-def host(fleet: SandboxFleet) -> SandboxHost:
-    """The host, reset."""
-    h = fleet.hosts[0]
-    reset_host(h, USERS)
-    return h
+host = fresh_host(USERS)
 
 
 def ssh_ed25519_pair() -> tuple[str, bytes]:

@@ -2,37 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 
 from core.context import Context
 from core.heartbeat import latest, run_heartbeat
 from storage.drift import latest_heartbeats
-from tests.integration.test_rotation import build_inventory, make_task, reset_host
-from tests.sandbox import SandboxFleet, SandboxHost, new_password, require_sandbox
+from tests.conftest import fresh_hosts, module_fleet
+from tests.integration.test_rotation import build_inventory, make_task
+from tests.sandbox import SandboxHost, new_password
 
 pytestmark = pytest.mark.sshd
 
 USERS = ("alice", "bob", "carol")
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """Two sandbox hosts with alice, bob and carol."""
-    require_sandbox()
-    with SandboxFleet(2, users=USERS) as f:
-        yield f
+fleet = module_fleet(2, USERS, doc="Two sandbox hosts with alice, bob and carol.")
 
 
-@pytest.fixture
-def hosts(fleet: SandboxFleet) -> list[SandboxHost]:
-    """The fleet's hosts, running, with fresh passwords and no locked accounts."""
-    for h in fleet:
-        reset_host(h, USERS)
+def _unlock(hosts: list[SandboxHost]) -> None:
+    for h in hosts:
         for u in USERS:
             h.run(["usermod", "-U", u])
-    return list(fleet)
+
+
+hosts = fresh_hosts(USERS, prepare=_unlock, doc="The fleet's hosts, running, with fresh passwords and no locked accounts.")
 
 
 def test_heartbeat_finds_ok_rejected_locked_and_unreachable_without_changing_anything(

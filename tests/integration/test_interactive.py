@@ -8,7 +8,6 @@ error, a log line or an event.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,10 +19,11 @@ from core.errors import InputError
 from core.ssh import Timeouts, connect
 from core.targets import preview
 from storage import executions as rec
-from storage.inventory import get_asset, pin_host_key, upsert_account, upsert_asset
+from storage.inventory import get_asset, upsert_account
 from storage.types import HostParams, TaskSpec
-from tests.integration.test_rotation import Collect, build_inventory, make_task, reset_host, vault
-from tests.sandbox import SandboxFleet, SandboxHost, new_password, require_sandbox
+from tests.conftest import fresh_host, module_fleet
+from tests.integration.test_rotation import Collect, build_inventory, make_task, vault
+from tests.sandbox import SandboxHost, new_password
 
 pytestmark = pytest.mark.sshd
 
@@ -31,23 +31,17 @@ USERS = ("alice", "bob")
 FAST = {"delay_time": 0.0, "recv_timeout": 10.0}
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """One sandbox host with alice and bob, shared by the module."""
-    require_sandbox()
-    with SandboxFleet(1, users=USERS) as f:
-        yield f
+fleet = module_fleet(1, USERS, doc="One sandbox host with alice and bob, shared by the module.")
 
 
-@pytest.fixture
-def host(fleet: SandboxFleet) -> SandboxHost:
-    """The host reset to a known state (stock PAM, no keyturn sudoers entries, no extra users)."""
-    h = fleet.hosts[0]
-    reset_host(h, USERS)
+def _stock_pam_no_extras(h: SandboxHost) -> None:
     h.write_file("/etc/pam.d/common-password", STOCK_PAM, mode=0o644, owner="root")
     h.run(["sh", "-c", "rm -f /etc/sudoers.d/keyturn-alice /etc/sudoers.d/keyturn-newbie; "
                        "userdel -r newbie 2>/dev/null; userdel -r Defaults 2>/dev/null; true"])
-    return h
+
+
+host = fresh_host(USERS, prepare=_stock_pam_no_extras,
+                  doc="The host reset to a known state (stock PAM, no keyturn sudoers entries, no extra users).")
 
 
 STOCK_PAM = """\
@@ -194,12 +188,7 @@ def _asset_info(h: SandboxHost):  # noqa: ANN202 - an AssetInfo for driver-level
 # -- self-change -----------------------------------------------------------------------------------
 def _self_inventory(ctx: Context, h: SandboxHost, users: tuple[str, ...] = ("alice",)) -> None:
     """An asset with no privileged account at all: only the accounts themselves."""
-    with ctx.db.write() as s:
-        asset, _ = upsert_asset(s, h.name, address=h.address, port=h.port, platform="linux")
-        key_type, b64 = h.host_key.split()[:2]
-        pin_host_key(s, asset, key_type, b64, "test")
-        for u in users:
-            upsert_account(ctx.db, s, asset, u, secret=h.passwords[u])
+    build_inventory(ctx, [h], users, privileged=False)
 
 
 def test_self_change_without_a_privileged_account_runs_passwd_as_the_account(ctx: Context, host: SandboxHost) -> None:

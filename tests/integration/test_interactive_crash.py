@@ -13,38 +13,26 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.context import Context
 from storage import executions as rec
-from storage.inventory import pin_host_key, upsert_account, upsert_asset
 from storage.types import HostParams
-from tests.conftest import ROOT
-from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task, reset_host
-from tests.sandbox import SandboxFleet, SandboxHost, require_sandbox
+from tests.conftest import ROOT, fresh_host, module_fleet
+from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task
+from tests.sandbox import SandboxHost
 
 pytestmark = pytest.mark.sshd
 
 USERS = ("alice", "bob")
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """One host with alice and bob, shared by the module."""
-    require_sandbox()
-    with SandboxFleet(1, users=USERS) as f:
-        yield f
+fleet = module_fleet(1, USERS, doc="One host with alice and bob, shared by the module.")
 
 
-@pytest.fixture
-def host(fleet: SandboxFleet) -> SandboxHost:
-    """The host, reset to a known state."""
-    h = fleet.hosts[0]
-    reset_host(h, USERS)
-    return h
+host = fresh_host(USERS)
 
 
 def _run_until_paused(env: dict[str, str], flag: Path, step: int) -> subprocess.Popen[str]:
@@ -93,12 +81,7 @@ def test_sigkill_in_the_middle_of_a_command_sequence_loses_no_secret(ctx: Contex
 def test_sigkill_during_a_self_change_loses_no_secret(ctx: Context, host: SandboxHost, keyturn_env: dict[str, str],
                                                     keyturn_cli, tmp_path: Path, step: int) -> None:  # noqa: ANN001
     """Self-change on an asset with no privileged account: passwd (current, new, retyped) killed mid-way."""
-    with ctx.db.write() as s:
-        asset, _ = upsert_asset(s, host.name, address=host.address, port=host.port, platform="linux")
-        key_type, b64 = host.host_key.split()[:2]
-        pin_host_key(s, asset, key_type, b64, "test")
-        for u in USERS:
-            upsert_account(ctx.db, s, asset, u, secret=host.passwords[u])
+    build_inventory(ctx, [host], USERS, privileged=False)
     make_task(ctx, "crash", [host], USERS, params=HostParams(self_change=True))
     proc = _run_until_paused(keyturn_env, tmp_path / "paused", step)
     records = _kill_and_reconcile(proc, ctx, host, keyturn_cli)

@@ -7,31 +7,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.context import Context
 from storage import executions as rec
-from storage.inventory import pin_host_key, upsert_account, upsert_asset
 from storage.types import HostParams
-from tests.conftest import ROOT
-from tests.integration.test_leaks import ProcSampler
+from tests.conftest import ROOT, module_fleet
+from tests.integration.conftest import ProcSampler
 from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task, reset_host
-from tests.sandbox import SandboxFleet, new_password, require_sandbox
+from tests.sandbox import SandboxFleet, new_password
 
 pytestmark = pytest.mark.sshd
 
 USERS = ("alice", "bob")
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """Two hosts: h1 is a custom-ssh asset, h2 a linux asset without a privileged account."""
-    require_sandbox()
-    with SandboxFleet(2, users=USERS) as f:
-        yield f
+fleet = module_fleet(2, USERS, doc="Two hosts: h1 is a custom-ssh asset, h2 a linux asset without a privileged account.")
 
 
 def test_typed_sequences_and_self_change_leak_no_secret(fleet: SandboxFleet, ctx: Context,
@@ -44,17 +37,11 @@ def test_typed_sequences_and_self_change_leak_no_secret(fleet: SandboxFleet, ctx
     build_inventory(ctx, [h1], USERS, platform="custom-ssh")
     make_task(ctx, "typed", [h1], USERS, become_password=root_pw,
               params=HostParams(template="linux-passwd-su", delay_time=0, recv_timeout=10))
-    with ctx.db.write() as s:
-        asset, _ = upsert_asset(s, h2.name, address=h2.address, port=h2.port, platform="linux")
-        key_type, b64 = h2.host_key.split()[:2]
-        pin_host_key(s, asset, key_type, b64, "test")
-        for u in USERS:
-            upsert_account(ctx.db, s, asset, u, secret=h2.passwords[u])
+    build_inventory(ctx, [h2], USERS, privileged=False)
     make_task(ctx, "own", [h2], USERS, params=HostParams(self_change=True))
     offsets = {h.name: len(h.log()) for h in (h1, h2)}
 
     sampler = ProcSampler()
-    sampler.start()
     outputs = []
     try:
         for task in ("typed", "own"):
@@ -63,8 +50,7 @@ def test_typed_sequences_and_self_change_leak_no_secret(fleet: SandboxFleet, ctx
             assert proc.returncode == 0, proc.stdout + proc.stderr
             outputs += [proc.stdout, proc.stderr]
     finally:
-        sampler.stop.set()
-        sampler.join(timeout=10)
+        sampler.stop()
     assert_vault_matches_hosts(ctx, [h1, h2], USERS)
 
     secrets = {root_pw, h1.admin_password}

@@ -8,11 +8,8 @@ searched for everywhere.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,45 +17,17 @@ import pytest
 from core.context import Context
 from storage import executions as rec
 from storage.inventory import get_asset_row, upsert_account
-from tests.conftest import ROOT
+from tests.conftest import ROOT, module_fleet
+from tests.integration.conftest import ProcSampler
 from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task, reset_host
-from tests.sandbox import SandboxFleet, SandboxHost, require_sandbox
+from tests.sandbox import SandboxFleet, SandboxHost
 
 pytestmark = pytest.mark.sshd
 
 USERS = ("alice", "bob", "carol")
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """Three hosts shared by the module."""
-    require_sandbox()
-    with SandboxFleet(3, users=USERS) as f:
-        yield f
-
-
-class ProcSampler(threading.Thread):
-    """Collects every distinct argv and environment seen in /proc until stopped."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.seen: set[bytes] = set()
-        self.passes = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        me = str(os.getpid())
-        while not self.stop.is_set():
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit() or pid == me:
-                    continue
-                for name in ("cmdline", "environ"):
-                    try:
-                        with open(f"/proc/{pid}/{name}", "rb") as f:
-                            self.seen.add(f.read())
-                    except OSError:
-                        pass
-            self.passes += 1
+fleet = module_fleet(3, USERS, doc="Three hosts shared by the module.")
 
 
 def _needles(secret: str) -> list[str]:
@@ -88,7 +57,6 @@ def test_no_secret_appears_in_argv_env_logs_events_output_or_plaintext_db(
     log_offsets = {h.name: len(h.log()) for h in hosts}
 
     sampler = ProcSampler()
-    sampler.start()
     outputs = []
     try:
         for task in ("leak", "leak-keys"):
@@ -100,8 +68,7 @@ def test_no_secret_appears_in_argv_env_logs_events_output_or_plaintext_db(
                                  text=True, cwd=ROOT, env=keyturn_env, timeout=60)
         outputs += [listing.stdout, listing.stderr]
     finally:
-        sampler.stop.set()
-        sampler.join(timeout=10)
+        sampler.stop()
     assert_vault_matches_hosts(ctx, hosts, USERS)
 
     secrets: set[str] = {h.admin_password for h in hosts} | {old_key.private_openssh}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlparse
 
@@ -17,27 +16,17 @@ from core.mfa import MfaSession, code_at
 from core.record_actions import needs_attention, restore_record, set_ignored, verify_record
 from storage import executions as rec
 from storage.inventory import get_asset_row, upsert_account
-from tests.integration.test_rotation import build_inventory, make_task, reset_host, vault
-from tests.sandbox import SandboxFleet, SandboxHost, new_password, require_sandbox
+from tests.conftest import fresh_host, module_fleet
+from tests.integration.test_rotation import build_inventory, make_task, vault
+from tests.sandbox import SandboxHost, new_password
 
 pytestmark = pytest.mark.sshd
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """One host with alice."""
-    require_sandbox()
-    with SandboxFleet(1, users=["alice"]) as f:
-        yield f
+fleet = module_fleet(1, ["alice"], doc="One host with alice.")
 
 
-@pytest.fixture
-def host(fleet: SandboxFleet) -> SandboxHost:
-    """The host, reset, without the user "late"."""
-    h = fleet.hosts[0]
-    reset_host(h, ["alice"])
-    h.run(["userdel", "-r", "late"])
-    return h
+host = fresh_host(["alice"], remove_users=["late"], doc='The host, reset, without the user "late".')
 
 
 def operator(ctx: Context) -> str:

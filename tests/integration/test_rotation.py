@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import datetime, timezone
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -23,7 +23,8 @@ from core.tasks import create_task
 from storage import executions as rec
 from storage.inventory import account_secrets, get_account_row, pin_host_key, secret_history, upsert_account, upsert_asset
 from storage.types import AccountSecrets, HostParams, TaskSpec
-from tests.sandbox import SandboxFleet, SandboxHost, new_password, require_sandbox
+from tests.conftest import fresh_hosts, module_fleet
+from tests.sandbox import SandboxHost, new_password
 
 pytestmark = pytest.mark.sshd
 
@@ -42,14 +43,19 @@ def reset_host(h: SandboxHost, users: Sequence[str] = USERS) -> None:
 
 
 def build_inventory(ctx: Context, hosts: Sequence[SandboxHost], users: Sequence[str] = USERS, *,
-                    admin_password: str | None = None, platform: str = "linux") -> None:
-    """Assets with pinned host keys, the privileged admin and password accounts, in one transaction."""
+                    admin_password: str | None = None, platform: str = "linux", privileged: bool = True) -> None:
+    """Assets with pinned host keys, the privileged admin and password accounts, in one transaction.
+
+    privileged=False leaves the admin out: an asset with only the accounts themselves (self-change).
+    """
     with ctx.db.write() as s:
         for h in hosts:
             asset, _ = upsert_asset(s, h.name, address=h.address, port=h.port, platform=platform)
             key_type, b64 = h.host_key.split()[:2]
             pin_host_key(s, asset, key_type, b64, "test")
-            upsert_account(ctx.db, s, asset, h.admin_user, secret=admin_password or h.admin_password, privileged=True)
+            if privileged:
+                upsert_account(ctx.db, s, asset, h.admin_user, secret=admin_password or h.admin_password,
+                               privileged=True)
             for u in users:
                 upsert_account(ctx.db, s, asset, u, secret=h.passwords[u])
 
@@ -98,20 +104,10 @@ class Collect:
         return [e.text() for e in self.events]
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """Three sandbox hosts with alice and bob, shared by the module."""
-    require_sandbox()
-    with SandboxFleet(3, users=USERS) as f:
-        yield f
+fleet = module_fleet(3, USERS, doc="Three sandbox hosts with alice and bob, shared by the module.")
 
 
-@pytest.fixture
-def hosts(fleet: SandboxFleet) -> list[SandboxHost]:
-    """The fleet's hosts, reset to a known state."""
-    for h in fleet:
-        reset_host(h)
-    return list(fleet)
+hosts = fresh_hosts(USERS)
 
 
 # -- passwords -------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import pytest
@@ -13,8 +12,9 @@ from core.runs import OutsideWindow, run_with_options
 from core.task_options import set_options
 from storage import executions as rec
 from storage.inventory import get_asset_row, upsert_account
-from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task, reset_host, vault
-from tests.sandbox import SandboxFleet, SandboxHost, new_password, require_sandbox
+from tests.conftest import fresh_host, module_fleet
+from tests.integration.test_rotation import assert_vault_matches_hosts, build_inventory, make_task, vault
+from tests.sandbox import SandboxHost, new_password
 
 pytestmark = pytest.mark.sshd
 
@@ -23,21 +23,10 @@ WED_NOON = datetime(2026, 12, 2, 12, 30, tzinfo=timezone.utc)  # a Wednesday
 WED_EVENING = datetime(2026, 12, 2, 18, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[SandboxFleet]:
-    """One host with six users."""
-    require_sandbox()
-    with SandboxFleet(1, users=USERS) as f:
-        yield f
+fleet = module_fleet(1, USERS, doc="One host with six users.")
 
 
-@pytest.fixture
-def host(fleet: SandboxFleet) -> SandboxHost:
-    """The host, reset; a user "late" that a test may create is removed first."""
-    h = fleet.hosts[0]
-    reset_host(h, USERS)
-    h.run(["userdel", "-r", "late"])
-    return h
+host = fresh_host(USERS, remove_users=["late"], doc='The host, reset; a user "late" that a test may create is removed first.')
 
 
 def test_a_scheduled_run_outside_its_windows_does_not_start(ctx: Context, host: SandboxHost) -> None:

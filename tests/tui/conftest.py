@@ -13,6 +13,20 @@ from tests.tui.demo_data import build_demo, clock
 from tui.app import KeyturnApp
 
 
+@pytest.fixture(autouse=True)
+def steady_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Text inputs show a steady cursor in app tests: a blink phase must not decide what a snapshot holds."""
+    from textual.widgets import Input
+
+    original = Input.__init__
+
+    def init(self: Input, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        self.cursor_blink = False
+
+    monkeypatch.setattr(Input, "__init__", init)
+
+
 @pytest.fixture
 def demo_ctx(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
     """An open context on a database holding the fixed demo data, acting as alice."""

@@ -221,10 +221,19 @@ def _cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
 
     if args.record and (args.task or args.failed):
         raise InputError("retry: give either --record IDs or --task NAME --failed, not both")
+    if not args.record and not (args.task and args.failed):
+        raise InputError("retry: give --record ID ... or --task NAME --failed")
+    if getattr(args, "workers", False):
+        from core.workers import follow, queue_retry, queue_retry_failed
+
+        def queued(*, cancel: threading.Event, on_event: Callable[[Event], None]) -> ExecutionInfo:
+            execution_id = (queue_retry(ctx, args.record, on_event=on_event) if args.record
+                            else queue_retry_failed(ctx, args.task, on_event=on_event))
+            return follow(ctx, execution_id, on_event=on_event, cancel=cancel)
+
+        return _run_and_report(ctx, args, queued, mail=False)  # the worker that finishes the run mails the report
     if args.record:
         return _run_and_report(ctx, args, lambda **kw: retry_records(ctx, args.record, **kw))
-    if not (args.task and args.failed):
-        raise InputError("retry: give --record ID ... or --task NAME --failed")
     return _run_and_report(ctx, args, lambda **kw: retry_failed(ctx, args.task, **kw))
 
 
@@ -287,12 +296,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retry", help="retry failed or unverified records",
                        description="Retry change records in a new execution: an unverified record re-pushes the same "
                        "candidate secret, a failed one gets a fresh secret (or the task's specific one).",
-                       epilog="Examples: keyturn retry --record 12 13; keyturn retry --task web-root --failed")
+                       epilog="Examples: keyturn retry --record 12 13; keyturn retry --task web-root --failed; "
+                       "keyturn retry --task web-root --failed --workers")
     p.add_argument("--record", type=int, nargs="+", action="extend", metavar="ID", help="record ids to retry")
     p.add_argument("--task", metavar="NAME", help="with --failed: the task whose failed accounts to retry")
     p.add_argument("--failed", action="store_true",
                    help="with --task: retry every account whose latest record failed or is unverified")
     p.add_argument("--json", action="store_true", help="print the execution result as JSON")
+    p.add_argument("--workers", action="store_true",
+                   help="queue the retry for `keyturn worker` processes, as `task run --workers` does, and follow "
+                        "it here until it finished; the workers mail the report")
     p.set_defaults(handler=_cmd_retry, permission="run")
 
     p = sub.add_parser("reconcile", help="settle records left open by interrupted runs",
