@@ -283,7 +283,12 @@ def fresh_host(users: Sequence[str], prepare: Callable[[SandboxHost], object] | 
         h = fleet.hosts[0]
         reset_host(h, users)
         for u in remove_users:
-            h.run(["userdel", "-r", u])
+            # A session of the previous test may still hold the user for a moment ("currently used by process").
+            deadline = time.monotonic() + 60
+            while h.run(["id", u]).returncode == 0:
+                assert time.monotonic() < deadline, f"{h.name}: user {u} could not be removed"
+                if h.run(["userdel", "-r", u]).returncode != 0:
+                    time.sleep(0.2)
         if prepare is not None:
             prepare(h)
         return h
