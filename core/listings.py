@@ -21,14 +21,15 @@ __all__ = ["attention_accounts", "count_assets", "count_executions", "count_reco
 
 
 def list_assets(ctx: Context, *, node: str | None = None, search: str = "", offset: int = 0,
-                limit: int | None = None) -> list[AssetInfo]:
-    """Assets in the acting operator's scope, sorted by name."""
-    return inv.list_assets(ctx.db, node=node, search=search, offset=offset, limit=limit, scope=scope_filter(ctx))
+                limit: int | None = None, drift: bool = False) -> list[AssetInfo]:
+    """Assets in the acting operator's scope, sorted by name (drift: only those with a drifted account)."""
+    return inv.list_assets(ctx.db, node=node, search=search, offset=offset, limit=limit, scope=scope_filter(ctx),
+                           drift=drift)
 
 
-def count_assets(ctx: Context, *, node_ids: set[int] | None = None, search: str = "") -> int:
+def count_assets(ctx: Context, *, node_ids: set[int] | None = None, search: str = "", drift: bool = False) -> int:
     """How many assets in scope match."""
-    return q.count_assets(ctx.db, node_ids=node_ids, search=search, scope=scope_filter(ctx))
+    return q.count_assets(ctx.db, node_ids=node_ids, search=search, scope=scope_filter(ctx), drift=drift)
 
 
 def list_accounts(ctx: Context, *, asset: str | None = None, offset: int = 0,

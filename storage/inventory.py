@@ -134,10 +134,15 @@ def get_asset_by_id(db: Database, asset_id: int) -> AssetInfo:
 
 
 def list_assets(db: Database, *, node: str | None = None, search: str = "", offset: int = 0, limit: int | None = None,
-                scope: Scope = None) -> list[AssetInfo]:
-    """Assets sorted by name; optionally only those under a node (recursively), matching search, or in scope."""
+                scope: Scope = None, drift: bool = False) -> list[AssetInfo]:
+    """Assets sorted by name; optionally only those under a node (recursively), matching search, in scope, or
+    (drift) holding an account whose newest heartbeat is not ok."""
     with db.read() as s:
         stmt = scoped(select(Asset).order_by(Asset.name), Asset.id, scope)
+        if drift:
+            from storage.queries import drifted_assets_subquery
+
+            stmt = stmt.where(col(Asset.id).in_(drifted_assets_subquery()))
         if node:
             root = s.exec(select(Node).where(Node.path == normalize_node_path(node))).first()
             if root is None:

@@ -311,6 +311,11 @@ def drifted_accounts_subquery():  # type: ignore[no-untyped-def]
                                                     HeartbeatResult.status != "ok")
 
 
+def drifted_assets_subquery():  # type: ignore[no-untyped-def]
+    """Ids of the assets holding an account whose newest heartbeat is not ok."""
+    return select(Account.asset_id).where(col(Account.id).in_(drifted_accounts_subquery()))
+
+
 def _record_filter(stmt, status: str | None, task: str | None, search: str, scope: Scope = None):  # type: ignore[no-untyped-def]
     stmt = scoped(stmt, ChangeRecord.asset_id, scope)
     if status == "attention":
@@ -365,10 +370,13 @@ def retryable_records(db: Database, *, status: str | None = None, task: str | No
 
 
 # -- inventory -------------------------------------------------------------------------------------
-def count_assets(db: Database, *, node_ids: set[int] | None = None, search: str = "", scope: Scope = None) -> int:
-    """How many assets match (node_ids: already expanded to subnodes)."""
+def count_assets(db: Database, *, node_ids: set[int] | None = None, search: str = "", scope: Scope = None,
+                 drift: bool = False) -> int:
+    """How many assets match (node_ids: already expanded to subnodes; drift: see list_assets)."""
     with db.read() as s:
         stmt = scoped(select(func.count(distinct(Asset.id))).select_from(Asset), Asset.id, scope)
+        if drift:
+            stmt = stmt.where(col(Asset.id).in_(drifted_assets_subquery()))
         if node_ids is not None:
             stmt = stmt.where(col(Asset.id).in_(select(AssetNode.asset_id).where(col(AssetNode.node_id).in_(node_ids))))
         if search:

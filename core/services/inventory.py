@@ -122,15 +122,15 @@ def get_asset(ctx: Context, name: str) -> AssetInfo:
 
 
 def list_assets(ctx: Context, *, node: str | None = None, search: str = "", offset: int = 0,
-                limit: int | None = None) -> list[AssetInfo]:
-    """Assets in the acting operator's scope, at or below node, matching search."""
-    return listings.list_assets(ctx, node=node, search=search, offset=offset, limit=limit)
+                limit: int | None = None, drift: bool = False) -> list[AssetInfo]:
+    """Assets in the acting operator's scope, at or below node, matching search (drift: with a drifted account)."""
+    return listings.list_assets(ctx, node=node, search=search, offset=offset, limit=limit, drift=drift)
 
 
-def count_assets(ctx: Context, *, node: str | None = None, search: str = "") -> int:
+def count_assets(ctx: Context, *, node: str | None = None, search: str = "", drift: bool = False) -> int:
     """How many assets list_assets would page through (in the acting operator's scope)."""
     node_ids = queries.node_subtree_ids(ctx.db, node) if node else None
-    return listings.count_assets(ctx, node_ids=node_ids, search=search)
+    return listings.count_assets(ctx, node_ids=node_ids, search=search, drift=drift)
 
 
 def list_accounts(ctx: Context, *, asset: str | None = None) -> list[AccountInfo]:

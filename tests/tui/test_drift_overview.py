@@ -67,3 +67,28 @@ async def test_records_filter_by_drift_shows_only_drifted_accounts(demo_ctx, dem
             if shown == expected:
                 break
         assert shown == expected and str(healthy.id) not in shown
+
+
+@sync
+async def test_inventory_shows_only_assets_with_drift_on_shift_d(demo_ctx, demo_app) -> None:  # noqa: ANN001
+    """D in Inventory keeps the assets holding an account whose newest heartbeat is not ok; D again shows all."""
+    accounts = list_accounts(demo_ctx.db)
+    acc = accounts[0]
+    add_heartbeats(demo_ctx.db, [NewHeartbeat(a.id, None, a.asset_name, a.username, a.version, "ok", "", NOW)
+                                 for a in accounts])
+    add_heartbeats(demo_ctx.db, [NewHeartbeat(acc.id, None, acc.asset_name, acc.username, acc.version, "locked",
+                                              "account locked", NOW)])
+    app = demo_app()
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("i")
+        await pilot.pause()
+        table = app.screen.query_one("#assets-table", DataTable)
+        everyone = table.row_count
+        assert everyone > 1
+        await pilot.press("D")
+        await pilot.pause()
+        assert [str(k.value) for k in table.rows] == [acc.asset_name]
+        assert "with drift" in str(app.screen.query_one("#assets-count", Label).render())
+        await pilot.press("D")
+        await pilot.pause()
+        assert table.row_count == everyone

@@ -37,6 +37,7 @@ class InventoryScreen(ModeScreen):
         Binding("f", "import_file", "Import"),
         Binding("k", "trust", "Trust"),
         Binding("slash", "focus_search", "Search"),
+        Binding("D", "toggle_drift", "Drifted only", show=False),
         *page_bindings(),
         Binding("d", "remove", "Remove asset", show=False),
         Binding("v", "reveal", "Reveal secret", show=False),
@@ -46,6 +47,7 @@ class InventoryScreen(ModeScreen):
         super().__init__()
         self.node: str | None = None
         self.page_offset = 0
+        self.drift_only = False  # D: only assets holding an account whose newest heartbeat is not ok
         self._assets: dict[str, AssetInfo] = {}
 
     def compose_body(self) -> ComposeResult:
@@ -94,9 +96,10 @@ class InventoryScreen(ModeScreen):
         """Load the tree, the current page of assets and the highlighted asset's accounts."""
         self._fill_tree()
         search = self.query_one("#asset-search", Input).value.strip()
-        total = svc.count_assets(self.ctx, node=self.node, search=search)
+        total = svc.count_assets(self.ctx, node=self.node, search=search, drift=self.drift_only)
         self.page_offset = max(0, min(self.page_offset, (total - 1) // PAGE * PAGE if total else 0))
-        assets = svc.list_assets(self.ctx, node=self.node, search=search, offset=self.page_offset, limit=PAGE)
+        assets = svc.list_assets(self.ctx, node=self.node, search=search, offset=self.page_offset, limit=PAGE,
+                                 drift=self.drift_only)
         table = self.query_one("#assets-table", DataTable)
         cursor = table.cursor_row
         table.clear()
@@ -108,7 +111,7 @@ class InventoryScreen(ModeScreen):
                           ",".join(a.nodes) or "-", key=a.name)
         if assets:
             table.move_cursor(row=min(max(cursor, 0), len(assets) - 1))
-        where = f" in {self.node}" if self.node else ""
+        where = (f" in {self.node}" if self.node else "") + (" with drift (D: all)" if self.drift_only else "")
         self.query_one("#assets-count", Label).update(
             f"Assets{where} {self.page_offset + 1 if assets else 0}-{self.page_offset + len(assets)} of {total}")
         self._show_accounts()
@@ -160,6 +163,12 @@ class InventoryScreen(ModeScreen):
     def action_focus_search(self) -> None:
         """Jump to the search field."""
         self.query_one("#asset-search", Input).focus()
+
+    def action_toggle_drift(self) -> None:
+        """Show only assets with drift (an account whose newest heartbeat is not ok), or all again."""
+        self.drift_only = not self.drift_only
+        self.page_offset = 0
+        self.reload()
 
     def action_page(self, step: int) -> None:
         """Previous or next page of assets."""
