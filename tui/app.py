@@ -220,16 +220,19 @@ class KeyturnApp(OrderedKeys, App[int]):
             return False
         return True
 
-    def start_run(self, task_name: str) -> RunState | None:
-        """Run a task now in a worker; the History mode shows its live log."""
+    def start_run(self, task_name: str, *, on_workers: bool = False) -> RunState | None:
+        """Run a task now in a worker, or queue it for `keyturn worker` processes and follow it; the History mode
+        shows its live log either way."""
         if not self.permit("run"):
             return None
         if any(r.title == task_name and not r.finished for r in self.runs.values()):
             self.notify(f"{task_name} is already running", severity="warning")
             return None
         run = self._new_run(task_name, "run")
-        run.worker = self._rotation(run, partial(self._engine_run, task_name))
-        self.notify(f"Started {task_name}; its log is in History (h)")
+        job = self._workers_run if on_workers else self._engine_run
+        run.worker = self._rotation(run, partial(job, task_name))
+        where = " on keyturn workers" if on_workers else ""
+        self.notify(f"Started {task_name}{where}; its log is in History (h)")
         return run
 
     def start_retry(self, record_ids: list[int], title: str) -> RunState | None:
@@ -254,6 +257,14 @@ class KeyturnApp(OrderedKeys, App[int]):
         from core.engine import run_task
 
         return self._mailed(run_task(self.ctx, task_name, trigger="manual", cancel=run.cancel, on_event=self._sink(run)))
+
+    def _workers_run(self, task_name: str, run: RunState) -> object:
+        """Queue the run for keyturn workers and follow it until it ends; the workers mail its report."""
+        from core.workers import follow, queue_run
+
+        sink = self._sink(run)
+        execution_id = queue_run(self.ctx, task_name, trigger="manual", on_event=sink)
+        return follow(self.ctx, execution_id, on_event=sink, cancel=run.cancel)
 
     def _engine_retry(self, record_ids: list[int], run: RunState) -> object:
         from core.engine import retry_records

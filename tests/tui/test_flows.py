@@ -291,3 +291,56 @@ def test_trust_shows_the_fingerprint_before_pinning_and_warns_on_a_changed_key(s
 
     asyncio.run(flow())
     ctx.close()
+
+
+@pytest.mark.sshd
+def test_tasks_w_queues_a_run_for_workers_and_follows_it(settings, sandbox_fleet, keyturn_env) -> None:  # noqa: ANN001
+    """Tasks W: the run is queued, a real `keyturn worker --once` process changes the host, the app's run
+    panel follows it to the end, and the host accepts the vault's new password (issue 15)."""
+    import subprocess
+    import sys
+
+    from storage.types import TaskSpec
+    from tests.conftest import ROOT
+
+    host = sandbox_fleet(1, users=["alice"]).hosts[0]
+    settings.reconcile_on_start = False
+    ctx = open_context(settings, operator="tester", source="pytest")
+    with ctx.db.write() as s:
+        asset, _ = upsert_asset(s, host.name, address=host.address, port=host.port)
+        key_type, b64 = host.host_key.split()[:2]
+        pin_host_key(s, asset, key_type, b64, "test")
+        upsert_account(ctx.db, s, asset, host.admin_user, secret=host.admin_password, privileged=True)
+        upsert_account(ctx.db, s, asset, "alice", secret=host.passwords["alice"])
+    tasks.create_task(ctx, TaskSpec(name="queued", usernames=["alice"], assets=[host.name]))
+    old = host.passwords["alice"]
+    worker: list[subprocess.Popen[str]] = []
+
+    async def flow() -> None:
+        app = KeyturnApp(ctx)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("t")
+            await _wait(pilot, lambda: app.screen.query("#tasks-table") and
+                        app.screen.query_one("#tasks-table", DataTable).row_count == 1)
+            await pilot.press("W", "y")
+            await _wait(pilot, lambda: bool(app.runs))
+            run: RunState = list(app.runs.values())[-1]
+            await _wait(pilot, lambda: run.execution_id is not None)
+            assert not run.finished  # queued: nothing changes the host until a worker takes it
+            worker.append(subprocess.Popen([sys.executable, "-m", "tui", "worker", "--once", "--poll", "0.2"],
+                                           cwd=ROOT, env=keyturn_env, text=True,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+            await _wait(pilot, lambda: run.finished, timeout=120)
+            assert (run.succeeded, run.failed, run.unverified) == (1, 0, 0)
+
+    try:
+        asyncio.run(flow())
+        out, err = worker[0].communicate(timeout=120)
+        assert worker[0].returncode == 0, out + err
+        new = _vault_password(ctx, host.name, "alice")
+        assert new and new != old and host.password_works("alice", new) and not host.password_works("alice", old)
+    finally:
+        for p in worker:
+            if p.poll() is None:
+                p.kill()
+        ctx.close()

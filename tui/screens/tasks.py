@@ -30,6 +30,7 @@ class TasksScreen(ModeScreen):
         Binding("n", "new", "New"),
         Binding("e,enter", "edit", "Edit"),
         Binding("r", "run", "Run now"),
+        Binding("W", "run_on_workers", "Run on workers", show=False),
         Binding("p", "preview", "Preview targets"),
         Binding("d", "delete", "Delete"),
         Binding("c", "copy", "Copy", show=False),
@@ -176,6 +177,22 @@ class TasksScreen(ModeScreen):
         self.app.push_screen(ConfirmModal(
             f"Run {row.name} now?", f"It changes {row.secret_type.replace('ssh_key', 'SSH key')}s on its targets "
             f"({self._targets(row)}) at once; p previews them.", yes="Run now"), done)
+
+    def action_run_on_workers(self) -> None:
+        """Queue the highlighted task for `keyturn worker` processes after a confirmation; follow it here."""
+        if not self.kt.permit("run"):
+            return
+        row = self._selected()
+        if row is None:
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.kt.start_run(row.name, on_workers=True)
+
+        self.app.push_screen(ConfirmModal(
+            f"Run {row.name} on workers?", f"keyturn worker processes sharing this database change its targets "
+            f"({self._targets(row)}); this app follows the run.", yes="Queue run"), done)
 
     def action_toggle_active(self) -> None:
         """Switch the highlighted task active or inactive."""
