@@ -37,11 +37,16 @@ def test_database_fields_follow_the_platform_and_are_saved(demo_app: Callable[[]
             assert "ca_file" in str(form.query_one("#err-ca_file", Label).render())  # nothing saved yet
             form.query_one("#tls", Select).value = "verify-full"
             form.query_one("#ca_file", Input).value = "/etc/ssl/db-ca.pem"
+            form.query_one("#gateway", Input).value = "no-such-host"
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert "gateway: no asset named 'no-such-host'" in str(form.query_one("#err-form", Label).render())
+            form.query_one("#gateway", Input).value = "web-01"
             await pilot.press("ctrl+s")
             await pilot.pause()
             assert not isinstance(app.screen, AssetFormModal)
         saved = get_asset(demo_ctx.db, "pg-new")
-        assert (saved.platform, saved.port, saved.database, saved.tls, saved.ca_file) == (
-            "postgresql", 5432, "app", "verify-full", "/etc/ssl/db-ca.pem")
+        assert (saved.platform, saved.port, saved.database, saved.tls, saved.ca_file, saved.gateway) == (
+            "postgresql", 5432, "app", "verify-full", "/etc/ssl/db-ca.pem", "web-01")
 
     asyncio.run(flow())

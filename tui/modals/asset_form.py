@@ -22,7 +22,7 @@ from tui.widgets.marked import MarkedCheckbox
 from tui.widgets.validators import CoreCheck
 
 
-FIELDS = ("name", "address", "port", "nodes", "comment", "database", "tls", "ca_file")  # each has its own error line
+FIELDS = ("name", "address", "port", "nodes", "comment", "database", "tls", "ca_file", "gateway")  # each has its own error line
 
 
 class AssetFormModal(ModalScreen[AssetInfo | None]):
@@ -55,6 +55,8 @@ class AssetFormModal(ModalScreen[AssetInfo | None]):
                                           allow_blank=False, id="tls")),
                     ("ca_file", "CA file (absolute path; TLS require or verify-full)",
                      Input(a.ca_file if a else "", id="ca_file", placeholder="/etc/ssl/db-ca.pem")),
+                    ("gateway", "Gateway (a trusted linux/unix/aix asset to tunnel through; empty: direct)",
+                     Input(a.gateway if a else "", id="gateway", placeholder="jump-01")),
                     ("nodes", "Nodes (paths, comma separated; edits add nodes)" if a else "Nodes (paths, comma separated)",
                      Input(", ".join(a.nodes) if a else "", id="nodes", placeholder="/prod/web",
                            validators=[CoreCheck(svc.parse_nodes)])),
@@ -81,7 +83,7 @@ class AssetFormModal(ModalScreen[AssetInfo | None]):
     def _show_database_fields(self, platform: str) -> None:
         """Database connection fields only for database platforms; the port's title says which port."""
         db = is_database(platform)
-        for key in ("database", "tls", "ca_file"):
+        for key in ("database", "tls", "ca_file", "gateway"):
             self.query_one(f"#f-{key}").display = db
         self.query_one("#f-port .field-title", Label).update("Port" if db else "SSH port")
 
@@ -124,7 +126,8 @@ class AssetFormModal(ModalScreen[AssetInfo | None]):
         platform = str(self.query_one("#platform", Select).value)
         db: dict[str, object] = {}
         if is_database(platform):
-            db = dict(database=value["database"], tls=str(self.query_one("#tls", Select).value), ca_file=value["ca_file"])
+            db = dict(database=value["database"], tls=str(self.query_one("#tls", Select).value), ca_file=value["ca_file"],
+                      gateway=value["gateway"])  # empty: no gateway (an edit removes one)
         fields = dict(address=value["address"], port=value["port"], platform=platform,
                       active=self.query_one("#active", Checkbox).value, comment=value["comment"], **db)
         try:
