@@ -19,27 +19,9 @@ from core.scheduler import DEFAULT_WORKERS, Scheduler, list_scheduled, settle_le
 from core.types import utcnow
 from tui.cli.stdin import without_line_end
 
+from tui.cli.args import number_arg
+
 log = logging.getLogger("keyturn.scheduler")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.1 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be between 0.1 and 86400 seconds")
-    return value
-
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 256:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be between 1 and 256")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,10 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "schedulers may share one database: each due slot runs once. A slot missed while no "
                     "scheduler ran is run once at start. See docs/scheduler.md for a systemd unit.")
     p.add_argument("--once", action="store_true", help="run what is due now, wait for those runs, and exit")
-    p.add_argument("--poll", type=_positive, metavar="SECONDS",
+    p.add_argument("--poll", type=number_arg(0.1, 86400, unit="seconds"), metavar="SECONDS",
                    help="seconds between checks for due tasks (default: scheduler_poll_seconds, 30); "
                         "the scheduler also wakes early when a slot is sooner")
-    p.add_argument("--workers", type=_workers, default=DEFAULT_WORKERS, metavar="N",
+    p.add_argument("--workers", type=number_arg(1, 256, int), default=DEFAULT_WORKERS, metavar="N",
                    help=f"tasks run at once at most (default {DEFAULT_WORKERS})")
     p.add_argument("--no-mail", action="store_true", help="do not mail execution reports")
     p.add_argument("--on-workers", action="store_true",

@@ -14,21 +14,9 @@ from core.context import Context
 from core.events import Event
 from core.operators import mark_system
 from core.workers import DEFAULT_LEASE_SECONDS, DEFAULT_POLL_SECONDS, Worker
+from tui.cli.args import number_arg
 
 log = logging.getLogger("keyturn.worker")
-
-
-def _number(low: float, high: float, kind: type = float):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be between {low:g} and {high:g}")
-        return value
-
-    return parse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,13 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "See docs/workers.md.")
     p.add_argument("--id", dest="worker_id", metavar="NAME",
                    help="this worker's name in logs and in the database (default: HOST:PID)")
-    p.add_argument("--concurrency", type=_number(1, 256, int), metavar="N",
+    p.add_argument("--concurrency", type=number_arg(1, 256, int), metavar="N",
                    help="units (assets) worked on at once (default: the concurrency setting, 32)")
     p.add_argument("--once", action="store_true", help="work off what is queued now, then exit")
-    p.add_argument("--lease", type=_number(1, 3600), default=DEFAULT_LEASE_SECONDS, metavar="SECONDS",
+    p.add_argument("--lease", type=number_arg(1, 3600), default=DEFAULT_LEASE_SECONDS, metavar="SECONDS",
                    help=f"how long a unit stays this worker's without a renewal (default {DEFAULT_LEASE_SECONDS:g}); "
                         "renewed every third of it; a dead worker's units wait this long for another")
-    p.add_argument("--poll", type=_number(0.1, 3600), default=DEFAULT_POLL_SECONDS, metavar="SECONDS",
+    p.add_argument("--poll", type=number_arg(0.1, 3600), default=DEFAULT_POLL_SECONDS, metavar="SECONDS",
                    help=f"seconds between looks for queued units when idle (default {DEFAULT_POLL_SECONDS:g})")
     p.set_defaults(handler=cmd_worker)
 

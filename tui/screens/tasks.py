@@ -164,6 +164,13 @@ class TasksScreen(ModeScreen):
 
     def action_run(self) -> None:
         """Run the highlighted task now after a confirmation (the App runs it; the live log is in History)."""
+        self._ask_run(on_workers=False)
+
+    def action_run_on_workers(self) -> None:
+        """Queue the highlighted task for `keyturn worker` processes after a confirmation; follow it here."""
+        self._ask_run(on_workers=True)
+
+    def _ask_run(self, *, on_workers: bool) -> None:
         if not self.kt.permit("run"):  # refused before the question, not after it
             return
         row = self._selected()
@@ -172,27 +179,16 @@ class TasksScreen(ModeScreen):
 
         def done(yes: bool | None) -> None:
             if yes:
-                self.kt.start_run(row.name)
+                self.kt.start_run(row.name, on_workers=on_workers)
 
-        self.app.push_screen(ConfirmModal(
-            f"Run {row.name} now?", f"It changes {row.secret_type.replace('ssh_key', 'SSH key')}s on its targets "
-            f"({self._targets(row)}) at once; p previews them.", yes="Run now"), done)
-
-    def action_run_on_workers(self) -> None:
-        """Queue the highlighted task for `keyturn worker` processes after a confirmation; follow it here."""
-        if not self.kt.permit("run"):
-            return
-        row = self._selected()
-        if row is None:
-            return
-
-        def done(yes: bool | None) -> None:
-            if yes:
-                self.kt.start_run(row.name, on_workers=True)
-
-        self.app.push_screen(ConfirmModal(
-            f"Run {row.name} on workers?", f"keyturn worker processes sharing this database change its targets "
-            f"({self._targets(row)}); this app follows the run.", yes="Queue run"), done)
+        if on_workers:
+            question = ConfirmModal(f"Run {row.name} on workers?", "keyturn worker processes sharing this database "
+                                    f"change its targets ({self._targets(row)}); this app follows the run.",
+                                    yes="Queue run")
+        else:
+            question = ConfirmModal(f"Run {row.name} now?", f"It changes {row.secret_type.replace('ssh_key', 'SSH key')}s "
+                                    f"on its targets ({self._targets(row)}) at once; p previews them.", yes="Run now")
+        self.app.push_screen(question, done)
 
     def action_toggle_active(self) -> None:
         """Switch the highlighted task active or inactive."""

@@ -1,0 +1,20 @@
+"""Argument types shared by the command groups: numbers within bounds, refused with the bound in the message."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def number_arg(low: float, high: float, kind: type = float, unit: str = ""):  # type: ignore[no-untyped-def]
+    """An argparse type: a number (kind float or int) from low to high; unit (e.g. "seconds") names what it counts."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = f"{'whole ' if kind is int else ''}number" + (f" of {unit}" if unit else "")
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be between {low:g} and {high:g}" + (f" {unit}" if unit else ""))
+        return value
+
+    return parse
