@@ -147,6 +147,9 @@ def test_a_timeout_after_the_change_is_settled_by_logging_in(ctx: Context, host:
 def test_an_echoing_device_never_puts_the_secret_in_the_error(ctx: Context, host: SandboxHost) -> None:
     old = host.passwords["alice"]
     _device_inventory(ctx, host)
+    # The last step waits out its recv_timeout on purpose: keep the change's deadline far from that wait (the
+    # tests' 15 s default made a loaded machine hit the deadline, which rightly says `unverified`).
+    ctx.settings.command_timeout = 60.0
     # `read` types back what it reads (a terminal in echo mode), then the shell prints it once more.
     make_task(ctx, "echo", [host], ["alice"], params=HostParams(
         commands="read -r kt_line\n{password}\nprintf 'got-%s\\n' \"$kt_line\"", answers="kt_line\n\nnever", delay_time=0,
