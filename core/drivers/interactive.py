@@ -38,6 +38,7 @@ REPORT_CHARS = 300
 PTY_COLUMNS = 1000
 # No line is typed later than this many seconds before the change's deadline.
 DEADLINE_MARGIN = 5.0
+ERROR_LINE_GRACE = 2.0  # seconds to wait for the rest of a device's error line once its start matched
 
 
 class StepFailed(Exception):
@@ -178,17 +179,24 @@ class ShellSession:
         after timeout seconds, ConnectionError when the channel closes.
         """
         deadline = time.monotonic() + timeout
+        grace: float | None = None  # an error matched mid-line: until when to wait for the rest of that line
         while True:
             text = clean(self.buffer)
             after_echo = text.split("\n", 1)[1] if "\n" in text else ""
-            if error is not None and error.pattern and error.search(text):
-                return "error", text
+            found = error.search(text) if error is not None and error.pattern else None
+            if found is not None:
+                # Report the host's whole message line ("su: " first, "Authentication failure" a moment later).
+                if "\n" in text[found.end():] or (grace is not None and time.monotonic() >= grace):
+                    return "error", text
+                grace = grace or min(deadline, time.monotonic() + ERROR_LINE_GRACE)
             if done.search(after_echo if done_is_prompt else text):
                 return "ok", text
             if prompt is not None and prompt.search(after_echo):
                 return "prompt", text
-            left = deadline - time.monotonic()
+            left = (grace if grace is not None else deadline) - time.monotonic()
             if left <= 0:
+                if grace is not None:
+                    return "error", text
                 raise StepFailed("", timed_out=True)
             self.chan.settimeout(min(left, 1.0))
             try:
@@ -196,6 +204,8 @@ class ShellSession:
             except socket.timeout:
                 continue
             if not data:
+                if found is not None:
+                    return "error", text  # the device said why, then hung up
                 raise ConnectionError("the channel closed")
             self.buffer = (self.buffer + data.decode(errors="replace"))[-MAX_BUFFER:]
 
