@@ -554,16 +554,24 @@ def retry_failed(ctx: Context, task_name: str, *, cancel: threading.Event | None
     return retry_records(ctx, failed_record_ids(ctx, task_name), cancel=cancel, on_event=on_event, task_name=task_name)
 
 
-def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned], *,
-             cancel: threading.Event | None, on_event: EventCallback | None) -> ExecutionInfo:
+def _check_and_lock(ctx: Context, spec: TaskSpec, planned: list[_Planned], kind: str) -> str:
+    """Check a run's targets again (a stored task may predate today's rules) and take the task's lock; returns
+    the lock holder. kind names the holder ("run" in-process, "queue" for workers)."""
     assert spec.id is not None
     from core.runguard import check_run
 
-    check_run(ctx, spec, ((p.asset_id, p.asset_name) for p in planned))  # a stored task is checked again here
+    check_run(ctx, spec, ((p.asset_id, p.asset_name) for p in planned))
+    holder = holder_id(f"{kind}-{os.urandom(4).hex()}-st{process_start_time(os.getpid())}")
+    if not acquire_task_lock(ctx.db, spec.id, holder):
+        raise KeyturnError(f"task {spec.name} is already running ({lock_holder(ctx.db, spec.id) or 'another run'})")
+    return holder
+
+
+def _execute(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned], *,
+             cancel: threading.Event | None, on_event: EventCallback | None) -> ExecutionInfo:
+    assert spec.id is not None
+    holder = _check_and_lock(ctx, spec, planned, "run")
     db = ctx.db
-    holder = holder_id(f"run-{os.urandom(4).hex()}-st{process_start_time(os.getpid())}")
-    if not acquire_task_lock(db, spec.id, holder):
-        raise KeyturnError(f"task {spec.name} is already running ({lock_holder(db, spec.id) or 'another run'})")
     started = time.monotonic()
     stop_renew = threading.Event()
     renewer = threading.Thread(target=_renew_lock, args=(db, spec.id, holder, stop_renew), daemon=True,

@@ -39,8 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.context import Context
 from core.engine import (
-    LOG_FLUSH_SECONDS, Job, _audit, _load_task, _new_secret, _Planned, _public_line_of, _Run, process_start_time,
-    task_snapshot,
+    LOG_FLUSH_SECONDS, Job, _audit, _load_task, _new_secret, _Planned, _public_line_of, _Run, task_snapshot,
 )
 from core.errors import InputError, KeyturnError, UnsafeSetupError
 from core.events import AccountSettled, EventCallback, ExecutionFinished, ExecutionStarted
@@ -48,7 +47,7 @@ from core.ssh import Timeouts
 from storage import executions as rec
 from storage import workunits as units
 from storage.inventory import NotFound
-from storage.locks import acquire_task_lock, holder_id, lock_holder, release_task_lock, renew_task_lock
+from storage.locks import release_task_lock, renew_task_lock
 from storage.tables import utcnow
 from storage.types import ExecutionInfo, TaskSpec
 
@@ -108,13 +107,10 @@ def _queue(ctx: Context, spec: TaskSpec, trigger: str, planned: list[_Planned], 
     """Commit the execution and planned's records with their new secrets, split them into units, hand the
     task lock to the workers; no host is touched."""
     assert spec.id is not None
-    from core.runguard import check_run
+    from core.engine import _check_and_lock
 
-    check_run(ctx, spec, ((p.asset_id, p.asset_name) for p in planned))  # a stored task is checked again here
+    holder = _check_and_lock(ctx, spec, planned, "queue")
     db = ctx.db
-    holder = holder_id(f"queue-{os.urandom(4).hex()}-st{process_start_time(os.getpid())}")
-    if not acquire_task_lock(db, spec.id, holder):
-        raise KeyturnError(f"task {spec.name} is already running ({lock_holder(db, spec.id) or 'another run'})")
     handed_over = False
     execution_id: int | None = None
     try:
