@@ -27,6 +27,7 @@ from core.types import utcnow
 from core.types import ExecutionInfo
 from tui.keys import OrderedKeys
 from tui.modals.confirm import ConfirmModal
+from tui.reads import ReadCounter
 from tui.screens.history import HistoryScreen
 from tui.screens.inventory import InventoryScreen
 from tui.screens.overview import OverviewScreen
@@ -118,6 +119,7 @@ class KeyturnApp(OrderedKeys, App[int]):
         self.runs: dict[int, RunState] = {}
         self._next_run_key = 1
         self.run_signal: Signal[RunUpdated] = Signal(self, "run")
+        self.reads = ReadCounter()  # screen reads in flight (tests wait on it instead of sleeping)
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: object) -> None:  # type: ignore[override]
         """Show a toast. Messages carry host errors and user names, so they are never read as markup."""

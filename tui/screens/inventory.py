@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Input, Label, Tree
 
 from core.importer import describe_summary
 from core.services import inventory as svc
-from core.types import AssetInfo
+from core.types import AccountInfo, AssetInfo, NodeInfo
 from tui.modals.asset_form import AssetFormModal
 from tui.modals.confirm import ConfirmModal
 from tui.modals.prompt import PromptModal
@@ -75,9 +75,8 @@ class InventoryScreen(ModeScreen):
         self.query_one("#assets-table", DataTable).focus()
 
     # -- loading -----------------------------------------------------------------------------------
-    def _fill_tree(self) -> None:
+    def _fill_tree(self, nodes: list[NodeInfo]) -> None:
         tree = self.query_one("#node-tree", Tree)
-        nodes = svc.list_nodes(self.ctx)
         if [n.path for n in nodes] == getattr(self, "_node_paths", None):
             return
         self._node_paths = [n.path for n in nodes]
@@ -93,13 +92,23 @@ class InventoryScreen(ModeScreen):
         tree.root.expand()
 
     def reload(self) -> None:
-        """Load the tree, the current page of assets and the highlighted asset's accounts."""
-        self._fill_tree()
+        """Load the tree, the current page of assets and the highlighted asset's accounts (in a thread worker;
+        the tables fill when the data arrives)."""
+        ctx, node, drift, offset = self.ctx, self.node, self.drift_only, self.page_offset
         search = self.query_one("#asset-search", Input).value.strip()
-        total = svc.count_assets(self.ctx, node=self.node, search=search, drift=self.drift_only)
-        self.page_offset = max(0, min(self.page_offset, (total - 1) // PAGE * PAGE if total else 0))
-        assets = svc.list_assets(self.ctx, node=self.node, search=search, offset=self.page_offset, limit=PAGE,
-                                 drift=self.drift_only)
+
+        def page() -> tuple[list[NodeInfo], int, int, list[AssetInfo]]:
+            nodes = svc.list_nodes(ctx)
+            total = svc.count_assets(ctx, node=node, search=search, drift=drift)
+            start = max(0, min(offset, (total - 1) // PAGE * PAGE if total else 0))
+            return nodes, total, start, svc.list_assets(ctx, node=node, search=search, offset=start, limit=PAGE,
+                                                        drift=drift)
+
+        self.read_in_thread("inventory", page, self._show_assets, name="Loading assets")
+
+    def _show_assets(self, data: tuple[list[NodeInfo], int, int, list[AssetInfo]]) -> None:
+        nodes, total, self.page_offset, assets = data
+        self._fill_tree(nodes)
         table = self.query_one("#assets-table", DataTable)
         cursor = table.cursor_row
         table.clear()
@@ -118,20 +127,29 @@ class InventoryScreen(ModeScreen):
 
     def _show_accounts(self) -> None:
         name = self.selected_asset()
-        table = self.query_one("#accounts-table", DataTable)
-        table.clear()
-        title = self.query_one("#accounts-title", Label)
         if name is None:
-            title.update("Accounts")
+            self.query_one("#accounts-table", DataTable).clear()
+            self.query_one("#accounts-title", Label).update("Accounts")
             return
+        ctx = self.ctx
+        self.read_in_thread("accounts", lambda: (name, svc.list_accounts(ctx, asset=name)), self._fill_accounts,
+                            name=f"Loading accounts of {name}")
+
+    def _fill_accounts(self, data: tuple[str, list[AccountInfo]]) -> None:
+        name, accounts = data
+        table = self.query_one("#accounts-table", DataTable)
+        cursor = table.cursor_row
+        table.clear()
         now = self.now()
-        accounts = svc.list_accounts(self.ctx, asset=name)
-        title.update(f"Accounts on {name} ({len(accounts)})")
+        self.query_one("#accounts-title", Label).update(f"Accounts on {name} ({len(accounts)})")
         for acc in accounts:
             table.add_row(acc.username, status_text(acc.last_status) if acc.last_status else "-",
                           "ssh key" if acc.secret_type == "ssh_key" else "password", ago(acc.last_changed_at, now),
                           str(acc.version), "yes" if acc.privileged else "", "yes" if acc.can_change else "no",
                           key=str(acc.id))
+        if accounts and name == getattr(self, "_accounts_of", None):
+            table.move_cursor(row=min(max(cursor, 0), len(accounts) - 1))
+        self._accounts_of = name
 
     def selected_asset(self) -> str | None:
         """Name of the highlighted asset."""
