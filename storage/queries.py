@@ -212,22 +212,28 @@ def attention_accounts(db: Database, limit: int = 200, *, scope: Scope = None) -
     from storage.tables import RecordFlag
 
     newer = ChangeRecord.__table__.alias("newer")
+    rows: list[ChangeRecord] = []
     with db.read() as s:
-        stmt = (
-            select(ChangeRecord)
-            .where(col(ChangeRecord.status).in_(SETTLED_BAD))
-            # Keep only the newest record of each account: a later success clears the alarm.
-            .where(~select(newer.c.id).where(newer.c.account_id == ChangeRecord.account_id,
-                                              newer.c.id > ChangeRecord.id).exists())
-            # An operator's `records ignore` takes a record off this list (reversible with unignore).
-            .where(~select(RecordFlag.record_id).where(RecordFlag.record_id == ChangeRecord.id,
-                                                       RecordFlag.ignored == True).exists())  # noqa: E712
-            .order_by(col(ChangeRecord.created_at).desc(), col(ChangeRecord.id).desc())
-            .limit(limit)
-        )
-        stmt = scoped(stmt, ChangeRecord.asset_id, scope)
-        return [AttentionRow(r.id, r.asset_name, r.username, r.task_name, r.status, r.error, r.created_at)
-                for r in s.exec(stmt).all()]
+        # One query per status, each walking ix_record_status_created from the newest entry and stopping at
+        # `limit` hits; the merge below keeps the newest `limit`. (One query over both statuses sorted every
+        # failed and unverified record first: most of a second at a million records.)
+        for status in SETTLED_BAD:
+            stmt = (
+                select(ChangeRecord)
+                .where(ChangeRecord.status == status)
+                # Keep only the newest record of each account: a later success clears the alarm.
+                .where(~select(newer.c.id).where(newer.c.account_id == ChangeRecord.account_id,
+                                                  newer.c.id > ChangeRecord.id).exists())
+                # An operator's `records ignore` takes a record off this list (reversible with unignore).
+                .where(~select(RecordFlag.record_id).where(RecordFlag.record_id == ChangeRecord.id,
+                                                           RecordFlag.ignored == True).exists())  # noqa: E712
+                .order_by(col(ChangeRecord.created_at).desc(), col(ChangeRecord.id).desc())
+                .limit(limit)
+            )
+            rows += s.exec(scoped(stmt, ChangeRecord.asset_id, scope)).all()
+    rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+    return [AttentionRow(r.id, r.asset_name, r.username, r.task_name, r.status, r.error, r.created_at)
+            for r in rows[:limit]]
 
 
 # -- tasks -----------------------------------------------------------------------------------------
