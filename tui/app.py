@@ -6,6 +6,7 @@ back as messages and are folded into a RunState per run, which the History mode'
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -37,6 +38,8 @@ from tui.widgets.format import plural
 from tui.widgets.run_panel import RunState, RunUpdated
 
 Clock = Callable[[], datetime]
+# Full collections at most every 100 middle ones instead of every 10 (Python's default is 700, 10, 10).
+GC_THRESHOLDS = (700, 10, 100)
 
 try:  # the audit screen is written by another engineer; it becomes a mode once it exists
     from tui.screens.audit import AuditScreen
@@ -127,12 +130,23 @@ class KeyturnApp(OrderedKeys, App[int]):
 
     def on_mount(self) -> None:
         """Settle records a killed run left open before anything else touches them (DESIGN.md step 4)."""
+        # Everything imported and built so far lives as long as the app: keep it out of the cyclic collector's
+        # full passes, which otherwise stop the UI thread for 0.1-0.5 s at a time once worker threads churn
+        # through query rows (measured in benchmarks/tui_scale.py).
+        self._gc_thresholds = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         if self.ctx.settings.reconcile_on_start:
             from core.services.views import anything_unsettled
 
             if anything_unsettled(self.ctx):
                 # Only probes logins and settles records, never changes a host: not gated on who is acting.
                 self.start_reconcile(automatic=True)
+
+    def on_unmount(self) -> None:
+        """Give the collector back what on_mount kept from it (tests run many apps in one process)."""
+        gc.unfreeze()
+        gc.set_threshold(*getattr(self, "_gc_thresholds", gc.get_threshold()))
 
     def now(self) -> datetime:
         """The app's clock: dates on screen are relative to it (frozen in tests and screenshots)."""
