@@ -120,6 +120,11 @@ class ThreadedReads(Screen[Any]):
         if counter is not None:
             counter.end((id(self), group))
 
+    @property
+    def read_started(self) -> bool:
+        """Whether this screen has started any read yet (a mode's first load comes with its first resume)."""
+        return bool(self.__dict__.get("_read_tokens"))
+
     def reading(self) -> bool:
         """Whether a read of this screen is in flight."""
         counter = self._read_counter()

@@ -10,11 +10,13 @@ from datetime import timedelta
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from core.events import (
     AccountPushed, AccountSettled, AssetConnected, AssetConnecting, AssetFailed, ExecutionStarted,
 )
 from tests.tui.demo_data import NOW
+from tui.screens.base import ModeScreen
 
 SMALL = (80, 24)
 LARGE = (120, 40)
@@ -22,9 +24,18 @@ MODES = ["o", "t", "h", "s", "i", "u"]  # overview, tasks, history, records, inv
 
 
 async def settle(pilot: Pilot) -> None:
-    """Wait until every screen read started so far has reached its screen (reads run in thread workers)."""
-    await pilot.app.reads.settled()  # type: ignore[attr-defined]
-    await pilot.pause()
+    """Wait until every screen read started so far has reached its screen (reads run in thread workers), and
+    any read a shown result set off (a highlighted row loading its details) too."""
+    app = pilot.app
+    while True:
+        while isinstance(app.screen, ModeScreen) and not app.screen.read_started:
+            await pilot.pause()  # the mode's first load starts with its first resume
+        await app.reads.settled()  # type: ignore[attr-defined]
+        await pilot.pause()
+        # A table filled from a read sizes its columns on its next idle turn: the picture waits for that too.
+        if not app.reads.pending and not any(  # type: ignore[attr-defined]
+                table._require_update_dimensions for screen in app.screen_stack for table in screen.query(DataTable)):
+            return
 
 
 def keys(*pressed: str):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from core.audit import AuditEventInfo, VerifyResult, list_events, verify_chain
 from core.errors import KeyturnError
 from core.services.views import count_events
 from tui.screens.base import ModeScreen, page_bindings
+from tui.widgets.table import PlainTable
 
 PAGE = 100
 
@@ -40,7 +41,7 @@ class AuditScreen(ModeScreen):
     def compose_body(self) -> ComposeResult:
         yield Label("", id="audit-count", classes="section-title")
         yield Label("press v to verify the hash chain", id="audit-verify", markup=False)
-        table: DataTable = DataTable(id="audit-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable = PlainTable(id="audit-table", cursor_type="row", zebra_stripes=True)
         for key in ("id", "time (UTC)", "actor", "action", "object", "source", "detail"):
             table.add_column(key, key=key)
         yield table
@@ -106,8 +107,7 @@ class AuditScreen(ModeScreen):
             ask_name()
 
     def on_mount(self) -> None:
-        """Load at mount; resume loads again."""
-        self.reload()
+        """The table has the focus; the first load comes with the screen's first resume (ModeScreen)."""
         self.query_one("#audit-table", DataTable).focus()
 
     def reload(self, then: Callable[[], None] | None = None) -> None:

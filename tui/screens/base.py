@@ -66,8 +66,8 @@ class ModeScreen(ThreadedReads):
                 self.set_focus(None)
 
     def on_screen_resume(self) -> None:
-        """Data may have changed while another mode was shown: load again (unless a load is under way, as
-        when the screen was just mounted)."""
+        """Load when shown: the first time, and again after another mode was shown (data may have changed).
+        Textual resumes a new mode's screen twice; the second finds the first load under way and leaves it."""
         if not self.reading():
             self.reload()
 

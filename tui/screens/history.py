@@ -41,10 +41,6 @@ class HistoryScreen(ModeScreen):
         yield table
         yield RunPanel(id="run-panel")
 
-    def on_mount(self) -> None:
-        """Load at mount; resume loads again."""
-        self.reload()
-
     def reload(self) -> None:
         """Load the current page of executions (in a thread worker; the table fills when it arrives)."""
         ctx, offset = self.ctx, self.page_offset

@@ -70,8 +70,7 @@ class InventoryScreen(ModeScreen):
                 yield accounts
 
     def on_mount(self) -> None:
-        """Load at mount; resume loads again."""
-        self.reload()
+        """The table has the focus; the first load comes with the screen's first resume (ModeScreen)."""
         self.query_one("#assets-table", DataTable).focus()
 
     # -- loading -----------------------------------------------------------------------------------
@@ -123,14 +122,19 @@ class InventoryScreen(ModeScreen):
         where = (f" in {self.node}" if self.node else "") + (" with drift (D: all)" if self.drift_only else "")
         self.query_one("#assets-count", Label).update(
             f"Assets{where} {self.page_offset + 1 if assets else 0}-{self.page_offset + len(assets)} of {total}")
-        self._show_accounts()
+        self._show_accounts(again=True)
 
-    def _show_accounts(self) -> None:
+    def _show_accounts(self, again: bool = False) -> None:
+        """Load the highlighted asset's accounts (again: even when they are shown or on their way already)."""
         name = self.selected_asset()
         if name is None:
+            self._accounts_asked = None
             self.query_one("#accounts-table", DataTable).clear()
             self.query_one("#accounts-title", Label).update("Accounts")
             return
+        if name == getattr(self, "_accounts_asked", None) and not again:
+            return  # the cursor restored after a reload highlights the same asset
+        self._accounts_asked = name
         ctx = self.ctx
         self.read_in_thread("accounts", lambda: (name, svc.list_accounts(ctx, asset=name)), self._fill_accounts,
                             name=f"Loading accounts of {name}")

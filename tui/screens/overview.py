@@ -51,10 +51,6 @@ class OverviewScreen(ModeScreen):
         table.add_column("reason", key="reason")
         yield table
 
-    def on_mount(self) -> None:
-        """First load happens at mount; resume loads again."""
-        self.reload()
-
     def reload(self) -> None:
         """Query the aggregates and the attention list, each in its own thread worker (they run side by side)."""
         ctx, now, days = self.ctx, self.now(), self.day_range

@@ -55,8 +55,7 @@ class RecordsScreen(ModeScreen):
         yield table
 
     def on_mount(self) -> None:
-        """Load at mount; resume loads again."""
-        self.reload()
+        """The table has the focus; the first load comes with the screen's first resume (ModeScreen)."""
         self.query_one("#records-table", DataTable).focus()
 
     # -- filters -----------------------------------------------------------------------------------

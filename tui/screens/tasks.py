@@ -46,10 +46,6 @@ class TasksScreen(ModeScreen):
             table.add_column(key, key=key)
         yield table
 
-    def on_mount(self) -> None:
-        """Load at mount; resume loads again."""
-        self.reload()
-
     def reload(self, select: str | None = None) -> None:
         """Load the task list (in a thread worker), keeping the cursor on the same task (or on `select`)."""
         ctx, keep = self.ctx, select or self.selected_name()
