@@ -20,7 +20,6 @@ from core.audit import record_event_in
 from core.context import Context
 from core.errors import InputError, NotFound
 from core.hostkeys import TrustCheck, check_trust, fetch_host_keys, import_known_hosts
-from core.importer import check_name, import_inventory
 from core.values import check_private_key, parse_platform
 from core.operators import require
 from core.scopes import asset_in_scope
@@ -70,6 +69,8 @@ class HostKeyOffer:
 
 # -- validation ------------------------------------------------------------------------------------
 def _name(value: str, field: str, what: str) -> str:
+    from core.importer import check_name  # the importer (and yaml) only where a name is checked
+
     try:
         return check_name(value or "", what)
     except ValueError as exc:
@@ -279,6 +280,8 @@ def _summary_detail(summary: ImportSummary) -> dict[str, int]:
 def import_file(ctx: Context, path: Path, fmt: str | None = None, *, overwrite_rotated: bool = False,
                 source: str | None = None) -> ImportSummary:
     """Import an inventory file, all of it or nothing; audited as inventory.import in the same transaction."""
+    from core.importer import import_inventory
+
     require(ctx, "edit")
 
     def audit(s: Session, summary: ImportSummary) -> None:
