@@ -7,14 +7,20 @@ It prints per command the median and the fastest wall time, the median CPU time 
 it moves much less than wall time with the machine's load), and the median wall time as a fraction of the
 target. The floor, measured in the same run, is `python -c pass` with the same interpreter.
 
+The children get a clean environment (no PYTHONDONTWRITEBYTECODE): the warm-up run writes the .pyc files, as
+an installed keyturn has them. With --baseline DIR the same commands also run from another checkout (for
+example `git archive main | tar -x -C DIR`, put first on PYTHONPATH) in the same rounds, so that both sets of
+figures see the same load.
+
 Targets: `--help` under 0.3 s, `asset list` under 0.6 s (an idle machine). `task list` has no target; it
 shows the cost of a second command group that also needs the database.
 
-Run: .venv/bin/python benchmarks/startup.py [ROUNDS]
+Run: .venv/bin/python benchmarks/startup.py [ROUNDS] [--baseline DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import statistics
@@ -63,35 +69,40 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    commands = {
-        "python -c pass": [sys.executable, "-c", "pass"],
-        "keyturn --help": [str(KEYTURN), "--help"],
-        "keyturn asset list": [str(KEYTURN), "asset", "list"],
-        "keyturn task list": [str(KEYTURN), "task", "list"],
-    }
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rounds", nargs="?", type=int, default=10, help="runs of each command (default 10)")
+    parser.add_argument("--baseline", metavar="DIR", help="also run the commands from the checkout in DIR")
+    opts = parser.parse_args()
+    keyturn_commands = {"--help": ["--help"], "asset list": ["asset", "list"], "task list": ["task", "list"]}
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {}
     with tempfile.TemporaryDirectory(prefix="keyturn-startup-") as home:
         env = _env(home)
         setup_vault(env)
-        for cmd in commands.values():  # warm the page cache and the .pyc files before the clock
-            timed(cmd, env)
+        commands["python -c pass"] = ([sys.executable, "-c", "pass"], env)
+        for label, args in keyturn_commands.items():
+            commands[f"keyturn {label}"] = ([str(KEYTURN), *args], env)
+        if opts.baseline:
+            base_env = {**env, "PYTHONPATH": str(Path(opts.baseline).resolve())}
+            for label, args in keyturn_commands.items():
+                commands[f"baseline {label}"] = ([str(KEYTURN), *args], base_env)
+        for cmd, cmd_env in commands.values():  # warm the page cache and the .pyc files before the clock
+            timed(cmd, cmd_env)
         walls: dict[str, list[float]] = {name: [] for name in commands}
         cpus: dict[str, list[float]] = {name: [] for name in commands}
         names = list(commands)
-        for r in range(rounds):
+        for r in range(opts.rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
-                wall, cpu = timed(commands[name], env)
+                wall, cpu = timed(*commands[name])
                 walls[name].append(wall)
                 cpus[name].append(cpu)
-    print(f"{rounds} rounds, load average at the end {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"{'command':<20} {'median s':>9} {'min s':>7} {'cpu s':>7} {'target s':>9} {'median/target':>14}")
+    print(f"{opts.rounds} rounds, load average at the end {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"{'command':<22} {'median s':>9} {'min s':>7} {'cpu s':>7} {'target s':>9} {'median/target':>14}")
     for name in commands:
         med = statistics.median(walls[name])
         target = TARGETS.get(name)
         ratio = f"{med / target:.2f}" if target else "-"
-        print(f"{name:<20} {med:>9.3f} {min(walls[name]):>7.3f} {statistics.median(cpus[name]):>7.3f} "
+        print(f"{name:<22} {med:>9.3f} {min(walls[name]):>7.3f} {statistics.median(cpus[name]):>7.3f} "
               f"{target if target else '-':>9} {ratio:>14}")
-
 
 if __name__ == "__main__":
     main()
