@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import HostKeyChanged, InputError, KeyturnError
 from core.names import check_username
 from core.values import FORMATS, PLATFORMS, REJECTED_PLATFORMS, TLS_MODES, is_database
+from core.wording import plural
 from core.types import AccountInfo, AssetInfo, ImportSummary, fingerprint_sha256
 from tui.cli.stdin import without_line_end
 
@@ -255,7 +256,6 @@ def cmd_asset_edit(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_asset_trust(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset trust: fetch the host's keys, show fingerprints, pin after confirmation."""
     from core.services import inventory as svc
-    from tui.widgets.format import plural
 
     asset = svc.get_asset(ctx, args.name)
     if is_database(asset.platform):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from core.events import AccountSettled, Event, ExecutionStarted
 from core import types as rec
 from core.types import ExecutionInfo, RecordInfo
+from core.wording import plural
 
 if TYPE_CHECKING:
     from core.context import Context
@@ -130,7 +131,6 @@ def _run_and_report(ctx: Context, args: argparse.Namespace, work: Callable[..., 
                     mail: bool = True) -> int:
     """Run work(cancel=..., on_event=...), print progress and the result; exit 0 only if all succeeded."""
     from core.services import views
-    from tui.widgets.format import plural
 
     as_json = bool(getattr(args, "json", False))
     progress = Progress(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
