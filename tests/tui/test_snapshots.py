@@ -174,3 +174,13 @@ async def _feed_run(pilot: Pilot) -> None:
 def test_running_execution_log(snap_compare, demo_app) -> None:
     """The live run panel while a run is going: progress, counts and the coloured log wrapped to its pane."""
     assert snap_compare(demo_app(), run_before=_feed_run, terminal_size=SMALL)
+
+
+def test_account_form(snap_compare, demo_app) -> None:
+    """a in Inventory: a new account on the highlighted asset, its password field masked."""
+    assert snap_compare(demo_app(), press=["i", "a", *"deploy2", "tab", "tab", *"Typed-pw-1"], terminal_size=SMALL)
+
+
+def test_help_inventory(snap_compare, demo_app) -> None:
+    """? on Inventory: the asset and account keys the footer has no room for."""
+    assert snap_compare(demo_app(), press=["i", "question_mark"], terminal_size=SMALL)
