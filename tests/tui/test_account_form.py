@@ -140,6 +140,13 @@ async def test_an_ssh_key_account_from_a_key_file(ctx, tmp_path: Path) -> None:
         await pilot.press("ctrl+s")
         await until(pilot, lambda: not isinstance(app.screen, AccountFormModal), "the form to close")
         assert "BEGIN OPENSSH" not in screen_text(app) and "Pass-phrase-5" not in screen_text(app)
+
+        await pilot.press("c")  # a passphrase without the key it opens is refused, not dropped
+        await until(pilot, lambda: _focused(app) == "key_file", "the edit form on the key file")
+        app.screen.query_one("#passphrase", Input).value = "Other-phrase"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: _error(app, "key_file"), "the key file's error")
+        assert _error(app, "key_file") == "key file: give the key this passphrase opens"
     [acc] = svc.list_accounts(ctx, asset="web1")
     assert (acc.username, acc.secret_type, acc.privileged) == ("deploy", "ssh_key", True)
     secrets = account_secrets(ctx.db, acc.id)

@@ -132,13 +132,15 @@ class AccountFormModal(ModalScreen[tuple[str, str] | None]):
             if secret_type == "password":
                 secret = self.query_one("#password", Input).value
             else:
+                passphrase = self.query_one("#passphrase", Input).value or None
                 if key_path:
                     secret = self._read_key(key_path)
                 elif self.account is None:
                     raise InputError("key file: is empty", field="key_file")
+                elif passphrase:  # a passphrase alone would be dropped without a word
+                    raise InputError("key file: give the key this passphrase opens", field="key_file")
                 else:
                     secret = ""  # keep the current key
-                passphrase = self.query_one("#passphrase", Input).value or None
             if self.account is None:
                 outcome = svc.add_account(self.ctx, self.asset, username.value, secret_type=secret_type, secret=secret,
                                           passphrase=passphrase, privileged=privileged, can_change=can_change,
