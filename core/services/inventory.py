@@ -326,6 +326,25 @@ def add_account(ctx: Context, asset: str, username: str, *, secret_type: str, se
     return outcome
 
 
+def account_to_remove(ctx: Context, asset: str, username: str, secret_type: str | None = None) -> AccountRemoval:
+    """What remove_account would delete (AmbiguousAccount when the user has both types and none is named)."""
+    asset_in_scope(ctx, asset)
+    with ctx.db.read() as s:
+        acc = store.get_account_row(s, asset, username, secret_type)
+        return AccountRemoval(asset, username, acc.secret_type, acc.version)
+
+
+def remove_account(ctx: Context, asset: str, username: str, secret_type: str | None = None) -> AccountRemoval:
+    """Delete an account with its secret and history; audited as account.remove."""
+    require(ctx, "edit")
+    gone = account_to_remove(ctx, asset, username, secret_type)
+    with ctx.db.write() as s:
+        record_event_in(s, ctx, "account.remove", "account", f"{username}@{asset}",
+                        {"secret_type": gone.secret_type, "version": gone.version})
+        store.remove_account_in(s, asset, username, gone.secret_type)
+    return gone
+
+
 def edit_account(ctx: Context, asset: str, username: str, secret_type: str | None = None, *,
                  privileged: bool | None = None, can_change: bool | None = None, secret: str | None = None,
                  passphrase: str | None = None, key_label: str = "private key") -> str:
@@ -358,22 +377,3 @@ def edit_account(ctx: Context, asset: str, username: str, secret_type: str | Non
             record_event_in(s, ctx, "account.update", "account", f"{username}@{asset}",
                             {"secret_type": kind, "privileged": new_privileged, "can_change": new_changeable})
     return outcome
-
-
-def account_to_remove(ctx: Context, asset: str, username: str, secret_type: str | None = None) -> AccountRemoval:
-    """What remove_account would delete (AmbiguousAccount when the user has both types and none is named)."""
-    asset_in_scope(ctx, asset)
-    with ctx.db.read() as s:
-        acc = store.get_account_row(s, asset, username, secret_type)
-        return AccountRemoval(asset, username, acc.secret_type, acc.version)
-
-
-def remove_account(ctx: Context, asset: str, username: str, secret_type: str | None = None) -> AccountRemoval:
-    """Delete an account with its secret and history; audited as account.remove."""
-    require(ctx, "edit")
-    gone = account_to_remove(ctx, asset, username, secret_type)
-    with ctx.db.write() as s:
-        record_event_in(s, ctx, "account.remove", "account", f"{username}@{asset}",
-                        {"secret_type": gone.secret_type, "version": gone.version})
-        store.remove_account_in(s, asset, username, gone.secret_type)
-    return gone
