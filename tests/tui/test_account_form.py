@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from textual.app import App
 from textual.pilot import Pilot
-from textual.widgets import Checkbox, Input, Label, Select
+from textual.widgets import Checkbox, DataTable, Input, Label, Select
 
 from core import operators as ops
 from core.audit import list_events
@@ -47,8 +47,16 @@ async def _open_form(pilot: Pilot, key: str, field: str) -> None:
     app = pilot.app
     await pilot.press("i")
     await until(pilot, lambda: getattr(app.screen, "selected_asset", lambda: None)() == "web1", "web1 selected")
+    if key != "a":
+        await _accounts_shown(pilot)
     await pilot.press(key)
     await until(pilot, lambda: isinstance(app.screen, AccountFormModal) and _focused(app) == field, "the account form")
+
+
+async def _accounts_shown(pilot: Pilot, count: int = 1) -> None:
+    """Wait for the highlighted asset's accounts in their table (they may load after the asset is highlighted)."""
+    app = pilot.app
+    await until(pilot, lambda: app.screen.query_one("#accounts-table", DataTable).row_count == count, "the accounts")
 
 
 def _events_text(ctx) -> str:  # type: ignore[no-untyped-def]
@@ -73,6 +81,7 @@ async def test_a_typed_secret_is_masked_and_never_shown_nor_audited(ctx) -> None
         assert TYPED not in screen_text(app) and not any(TYPED in t for t in toasts(app))
 
         # The edit form never holds the current secret: its password field starts empty.
+        await _accounts_shown(pilot)
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, AccountFormModal), "the edit form")
         assert app.screen.query_one("#password", Input).value == ""
@@ -141,6 +150,7 @@ async def test_an_ssh_key_account_from_a_key_file(ctx, tmp_path: Path) -> None:
         await until(pilot, lambda: not isinstance(app.screen, AccountFormModal), "the form to close")
         assert "BEGIN OPENSSH" not in screen_text(app) and "Pass-phrase-5" not in screen_text(app)
 
+        await _accounts_shown(pilot)
         await pilot.press("c")  # a passphrase without the key it opens is refused, not dropped
         await until(pilot, lambda: _focused(app) == "key_file", "the edit form on the key file")
         app.screen.query_one("#passphrase", Input).value = "Other-phrase"
@@ -195,6 +205,7 @@ async def test_removing_an_account_asks_first(ctx) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("i")
         await until(pilot, lambda: getattr(app.screen, "selected_asset", lambda: None)() == "web1", "web1 selected")
+        await _accounts_shown(pilot)
         await pilot.press("x")
         await until(pilot, lambda: "Remove account app@web1?" in screen_text(app), "the confirmation")
         assert "password (version 1)" in screen_text(app)

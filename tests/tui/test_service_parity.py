@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Checkbox, Input
+from textual.widgets import Checkbox, DataTable, Input
 
 from core.audit import list_events
 from core.config import load_settings
@@ -122,6 +122,12 @@ def _app_account_rows(tmp_path: Path) -> list[tuple]:
     def form_closed() -> bool:
         return len(app.screen_stack) == 1
 
+    def shown(acc) -> bool:  # type: ignore[no-untyped-def]
+        """The account's row in the table, as it is now (the table may fill after the form closes)."""
+        table = app.screen.query_one("#accounts-table", DataTable)
+        cells = [str(c) for c in table.get_row_at(0)] if table.row_count == 1 else []
+        return cells[4:6] == [str(acc.version), "yes" if acc.privileged else ""]
+
     async def flow() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("i")
@@ -135,6 +141,7 @@ def _app_account_rows(tmp_path: Path) -> list[tuple]:
             acc = account()
             assert acc is not None and (acc.username, acc.privileged, acc.version) == ("app", False, 1)
             assert account_secrets(ctx.db, acc.id).secret == "Pw-one-17"
+            await _until(pilot, lambda: shown(acc), "the new account in its table")
 
             await pilot.press("c")  # a new secret, and privileged
             await _until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
@@ -145,6 +152,7 @@ def _app_account_rows(tmp_path: Path) -> list[tuple]:
             acc = account()
             assert acc is not None and (acc.privileged, acc.version) == (True, 2)
             assert account_secrets(ctx.db, acc.id).secret == "Pw-two-29"
+            await _until(pilot, lambda: shown(acc), "the account privileged in its table")
 
             await pilot.press("c")  # the flag only: the password field left empty keeps the secret
             await _until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
@@ -154,6 +162,7 @@ def _app_account_rows(tmp_path: Path) -> list[tuple]:
             acc = account()
             assert acc is not None and (acc.privileged, acc.version) == (False, 2)
             assert account_secrets(ctx.db, acc.id).secret == "Pw-two-29"
+            await _until(pilot, lambda: shown(acc), "the account unprivileged in its table")
 
             await pilot.press("x")
             await _until(pilot, lambda: len(app.screen_stack) == 2, "the confirmation")
