@@ -21,6 +21,7 @@ from core.context import Context
 from core.errors import InputError, NotFound
 from core.hostkeys import TrustCheck, check_trust, fetch_host_keys, import_known_hosts
 from core.importer import check_name, import_inventory
+from core.names import check_username
 from core.values import check_private_key, parse_platform
 from core.operators import require
 from core.scopes import asset_in_scope
@@ -307,7 +308,10 @@ def add_account(ctx: Context, asset: str, username: str, *, secret_type: str, se
     'unchanged'. Audited as account.add or account.update. key_label names the key's source in errors."""
     require(ctx, "edit")
     asset_in_scope(ctx, asset)
-    username = _name(username, "username", "username")
+    try:
+        username = check_username(username or "")  # the rule the CLI, import and drivers apply: it reaches shells
+    except ValueError as exc:
+        raise InputError(str(exc), field="username") from None
     if secret_type not in ("password", "ssh_key"):
         raise InputError(f"secret type: {secret_type!r} is not password or ssh_key", field="secret_type")
     if not secret:
