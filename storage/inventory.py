@@ -405,8 +405,9 @@ def rotated_conflict(db: Database, session: Session, asset: Asset, username: str
 
 
 def _delete_account(session: Session, acc: Account) -> None:
-    for h in session.exec(select(AccountSecretHistory).where(AccountSecretHistory.account_id == acc.id)).all():
-        session.delete(h)
+    # One statement, run now: history rows loaded as objects were flushed after the account, whose ON DELETE
+    # CASCADE had already removed them ("expected to delete 1 row(s); 0 were matched").
+    session.execute(delete(AccountSecretHistory).where(col(AccountSecretHistory.account_id) == acc.id))
     session.delete(acc)
 
 
