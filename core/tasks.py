@@ -18,7 +18,7 @@ from core.names import USERNAME_RULE, is_username
 from core.errors import InputError, KeyturnError
 from core import values
 from core.operators import require
-from core.values import SECRET_TYPES
+from core.values import KEY_STRATEGIES as KEY_STRATEGIES, SECRET_TYPES  # re-exported: core.tasks.KEY_STRATEGIES
 from core.params import apply as apply_params, validate as validate_params
 from core.schedule import next_runs, validate_schedule
 from core.secretgen import KEY_ALGORITHMS, check_specific_password, load_private_key, validate_rules
@@ -29,7 +29,6 @@ from storage.tables import Operator, utcnow
 from storage.types import HostParams, PasswordRules, TaskSpec
 
 SECRET_STRATEGIES = ("random", "specific")
-KEY_STRATEGIES = ("replace-ours", "replace-all", "append")
 VERIFY_MODES = ("ssh", "none")
 MAX_NAME = 100
 MAX_DESCRIPTION = 2000
@@ -48,12 +47,9 @@ def allowed_programs(settings: Settings | None) -> tuple[str, ...]:
 
 
 # -- audit -----------------------------------------------------------------------------------------
-def _audit(ctx: Context, action: str, object_id: str, detail: dict[str, Any]) -> repo.AuditHook | None:
-    """A hook that writes the audit event in the task's own transaction (none until core.audit exists)."""
-    try:
-        from core.audit import record_event_in
-    except ImportError:
-        return None
+def _audit(ctx: Context, action: str, object_id: str, detail: dict[str, Any]) -> repo.AuditHook:
+    """A hook that writes the audit event in the task's own transaction."""
+    from core.audit import record_event_in
 
     def hook(session: Any, task_id: int) -> None:
         record_event_in(session, ctx, action, "task", object_id, {"id": task_id, **detail})

@@ -29,6 +29,7 @@ from core.types import ExecutionInfo
 from tui.keys import OrderedKeys
 from tui.modals.confirm import ConfirmModal
 from tui.reads import ReadCounter
+from tui.screens.audit import AuditScreen
 from tui.screens.history import HistoryScreen
 from tui.screens.inventory import InventoryScreen
 from tui.screens.overview import OverviewScreen
@@ -41,11 +42,6 @@ Clock = Callable[[], datetime]
 # Full collections at most every 100 middle ones instead of every 10 (Python's default is 700, 10, 10).
 GC_THRESHOLDS = (700, 10, 100)
 
-try:  # the audit screen is written by another engineer; it becomes a mode once it exists
-    from tui.screens.audit import AuditScreen
-except ImportError:  # pragma: no cover - depends on what has landed
-    AuditScreen = None  # type: ignore[assignment,misc]
-
 # mode -> (key, title); the order is the order of the mode bar and of the footer.
 MODE_KEYS: dict[str, tuple[str, str]] = {
     "overview": ("o", "Overview"),
@@ -53,6 +49,7 @@ MODE_KEYS: dict[str, tuple[str, str]] = {
     "history": ("h", "History"),
     "records": ("s", "Records"),
     "inventory": ("i", "Inventory"),
+    "audit": ("u", "Audit"),
 }
 MODE_SCREENS: dict[str, Callable[[], Screen]] = {
     "overview": OverviewScreen,
@@ -60,10 +57,8 @@ MODE_SCREENS: dict[str, Callable[[], Screen]] = {
     "history": HistoryScreen,
     "records": RecordsScreen,
     "inventory": InventoryScreen,
+    "audit": AuditScreen,
 }
-if AuditScreen is not None:
-    MODE_KEYS["audit"] = ("u", "Audit")
-    MODE_SCREENS["audit"] = AuditScreen
 
 
 def error_text(error: BaseException | None) -> str:
