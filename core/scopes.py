@@ -10,7 +10,10 @@ from storage import scopes as store
 
 
 def set_scope(ctx: Context, operator: str, nodes: list[str]) -> list[str]:
-    """Limit operator to nodes (empty: no limit); audited. The caller has checked the admin step-up."""
+    """Limit operator to nodes (empty: no limit); audited. Operator admin: a TOTP step-up first."""
+    from core.operators import require_admin
+
+    require_admin(ctx)
     with ctx.db.write() as s:
         paths = store.set_scope(s, operator, nodes)
         record_event_in(s, ctx, "operator.scope", "operator", operator, {"nodes": paths})

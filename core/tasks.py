@@ -296,6 +296,7 @@ def copy_task(ctx: Context, name: str, new_name: str) -> TaskSpec:
     spec.name = new_name
     spec = _normalized(spec)
     validate_task(spec, ctx.db, ctx.settings)
+    _step_up(ctx, "task.create")  # a copy is a new task with the same targets and secrets
     spec.id = None
     spec.next_run_at = first_run_at(spec)
     return _save(ctx, spec, create=True, audit=_audit(ctx, "task.copy", spec.name, {"copied_from": name}))
@@ -307,6 +308,8 @@ def set_active(ctx: Context, name: str, active: bool) -> TaskSpec:
     spec = repo.get_task(ctx.db, name)
     if spec.active == active:
         return spec
+    if active:
+        _step_up(ctx, "task.edit")  # an active task runs on its schedule: as much as running it
     spec.active = active
     when = first_run_at(spec) if active else None
     repo.set_task_active(ctx.db, name, active, when,

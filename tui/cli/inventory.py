@@ -279,6 +279,10 @@ def cmd_asset_trust(ctx: Context, args: argparse.Namespace) -> int:
 # -- accounts ------------------------------------------------------------------------------------------
 def cmd_account_add(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn account add: secrets only from stdin (or a hidden prompt) and key files."""
+    # Core says whether this account needs a TOTP code before any secret is read: without a terminal the
+    # code is stdin's line one, the secrets follow it.
+    svc.check_account_step_up(ctx, args.asset, args.username, privileged=args.privileged,
+                              secret_type="password" if args.password_stdin else "ssh_key")
     stdin = _StdinSecrets()
     passphrase: str | None = None
     if args.password_stdin:

@@ -11,6 +11,7 @@ from core import tasks
 from core.errors import KeyturnError
 from core.targets import preview
 from core.services.views import TaskRow, task_rows
+from core.stepup import StepUpRequired
 from tui.modals.confirm import ConfirmModal
 from tui.modals.preview import PreviewModal
 from tui.modals.prompt import PromptModal
@@ -129,6 +130,9 @@ class TasksScreen(ModeScreen):
                 return
             try:
                 tasks.copy_task(self.ctx, row.name, new_name)
+            except StepUpRequired as exc:
+                self.kt.step_up(exc, lambda: done(new_name))
+                return
             except (KeyturnError, ValueError) as exc:
                 self.notify(str(exc), severity="error", title="Copy failed")
                 return
@@ -199,6 +203,9 @@ class TasksScreen(ModeScreen):
             return
         try:
             tasks.set_active(self.ctx, row.name, not row.active)
+        except StepUpRequired as exc:
+            self.kt.step_up(exc, self.action_toggle_active)
+            return
         except KeyturnError as exc:
             self.notify(str(exc), severity="error")
             return
