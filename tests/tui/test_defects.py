@@ -305,8 +305,11 @@ async def test_retry_all_failed_targets_each_account_once_with_its_newest_record
     from storage import executions as rec
     from tui.modals.confirm import ConfirmModal
 
+    from tests.tui.test_flows import unlocked
+
     ids = _failed_records(demo_ctx, 3)
-    app = KeyturnApp(demo_ctx, clock=lambda: NOW)
+    # A retry pushes new secrets: a TOTP step-up (core.engine); alice gave her code a moment ago.
+    app = KeyturnApp(demo_ctx, clock=lambda: NOW, mfa_session=unlocked(demo_ctx))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("s")
         await pilot.pause()

@@ -40,7 +40,7 @@ def alice_ctx(settings: Settings) -> Iterator[tuple[Context, str]]:
 
 
 async def _give_code(app: KeyturnApp, pilot, secret: str) -> None:  # type: ignore[no-untyped-def]
-    await until(pilot, lambda: isinstance(app.screen, OtpModal), "the OTP modal")
+    await until(pilot, lambda: isinstance(app.screen, OtpModal) and app.screen.query("#otp-code"), "the OTP modal")
     app.screen.query_one("#otp-code", Input).value = code_at(secret, utcnow())
     await pilot.press("enter")
     await until(pilot, lambda: not isinstance(app.screen, OtpModal), "the OTP modal to close")
@@ -108,3 +108,31 @@ async def test_moving_an_asset_in_the_form_asks_for_a_code_a_comment_does_not(al
         await _give_code(app, pilot, secret)
         await until(pilot, lambda: get_asset(ctx.db, "web1").address == "203.0.113.6", "the new address")
         assert not form.is_attached  # saved and closed
+
+
+@sync
+async def test_a_run_started_in_the_app_asks_for_a_code_then_starts_again(alice_ctx) -> None:
+    """Core refuses the run before anything is written; the app asks for the code and starts it once more."""
+    from datetime import timedelta
+
+    from core import tasks
+    from core.mfa import MfaSession
+    from storage.queries import list_executions
+    from storage.types import TaskSpec
+
+    ctx, secret = alice_ctx
+    with ctx.db.write() as s:
+        upsert_asset(s, "web1", address="192.0.2.1")  # no account app: the run has nothing to change
+    ctx.mfa = MfaSession(ctx.settings)
+    ctx.mfa._until["alice"] = ctx.mfa.now() + timedelta(minutes=5)
+    tasks.create_task(ctx, TaskSpec(name="t1", usernames=["app"], assets=["web1"]))
+    app = KeyturnApp(ctx)  # a new app: no unlock yet
+    async with app.run_test(size=SIZE) as pilot:
+        app.start_run("t1")
+        await until(pilot, lambda: isinstance(app.screen, OtpModal), "the OTP modal")
+        assert list_executions(ctx.db) == []
+        first = list(app.runs.values())[0]
+        assert first.status == "cancelled" and first.execution_id is None
+        await _give_code(app, pilot, secret)
+        await until(pilot, lambda: len(app.runs) == 2 and list(app.runs.values())[1].finished, "the run")
+        assert len(list_executions(ctx.db)) == 1

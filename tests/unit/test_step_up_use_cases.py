@@ -267,3 +267,26 @@ def test_operator_admin_needs_a_code(alice: Context) -> None:
     refused(alice, "operator.admin", lambda: set_scope(alice, "bob", ["/prod"]))
     assert [o.name for o in ops.list_operators(alice)] == ["alice", "bob"]
     assert scope_paths(alice.db, "bob") == []
+
+
+def test_cli_account_add_asks_core_before_it_reads_a_secret(ctx: Context, keyturn_cli) -> None:  # type: ignore[no-untyped-def]
+    """Without a terminal the code is stdin's line one, the password line two; a plain account needs no code."""
+    secret = enrol(ctx)
+    with ctx.db.write() as s:
+        upsert_asset(s, "web1", address="192.0.2.1")
+    alice = {"KEYTURN_OPERATOR": "alice"}
+    p = keyturn_cli("account", "add", "web1", "app", "--password-stdin", input="Plain-Pass-1\n", env=alice)
+    assert p.returncode == 0, p.stderr
+    p = keyturn_cli("account", "add", "web1", "root", "--password-stdin", "--privileged", input="Root-Pass-1\n", env=alice)
+    # Line one is taken as the code (a wrong one), never as the password: nothing is stored.
+    assert p.returncode == 3 and "changing a privileged account needs a fresh TOTP code" in p.stderr
+    assert "wrong code" in p.stderr and "Root-Pass-1" not in p.stderr
+    p = keyturn_cli("account", "add", "web1", "root", "--password-stdin", "--privileged",
+                    input=f"{code_at(secret, utcnow())}\nRoot-Pass-1\n", env=alice)
+    assert p.returncode == 0, p.stderr
+    from core.reveal import reveal_pairs
+
+    mfa = MfaSession(ctx.settings)
+    mfa._until["alice"] = mfa.now() + timedelta(minutes=5)
+    ctx.operator = "alice"
+    assert [i.secret for i in reveal_pairs(ctx, mfa, [("web1", "root")], reason="T-1")] == ["Root-Pass-1"]
