@@ -321,6 +321,15 @@ def cmd_account_list(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_account_edit(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn account edit: flags only (a new secret is `account add`)."""
+    secret_type = args.type.replace("-", "_") if args.type else None
+    outcome = svc.edit_account(ctx, args.asset, args.username, secret_type, privileged=args.privileged,
+                               can_change=args.change)
+    print(f"account {args.username}@{args.asset} {outcome}")
+    return 0
+
+
 def cmd_account_remove(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn account remove."""
     secret_type = args.type.replace("-", "_") if args.type else None
@@ -447,7 +456,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accept-changed", action="store_true",
                    help="with --yes: also replace a pinned key the host no longer presents (check it first!)")
 
-    accounts = _group(sub, "account", "add, list and remove accounts",
+    accounts = _group(sub, "account", "add, edit, list and remove accounts",
                       "Manage accounts on assets. Secrets are read from stdin or a key file, never from the command line.")
     p = _cmd(accounts, "add", "add an account (or set its secret)",
              "Add an account to an asset, or give an existing one a new secret (the previous one stays in its "
@@ -467,6 +476,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _cmd(accounts, "list", "list accounts (never secrets)", "List accounts; secrets are never shown.", cmd_account_list)
     p.add_argument("--asset", metavar="ASSET", help="only this asset's accounts")
     p.add_argument("--json", action="store_true", help="print JSON (has_secret, never the secret)")
+
+    p = _cmd(accounts, "edit", "change an account's flags",
+             "Mark an account privileged or not, changeable or not; its secret stays (give a new one with "
+             "`account add`).", cmd_account_edit, "edit")
+    p.add_argument("asset", metavar="ASSET", help="asset name")
+    p.add_argument("username", metavar="USERNAME", help="account name")
+    p.add_argument("--type", choices=("password", "ssh-key"), help="which one, when the user has both a password and a key")
+    p.add_argument("--privileged", action=argparse.BooleanOptionalAction, default=None,
+                   help="keyturn logs in with this account to change others (--no-privileged: not any more)")
+    p.add_argument("--change", action=argparse.BooleanOptionalAction, default=None,
+                   help="keyturn may change this account's secret (--no-change: never)")
 
     p = _cmd(accounts, "remove", "remove an account",
              "Remove an account with its secret and secret history.", cmd_account_remove, "edit")
