@@ -20,11 +20,10 @@ from core.audit import record_event_in
 from core.context import Context
 from core.errors import InputError, NotFound
 from core.hostkeys import TrustCheck, check_trust, fetch_host_keys, import_known_hosts
-from core.importer import apply_inventory, check_name, parse_inventory
+from core.names import check_username
 from core.values import check_private_key, parse_platform
 from core.operators import require
 from core.scopes import asset_in_scope
-from core.stepup import require_step_up
 from storage import inventory as store
 from storage import queries
 from storage.types import AccountInfo, AssetInfo, ImportSummary, NodeInfo, fingerprint_sha256
@@ -72,6 +71,8 @@ class HostKeyOffer:
 
 # -- validation ------------------------------------------------------------------------------------
 def _name(value: str, field: str, what: str) -> str:
+    from core.importer import check_name  # the importer (and yaml) only where a name is checked
+
     try:
         return check_name(value or "", what)
     except ValueError as exc:
@@ -120,6 +121,8 @@ WHERE_FIELDS = ("address", "port", "platform", "tls", "ca_file", "gateway")
 
 
 def _step_up(ctx: Context, action: str) -> None:
+    from core.stepup import require_step_up  # core.mfa (pyotp) only where a change needs a code
+
     require_step_up(ctx, ctx.mfa, action)
 
 
@@ -308,6 +311,8 @@ def import_file(ctx: Context, path: Path, fmt: str | None = None, *, overwrite_r
     """Import an inventory file, all of it or nothing; audited as inventory.import in the same transaction.
 
     The file is read and checked first (its errors name FILE:LINE), then a TOTP step-up, then the write."""
+    from core.importer import apply_inventory, parse_inventory
+
     require(ctx, "edit")
     inventory = parse_inventory(path, fmt, source=source or str(path))
     _step_up(ctx, "inventory.import")
@@ -338,7 +343,10 @@ def add_account(ctx: Context, asset: str, username: str, *, secret_type: str, se
     'unchanged'. Audited as account.add or account.update. key_label names the key's source in errors."""
     require(ctx, "edit")
     asset_in_scope(ctx, asset)
-    username = _name(username, "username", "username")
+    try:
+        username = check_username(username or "")  # the rule the CLI, import and drivers apply: it reaches shells
+    except ValueError as exc:
+        raise InputError(str(exc), field="username") from None
     if secret_type not in ("password", "ssh_key"):
         raise InputError(f"secret type: {secret_type!r} is not password or ssh_key", field="secret_type")
     if not secret:
