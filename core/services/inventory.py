@@ -115,7 +115,7 @@ def _comment(value: str | None) -> str | None:
 
 # -- reads -----------------------------------------------------------------------------------------
 def get_asset(ctx: Context, name: str) -> AssetInfo:
-    """One asset (NotFound, or PermissionDenied outside the acting operator's scope)."""
+    """One asset (NotFound also outside the acting operator's scope: there it does not exist for them)."""
     asset = store.get_asset(ctx.db, name)
     asset_in_scope(ctx, name)
     return asset
@@ -262,6 +262,7 @@ def pin_offer(ctx: Context, offer: HostKeyOffer) -> int:
     """
     require(ctx, "edit")
     name = offer.asset.name
+    asset_in_scope(ctx, name)
     with ctx.db.write() as s:
         record_event_in(s, ctx, "asset.trust", "asset", name, {
             "fingerprints": [fingerprint_sha256(b) for _, b in offer.offered],

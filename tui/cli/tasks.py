@@ -15,7 +15,7 @@ from core.context import Context
 from core.errors import InputError
 from core.params import as_mapping
 from core.drivers.dbconn import is_database
-from core.targets import preview, target_note
+from core.targets import visible_preview, target_note
 from core.types import HostParams, TaskSpec
 from tui.cli.params import add_param_option, apply_param_args, param_lines
 from tui.cli.stdin import without_line_end
@@ -210,7 +210,7 @@ def _print_saved(ctx: Context, verb: str, spec: TaskSpec) -> None:
     if spec.next_run_at:
         line += f"; next run {_when(spec.next_run_at)}"
     print(line)
-    print(f"targets: {preview(ctx, spec).summary()}")
+    print(f"targets: {visible_preview(ctx, spec).summary()}")
 
 
 def _cmd_show(ctx: Context, args: argparse.Namespace) -> int:
@@ -285,7 +285,7 @@ def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def _cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
     spec = core_tasks.get_task(ctx, args.name)
-    result = preview(ctx, spec)
+    result = visible_preview(ctx, spec)
     if args.json:
         print(json.dumps({
             "task": spec.name, "summary": result.summary(),
