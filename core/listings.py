@@ -113,7 +113,7 @@ def visible_log(log: str, assets: set[str]) -> str:
 
 def overview_stats(ctx: Context, now: datetime, days: int = 30) -> q.OverviewStats:
     """The Overview's counts, limited to scope."""
-    return q.overview_stats(ctx.db, now, days, scope=scope_filter(ctx))
+    return q.overview_stats(ctx.db, now, days, scope=scope_filter(ctx), task_ids=visible_tasks(ctx))
 
 
 def attention_accounts(ctx: Context, limit: int = 200) -> list[q.AttentionRow]:

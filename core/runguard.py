@@ -49,6 +49,23 @@ def check_scope(ctx: Context, spec: TaskSpec, assets: Iterable[tuple[int, str]])
             f"scope ({', '.join(scope_paths(ctx.db, ctx.operator or ''))}); nothing was run. An operator whose scope "
             "covers them (or the schedule) runs it")
     task_in_scope(ctx, spec, "run")
+    _dependency_hosts_in_scope(ctx, spec)
+
+
+def _dependency_hosts_in_scope(ctx: Context, spec: TaskSpec) -> None:
+    # A dependency step runs its command on the asset it names (run on): that host is touched too.
+    from core.scopes import asset_visible
+    from storage.drift import get_task_options
+
+    if spec.id is None:
+        return
+    hosts = {d.run_on for d in get_task_options(ctx.db, spec.id).dependencies if d.run_on and d.run_on != "*"}
+    outside = [h for h in hosts if not asset_visible(ctx, h)]
+    if outside:
+        n = len(outside)
+        raise PermissionDenied(f"task {spec.name}: its dependency steps run on {n} asset{'s' if n != 1 else ''} "
+                               "outside your scope; nothing was run. An operator whose scope covers them (or the "
+                               "schedule) runs it")
 
 
 def check_run(ctx: Context, spec: TaskSpec, assets: Iterable[tuple[int, str]]) -> None:

@@ -177,7 +177,8 @@ def _utc_day(session: Session, column):  # type: ignore[no-untyped-def]
     return func.substr(column, 1, 10)
 
 
-def overview_stats(db: Database, now: datetime, days: int = 30, *, scope: Scope = None) -> OverviewStats:
+def overview_stats(db: Database, now: datetime, days: int = 30, *, scope: Scope = None,
+                   task_ids: frozenset[int] | None = None) -> OverviewStats:
     """Counts of tasks, coverage, executions in the last 7/30 days and changes per day over `days` days.
 
     With a scope, assets, accounts, coverage, executions and changes count only what lies in it (tasks are
@@ -188,12 +189,15 @@ def overview_stats(db: Database, now: datetime, days: int = 30, *, scope: Scope 
     ok = col(Execution.status) == "success"
     bad = col(Execution.status).in_(("failed", "partial", "interrupted"))
     with db.read() as s:
-        tasks, periodic, active = s.exec(select(
+        task_counts = select(
             func.count(ChangeSecretTask.id),
             func.coalesce(func.sum(case((or_(col(ChangeSecretTask.interval_hours).is_not(None),
                                              col(ChangeSecretTask.cron).is_not(None)), 1), else_=0)), 0),
             func.coalesce(func.sum(case((col(ChangeSecretTask.active) == True, 1), else_=0)), 0),  # noqa: E712
-        )).one()
+        )
+        if task_ids is not None:
+            task_counts = task_counts.where(col(ChangeSecretTask.id).in_(sorted(task_ids)))
+        tasks, periodic, active = s.exec(task_counts).one()
         assets = _count(s, scoped(select(func.count()).select_from(Asset), Asset.id, scope))
         accounts = _count(s, scoped(select(func.count()).select_from(Account), Account.asset_id, scope))
         in_scope_exec = _executions_in(scope)

@@ -484,3 +484,40 @@ def _lab_only_run(ctx: Context) -> int:
     rec.settle_failed(ctx.db, ids[0], "refused")
     rec.finish_execution(ctx.db, eid)
     return eid
+
+
+def test_following_dependencies_and_overview_stay_inside_the_scope(ctx: Context) -> None:
+    """`records follow` of a run with nothing in the scope answers as for a missing one and ends on the scope's
+    counts; a dependency step running on a host outside the scope keeps a run from starting and cannot be set;
+    the Overview counts the tasks the operator sees."""
+    import dataclasses
+
+    from core import listings
+    from core.engine import run_task
+    from core.task_options import set_options
+    from core.workers import follow
+    from storage.drift import DependencyStep, get_task_options, save_task_options
+    from storage.tasks import get_task
+
+    secret = _carol_limited_to_prod(ctx)
+    _tasks_around_the_scope(ctx)
+    ctx.mfa = MfaSession(ctx.settings)
+    ctx.mfa.unlock(ctx, code_at(secret, utcnow()))
+    hidden_run, half_run = _lab_only_run(ctx), _run_half_in_scope(ctx)
+    _same_answer(_raised(follow, ctx, hidden_run), _raised(follow, ctx, 99999), str(hidden_run), "99999")
+    done = follow(ctx, half_run, poll=0.01)
+    assert (done.total, done.succeeded, done.failed, done.status) == (1, 1, 0, "success")
+
+    prod_web = get_task(ctx.db, "prod-web")
+    assert prod_web.id is not None
+    steps = [DependencyStep(asset="web1", command="systemctl restart app", run_on="lab1")]
+    save_task_options(ctx.db, prod_web.id, dataclasses.replace(get_task_options(ctx.db, prod_web.id),
+                                                               dependencies=steps))
+    with pytest.raises(PermissionDenied, match="its dependency steps run on 1 asset outside your scope; nothing"):
+        run_task(ctx, "prod-web")
+
+    def step_on(host: str):  # type: ignore[no-untyped-def]
+        return lambda: set_options(ctx, "prod-web", dependencies=[DependencyStep("web1", "true", host)])
+
+    _same_answer(_raised(step_on("lab1")), _raised(step_on("nosuch")), "lab1", "nosuch")
+    assert listings.overview_stats(ctx, utcnow()).tasks == 3
