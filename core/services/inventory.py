@@ -144,8 +144,10 @@ def list_nodes(ctx: Context) -> list[NodeInfo]:
 
 
 def asset_counts_by_node(ctx: Context) -> dict[str, int]:
-    """Number of assets directly in each node path."""
-    return store.asset_counts_by_node(ctx.db)
+    """Number of assets directly in each node path (in the acting operator's scope)."""
+    from core.scopes import scope_filter
+
+    return store.asset_counts_by_node(ctx.db, scope=scope_filter(ctx))
 
 
 # -- assets ----------------------------------------------------------------------------------------

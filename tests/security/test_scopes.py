@@ -386,6 +386,8 @@ def test_single_asset_commands_answer_outside_the_scope_as_for_a_missing_asset(c
         assert (hidden.returncode, hidden.stdout.replace("lab1", "X"), hidden.stderr.replace("lab1", "X")) == \
             (missing.returncode, missing.stdout.replace("nosuch", "X"), missing.stderr.replace("nosuch", "X")), command
     assert "web1" in keyturn_cli("asset", "show", "web1", env=carol, check=True).stdout
+    tree = keyturn_cli("node", "tree", env=carol, check=True).stdout  # node names are no secret, counts are scoped
+    assert "lab  0 assets" in tree and "prod  1 asset" in tree
 
 
 def _run_half_in_scope(ctx: Context) -> int:
