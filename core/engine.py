@@ -655,10 +655,8 @@ def _renew_lock(db, task_id: int, holder: str, stop: threading.Event) -> None:  
 
 
 def _audit(ctx: Context, action: str, execution_id: int, detail: dict) -> None:
-    try:
-        from core.audit import record_event
-    except ImportError:
-        return
+    from core.audit import record_event
+
     try:
         record_event(ctx, action, "execution", execution_id, detail)
     except Exception:  # noqa: BLE001 - the audit trail must not break a rotation in flight

@@ -65,6 +65,7 @@ from sqlmodel import Session
 from core.errors import InputError
 from core.names import check_username
 from core.values import check_private_key, parse_platform, parse_secret_type
+from core.wording import plural
 from storage.db import Database
 from storage.inventory import (
     BULK_BATCH, AccountItem, AssetItem, bulk_ensure_nodes, bulk_upsert_accounts, bulk_upsert_assets, normalize_node_path,
@@ -1102,7 +1103,7 @@ def apply_inventory(db: Database, inv: Inventory, *, before_commit: BeforeCommit
         if conflicts:
             # Raising rolls the whole transaction back: nothing of the file is written.
             raise ImportConflict("\n".join([
-                f"{len(conflicts)} account(s) hold a secret keyturn rotated; the file would put an older one back "
+                f"{plural(len(conflicts), 'account')} {'holds' if len(conflicts) == 1 else 'hold'} a secret keyturn rotated; the file would put an older one back "
                 "(nothing was imported; re-import with --overwrite-rotated to replace them anyway, the rotated "
                 "secrets then stay in history):", *conflicts]))
         if before_commit is not None:

@@ -55,10 +55,8 @@ def default_runner(*, on_workers: bool = False) -> Runner:
 
     on_workers: each run is queued for `keyturn worker` processes and followed (see core.workers).
     """
-    try:
-        from core.runs import scheduled_run  # the engine's run_task with the task's windows and retries
-    except ImportError as exc:
-        raise KeyturnError(f"the rotation engine cannot be loaded: {exc}") from None
+    from core.runs import scheduled_run  # the engine's run_task with the task's windows and retries
+
     if on_workers:
         import functools
 

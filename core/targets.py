@@ -16,6 +16,7 @@ from core.context import Context
 from core.drivers.dbconn import DB_PLATFORMS, WELL_KNOWN_ADMINS
 from core.drivers.selfchange import will_self_change
 from core.errors import InputError
+from core.wording import plural
 from storage.db import Database
 from storage.inventory import node_ids_below, normalize_node_path
 from storage.tables import Account, Asset, AssetNode, HostKey, Node
@@ -96,7 +97,7 @@ class Preview:
     def summary(self) -> str:
         """One line: 'N accounts on M assets; K excluded (3 asset inactive, 1 can_change is off)'."""
         n, m = len(self.targets), self.asset_count
-        line = f"{n} account{'s' if n != 1 else ''} on {m} asset{'s' if m != 1 else ''}"
+        line = f"{plural(n, 'account')} on {plural(m, 'asset')}"
         if self.excluded:
             parts = ", ".join(f"{count} {reason}" for reason, count in self.reasons().most_common())
             line += f"; {len(self.excluded)} excluded ({parts})"

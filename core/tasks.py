@@ -49,12 +49,9 @@ def allowed_programs(settings: Settings | None) -> tuple[str, ...]:
 
 
 # -- audit -----------------------------------------------------------------------------------------
-def _audit(ctx: Context, action: str, object_id: str, detail: dict[str, Any]) -> repo.AuditHook | None:
-    """A hook that writes the audit event in the task's own transaction (none until core.audit exists)."""
-    try:
-        from core.audit import record_event_in
-    except ImportError:
-        return None
+def _audit(ctx: Context, action: str, object_id: str, detail: dict[str, Any]) -> repo.AuditHook:
+    """A hook that writes the audit event in the task's own transaction."""
+    from core.audit import record_event_in
 
     def hook(session: Any, task_id: int) -> None:
         record_event_in(session, ctx, action, "task", object_id, {"id": task_id, **detail})

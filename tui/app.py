@@ -27,6 +27,7 @@ from core.types import utcnow
 from core.types import ExecutionInfo
 from tui.keys import OrderedKeys
 from tui.modals.confirm import ConfirmModal
+from tui.screens.audit import AuditScreen
 from tui.screens.history import HistoryScreen
 from tui.screens.inventory import InventoryScreen
 from tui.screens.overview import OverviewScreen
@@ -37,11 +38,6 @@ from tui.widgets.run_panel import RunState, RunUpdated
 
 Clock = Callable[[], datetime]
 
-try:  # the audit screen is written by another engineer; it becomes a mode once it exists
-    from tui.screens.audit import AuditScreen
-except ImportError:  # pragma: no cover - depends on what has landed
-    AuditScreen = None  # type: ignore[assignment,misc]
-
 # mode -> (key, title); the order is the order of the mode bar and of the footer.
 MODE_KEYS: dict[str, tuple[str, str]] = {
     "overview": ("o", "Overview"),
@@ -49,6 +45,7 @@ MODE_KEYS: dict[str, tuple[str, str]] = {
     "history": ("h", "History"),
     "records": ("s", "Records"),
     "inventory": ("i", "Inventory"),
+    "audit": ("u", "Audit"),
 }
 MODE_SCREENS: dict[str, Callable[[], Screen]] = {
     "overview": OverviewScreen,
@@ -56,10 +53,8 @@ MODE_SCREENS: dict[str, Callable[[], Screen]] = {
     "history": HistoryScreen,
     "records": RecordsScreen,
     "inventory": InventoryScreen,
+    "audit": AuditScreen,
 }
-if AuditScreen is not None:
-    MODE_KEYS["audit"] = ("u", "Audit")
-    MODE_SCREENS["audit"] = AuditScreen
 
 
 def error_text(error: BaseException | None) -> str:

@@ -60,9 +60,20 @@ def test_task_form_validation_errors(snap_compare, demo_app) -> None:
     assert snap_compare(demo_app(), run_before=_bad_task_form, terminal_size=SMALL)
 
 
+async def _asset_form(pilot: Pilot) -> None:
+    """Inventory, wait for the highlighted asset, e; wait for the form with Address focused."""
+    from tests.tui.test_defects import until
+
+    await pilot.press("i")
+    await until(pilot, lambda: getattr(pilot.app.screen, "selected_asset", lambda: None)() is not None, "an asset")
+    await pilot.press("e")
+    await until(pilot, lambda: getattr(pilot.app.screen.focused, "id", None) == "address", "the asset form")
+    await pilot.pause()
+
+
 def test_asset_form(snap_compare, demo_app) -> None:
     """The asset form on an existing asset."""
-    assert snap_compare(demo_app(), press=["i", "e"], terminal_size=SMALL)
+    assert snap_compare(demo_app(), run_before=_asset_form, terminal_size=SMALL)
 
 
 def test_help(snap_compare, demo_app) -> None:
