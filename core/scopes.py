@@ -71,13 +71,14 @@ def asset_visible(ctx: Context, asset_name: str) -> bool:
 
 def record_in_scope(ctx: Context, record_id: int) -> None:
     """NotFound, worded as for a missing record, when the change record's asset lies outside the scope."""
-    if scope_of(ctx) is None:
+    allowed = scope_of(ctx)
+    if allowed is None:
         return
     from storage.errors import NotFound
     from storage.executions import get_record
 
     r = get_record(ctx.db, record_id)  # NotFound for a record that does not exist
-    if r.asset_id is None or r.asset_id not in (scope_of(ctx) or set()):
+    if r.asset_id not in allowed:
         raise NotFound(f"no change record with id {record_id}")
 
 
