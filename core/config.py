@@ -11,6 +11,13 @@ from typing import Any, Mapping
 from core.errors import ConfigError
 
 
+# Defaults of the long-running commands, here (not in core.scheduler / core.workers) so that the command line
+# can show them in its help without loading the engine.
+DEFAULT_WORKERS = 4  # `keyturn scheduler`: tasks run at once at most
+DEFAULT_LEASE_SECONDS = 60.0  # `keyturn worker`: how long a unit stays a worker's without a renewal
+DEFAULT_POLL_SECONDS = 2.0  # `keyturn worker`: seconds between looks for queued units when idle
+
+
 def default_home(env: Mapping[str, str]) -> Path:
     """Data directory: KEYTURN_HOME, else $XDG_DATA_HOME/keyturn, else ~/.local/share/keyturn."""
     if env.get("KEYTURN_HOME"):

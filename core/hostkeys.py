@@ -25,7 +25,6 @@ from core.errors import InputError, KeyturnError
 from storage.db import Database
 from storage.inventory import list_assets, get_asset_row, pin_host_key
 from storage.types import AssetInfo, ImportSummary, fingerprint_sha256
-from core.ssh import LEGACY_ALGORITHMS
 
 # One Transport per type: a server presents one host key per connection, the one the client prefers.
 # rsa-sha2-512 asks for the RSA key (its key type is still reported as ssh-rsa).
@@ -227,7 +226,9 @@ def import_known_hosts(db: Database, path: Path, source: str | None = None, *,
 # -- fetching keys from a live server ------------------------------------------------------------------
 def _fetch_one(address: str, port: int, key_type: str | None, timeout: float) -> tuple[str, str] | None:
     """The host key the server presents when key_type is the only one we accept; None if it has none."""
-    import paramiko
+    import paramiko  # here, with core.ssh: listing and pinning keys needs neither
+
+    from core.ssh import LEGACY_ALGORITHMS
 
     try:
         sock = socket.create_connection((address, port), timeout=timeout)

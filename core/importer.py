@@ -64,7 +64,7 @@ from sqlmodel import Session
 
 from core.errors import InputError
 from core.names import check_username
-from core.values import check_private_key, parse_platform, parse_secret_type
+from core.values import FORMATS as FORMATS, check_private_key, parse_platform, parse_secret_type
 from core.wording import plural
 from storage.db import Database
 from storage.inventory import (
@@ -74,7 +74,6 @@ from storage.inventory import (
 from storage.tables import utcnow
 from storage.types import ImportSummary
 
-FORMATS: tuple[str, ...] = ("csv", "yaml", "ansible")
 DB_OPTION_KEYS: tuple[str, ...] = ("database", "tls", "ca_file", "connect_timeout", "command_timeout", "gateway")
 CSV_COLUMNS: tuple[str, ...] = (
     "asset", "address", "port", "platform", "nodes", "active", "comment", "username", "secret_type", "secret",

@@ -14,7 +14,6 @@ from core.audit import record_event_in
 from core.context import Context
 from core.errors import InputError, PermissionDenied
 from core.mfa import MfaSession, new_secret, provisioning_uri, verify_code
-from core.qr import qr_halfblocks
 from storage import operators as store
 from storage.operators import OperatorInfo
 
@@ -141,6 +140,8 @@ def start_enrolment(ctx: Context, name: str | None = None) -> Enrolment:
         store.set_totp_secret(ctx.db, s, name, secret)
         record_event_in(s, ctx, "operator.enrol", "operator", name)
     uri = provisioning_uri(name, secret)
+    from core.qr import qr_halfblocks  # segno only for an enrolment
+
     return Enrolment(name, uri, qr_halfblocks(uri))
 
 

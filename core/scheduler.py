@@ -18,6 +18,7 @@ from datetime import datetime
 from functools import partial
 from typing import Protocol
 
+from core.config import DEFAULT_WORKERS
 from core.context import Context
 from core.errors import KeyturnError
 from core.schedule import ScheduleError, next_runs
@@ -28,7 +29,6 @@ from storage.types import ExecutionInfo
 log = logging.getLogger("keyturn.scheduler")
 
 Clock = Callable[[], datetime]
-DEFAULT_WORKERS = 4
 
 
 class Runner(Protocol):

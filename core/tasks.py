@@ -18,7 +18,7 @@ from core.names import USERNAME_RULE, is_username
 from core.errors import InputError, KeyturnError
 from core import values
 from core.operators import require
-from core.values import SECRET_TYPES
+from core.values import KEY_STRATEGIES as KEY_STRATEGIES, SECRET_TYPES  # re-exported: core.tasks.KEY_STRATEGIES
 from core.params import apply as apply_params, validate as validate_params
 from core.schedule import next_runs, validate_schedule
 from core.scopes import task_in_scope, task_visible, visible_tasks
@@ -30,7 +30,6 @@ from storage.tables import Operator, utcnow
 from storage.types import HostParams, PasswordRules, TaskSpec
 
 SECRET_STRATEGIES = ("random", "specific")
-KEY_STRATEGIES = ("replace-ours", "replace-all", "append")
 VERIFY_MODES = ("ssh", "none")
 MAX_NAME = 100
 MAX_DESCRIPTION = 2000

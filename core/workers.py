@@ -37,6 +37,7 @@ from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.config import DEFAULT_LEASE_SECONDS, DEFAULT_POLL_SECONDS
 from core.context import Context
 from core.engine import (
     LOG_FLUSH_SECONDS, Job, _audit, _load_task, _new_secret, _Planned, _public_line_of, _Run, task_snapshot,
@@ -53,8 +54,6 @@ from storage.types import ExecutionInfo, TaskSpec
 
 log = logging.getLogger("keyturn.worker")
 
-DEFAULT_LEASE_SECONDS = 60.0
-DEFAULT_POLL_SECONDS = 2.0
 FOLLOW_POLL_SECONDS = 0.5
 SETTLE_LOOKBACK = timedelta(seconds=30)
 

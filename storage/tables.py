@@ -6,16 +6,13 @@ them all, so key rotation and the plaintext-dump test cannot miss one.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Optional
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-
-def utcnow() -> datetime:
-    """Timezone-aware now in UTC (every datetime column holds aware UTC values)."""
-    return datetime.now(timezone.utc)
+from storage.types import utcnow as utcnow  # defined without the ORM, for readers that need no tables
 
 
 def _blob() -> Any:

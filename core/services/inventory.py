@@ -1,4 +1,4 @@
-"""Inventory use cases: assets (add, edit, remove, trust a host key), accounts (add or re-key, remove), imports,
+"""Inventory use cases: assets (add, edit, remove, trust a host key), accounts (add or re-key, edit, remove), imports,
 and the reads the inventory screens and commands show.
 
 Audit actions, the same from every front end: asset.add, asset.edit, asset.remove, asset.trust, account.add,
@@ -20,7 +20,7 @@ from core.audit import record_event_in
 from core.context import Context
 from core.errors import InputError, NotFound
 from core.hostkeys import TrustCheck, check_trust, fetch_host_keys, import_known_hosts
-from core.importer import check_name, import_inventory
+from core.names import check_username
 from core.values import check_private_key, parse_platform
 from core.operators import require
 from core.scopes import asset_in_scope
@@ -29,7 +29,7 @@ from storage import queries
 from storage.types import AccountInfo, AssetInfo, ImportSummary, NodeInfo, fingerprint_sha256
 
 __all__ = ["AccountRemoval", "AssetRemoval", "HostKeyOffer", "account_to_remove", "add_account", "add_asset",
-           "asset_counts_by_node", "asset_to_remove", "count_assets", "edit_asset", "fetch_offer", "get_asset",
+           "asset_counts_by_node", "asset_to_remove", "count_assets", "edit_account", "edit_asset", "fetch_offer", "get_asset",
            "import_file", "import_known_hosts_file", "list_accounts", "list_assets", "list_nodes", "parse_node_path", "parse_nodes", "pin_offer",
            "remove_account", "remove_asset"]
 
@@ -70,6 +70,8 @@ class HostKeyOffer:
 
 # -- validation ------------------------------------------------------------------------------------
 def _name(value: str, field: str, what: str) -> str:
+    from core.importer import check_name  # the importer (and yaml) only where a name is checked
+
     try:
         return check_name(value or "", what)
     except ValueError as exc:
@@ -282,6 +284,8 @@ def _summary_detail(summary: ImportSummary) -> dict[str, int]:
 def import_file(ctx: Context, path: Path, fmt: str | None = None, *, overwrite_rotated: bool = False,
                 source: str | None = None) -> ImportSummary:
     """Import an inventory file, all of it or nothing; audited as inventory.import in the same transaction."""
+    from core.importer import import_inventory
+
     require(ctx, "edit")
 
     def audit(s: Session, summary: ImportSummary) -> None:
@@ -310,7 +314,10 @@ def add_account(ctx: Context, asset: str, username: str, *, secret_type: str, se
     'unchanged'. Audited as account.add or account.update. key_label names the key's source in errors."""
     require(ctx, "edit")
     asset_in_scope(ctx, asset)
-    username = _name(username, "username", "username")
+    try:
+        username = check_username(username or "")  # the rule the CLI, import and drivers apply: it reaches shells
+    except ValueError as exc:
+        raise InputError(str(exc), field="username") from None
     if secret_type not in ("password", "ssh_key"):
         raise InputError(f"secret type: {secret_type!r} is not password or ssh_key", field="secret_type")
     if not secret:
@@ -346,3 +353,37 @@ def remove_account(ctx: Context, asset: str, username: str, secret_type: str | N
                         {"secret_type": gone.secret_type, "version": gone.version})
         store.remove_account_in(s, asset, username, gone.secret_type)
     return gone
+
+
+def edit_account(ctx: Context, asset: str, username: str, secret_type: str | None = None, *,
+                 privileged: bool | None = None, can_change: bool | None = None, secret: str | None = None,
+                 passphrase: str | None = None, key_label: str = "private key") -> str:
+    """Change an existing account's flags, and its secret when one is given (empty or None keeps the current one).
+
+    'updated' or 'unchanged'; audited as account.update with the same detail as add_account, which does the
+    change when there is a new secret. Flags left None stay as they are.
+    """
+    require(ctx, "edit")
+    asset_in_scope(ctx, asset)
+    with ctx.db.read() as s:
+        acc = store.get_account_row(s, asset, username, secret_type)
+        kind, was_privileged, was_changeable = acc.secret_type, acc.privileged, acc.can_change
+    new_privileged = was_privileged if privileged is None else privileged
+    new_changeable = was_changeable if can_change is None else can_change
+    if secret:
+        return add_account(ctx, asset, username, secret_type=kind, secret=secret, passphrase=passphrase,
+                           privileged=new_privileged, can_change=new_changeable, key_label=key_label)
+    if (new_privileged, new_changeable) == (was_privileged, was_changeable):
+        return "unchanged"
+    if was_privileged or new_privileged:
+        from core.stepup import require_step_up  # imported when needed, as core.tasks does
+
+        require_step_up(ctx, ctx.mfa, "account.privileged")
+    with ctx.db.write() as s:
+        row = store.get_asset_row(s, asset)
+        _, outcome = store.upsert_account(ctx.db, s, row, username, secret_type=kind, privileged=new_privileged,
+                                          can_change=new_changeable)
+        if outcome != "unchanged":
+            record_event_in(s, ctx, "account.update", "account", f"{username}@{asset}",
+                            {"secret_type": kind, "privileged": new_privileged, "can_change": new_changeable})
+    return outcome

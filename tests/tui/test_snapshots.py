@@ -185,3 +185,27 @@ async def _feed_run(pilot: Pilot) -> None:
 def test_running_execution_log(snap_compare, demo_app) -> None:
     """The live run panel while a run is going: progress, counts and the coloured log wrapped to its pane."""
     assert snap_compare(demo_app(), run_before=_feed_run, terminal_size=SMALL)
+
+
+async def _account_form(pilot: Pilot) -> None:
+    """Inventory, wait for the highlighted asset, a; type a name and a password in one burst; wait for both."""
+    from textual.widgets import Input
+
+    from tests.tui.test_defects import until
+
+    await pilot.press("i")
+    await until(pilot, lambda: getattr(pilot.app.screen, "selected_asset", lambda: None)() is not None, "an asset")
+    await pilot.press("a", *"deploy2", "tab", "tab", *"Typed-pw-1")
+    await until(pilot, lambda: pilot.app.screen.query("#password")
+                and pilot.app.screen.query_one("#password", Input).value == "Typed-pw-1", "the typed password")
+    await pilot.pause()
+
+
+def test_account_form(snap_compare, demo_app) -> None:
+    """a in Inventory: a new account on the highlighted asset, its password field masked."""
+    assert snap_compare(demo_app(), run_before=_account_form, terminal_size=SMALL)
+
+
+def test_help_inventory(snap_compare, demo_app) -> None:
+    """? on Inventory: the asset and account keys the footer has no room for."""
+    assert snap_compare(demo_app(), press=["i", "question_mark"], terminal_size=SMALL)

@@ -8,15 +8,19 @@ import os
 import sys
 from pathlib import Path
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from core import textsafe
 
+# Only light modules at the top: `keyturn --help` must not load SQLAlchemy, paramiko or Textual. Each command's
+# handler imports what it needs (tests/unit/test_cli_imports.py; figures in benchmarks/README.md).
 from core.config import ProcessIdentity, load_settings
-from core.context import Context, open_context
 from core.errors import ConfigError, KeyturnError
 
-Handler = Callable[[Context, argparse.Namespace], int]
+if TYPE_CHECKING:
+    from core.context import Context
+
+Handler = Callable[["Context", argparse.Namespace], int]
 
 # Each module has register(subparsers); order is the order of `keyturn --help`.
 GROUPS = ("tui.cli.inventory", "tui.cli.tasks", "tui.cli.records", "tui.cli.operators", "tui.cli.scheduler", "tui.cli.vaultkeys",
@@ -168,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if handler is None:
             parser.parse_args([*(argv or sys.argv[1:]), "--help"])
             return 2
+        from core.context import open_context
+
         ctx = open_context(settings, operator=resolve_operator(args.operator, os.environ), source=terminal_source(os.environ))
         try:
             permission = getattr(args, "permission", None)

@@ -1,6 +1,7 @@
 """Inventory mode: the node tree beside a paged asset table, the selected asset's accounts below.
 
-Keys add, edit and remove assets, import an inventory file, and pin a host key after showing its fingerprint.
+Keys add, edit and remove assets and their accounts, import an inventory file, and pin a host key after showing
+its fingerprint.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from textual.widgets import DataTable, Input, Label, Tree
 
 from core.importer import describe_summary
 from core.services import inventory as svc
-from core.types import AssetInfo
+from core.types import AccountInfo, AssetInfo
+from tui.modals.account_form import AccountFormModal
 from tui.modals.asset_form import AssetFormModal
 from tui.modals.confirm import ConfirmModal
 from tui.modals.prompt import PromptModal
@@ -41,6 +43,9 @@ class InventoryScreen(ModeScreen):
         *page_bindings(),
         Binding("d", "remove", "Remove asset", show=False),
         Binding("v", "reveal", "Reveal secret", show=False),
+        Binding("a", "add_account", "Add account", show=False),
+        Binding("c", "edit_account", "Edit account", show=False),
+        Binding("x", "remove_account", "Remove account", show=False),
     ]
 
     def __init__(self) -> None:
@@ -293,3 +298,85 @@ class InventoryScreen(ModeScreen):
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         self.kt.reveal_account(int(key))
+
+    # -- accounts of the highlighted asset -------------------------------------------------------------
+    def _need_account(self) -> tuple[str, AccountInfo] | None:
+        """The highlighted asset and its highlighted account, or None after saying what is missing."""
+        asset = self._need_asset()
+        table = self.query_one("#accounts-table", DataTable)
+        if asset is None:
+            return None
+        if not table.row_count:
+            self.notify(f"No account on {asset} (a adds one)", severity="warning")
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        account = next((a for a in svc.list_accounts(self.ctx, asset=asset) if str(a.id) == key), None)
+        if account is None:  # removed elsewhere since the table was filled
+            self.reload()
+            self.notify("That account is gone", severity="warning")
+            return None
+        return asset, account
+
+    def action_add_account(self) -> None:
+        """Add an account to the highlighted asset (its secret typed into a masked field)."""
+        if not self.kt.permit("edit"):
+            return
+        asset = self._need_asset()
+        if asset is not None:
+            self.app.push_screen(AccountFormModal(self.ctx, asset, None),
+                                 lambda outcome: self._account_saved(asset, outcome))
+
+    def action_edit_account(self) -> None:
+        """Change the highlighted account: privileged, changeable, or a new secret."""
+        if not self.kt.permit("edit"):
+            return
+        chosen = self._need_account()
+        if chosen is not None:
+            asset, account = chosen
+            self.app.push_screen(AccountFormModal(self.ctx, asset, account),
+                                 lambda outcome: self._account_saved(asset, outcome))
+
+    def _account_saved(self, asset: str, saved: tuple[str, str] | None) -> None:
+        if saved:
+            username, outcome = saved
+            self.notify(f"Account {username}@{asset} {outcome}")
+            self.reload()
+
+    def action_remove_account(self) -> None:
+        """Remove the highlighted account with its secret and history (after a confirmation)."""
+        if not self.kt.permit("edit"):
+            return
+        chosen = self._need_account()
+        if chosen is None:
+            return
+        asset, account = chosen
+        gone = svc.account_to_remove(self.ctx, asset, account.username, account.secret_type)
+        kind = "SSH key" if gone.secret_type == "ssh_key" else "password"
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self._remove_account(gone)
+
+        self.app.push_screen(ConfirmModal(
+            f"Remove account {gone.username}@{asset}?",
+            f"Its {kind} (version {gone.version}) is deleted from the vault with its earlier secrets.",
+            yes="Remove", danger=True), done)
+
+    def _remove_account(self, gone: svc.AccountRemoval) -> None:
+        from core.errors import KeyturnError
+        from core.stepup import StepUpRequired
+
+        try:
+            svc.remove_account(self.ctx, gone.asset, gone.username, gone.secret_type)
+        except StepUpRequired:
+            # Should core ask for a code here (a privileged account), ask the acting person and remove again.
+            from tui.modals.otp import OtpModal
+
+            self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa),
+                                 lambda ok: self._remove_account(gone) if ok else None)
+            return
+        except KeyturnError as exc:
+            self.notify(str(exc), title="Not removed", severity="error", timeout=10)
+            return
+        self.notify(f"Account {gone.username}@{gone.asset} removed")
+        self.reload()
