@@ -356,6 +356,7 @@ def test_single_asset_use_cases_answer_outside_the_scope_as_for_a_missing_asset(
         lambda c, n: svc.edit_asset(c, n, address="10.9.9.9"),
         lambda c, n: svc.add_account(c, n, "u2", secret_type="password", secret="Pw-123456-x"),
         lambda c, n: svc.account_to_remove(c, n, "app"), lambda c, n: svc.remove_account(c, n, "app"),
+        lambda c, n: svc.edit_account(c, n, "app", can_change=False),
         lambda c, n: reveal_pairs(c, mfa, [(n, "app")], reason="T-1"),
         lambda c, n: check_reveal_targets(c, pairs=[(n, "app")]),
     ]
