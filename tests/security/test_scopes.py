@@ -497,6 +497,7 @@ def test_following_dependencies_and_overview_stay_inside_the_scope(ctx: Context)
 
     from core import listings
     from core.engine import run_task
+    from core.notify import send_execution_report
     from core.task_options import set_options
     from core.workers import follow
     from storage.drift import DependencyStep, get_task_options, save_task_options
@@ -508,6 +509,8 @@ def test_following_dependencies_and_overview_stay_inside_the_scope(ctx: Context)
     ctx.mfa.unlock(ctx, code_at(secret, utcnow()))
     hidden_run, half_run = _lab_only_run(ctx), _run_half_in_scope(ctx)
     _same_answer(_raised(follow, ctx, hidden_run), _raised(follow, ctx, 99999), str(hidden_run), "99999")
+    _same_answer(_raised(send_execution_report, ctx, hidden_run), _raised(send_execution_report, ctx, 99999),
+                 str(hidden_run), "99999")  # `mail report`: a run with nothing in the scope is not there either
     done = follow(ctx, half_run, poll=0.01)
     assert (done.total, done.succeeded, done.failed, done.status) == (1, 1, 0, "success")
 
