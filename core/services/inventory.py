@@ -137,7 +137,7 @@ def _moves(current: AssetInfo, changes: dict[str, Any]) -> bool:
 
 # -- reads -----------------------------------------------------------------------------------------
 def get_asset(ctx: Context, name: str) -> AssetInfo:
-    """One asset (NotFound, or PermissionDenied outside the acting operator's scope)."""
+    """One asset (NotFound also outside the acting operator's scope: there it does not exist for them)."""
     asset = store.get_asset(ctx.db, name)
     asset_in_scope(ctx, name)
     return asset
@@ -166,8 +166,10 @@ def list_nodes(ctx: Context) -> list[NodeInfo]:
 
 
 def asset_counts_by_node(ctx: Context) -> dict[str, int]:
-    """Number of assets directly in each node path."""
-    return store.asset_counts_by_node(ctx.db)
+    """Number of assets directly in each node path (in the acting operator's scope)."""
+    from core.scopes import scope_filter
+
+    return store.asset_counts_by_node(ctx.db, scope=scope_filter(ctx))
 
 
 # -- assets ----------------------------------------------------------------------------------------
@@ -292,6 +294,7 @@ def pin_offer(ctx: Context, offer: HostKeyOffer) -> int:
     require(ctx, "edit")
     _step_up(ctx, "asset.trust")
     name = offer.asset.name
+    asset_in_scope(ctx, name)
     with ctx.db.write() as s:
         record_event_in(s, ctx, "asset.trust", "asset", name, {
             "fingerprints": [fingerprint_sha256(b) for _, b in offer.offered],

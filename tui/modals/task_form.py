@@ -27,7 +27,7 @@ from core.context import Context
 from core.errors import InputError, KeyturnError
 from core.schedule import next_runs, validate_schedule
 from core.secretgen import KEY_ALGORITHMS, check_specific_password, validate_rules
-from core.targets import preview
+from core.targets import visible_preview
 from core.services.inventory import list_nodes
 from core.services.views import asset_choices, operator_names
 from core.types import HostParams, PasswordRules, TaskSpec
@@ -400,7 +400,7 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
             return
         spec = dataclasses.replace(_BASE, usernames=users, assets=list(self.chosen_assets), nodes=nodes)
         try:
-            line.update("targets: " + preview(self.ctx, spec).summary())
+            line.update("targets: " + visible_preview(self.ctx, spec).summary())
         except KeyturnError as exc:
             line.update(f"targets: {exc}")
 

@@ -9,7 +9,7 @@ from textual.widgets import DataTable, Label
 
 from core import tasks
 from core.errors import KeyturnError
-from core.targets import preview
+from core.targets import visible_preview
 from core.services.views import TaskRow, task_rows
 from core.stepup import StepUpRequired
 from tui.modals.confirm import ConfirmModal
@@ -218,7 +218,7 @@ class TasksScreen(ModeScreen):
         if row is None:
             return
         try:
-            result = preview(self.ctx, tasks.get_task(self.ctx, row.name))
+            result = visible_preview(self.ctx, tasks.get_task(self.ctx, row.name))
         except KeyturnError as exc:
             self.notify(str(exc), severity="error", title="Preview failed")
             return
