@@ -21,6 +21,7 @@ from core.operators import require
 from core.values import KEY_STRATEGIES as KEY_STRATEGIES, SECRET_TYPES  # re-exported: core.tasks.KEY_STRATEGIES
 from core.params import apply as apply_params, validate as validate_params
 from core.schedule import next_runs, validate_schedule
+from core.scopes import task_in_scope, task_visible, visible_tasks
 from core.secretgen import KEY_ALGORITHMS, check_specific_password, load_private_key, validate_rules
 from storage import tasks as repo
 from storage.db import Database
@@ -213,25 +214,61 @@ def _save(ctx: Context, spec: TaskSpec, create: bool, audit: repo.AuditHook | No
     return repo.save_task(ctx.db, spec, create=create, audit=audit)  # TaskInputError is an InputError with its field
 
 
+def _visible(ctx: Context, name: str) -> TaskSpec:
+    # The stored task, or NotFound (also for a task the acting operator's scope does not show: core.scopes).
+    spec = repo.get_task(ctx.db, name)
+    task_visible(ctx, spec.id, name)
+    return spec
+
+
+def _actable(ctx: Context, name: str, verb: str) -> TaskSpec:
+    # The stored task, when the acting operator's scope covers every node and asset it names.
+    spec = _visible(ctx, name)
+    task_in_scope(ctx, spec, verb)
+    return spec
+
+
+HIDDEN_ASSET = "(an asset outside your scope)"
+
+
+def _hide_assets(ctx: Context, specs: list[TaskSpec]) -> list[TaskSpec]:
+    # In a task the acting operator sees but may not change, assets outside the scope are not named.
+    names = sorted({a for s in specs for a in s.assets})
+    if not ctx.operator or not names:
+        return specs
+    from storage.scopes import targets_outside
+
+    _, hidden = targets_outside(ctx.db, ctx.operator, [], names)
+    for s in specs:
+        gone = [a for a in s.assets if a in hidden]
+        if gone:
+            s.assets = [a for a in s.assets if a not in hidden] + [HIDDEN_ASSET] * len(gone)
+    return specs
+
+
 def get_task(ctx: Context, name: str) -> TaskSpec:
-    """One task with its secrets decrypted (never print them)."""
-    return repo.get_task(ctx.db, name)
+    """One task with its secrets decrypted (never print them). NotFound for a task outside the acting
+    operator's scope; in a task they see but may not change, assets outside the scope read HIDDEN_ASSET."""
+    return _hide_assets(ctx, [_visible(ctx, name)])[0]
 
 
 def secrets_set(ctx: Context, name: str) -> dict[str, bool]:
     """Which secrets the task holds (TaskSpec field -> bool), without decrypting them."""
+    _visible(ctx, name)
     return repo.secrets_set(ctx.db, name)
 
 
 def list_tasks(ctx: Context) -> list[TaskSpec]:
-    """Every task, without secrets."""
-    return repo.list_tasks(ctx.db)
+    """The tasks the acting operator may see (every task when not limited to a scope), without secrets."""
+    visible = visible_tasks(ctx)
+    return _hide_assets(ctx, [t for t in repo.list_tasks(ctx.db) if visible is None or t.id in visible])
 
 
 def create_task(ctx: Context, spec: TaskSpec) -> TaskSpec:
     """Validate and store a new task; a periodic one is first due at its next slot (never at once)."""
     _step_up(ctx, "task.create")
     spec = _normalized(spec)
+    task_in_scope(ctx, spec, "create", typed=True)
     validate_task(spec, ctx.db, ctx.settings)
     spec.id = None
     spec.next_run_at = first_run_at(spec)
@@ -249,7 +286,7 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
     if unknown:
         raise InputError(f"edit: unknown field {', '.join(sorted(unknown))}", field="edit")
     _step_up(ctx, "task.params" if "params" in changes else "task.edit")
-    old = repo.get_task(ctx.db, name)
+    old = _actable(ctx, name, "edit")
     spec = dataclasses.replace(old, **changes)
     # Moving away from a specific secret drops it rather than keeping an unused secret in the vault.
     if spec.secret_strategy == "random" and "specific_secret" not in changes:
@@ -257,6 +294,7 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
     if (spec.secret_strategy == "random" or spec.secret_type == "password") and "specific_passphrase" not in changes:
         spec.specific_passphrase = None
     spec = _normalized(spec)
+    task_in_scope(ctx, spec, "edit", typed=True)
     validate_task(spec, ctx.db, ctx.settings)
     old_sched = (old.interval_hours, old.cron, old.start_at)
     new_sched = (spec.interval_hours, spec.cron, spec.start_at)
@@ -277,7 +315,7 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
 def delete_task(ctx: Context, name: str) -> None:
     """Delete a task; refused while a run of it holds the task lock."""
     require(ctx, "edit")
-    spec = repo.get_task(ctx.db, name)
+    spec = _actable(ctx, name, "delete")
     assert spec.id is not None
     holder = lock_holder(ctx.db, spec.id)
     if holder is not None:
@@ -288,10 +326,11 @@ def delete_task(ctx: Context, name: str) -> None:
 def copy_task(ctx: Context, name: str, new_name: str) -> TaskSpec:
     """A new task with the settings and secrets of name; scheduled as a new task would be."""
     require(ctx, "edit")
-    spec = repo.get_task(ctx.db, name)
+    spec = _actable(ctx, name, "copy")
     spec.name = new_name
     spec = _normalized(spec)
     validate_task(spec, ctx.db, ctx.settings)
+    _step_up(ctx, "task.create")  # a copy is a new task with the same targets and secrets
     spec.id = None
     spec.next_run_at = first_run_at(spec)
     return _save(ctx, spec, create=True, audit=_audit(ctx, "task.copy", spec.name, {"copied_from": name}))
@@ -300,9 +339,11 @@ def copy_task(ctx: Context, name: str, new_name: str) -> TaskSpec:
 def set_active(ctx: Context, name: str, active: bool) -> TaskSpec:
     """Activate (a periodic task becomes due at its next slot) or deactivate a task."""
     require(ctx, "edit")
-    spec = repo.get_task(ctx.db, name)
+    spec = _actable(ctx, name, "activate" if active else "deactivate")
     if spec.active == active:
         return spec
+    if active:
+        _step_up(ctx, "task.edit")  # an active task runs on its schedule: as much as running it
     spec.active = active
     when = first_run_at(spec) if active else None
     repo.set_task_active(ctx.db, name, active, when,

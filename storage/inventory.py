@@ -83,11 +83,12 @@ def list_nodes(db: Database) -> list[NodeInfo]:
         return [NodeInfo(n.id, n.path, n.name, n.parent_id) for n in s.exec(select(Node).order_by(Node.path)).all()]
 
 
-def asset_counts_by_node(db: Database) -> dict[str, int]:
-    """Number of assets directly in each node path."""
+def asset_counts_by_node(db: Database, *, scope: Scope = None) -> dict[str, int]:
+    """Number of assets directly in each node path (only assets in scope, when given)."""
     with db.read() as s:
-        rows = s.exec(
-            select(Node.path, func.count(AssetNode.asset_id)).join(AssetNode, AssetNode.node_id == Node.id).group_by(Node.path)
+        rows = s.exec(scoped(
+            select(Node.path, func.count(AssetNode.asset_id)).join(AssetNode, AssetNode.node_id == Node.id),
+            AssetNode.asset_id, scope).group_by(Node.path)
         ).all()
     return {p: n for p, n in rows}
 

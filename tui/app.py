@@ -115,6 +115,7 @@ class KeyturnApp(OrderedKeys, App[int]):
         # Core's step-ups (task create/edit, mail) see the app's unlock window through the context.
         ctx.mfa = self.mfa
         self.runs: dict[int, RunState] = {}
+        self._restarts: dict[int, Callable[[], object]] = {}  # run key -> start it again after a step-up
         self._next_run_key = 1
         self.run_signal: Signal[RunUpdated] = Signal(self, "run")
         self.reads = ReadCounter()  # screen reads in flight (tests wait on it instead of sleeping)
@@ -231,6 +232,14 @@ class KeyturnApp(OrderedKeys, App[int]):
             return False
         return True
 
+    def step_up(self, exc: Exception, retry: Callable[[], object]) -> None:
+        """Core asked for a fresh TOTP code (core.stepup.StepUpRequired; it wrote nothing): ask for one in the OTP
+        modal, then do the same again. Cancelling the modal leaves everything as it was."""
+        from tui.modals.otp import OtpModal
+
+        self.notify(str(exc), title="TOTP code needed", timeout=8)
+        self.push_screen(OtpModal(self.ctx, self.mfa), lambda ok: retry() if ok else None)  # type: ignore[arg-type]
+
     def start_run(self, task_name: str, *, on_workers: bool = False) -> RunState | None:
         """Run a task now in a worker, or queue it for `keyturn worker` processes and follow it; the History mode
         shows its live log either way."""
@@ -242,6 +251,7 @@ class KeyturnApp(OrderedKeys, App[int]):
         run = self._new_run(task_name, "run")
         job = self._workers_run if on_workers else self._engine_run
         run.worker = self._rotation(run, partial(job, task_name))
+        self._restarts[run.key] = partial(self.start_run, task_name, on_workers=on_workers)
         where = " on keyturn workers" if on_workers else ""
         self.notify(f"Started {task_name}{where}; its log is in History (h)")
         return run
@@ -252,6 +262,7 @@ class KeyturnApp(OrderedKeys, App[int]):
             return None
         run = self._new_run(title, "retry")
         run.worker = self._rotation(run, partial(self._engine_retry, record_ids))
+        self._restarts[run.key] = partial(self.start_retry, record_ids, title)
         self.notify(f"Started {title}; its log is in History (h)")
         return run
 
@@ -325,10 +336,19 @@ class KeyturnApp(OrderedKeys, App[int]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place worker outcomes reach the user: errors as notifications, never a traceback."""
+        from core.stepup import StepUpRequired
+
         worker = event.worker
         run = None
         if worker.group == "rotation":
             run = next((r for r in self.runs.values() if r.worker is worker), None)
+        restart = self._restarts.pop(run.key, None) if run is not None and worker.is_finished else None
+        if event.state == WorkerState.ERROR and restart is not None and isinstance(worker.error, StepUpRequired):
+            # Refused before anything was written (core.stepup): ask for a code, then start it again.
+            run.status = "cancelled"  # type: ignore[union-attr]
+            self._publish(run, run.note(f"not started: {worker.error}", style="yellow"))  # type: ignore[arg-type,union-attr]
+            self.step_up(worker.error, restart)
+            return
         if event.state == WorkerState.ERROR:
             message = error_text(worker.error)
             if run is not None:

@@ -99,7 +99,7 @@ async def test_task_form_setup_and_preview_off_the_ui_thread(demo_app: Callable[
     """The task form opens without reading nodes, operators, assets or the target preview on the UI thread."""
     calls: list[threading.Thread] = []
     for target in ("tui.modals.task_form.list_nodes", "tui.modals.task_form.operator_names",
-                   "tui.modals.task_form.asset_choices", "tui.modals.task_form.preview"):
+                   "tui.modals.task_form.asset_choices", "tui.modals.task_form.visible_preview"):
         spy(monkeypatch, target, calls)
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:

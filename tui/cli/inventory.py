@@ -303,6 +303,10 @@ def cmd_account_add(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn account add: secrets only from stdin (or a hidden prompt) and key files."""
     from core.services import inventory as svc
 
+    # Core says whether this account needs a TOTP code before any secret is read: without a terminal the
+    # code is stdin's line one, the secrets follow it.
+    svc.check_account_step_up(ctx, args.asset, args.username, privileged=args.privileged,
+                              secret_type="password" if args.password_stdin else "ssh_key")
     stdin = _StdinSecrets()
     passphrase: str | None = None
     if args.password_stdin:

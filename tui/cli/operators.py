@@ -114,22 +114,10 @@ def ask_reason() -> str:
     return ""
 
 
-def _admin(ctx: Context, args: argparse.Namespace) -> None:
-    from core import operators as ops
-    from core.mfa import MfaSession
-
-    mfa = MfaSession(ctx.settings)
-    ops.require(ctx, "edit")
-    if ops.is_enforcing(ctx):
-        mfa.unlock(ctx, ask_code(ctx.operator))
-    ops.require_admin(ctx, mfa)
-
-
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
-    """Add an operator; they enrol their own phone."""
+    """Add an operator; they enrol their own phone (core asks for the admin's step-up)."""
     from core import operators as ops
 
-    _admin(ctx, args)
     info = ops.add_operator(ctx, args.name, args.email)
     print(f"operator {info.name} added; {info.name} now enrols their phone at their own terminal: "
           f"{ops.ENROL_HINT}")
@@ -197,7 +185,6 @@ def cmd_scope(ctx: Context, args: argparse.Namespace) -> int:
     if bool(args.node) == bool(args.clear):
         raise InputError("give --node PATH (repeatable) or --clear")
     ops.get_operator(ctx, args.name)
-    _admin(ctx, args)
     paths = set_scope(ctx, args.name, [] if args.clear else args.node)
     print(f"operator {args.name}: " + (f"limited to {', '.join(paths)}" if paths else "not limited"))
     return 0
@@ -208,13 +195,13 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
     from core import operators as ops
 
     ops.get_operator(ctx, args.name)  # a clear "no operator" before any code is asked
+    ops.require_admin(ctx)  # the code (StepUpRequired, asked by the caller) before the question, not after it
     if not args.yes:
         if not sys.stdin.isatty():
             raise InputError("removing an operator needs --yes when not run in a terminal")
         if input(f"remove operator {args.name}? [y/N] ").strip().lower() not in ("y", "yes"):
             print("not removed")
             return 1
-    _admin(ctx, args)
     ops.remove_operator(ctx, args.name)
     print(f"operator {args.name} removed")
     if not ops.is_enforcing(ctx):
@@ -226,8 +213,6 @@ def cmd_reset_mfa(ctx: Context, args: argparse.Namespace) -> int:
     """Give an operator a new TOTP secret."""
     from core import operators as ops
 
-    ops.get_operator(ctx, args.name)
-    _admin(ctx, args)
     info = ops.reset_mfa(ctx, args.name)
     print(f"operator {info.name} has no TOTP secret now; {info.name} enrols a new phone at their own terminal: "
           f"{ops.ENROL_HINT}")

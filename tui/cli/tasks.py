@@ -214,13 +214,13 @@ def _cmd_edit(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _print_saved(ctx: Context, verb: str, spec: TaskSpec) -> None:
-    from core.targets import preview
+    from core.targets import visible_preview
 
     line = f"task {spec.name} {verb}"
     if spec.next_run_at:
         line += f"; next run {_when(spec.next_run_at)}"
     print(line)
-    print(f"targets: {preview(ctx, spec).summary()}")
+    print(f"targets: {visible_preview(ctx, spec).summary()}")
 
 
 def _cmd_show(ctx: Context, args: argparse.Namespace) -> int:
@@ -299,10 +299,10 @@ def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def _cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
     from core import tasks as core_tasks
-    from core.targets import preview, target_note
+    from core.targets import target_note, visible_preview
 
     spec = core_tasks.get_task(ctx, args.name)
-    result = preview(ctx, spec)
+    result = visible_preview(ctx, spec)
     if args.json:
         print(json.dumps({
             "task": spec.name, "summary": result.summary(),

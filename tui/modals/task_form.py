@@ -27,7 +27,7 @@ from core.context import Context
 from core.errors import InputError, KeyturnError
 from core.schedule import next_runs, validate_schedule
 from core.secretgen import KEY_ALGORITHMS, check_specific_password, validate_rules
-from core.targets import preview
+from core.targets import visible_preview
 from core.services.inventory import list_nodes
 from core.services.views import asset_choices, operator_names
 from core.types import HostParams, NodeInfo, PasswordRules, TaskSpec
@@ -431,7 +431,7 @@ class TaskFormModal(ThreadedReads, ModalScreen[TaskSpec | None]):
 
         def summary() -> str:
             try:
-                return "targets: " + preview(ctx, spec).summary()
+                return "targets: " + visible_preview(ctx, spec).summary()
             except KeyturnError as exc:
                 return f"targets: {exc}"
 

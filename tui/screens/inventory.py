@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Input, Label, Tree
 
 from core.importer import describe_summary
 from core.services import inventory as svc
+from core.stepup import StepUpRequired
 from core.types import AccountInfo, AssetInfo, NodeInfo
 from tui.modals.account_form import AccountFormModal
 from tui.modals.asset_form import AssetFormModal
@@ -266,7 +267,11 @@ class InventoryScreen(ModeScreen):
 
     @work(thread=True, group="inventory", exit_on_error=False, name="Import")
     def _import(self, path: str) -> None:
-        summary = svc.import_file(self.ctx, Path(path), source=path)
+        try:
+            summary = svc.import_file(self.ctx, Path(path), source=path)
+        except StepUpRequired as exc:  # the file was read and checked, nothing written: a code, then again
+            self.app.call_from_thread(self.kt.step_up, exc, lambda: self._import(path))
+            return
         self.app.call_from_thread(self._imported, path, describe_summary(summary))
 
     def _imported(self, path: str, text: str) -> None:
@@ -285,7 +290,12 @@ class InventoryScreen(ModeScreen):
 
     @work(thread=True, group="hostkey", exit_on_error=False, name="Fetching host keys")
     def _fetch_keys(self, name: str) -> None:
-        self.app.call_from_thread(self._confirm_keys, svc.fetch_offer(self.ctx, name))
+        try:
+            offer = svc.fetch_offer(self.ctx, name)
+        except StepUpRequired as exc:  # asked before the fingerprints are shown: a code, then fetch again
+            self.app.call_from_thread(self.kt.step_up, exc, lambda: self._fetch_keys(name))
+            return
+        self.app.call_from_thread(self._confirm_keys, offer)
 
     def _confirm_keys(self, offer: svc.HostKeyOffer) -> None:
         asset, check = offer.asset, offer.check
@@ -304,7 +314,11 @@ class InventoryScreen(ModeScreen):
             if not yes:
                 self.notify("Nothing pinned")
                 return
-            count = svc.pin_offer(self.ctx, offer)
+            try:
+                count = svc.pin_offer(self.ctx, offer)
+            except StepUpRequired as exc:  # the unlock ran out while the question was open
+                self.kt.step_up(exc, lambda: done(True))
+                return
             self.notify(f"Pinned {plural(count, 'host key')} on {asset.name}")
             self.reload()
 

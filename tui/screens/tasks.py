@@ -9,8 +9,9 @@ from textual.widgets import DataTable, Label
 
 from core import tasks
 from core.errors import KeyturnError
-from core.targets import Preview, preview
+from core.targets import Preview, visible_preview
 from core.services.views import TaskRow, task_rows
+from core.stepup import StepUpRequired
 from tui.modals.confirm import ConfirmModal
 from tui.modals.preview import PreviewModal
 from tui.modals.prompt import PromptModal
@@ -128,6 +129,9 @@ class TasksScreen(ModeScreen):
                 return
             try:
                 tasks.copy_task(self.ctx, row.name, new_name)
+            except StepUpRequired as exc:
+                self.kt.step_up(exc, lambda: done(new_name))
+                return
             except (KeyturnError, ValueError) as exc:
                 self.notify(str(exc), severity="error", title="Copy failed")
                 return
@@ -198,6 +202,9 @@ class TasksScreen(ModeScreen):
             return
         try:
             tasks.set_active(self.ctx, row.name, not row.active)
+        except StepUpRequired as exc:
+            self.kt.step_up(exc, self.action_toggle_active)
+            return
         except KeyturnError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -210,7 +217,7 @@ class TasksScreen(ModeScreen):
         if row is None:
             return
         ctx, name = self.ctx, row.name
-        self.read_in_thread("preview", lambda: preview(ctx, tasks.get_task(ctx, name)),
+        self.read_in_thread("preview", lambda: visible_preview(ctx, tasks.get_task(ctx, name)),
                             lambda result: self._show_preview(name, result), name="Preview")
 
     def _show_preview(self, name: str, result: Preview) -> None:
