@@ -60,7 +60,7 @@ class Settings:
     reveal_hide_seconds: int = 30
     scheduler_poll_seconds: float = 30.0
     audit_syslog: str = ""  # syslog socket (e.g. /dev/log, read by journald) each audit event is forwarded to
-    allowed_programs: str = ""  # comma-separated absolute paths a task may name besides chpasswd (root runs them)
+    allowed_programs: str = ""  # comma-separated programs a task may name beyond the built-in lists: chpasswd, shells, sudo commands (with their arguments)
     config_path: Path | None = None
 
     @property

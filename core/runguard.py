@@ -19,15 +19,17 @@ from core.errors import InputError, PermissionDenied
 from storage.types import TaskSpec
 
 def check_programs(ctx: Context, spec: TaskSpec) -> None:
-    """InputError naming the task and field when a program path of its parameters is not allowed now."""
-    from core.tasks import _COMMAND_PATH, allowed_programs
+    """InputError naming the task and field when a program its parameters name (chpasswd, a created user's
+    shell, a sudo command) is not allowed now."""
+    from core.tasks import check_program_paths
 
-    path = spec.params.chpasswd_path
-    allowed = allowed_programs(ctx.settings)
-    if not isinstance(path, str) or not _COMMAND_PATH.match(path) or path not in allowed:
-        raise InputError(f"task {spec.name}: chpasswd path {path!r} is not an allowed program (allowed: "
-                         f"{', '.join(allowed)}; more only via allowed_programs in the config file); nothing was run. "
-                         f"Fix it with `keyturn task edit {spec.name} --chpasswd-path chpasswd`")
+    try:
+        check_program_paths(spec.params, ctx.settings)
+    except InputError as exc:
+        fix = ("--chpasswd-path chpasswd" if exc.field == "chpasswd path"
+               else f"--param {'shell' if exc.field == 'shell' else 'sudo'}=...")
+        raise InputError(f"task {spec.name}: {exc}; nothing was run. Fix it with `keyturn task edit {spec.name} {fix}`",
+                         field=exc.field) from None
 
 
 def check_scope(ctx: Context, spec: TaskSpec, assets: Iterable[tuple[int, str]]) -> None:

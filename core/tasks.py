@@ -41,10 +41,43 @@ CHPASSWD_PATHS: tuple[str, ...] = ("chpasswd", "/usr/sbin/chpasswd", "/sbin/chpa
                                    "/bin/chpasswd")
 
 
+# Login shells a created user may get: what /etc/shells lists on common systems, and the no-login ones. A
+# shell runs whenever that user logs in; more only through allowed_programs.
+SHELLS: tuple[str, ...] = tuple(f"{d}/{n}" for n in ("sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh")
+                                for d in ("/bin", "/usr/bin")) + ("/sbin/nologin", "/usr/sbin/nologin",
+                                                                 "/bin/false", "/usr/bin/false")
+# Commands a user may be given through sudo (they run as root) without the config file naming them: only
+# ones that report and change nothing. More only through allowed_programs.
+SUDO_PROGRAMS: tuple[str, ...] = ("/usr/bin/whoami", "/bin/whoami", "/usr/bin/id", "/bin/id")
+_MORE = "more only via allowed_programs in the config file"
+
+
+def _configured(settings: Settings | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (settings.allowed_programs if settings else "").split(",") if p.strip())
+
+
 def allowed_programs(settings: Settings | None) -> tuple[str, ...]:
     """Program paths a task's parameters may name: CHPASSWD_PATHS plus the config file's allowed_programs."""
-    extra = tuple(p.strip() for p in (settings.allowed_programs if settings else "").split(",") if p.strip())
-    return CHPASSWD_PATHS + extra
+    return CHPASSWD_PATHS + _configured(settings)
+
+
+def check_program_paths(params: HostParams, settings: Settings | None) -> None:
+    """InputError naming the field when a program the parameters name is not on the allow-list: chpasswd (root
+    runs it, fed the new password), a created user's shell, and each sudo command (root runs it for that user).
+    A sudo command matches an allowed entry when it is the entry or the entry followed by arguments."""
+    if not isinstance(params.chpasswd_path, str) or not _COMMAND_PATH.match(params.chpasswd_path):
+        raise InputError(f"chpasswd path: {params.chpasswd_path!r} must be a plain command or path (no spaces or shell characters)", field="chpasswd path")
+    if params.chpasswd_path not in allowed_programs(settings):
+        raise InputError(f"chpasswd path: {params.chpasswd_path!r} is not an allowed program (allowed: "
+                         f"{', '.join(allowed_programs(settings))}; {_MORE})", field="chpasswd path")
+    if params.shell and params.shell not in SHELLS + _configured(settings):
+        raise InputError(f"shell: {params.shell!r} is not an allowed login shell (allowed: {', '.join(SHELLS)}; "
+                         f"{_MORE})", field="shell")
+    allowed_sudo = SUDO_PROGRAMS + _configured(settings)
+    for command in (c.strip() for c in (params.sudo_commands or "").split(",")):
+        if command and not any(command == a or command.startswith(a + " ") for a in allowed_sudo):
+            raise InputError(f"sudo: {command!r} is not an allowed sudo command (allowed: {', '.join(SUDO_PROGRAMS)}; "
+                             f"{_MORE})", field="sudo")
 
 
 # -- audit -----------------------------------------------------------------------------------------
@@ -109,14 +142,10 @@ def validate_task(spec: TaskSpec, db: Database | None = None, settings: Settings
         if spec.secret_type == "password":
             validate_rules(spec.rules)
     params = spec.params
-    if not isinstance(params.chpasswd_path, str) or not _COMMAND_PATH.match(params.chpasswd_path):
-        raise InputError(f"chpasswd path: {params.chpasswd_path!r} must be a plain command or path (no spaces or shell characters)", field="chpasswd path")
-    if params.chpasswd_path not in allowed_programs(settings):
-        raise InputError(f"chpasswd path: {params.chpasswd_path!r} is not an allowed program (allowed: "
-                         f"{', '.join(allowed_programs(settings))}; more only via allowed_programs in the config file)", field="chpasswd path")
     if params.verify not in VERIFY_MODES:
         raise InputError(f"verify: must be one of {', '.join(VERIFY_MODES)}, got {params.verify!r}", field="verify")
     validate_params(params)
+    check_program_paths(params, settings)
     if db is not None:
         from core.params import check_for_platforms
         from core.targets import scope_platforms
