@@ -63,7 +63,19 @@ def pg_server() -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_template(pg_server: str) -> Iterator[str]:
+def pg_spares(pg_server: str) -> Iterator[object]:
+    """Makes the next test's copy of pg_template while the current test runs (tests/pg.py Spares)."""
+    from tests import pg
+
+    spares = pg.Spares()
+    try:
+        yield spares
+    finally:
+        spares.finish()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: str, pg_spares: object) -> Iterator[str]:
     """A database on the local PostgreSQL server migrated to head, copied for each test; dropped at the end."""
     from storage.db import Database
     from tests import pg
@@ -75,6 +87,7 @@ def pg_template(pg_server: str) -> Iterator[str]:
         db.close()
         yield name
     finally:
+        pg_spares.finish()  # type: ignore[attr-defined]  # a spare copy still being made holds the template
         pg.drop_database(name)
 
 
@@ -83,7 +96,8 @@ def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
     """The database_url of a fresh, migrated PostgreSQL database for this test only."""
     from tests import pg
 
-    name = pg.create_database(template=request.getfixturevalue("pg_template"))
+    template = request.getfixturevalue("pg_template")
+    name = request.getfixturevalue("pg_spares").copy_of(template)
     try:
         yield pg.sqlalchemy_url(name)
     finally:
@@ -129,9 +143,44 @@ def settings(keyturn_env: dict[str, str]) -> Settings:
     return load_settings(env=keyturn_env)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite file migrated to head and holding nothing else (no key, no vault), made once per test process.
+
+    Migrating costs about a third of a second per database (more under load); tests that only need a fresh,
+    empty database start from a copy (seed_database). The migrations themselves are tested from an empty file
+    (tests/unit/test_migrations.py and every test that opens a data directory of its own).
+    """
+    from storage.db import Database
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "keyturn.db"
+    db = Database(f"sqlite:///{path}")
+    db.upgrade()
+    db.close()
+    leftovers = [p.name for p in path.parent.iterdir() if p != path and p.stat().st_size]
+    assert not leftovers, f"the template's journal was not folded into the file: {leftovers}"
+    return path
+
+
+def seed_database(settings: Settings, request: pytest.FixtureRequest) -> None:
+    """Give a new SQLite data directory a copy of the migrated template, as the first open would have made it:
+    directory 0700, file 0600. A PostgreSQL run (pg_database is already a copy of a template) or a directory
+    that already has a database is left alone."""
+    import shutil
+
+    if settings.database_url or settings.db_path.exists():
+        return
+    template = request.getfixturevalue("sqlite_template")
+    settings.home.mkdir(parents=True, mode=0o700, exist_ok=True)
+    settings.home.chmod(0o700)
+    shutil.copyfile(template, settings.db_path)
+    settings.db_path.chmod(0o600)
+
+
 @pytest.fixture
-def ctx(settings: Settings) -> Iterator[Context]:
+def ctx(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Context]:
     """An open keyturn context on a fresh SQLite database."""
+    seed_database(settings, request)
     context = open_context(settings, operator="tester", source="pytest")
     try:
         yield context

@@ -29,6 +29,12 @@ pytestmark = pytest.mark.sshd
 USERS = ("alice", "bob")
 
 
+# A push's deadline is command timeout + two 5 s margins after `pushing`; the test waits it out before reconcile.
+# 5 s (not the fixtures' 15) still leaves the typing 10 s before keyturn stops short of the deadline, and the kill
+# lands at step 2 to 4, a second or two in.
+SHORT = {"KEYTURN_COMMAND_TIMEOUT": "5"}
+
+
 fleet = module_fleet(1, USERS, doc="One host with alice and bob, shared by the module.")
 
 
@@ -38,7 +44,7 @@ host = fresh_host(USERS)
 def _run_until_paused(env: dict[str, str], flag: Path, step: int) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-m", "tui", "task", "run", "crash", "--no-reconcile"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**env, "KEYTURN_TEST_PAUSE_AFTER": f"step-{step}:{flag}"})
+                            env={**env, **SHORT, "KEYTURN_TEST_PAUSE_AFTER": f"step-{step}:{flag}"})
     deadline = time.monotonic() + 120
     while not flag.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -56,7 +62,7 @@ def _kill_and_reconcile(proc: subprocess.Popen[str], ctx: Context, host: Sandbox
     from tests.integration.test_rotation import wait_past_deadlines
 
     wait_past_deadlines(ctx)  # as for hosts: reconcile judges no record before its host-enforced deadline
-    out = keyturn_cli("reconcile")
+    out = keyturn_cli("reconcile", env=SHORT)
     assert out.returncode == 0, out.stdout + out.stderr
     assert_vault_matches_hosts(ctx, [host], USERS)
     records = rec.list_records(ctx.db)

@@ -30,14 +30,23 @@ APP_PW = "Corr3ct-horse-battery"
 _LAST_STEP = [0]
 
 
-def _code(secret: str, steps: int = 0) -> str:
-    """A code keyturn has not seen yet: a 30 s step later than the last one used (waits for it if needed)."""
-    from datetime import datetime, timedelta, timezone
+def _code(secret: str, steps: int | None = None) -> str:
+    """A code keyturn has not seen yet: of a 30 s step later than the last one used (waits for it if needed).
 
-    while int(time.time() // 30) + steps <= _LAST_STEP[0]:
+    Without `steps`, the code of the current step or else of the next one: keyturn accepts a step either side
+    of now (mfa.WINDOW) and each step once, so a test needing several codes waits out a step only when both are
+    spent. Both stay valid for at least 30 s, however late in its step the code is made.
+    """
+    from datetime import datetime, timezone
+
+    while True:
+        now = int(time.time() // 30)
+        chosen = next((s for s in ((0, 1) if steps is None else (steps,)) if now + s > _LAST_STEP[0]), None)
+        if chosen is not None:
+            break
         time.sleep(0.5)
-    _LAST_STEP[0] = int(time.time() // 30) + steps
-    return code_at(secret, datetime.now(timezone.utc) + timedelta(seconds=30 * steps))
+    _LAST_STEP[0] = now + chosen
+    return code_at(secret, datetime.fromtimestamp((now + chosen) * 30 + 1, timezone.utc))
 
 
 @pytest.fixture(scope="module")

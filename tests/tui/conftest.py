@@ -8,6 +8,7 @@ import pytest
 
 from core.config import Settings
 from core.context import Context, open_context
+from tests.conftest import seed_database
 from tests.integration.conftest import sandbox_fleet  # noqa: F401 - re-exported fixture for the flow tests
 from tests.tui.demo_data import build_demo, clock
 from tui.app import KeyturnApp
@@ -28,12 +29,13 @@ def steady_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def demo_ctx(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
+def demo_ctx(settings: Settings, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Context]:
     """An open context on a database holding the fixed demo data, acting as alice."""
     import storage.audit
 
     # The demo hosts do not exist: a reconcile at start would probe them and change the fixed data.
     settings.reconcile_on_start = False
+    seed_database(settings, request)
     ctx = open_context(settings, operator="alice", source="pytest")
     # Audit events of the demo are stamped on the frozen clock, so the Audit mode looks the same every day.
     monkeypatch.setattr(storage.audit, "utcnow", clock)
