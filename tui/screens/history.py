@@ -56,14 +56,14 @@ class HistoryScreen(ModeScreen):
     def _show_page(self, data: tuple[int, int, list[ExecutionInfo]]) -> None:
         total, self.page_offset, rows = data
         now = self.now()
-        table = self.query_one("#executions-table", DataTable)
+        table = self.query_one("#executions-table", PlainTable)
         cursor = table.cursor_row
-        table.clear()
+        cells = []
         for e in rows:
             took = (e.finished_at - e.started_at).total_seconds() if e.finished_at else None
-            table.add_row(str(e.id), e.task_name, e.trigger, when(e.started_at, now), duration(took),
-                          status_text(e.status), str(e.succeeded), str(e.failed), str(e.unverified),
-                          key=str(e.id))
+            cells.append((str(e.id), (str(e.id), e.task_name, e.trigger, when(e.started_at, now), duration(took),
+                                      status_text(e.status), str(e.succeeded), str(e.failed), str(e.unverified))))
+        table.show_rows(cells)
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
         last = self.page_offset + len(rows)
