@@ -113,3 +113,28 @@ async def test_task_form_setup_and_preview_off_the_ui_thread(demo_app: Callable[
         assert line.startswith("targets: ") and "choose" not in line, line
         assert len(calls) >= 4, calls
         assert all(t is not threading.main_thread() for t in calls), [t.name for t in calls]
+
+
+@pytest.mark.parametrize(("key", "read", "modal"), [
+    ("e", "get_asset", "AssetFormModal"),
+    ("d", "asset_to_remove", "ConfirmModal"),
+    ("c", "list_accounts", "AccountFormModal"),
+    ("x", "account_to_remove", "ConfirmModal"),
+])
+@sync
+async def test_inventory_actions_read_off_the_ui_thread(demo_app: Callable[[], KeyturnApp],
+                                                        monkeypatch: pytest.MonkeyPatch, key: str, read: str,
+                                                        modal: str) -> None:
+    """Editing or removing an asset or an account reads what the dialog shows in a worker thread: the asset
+    form's asset, what a removal deletes, the account afresh (the account form's set-up)."""
+    calls: list[threading.Thread] = []
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("i")
+        await app.reads.settled()
+        await until(pilot, lambda: app.screen.query_one("#accounts-table", DataTable).row_count > 0,
+                    "the highlighted asset's accounts")
+        spy(monkeypatch, f"core.services.inventory.{read}", calls)
+        await pilot.press(key)
+        await until(pilot, lambda: type(app.screen).__name__ == modal, f"the {modal}")
+        assert calls and all(t is not threading.main_thread() for t in calls), [t.name for t in calls]
