@@ -138,3 +138,56 @@ async def test_inventory_actions_read_off_the_ui_thread(demo_app: Callable[[], K
         await pilot.press(key)
         await until(pilot, lambda: type(app.screen).__name__ == modal, f"the {modal}")
         assert calls and all(t is not threading.main_thread() for t in calls), [t.name for t in calls]
+
+
+@sync
+async def test_tasks_page_through_a_long_list(demo_app: Callable[[], KeyturnApp],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks holds one page of rows (the UI thread measures and draws every row a table holds); [ ] page, and
+    the footer offers them only when there is another page."""
+    import tui.screens.tasks as tasks_screen
+
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t")
+        await app.reads.settled()
+        assert "left_square_bracket" not in app.screen.active_bindings  # the demo's 4 tasks fit one page
+        monkeypatch.setattr(tasks_screen, "PAGE", 3)
+        app.screen.reload()  # type: ignore[attr-defined]
+        await app.reads.settled()
+        await pilot.pause()
+        table = app.screen.query_one("#tasks-table", DataTable)
+        count = app.screen.query_one("#tasks-count", Label)
+        first = [str(k.value) for k in table.rows]
+        assert len(first) == 3 and "Tasks 1-3 of 4" in str(count.render())
+        assert "left_square_bracket" in app.screen.active_bindings
+        await pilot.press("right_square_bracket")
+        await app.reads.settled()
+        await pilot.pause()
+        second = [str(k.value) for k in table.rows]
+        assert len(second) == 1 and second[0] not in first and "Tasks 4-4 of 4" in str(count.render())
+        await pilot.press("left_square_bracket")
+        await app.reads.settled()
+        await pilot.pause()
+        assert [str(k.value) for k in table.rows] == first
+
+
+@sync
+async def test_a_shown_table_is_drawn_again_when_its_styles_change(demo_app: Callable[[], KeyturnApp]) -> None:
+    """Unchanged rows keep what is drawn across mode switches, but not across a change of the table's styles
+    (a theme): the cells are drawn in the new colours."""
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        await app.reads.settled()
+        await pilot.pause()
+        table = app.screen.query_one("#records-table", DataTable)
+        before = [s.style for s in table.render_line(2)]
+        await pilot.press("t", "s")  # away and back: same rows, same styles
+        await app.reads.settled()
+        await pilot.pause()
+        assert [s.style for s in table.render_line(2)] == before
+        app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
+        await pilot.pause()
+        await pilot.pause()
+        assert [s.style for s in table.render_line(2)] != before
