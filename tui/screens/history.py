@@ -15,7 +15,7 @@ from tui.widgets.format import duration, status_text, when
 from tui.widgets.run_panel import RunPanel
 from tui.widgets.table import PlainTable
 
-PAGE = 200
+PAGE = 100  # about three screens at 120x40: the UI thread measures and draws every row a table holds
 
 
 class HistoryScreen(ModeScreen):

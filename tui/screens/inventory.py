@@ -28,7 +28,7 @@ from tui.screens.base import ModeScreen, page_bindings
 from tui.widgets.format import plural, ago, status_text
 from tui.widgets.table import PlainTable
 
-PAGE = 200
+PAGE = 100  # about three screens at 120x40: the UI thread measures and draws every row a table holds
 
 
 class InventoryScreen(ModeScreen):
