@@ -191,3 +191,35 @@ async def test_a_shown_table_is_drawn_again_when_its_styles_change(demo_app: Cal
         await pilot.pause()
         await pilot.pause()
         assert [s.style for s in table.render_line(2)] != before
+
+
+@sync
+async def test_the_cursor_turns_the_page_at_either_end(demo_app: Callable[[], KeyturnApp],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Down from a page's last row shows the next page with the cursor on its first row; up from the first row
+    goes back with the cursor on the last; at the list's ends nothing happens."""
+    import tui.screens.tasks as tasks_screen
+
+    monkeypatch.setattr(tasks_screen, "PAGE", 3)
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t")
+        await app.reads.settled()
+        await pilot.pause()
+        table = app.screen.query_one("#tasks-table", DataTable)
+        first = [str(k.value) for k in table.rows]
+        assert len(first) == 3 and table.cursor_row == 0
+        await pilot.press("up")  # the first page's first row: no earlier page
+        await app.reads.settled()
+        assert [str(k.value) for k in table.rows] == first and app.screen.page_offset == 0  # type: ignore[attr-defined]
+        await pilot.press("down", "down", "down")
+        await app.reads.settled()
+        await pilot.pause()
+        assert len(table.rows) == 1 and table.cursor_row == 0 and app.screen.page_offset == 3  # type: ignore[attr-defined]
+        await pilot.press("down")  # the last task: nothing after it
+        await app.reads.settled()
+        assert app.screen.page_offset == 3  # type: ignore[attr-defined]
+        await pilot.press("up")
+        await app.reads.settled()
+        await pilot.pause()
+        assert [str(k.value) for k in table.rows] == first and table.cursor_row == 2

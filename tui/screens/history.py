@@ -22,6 +22,7 @@ class HistoryScreen(ModeScreen):
     """Executions (Enter opens one) above the live runs panel (x cancels the highlighted run)."""
 
     MODE = "history"
+    PAGED_TABLE = "executions-table"
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("x", "cancel_run", "Cancel run"),
@@ -32,6 +33,7 @@ class HistoryScreen(ModeScreen):
     def __init__(self) -> None:
         super().__init__()
         self.page_offset = 0
+        self.total = 0
 
     def compose_body(self) -> ComposeResult:
         yield Label("", markup=False, id="history-count", classes="section-title")
@@ -54,7 +56,8 @@ class HistoryScreen(ModeScreen):
         self.query_one(RunPanel).refresh_runs()
 
     def _show_page(self, data: tuple[int, int, list[ExecutionInfo]]) -> None:
-        total, self.page_offset, rows = data
+        self.total, self.page_offset, rows = data
+        total = self.total
         now = self.now()
         table = self.query_one("#executions-table", PlainTable)
         cursor = table.cursor_row
@@ -66,6 +69,7 @@ class HistoryScreen(ModeScreen):
         table.show_rows(cells)
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
+        self.place_cursor(table)
         last = self.page_offset + len(rows)
         self.query_one("#history-count", Label).update(
             f"Executions {self.page_offset + 1 if rows else 0}-{last} of {total}  ([ ] page)")

@@ -35,6 +35,7 @@ class InventoryScreen(ModeScreen):
     """Nodes, assets and accounts."""
 
     MODE = "inventory"
+    PAGED_TABLE = "assets-table"
     BINDINGS = [
         Binding("n", "new", "New"),
         Binding("e", "edit", "Edit"),
@@ -54,6 +55,7 @@ class InventoryScreen(ModeScreen):
         super().__init__()
         self.node: str | None = None
         self.page_offset = 0
+        self.total = 0
         self.drift_only = False  # D: only assets holding an account whose newest heartbeat is not ok
         self._assets: dict[str, AssetInfo] = {}
 
@@ -114,6 +116,7 @@ class InventoryScreen(ModeScreen):
 
     def _show_assets(self, data: tuple[list[NodeInfo], int, int, list[AssetInfo]]) -> None:
         nodes, total, self.page_offset, assets = data
+        self.total = total
         self._fill_tree(nodes)
         table = self.query_one("#assets-table", PlainTable)
         cursor = table.cursor_row
@@ -127,6 +130,7 @@ class InventoryScreen(ModeScreen):
         table.show_rows(cells)
         if assets:
             table.move_cursor(row=min(max(cursor, 0), len(assets) - 1))
+        self.place_cursor(table)
         where = (f" in {self.node}" if self.node else "") + (" with drift (D: all)" if self.drift_only else "")
         self.query_one("#assets-count", Label).update(
             f"Assets{where} {self.page_offset + 1 if assets else 0}-{self.page_offset + len(assets)} of {total}")

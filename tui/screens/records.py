@@ -24,6 +24,7 @@ class RecordsScreen(ModeScreen):
     """Change records newest first; filters by status, task and text are applied by the database."""
 
     MODE = "records"
+    PAGED_TABLE = "records-table"
     BINDINGS = [
         Binding("v", "reveal", "Reveal"),
         Binding("y", "retry", "Retry"),
@@ -123,6 +124,7 @@ class RecordsScreen(ModeScreen):
                                      str(r.execution_id), status_text(r.status), clip(r.error, 40))) for r in rows)
         if rows:
             table.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
+        self.place_cursor(table)
         self.query_one("#records-count", Label).update(
             f"Records {self.page_offset + 1 if rows else 0}-{self.page_offset + len(rows)} of {self.total}  ([ ] page, / search)")
 

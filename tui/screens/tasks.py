@@ -29,6 +29,7 @@ class TasksScreen(ModeScreen):
     """The task list; n/e/c/d manage tasks, r runs one now, a toggles active, p previews targets."""
 
     MODE = "tasks"
+    PAGED_TABLE = "tasks-table"
     BINDINGS = [
         Binding("n", "new", "New"),
         Binding("e,enter", "edit", "Edit"),
@@ -88,6 +89,7 @@ class TasksScreen(ModeScreen):
         self.query_one("#tasks-count", Label).update(shown)
         if keep and keep in table.rows:
             table.move_cursor(row=table.get_row_index(keep))
+        self.place_cursor(table)
         self._rows = {t.name: t for t in rows}
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool:

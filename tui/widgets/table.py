@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual import events
 from textual.geometry import Region
+from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import DataTable
@@ -26,6 +27,15 @@ def _same(value: Any) -> Any:
 class PlainTable(DataTable):
     """DataTable whose str cells are literal text."""
 
+    class PastEdge(Message):
+        """The row cursor was moved down from the last row (step 1) or up from the first (step -1): a paged list
+        turns its page (it holds a few screens of rows, not the whole list)."""
+
+        def __init__(self, table: "PlainTable", step: int) -> None:
+            super().__init__()
+            self.table = table
+            self.step = step
+
     _shown: list[tuple[str, tuple[Any, ...]]] | None = None
     _drawn_with: tuple[Any, ...] | None = None
 
@@ -38,6 +48,20 @@ class PlainTable(DataTable):
         """Update a cell; a str value is wrapped in Text."""
         self._shown = None
         super().update_cell(row_key, column_key, _plain(value), **kwargs)
+
+    def action_cursor_down(self) -> None:
+        """Down; from the last row, ask the screen for the next page."""
+        if self.cursor_type == "row" and self.row_count and self.cursor_row == self.row_count - 1:
+            self.post_message(self.PastEdge(self, 1))
+            return
+        super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        """Up; from the first row, ask the screen for the previous page."""
+        if self.cursor_type == "row" and self.row_count and self.cursor_row == 0:
+            self.post_message(self.PastEdge(self, -1))
+            return
+        super().action_cursor_up()
 
     def clear(self, columns: bool = False) -> Any:
         """Remove the rows (and columns)."""
