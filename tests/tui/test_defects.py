@@ -47,6 +47,13 @@ async def until(pilot: Pilot, done: Callable[[], object], what: str, timeout: fl
         await pilot.pause(0.02)
 
 
+async def settled(pilot: Pilot) -> None:
+    """Every screen read shown and the screen drawn with it (a mode switch's reload, a form's set-up)."""
+    app = pilot.app
+    await app.reads.settled()  # type: ignore[attr-defined]
+    await pilot.pause()
+
+
 def toasts(app: App) -> list[str]:
     """Texts of the notifications the app is showing."""
     return [str(n.message) for n in app._notifications]
@@ -106,16 +113,18 @@ async def test_idle_app_after_two_runs_renders_nothing(demo_ctx: Context, monkey
         reconcile.status = "success"
         app._publish(reconcile, None)
         await pilot.press("h")
-        await pilot.pause(0.3)
+        await settled(pilot)
         await pilot.press("o")
-        await pilot.pause(0.3)
+        await settled(pilot)
         for name in ("history", "overview"):
             calls["show"] = calls["render"] = 0
-            await pilot.pause(0.5)  # idle: no key, no run, nothing on screen changes
+            # A fixed wait on purpose: the test asserts that nothing happens while idle (no key, no run, nothing
+            # on screen changes), and there is no event to wait for.
+            await pilot.pause(0.5)
             assert calls == {"show": 0, "render": 0}, f"idle in {app.current_mode}: {calls}"
             if name == "history":
                 await pilot.press("h")
-                await pilot.pause(0.3)
+                await settled(pilot)
 
 
 # -- 2. keystrokes in one burst --------------------------------------------------------------------------

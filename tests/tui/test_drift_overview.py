@@ -8,6 +8,7 @@ from core.record_actions import set_ignored
 from storage.drift import NewHeartbeat, add_heartbeats
 from storage.inventory import list_accounts
 from tests.tui.demo_data import NOW
+from tests.tui.test_defects import until
 from tests.tui.test_reveal import sync
 
 
@@ -61,12 +62,8 @@ async def test_records_filter_by_drift_shows_only_drifted_accounts(demo_ctx, dem
         await pilot.pause()
         app.screen.query_one("#filter-status", Select).value = "drift"
         table = app.screen.query_one("#records-table", DataTable)
-        for _ in range(200):
-            await pilot.pause(0.02)
-            shown = {str(k.value) for k in table.rows}
-            if shown == expected:
-                break
-        assert shown == expected and str(healthy.id) not in shown
+        await until(pilot, lambda: {str(k.value) for k in table.rows} == expected, "the drifted account's records")
+        assert str(healthy.id) not in {str(k.value) for k in table.rows}
 
 
 @sync

@@ -113,3 +113,113 @@ async def test_task_form_setup_and_preview_off_the_ui_thread(demo_app: Callable[
         assert line.startswith("targets: ") and "choose" not in line, line
         assert len(calls) >= 4, calls
         assert all(t is not threading.main_thread() for t in calls), [t.name for t in calls]
+
+
+@pytest.mark.parametrize(("key", "read", "modal"), [
+    ("e", "get_asset", "AssetFormModal"),
+    ("d", "asset_to_remove", "ConfirmModal"),
+    ("c", "list_accounts", "AccountFormModal"),
+    ("x", "account_to_remove", "ConfirmModal"),
+])
+@sync
+async def test_inventory_actions_read_off_the_ui_thread(demo_app: Callable[[], KeyturnApp],
+                                                        monkeypatch: pytest.MonkeyPatch, key: str, read: str,
+                                                        modal: str) -> None:
+    """Editing or removing an asset or an account reads what the dialog shows in a worker thread: the asset
+    form's asset, what a removal deletes, the account afresh (the account form's set-up)."""
+    calls: list[threading.Thread] = []
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("i")
+        await app.reads.settled()
+        await until(pilot, lambda: app.screen.query_one("#accounts-table", DataTable).row_count > 0,
+                    "the highlighted asset's accounts")
+        spy(monkeypatch, f"core.services.inventory.{read}", calls)
+        await pilot.press(key)
+        await until(pilot, lambda: type(app.screen).__name__ == modal, f"the {modal}")
+        assert calls and all(t is not threading.main_thread() for t in calls), [t.name for t in calls]
+
+
+@sync
+async def test_tasks_page_through_a_long_list(demo_app: Callable[[], KeyturnApp],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks holds one page of rows (the UI thread measures and draws every row a table holds); [ ] page, and
+    the footer offers them only when there is another page."""
+    import tui.screens.tasks as tasks_screen
+
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t")
+        await app.reads.settled()
+        assert "left_square_bracket" not in app.screen.active_bindings  # the demo's 4 tasks fit one page
+        monkeypatch.setattr(tasks_screen, "PAGE", 3)
+        app.screen.reload()  # type: ignore[attr-defined]
+        await app.reads.settled()
+        await pilot.pause()
+        table = app.screen.query_one("#tasks-table", DataTable)
+        count = app.screen.query_one("#tasks-count", Label)
+        first = [str(k.value) for k in table.rows]
+        assert len(first) == 3 and "Tasks 1-3 of 4" in str(count.render())
+        assert "left_square_bracket" in app.screen.active_bindings
+        await pilot.press("right_square_bracket")
+        await app.reads.settled()
+        await pilot.pause()
+        second = [str(k.value) for k in table.rows]
+        assert len(second) == 1 and second[0] not in first and "Tasks 4-4 of 4" in str(count.render())
+        await pilot.press("left_square_bracket")
+        await app.reads.settled()
+        await pilot.pause()
+        assert [str(k.value) for k in table.rows] == first
+
+
+@sync
+async def test_a_shown_table_is_drawn_again_when_its_styles_change(demo_app: Callable[[], KeyturnApp]) -> None:
+    """Unchanged rows keep what is drawn across mode switches, but not across a change of the table's styles
+    (a theme): the cells are drawn in the new colours."""
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")
+        await app.reads.settled()
+        await pilot.pause()
+        table = app.screen.query_one("#records-table", DataTable)
+        before = [s.style for s in table.render_line(2)]
+        await pilot.press("t", "s")  # away and back: same rows, same styles
+        await app.reads.settled()
+        await pilot.pause()
+        assert [s.style for s in table.render_line(2)] == before
+        app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
+        await pilot.pause()
+        await pilot.pause()
+        assert [s.style for s in table.render_line(2)] != before
+
+
+@sync
+async def test_the_cursor_turns_the_page_at_either_end(demo_app: Callable[[], KeyturnApp],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Down from a page's last row shows the next page with the cursor on its first row; up from the first row
+    goes back with the cursor on the last; at the list's ends nothing happens."""
+    import tui.screens.tasks as tasks_screen
+
+    monkeypatch.setattr(tasks_screen, "PAGE", 3)
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t")
+        await app.reads.settled()
+        await pilot.pause()
+        table = app.screen.query_one("#tasks-table", DataTable)
+        first = [str(k.value) for k in table.rows]
+        assert len(first) == 3 and table.cursor_row == 0
+        await pilot.press("up")  # the first page's first row: no earlier page
+        await app.reads.settled()
+        assert [str(k.value) for k in table.rows] == first and app.screen.page_offset == 0  # type: ignore[attr-defined]
+        await pilot.press("down", "down", "down")
+        await app.reads.settled()
+        await pilot.pause()
+        assert len(table.rows) == 1 and table.cursor_row == 0 and app.screen.page_offset == 3  # type: ignore[attr-defined]
+        await pilot.press("down")  # the last task: nothing after it
+        await app.reads.settled()
+        assert app.screen.page_offset == 3  # type: ignore[attr-defined]
+        await pilot.press("up")
+        await app.reads.settled()
+        await pilot.pause()
+        assert [str(k.value) for k in table.rows] == first and table.cursor_row == 2

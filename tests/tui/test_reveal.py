@@ -16,6 +16,7 @@ from core.audit import list_events
 from core.mfa import MfaSession, code_at
 from core.reveal import reveal_account
 from storage.inventory import upsert_account, upsert_asset
+from tests.tui.test_defects import until
 from tui.modals.enrol import EnrolModal
 from tui.modals.otp import OtpModal
 from tui.modals.reveal import MASK, RevealModal
@@ -105,7 +106,8 @@ async def test_reveal_flow_masks_shows_hides_and_copies(setup):
         await pilot.pause()
         assert SECRET in screen_text(app)
 
-        await pilot.pause(1.3)  # the 1 s hide time from the settings
+        # The 1 s hide time from the settings: the app's own timer masks it again.
+        await until(pilot, lambda: SECRET not in screen_text(app), "the secret to be masked again", timeout=10)
         hidden = screen_text(app)
         assert SECRET not in hidden and MASK in hidden
 

@@ -33,8 +33,10 @@ async def settle(pilot: Pilot) -> None:
         await app.reads.settled()  # type: ignore[attr-defined]
         await pilot.pause()
         # A table filled from a read sizes its columns on its next idle turn: the picture waits for that too.
+        # The task form's live preview is debounced (a timer, then a read): wait for the timer to have fired.
         if not app.reads.pending and not any(  # type: ignore[attr-defined]
-                table._require_update_dimensions for screen in app.screen_stack for table in screen.query(DataTable)):
+                table._require_update_dimensions for screen in app.screen_stack for table in screen.query(DataTable)) \
+                and not any(getattr(screen, "_preview_timer", None) is not None for screen in app.screen_stack):
             return
 
 

@@ -121,14 +121,16 @@ class AuditScreen(ModeScreen):
 
     def _show_page(self, data: tuple[list[AuditEventInfo], int], then: Callable[[], None] | None) -> None:
         events, total = data
-        table = self.query_one("#audit-table", DataTable)
-        table.clear()
+        table = self.query_one("#audit-table", PlainTable)
+        cells = []
         for e in events:
             detail = json.dumps(e.detail, sort_keys=True, ensure_ascii=False) if e.detail else ""
             # Text, not str: DataTable reads a str as markup, and names come from users.
-            table.add_row(str(e.id), e.ts.strftime("%Y-%m-%d %H:%M:%S"), Text(e.actor), Text(e.action),
-                          Text(f"{e.object_type}:{e.object_id}" if e.object_type else e.object_id), Text(e.source),
-                          Text(detail[:80] + ("\u2026" if len(detail) > 80 else "")), key=str(e.id))
+            cells.append((str(e.id), (str(e.id), e.ts.strftime("%Y-%m-%d %H:%M:%S"), Text(e.actor), Text(e.action),
+                                      Text(f"{e.object_type}:{e.object_id}" if e.object_type else e.object_id),
+                                      Text(e.source), Text(detail[:80] + ("\u2026" if len(detail) > 80 else "")))))
+        if table.show_rows(cells):
+            table.move_cursor(row=0)  # a new page starts at its top, as clear() did
         self._events = {str(e.id): e for e in events}
         self._last_id = events[-1].id if events else None
         page = len(self._page_starts)

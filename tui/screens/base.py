@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Footer, Input
 from core.context import Context
 from tui.reads import ThreadedReads
 from tui.widgets.mode_bar import ModeBar
+from tui.widgets.table import PlainTable
 
 if TYPE_CHECKING:
     from tui.app import KeyturnApp
@@ -31,6 +32,8 @@ class ModeScreen(ThreadedReads):
     (through read_in_thread: the UI thread never waits on the database)."""
 
     MODE = ""
+    PAGED_TABLE = ""  # id of the table [ ] page through (its screen has page_offset, total and action_page)
+    _turning = 0  # a page turned by the cursor: 1 puts the cursor on its first row, -1 on its last
     BINDINGS = [Binding("escape", "leave_input", "Leave field", show=False)]
 
     @property
@@ -64,6 +67,24 @@ class ModeScreen(ThreadedReads):
                 self.set_focus(table)
             else:
                 self.set_focus(None)
+
+    def on_plain_table_past_edge(self, event: PlainTable.PastEdge) -> None:
+        """The cursor went past the last (first) row of the paged table: the next (previous) page, if any."""
+        page = getattr(self, "action_page", None)
+        if page is None or not self.PAGED_TABLE or event.table.id != self.PAGED_TABLE:
+            return
+        event.stop()
+        offset, total = getattr(self, "page_offset", 0), getattr(self, "total", 0)
+        if (event.step < 0 and offset == 0) or (event.step > 0 and offset + event.table.row_count >= total):
+            return
+        self._turning = event.step
+        page(event.step)
+
+    def place_cursor(self, table: DataTable) -> None:
+        """After a page arrived: a page turned by the cursor puts it on its first (or last) row."""
+        step, self._turning = self._turning, 0
+        if step and table.row_count:
+            table.move_cursor(row=0 if step > 0 else table.row_count - 1)
 
     def on_screen_resume(self) -> None:
         """Load when shown: the first time, and again after another mode was shown (data may have changed).

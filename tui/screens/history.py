@@ -15,13 +15,14 @@ from tui.widgets.format import duration, status_text, when
 from tui.widgets.run_panel import RunPanel
 from tui.widgets.table import PlainTable
 
-PAGE = 200
+PAGE = 100  # about three screens at 120x40: the UI thread measures and draws every row a table holds
 
 
 class HistoryScreen(ModeScreen):
     """Executions (Enter opens one) above the live runs panel (x cancels the highlighted run)."""
 
     MODE = "history"
+    PAGED_TABLE = "executions-table"
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("x", "cancel_run", "Cancel run"),
@@ -32,6 +33,7 @@ class HistoryScreen(ModeScreen):
     def __init__(self) -> None:
         super().__init__()
         self.page_offset = 0
+        self.total = 0
 
     def compose_body(self) -> ComposeResult:
         yield Label("", markup=False, id="history-count", classes="section-title")
@@ -54,18 +56,20 @@ class HistoryScreen(ModeScreen):
         self.query_one(RunPanel).refresh_runs()
 
     def _show_page(self, data: tuple[int, int, list[ExecutionInfo]]) -> None:
-        total, self.page_offset, rows = data
+        self.total, self.page_offset, rows = data
+        total = self.total
         now = self.now()
-        table = self.query_one("#executions-table", DataTable)
+        table = self.query_one("#executions-table", PlainTable)
         cursor = table.cursor_row
-        table.clear()
+        cells = []
         for e in rows:
             took = (e.finished_at - e.started_at).total_seconds() if e.finished_at else None
-            table.add_row(str(e.id), e.task_name, e.trigger, when(e.started_at, now), duration(took),
-                          status_text(e.status), str(e.succeeded), str(e.failed), str(e.unverified),
-                          key=str(e.id))
+            cells.append((str(e.id), (str(e.id), e.task_name, e.trigger, when(e.started_at, now), duration(took),
+                                      status_text(e.status), str(e.succeeded), str(e.failed), str(e.unverified))))
+        table.show_rows(cells)
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
+        self.place_cursor(table)
         last = self.page_offset + len(rows)
         self.query_one("#history-count", Label).update(
             f"Executions {self.page_offset + 1 if rows else 0}-{last} of {total}  ([ ] page)")

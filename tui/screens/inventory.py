@@ -6,6 +6,7 @@ its fingerprint.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.text import Text
@@ -27,13 +28,14 @@ from tui.screens.base import ModeScreen, page_bindings
 from tui.widgets.format import plural, ago, status_text
 from tui.widgets.table import PlainTable
 
-PAGE = 200
+PAGE = 100  # about three screens at 120x40: the UI thread measures and draws every row a table holds
 
 
 class InventoryScreen(ModeScreen):
     """Nodes, assets and accounts."""
 
     MODE = "inventory"
+    PAGED_TABLE = "assets-table"
     BINDINGS = [
         Binding("n", "new", "New"),
         Binding("e", "edit", "Edit"),
@@ -53,6 +55,7 @@ class InventoryScreen(ModeScreen):
         super().__init__()
         self.node: str | None = None
         self.page_offset = 0
+        self.total = 0
         self.drift_only = False  # D: only assets holding an account whose newest heartbeat is not ok
         self._assets: dict[str, AssetInfo] = {}
 
@@ -113,18 +116,21 @@ class InventoryScreen(ModeScreen):
 
     def _show_assets(self, data: tuple[list[NodeInfo], int, int, list[AssetInfo]]) -> None:
         nodes, total, self.page_offset, assets = data
+        self.total = total
         self._fill_tree(nodes)
-        table = self.query_one("#assets-table", DataTable)
+        table = self.query_one("#assets-table", PlainTable)
         cursor = table.cursor_row
-        table.clear()
         self._assets = {a.name: a for a in assets}
+        cells = []
         for a in assets:
             address = a.address if a.port == 22 else f"{a.address}:{a.port}"
             pinned = Text("pinned", "green") if a.host_keys else Text("NONE", "bold red")
-            table.add_row(a.name, pinned, address, a.platform, Text("yes", "green") if a.active else Text("no", "dim"),
-                          ",".join(a.nodes) or "-", key=a.name)
+            cells.append((a.name, (a.name, pinned, address, a.platform,
+                                   Text("yes", "green") if a.active else Text("no", "dim"), ",".join(a.nodes) or "-")))
+        table.show_rows(cells)
         if assets:
             table.move_cursor(row=min(max(cursor, 0), len(assets) - 1))
+        self.place_cursor(table)
         where = (f" in {self.node}" if self.node else "") + (" with drift (D: all)" if self.drift_only else "")
         self.query_one("#assets-count", Label).update(
             f"Assets{where} {self.page_offset + 1 if assets else 0}-{self.page_offset + len(assets)} of {total}")
@@ -147,16 +153,14 @@ class InventoryScreen(ModeScreen):
 
     def _fill_accounts(self, data: tuple[str, list[AccountInfo]]) -> None:
         name, accounts = data
-        table = self.query_one("#accounts-table", DataTable)
+        table = self.query_one("#accounts-table", PlainTable)
         cursor = table.cursor_row
-        table.clear()
         now = self.now()
         self.query_one("#accounts-title", Label).update(f"Accounts on {name} ({len(accounts)})")
-        for acc in accounts:
-            table.add_row(acc.username, status_text(acc.last_status) if acc.last_status else "-",
-                          "ssh key" if acc.secret_type == "ssh_key" else "password", ago(acc.last_changed_at, now),
-                          str(acc.version), "yes" if acc.privileged else "", "yes" if acc.can_change else "no",
-                          key=str(acc.id))
+        table.show_rows((str(acc.id), (acc.username, status_text(acc.last_status) if acc.last_status else "-",
+                                       "ssh key" if acc.secret_type == "ssh_key" else "password",
+                                       ago(acc.last_changed_at, now), str(acc.version), "yes" if acc.privileged else "",
+                                       "yes" if acc.can_change else "no")) for acc in accounts)
         if accounts and name == getattr(self, "_accounts_of", None):
             table.move_cursor(row=min(max(cursor, 0), len(accounts) - 1))
         self._accounts_of = name
@@ -222,7 +226,10 @@ class InventoryScreen(ModeScreen):
             return
         name = self._need_asset()
         if name is not None:
-            self.app.push_screen(AssetFormModal(self.ctx, svc.get_asset(self.ctx, name)), self._saved)
+            ctx = self.ctx
+            self.read_in_thread("asset", lambda: svc.get_asset(ctx, name),
+                                lambda asset: self.app.push_screen(AssetFormModal(self.ctx, asset), self._saved),
+                                name=f"Opening asset {name}")
 
     def _saved(self, asset: AssetInfo | None) -> None:
         if asset:
@@ -237,8 +244,11 @@ class InventoryScreen(ModeScreen):
         name = self._need_asset()
         if name is None:
             return
-        count = svc.asset_to_remove(self.ctx, name).accounts
+        ctx = self.ctx
+        self.read_in_thread("asset", lambda: svc.asset_to_remove(ctx, name).accounts,
+                            lambda count: self._ask_remove(name, count), name=f"Opening asset {name}")
 
+    def _ask_remove(self, name: str, count: int) -> None:
         def done(yes: bool | None) -> None:
             if yes:
                 svc.remove_asset(self.ctx, name)
@@ -336,22 +346,29 @@ class InventoryScreen(ModeScreen):
         self.kt.reveal_account(int(key))
 
     # -- accounts of the highlighted asset -------------------------------------------------------------
-    def _need_account(self) -> tuple[str, AccountInfo] | None:
-        """The highlighted asset and its highlighted account, or None after saying what is missing."""
+    def _need_account(self, then: Callable[[str, AccountInfo], None]) -> None:
+        """Call then(asset, account) with the highlighted asset and its highlighted account, read afresh in a
+        thread worker; or say what is missing."""
         asset = self._need_asset()
         table = self.query_one("#accounts-table", DataTable)
         if asset is None:
-            return None
+            return
         if not table.row_count:
             self.notify(f"No account on {asset} (a adds one)", severity="warning")
-            return None
+            return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        account = next((a for a in svc.list_accounts(self.ctx, asset=asset) if str(a.id) == key), None)
-        if account is None:  # removed elsewhere since the table was filled
-            self.reload()
-            self.notify("That account is gone", severity="warning")
-            return None
-        return asset, account
+        ctx = self.ctx
+
+        def found(account: AccountInfo | None) -> None:
+            if account is None:  # removed elsewhere since the table was filled
+                self.reload()
+                self.notify("That account is gone", severity="warning")
+                return
+            then(asset, account)
+
+        self.read_in_thread(
+            "account", lambda: next((a for a in svc.list_accounts(ctx, asset=asset) if str(a.id) == key), None),
+            found, name=f"Opening an account of {asset}")
 
     def action_add_account(self) -> None:
         """Add an account to the highlighted asset (its secret typed into a masked field)."""
@@ -366,11 +383,8 @@ class InventoryScreen(ModeScreen):
         """Change the highlighted account: privileged, changeable, or a new secret."""
         if not self.kt.permit("edit"):
             return
-        chosen = self._need_account()
-        if chosen is not None:
-            asset, account = chosen
-            self.app.push_screen(AccountFormModal(self.ctx, asset, account),
-                                 lambda outcome: self._account_saved(asset, outcome))
+        self._need_account(lambda asset, account: self.app.push_screen(
+            AccountFormModal(self.ctx, asset, account), lambda outcome: self._account_saved(asset, outcome)))
 
     def _account_saved(self, asset: str, saved: tuple[str, str] | None) -> None:
         if saved:
@@ -382,11 +396,17 @@ class InventoryScreen(ModeScreen):
         """Remove the highlighted account with its secret and history (after a confirmation)."""
         if not self.kt.permit("edit"):
             return
-        chosen = self._need_account()
-        if chosen is None:
-            return
-        asset, account = chosen
-        gone = svc.account_to_remove(self.ctx, asset, account.username, account.secret_type)
+        ctx = self.ctx
+
+        def chosen(asset: str, account: AccountInfo) -> None:
+            self.read_in_thread("account-removal", lambda: svc.account_to_remove(ctx, asset, account.username,
+                                                                         account.secret_type),
+                                self._ask_remove_account, name=f"Opening account {account.username}@{asset}")
+
+        self._need_account(chosen)
+
+    def _ask_remove_account(self, gone: svc.AccountRemoval) -> None:
+        asset = gone.asset
         kind = "SSH key" if gone.secret_type == "ssh_key" else "password"
 
         def done(yes: bool | None) -> None:

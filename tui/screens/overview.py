@@ -90,12 +90,11 @@ class OverviewScreen(ModeScreen):
 
     def _show_attention(self, rows: list[AttentionRow]) -> None:
         now = self.now()
-        table = self.query_one("#attention-table", DataTable)
+        table = self.query_one("#attention-table", PlainTable)
         keep = table.cursor_row
-        table.clear()
-        for row in rows:
-            table.add_row(row.asset_name, row.username, status_text(row.status), when(row.created_at, now),
-                          row.task_name, clip(row.error, 60), key=str(row.record_id))
+        table.show_rows((str(row.record_id), (row.asset_name, row.username, status_text(row.status),
+                                              when(row.created_at, now), row.task_name, clip(row.error, 60)))
+                        for row in rows)
         if rows:
             table.move_cursor(row=min(max(keep, 0), len(rows) - 1))
 

@@ -24,6 +24,7 @@ class RecordsScreen(ModeScreen):
     """Change records newest first; filters by status, task and text are applied by the database."""
 
     MODE = "records"
+    PAGED_TABLE = "records-table"
     BINDINGS = [
         Binding("v", "reveal", "Reveal"),
         Binding("y", "retry", "Retry"),
@@ -117,14 +118,13 @@ class RecordsScreen(ModeScreen):
     def _show_page(self, data: tuple[int, int, list[RecordInfo]]) -> None:
         self.total, self.page_offset, rows = data
         now = self.now()
-        table = self.query_one("#records-table", DataTable)
+        table = self.query_one("#records-table", PlainTable)
         cursor = table.cursor_row
-        table.clear()
-        for r in rows:
-            table.add_row(str(r.id), when(r.created_at, now), r.asset_name, r.username, r.task_name,
-                          str(r.execution_id), status_text(r.status), clip(r.error, 40), key=str(r.id))
+        table.show_rows((str(r.id), (str(r.id), when(r.created_at, now), r.asset_name, r.username, r.task_name,
+                                     str(r.execution_id), status_text(r.status), clip(r.error, 40))) for r in rows)
         if rows:
             table.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
+        self.place_cursor(table)
         self.query_one("#records-count", Label).update(
             f"Records {self.page_offset + 1 if rows else 0}-{self.page_offset + len(rows)} of {self.total}  ([ ] page, / search)")
 

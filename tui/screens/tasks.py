@@ -10,23 +10,26 @@ from textual.widgets import DataTable, Label
 from core import tasks
 from core.errors import KeyturnError
 from core.targets import Preview, visible_preview
-from core.services.views import TaskRow, task_rows
+from core.services.views import TaskRow, task_names, task_rows
 from core.stepup import StepUpRequired
 from tui.modals.confirm import ConfirmModal
 from tui.modals.preview import PreviewModal
 from tui.modals.prompt import PromptModal
 from tui.modals.task_form import TaskFormModal, task_name_validators
-from tui.screens.base import ModeScreen
+from tui.screens.base import ModeScreen, page_bindings
 from tui.widgets.format import plural, ago, clip, status_text
 from tui.widgets.table import PlainTable
 
-TASK_LIMIT = 5000
+# A page, not the whole list: a DataTable measures and renders every row it holds on the UI thread, and 1,000
+# tasks at once held it for 0.1-0.3 s (benchmarks/tui_scale.py); [ ] pages, like Records and History.
+PAGE = 100
 
 
 class TasksScreen(ModeScreen):
     """The task list; n/e/c/d manage tasks, r runs one now, a toggles active, p previews targets."""
 
     MODE = "tasks"
+    PAGED_TABLE = "tasks-table"
     BINDINGS = [
         Binding("n", "new", "New"),
         Binding("e,enter", "edit", "Edit"),
@@ -36,7 +39,13 @@ class TasksScreen(ModeScreen):
         Binding("d", "delete", "Delete"),
         Binding("c", "copy", "Copy", show=False),
         Binding("a", "toggle_active", "Active on/off", show=False),
+        *page_bindings(),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.page_offset = 0
+        self.total = 0
 
     def compose_body(self) -> ComposeResult:
         yield Label("", markup=False, id="tasks-count", classes="section-title")
@@ -49,28 +58,48 @@ class TasksScreen(ModeScreen):
 
     def reload(self, select: str | None = None) -> None:
         """Load the task list (in a thread worker), keeping the cursor on the same task (or on `select`)."""
-        ctx, keep = self.ctx, select or self.selected_name()
-        self.read_in_thread("tasks", lambda: (keep, task_rows(ctx, limit=TASK_LIMIT)), self._show_rows,
-                            name="Loading tasks")
+        ctx, keep, offset = self.ctx, select or self.selected_name(), self.page_offset
 
-    def _show_rows(self, data: tuple[str | None, list[TaskRow]]) -> None:
-        keep, rows = data
+        def page() -> tuple[str | None, int, int, list[TaskRow]]:
+            names = task_names(ctx)  # sorted, as task_rows lists them: `select` is found on its page
+            start = names.index(select) // PAGE * PAGE if select in names else offset
+            start = max(0, min(start, (len(names) - 1) // PAGE * PAGE if names else 0))
+            return keep, len(names), start, task_rows(ctx, offset=start, limit=PAGE)
+
+        self.read_in_thread("tasks", page, self._show_rows, name="Loading tasks")
+
+    def _show_rows(self, data: tuple[str | None, int, int, list[TaskRow]]) -> None:
+        keep, total, self.page_offset, rows = data
+        if (total > PAGE) != (self.total > PAGE):
+            self.refresh_bindings()  # [ ] appear in the footer only when there is another page
+        self.total = total
         keep = self.selected_name() if keep is None else keep
-        table = self.query_one("#tasks-table", DataTable)
+        table = self.query_one("#tasks-table", PlainTable)
         now = self.now()
-        table.clear()
+        cells = []
         for t in rows:
-            targets = self._targets(t)
             last = Text("never", "dim")
             if t.last_status:
                 last = status_text(t.last_status).append(f" {ago(t.last_started_at, now)}", style="")
-            table.add_row(
-                t.name, Text("yes", "green") if t.active else Text("no", "dim"), clip(",".join(t.usernames), 14),
-                targets, t.schedule, last, key=t.name)
-        self.query_one("#tasks-count", Label).update(plural(len(rows), "task"))
+            cells.append((t.name, (t.name, Text("yes", "green") if t.active else Text("no", "dim"),
+                                   clip(",".join(t.usernames), 14), self._targets(t), t.schedule, last)))
+        table.show_rows(cells)
+        shown = plural(total, "task") if total <= PAGE else (
+            f"Tasks {self.page_offset + 1 if rows else 0}-{self.page_offset + len(rows)} of {total}  ([ ] page)")
+        self.query_one("#tasks-count", Label).update(shown)
         if keep and keep in table.rows:
             table.move_cursor(row=table.get_row_index(keep))
+        self.place_cursor(table)
         self._rows = {t.name: t for t in rows}
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool:
+        """[ ] only when the tasks fill more than one page (the footer at 80 columns has no room to spare)."""
+        return False if action == "page" and self.total <= PAGE else True
+
+    def action_page(self, step: int) -> None:
+        """Previous or next page of tasks."""
+        self.page_offset = max(0, self.page_offset + step * PAGE)
+        self.reload(select="")
 
     @staticmethod
     def _targets(t: TaskRow) -> str:
