@@ -405,6 +405,7 @@ class _StepWriter:
     """
 
     IDLE_SECONDS = 0.5
+    LINGER_SECONDS = 0.02
 
     def __init__(self, run: "_Run") -> None:
         self._run = run
@@ -436,6 +437,14 @@ class _StepWriter:
                 if not self._queue:
                     self._running = False
                     return
+                # Only settles waiting: no thread waits for them, and a host's next `pushing` mark follows its
+                # push within milliseconds: wait a little for it, to commit both in one transaction.
+                end = time.monotonic() + self.LINGER_SECONDS
+                while not any(isinstance(item[0], rec.PushingStep) for item in self._queue):
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
                 batch, self._queue = self._queue, []
             results: list[rec.StepResult]
             try:
