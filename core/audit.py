@@ -133,8 +133,26 @@ def record_event(ctx: Context, action: str, object_type: str, object_id: object,
 
 def list_events(ctx: Context, *, limit: int = 50, before_id: int | None = None, action: str | None = None,
                 actor: str | None = None) -> list[AuditEventInfo]:
-    """Newest events first (before_id pages back; action 'mfa.*' matches a prefix)."""
-    return store.list_events(ctx.db, limit=limit, before_id=before_id, action=action, actor=actor)
+    """Newest events first (before_id pages back; action 'mfa.*' matches a prefix); for an operator limited to
+    node subtrees only their own events and events about what lies in the scope (visible_events)."""
+    return store.list_events(ctx.db, limit=limit, before_id=before_id, action=action, actor=actor,
+                             visible=visible_events(ctx))
+
+
+def count_events(ctx: Context) -> int:
+    """How many events list_events can page through for the acting person."""
+    return store.count_events(ctx.db, visible=visible_events(ctx))
+
+
+def visible_events(ctx: Context):  # type: ignore[no-untyped-def]
+    """The where-clause limiting a scoped operator's audit reads (storage.scopes.audit_visible); None: all."""
+    from core.scopes import scope_filter, visible_tasks
+    from storage.scopes import audit_visible
+
+    scope = scope_filter(ctx)
+    if scope is None or not ctx.operator:
+        return None
+    return audit_visible(ctx.operator, scope, visible_tasks(ctx) or frozenset())
 
 
 def verify_chain(ctx: Context, expect_head: tuple[int, str] | None = None) -> VerifyResult:

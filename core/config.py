@@ -11,6 +11,13 @@ from typing import Any, Mapping
 from core.errors import ConfigError
 
 
+# Defaults of the long-running commands, here (not in core.scheduler / core.workers) so that the command line
+# can show them in its help without loading the engine.
+DEFAULT_WORKERS = 4  # `keyturn scheduler`: tasks run at once at most
+DEFAULT_LEASE_SECONDS = 60.0  # `keyturn worker`: how long a unit stays a worker's without a renewal
+DEFAULT_POLL_SECONDS = 2.0  # `keyturn worker`: seconds between looks for queued units when idle
+
+
 def default_home(env: Mapping[str, str]) -> Path:
     """Data directory: KEYTURN_HOME, else $XDG_DATA_HOME/keyturn, else ~/.local/share/keyturn."""
     if env.get("KEYTURN_HOME"):
@@ -53,7 +60,7 @@ class Settings:
     reveal_hide_seconds: int = 30
     scheduler_poll_seconds: float = 30.0
     audit_syslog: str = ""  # syslog socket (e.g. /dev/log, read by journald) each audit event is forwarded to
-    allowed_programs: str = ""  # comma-separated absolute paths a task may name besides chpasswd (root runs them)
+    allowed_programs: str = ""  # comma-separated programs a task may name beyond the built-in lists: chpasswd, shells, sudo commands (with their arguments)
     config_path: Path | None = None
 
     @property

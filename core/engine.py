@@ -710,8 +710,11 @@ def _check_and_lock(ctx: Context, spec: TaskSpec, planned: list[_Planned], kind:
     the lock holder. kind names the holder ("run" in-process, "queue" for workers)."""
     assert spec.id is not None
     from core.runguard import check_run
+    from core.stepup import require_step_up
 
     check_run(ctx, spec, ((p.asset_id, p.asset_name) for p in planned))
+    # A run pushes new secrets to the task's targets: a fresh code from the person (the scheduler needs none).
+    require_step_up(ctx, ctx.mfa, "task.run", "run")
     holder = holder_id(f"{kind}-{os.urandom(4).hex()}-st{process_start_time(os.getpid())}")
     if not acquire_task_lock(ctx.db, spec.id, holder):
         raise KeyturnError(f"task {spec.name} is already running ({lock_holder(ctx.db, spec.id) or 'another run'})")
@@ -806,10 +809,8 @@ def _renew_lock(db, task_id: int, holder: str, stop: threading.Event) -> None:  
 
 
 def _audit(ctx: Context, action: str, execution_id: int, detail: dict) -> None:
-    try:
-        from core.audit import record_event
-    except ImportError:
-        return
+    from core.audit import record_event
+
     try:
         record_event(ctx, action, "execution", execution_id, detail)
     except Exception:  # noqa: BLE001 - the audit trail must not break a rotation in flight

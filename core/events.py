@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from core.wording import plural
+
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
@@ -36,7 +38,7 @@ class ExecutionStarted(Event):
     assets: int
 
     def text(self) -> str:
-        return f"execution {self.execution_id} of {self.task_name} started ({self.trigger}): {self.total} accounts on {self.assets} assets"
+        return f"execution {self.execution_id} of {self.task_name} started ({self.trigger}): {plural(self.total, 'account')} on {plural(self.assets, 'asset')}"
 
 
 @dataclass(frozen=True)

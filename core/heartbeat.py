@@ -148,6 +148,8 @@ def run_heartbeat(ctx: Context, task_name: str, *, cancel: threading.Event | Non
 
     reconcile (default: the task's reconcile_drift option) then gives rejected accounts a new secret.
     """
+    from core.runguard import check_scope
+    from core.scopes import task_in_scope, task_visible
     from core.targets import preview
     from storage.tasks import get_task
 
@@ -155,9 +157,13 @@ def run_heartbeat(ctx: Context, task_name: str, *, cancel: threading.Event | Non
 
     try:
         spec = get_task(ctx.db, task_name)
+        task_visible(ctx, spec.id, task_name)  # a task outside the acting operator's scope is not there
     except NotFound:
         raise InputError(f"task: no task named {task_name!r}") from None
     targets = preview(ctx, spec).targets
+    # Logging in with the vault's secrets is acting on the hosts: the whole task must lie in the scope.
+    task_in_scope(ctx, spec, "check")
+    check_scope(ctx, spec, ((t.asset_id, t.asset_name) for t in targets))
     timeouts = Timeouts.from_settings(ctx.settings)
     cancel = cancel or threading.Event()
     by_asset: dict[int, list[int]] = defaultdict(list)

@@ -25,7 +25,6 @@ from core.errors import InputError, KeyturnError
 from storage.db import Database
 from storage.inventory import list_assets, get_asset_row, pin_host_key
 from storage.types import AssetInfo, ImportSummary, fingerprint_sha256
-from core.ssh import LEGACY_ALGORITHMS
 
 # One Transport per type: a server presents one host key per connection, the one the client prefers.
 # rsa-sha2-512 asks for the RSA key (its key type is still reported as ssh-rsa).
@@ -198,10 +197,12 @@ def plan_known_hosts(entries: list[KnownHostsEntry], assets: list[AssetInfo], so
 
 
 def import_known_hosts(db: Database, path: Path, source: str | None = None, *,
-                       before_commit: Callable[[Session, ImportSummary], None] | None = None) -> ImportSummary:
+                       before_commit: Callable[[Session, ImportSummary], None] | None = None,
+                       before_write: Callable[[], None] | None = None) -> ImportSummary:
     """Pin keys from a known_hosts file onto existing assets, all in one transaction (or nothing).
 
-    before_commit runs inside that transaction (the audit event commits with the pins, or neither does).
+    before_commit runs inside that transaction (the audit event commits with the pins, or neither does);
+    before_write once the file is read and planned, before the transaction (a step-up check).
     """
     source = source or str(path)
     try:
@@ -213,6 +214,8 @@ def import_known_hosts(db: Database, path: Path, source: str | None = None, *,
     entries = parse_known_hosts(text, source)
     plan = plan_known_hosts(entries, list_assets(db), source)
     summary = ImportSummary(unchanged=plan.unchanged, messages=list(plan.messages))
+    if before_write is not None:
+        before_write()
     with db.write() as s:
         for name, key_type, b64, _line in plan.pins:
             if pin_host_key(s, get_asset_row(s, name), key_type, b64, source="known_hosts"):
@@ -227,7 +230,9 @@ def import_known_hosts(db: Database, path: Path, source: str | None = None, *,
 # -- fetching keys from a live server ------------------------------------------------------------------
 def _fetch_one(address: str, port: int, key_type: str | None, timeout: float) -> tuple[str, str] | None:
     """The host key the server presents when key_type is the only one we accept; None if it has none."""
-    import paramiko
+    import paramiko  # here, with core.ssh: listing and pinning keys needs neither
+
+    from core.ssh import LEGACY_ALGORITHMS
 
     try:
         sock = socket.create_connection((address, port), timeout=timeout)

@@ -64,7 +64,8 @@ from sqlmodel import Session
 
 from core.errors import InputError
 from core.names import check_username
-from core.values import check_private_key, parse_platform, parse_secret_type
+from core.values import FORMATS as FORMATS, check_private_key, parse_platform, parse_secret_type
+from core.wording import plural
 from storage.db import Database
 from storage.inventory import (
     BULK_BATCH, AccountItem, AssetItem, bulk_ensure_nodes, bulk_upsert_accounts, bulk_upsert_assets, normalize_node_path,
@@ -73,7 +74,6 @@ from storage.inventory import (
 from storage.tables import utcnow
 from storage.types import ImportSummary
 
-FORMATS: tuple[str, ...] = ("csv", "yaml", "ansible")
 DB_OPTION_KEYS: tuple[str, ...] = ("database", "tls", "ca_file", "connect_timeout", "command_timeout", "gateway")
 CSV_COLUMNS: tuple[str, ...] = (
     "asset", "address", "port", "platform", "nodes", "active", "comment", "username", "secret_type", "secret",
@@ -1102,7 +1102,7 @@ def apply_inventory(db: Database, inv: Inventory, *, before_commit: BeforeCommit
         if conflicts:
             # Raising rolls the whole transaction back: nothing of the file is written.
             raise ImportConflict("\n".join([
-                f"{len(conflicts)} account(s) hold a secret keyturn rotated; the file would put an older one back "
+                f"{plural(len(conflicts), 'account')} {'holds' if len(conflicts) == 1 else 'hold'} a secret keyturn rotated; the file would put an older one back "
                 "(nothing was imported; re-import with --overwrite-rotated to replace them anyway, the rotated "
                 "secrets then stay in history):", *conflicts]))
         if before_commit is not None:

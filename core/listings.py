@@ -7,17 +7,18 @@ the storage queries (one sub-select on asset_node), so pages and counts stay exa
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from core.context import Context
-from core.scopes import scope_filter
+from core.scopes import asset_in_scope, scope_filter, visible_tasks
 from storage import inventory as inv
 from storage import queries as q
 from storage.types import AccountInfo, AssetInfo, ExecutionInfo, RecordInfo
 
-__all__ = ["attention_accounts", "count_assets", "count_executions", "count_records", "execution_detail",
+__all__ = ["asset_choices", "attention_accounts", "count_assets", "count_executions", "count_records", "execution_detail",
            "list_accounts", "list_assets", "list_executions", "list_records", "overview_stats", "records_by_id",
-           "retryable_records"]
+           "retryable_records", "task_names", "task_rows"]
 
 
 def list_assets(ctx: Context, *, node: str | None = None, search: str = "", offset: int = 0,
@@ -34,7 +35,10 @@ def count_assets(ctx: Context, *, node_ids: set[int] | None = None, search: str 
 
 def list_accounts(ctx: Context, *, asset: str | None = None, offset: int = 0,
                   limit: int | None = None) -> list[AccountInfo]:
-    """Accounts on assets in scope, sorted by asset then user."""
+    """Accounts on assets in scope, sorted by asset then user; of one asset outside the scope: NotFound, as for
+    an asset that does not exist."""
+    if asset:
+        asset_in_scope(ctx, asset)
     return inv.list_accounts(ctx.db, asset=asset, offset=offset, limit=limit, scope=scope_filter(ctx))
 
 
@@ -76,15 +80,57 @@ def count_executions(ctx: Context, *, task: str | None = None) -> int:
 
 
 def execution_detail(ctx: Context, execution_id: int) -> tuple[ExecutionInfo, list[RecordInfo]]:
-    """One execution and its records in scope; LookupError when it has none there."""
-    return q.execution_detail(ctx.db, execution_id, scope=scope_filter(ctx))
+    """One execution and its records in scope; LookupError when it has none there.
+
+    For a scoped operator the counts are those of the records in scope (storage does that in SQL) and the log
+    keeps only the lines about an asset in scope (visible_log)."""
+    scope = scope_filter(ctx)
+    info, records = q.execution_detail(ctx.db, execution_id, scope=scope)
+    if scope is not None:
+        info = replace(info, log=visible_log(info.log, {r.asset_name for r in records}))
+    return info, records
+
+
+def _log_subject(line: str) -> str:
+    # "<time> <asset>: ..." or "<time> reconcile: <asset>: ..." -> the asset; anything else -> "".
+    _, _, rest = line.partition(" ")
+    if rest.startswith("reconcile: "):
+        rest = rest[len("reconcile: "):]
+    subject, sep, _ = rest.partition(": ")
+    return subject if sep and " " not in subject else ""
+
+
+def visible_log(log: str, assets: set[str]) -> str:
+    """The lines of an execution log about one of assets; lines about the whole run (its start and its
+    counts) or about any other asset are left out (not counted either), and a last line says so. Default deny:
+    a line whose subject is not an asset in scope is never shown."""
+    lines = log.splitlines()
+    kept = [line for line in lines if _log_subject(line) in assets]
+    if len(kept) < len(lines):
+        kept.append("(lines about the whole run or about assets outside your scope are not shown)")
+    return "\n".join(kept)
 
 
 def overview_stats(ctx: Context, now: datetime, days: int = 30) -> q.OverviewStats:
     """The Overview's counts, limited to scope."""
-    return q.overview_stats(ctx.db, now, days, scope=scope_filter(ctx))
+    return q.overview_stats(ctx.db, now, days, scope=scope_filter(ctx), task_ids=visible_tasks(ctx))
 
 
 def attention_accounts(ctx: Context, limit: int = 200) -> list[q.AttentionRow]:
     """Accounts in scope whose newest change failed or is unverified."""
     return q.attention_accounts(ctx.db, limit, scope=scope_filter(ctx))
+
+
+def task_rows(ctx: Context, *, search: str = "", offset: int = 0, limit: int = 500) -> list[q.TaskRow]:
+    """Tasks the acting operator may see (core.scopes.visible_tasks) with their target counts and last run."""
+    return q.task_rows(ctx.db, search=search, offset=offset, limit=limit, task_ids=visible_tasks(ctx))
+
+
+def task_names(ctx: Context) -> list[str]:
+    """Names of the tasks the acting operator may see, sorted."""
+    return q.task_names(ctx.db, task_ids=visible_tasks(ctx))
+
+
+def asset_choices(ctx: Context, *, search: str = "", limit: int = 200) -> list[tuple[str, str]]:
+    """(name, address) of assets in scope matching search: the task form's asset picker."""
+    return q.asset_choices(ctx.db, search=search, limit=limit, scope=scope_filter(ctx))

@@ -291,8 +291,18 @@ def send_execution_report(ctx: Context, execution_id: int) -> str | None:
 
     Never raises for a delivery problem and never changes records or accounts: the error is only stored
     in Execution.mail_error (cleared on success). No recipients: nothing is sent, no error. Raises NotFound
-    only for an execution id that does not exist.
+    only for an execution id that does not exist (or, for an operator limited to node subtrees, that has no
+    record in their scope: core.listings).
     """
+    if ctx.operator:
+        from core.listings import execution_detail
+        from core.scopes import scope_filter
+
+        if scope_filter(ctx) is not None:
+            try:
+                execution_detail(ctx, execution_id)
+            except LookupError:
+                raise NotFound(f"execution {execution_id} does not exist") from None
     try:
         data = execution_report_data(ctx.db, execution_id)
     except NotFound:

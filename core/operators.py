@@ -14,7 +14,6 @@ from core.audit import record_event_in
 from core.context import Context
 from core.errors import InputError, PermissionDenied
 from core.mfa import MfaSession, new_secret, provisioning_uri, verify_code
-from core.qr import qr_halfblocks
 from storage import operators as store
 from storage.operators import OperatorInfo
 
@@ -73,11 +72,14 @@ def require(ctx: Context, action: str) -> None:
                                f"{who} runs `{ENROL_HINT}` at their own terminal")
 
 
-def require_admin(ctx: Context, mfa: MfaSession) -> None:
-    """Managing operators: once any operator is confirmed, only a confirmed operator who gave a code may."""
-    require(ctx, "edit")
-    if is_enforcing(ctx) and not mfa.unlocked(ctx.operator):
-        raise PermissionDenied("managing operators needs a TOTP code from the acting operator (--otp CODE)")
+def require_admin(ctx: Context, mfa: MfaSession | None = None) -> None:
+    """Managing operators: once any operator is confirmed, only a confirmed operator who gave a code (within the
+    unlock window of mfa, by default ctx.mfa) may; core.stepup.StepUpRequired ('operator.admin') otherwise.
+
+    Every admin use case here (and core.scopes.set_scope) calls it before it writes."""
+    from core.stepup import require_step_up  # core.stepup imports this module
+
+    require_step_up(ctx, mfa if mfa is not None else ctx.mfa, "operator.admin")
 
 
 def _check_name(name: str) -> str:
@@ -107,6 +109,7 @@ def add_operator(ctx: Context, name: str, email: str) -> OperatorInfo:
     email = (email or "").strip()
     if not _EMAIL.match(email):
         raise InputError(f"email {email!r}: expected an address like name@example.org")
+    require_admin(ctx)
     with ctx.db.write() as s:
         if store.operator_exists(s, name):
             raise InputError(f"operator {name!r} already exists (use `keyturn operator reset-mfa {name}` if they lost "
@@ -141,11 +144,15 @@ def start_enrolment(ctx: Context, name: str | None = None) -> Enrolment:
         store.set_totp_secret(ctx.db, s, name, secret)
         record_event_in(s, ctx, "operator.enrol", "operator", name)
     uri = provisioning_uri(name, secret)
+    from core.qr import qr_halfblocks  # segno only for an enrolment
+
     return Enrolment(name, uri, qr_halfblocks(uri))
 
 
 def reset_mfa(ctx: Context, name: str) -> OperatorInfo:
     """Drop an operator's TOTP secret (lost phone): they cannot reveal or act until they enrol again themselves."""
+    store.get_operator(ctx.db, name)  # NotFound before a code is asked
+    require_admin(ctx)
     with ctx.db.write() as s:
         info = store.clear_totp_secret(s, name)
         record_event_in(s, ctx, "operator.reset_mfa", "operator", name)
@@ -166,6 +173,8 @@ def confirm_enrolment(ctx: Context, name: str, code: str, *, now=None) -> None: 
 
 def remove_operator(ctx: Context, name: str) -> OperatorInfo:
     """Delete an operator (their audit events stay)."""
+    store.get_operator(ctx.db, name)  # NotFound before a code is asked
+    require_admin(ctx)
     with ctx.db.write() as s:
         info = store.remove_operator(s, name)
         record_event_in(s, ctx, "operator.remove", "operator", name, {"email": info.email})

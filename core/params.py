@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.drivers.base import DriverError
 from core.errors import InputError
 from storage.types import HostParams
 
@@ -136,6 +135,7 @@ def parse_assignment(text: str, base_dir: Path | None = None) -> tuple[str, Any]
 
 def validate(params: HostParams) -> None:
     """InputError naming the parameter when the task's parameters cannot work on any asset."""
+    from core.drivers.base import DriverError  # here, not at the top: the CLI reads PARAM_KEYS without the drivers
     from core.drivers.dbconn import check_account_host
     from core.drivers.interactive import build_sequence, check_sequence
     from core.drivers.posix_users import check_user_params

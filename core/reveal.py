@@ -13,10 +13,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.audit import AuditUnavailable, record_event_in
 from core.context import Context
-from core.errors import AmbiguousAccount, InputError, KeyturnError, NothingToReveal, PermissionDenied
+from core.errors import AmbiguousAccount, InputError, KeyturnError, NotFound, NothingToReveal, PermissionDenied
 from core.mfa import MfaSession
 from core.operators import require
-from core.scopes import asset_in_scope
+from core.scopes import asset_in_scope, asset_visible, record_in_scope, scope_of, task_visible
 from storage import operators as store
 from storage.inventory import account_secrets
 
@@ -59,7 +59,8 @@ def _audited(ctx: Context, items: list[RevealedSecret], extra: dict | None = Non
 
 
 def _account_items(ctx: Context, ref: store.AccountRef) -> list[RevealedSecret]:
-    asset_in_scope(ctx, ref.asset_name)  # an operator limited to node subtrees sees no secret outside them
+    if not asset_visible(ctx, ref.asset_name):  # outside the acting operator's scope the account is not there
+        raise NotFound(f"no account with id {ref.account_id}")
     sec = account_secrets(ctx.db, ref.account_id)
     out = []
     base = f"{ref.asset_name} {ref.username}"
@@ -118,6 +119,7 @@ def reveal_pairs(ctx: Context, mfa: MfaSession, pairs: Iterable[tuple[str, str]]
 
 
 def _ids_for(ctx: Context, asset: str, user: str) -> list[int]:
+    asset_in_scope(ctx, asset)  # outside the scope: "no asset named", as for one that does not exist
     try:
         return [store.account_ref(ctx.db, asset, user).account_id]
     except AmbiguousAccount:
@@ -130,8 +132,8 @@ def reveal_record(ctx: Context, mfa: MfaSession, record_id: int, which: str = "n
         raise InputError(f"which: expected 'old' or 'new', got {which!r}", field="which")
     check_reason(reason)
     _gate(ctx, mfa)
+    record_in_scope(ctx, record_id)  # before anything is decrypted; outside the scope the record is not there
     rec = store.record_secrets(ctx.db, record_id)
-    asset_in_scope(ctx, rec.asset_name)
     secret = rec.new_secret if which == "new" else rec.old_secret
     passphrase = rec.new_passphrase if which == "new" else rec.old_passphrase
     base = f"{rec.asset_name} {rec.username}"
@@ -151,9 +153,7 @@ def reveal_task(ctx: Context, mfa: MfaSession, task_name: str, *, reason: str = 
     """Current secrets of every account the task's latest execution worked on."""
     check_reason(reason)
     _gate(ctx, mfa)
-    execution_id, refs = store.latest_execution_accounts(ctx.db, task_name)
-    if execution_id is None:
-        raise KeyturnError(f"task {task_name!r} has not run yet, so it has no accounts to reveal")
+    execution_id, refs = _task_accounts(ctx, task_name)
     items: list[RevealedSecret] = []
     for ref in refs:
         items.extend(_account_items(ctx, ref))
@@ -162,15 +162,39 @@ def reveal_task(ctx: Context, mfa: MfaSession, task_name: str, *, reason: str = 
     return _audited(ctx, items, {"task": task_name, "execution": execution_id, **_why(reason)})
 
 
+def _task_accounts(ctx: Context, task_name: str) -> tuple[int, list[store.AccountRef]]:
+    # A task outside the scope is not there; one reaching outside it is refused whole (no partial reveal).
+    execution_id, refs = store.latest_execution_accounts(ctx.db, task_name)
+    if scope_of(ctx) is not None:
+        from storage.tasks import get_task
+
+        try:
+            task_id = get_task(ctx.db, task_name).id
+        except NotFound:
+            task_id = None
+        task_visible(ctx, task_id, task_name)
+        outside = [r for r in refs if not asset_visible(ctx, r.asset_name)]
+        if outside:
+            n = len(outside)
+            raise PermissionDenied(f"task {task_name}: {n} account{'s' if n != 1 else ''} of its latest run lie"
+                                   f"{'' if n != 1 else 's'} outside your scope; reveal the ones inside one by one "
+                                   "(keyturn reveal ASSET USER)")
+    if execution_id is None:
+        raise KeyturnError(f"task {task_name!r} has not run yet, so it has no accounts to reveal")
+    return execution_id, refs
+
+
 def check_reveal_targets(ctx: Context, *, record: int | None = None, task: str | None = None,
                          pairs: Iterable[tuple[str, str]] = ()) -> None:
     """NotFound for a record, task or account that does not exist, before anyone is asked for a code."""
     if record is not None:
+        record_in_scope(ctx, record)
         store.record_secrets(ctx.db, record)
     elif task:
-        store.latest_execution_accounts(ctx.db, task)
+        _task_accounts(ctx, task)
     else:
         for asset, user in pairs:
+            asset_in_scope(ctx, asset)
             try:
                 store.account_ref(ctx.db, asset, user)
             except AmbiguousAccount:

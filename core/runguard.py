@@ -3,7 +3,9 @@ allow-list, or edited in the database) must not run a program the protected conf
 an operator limited to node subtrees must not change accounts outside them through a task.
 
 Scope rule for runs: **refuse**. A run whose accounts lie partly outside the acting operator's scope is not
-started at all (nothing is pushed, no record is written); the message names the assets outside. Quietly
+started at all (nothing is pushed, no record is written); the message counts the assets outside without naming
+them (outside the scope an asset does not exist for the operator), and a task naming a node or asset outside
+the scope is refused even when nothing is filed there yet (core.scopes.task_in_scope). Quietly
 leaving them out would make the same task do different things depending on who pressed run, and the task's
 own report would claim a run that skipped part of it. Scheduled runs act as keyturn itself (no scope).
 """
@@ -16,37 +18,56 @@ from core.context import Context
 from core.errors import InputError, PermissionDenied
 from storage.types import TaskSpec
 
-MAX_NAMED = 5
-
-
 def check_programs(ctx: Context, spec: TaskSpec) -> None:
-    """InputError naming the task and field when a program path of its parameters is not allowed now."""
-    from core.tasks import _COMMAND_PATH, allowed_programs
+    """InputError naming the task and field when a program its parameters name (chpasswd, a created user's
+    shell, a sudo command) is not allowed now."""
+    from core.tasks import check_program_paths
 
-    path = spec.params.chpasswd_path
-    allowed = allowed_programs(ctx.settings)
-    if not isinstance(path, str) or not _COMMAND_PATH.match(path) or path not in allowed:
-        raise InputError(f"task {spec.name}: chpasswd path {path!r} is not an allowed program (allowed: "
-                         f"{', '.join(allowed)}; more only via allowed_programs in the config file); nothing was run. "
-                         f"Fix it with `keyturn task edit {spec.name} --chpasswd-path chpasswd`")
+    try:
+        check_program_paths(spec.params, ctx.settings)
+    except InputError as exc:
+        fix = ("--chpasswd-path chpasswd" if exc.field == "chpasswd path"
+               else f"--param {'shell' if exc.field == 'shell' else 'sudo'}=...")
+        raise InputError(f"task {spec.name}: {exc}; nothing was run. Fix it with `keyturn task edit {spec.name} {fix}`",
+                         field=exc.field) from None
 
 
 def check_scope(ctx: Context, spec: TaskSpec, assets: Iterable[tuple[int, str]]) -> None:
-    """PermissionDenied when any (asset id, name) the run would touch lies outside the acting operator's scope."""
-    from core.scopes import scope_of
+    """PermissionDenied when any (asset id, name) the run would touch lies outside the acting operator's scope,
+    or when the task names a node or asset outside it (core.scopes.task_in_scope); NotFound for a task the
+    operator may not see at all. Assets outside the scope are counted, never named."""
+    from core.scopes import scope_of, task_in_scope, task_visible
     from storage.scopes import scope_paths
 
     allowed = scope_of(ctx)
     if allowed is None:
         return
-    outside = sorted({name for asset_id, name in assets if asset_id not in allowed})
-    if not outside:
+    task_visible(ctx, spec.id, spec.name)
+    outside = {asset_id for asset_id, _name in assets if asset_id not in allowed}
+    if outside:
+        n = len(outside)
+        raise PermissionDenied(
+            f"task {spec.name}: {n} asset{'s' if n != 1 else ''} of this run lie{'' if n != 1 else 's'} outside your "
+            f"scope ({', '.join(scope_paths(ctx.db, ctx.operator or ''))}); nothing was run. An operator whose scope "
+            "covers them (or the schedule) runs it")
+    task_in_scope(ctx, spec, "run")
+    _dependency_hosts_in_scope(ctx, spec)
+
+
+def _dependency_hosts_in_scope(ctx: Context, spec: TaskSpec) -> None:
+    # A dependency step runs its command on the asset it names (run on): that host is touched too.
+    from core.scopes import asset_visible
+    from storage.drift import get_task_options
+
+    if spec.id is None:
         return
-    named = ", ".join(outside[:MAX_NAMED]) + (f" and {len(outside) - MAX_NAMED} more" if len(outside) > MAX_NAMED else "")
-    raise PermissionDenied(
-        f"task {spec.name}: {len(outside)} asset{'s' if len(outside) != 1 else ''} of this run lie outside your scope "
-        f"({', '.join(scope_paths(ctx.db, ctx.operator or ''))}): {named}; nothing was run. An operator whose scope "
-        "covers them (or the schedule) runs it")
+    hosts = {d.run_on for d in get_task_options(ctx.db, spec.id).dependencies if d.run_on and d.run_on != "*"}
+    outside = [h for h in hosts if not asset_visible(ctx, h)]
+    if outside:
+        n = len(outside)
+        raise PermissionDenied(f"task {spec.name}: its dependency steps run on {n} asset{'s' if n != 1 else ''} "
+                               "outside your scope; nothing was run. An operator whose scope covers them (or the "
+                               "schedule) runs it")
 
 
 def check_run(ctx: Context, spec: TaskSpec, assets: Iterable[tuple[int, str]]) -> None:

@@ -65,6 +65,9 @@ def run_with_options(ctx: Context, task_name: str, *, trigger: str = "manual", r
 
     try:
         spec = get_task(ctx.db, task_name)
+        from core.scopes import task_visible
+
+        task_visible(ctx, spec.id, task_name)  # a task outside the acting operator's scope is not there
     except NotFound:
         from core.errors import InputError
 

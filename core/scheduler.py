@@ -18,6 +18,7 @@ from datetime import datetime
 from functools import partial
 from typing import Protocol
 
+from core.config import DEFAULT_WORKERS
 from core.context import Context
 from core.errors import KeyturnError
 from core.schedule import ScheduleError, next_runs
@@ -28,7 +29,6 @@ from storage.types import ExecutionInfo
 log = logging.getLogger("keyturn.scheduler")
 
 Clock = Callable[[], datetime]
-DEFAULT_WORKERS = 4
 
 
 class Runner(Protocol):
@@ -55,10 +55,8 @@ def default_runner(*, on_workers: bool = False) -> Runner:
 
     on_workers: each run is queued for `keyturn worker` processes and followed (see core.workers).
     """
-    try:
-        from core.runs import scheduled_run  # the engine's run_task with the task's windows and retries
-    except ImportError as exc:
-        raise KeyturnError(f"the rotation engine cannot be loaded: {exc}") from None
+    from core.runs import scheduled_run  # the engine's run_task with the task's windows and retries
+
     if on_workers:
         import functools
 

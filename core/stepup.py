@@ -5,6 +5,11 @@ editing or running a task, its parameters, rotating the master key, mail setting
 decide where secrets go. Once operators are enforced, each needs a good code from the acting person within
 the unlock window (the app's MfaSession; on the command line, one code per command). keyturn's own
 scheduler (core.operators.mark_system) runs tasks without one.
+
+Each use case in core calls require_step_up itself, after it has parsed or fetched its input (so a bad file or
+an unreachable host is reported first) and before it writes anything: a front end that catches StepUpRequired,
+asks for a code and calls the use case again repeats nothing that was done. Front ends keep no table of which
+actions need a code.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from core.operators import is_enforcing, require
 
 # What each step-up protects, as shown to the person asked for a code.
 STEP_UP = {
-    "asset.edit": "changing an asset's address, port or platform",
+    "asset.edit": "changing where an asset is or how it is reached (address, port, platform, TLS, gateway)",
     "asset.trust": "trusting a host key",
     "account.privileged": "changing a privileged account",
+    "inventory.import": "importing an inventory (it can move assets, pin host keys and add privileged accounts)",
     "task.create": "creating a task",
     "task.edit": "editing a task",
     "task.run": "running a task",

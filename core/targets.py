@@ -16,6 +16,7 @@ from core.context import Context
 from core.drivers.dbconn import DB_PLATFORMS, WELL_KNOWN_ADMINS
 from core.drivers.selfchange import will_self_change
 from core.errors import InputError
+from core.wording import plural
 from storage.db import Database
 from storage.inventory import node_ids_below, normalize_node_path
 from storage.tables import Account, Asset, AssetNode, HostKey, Node
@@ -82,6 +83,7 @@ class Preview:
     targets: list[Target] = field(default_factory=list)
     excluded: list[Exclusion] = field(default_factory=list)
     assets_in_scope: int = 0
+    outside_scope: int = 0  # assets the task covers outside the acting operator's scope (visible_preview)
 
     @property
     def asset_count(self) -> int:
@@ -95,7 +97,7 @@ class Preview:
     def summary(self) -> str:
         """One line: 'N accounts on M assets; K excluded (3 asset inactive, 1 can_change is off)'."""
         n, m = len(self.targets), self.asset_count
-        line = f"{n} account{'s' if n != 1 else ''} on {m} asset{'s' if m != 1 else ''}"
+        line = f"{plural(n, 'account')} on {plural(m, 'asset')}"
         if self.excluded:
             parts = ", ".join(f"{count} {reason}" for reason, count in self.reasons().most_common())
             line += f"; {len(self.excluded)} excluded ({parts})"
@@ -104,6 +106,9 @@ class Preview:
         own = sum(1 for t in self.targets if t.self_change)
         if own:
             line += f"; {own} will self-change"
+        if self.outside_scope:
+            n = self.outside_scope
+            line += f"; {n} more asset{'s' if n != 1 else ''} outside your scope (not shown)"
         return line
 
 
@@ -250,9 +255,46 @@ def scope_platforms(db: Database, spec: TaskSpec) -> set[str]:
     return platforms
 
 
+def visible_preview(ctx: Context, spec: TaskSpec) -> Preview:
+    """The preview as the acting operator may see it (what both front ends show; the engine works from the
+    whole preview() and refuses a run reaching outside the scope).
+
+    For an operator limited to node subtrees, targets and exclusions on assets outside the scope are left out
+    and only counted (outside_scope); an asset outside the scope that the task names reads as missing."""
+    import dataclasses
+
+    from core.scopes import scope_of
+    from core.tasks import HIDDEN_ASSET
+    from storage.scopes import targets_outside
+
+    stored: set[str] = set()
+    if HIDDEN_ASSET in spec.assets and spec.id is not None:  # core.tasks.get_task hid these names: the stored ones
+        from storage.tasks import get_task_by_id
+
+        stored = set(get_task_by_id(ctx.db, spec.id).assets)
+        spec = dataclasses.replace(spec, assets=[a for a in spec.assets if a != HIDDEN_ASSET] + sorted(stored))
+    if ctx.operator and spec.assets:
+        _, hidden = targets_outside(ctx.db, ctx.operator, [], list(spec.assets), missing=True)
+        typed = [a for a in hidden if a not in stored]
+        if typed:
+            raise InputError(f"assets: no asset named {', '.join(repr(a) for a in typed)}", field="assets")
+    result = preview(ctx, spec)
+    allowed = scope_of(ctx)
+    if allowed is None:
+        return result
+    with ctx.db.read() as s:
+        outside = _scope_asset_ids(s, spec) - allowed
+        names = set(s.exec(select(Asset.name).where(col(Asset.id).in_(sorted(outside))))) if outside else set()
+    result.targets = [t for t in result.targets if t.asset_id not in outside]
+    result.excluded = [e for e in result.excluded if e.asset_name not in names]
+    result.assets_in_scope -= len(outside)
+    result.outside_scope = len(outside)
+    return result
+
+
 def preview_summary(ctx: Context, spec: TaskSpec) -> str:
     """The one-line preview for the TUI's live line; a bad asset or node name reads as its error."""
     try:
-        return preview(ctx, spec).summary()
+        return visible_preview(ctx, spec).summary()
     except InputError as exc:
         return str(exc)

@@ -13,6 +13,7 @@ from typing import Any
 from core.context import Context
 from core.errors import InputError
 from core.schedule import next_runs, validate_schedule
+from core.scopes import asset_visible, task_in_scope, task_visible
 from core.windows import parse_windows
 from storage import drift as store
 from storage.drift import DependencyStep, TaskOptions
@@ -44,7 +45,8 @@ def validate_options(ctx: Context, opts: TaskOptions, secret_type: str) -> None:
         if len(step.command) > MAX_COMMAND or "\0" in step.command:
             raise InputError(f"{where}: the command is longer than {MAX_COMMAND} characters or holds a NUL", field=where)
         for label, name in (("asset", step.asset), ("run on", step.run_on)):
-            if name and name != "*" and store.asset_id_by_name(ctx.db, name) is None:
+            # An asset outside the acting operator's scope reads as missing (core.scopes).
+            if name and name != "*" and (store.asset_id_by_name(ctx.db, name) is None or not asset_visible(ctx, name)):
                 raise InputError(f"{where}: {label}: no asset named {name!r}", field=where)
         if not step.asset:
             raise InputError(f"{where}: asset: name the asset whose accounts it follows (or *)", field=where)
@@ -56,6 +58,7 @@ def get_options(ctx: Context, task_name: str) -> TaskOptions:
 
     try:
         spec = get_task(ctx.db, task_name)
+        task_visible(ctx, spec.id, task_name)  # a task outside the acting operator's scope is not there
     except NotFound:
         raise InputError(f"task: no task named {task_name!r}", field="task") from None
     assert spec.id is not None
@@ -79,8 +82,10 @@ def set_options(ctx: Context, task_name: str, /, **changes: Any) -> TaskOptions:
         raise InputError(f"{min(unknown)}: not a task option")
     try:
         spec = get_task(ctx.db, task_name)
+        task_visible(ctx, spec.id, task_name)
     except NotFound:
         raise InputError(f"task: no task named {task_name!r}", field="task") from None
+    task_in_scope(ctx, spec, "change the options of")
     assert spec.id is not None
     current = store.get_task_options(ctx.db, spec.id)
     if "dependencies" in changes:

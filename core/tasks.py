@@ -18,9 +18,10 @@ from core.names import USERNAME_RULE, is_username
 from core.errors import InputError, KeyturnError
 from core import values
 from core.operators import require
-from core.values import SECRET_TYPES
+from core.values import KEY_STRATEGIES as KEY_STRATEGIES, SECRET_TYPES  # re-exported: core.tasks.KEY_STRATEGIES
 from core.params import apply as apply_params, validate as validate_params
 from core.schedule import next_runs, validate_schedule
+from core.scopes import task_in_scope, task_visible, visible_tasks
 from core.secretgen import KEY_ALGORITHMS, check_specific_password, load_private_key, validate_rules
 from storage import tasks as repo
 from storage.db import Database
@@ -29,7 +30,6 @@ from storage.tables import Operator, utcnow
 from storage.types import HostParams, PasswordRules, TaskSpec
 
 SECRET_STRATEGIES = ("random", "specific")
-KEY_STRATEGIES = ("replace-ours", "replace-all", "append")
 VERIFY_MODES = ("ssh", "none")
 MAX_NAME = 100
 MAX_DESCRIPTION = 2000
@@ -41,19 +41,49 @@ CHPASSWD_PATHS: tuple[str, ...] = ("chpasswd", "/usr/sbin/chpasswd", "/sbin/chpa
                                    "/bin/chpasswd")
 
 
+# Login shells a created user may get: what /etc/shells lists on common systems, and the no-login ones. A
+# shell runs whenever that user logs in; more only through allowed_programs.
+SHELLS: tuple[str, ...] = tuple(f"{d}/{n}" for n in ("sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh")
+                                for d in ("/bin", "/usr/bin")) + ("/sbin/nologin", "/usr/sbin/nologin",
+                                                                 "/bin/false", "/usr/bin/false")
+# Commands a user may be given through sudo (they run as root) without the config file naming them: only
+# ones that report and change nothing. More only through allowed_programs.
+SUDO_PROGRAMS: tuple[str, ...] = ("/usr/bin/whoami", "/bin/whoami", "/usr/bin/id", "/bin/id")
+_MORE = "more only via allowed_programs in the config file"
+
+
+def _configured(settings: Settings | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (settings.allowed_programs if settings else "").split(",") if p.strip())
+
+
 def allowed_programs(settings: Settings | None) -> tuple[str, ...]:
     """Program paths a task's parameters may name: CHPASSWD_PATHS plus the config file's allowed_programs."""
-    extra = tuple(p.strip() for p in (settings.allowed_programs if settings else "").split(",") if p.strip())
-    return CHPASSWD_PATHS + extra
+    return CHPASSWD_PATHS + _configured(settings)
+
+
+def check_program_paths(params: HostParams, settings: Settings | None) -> None:
+    """InputError naming the field when a program the parameters name is not on the allow-list: chpasswd (root
+    runs it, fed the new password), a created user's shell, and each sudo command (root runs it for that user).
+    A sudo command matches an allowed entry when it is the entry or the entry followed by arguments."""
+    if not isinstance(params.chpasswd_path, str) or not _COMMAND_PATH.match(params.chpasswd_path):
+        raise InputError(f"chpasswd path: {params.chpasswd_path!r} must be a plain command or path (no spaces or shell characters)", field="chpasswd path")
+    if params.chpasswd_path not in allowed_programs(settings):
+        raise InputError(f"chpasswd path: {params.chpasswd_path!r} is not an allowed program (allowed: "
+                         f"{', '.join(allowed_programs(settings))}; {_MORE})", field="chpasswd path")
+    if params.shell and params.shell not in SHELLS + _configured(settings):
+        raise InputError(f"shell: {params.shell!r} is not an allowed login shell (allowed: {', '.join(SHELLS)}; "
+                         f"{_MORE})", field="shell")
+    allowed_sudo = SUDO_PROGRAMS + _configured(settings)
+    for command in (c.strip() for c in (params.sudo_commands or "").split(",")):
+        if command and not any(command == a or command.startswith(a + " ") for a in allowed_sudo):
+            raise InputError(f"sudo: {command!r} is not an allowed sudo command (allowed: {', '.join(SUDO_PROGRAMS)}; "
+                             f"{_MORE})", field="sudo")
 
 
 # -- audit -----------------------------------------------------------------------------------------
-def _audit(ctx: Context, action: str, object_id: str, detail: dict[str, Any]) -> repo.AuditHook | None:
-    """A hook that writes the audit event in the task's own transaction (none until core.audit exists)."""
-    try:
-        from core.audit import record_event_in
-    except ImportError:
-        return None
+def _audit(ctx: Context, action: str, object_id: str, detail: dict[str, Any]) -> repo.AuditHook:
+    """A hook that writes the audit event in the task's own transaction."""
+    from core.audit import record_event_in
 
     def hook(session: Any, task_id: int) -> None:
         record_event_in(session, ctx, action, "task", object_id, {"id": task_id, **detail})
@@ -112,14 +142,10 @@ def validate_task(spec: TaskSpec, db: Database | None = None, settings: Settings
         if spec.secret_type == "password":
             validate_rules(spec.rules)
     params = spec.params
-    if not isinstance(params.chpasswd_path, str) or not _COMMAND_PATH.match(params.chpasswd_path):
-        raise InputError(f"chpasswd path: {params.chpasswd_path!r} must be a plain command or path (no spaces or shell characters)", field="chpasswd path")
-    if params.chpasswd_path not in allowed_programs(settings):
-        raise InputError(f"chpasswd path: {params.chpasswd_path!r} is not an allowed program (allowed: "
-                         f"{', '.join(allowed_programs(settings))}; more only via allowed_programs in the config file)", field="chpasswd path")
     if params.verify not in VERIFY_MODES:
         raise InputError(f"verify: must be one of {', '.join(VERIFY_MODES)}, got {params.verify!r}", field="verify")
     validate_params(params)
+    check_program_paths(params, settings)
     if db is not None:
         from core.params import check_for_platforms
         from core.targets import scope_platforms
@@ -217,25 +243,61 @@ def _save(ctx: Context, spec: TaskSpec, create: bool, audit: repo.AuditHook | No
     return repo.save_task(ctx.db, spec, create=create, audit=audit)  # TaskInputError is an InputError with its field
 
 
+def _visible(ctx: Context, name: str) -> TaskSpec:
+    # The stored task, or NotFound (also for a task the acting operator's scope does not show: core.scopes).
+    spec = repo.get_task(ctx.db, name)
+    task_visible(ctx, spec.id, name)
+    return spec
+
+
+def _actable(ctx: Context, name: str, verb: str) -> TaskSpec:
+    # The stored task, when the acting operator's scope covers every node and asset it names.
+    spec = _visible(ctx, name)
+    task_in_scope(ctx, spec, verb)
+    return spec
+
+
+HIDDEN_ASSET = "(an asset outside your scope)"
+
+
+def _hide_assets(ctx: Context, specs: list[TaskSpec]) -> list[TaskSpec]:
+    # In a task the acting operator sees but may not change, assets outside the scope are not named.
+    names = sorted({a for s in specs for a in s.assets})
+    if not ctx.operator or not names:
+        return specs
+    from storage.scopes import targets_outside
+
+    _, hidden = targets_outside(ctx.db, ctx.operator, [], names)
+    for s in specs:
+        gone = [a for a in s.assets if a in hidden]
+        if gone:
+            s.assets = [a for a in s.assets if a not in hidden] + [HIDDEN_ASSET] * len(gone)
+    return specs
+
+
 def get_task(ctx: Context, name: str) -> TaskSpec:
-    """One task with its secrets decrypted (never print them)."""
-    return repo.get_task(ctx.db, name)
+    """One task with its secrets decrypted (never print them). NotFound for a task outside the acting
+    operator's scope; in a task they see but may not change, assets outside the scope read HIDDEN_ASSET."""
+    return _hide_assets(ctx, [_visible(ctx, name)])[0]
 
 
 def secrets_set(ctx: Context, name: str) -> dict[str, bool]:
     """Which secrets the task holds (TaskSpec field -> bool), without decrypting them."""
+    _visible(ctx, name)
     return repo.secrets_set(ctx.db, name)
 
 
 def list_tasks(ctx: Context) -> list[TaskSpec]:
-    """Every task, without secrets."""
-    return repo.list_tasks(ctx.db)
+    """The tasks the acting operator may see (every task when not limited to a scope), without secrets."""
+    visible = visible_tasks(ctx)
+    return _hide_assets(ctx, [t for t in repo.list_tasks(ctx.db) if visible is None or t.id in visible])
 
 
 def create_task(ctx: Context, spec: TaskSpec) -> TaskSpec:
     """Validate and store a new task; a periodic one is first due at its next slot (never at once)."""
     _step_up(ctx, "task.create")
     spec = _normalized(spec)
+    task_in_scope(ctx, spec, "create", typed=True)
     validate_task(spec, ctx.db, ctx.settings)
     spec.id = None
     spec.next_run_at = first_run_at(spec)
@@ -253,7 +315,7 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
     if unknown:
         raise InputError(f"edit: unknown field {', '.join(sorted(unknown))}", field="edit")
     _step_up(ctx, "task.params" if "params" in changes else "task.edit")
-    old = repo.get_task(ctx.db, name)
+    old = _actable(ctx, name, "edit")
     spec = dataclasses.replace(old, **changes)
     # Moving away from a specific secret drops it rather than keeping an unused secret in the vault.
     if spec.secret_strategy == "random" and "specific_secret" not in changes:
@@ -261,6 +323,7 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
     if (spec.secret_strategy == "random" or spec.secret_type == "password") and "specific_passphrase" not in changes:
         spec.specific_passphrase = None
     spec = _normalized(spec)
+    task_in_scope(ctx, spec, "edit", typed=True)
     validate_task(spec, ctx.db, ctx.settings)
     old_sched = (old.interval_hours, old.cron, old.start_at)
     new_sched = (spec.interval_hours, spec.cron, spec.start_at)
@@ -281,7 +344,7 @@ def edit_task(ctx: Context, name: str, /, **changes: Any) -> TaskSpec:
 def delete_task(ctx: Context, name: str) -> None:
     """Delete a task; refused while a run of it holds the task lock."""
     require(ctx, "edit")
-    spec = repo.get_task(ctx.db, name)
+    spec = _actable(ctx, name, "delete")
     assert spec.id is not None
     holder = lock_holder(ctx.db, spec.id)
     if holder is not None:
@@ -292,10 +355,11 @@ def delete_task(ctx: Context, name: str) -> None:
 def copy_task(ctx: Context, name: str, new_name: str) -> TaskSpec:
     """A new task with the settings and secrets of name; scheduled as a new task would be."""
     require(ctx, "edit")
-    spec = repo.get_task(ctx.db, name)
+    spec = _actable(ctx, name, "copy")
     spec.name = new_name
     spec = _normalized(spec)
     validate_task(spec, ctx.db, ctx.settings)
+    _step_up(ctx, "task.create")  # a copy is a new task with the same targets and secrets
     spec.id = None
     spec.next_run_at = first_run_at(spec)
     return _save(ctx, spec, create=True, audit=_audit(ctx, "task.copy", spec.name, {"copied_from": name}))
@@ -304,9 +368,11 @@ def copy_task(ctx: Context, name: str, new_name: str) -> TaskSpec:
 def set_active(ctx: Context, name: str, active: bool) -> TaskSpec:
     """Activate (a periodic task becomes due at its next slot) or deactivate a task."""
     require(ctx, "edit")
-    spec = repo.get_task(ctx.db, name)
+    spec = _actable(ctx, name, "activate" if active else "deactivate")
     if spec.active == active:
         return spec
+    if active:
+        _step_up(ctx, "task.edit")  # an active task runs on its schedule: as much as running it
     spec.active = active
     when = first_run_at(spec) if active else None
     repo.set_task_active(ctx.db, name, active, when,

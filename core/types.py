@@ -5,12 +5,11 @@ Storage defines these dataclasses (it fills them from its rows); core hands them
 
 from __future__ import annotations
 
-from storage.drift import HEARTBEAT_STATUSES, DependencyStep, HeartbeatInfo
-from storage.executions import FAILED, PENDING, PUSHING, RECORD_STATUSES, SUCCESS, SUPERSEDED, UNVERIFIED
-from storage.tables import utcnow
+# Only storage.types: it needs no ORM, so a front end can import this module without loading SQLAlchemy.
 from storage.types import (
-    AccountInfo, AssetInfo, ExecutionInfo, HostKeyInfo, HostParams, ImportSummary, NodeInfo, PasswordRules, RecordInfo,
-    TaskSpec, fingerprint_sha256,
+    FAILED, HEARTBEAT_STATUSES, PENDING, PUSHING, RECORD_STATUSES, SUCCESS, SUPERSEDED, UNVERIFIED, AccountInfo,
+    AssetInfo, DependencyStep, ExecutionInfo, HeartbeatInfo, HostKeyInfo, HostParams, ImportSummary, NodeInfo,
+    PasswordRules, RecordInfo, TaskSpec, fingerprint_sha256, utcnow,
 )
 
 __all__ = ["FAILED", "PENDING", "PUSHING", "RECORD_STATUSES", "SUCCESS", "SUPERSEDED", "UNVERIFIED", "HEARTBEAT_STATUSES", "AccountInfo", "AssetInfo", "DependencyStep", "HeartbeatInfo", "ExecutionInfo", "HostKeyInfo", "HostParams", "ImportSummary", "NodeInfo",

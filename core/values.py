@@ -7,6 +7,25 @@ from core.errors import InputError
 
 PLATFORMS: tuple[str, ...] = ("linux", "unix", "aix", "postgresql", "mysql", "mariadb", "redis", "custom-ssh", "windows")
 SECRET_TYPES: tuple[str, ...] = ("password", "ssh_key")
+# Platforms reached with their own database protocol (core.drivers.dbconn), not over SSH.
+DB_PLATFORMS = ("postgresql", "mysql", "mariadb", "redis")
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "redis": 6379}
+TLS_MODES = ("disable", "require", "verify-full")
+# Inventory platforms keyturn knows but cannot change secrets on: no such server can run here to prove a driver.
+REJECTED_PLATFORMS = {
+    "oracle": "Oracle is not supported: no Oracle server is available to test a driver against",
+    "sqlserver": "SQL Server is not supported: no SQL Server is available to test a driver against",
+    "mongodb": "MongoDB is not supported: no MongoDB server is available to test a driver against",
+}
+# How a task pushes an SSH key into authorized_keys (core.tasks).
+KEY_STRATEGIES: tuple[str, ...] = ("replace-ours", "replace-all", "append")
+# Inventory file formats (core.importer).
+FORMATS: tuple[str, ...] = ("csv", "yaml", "ansible")
+
+
+def is_database(platform: str) -> bool:
+    """Whether platform is a database reached with its own protocol."""
+    return platform in DB_PLATFORMS
 
 
 class BadValue(InputError, ValueError):
@@ -15,8 +34,6 @@ class BadValue(InputError, ValueError):
 
 def parse_platform(value: str | None, *, default: str = "linux") -> str:
     """'Linux ' -> 'linux'; empty -> default; BadValue (field 'platform') for an unknown one."""
-    from core.drivers.dbconn import REJECTED_PLATFORMS
-
     text = (value or "").strip().lower() or default
     if text in REJECTED_PLATFORMS:
         raise BadValue(f"platform {text!r}: {REJECTED_PLATFORMS[text]}", field="platform")

@@ -7,7 +7,7 @@ from pathlib import Path
 from core.audit import record_event
 from core.context import Context
 from core.errors import KeyturnError
-from core.operators import require
+from core.stepup import require_step_up
 
 
 def rotate_master_key(ctx: Context) -> tuple[int, Path]:
@@ -17,7 +17,7 @@ def rotate_master_key(ctx: Context) -> tuple[int, Path]:
     the event cannot share its transaction; a refused rotation leaves no event)."""
     from storage.keyrotate import RunInProgress, rotate_master_key as rotate
 
-    require(ctx, "edit")
+    require_step_up(ctx, ctx.mfa, "key.rotate")
     try:
         count, retired = rotate(ctx.db, ctx.home)
     except RunInProgress as exc:

@@ -32,11 +32,12 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.config import DEFAULT_LEASE_SECONDS, DEFAULT_POLL_SECONDS
 from core.context import Context
 from core.engine import (
     LOG_FLUSH_SECONDS, Job, _audit, _load_task, _Mark, _new_secret, _Planned, _public_line_of, _Run, task_snapshot,
@@ -53,8 +54,6 @@ from storage.types import ExecutionInfo, TaskSpec
 
 log = logging.getLogger("keyturn.worker")
 
-DEFAULT_LEASE_SECONDS = 60.0
-DEFAULT_POLL_SECONDS = 2.0
 FOLLOW_POLL_SECONDS = 0.5
 SETTLE_LOOKBACK = timedelta(seconds=30)
 
@@ -207,6 +206,13 @@ def follow(ctx: Context, execution_id: int, *, on_event: EventCallback | None = 
     from core.scopes import scope_of
 
     visible = scope_of(ctx)  # an operator limited to node subtrees sees only the accounts there
+    if visible is not None:
+        from core.listings import execution_detail
+
+        try:
+            execution_detail(ctx, execution_id)  # with no record in the scope the execution is not there
+        except LookupError:
+            raise NotFound(f"no execution with id {execution_id}") from None
     seen: set[int] = set()
     after = None
     asked = False
@@ -224,6 +230,10 @@ def follow(ctx: Context, execution_id: int, *, on_event: EventCallback | None = 
                 _call(on_event, AccountSettled(execution_id, asset=asset, username=user, record_id=rid,
                                                status=status, error=error))
         if info.status != rec.RUNNING:
+            if visible is not None:  # the counts of the records in the scope, as History shows them
+                from core.listings import execution_detail
+
+                info = replace(execution_detail(ctx, execution_id)[0], log="")
             duration = ((_aware(info.finished_at) - _aware(info.started_at)).total_seconds()
                         if info.finished_at and info.started_at else 0.0)
             _call(on_event, ExecutionFinished(execution_id, status=info.status, total=info.total,

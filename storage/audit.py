@@ -107,10 +107,14 @@ def append_event(session: Session, *, actor: str, action: str, object_type: str 
 
 
 def list_events(db: Database, *, limit: int = 50, before_id: int | None = None, action: str | None = None,
-                actor: str | None = None, object_type: str | None = None, object_id: str | None = None) -> list[AuditEventInfo]:
-    """Newest events first; before_id pages back; action may end in '*' to match a prefix ('mfa.*')."""
+                actor: str | None = None, object_type: str | None = None, object_id: str | None = None,
+                visible: Any = None) -> list[AuditEventInfo]:
+    """Newest events first; before_id pages back; action may end in '*' to match a prefix ('mfa.*');
+    visible: a where-clause limiting the events (storage.scopes.audit_visible), None for all."""
     with db.read() as s:
         stmt = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)
+        if visible is not None:
+            stmt = stmt.where(visible)
         if before_id is not None:
             stmt = stmt.where(col(AuditEvent.id) < before_id)
         if action:
@@ -128,10 +132,13 @@ def list_events(db: Database, *, limit: int = 50, before_id: int | None = None, 
         return [_info(r) for r in s.exec(stmt).all()]
 
 
-def count_events(db: Database) -> int:
-    """How many events the trail holds."""
+def count_events(db: Database, *, visible: Any = None) -> int:
+    """How many events the trail holds (those matching visible, when given)."""
     with db.read() as s:
-        return int(s.exec(select(func.count()).select_from(AuditEvent)).one())
+        stmt = select(func.count()).select_from(AuditEvent)
+        if visible is not None:
+            stmt = stmt.where(visible)
+        return int(s.exec(stmt).one())
 
 
 def open_audit_key(db: Database, home: Path) -> bool:

@@ -14,31 +14,10 @@ from sqlmodel import Session, col, select
 
 from storage.db import Database
 from storage.errors import NotFound
+from storage.types import HEARTBEAT_STATUSES as HEARTBEAT_STATUSES, DependencyStep, HeartbeatInfo
 from storage.tables import (
     Account, Asset, ChangeRecord, HeartbeatResult, Operator, OperatorAgeKey, RecordFlag, TaskOption, utcnow,
 )
-
-HEARTBEAT_STATUSES = ("ok", "rejected", "locked", "unreachable")
-
-
-@dataclass(frozen=True)
-class DependencyStep:
-    """After an account on `asset` changes: run `command` as root on `run_on` (default: the same asset)."""
-
-    asset: str
-    command: str
-    run_on: str = ""
-
-    def to_dict(self) -> dict:
-        """JSON-ready form."""
-        return {"asset": self.asset, "command": self.command, "run_on": self.run_on}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "DependencyStep":
-        """Inverse of to_dict."""
-        return cls(asset=str(data.get("asset", "")), command=str(data.get("command", "")),
-                   run_on=str(data.get("run_on", "") or ""))
-
 
 @dataclass
 class TaskOptions:
@@ -58,20 +37,6 @@ class TaskOptions:
     def heartbeat_scheduled(self) -> bool:
         """Whether heartbeats run on a schedule."""
         return self.heartbeat_interval_hours is not None or bool(self.heartbeat_cron)
-
-
-@dataclass(frozen=True)
-class HeartbeatInfo:
-    """One stored heartbeat result."""
-
-    id: int
-    account_id: int
-    task_id: int | None
-    asset_name: str
-    username: str
-    status: str
-    reason: str
-    checked_at: datetime
 
 
 @dataclass(frozen=True)

@@ -22,18 +22,12 @@ from storage.db import Database
 from storage.errors import NotFound
 from storage.inventory import set_account_secret
 from storage.tables import Account, ChangeRecord, Execution, utcnow
-from storage.types import AccountInfo, ExecutionInfo, RecordInfo
+from storage.types import (  # the status names live with the plain types; re-exported here
+    FAILED, PENDING, PUSHING, RECORD_STATUSES as RECORD_STATUSES, SUCCESS, SUPERSEDED, UNVERIFIED, AccountInfo,
+    ExecutionInfo, RecordInfo,
+)
 
-PENDING = "pending"
-PUSHING = "pushing"
-SUCCESS = "success"
-FAILED = "failed"
-UNVERIFIED = "unverified"
-# The host verified this record's secret, but the account moved on in the vault meanwhile: both secrets stay
-# on the record (DESIGN.md point 6); nothing is written to the account.
-SUPERSEDED = "superseded"
 OPEN_STATUSES = (PENDING, PUSHING, UNVERIFIED)
-RECORD_STATUSES = (PENDING, PUSHING, SUCCESS, FAILED, UNVERIFIED, SUPERSEDED)
 FINAL_STATUSES = (SUCCESS, FAILED, SUPERSEDED)
 
 RUNNING = "running"

@@ -9,7 +9,6 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Table, any_, bindparam, delete, func, text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, col, select
 
@@ -84,11 +83,12 @@ def list_nodes(db: Database) -> list[NodeInfo]:
         return [NodeInfo(n.id, n.path, n.name, n.parent_id) for n in s.exec(select(Node).order_by(Node.path)).all()]
 
 
-def asset_counts_by_node(db: Database) -> dict[str, int]:
-    """Number of assets directly in each node path."""
+def asset_counts_by_node(db: Database, *, scope: Scope = None) -> dict[str, int]:
+    """Number of assets directly in each node path (only assets in scope, when given)."""
     with db.read() as s:
-        rows = s.exec(
-            select(Node.path, func.count(AssetNode.asset_id)).join(AssetNode, AssetNode.node_id == Node.id).group_by(Node.path)
+        rows = s.exec(scoped(
+            select(Node.path, func.count(AssetNode.asset_id)).join(AssetNode, AssetNode.node_id == Node.id),
+            AssetNode.asset_id, scope).group_by(Node.path)
         ).all()
     return {p: n for p, n in rows}
 
@@ -406,8 +406,9 @@ def rotated_conflict(db: Database, session: Session, asset: Asset, username: str
 
 
 def _delete_account(session: Session, acc: Account) -> None:
-    for h in session.exec(select(AccountSecretHistory).where(AccountSecretHistory.account_id == acc.id)).all():
-        session.delete(h)
+    # One statement, run now: history rows loaded as objects were flushed after the account, whose ON DELETE
+    # CASCADE had already removed them ("expected to delete 1 row(s); 0 were matched").
+    session.execute(delete(AccountSecretHistory).where(col(AccountSecretHistory.account_id) == acc.id))
     session.delete(acc)
 
 
@@ -580,6 +581,8 @@ def _among(session: Session, column: ColumnElement[Any], values: Sequence[Any]) 
     """column IN values. On PostgreSQL as `= ANY(array)`: one parameter, where an IN list of hundreds made
     psycopg parse a new statement text each time (a tenth of a large import's time)."""
     if session.connection().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # only here: SQLite commands need not load the dialect
+
         return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
     return column.in_(values)
 

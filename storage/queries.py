@@ -6,7 +6,7 @@ on an indexed column: the app must stay quick with 100,000 records and 50,000 ac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, case, distinct, func, or_, text
@@ -122,6 +122,30 @@ def _executions_in(scope: Scope):  # type: ignore[no-untyped-def]
                                          in_scope(ChangeRecord.asset_id, scope)).exists()
 
 
+def _scope_counts(session: Session, infos: list[ExecutionInfo], scope: Scope) -> list[ExecutionInfo]:
+    """infos with counts (and a settled status) of their records in scope only, so a History row tells a
+    scoped operator nothing about accounts outside it; one grouped query for the page."""
+    if scope is None or not infos:
+        return infos
+    counts: dict[int, dict[str, int]] = {i.id: {} for i in infos}
+    rows = session.exec(select(ChangeRecord.execution_id, ChangeRecord.status, func.count())
+                        .where(col(ChangeRecord.execution_id).in_(list(counts)), in_scope(ChangeRecord.asset_id, scope))
+                        .group_by(ChangeRecord.execution_id, ChangeRecord.status)).all()
+    for eid, status, n in rows:
+        counts[eid][status] = n
+    out = []
+    for info in infos:
+        c = counts[info.id]
+        total, ok = sum(c.values()), c.get("success", 0)
+        failed = c.get("failed", 0) + c.get("superseded", 0)
+        unverified = c.get("unverified", 0) + c.get("pending", 0) + c.get("pushing", 0)
+        status = info.status
+        if status in ("success", "partial", "failed") and total:  # as storage.executions derives it
+            status = "success" if ok == total else "partial" if ok else "failed"
+        out.append(replace(info, total=total, succeeded=ok, failed=failed, unverified=unverified, status=status))
+    return out
+
+
 def _assets_covered(session: Session, scope: Scope = None) -> int:
     # A task covers its own assets and every asset in or below its nodes; one SQL statement, no Python loop.
     # The distinct task node paths are few (nodes, not tasks), so expand those to subnodes first and only
@@ -153,7 +177,8 @@ def _utc_day(session: Session, column):  # type: ignore[no-untyped-def]
     return func.substr(column, 1, 10)
 
 
-def overview_stats(db: Database, now: datetime, days: int = 30, *, scope: Scope = None) -> OverviewStats:
+def overview_stats(db: Database, now: datetime, days: int = 30, *, scope: Scope = None,
+                   task_ids: frozenset[int] | None = None) -> OverviewStats:
     """Counts of tasks, coverage, executions in the last 7/30 days and changes per day over `days` days.
 
     With a scope, assets, accounts, coverage, executions and changes count only what lies in it (tasks are
@@ -164,12 +189,15 @@ def overview_stats(db: Database, now: datetime, days: int = 30, *, scope: Scope 
     ok = col(Execution.status) == "success"
     bad = col(Execution.status).in_(("failed", "partial", "interrupted"))
     with db.read() as s:
-        tasks, periodic, active = s.exec(select(
+        task_counts = select(
             func.count(ChangeSecretTask.id),
             func.coalesce(func.sum(case((or_(col(ChangeSecretTask.interval_hours).is_not(None),
                                              col(ChangeSecretTask.cron).is_not(None)), 1), else_=0)), 0),
             func.coalesce(func.sum(case((col(ChangeSecretTask.active) == True, 1), else_=0)), 0),  # noqa: E712
-        )).one()
+        )
+        if task_ids is not None:
+            task_counts = task_counts.where(col(ChangeSecretTask.id).in_(sorted(task_ids)))
+        tasks, periodic, active = s.exec(task_counts).one()
         assets = _count(s, scoped(select(func.count()).select_from(Asset), Asset.id, scope))
         accounts = _count(s, scoped(select(func.count()).select_from(Account), Account.asset_id, scope))
         in_scope_exec = _executions_in(scope)
@@ -212,27 +240,34 @@ def attention_accounts(db: Database, limit: int = 200, *, scope: Scope = None) -
     from storage.tables import RecordFlag
 
     newer = ChangeRecord.__table__.alias("newer")
+    rows: list[ChangeRecord] = []
     with db.read() as s:
-        stmt = (
-            select(ChangeRecord)
-            .where(col(ChangeRecord.status).in_(SETTLED_BAD))
-            # Keep only the newest record of each account: a later success clears the alarm.
-            .where(~select(newer.c.id).where(newer.c.account_id == ChangeRecord.account_id,
-                                              newer.c.id > ChangeRecord.id).exists())
-            # An operator's `records ignore` takes a record off this list (reversible with unignore).
-            .where(~select(RecordFlag.record_id).where(RecordFlag.record_id == ChangeRecord.id,
-                                                       RecordFlag.ignored == True).exists())  # noqa: E712
-            .order_by(col(ChangeRecord.created_at).desc(), col(ChangeRecord.id).desc())
-            .limit(limit)
-        )
-        stmt = scoped(stmt, ChangeRecord.asset_id, scope)
-        return [AttentionRow(r.id, r.asset_name, r.username, r.task_name, r.status, r.error, r.created_at)
-                for r in s.exec(stmt).all()]
+        # One query per status, each walking ix_record_status_created from the newest entry and stopping at
+        # `limit` hits; the merge below keeps the newest `limit`. (One query over both statuses sorted every
+        # failed and unverified record first: most of a second at a million records.)
+        for status in SETTLED_BAD:
+            stmt = (
+                select(ChangeRecord)
+                .where(ChangeRecord.status == status)
+                # Keep only the newest record of each account: a later success clears the alarm.
+                .where(~select(newer.c.id).where(newer.c.account_id == ChangeRecord.account_id,
+                                                  newer.c.id > ChangeRecord.id).exists())
+                # An operator's `records ignore` takes a record off this list (reversible with unignore).
+                .where(~select(RecordFlag.record_id).where(RecordFlag.record_id == ChangeRecord.id,
+                                                           RecordFlag.ignored == True).exists())  # noqa: E712
+                .order_by(col(ChangeRecord.created_at).desc(), col(ChangeRecord.id).desc())
+                .limit(limit)
+            )
+            rows += s.exec(scoped(stmt, ChangeRecord.asset_id, scope)).all()
+    rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+    return [AttentionRow(r.id, r.asset_name, r.username, r.task_name, r.status, r.error, r.created_at)
+            for r in rows[:limit]]
 
 
 # -- tasks -----------------------------------------------------------------------------------------
-def task_rows(db: Database, *, search: str = "", offset: int = 0, limit: int = 500) -> list[TaskRow]:
-    """Tasks sorted by name with their target counts and last run."""
+def task_rows(db: Database, *, search: str = "", offset: int = 0, limit: int = 500,
+              task_ids: frozenset[int] | None = None) -> list[TaskRow]:
+    """Tasks sorted by name with their target counts and last run (only task_ids, when given)."""
     last = select(Execution.started_at, Execution.status).where(Execution.task_id == ChangeSecretTask.id) \
         .order_by(col(Execution.started_at).desc()).limit(1).correlate(ChangeSecretTask)
     n_assets = select(func.count()).select_from(TaskAsset).where(TaskAsset.task_id == ChangeSecretTask.id) \
@@ -245,6 +280,8 @@ def task_rows(db: Database, *, search: str = "", offset: int = 0, limit: int = 5
         stmt = select(ChangeSecretTask, n_assets, n_nodes, last_at, last_status).order_by(ChangeSecretTask.name)
         if search:
             stmt = stmt.where(col(ChangeSecretTask.name).like(likes.contains(search), escape=likes.ESCAPE))
+        if task_ids is not None:
+            stmt = stmt.where(col(ChangeSecretTask.id).in_(sorted(task_ids)))
         rows = s.exec(stmt.offset(offset).limit(limit)).all()
         out = []
         for t, na, nn, la, ls in rows:
@@ -253,10 +290,13 @@ def task_rows(db: Database, *, search: str = "", offset: int = 0, limit: int = 5
         return out
 
 
-def task_names(db: Database) -> list[str]:
-    """Every task name, sorted."""
+def task_names(db: Database, *, task_ids: frozenset[int] | None = None) -> list[str]:
+    """Every task name (only of task_ids, when given), sorted."""
     with db.read() as s:
-        return list(s.exec(select(ChangeSecretTask.name).order_by(ChangeSecretTask.name)).all())
+        stmt = select(ChangeSecretTask.name).order_by(ChangeSecretTask.name)
+        if task_ids is not None:
+            stmt = stmt.where(col(ChangeSecretTask.id).in_(sorted(task_ids)))
+        return list(s.exec(stmt).all())
 
 
 def operator_names(db: Database) -> list[str]:
@@ -288,7 +328,7 @@ def list_executions(db: Database, *, task: str | None = None, offset: int = 0, l
             stmt = stmt.where(Execution.task_name == task)
         # Do not load log texts of a whole page: they can be long.
         stmt = stmt.options(defer(Execution.log))
-        return [_execution_info(e) for e in s.exec(stmt.offset(offset).limit(limit)).all()]
+        return _scope_counts(s, [_execution_info(e) for e in s.exec(stmt.offset(offset).limit(limit)).all()], scope)
 
 
 def execution_detail(db: Database, execution_id: int, *, scope: Scope = None) -> tuple[ExecutionInfo, list[RecordInfo]]:
@@ -300,7 +340,7 @@ def execution_detail(db: Database, execution_id: int, *, scope: Scope = None) ->
             raise LookupError(f"no execution {execution_id}")
         recs = s.exec(scoped(select(ChangeRecord).where(ChangeRecord.execution_id == execution_id), ChangeRecord.asset_id, scope)
                       .order_by(ChangeRecord.asset_name, ChangeRecord.username, ChangeRecord.id)).all()
-        return _execution_info(e, with_log=True), [_record_info(r) for r in recs]
+        return _scope_counts(s, [_execution_info(e, with_log=True)], scope)[0], [_record_info(r) for r in recs]
 
 
 # -- records ---------------------------------------------------------------------------------------
@@ -402,10 +442,10 @@ def account_count_by_asset(db: Database, asset_ids: list[int]) -> dict[int, int]
         return {a: int(n) for a, n in rows}
 
 
-def asset_choices(db: Database, *, search: str = "", limit: int = 200) -> list[tuple[str, str]]:
-    """(name, address) of assets matching search, sorted by name: the task form's asset picker."""
+def asset_choices(db: Database, *, search: str = "", limit: int = 200, scope: Scope = None) -> list[tuple[str, str]]:
+    """(name, address) of assets matching search (in scope, when given), sorted by name: the task form's picker."""
     with db.read() as s:
-        stmt = select(Asset.name, Asset.address).order_by(Asset.name)
+        stmt = scoped(select(Asset.name, Asset.address).order_by(Asset.name), Asset.id, scope)
         if search:
             like, esc = likes.contains(search), likes.ESCAPE
             stmt = stmt.where(or_(col(Asset.name).like(like, escape=esc), col(Asset.address).like(like, escape=esc)))

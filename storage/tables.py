@@ -6,16 +6,13 @@ them all, so key rotation and the plaintext-dump test cannot miss one.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Optional
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-
-def utcnow() -> datetime:
-    """Timezone-aware now in UTC (every datetime column holds aware UTC values)."""
-    return datetime.now(timezone.utc)
+from storage.types import utcnow as utcnow  # defined without the ORM, for readers that need no tables
 
 
 def _blob() -> Any:
@@ -197,6 +194,7 @@ class ChangeRecord(SQLModel, table=True):
         Index("ix_record_status_created", "status", "created_at"),
         Index("ix_record_task_created", "task_id", "created_at"),
         Index("ix_record_execution_finished", "execution_id", "finished_at"),  # following a run (0007)
+        Index("ix_record_created", "created_at"),  # the Records mode's newest-first pages (0008)
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     execution_id: int = Field(foreign_key="execution.id", index=True)

@@ -5,7 +5,59 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timezone
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (every datetime column holds aware UTC values)."""
+    return datetime.now(timezone.utc)
+
+
+# A change record's states (DESIGN.md: pending -> pushing -> success | failed | unverified).
+PENDING = "pending"
+PUSHING = "pushing"
+SUCCESS = "success"
+FAILED = "failed"
+UNVERIFIED = "unverified"
+# The host verified this record's secret, but the account moved on in the vault meanwhile: both secrets stay
+# on the record (DESIGN.md point 6); nothing is written to the account.
+SUPERSEDED = "superseded"
+RECORD_STATUSES = (PENDING, PUSHING, SUCCESS, FAILED, UNVERIFIED, SUPERSEDED)
+
+HEARTBEAT_STATUSES = ("ok", "rejected", "locked", "unreachable")
+
+
+@dataclass(frozen=True)
+class DependencyStep:
+    """After an account on `asset` changes: run `command` as root on `run_on` (default: the same asset)."""
+
+    asset: str
+    command: str
+    run_on: str = ""
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"asset": self.asset, "command": self.command, "run_on": self.run_on}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DependencyStep":
+        """Inverse of to_dict."""
+        return cls(asset=str(data.get("asset", "")), command=str(data.get("command", "")),
+                   run_on=str(data.get("run_on", "") or ""))
+
+
+@dataclass(frozen=True)
+class HeartbeatInfo:
+    """One stored heartbeat result."""
+
+    id: int
+    account_id: int
+    task_id: int | None
+    asset_name: str
+    username: str
+    status: str
+    reason: str
+    checked_at: datetime
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ back as messages and are folded into a RunState per run, which the History mode'
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -27,6 +28,8 @@ from core.types import utcnow
 from core.types import ExecutionInfo
 from tui.keys import OrderedKeys
 from tui.modals.confirm import ConfirmModal
+from tui.reads import ReadCounter
+from tui.screens.audit import AuditScreen
 from tui.screens.history import HistoryScreen
 from tui.screens.inventory import InventoryScreen
 from tui.screens.overview import OverviewScreen
@@ -36,11 +39,8 @@ from tui.widgets.format import plural
 from tui.widgets.run_panel import RunState, RunUpdated
 
 Clock = Callable[[], datetime]
-
-try:  # the audit screen is written by another engineer; it becomes a mode once it exists
-    from tui.screens.audit import AuditScreen
-except ImportError:  # pragma: no cover - depends on what has landed
-    AuditScreen = None  # type: ignore[assignment,misc]
+# Full collections at most every 100 middle ones instead of every 10 (Python's default is 700, 10, 10).
+GC_THRESHOLDS = (700, 10, 100)
 
 # mode -> (key, title); the order is the order of the mode bar and of the footer.
 MODE_KEYS: dict[str, tuple[str, str]] = {
@@ -49,6 +49,7 @@ MODE_KEYS: dict[str, tuple[str, str]] = {
     "history": ("h", "History"),
     "records": ("s", "Records"),
     "inventory": ("i", "Inventory"),
+    "audit": ("u", "Audit"),
 }
 MODE_SCREENS: dict[str, Callable[[], Screen]] = {
     "overview": OverviewScreen,
@@ -56,10 +57,8 @@ MODE_SCREENS: dict[str, Callable[[], Screen]] = {
     "history": HistoryScreen,
     "records": RecordsScreen,
     "inventory": InventoryScreen,
+    "audit": AuditScreen,
 }
-if AuditScreen is not None:
-    MODE_KEYS["audit"] = ("u", "Audit")
-    MODE_SCREENS["audit"] = AuditScreen
 
 
 def error_text(error: BaseException | None) -> str:
@@ -116,8 +115,10 @@ class KeyturnApp(OrderedKeys, App[int]):
         # Core's step-ups (task create/edit, mail) see the app's unlock window through the context.
         ctx.mfa = self.mfa
         self.runs: dict[int, RunState] = {}
+        self._restarts: dict[int, Callable[[], object]] = {}  # run key -> start it again after a step-up
         self._next_run_key = 1
         self.run_signal: Signal[RunUpdated] = Signal(self, "run")
+        self.reads = ReadCounter()  # screen reads in flight (tests wait on it instead of sleeping)
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: object) -> None:  # type: ignore[override]
         """Show a toast. Messages carry host errors and user names, so they are never read as markup."""
@@ -125,12 +126,23 @@ class KeyturnApp(OrderedKeys, App[int]):
 
     def on_mount(self) -> None:
         """Settle records a killed run left open before anything else touches them (DESIGN.md step 4)."""
+        # Everything imported and built so far lives as long as the app: keep it out of the cyclic collector's
+        # full passes, which otherwise stop the UI thread for 0.1-0.5 s at a time once worker threads churn
+        # through query rows (measured in benchmarks/tui_scale.py).
+        self._gc_thresholds = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         if self.ctx.settings.reconcile_on_start:
             from core.services.views import anything_unsettled
 
             if anything_unsettled(self.ctx):
                 # Only probes logins and settles records, never changes a host: not gated on who is acting.
                 self.start_reconcile(automatic=True)
+
+    def on_unmount(self) -> None:
+        """Give the collector back what on_mount kept from it (tests run many apps in one process)."""
+        gc.unfreeze()
+        gc.set_threshold(*getattr(self, "_gc_thresholds", gc.get_threshold()))
 
     def now(self) -> datetime:
         """The app's clock: dates on screen are relative to it (frozen in tests and screenshots)."""
@@ -220,6 +232,14 @@ class KeyturnApp(OrderedKeys, App[int]):
             return False
         return True
 
+    def step_up(self, exc: Exception, retry: Callable[[], object]) -> None:
+        """Core asked for a fresh TOTP code (core.stepup.StepUpRequired; it wrote nothing): ask for one in the OTP
+        modal, then do the same again. Cancelling the modal leaves everything as it was."""
+        from tui.modals.otp import OtpModal
+
+        self.notify(str(exc), title="TOTP code needed", timeout=8)
+        self.push_screen(OtpModal(self.ctx, self.mfa), lambda ok: retry() if ok else None)  # type: ignore[arg-type]
+
     def start_run(self, task_name: str, *, on_workers: bool = False) -> RunState | None:
         """Run a task now in a worker, or queue it for `keyturn worker` processes and follow it; the History mode
         shows its live log either way."""
@@ -231,6 +251,7 @@ class KeyturnApp(OrderedKeys, App[int]):
         run = self._new_run(task_name, "run")
         job = self._workers_run if on_workers else self._engine_run
         run.worker = self._rotation(run, partial(job, task_name))
+        self._restarts[run.key] = partial(self.start_run, task_name, on_workers=on_workers)
         where = " on keyturn workers" if on_workers else ""
         self.notify(f"Started {task_name}{where}; its log is in History (h)")
         return run
@@ -241,6 +262,7 @@ class KeyturnApp(OrderedKeys, App[int]):
             return None
         run = self._new_run(title, "retry")
         run.worker = self._rotation(run, partial(self._engine_retry, record_ids))
+        self._restarts[run.key] = partial(self.start_retry, record_ids, title)
         self.notify(f"Started {title}; its log is in History (h)")
         return run
 
@@ -314,10 +336,19 @@ class KeyturnApp(OrderedKeys, App[int]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place worker outcomes reach the user: errors as notifications, never a traceback."""
+        from core.stepup import StepUpRequired
+
         worker = event.worker
         run = None
         if worker.group == "rotation":
             run = next((r for r in self.runs.values() if r.worker is worker), None)
+        restart = self._restarts.pop(run.key, None) if run is not None and worker.is_finished else None
+        if event.state == WorkerState.ERROR and restart is not None and isinstance(worker.error, StepUpRequired):
+            # Refused before anything was written (core.stepup): ask for a code, then start it again.
+            run.status = "cancelled"  # type: ignore[union-attr]
+            self._publish(run, run.note(f"not started: {worker.error}", style="yellow"))  # type: ignore[arg-type,union-attr]
+            self.step_up(worker.error, restart)
+            return
         if event.state == WorkerState.ERROR:
             message = error_text(worker.error)
             if run is not None:

@@ -27,16 +27,11 @@ from core.errors import InputError
 from core.ssh import Timeouts
 from core.textsafe import clean_line
 from storage.types import AssetInfo
+from core.values import (  # defined there so that front ends can read them without loading the drivers
+    DB_PLATFORMS as DB_PLATFORMS, DEFAULT_PORTS as DEFAULT_PORTS, REJECTED_PLATFORMS as REJECTED_PLATFORMS,
+    TLS_MODES as TLS_MODES, is_database as is_database,
+)
 
-DB_PLATFORMS = ("postgresql", "mysql", "mariadb", "redis")
-DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "redis": 6379}
-TLS_MODES = ("disable", "require", "verify-full")
-# Inventory platforms keyturn knows but cannot change secrets on: no such server can run here to prove a driver.
-REJECTED_PLATFORMS = {
-    "oracle": "Oracle is not supported: no Oracle server is available to test a driver against",
-    "sqlserver": "SQL Server is not supported: no SQL Server is available to test a driver against",
-    "mongodb": "MongoDB is not supported: no MongoDB server is available to test a driver against",
-}
 # The built-in administrators of each platform: secure mode leaves them alone like privileged accounts.
 WELL_KNOWN_ADMINS = {"postgresql": ("postgres",), "mysql": ("root",), "mariadb": ("root",), "redis": ("default",)}
 
@@ -47,11 +42,6 @@ TRUST_REASON = ("the server accepted a deliberately wrong password too (trust au
 _DB_USERNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@$-]{0,62}$")
 # MySQL account host part: a host name, an IP address, or a LIKE pattern of one ('%', '10.0.%').
 _ACCOUNT_HOST = re.compile(r"^[A-Za-z0-9_.%:/-]{1,255}$")
-
-
-def is_database(platform: str) -> bool:
-    """Whether platform is a database reached with its own protocol."""
-    return platform in DB_PLATFORMS
 
 
 def check_db_username(username: str) -> None:

@@ -1,4 +1,4 @@
-"""Inventory use cases: assets (add, edit, remove, trust a host key), accounts (add or re-key, remove), imports,
+"""Inventory use cases: assets (add, edit, remove, trust a host key), accounts (add or re-key, edit, remove), imports,
 and the reads the inventory screens and commands show.
 
 Audit actions, the same from every front end: asset.add, asset.edit, asset.remove, asset.trust, account.add,
@@ -20,7 +20,7 @@ from core.audit import record_event_in
 from core.context import Context
 from core.errors import InputError, NotFound
 from core.hostkeys import TrustCheck, check_trust, fetch_host_keys, import_known_hosts
-from core.importer import check_name, import_inventory
+from core.names import check_username
 from core.values import check_private_key, parse_platform
 from core.operators import require
 from core.scopes import asset_in_scope
@@ -29,7 +29,8 @@ from storage import queries
 from storage.types import AccountInfo, AssetInfo, ImportSummary, NodeInfo, fingerprint_sha256
 
 __all__ = ["AccountRemoval", "AssetRemoval", "HostKeyOffer", "account_to_remove", "add_account", "add_asset",
-           "asset_counts_by_node", "asset_to_remove", "count_assets", "edit_asset", "fetch_offer", "get_asset",
+           "asset_counts_by_node", "asset_to_remove", "check_account_step_up", "count_assets", "edit_account",
+           "edit_asset", "fetch_offer", "get_asset",
            "import_file", "import_known_hosts_file", "list_accounts", "list_assets", "list_nodes", "parse_node_path", "parse_nodes", "pin_offer",
            "remove_account", "remove_asset"]
 
@@ -70,6 +71,8 @@ class HostKeyOffer:
 
 # -- validation ------------------------------------------------------------------------------------
 def _name(value: str, field: str, what: str) -> str:
+    from core.importer import check_name  # the importer (and yaml) only where a name is checked
+
     try:
         return check_name(value or "", what)
     except ValueError as exc:
@@ -113,9 +116,28 @@ def _comment(value: str | None) -> str | None:
     return value
 
 
+# Fields of an asset that decide where its secrets travel and how: changing one needs a TOTP step-up.
+WHERE_FIELDS = ("address", "port", "platform", "tls", "ca_file", "gateway")
+
+
+def _step_up(ctx: Context, action: str) -> None:
+    from core.stepup import require_step_up  # core.mfa (pyotp) only where a change needs a code
+
+    require_step_up(ctx, ctx.mfa, action)
+
+
+def _moves(current: AssetInfo, changes: dict[str, Any]) -> bool:
+    """Whether changes (edit_asset's) touch a WHERE_FIELDS value; an empty TLS mode is 'disable'."""
+    def norm(key: str, value: Any) -> Any:
+        value = "" if value is None else value
+        return "" if key == "tls" and value == "disable" else value
+
+    return any(k in changes and norm(k, changes[k]) != norm(k, getattr(current, k)) for k in WHERE_FIELDS)
+
+
 # -- reads -----------------------------------------------------------------------------------------
 def get_asset(ctx: Context, name: str) -> AssetInfo:
-    """One asset (NotFound, or PermissionDenied outside the acting operator's scope)."""
+    """One asset (NotFound also outside the acting operator's scope: there it does not exist for them)."""
     asset = store.get_asset(ctx.db, name)
     asset_in_scope(ctx, name)
     return asset
@@ -144,8 +166,10 @@ def list_nodes(ctx: Context) -> list[NodeInfo]:
 
 
 def asset_counts_by_node(ctx: Context) -> dict[str, int]:
-    """Number of assets directly in each node path."""
-    return store.asset_counts_by_node(ctx.db)
+    """Number of assets directly in each node path (in the acting operator's scope)."""
+    from core.scopes import scope_filter
+
+    return store.asset_counts_by_node(ctx.db, scope=scope_filter(ctx))
 
 
 # -- assets ----------------------------------------------------------------------------------------
@@ -198,7 +222,8 @@ def edit_asset(ctx: Context, name: str, *, address: str | None = None, port: int
     port_n = _port(port) if port is not None else None
     platform = _platform(platform) if platform is not None else None
     paths, comment = _nodes(add_nodes), _comment(comment)
-    have_nodes = set(store.get_asset(ctx.db, name).nodes) if paths else set()
+    current = store.get_asset(ctx.db, name)
+    have_nodes = set(current.nodes)
     with ctx.db.write() as s:
         row = store.get_asset_row(s, name)
         before: dict[str, Any] = {"address": row.address, "port": row.port, "platform": row.platform,
@@ -219,6 +244,8 @@ def edit_asset(ctx: Context, name: str, *, address: str | None = None, port: int
         if new_nodes:
             changes["add_nodes"] = new_nodes
         changes.update({k: v for k, v in (*given.items(), ("gateway", gateway)) if v is not None})
+        if _moves(current, changes):
+            _step_up(ctx, "asset.edit")  # nothing is written yet: the transaction ends without a change
         if changes:
             record_event_in(s, ctx, "asset.edit", "asset", name, changes)
         _, outcome = store.upsert_asset(s, name, address=new_address, port=new_port, platform=new_platform,
@@ -252,7 +279,11 @@ def fetch_offer(ctx: Context, name: str) -> HostKeyOffer:
         raise InputError(f"asset {asset.name}: a {asset.platform} asset is reached with the database protocol and "
                          "has no SSH host key to pin (its gateway asset, if any, is trusted on its own)")
     offered = fetch_host_keys(asset.address, asset.port, timeout=ctx.settings.connect_timeout)
-    return HostKeyOffer(asset, tuple(offered), check_trust(offered, asset))
+    offer = HostKeyOffer(asset, tuple(offered), check_trust(offered, asset))
+    if not offer.check.already_pinned:
+        # Asked before the fingerprints are shown for confirmation, so a front end asks for the code once.
+        _step_up(ctx, "asset.trust")
+    return offer
 
 
 def pin_offer(ctx: Context, offer: HostKeyOffer) -> int:
@@ -261,7 +292,9 @@ def pin_offer(ctx: Context, offer: HostKeyOffer) -> int:
     The caller has shown the fingerprints and, for a changed key, had the replacement confirmed.
     """
     require(ctx, "edit")
+    _step_up(ctx, "asset.trust")
     name = offer.asset.name
+    asset_in_scope(ctx, name)
     with ctx.db.write() as s:
         record_event_in(s, ctx, "asset.trust", "asset", name, {
             "fingerprints": [fingerprint_sha256(b) for _, b in offer.offered],
@@ -278,15 +311,20 @@ def _summary_detail(summary: ImportSummary) -> dict[str, int]:
 
 def import_file(ctx: Context, path: Path, fmt: str | None = None, *, overwrite_rotated: bool = False,
                 source: str | None = None) -> ImportSummary:
-    """Import an inventory file, all of it or nothing; audited as inventory.import in the same transaction."""
+    """Import an inventory file, all of it or nothing; audited as inventory.import in the same transaction.
+
+    The file is read and checked first (its errors name FILE:LINE), then a TOTP step-up, then the write."""
+    from core.importer import apply_inventory, parse_inventory
+
     require(ctx, "edit")
+    inventory = parse_inventory(path, fmt, source=source or str(path))
+    _step_up(ctx, "inventory.import")
 
     def audit(s: Session, summary: ImportSummary) -> None:
         record_event_in(s, ctx, "inventory.import", "inventory", path.name,
                         {"format": fmt or "auto", **_summary_detail(summary)})
 
-    return import_inventory(ctx.db, path, fmt, source=source or str(path), overwrite_rotated=overwrite_rotated,
-                            before_commit=audit)
+    return apply_inventory(ctx.db, inventory, overwrite_rotated=overwrite_rotated, before_commit=audit)
 
 
 def import_known_hosts_file(ctx: Context, path: Path, source: str | None = None) -> ImportSummary:
@@ -296,7 +334,8 @@ def import_known_hosts_file(ctx: Context, path: Path, source: str | None = None)
     def audit(s: Session, summary: ImportSummary) -> None:
         record_event_in(s, ctx, "inventory.import_known_hosts", "inventory", path.name, _summary_detail(summary))
 
-    return import_known_hosts(ctx.db, path, source=source or str(path), before_commit=audit)
+    return import_known_hosts(ctx.db, path, source=source or str(path), before_commit=audit,
+                              before_write=lambda: _step_up(ctx, "asset.trust"))
 
 
 # -- accounts --------------------------------------------------------------------------------------
@@ -307,15 +346,21 @@ def add_account(ctx: Context, asset: str, username: str, *, secret_type: str, se
     'unchanged'. Audited as account.add or account.update. key_label names the key's source in errors."""
     require(ctx, "edit")
     asset_in_scope(ctx, asset)
-    username = _name(username, "username", "username")
+    try:
+        username = check_username(username or "")  # the rule the CLI, import and drivers apply: it reaches shells
+    except ValueError as exc:
+        raise InputError(str(exc), field="username") from None
     if secret_type not in ("password", "ssh_key"):
         raise InputError(f"secret type: {secret_type!r} is not password or ssh_key", field="secret_type")
     if not secret:
         raise InputError(f"{'password' if secret_type == 'password' else key_label}: is empty", field="secret")
     if secret_type == "ssh_key":
         check_private_key(secret, passphrase, key_label)
+    check_account_step_up(ctx, asset, username, secret_type=secret_type, privileged=privileged)
     with ctx.db.write() as s:
         row = store.get_asset_row(s, asset)
+        if not privileged and _is_privileged(s, asset, username, secret_type):
+            _step_up(ctx, "account.privileged")  # made privileged since the check above: still nothing written
         _, outcome = store.upsert_account(ctx.db, s, row, username, secret_type=secret_type, secret=secret,
                                           passphrase=passphrase, become=become, privileged=privileged,
                                           can_change=can_change)
@@ -324,6 +369,30 @@ def add_account(ctx: Context, asset: str, username: str, *, secret_type: str, se
                             f"{username}@{asset}", {"secret_type": secret_type, "privileged": privileged,
                                                     "can_change": can_change})
     return outcome
+
+
+def _is_privileged(s: Session, asset: str, username: str, secret_type: str | None) -> bool:
+    try:
+        return bool(store.get_account_row(s, asset, username, secret_type).privileged)
+    except NotFound:
+        return False
+
+
+def check_account_step_up(ctx: Context, asset: str, username: str, *, secret_type: str | None = None,
+                          privileged: bool = False) -> None:
+    """StepUpRequired when adding or changing this account needs a TOTP code: it is, or is to become, privileged
+    (keyturn logs in with it to change others). Nothing is read from the person or written.
+
+    add_account checks this itself; a front end that reads the secrets from stdin calls it first, so that the
+    code is asked for before the secrets are read."""
+    require(ctx, "edit")
+    asset_in_scope(ctx, asset)
+    if not privileged:
+        with ctx.db.read() as s:
+            store.get_asset_row(s, asset)  # NotFound for an unknown asset before any code is asked
+            privileged = _is_privileged(s, asset, username, secret_type)
+    if privileged:
+        _step_up(ctx, "account.privileged")
 
 
 def account_to_remove(ctx: Context, asset: str, username: str, secret_type: str | None = None) -> AccountRemoval:
@@ -343,3 +412,37 @@ def remove_account(ctx: Context, asset: str, username: str, secret_type: str | N
                         {"secret_type": gone.secret_type, "version": gone.version})
         store.remove_account_in(s, asset, username, gone.secret_type)
     return gone
+
+
+def edit_account(ctx: Context, asset: str, username: str, secret_type: str | None = None, *,
+                 privileged: bool | None = None, can_change: bool | None = None, secret: str | None = None,
+                 passphrase: str | None = None, key_label: str = "private key") -> str:
+    """Change an existing account's flags, and its secret when one is given (empty or None keeps the current one).
+
+    'updated' or 'unchanged'; audited as account.update with the same detail as add_account, which does the
+    change when there is a new secret. Flags left None stay as they are.
+    """
+    require(ctx, "edit")
+    asset_in_scope(ctx, asset)
+    with ctx.db.read() as s:
+        acc = store.get_account_row(s, asset, username, secret_type)
+        kind, was_privileged, was_changeable = acc.secret_type, acc.privileged, acc.can_change
+    new_privileged = was_privileged if privileged is None else privileged
+    new_changeable = was_changeable if can_change is None else can_change
+    if secret:
+        return add_account(ctx, asset, username, secret_type=kind, secret=secret, passphrase=passphrase,
+                           privileged=new_privileged, can_change=new_changeable, key_label=key_label)
+    if (new_privileged, new_changeable) == (was_privileged, was_changeable):
+        return "unchanged"
+    if was_privileged or new_privileged:
+        from core.stepup import require_step_up  # imported when needed, as core.tasks does
+
+        require_step_up(ctx, ctx.mfa, "account.privileged")
+    with ctx.db.write() as s:
+        row = store.get_asset_row(s, asset)
+        _, outcome = store.upsert_account(ctx.db, s, row, username, secret_type=kind, privileged=new_privileged,
+                                          can_change=new_changeable)
+        if outcome != "unchanged":
+            record_event_in(s, ctx, "account.update", "account", f"{username}@{asset}",
+                            {"secret_type": kind, "privileged": new_privileged, "can_change": new_changeable})
+    return outcome

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from core.context import Context
 from storage import queries
-from storage.audit import count_events as _count_events
 from storage.executions import anything_unsettled as _anything_unsettled
 from storage.queries import RECORD_STATUSES, AttentionRow, OverviewStats, TaskRow
 from core.listings import (  # scope-aware reads (security owns them); re-exported so screens import one place
-    attention_accounts, count_executions, count_records, execution_detail, list_executions, list_records,
-    overview_stats, records_by_id, retryable_records,
+    asset_choices, attention_accounts, count_executions, count_records, execution_detail, list_executions,
+    list_records, overview_stats, records_by_id, retryable_records, task_names, task_rows,
 )
 
 __all__ = ["RECORD_STATUSES", "AttentionRow", "OverviewStats", "TaskRow", "anything_unsettled", "asset_choices",
@@ -24,24 +23,11 @@ __all__ = ["RECORD_STATUSES", "AttentionRow", "OverviewStats", "TaskRow", "anyth
            "retryable_records", "task_names", "task_rows"]
 
 
-def task_rows(ctx: Context, *, search: str = "", offset: int = 0, limit: int = 500) -> list[TaskRow]:
-    """Tasks with their target counts and last run."""
-    return queries.task_rows(ctx.db, search=search, offset=offset, limit=limit)
-
-
-def task_names(ctx: Context) -> list[str]:
-    """Every task name, sorted."""
-    return queries.task_names(ctx.db)
-
-
 def operator_names(ctx: Context) -> list[str]:
     """Every operator name, sorted."""
     return queries.operator_names(ctx.db)
 
 
-def asset_choices(ctx: Context, *, search: str = "", limit: int = 200) -> list[tuple[str, str]]:
-    """(name, address) of assets matching search: the task form's asset picker."""
-    return queries.asset_choices(ctx.db, search=search, limit=limit)
 
 
 
@@ -59,8 +45,10 @@ def open_records(ctx: Context) -> list:  # type: ignore[type-arg]
 
 
 def count_events(ctx: Context) -> int:
-    """How many events the audit trail holds."""
-    return _count_events(ctx.db)
+    """How many events of the audit trail the acting person may read (core.audit: a scope limits them)."""
+    from core.audit import count_events as counted
+
+    return counted(ctx)
 
 
 def anything_unsettled(ctx: Context) -> bool:

@@ -8,6 +8,7 @@ root-owned places while keyturn installs keys again and again; the root-owned fi
 
 from __future__ import annotations
 
+import signal
 import subprocess
 
 import pytest
@@ -97,9 +98,16 @@ def test_racing_symlinks_in_the_users_own_ssh_dir_never_reach_root_files(sandbox
                 result = driver.install_key("mallory", line, ("replace-ours", "append", "replace-all")[i % 3])
                 key = "applied" if result.state == APPLIED else f"{result.state}: {result.error}"
                 outcomes[key] = outcomes.get(key, 0) + 1
-                # Regular files only: a link the attacker left would show root's file without any leak.
-                keys = h.run(["find", home, "-type", "f", "-exec", "cat", "{}", "+"]).stdout
-                if _state(h) != before or CANARY_TEXT.strip() in keys:
+                # Regular files only: a link the attacker left would show root's file without any leak. The
+                # attacker is stopped while root looks: find (as root) saw a regular file that the attacker then
+                # swapped for a link before cat opened it, and cat read root's canary: the check's own race.
+                attacker.send_signal(signal.SIGSTOP)
+                try:
+                    keys = h.run(["find", home, "-type", "f", "-exec", "cat", "{}", "+"]).stdout
+                    state = _state(h)
+                finally:
+                    attacker.send_signal(signal.SIGCONT)
+                if state != before or CANARY_TEXT.strip() in keys:
                     wins += 1
                     h.run(["chown", "root:root", CANARY, "/etc"])
                     h.run(["chmod", "600", CANARY])

@@ -87,6 +87,35 @@ def test_a_task_may_name_only_an_allowed_chpasswd(ctx: Context) -> None:
     edit_task(ctx, "t", params=HostParams(chpasswd_path="/opt/site/bin/chpasswd-audited"))
 
 
+def test_a_created_users_shell_and_sudo_commands_come_from_the_allow_list(ctx: Context) -> None:
+    """Finding 1: every program path in parameters is allow-listed, not only chpasswd. A sudo command runs as
+    root for the created user (`sudo=/bin/bash` would hand them root); a shell runs at each of their logins."""
+    from core.errors import InputError
+    from core.tasks import create_task
+    from storage.inventory import upsert_asset
+    from storage.types import HostParams, TaskSpec
+
+    with ctx.db.write() as s:
+        upsert_asset(s, "web1", address="10.0.0.1")
+
+    def task(name: str, **params: object) -> None:
+        create_task(ctx, TaskSpec(name=name, usernames=["newbie"], assets=["web1"],
+                                  params=HostParams(create_user=True, **params)))  # type: ignore[arg-type]
+
+    for bad in ("/bin/bash", "/usr/bin/id,/bin/sh", "/usr/bin/tee /etc/sudoers", "/opt/evil/bin/tool"):
+        with pytest.raises(InputError, match="sudo: .* is not an allowed sudo command") as refused:
+            task("s", sudo_commands=bad)
+        assert refused.value.field == "sudo"
+    with pytest.raises(InputError, match="shell: '/tmp/sh' is not an allowed login shell") as refused:
+        task("s", shell="/tmp/sh")
+    assert refused.value.field == "shell"
+    task("ok", shell="/bin/bash", sudo_commands="/usr/bin/whoami,/usr/bin/id -u")  # the defaults: report only
+    ctx.settings.allowed_programs = "/usr/bin/systemctl restart nginx,/opt/site/bin/sh"  # the protected config file
+    task("site", shell="/opt/site/bin/sh", sudo_commands="/usr/bin/systemctl restart nginx")
+    with pytest.raises(InputError, match="sudo: '/usr/bin/systemctl stop sshd'"):
+        task("s", sudo_commands="/usr/bin/systemctl stop sshd")
+
+
 def test_a_stored_task_is_checked_against_the_allow_list_again_when_it_runs(ctx) -> None:
     """A task saved while a program was allowed (or written into the database by hand) does not run it later."""
     from sqlalchemy import text
@@ -107,13 +136,18 @@ def test_a_stored_task_is_checked_against_the_allow_list_again_when_it_runs(ctx)
                               params=HostParams(chpasswd_path="/opt/site/bin/chpasswd-audited")))
     ctx.settings.allowed_programs = ""  # the protected config file no longer allows it
     for start in (lambda: run_task(ctx, "t"), lambda: queue_run(ctx, "t")):
-        with pytest.raises(InputError, match="task t: chpasswd path '/opt/site/bin/chpasswd-audited' is not an "
+        with pytest.raises(InputError, match="task t: chpasswd path: '/opt/site/bin/chpasswd-audited' is not an "
                                              "allowed program.*nothing was run"):
             start()
     # A row edited behind keyturn's back (an older version's task, a database writer) is refused the same way.
     with ctx.db.write() as s:
         s.connection().execute(text("UPDATE change_secret_task SET params = :p WHERE name = 't'"),
                                {"p": '{"chpasswd_path": "/tmp/evil"}'})
-    with pytest.raises(InputError, match="chpasswd path '/tmp/evil' is not an allowed program"):
+    with pytest.raises(InputError, match="chpasswd path: '/tmp/evil' is not an allowed program"):
+        run_task(ctx, "t")
+    with ctx.db.write() as s:  # a sudo command that hands the created user root, stored behind keyturn's back
+        s.connection().execute(text("UPDATE change_secret_task SET params = :p WHERE name = 't'"),
+                               {"p": '{"create_user": true, "sudo_commands": "/bin/bash"}'})
+    with pytest.raises(InputError, match="task t: sudo: '/bin/bash' is not an allowed sudo command.*nothing was run"):
         run_task(ctx, "t")
     assert count_executions(ctx.db) == 0  # refused before any record or execution was written

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from textual import events
 from textual.app import App
 from textual.pilot import Pilot
@@ -147,9 +146,6 @@ async def test_burst_keys_each_go_to_the_field_focused_when_handled(demo_ctx: Co
 BAD_FILE = Path(__file__).resolve().parent.parent / "data" / "inventory" / "bad" / "bad_port.csv"
 
 
-@pytest.mark.xfail(reason="since issue 11 the CLI asks for a TOTP step-up before import and trust, the app does "
-                   "not: the two front ends diverge until the step-up moves into the core use case (issue 10)",
-                   strict=False)
 def test_screen_worker_failures_show_the_words_the_cli_prints(demo_ctx: Context, keyturn_cli) -> None:
     """Inventory f with a bad file and k on a host that refuses: a toast with the CLI's error text, each."""
     with demo_ctx.db.write() as s:
@@ -309,8 +305,11 @@ async def test_retry_all_failed_targets_each_account_once_with_its_newest_record
     from storage import executions as rec
     from tui.modals.confirm import ConfirmModal
 
+    from tests.tui.test_flows import unlocked
+
     ids = _failed_records(demo_ctx, 3)
-    app = KeyturnApp(demo_ctx, clock=lambda: NOW)
+    # A retry pushes new secrets: a TOTP step-up (core.engine); alice gave her code a moment ago.
+    app = KeyturnApp(demo_ctx, clock=lambda: NOW, mfa_session=unlocked(demo_ctx))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("s")
         await pilot.pause()

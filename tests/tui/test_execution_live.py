@@ -30,6 +30,7 @@ async def test_a_running_execution_updates_live_and_stops_polling_when_finished(
         await app.push_screen(ExecutionScreen(ex_id))
         await until(pilot, lambda: isinstance(app.screen, ExecutionScreen), "the execution view")
         screen = app.screen
+        await app.reads.settled()  # the view reads the execution in a thread worker
         table = screen.query_one("#execution-records", DataTable)
         assert "pushing" in str(table.get_row(str(record_id))[2])
         assert screen._poll is not None

@@ -325,8 +325,9 @@ def test_tasks_w_queues_a_run_for_workers_and_follows_it(settings, sandbox_fleet
             await pilot.press("W", "y")
             await _wait(pilot, lambda: bool(app.runs))
             run: RunState = list(app.runs.values())[-1]
-            await _wait(pilot, lambda: run.execution_id is not None)
-            assert not run.finished  # queued: nothing changes the host until a worker takes it
+            await _wait(pilot, lambda: run.execution_id is not None or run.finished)
+            # queued: nothing changes the host until a worker takes it (a run that ended here says why)
+            assert not run.finished and run.execution_id is not None, ([str(t) for t in run.lines], [n.message for n in app._notifications])
             worker.append(subprocess.Popen([sys.executable, "-m", "tui", "worker", "--once", "--poll", "0.2"],
                                            cwd=ROOT, env=keyturn_env, text=True,
                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE))

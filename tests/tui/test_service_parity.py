@@ -1,5 +1,6 @@
 """The same inventory use case from the command line and from the app leaves the same audit rows: both front
-ends call core.services.inventory, so the action names, objects, details and their order cannot drift apart."""
+ends call core.services.inventory, so the action names, objects, details and their order cannot drift apart.
+The app's account flows also check what the vault holds after each step."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Checkbox, DataTable, Input
 
 from core.audit import list_events
 from core.config import load_settings
 from core.context import Context, open_context
+from core.services import inventory as svc
+from storage.inventory import account_secrets
 from tui.app import KeyturnApp
 from tui.cli import main
 
@@ -27,13 +30,23 @@ def _rows(ctx: Context) -> list[tuple[str, str, str, dict]]:
     return [(e.action, e.object_id, e.actor, e.detail) for e in reversed(list_events(ctx, limit=50))]
 
 
-def _cli_rows(keyturn_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, settings) -> list[tuple]:  # type: ignore[no-untyped-def]
+ASSET_COMMANDS = [(["asset", "add", "web9", "--address", "10.9.0.9", "--node", "/prod/web", "--comment", "db"], ""),
+                  (["asset", "edit", "web9", "--address", "10.9.0.10", "--inactive"], ""),
+                  (["asset", "remove", "web9", "--yes"], "")]
+# Add an account, give it a new secret and make it privileged, make it unprivileged again (its secret kept), remove it.
+ACCOUNT_COMMANDS = [(["asset", "add", "web9", "--address", "10.9.0.9"], ""),
+                    (["account", "add", "web9", "app", "--password-stdin"], "Pw-one-17\n"),
+                    (["account", "add", "web9", "app", "--password-stdin", "--privileged"], "Pw-two-29\n"),
+                    (["account", "edit", "web9", "app", "--no-privileged"], ""),
+                    (["account", "remove", "web9", "app", "--yes"], "")]
+
+
+def _cli_rows(keyturn_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, settings,  # type: ignore[no-untyped-def]
+              commands: list[tuple[list[str], str]] = ASSET_COMMANDS) -> list[tuple]:
     for key, value in keyturn_env.items():
         monkeypatch.setenv(key, value)
-    for args in (["asset", "add", "web9", "--address", "10.9.0.9", "--node", "/prod/web", "--comment", "db"],
-                 ["asset", "edit", "web9", "--address", "10.9.0.10", "--inactive"],
-                 ["asset", "remove", "web9", "--yes"]):
-        monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    for args, stdin in commands:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
         assert main(args) == 0, args
     ctx = open_context(settings, operator="tester")
     try:
@@ -93,3 +106,82 @@ def test_add_edit_remove_an_asset_audits_alike_from_both_front_ends(keyturn_env,
     assert [r[0] for r in cli] == ["asset.add", "asset.edit", "asset.remove"]
     assert app == cli
     assert cli[1][3] == {"address": "10.9.0.10", "active": False}
+
+
+def _app_account_rows(tmp_path: Path) -> list[tuple]:
+    settings = load_settings(env={"KEYTURN_HOME": str(tmp_path / "app-home"),
+                                  "KEYTURN_CONFIG": str(tmp_path / "app.toml")})
+    settings.reconcile_on_start = False
+    ctx = open_context(settings, operator="tester", source="pytest")
+    svc.add_asset(ctx, "web9", address="10.9.0.9")
+    app = KeyturnApp(ctx)
+
+    def account():  # type: ignore[no-untyped-def]
+        return next(iter(svc.list_accounts(ctx, asset="web9")), None)
+
+    def form_closed() -> bool:
+        return len(app.screen_stack) == 1
+
+    def shown(acc) -> bool:  # type: ignore[no-untyped-def]
+        """The account's row in the table, as it is now (the table may fill after the form closes)."""
+        table = app.screen.query_one("#accounts-table", DataTable)
+        cells = [str(c) for c in table.get_row_at(0)] if table.row_count == 1 else []
+        return cells[4:6] == [str(acc.version), "yes" if acc.privileged else ""]
+
+    async def flow() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("i")
+            await _until(pilot, lambda: app.screen.selected_asset() == "web9", "web9 in the table")
+            await pilot.press("a")
+            await _until(pilot, lambda: app.screen.query("#username"), "the account form")
+            app.screen.query_one("#username", Input).value = "app"
+            app.screen.query_one("#password", Input).value = "Pw-one-17"
+            await pilot.press("ctrl+s")
+            await _until(pilot, form_closed, "the form to close")
+            acc = account()
+            assert acc is not None and (acc.username, acc.privileged, acc.version) == ("app", False, 1)
+            assert account_secrets(ctx.db, acc.id).secret == "Pw-one-17"
+            await _until(pilot, lambda: shown(acc), "the new account in its table")
+
+            await pilot.press("c")  # a new secret, and privileged
+            await _until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
+            app.screen.query_one("#password", Input).value = "Pw-two-29"
+            app.screen.query_one("#privileged", Checkbox).value = True
+            await pilot.press("ctrl+s")
+            await _until(pilot, form_closed, "the form to close")
+            acc = account()
+            assert acc is not None and (acc.privileged, acc.version) == (True, 2)
+            assert account_secrets(ctx.db, acc.id).secret == "Pw-two-29"
+            await _until(pilot, lambda: shown(acc), "the account privileged in its table")
+
+            await pilot.press("c")  # the flag only: the password field left empty keeps the secret
+            await _until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
+            app.screen.query_one("#privileged", Checkbox).value = False
+            await pilot.press("ctrl+s")
+            await _until(pilot, form_closed, "the form to close")
+            acc = account()
+            assert acc is not None and (acc.privileged, acc.version) == (False, 2)
+            assert account_secrets(ctx.db, acc.id).secret == "Pw-two-29"
+            await _until(pilot, lambda: shown(acc), "the account unprivileged in its table")
+
+            await pilot.press("x")
+            await _until(pilot, lambda: len(app.screen_stack) == 2, "the confirmation")
+            await pilot.press("y")
+            await _until(pilot, lambda: account() is None, "the account gone")
+
+    try:
+        asyncio.run(flow())
+        return _rows(ctx)
+    finally:
+        ctx.close()
+
+
+def test_add_edit_remove_an_account_audits_alike_from_both_front_ends(keyturn_env, monkeypatch, settings,
+                                                                      tmp_path) -> None:
+    cli = _cli_rows(keyturn_env, monkeypatch, settings, ACCOUNT_COMMANDS)
+    app = _app_account_rows(tmp_path)
+    assert [r[0] for r in cli] == ["asset.add", "account.add", "account.update", "account.update", "account.remove"]
+    assert app == cli
+    assert cli[2][3] == {"secret_type": "password", "privileged": True, "can_change": True}
+    assert cli[3][3] == {"secret_type": "password", "privileged": False, "can_change": True}
+    assert "Pw-" not in repr(cli)

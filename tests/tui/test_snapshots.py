@@ -10,47 +10,79 @@ from datetime import timedelta
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from core.events import (
     AccountPushed, AccountSettled, AssetConnected, AssetConnecting, AssetFailed, ExecutionStarted,
 )
 from tests.tui.demo_data import NOW
+from tui.screens.base import ModeScreen
 
 SMALL = (80, 24)
 LARGE = (120, 40)
 MODES = ["o", "t", "h", "s", "i", "u"]  # overview, tasks, history, records, inventory, audit
 
 
+async def settle(pilot: Pilot) -> None:
+    """Wait until every screen read started so far has reached its screen (reads run in thread workers), and
+    any read a shown result set off (a highlighted row loading its details) too."""
+    app = pilot.app
+    while True:
+        while isinstance(app.screen, ModeScreen) and not app.screen.read_started:
+            await pilot.pause()  # the mode's first load starts with its first resume
+        await app.reads.settled()  # type: ignore[attr-defined]
+        await pilot.pause()
+        # A table filled from a read sizes its columns on its next idle turn: the picture waits for that too.
+        if not app.reads.pending and not any(  # type: ignore[attr-defined]
+                table._require_update_dimensions for screen in app.screen_stack for table in screen.query(DataTable)):
+            return
+
+
+def keys(*pressed: str):  # type: ignore[no-untyped-def]
+    """run_before for snap_compare: press each key once the reads the previous one started have landed."""
+
+    async def run(pilot: Pilot) -> None:
+        await settle(pilot)
+        for key in pressed:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run
+
+
 @pytest.mark.parametrize("key", MODES)
 def test_mode_80x24(snap_compare, demo_app, key: str) -> None:
     """Each mode at 80x24: every footer key and the columns that matter visible."""
-    assert snap_compare(demo_app(), press=[key], terminal_size=SMALL)
+    assert snap_compare(demo_app(), run_before=keys(key), terminal_size=SMALL)
 
 
 @pytest.mark.parametrize("key", MODES)
 def test_mode_120x40(snap_compare, demo_app, key: str) -> None:
     """Each mode on a larger terminal."""
-    assert snap_compare(demo_app(), press=[key], terminal_size=LARGE)
+    assert snap_compare(demo_app(), run_before=keys(key), terminal_size=LARGE)
 
 
 def test_task_form_empty(snap_compare, demo_app) -> None:
     """The new-task form as it opens."""
-    assert snap_compare(demo_app(), press=["t", "n"], terminal_size=SMALL)
+    assert snap_compare(demo_app(), run_before=keys("t", "n"), terminal_size=SMALL)
 
 
 async def _bad_task_form(pilot: Pilot) -> None:
     """Open the task form, type a bad name and a bad user name, save; wait for the error lines."""
+    await settle(pilot)
     from tests.tui.test_defects import until
 
     await pilot.press("t", "n")
     await until(pilot, lambda: pilot.app.screen.focused is not None and pilot.app.screen.focused.id == "name",
                 "the task form")
+    await settle(pilot)  # nodes, operators, assets
     await pilot.press(" ", "b", "a", "d", "tab", "r", "o", "o", "t", ":", "x", "ctrl+s")
     await until(pilot, lambda: pilot.app.screen.query_one("#err-assets").display, "the form's error lines")
     await until(pilot, lambda: getattr(pilot.app.screen.focused, "id", None) == "name", "the focus back on Name")
     await pilot.wait_for_scheduled_animations()  # Name scrolled into view
     # Where the focus goes after a failed save is test_defects' business; this picture is the error lines,
     # without a cursor whose drawing races the screenshot on a busy machine.
+    await settle(pilot)
     pilot.app.screen.set_focus(None)
     await pilot.pause()
 
@@ -60,37 +92,51 @@ def test_task_form_validation_errors(snap_compare, demo_app) -> None:
     assert snap_compare(demo_app(), run_before=_bad_task_form, terminal_size=SMALL)
 
 
+async def _asset_form(pilot: Pilot) -> None:
+    """Inventory, wait for the highlighted asset, e; wait for the form with Address focused."""
+    from tests.tui.test_defects import until
+
+    await settle(pilot)
+    await pilot.press("i")
+    await until(pilot, lambda: getattr(pilot.app.screen, "selected_asset", lambda: None)() is not None, "an asset")
+    await settle(pilot)
+    await pilot.press("e")
+    await until(pilot, lambda: getattr(pilot.app.screen.focused, "id", None) == "address", "the asset form")
+    await pilot.pause()
+
+
 def test_asset_form(snap_compare, demo_app) -> None:
     """The asset form on an existing asset."""
-    assert snap_compare(demo_app(), press=["i", "e"], terminal_size=SMALL)
+    assert snap_compare(demo_app(), run_before=_asset_form, terminal_size=SMALL)
 
 
 def test_help(snap_compare, demo_app) -> None:
     """? on Tasks: every key of the screen."""
-    assert snap_compare(demo_app(), press=["t", "question_mark"], terminal_size=SMALL)
+    assert snap_compare(demo_app(), run_before=keys("t", "question_mark"), terminal_size=SMALL)
 
 
 def test_run_question(snap_compare, demo_app) -> None:
     """r asks before a run."""
-    assert snap_compare(demo_app(), press=["t", "r"], terminal_size=SMALL)
+    assert snap_compare(demo_app(), run_before=keys("t", "r"), terminal_size=SMALL)
 
 
 def test_preview(snap_compare, demo_app) -> None:
     """p: the accounts a task would change and skip."""
-    assert snap_compare(demo_app(), press=["t", "p"], terminal_size=SMALL)
+    assert snap_compare(demo_app(), run_before=keys("t", "p"), terminal_size=SMALL)
 
 
 def test_audit_detail(snap_compare, demo_app) -> None:
     """Enter on an audit event shows it whole."""
-    assert snap_compare(demo_app(), press=["u", "enter"], terminal_size=SMALL)
+    assert snap_compare(demo_app(), run_before=keys("u", "enter"), terminal_size=SMALL)
 
 
 def test_import_prompt(snap_compare, demo_app) -> None:
     """f in Inventory asks for a file."""
-    assert snap_compare(demo_app(), press=["i", "f"], terminal_size=SMALL)
+    assert snap_compare(demo_app(), run_before=keys("i", "f"), terminal_size=SMALL)
 
 
 async def _otp(pilot: Pilot) -> None:
+    await settle(pilot)
     from tui.modals.otp import OtpModal
 
     app = pilot.app
@@ -104,6 +150,7 @@ def test_otp(snap_compare, demo_app) -> None:
 
 
 async def _reveal_reason(pilot: Pilot) -> None:
+    await settle(pilot)
     pilot.app.reveal_record(187, "both")  # type: ignore[attr-defined]
     await pilot.pause()
     await pilot.press(*"INC-4711")
@@ -116,6 +163,7 @@ def test_reveal_reason(snap_compare, demo_app) -> None:
 
 
 async def _reveal(pilot: Pilot) -> None:
+    await settle(pilot)
     from core.reveal import RevealedSecret
     from tui.modals.reveal import RevealModal
 
@@ -131,6 +179,7 @@ def test_reveal(snap_compare, demo_app) -> None:
 
 
 async def _enrol(pilot: Pilot) -> None:
+    await settle(pilot)
     from core.mfa import provisioning_uri
     from core.operators import Enrolment
     from core.qr import qr_halfblocks
@@ -148,10 +197,11 @@ def test_enrol(snap_compare, demo_app) -> None:
 
 def test_execution_detail(snap_compare, demo_app) -> None:
     """An execution with a failed account and a mail delivery error: records per asset and the log."""
-    assert snap_compare(demo_app(), press=["h", "enter"], terminal_size=SMALL)
+    assert snap_compare(demo_app(), run_before=keys("h", "enter"), terminal_size=SMALL)
 
 
 async def _feed_run(pilot: Pilot) -> None:
+    await settle(pilot)
     app = pilot.app
     run = app._new_run("web-passwords", "run")  # type: ignore[attr-defined]
     t = [NOW + timedelta(seconds=i) for i in range(10)]
@@ -174,3 +224,29 @@ async def _feed_run(pilot: Pilot) -> None:
 def test_running_execution_log(snap_compare, demo_app) -> None:
     """The live run panel while a run is going: progress, counts and the coloured log wrapped to its pane."""
     assert snap_compare(demo_app(), run_before=_feed_run, terminal_size=SMALL)
+
+
+async def _account_form(pilot: Pilot) -> None:
+    """Inventory, wait for the highlighted asset, a; type a name and a password in one burst; wait for both."""
+    from textual.widgets import Input
+
+    from tests.tui.test_defects import until
+
+    await settle(pilot)
+    await pilot.press("i")
+    await until(pilot, lambda: getattr(pilot.app.screen, "selected_asset", lambda: None)() is not None, "an asset")
+    await settle(pilot)
+    await pilot.press("a", *"deploy2", "tab", "tab", *"Typed-pw-1")
+    await until(pilot, lambda: pilot.app.screen.query("#password")
+                and pilot.app.screen.query_one("#password", Input).value == "Typed-pw-1", "the typed password")
+    await pilot.pause()
+
+
+def test_account_form(snap_compare, demo_app) -> None:
+    """a in Inventory: a new account on the highlighted asset, its password field masked."""
+    assert snap_compare(demo_app(), run_before=_account_form, terminal_size=SMALL)
+
+
+def test_help_inventory(snap_compare, demo_app) -> None:
+    """? on Inventory: the asset and account keys the footer has no room for."""
+    assert snap_compare(demo_app(), run_before=keys("i", "question_mark"), terminal_size=SMALL)

@@ -147,3 +147,16 @@ def test_task_password_stdin_drops_exactly_one_line_end(cli, ctx: Context) -> No
     assert task_repo.get_task(ctx.db, "t1").specific_secret == "Task-pw-1 "
     proc = cli("task", "create", "t2", "--accounts", "app", "--asset", "web1", "--password-stdin", input="Task-pw-2\r")
     assert proc.returncode == 2 and "line break" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["a;id", "a b", "-rf", "1user"])
+def test_the_core_use_case_applies_the_rule_too(ctx: Context, name: str) -> None:
+    """The app's account form and any other front end reach core.services.inventory.add_account: it refuses the
+    name itself (field username), so no front end can store a name the CLI and import refuse."""
+    from core.services import inventory
+
+    inventory.add_asset(ctx, "web1", address="10.9.0.1")
+    with pytest.raises(InputError) as refused:
+        inventory.add_account(ctx, "web1", name, secret_type="password", secret="Pw-never-stored-1")
+    assert refused.value.field == "username" and "is not a valid user name" in str(refused.value)
+    assert inventory.list_accounts(ctx) == []

@@ -176,6 +176,19 @@ def test_account_add_key_file_and_remove(cli) -> None:
     assert [(a["username"], a["secret_type"]) for a in left] == [("deploy", "password")]
 
 
+def test_account_edit_changes_flags_and_keeps_the_secret(cli, keyturn_env) -> None:
+    cli("asset", "add", "web1", "--address", "10.9.0.1", check=True)
+    cli("account", "add", "web1", "root", "--password-stdin", input="Kt-edit-pw-1\n", check=True)
+    assert cli("account", "edit", "web1", "root", "--privileged", "--no-change", check=True).stdout == \
+        "account root@web1 updated\n"
+    assert cli("account", "edit", "web1", "root", "--privileged", check=True).stdout == "account root@web1 unchanged\n"
+    [acc] = json.loads(cli("account", "list", "--json", check=True).stdout)
+    assert (acc["privileged"], acc["can_change"], acc["version"]) == (True, False, 1)
+    assert "INSERT INTO account_secret_history" not in sqlite_dump(keyturn_env)
+    missing = cli("account", "edit", "web1", "nobody", "--privileged")
+    assert missing.returncode == 1 and "no account 'nobody' on asset 'web1'" in missing.stderr
+
+
 def test_password_stdin_needs_a_line(cli) -> None:
     cli("asset", "add", "web1", "--address", "10.9.0.1", check=True)
     proc = cli("account", "add", "web1", "root", "--password-stdin", input="")
@@ -186,7 +199,7 @@ def test_password_stdin_needs_a_line(cli) -> None:
 COMMANDS = [
     ["import"], ["asset"], ["asset", "add"], ["asset", "list"], ["asset", "show"], ["asset", "remove"],
     ["asset", "edit"], ["asset", "trust"], ["account"], ["account", "add"], ["account", "list"],
-    ["account", "remove"], ["node"], ["node", "tree"],
+    ["account", "edit"], ["account", "remove"], ["node"], ["node", "tree"],
 ]
 
 

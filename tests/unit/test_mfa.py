@@ -193,7 +193,16 @@ def test_scheduler_runs_only_when_keyturn_marks_it(ctx, alice):
         ops.require(ctx, "reveal")
 
 
+def _admin_unlocked(ctx) -> None:
+    """The acting operator gave a code a moment ago: operator admin is a step-up (core.stepup)."""
+    from core.mfa import MfaSession
+
+    ctx.mfa = MfaSession(ctx.settings)
+    ctx.mfa._until[ctx.operator] = ctx.mfa.now() + timedelta(minutes=5)
+
+
 def test_reset_mfa_unconfirms_and_old_secret_stops_working(ctx, alice):
+    _admin_unlocked(ctx)
     info = ops.reset_mfa(ctx, "alice")  # the admin gets no seed back, only the state
     assert not info.confirmed and not info.has_secret and "secret" not in repr(info).lower().replace("has_secret", "")
     with pytest.raises(MfaFailed, match="not enrolled a second factor"):
@@ -208,7 +217,8 @@ def test_reset_mfa_unconfirms_and_old_secret_stops_working(ctx, alice):
 
 def test_only_the_person_enrols_their_own_second_factor(ctx, alice):
     """Finding 10: whoever adds an operator never holds their TOTP seed; the person enrols at their terminal."""
-    info = ops.add_operator(ctx, "bob", "bob@example.org")  # alice (enforcing) adds bob
+    _admin_unlocked(ctx)
+    info = ops.add_operator(ctx, "bob", "bob@example.org")  # alice (enforcing) adds bob, after her code
     assert not info.has_secret and not info.confirmed
     with pytest.raises(PermissionDenied, match="only 'bob' may enrol their own second factor"):
         ops.start_enrolment(ctx, "bob")

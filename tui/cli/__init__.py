@@ -8,15 +8,19 @@ import os
 import sys
 from pathlib import Path
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from core import textsafe
 
+# Only light modules at the top: `keyturn --help` must not load SQLAlchemy, paramiko or Textual. Each command's
+# handler imports what it needs (tests/unit/test_cli_imports.py; figures in benchmarks/README.md).
 from core.config import ProcessIdentity, load_settings
-from core.context import Context, open_context
 from core.errors import ConfigError, KeyturnError
 
-Handler = Callable[[Context, argparse.Namespace], int]
+if TYPE_CHECKING:
+    from core.context import Context
+
+Handler = Callable[["Context", argparse.Namespace], int]
 
 # Each module has register(subparsers); order is the order of `keyturn --help`.
 GROUPS = ("tui.cli.inventory", "tui.cli.tasks", "tui.cli.records", "tui.cli.operators", "tui.cli.scheduler", "tui.cli.vaultkeys",
@@ -86,10 +90,22 @@ def terminal_source(env: dict[str, str] | os._Environ) -> str:
     return " ".join(parts)
 
 
-# Commands that can redirect or expose a secret: a fresh TOTP code from the acting person once operators exist.
-STEP_UP_COMMANDS = {
-    ("import", ""), ("asset", "edit"), ("asset", "trust"), ("account", "add"), ("task", "create"), ("task", "edit"),
-    ("task", "copy"), ("task", "activate"), ("task", "run"), ("retry", ""), ("key", "rotate"), ("mail", "set-password"),
+def _secrets_on_stdin(args: argparse.Namespace) -> bool:
+    return any(getattr(args, f, False) for f in ("password_stdin", "key_passphrase_stdin", "become_password_stdin"))
+
+
+# Whether a TOTP step-up is needed is decided by the core use case (core.stepup): it raises StepUpRequired
+# before it writes anything, and _with_step_up asks for a code and runs the command again. Without a terminal
+# the code is line one of stdin, so a command that reads other lines of stdin *before* its use case can raise
+# would hand the code's line to the secret (and the secret's to the code). Only those ask up front, and only
+# once operators are enforced: a task created or edited with --*-stdin secrets (core steps up for every task
+# create/edit), the SMTP password, and an inventory read from stdin. `account add` asks core first
+# (check_account_step_up: only a privileged account needs a code) before it reads a secret, so it needs no entry.
+STEP_UP_BEFORE_STDIN: dict[tuple[str, str], Callable[[argparse.Namespace], bool]] = {
+    ("task", "create"): _secrets_on_stdin,
+    ("task", "edit"): _secrets_on_stdin,
+    ("mail", "set-password"): lambda args: not args.clear,
+    ("import", ""): lambda args: args.file in ("-", "/dev/stdin") or args.known_hosts in ("-", "/dev/stdin"),
 }
 
 
@@ -105,12 +121,12 @@ def _with_step_up(ctx: Context, handler: Handler, args: argparse.Namespace) -> i
     if ctx.mfa is None:
         ctx.mfa = MfaSession(ctx.settings)
     sub = getattr(args, f"{args.command}_command", None) or ""
-    if (args.command, sub) in STEP_UP_COMMANDS:
+    reads_stdin = STEP_UP_BEFORE_STDIN.get((args.command, sub))
+    if reads_stdin is not None and reads_stdin(args):
         from core.operators import is_enforcing, require
 
-        require(ctx, "run" if sub == "run" or args.command == "retry" else "edit")
+        require(ctx, "edit")
         if is_enforcing(ctx):
-            # Asked before the command reads anything else from stdin: without a terminal the code is line one.
             ctx.mfa.unlock(ctx, ask_code(ctx.operator))
     try:
         return handler(ctx, args)
@@ -168,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if handler is None:
             parser.parse_args([*(argv or sys.argv[1:]), "--help"])
             return 2
+        from core.context import open_context
+
         ctx = open_context(settings, operator=resolve_operator(args.operator, os.environ), source=terminal_source(os.environ))
         try:
             permission = getattr(args, "permission", None)

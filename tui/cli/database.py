@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from core.config import Settings
-from core.database import database_status, upgrade_database
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     """Print the database's place and revision; exit 1 when it is behind."""
+    from core.database import database_status
+
     st = database_status(settings)
     print(f"database: {st.url} ({st.backend})")
     print(f"schema: {st.revision or 'empty'}; newest: {st.head}{'' if st.current else ' (run `keyturn db upgrade`)'}")
@@ -31,6 +32,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     """Bring the schema to the newest revision."""
+    from core.database import upgrade_database
+
     before, after = upgrade_database(settings)
     if before.current:
         print(f"database {after.url} is at the newest schema ({after.head}); nothing to do")

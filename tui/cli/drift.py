@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.context import Context
 from core.errors import InputError
 from core.types import HEARTBEAT_STATUSES, DependencyStep, HeartbeatInfo
+
+if TYPE_CHECKING:
+    from core.context import Context
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:

@@ -7,18 +7,19 @@ import getpass
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.context import Context
+# The handlers import core.services, the drivers and the importer themselves: registering the commands (and
+# `keyturn --help`) needs argparse and these light modules only.
 from core.errors import HostKeyChanged, InputError, KeyturnError
-from core.drivers.dbconn import REJECTED_PLATFORMS, TLS_MODES, describe_options, is_database
-from core.importer import FORMATS, check_name, describe_summary
 from core.names import check_username
-from core.values import PLATFORMS
-from core.services import inventory as svc
+from core.values import FORMATS, PLATFORMS, REJECTED_PLATFORMS, TLS_MODES, is_database
+from core.wording import plural
 from core.types import AccountInfo, AssetInfo, ImportSummary, fingerprint_sha256
 from tui.cli.stdin import without_line_end
-from tui.widgets.format import plural
+
+if TYPE_CHECKING:
+    from core.context import Context
 
 
 class NotConfirmed(KeyturnError):
@@ -71,6 +72,8 @@ def _port(text: str) -> int:
 
 
 def _node_path(text: str) -> str:
+    from core.services import inventory as svc
+
     try:
         return svc.parse_node_path(text)
     except InputError as exc:
@@ -86,6 +89,8 @@ def _username(text: str) -> str:
 
 def _name(what: str):  # type: ignore[no-untyped-def]
     def parse(text: str) -> str:
+        from core.importer import check_name
+
         try:
             return check_name(text, what)
         except ValueError as exc:
@@ -126,6 +131,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def _print_summary(label: str, summary: ImportSummary) -> None:
+    from core.importer import describe_summary
+
     print(f"{label}: {describe_summary(summary)}")
     for message in summary.messages:
         print(f"  {message}")
@@ -134,6 +141,8 @@ def _print_summary(label: str, summary: ImportSummary) -> None:
 # -- import --------------------------------------------------------------------------------------------
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn import FILE | --known-hosts FILE."""
+    from core.services import inventory as svc
+
     if args.known_hosts:
         if args.file or args.format:
             raise InputError("give either an inventory FILE or --known-hosts FILE, not both")
@@ -151,6 +160,8 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
 # -- assets --------------------------------------------------------------------------------------------
 def cmd_asset_add(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset add."""
+    from core.services import inventory as svc
+
     asset = svc.add_asset(ctx, args.name, address=args.address, port=args.port, platform=args.platform,
                           nodes=args.node or [], active=not args.inactive, comment=args.comment,
                           database=args.database or "", tls=args.tls or "", ca_file=args.ca_file or "",
@@ -166,6 +177,8 @@ def cmd_asset_add(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_asset_list(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset list."""
+    from core.services import inventory as svc
+
     assets = svc.list_assets(ctx, node=args.node)
     if args.json:
         print(json.dumps([asset_to_dict(a) for a in assets], indent=2))
@@ -181,6 +194,9 @@ def cmd_asset_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_asset_show(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset show."""
+    from core.drivers.dbconn import describe_options
+    from core.services import inventory as svc
+
     asset = svc.get_asset(ctx, args.name)
     accounts = svc.list_accounts(ctx, asset=args.name)
     if args.json:
@@ -212,6 +228,8 @@ def cmd_asset_show(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_asset_remove(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset remove."""
+    from core.services import inventory as svc
+
     asset = svc.asset_to_remove(ctx, args.name)
     print(f"asset {asset.name} ({asset.address}:{asset.port}) has {asset.accounts} accounts; removing it deletes "
           "them with their current and earlier secrets from the vault")
@@ -224,6 +242,8 @@ def cmd_asset_remove(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_asset_edit(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset edit."""
+    from core.services import inventory as svc
+
     _, outcome = svc.edit_asset(ctx, args.name, address=args.address, port=args.port, platform=args.platform,
                                 add_nodes=args.add_node or [], active=args.active, comment=args.comment,
                                 database=args.database, tls=args.tls, ca_file=args.ca_file,
@@ -235,6 +255,8 @@ def cmd_asset_edit(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_asset_trust(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset trust: fetch the host's keys, show fingerprints, pin after confirmation."""
+    from core.services import inventory as svc
+
     asset = svc.get_asset(ctx, args.name)
     if is_database(asset.platform):
         svc.fetch_offer(ctx, args.name)  # refuses: a database asset has no SSH host key
@@ -279,6 +301,12 @@ def cmd_asset_trust(ctx: Context, args: argparse.Namespace) -> int:
 # -- accounts ------------------------------------------------------------------------------------------
 def cmd_account_add(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn account add: secrets only from stdin (or a hidden prompt) and key files."""
+    from core.services import inventory as svc
+
+    # Core says whether this account needs a TOTP code before any secret is read: without a terminal the
+    # code is stdin's line one, the secrets follow it.
+    svc.check_account_step_up(ctx, args.asset, args.username, privileged=args.privileged,
+                              secret_type="password" if args.password_stdin else "ssh_key")
     stdin = _StdinSecrets()
     passphrase: str | None = None
     if args.password_stdin:
@@ -304,6 +332,8 @@ def cmd_account_add(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_account_list(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn account list (never secrets)."""
+    from core.services import inventory as svc
+
     accounts = svc.list_accounts(ctx, asset=args.asset)
     if args.json:
         print(json.dumps([account_to_dict(a) for a in accounts], indent=2))
@@ -317,8 +347,21 @@ def cmd_account_list(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_account_edit(ctx: Context, args: argparse.Namespace) -> int:
+    """keyturn account edit: flags only (a new secret is `account add`)."""
+    from core.services import inventory as svc
+
+    secret_type = args.type.replace("-", "_") if args.type else None
+    outcome = svc.edit_account(ctx, args.asset, args.username, secret_type, privileged=args.privileged,
+                               can_change=args.change)
+    print(f"account {args.username}@{args.asset} {outcome}")
+    return 0
+
+
 def cmd_account_remove(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn account remove."""
+    from core.services import inventory as svc
+
     secret_type = args.type.replace("-", "_") if args.type else None
     acc = svc.account_to_remove(ctx, args.asset, args.username, secret_type)
     kind, version = acc.secret_type, acc.version
@@ -334,6 +377,8 @@ def cmd_account_remove(ctx: Context, args: argparse.Namespace) -> int:
 # -- nodes ---------------------------------------------------------------------------------------------
 def cmd_node_tree(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn node tree: the node tree, each with the number of assets at or below it."""
+    from core.services import inventory as svc
+
     nodes = svc.list_nodes(ctx)
     direct = svc.asset_counts_by_node(ctx)
     assets = svc.list_assets(ctx)
@@ -443,7 +488,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accept-changed", action="store_true",
                    help="with --yes: also replace a pinned key the host no longer presents (check it first!)")
 
-    accounts = _group(sub, "account", "add, list and remove accounts",
+    accounts = _group(sub, "account", "add, edit, list and remove accounts",
                       "Manage accounts on assets. Secrets are read from stdin or a key file, never from the command line.")
     p = _cmd(accounts, "add", "add an account (or set its secret)",
              "Add an account to an asset, or give an existing one a new secret (the previous one stays in its "
@@ -463,6 +508,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _cmd(accounts, "list", "list accounts (never secrets)", "List accounts; secrets are never shown.", cmd_account_list)
     p.add_argument("--asset", metavar="ASSET", help="only this asset's accounts")
     p.add_argument("--json", action="store_true", help="print JSON (has_secret, never the secret)")
+
+    p = _cmd(accounts, "edit", "change an account's flags",
+             "Mark an account privileged or not, changeable or not; its secret stays (give a new one with "
+             "`account add`).", cmd_account_edit, "edit")
+    p.add_argument("asset", metavar="ASSET", help="asset name")
+    p.add_argument("username", metavar="USERNAME", help="account name")
+    p.add_argument("--type", choices=("password", "ssh-key"), help="which one, when the user has both a password and a key")
+    p.add_argument("--privileged", action=argparse.BooleanOptionalAction, default=None,
+                   help="keyturn logs in with this account to change others (--no-privileged: not any more)")
+    p.add_argument("--change", action=argparse.BooleanOptionalAction, default=None,
+                   help="keyturn may change this account's secret (--no-change: never)")
 
     p = _cmd(accounts, "remove", "remove an account",
              "Remove an account with its secret and secret history.", cmd_account_remove, "edit")

@@ -6,13 +6,15 @@ import argparse
 import getpass
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from core import audit as audit_core
-from core import operators as ops
-from core.context import Context
+# Only light modules here (`keyturn --help` registers every command); the handlers import core.operators,
+# core.mfa, core.reveal and core.audit, which load the ORM.
 from core.errors import InputError
-from core.mfa import MfaSession
-from core.reveal import RevealedSecret, check_reveal_targets, reveal_pairs, reveal_record, reveal_task
+
+if TYPE_CHECKING:
+    from core.context import Context
+    from core.reveal import RevealedSecret
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -112,17 +114,10 @@ def ask_reason() -> str:
     return ""
 
 
-def _admin(ctx: Context, args: argparse.Namespace) -> None:
-    mfa = MfaSession(ctx.settings)
-    ops.require(ctx, "edit")
-    if ops.is_enforcing(ctx):
-        mfa.unlock(ctx, ask_code(ctx.operator))
-    ops.require_admin(ctx, mfa)
-
-
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
-    """Add an operator; they enrol their own phone."""
-    _admin(ctx, args)
+    """Add an operator; they enrol their own phone (core asks for the admin's step-up)."""
+    from core import operators as ops
+
     info = ops.add_operator(ctx, args.name, args.email)
     print(f"operator {info.name} added; {info.name} now enrols their phone at their own terminal: "
           f"{ops.ENROL_HINT}")
@@ -131,6 +126,8 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_enrol(ctx: Context, args: argparse.Namespace) -> int:
     """Enrol the acting operator's phone: QR code and URI, then a first code."""
+    from core import operators as ops
+
     enrolment = ops.start_enrolment(ctx)
     # The one place a TOTP seed is printed: to the person themselves, handing it to their phone.
     print(f"operator {enrolment.operator}: scan this code with an authenticator app:")
@@ -147,6 +144,8 @@ def cmd_enrol(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_confirm(ctx: Context, args: argparse.Namespace) -> int:
     """Confirm an enrolment."""
+    from core import operators as ops
+
     if args.code is not None:
         raise InputError(f"CODE: {NEW_CODE_FORM}")
     ops.confirm_enrolment(ctx, args.name, ask_code(args.name))
@@ -156,6 +155,8 @@ def cmd_confirm(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     """List operators."""
+    from core import operators as ops
+
     rows = ops.list_operators(ctx)
     if args.json:
         print(json.dumps([
@@ -178,12 +179,12 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_scope(ctx: Context, args: argparse.Namespace) -> int:
     """Limit an operator to node subtrees, or lift the limit."""
+    from core import operators as ops
     from core.scopes import set_scope
 
     if bool(args.node) == bool(args.clear):
         raise InputError("give --node PATH (repeatable) or --clear")
     ops.get_operator(ctx, args.name)
-    _admin(ctx, args)
     paths = set_scope(ctx, args.name, [] if args.clear else args.node)
     print(f"operator {args.name}: " + (f"limited to {', '.join(paths)}" if paths else "not limited"))
     return 0
@@ -191,14 +192,16 @@ def cmd_scope(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
     """Remove an operator."""
+    from core import operators as ops
+
     ops.get_operator(ctx, args.name)  # a clear "no operator" before any code is asked
+    ops.require_admin(ctx)  # the code (StepUpRequired, asked by the caller) before the question, not after it
     if not args.yes:
         if not sys.stdin.isatty():
             raise InputError("removing an operator needs --yes when not run in a terminal")
         if input(f"remove operator {args.name}? [y/N] ").strip().lower() not in ("y", "yes"):
             print("not removed")
             return 1
-    _admin(ctx, args)
     ops.remove_operator(ctx, args.name)
     print(f"operator {args.name} removed")
     if not ops.is_enforcing(ctx):
@@ -208,8 +211,8 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_reset_mfa(ctx: Context, args: argparse.Namespace) -> int:
     """Give an operator a new TOTP secret."""
-    ops.get_operator(ctx, args.name)
-    _admin(ctx, args)
+    from core import operators as ops
+
     info = ops.reset_mfa(ctx, args.name)
     print(f"operator {info.name} has no TOTP secret now; {info.name} enrols a new phone at their own terminal: "
           f"{ops.ENROL_HINT}")
@@ -233,6 +236,10 @@ def _register_reveal(sub: argparse._SubParsersAction) -> None:
 
 def cmd_reveal(ctx: Context, args: argparse.Namespace) -> int:
     """Reveal secrets."""
+    from core import operators as ops
+    from core.mfa import MfaSession
+    from core.reveal import reveal_pairs, reveal_record, reveal_task
+
     chosen = sum(bool(x) for x in (args.pairs, args.task, args.record is not None))
     if chosen != 1:
         raise InputError("name what to reveal: ASSET USER pairs, --task NAME, or --record ID (exactly one)")
@@ -262,6 +269,8 @@ def cmd_reveal(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _check_targets(ctx: Context, args: argparse.Namespace) -> None:
+    from core.reveal import check_reveal_targets
+
     check_reveal_targets(ctx, record=args.record, task=args.task, pairs=list(zip(args.pairs[0::2], args.pairs[1::2])))
 
 
@@ -300,6 +309,8 @@ def _register_audit(sub: argparse._SubParsersAction) -> None:
 
 def cmd_audit_list(ctx: Context, args: argparse.Namespace) -> int:
     """List audit events."""
+    from core import audit as audit_core
+
     if args.limit < 1:
         raise InputError(f"--limit: expected a positive number, got {args.limit}")
     events = audit_core.list_events(ctx, limit=args.limit, action=args.action)
@@ -316,6 +327,8 @@ def cmd_audit_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(ctx: Context, args: argparse.Namespace) -> int:
     """Verify the chain."""
+    from core import audit as audit_core
+
     expect = None
     if args.head:
         event_id, _, digest = args.head.partition(":")

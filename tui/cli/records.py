@@ -14,14 +14,16 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from core.context import Context
+# Only light modules here (`keyturn --help` registers every command); the handlers import the services.
 from core.events import AccountSettled, Event, ExecutionStarted
 from core import types as rec
-from core.services import views
 from core.types import ExecutionInfo, RecordInfo
-from tui.widgets.format import plural
+from core.wording import plural
+
+if TYPE_CHECKING:
+    from core.context import Context
 
 
 # -- formatting ------------------------------------------------------------------------------------
@@ -128,6 +130,8 @@ def _cancel_on_signal(cancel: threading.Event) -> Iterator[None]:
 def _run_and_report(ctx: Context, args: argparse.Namespace, work: Callable[..., ExecutionInfo], *,
                     mail: bool = True) -> int:
     """Run work(cancel=..., on_event=...), print progress and the result; exit 0 only if all succeeded."""
+    from core.services import views
+
     as_json = bool(getattr(args, "json", False))
     progress = Progress(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
     cancel = threading.Event()
@@ -238,6 +242,7 @@ def _cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _cmd_reconcile(ctx: Context, args: argparse.Namespace) -> int:
+    from core.services import views
     from core.reconcile import reconcile
 
     cancel = threading.Event()

@@ -10,16 +10,18 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from core.context import Context
-from core.operators import mark_system
+# Only light modules here (`keyturn --help` registers every command); the handlers import the scheduler.
+from core.config import DEFAULT_WORKERS
 from core.errors import InputError
-from core.notify import send_execution_report, send_test_message, store_smtp_password
-from core.scheduler import DEFAULT_WORKERS, Scheduler, list_scheduled, settle_leftovers
 from core.types import utcnow
 from tui.cli.stdin import without_line_end
 
 from tui.cli.args import number_arg
+
+if TYPE_CHECKING:
+    from core.context import Context
 
 log = logging.getLogger("keyturn.scheduler")
 
@@ -81,6 +83,8 @@ def _setup_logging() -> None:
 
 
 def _list(ctx: Context) -> int:
+    from core.scheduler import list_scheduled
+
     now = utcnow()
     tasks = list_scheduled(ctx)
     if not tasks:
@@ -97,6 +101,9 @@ def _list(ctx: Context) -> int:
 
 def cmd_scheduler(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn scheduler [--once] [--poll SECONDS] [--workers N] [--no-mail] [--list]."""
+    from core.operators import mark_system
+    from core.scheduler import Scheduler, settle_leftovers
+
     if args.list:
         return _list(ctx)
     # Runs as the system actor need no person's code, so only the service itself may start them.
@@ -142,6 +149,8 @@ def cmd_scheduler(ctx: Context, args: argparse.Namespace) -> int:
 # -- mail -----------------------------------------------------------------------------------------------
 def cmd_mail_set_password(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn mail set-password [--clear]: the password comes from stdin, never from argv."""
+    from core.notify import store_smtp_password
+
     if args.clear:
         store_smtp_password(ctx, None)
         print("SMTP password forgotten")
@@ -162,6 +171,8 @@ def cmd_mail_set_password(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_mail_test(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn mail test ADDR."""
+    from core.notify import send_test_message
+
     send_test_message(ctx, args.address)
     s = ctx.settings
     print(f"test message sent to {args.address} via {s.smtp_host}:{s.smtp_port}")
@@ -170,6 +181,8 @@ def cmd_mail_test(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_mail_report(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn mail report EXECUTION_ID."""
+    from core.notify import send_execution_report
+
     error = send_execution_report(ctx, args.execution)
     if error:
         print(f"keyturn: error: report of execution {args.execution} not delivered: {error}", file=sys.stderr)

@@ -8,17 +8,19 @@ import getpass
 import json
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core import tasks as core_tasks
-from core.context import Context
+# Only light modules here (`keyturn --help` registers every command); the handlers import core.tasks and
+# core.targets, which load the ORM and the drivers.
 from core.errors import InputError
 from core.params import as_mapping
-from core.drivers.dbconn import is_database
-from core.targets import preview, target_note
 from core.types import HostParams, TaskSpec
+from core.values import KEY_STRATEGIES, is_database
 from tui.cli.params import add_param_option, apply_param_args, param_lines
 from tui.cli.stdin import without_line_end
+
+if TYPE_CHECKING:
+    from core.context import Context
 
 STDIN_ORDER = (
     "Secrets are never taken as arguments. With several --*-stdin flags, standard input is read one line per "
@@ -127,6 +129,8 @@ def _stdin_secrets(args: argparse.Namespace) -> dict[str, str]:
 
 def _changes_from_args(args: argparse.Namespace, current: TaskSpec | None) -> dict[str, Any]:
     """TaskSpec fields the options set (only those given), secrets read from stdin last."""
+    from core import tasks as core_tasks
+
     # The flags in the words of a task file; core.tasks.task_changes is the one mapper from those to a TaskSpec.
     data: dict[str, Any] = {}
     if getattr(args, "no_assets", False):
@@ -178,6 +182,8 @@ def _changes_from_args(args: argparse.Namespace, current: TaskSpec | None) -> di
 
 # -- handlers --------------------------------------------------------------------------------------
 def _cmd_create(ctx: Context, args: argparse.Namespace) -> int:
+    from core import tasks as core_tasks
+
     if args.from_file:
         base = core_tasks.load_task_file(args.from_file)
         if args.name:
@@ -194,6 +200,8 @@ def _cmd_create(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _cmd_edit(ctx: Context, args: argparse.Namespace) -> int:
+    from core import tasks as core_tasks
+
     current = core_tasks.get_task(ctx, args.name)
     changes = _changes_from_args(args, current)
     if args.rename:
@@ -206,14 +214,18 @@ def _cmd_edit(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _print_saved(ctx: Context, verb: str, spec: TaskSpec) -> None:
+    from core.targets import visible_preview
+
     line = f"task {spec.name} {verb}"
     if spec.next_run_at:
         line += f"; next run {_when(spec.next_run_at)}"
     print(line)
-    print(f"targets: {preview(ctx, spec).summary()}")
+    print(f"targets: {visible_preview(ctx, spec).summary()}")
 
 
 def _cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+    from core import tasks as core_tasks
+
     spec = core_tasks.get_task(ctx, args.name)
     flags = core_tasks.secrets_set(ctx, args.name)
     runs = core_tasks.upcoming_runs(spec, 3)
@@ -263,6 +275,8 @@ def _cmd_show(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    from core import tasks as core_tasks
+
     specs = core_tasks.list_tasks(ctx)
     if args.json:
         print(json.dumps([_task_dict(s) for s in specs], indent=2))
@@ -284,8 +298,11 @@ def _cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
+    from core import tasks as core_tasks
+    from core.targets import target_note, visible_preview
+
     spec = core_tasks.get_task(ctx, args.name)
-    result = preview(ctx, spec)
+    result = visible_preview(ctx, spec)
     if args.json:
         print(json.dumps({
             "task": spec.name, "summary": result.summary(),
@@ -311,6 +328,8 @@ def _cmd_preview(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
+    from core import tasks as core_tasks
+
     core_tasks.get_task(ctx, args.name)  # a missing task is reported before asking
     if not args.yes:
         if not sys.stdin.isatty():
@@ -325,18 +344,24 @@ def _cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _cmd_copy(ctx: Context, args: argparse.Namespace) -> int:
+    from core import tasks as core_tasks
+
     saved = core_tasks.copy_task(ctx, args.name, args.new_name)
     _print_saved(ctx, f"copied from {args.name}", saved)
     return 0
 
 
 def _cmd_activate(ctx: Context, args: argparse.Namespace) -> int:
+    from core import tasks as core_tasks
+
     spec = core_tasks.set_active(ctx, args.name, True)
     print(f"task {spec.name} active" + (f"; next run {_when(spec.next_run_at)}" if spec.next_run_at else ""))
     return 0
 
 
 def _cmd_deactivate(ctx: Context, args: argparse.Namespace) -> int:
+    from core import tasks as core_tasks
+
     spec = core_tasks.set_active(ctx, args.name, False)
     print(f"task {spec.name} inactive; it will not run on schedule")
     return 0
@@ -371,7 +396,7 @@ def _add_task_options(p: argparse.ArgumentParser, *, edit: bool) -> None:
     sec.add_argument("--password-stdin", action="store_true", help="read the specific password from stdin")
     sec.add_argument("--key-file", metavar="PATH", help="the specific private key (OpenSSH or PEM) to push")
     sec.add_argument("--key-passphrase-stdin", action="store_true", help="read the key's passphrase from stdin")
-    sec.add_argument("--key-strategy", choices=core_tasks.KEY_STRATEGIES,
+    sec.add_argument("--key-strategy", choices=KEY_STRATEGIES,
                      help="replace-ours: remove only keys keyturn pushed, then add (default); replace-all: empty "
                           "authorized_keys first; append: only add")
     sec.add_argument("--key-algorithm", choices=("ed25519", "rsa4096"), help="for random keys (default: ed25519)")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from core.context import Context
-from core.vaultkeys import rotate_master_key
+if TYPE_CHECKING:
+    from core.context import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_rotate(ctx: Context, args: argparse.Namespace) -> int:
     """Rotate the master key."""
+    from core.vaultkeys import rotate_master_key
+
     count, retired = rotate_master_key(ctx)
     print(f"re-encrypted {count} secret values under a new master key; old key kept as {retired}")
     print("remove the old key file once your backups hold the new one")

@@ -10,11 +10,15 @@ import sys
 import threading
 from types import FrameType
 
-from core.context import Context
+from typing import TYPE_CHECKING
+
+# Only light modules here (`keyturn --help` registers every command); the handler imports core.workers.
+from core.config import DEFAULT_LEASE_SECONDS, DEFAULT_POLL_SECONDS
 from core.events import Event
-from core.operators import mark_system
-from core.workers import DEFAULT_LEASE_SECONDS, DEFAULT_POLL_SECONDS, Worker
 from tui.cli.args import number_arg
+
+if TYPE_CHECKING:
+    from core.context import Context
 
 log = logging.getLogger("keyturn.worker")
 
@@ -53,6 +57,8 @@ def _setup_logging() -> None:
 
 def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn worker [--id NAME] [--concurrency N] [--once] [--lease SECONDS] [--poll SECONDS]."""
+    from core.operators import mark_system
+    from core.workers import Worker
     from core.config import ProcessIdentity
     from core.identity import require_service_identity
 

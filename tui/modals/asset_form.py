@@ -16,6 +16,7 @@ from core.errors import InputError, KeyturnError
 from core.importer import check_name
 from core.values import PLATFORMS
 from core.services import inventory as svc
+from core.stepup import StepUpRequired
 from core.types import AssetInfo
 from tui.widgets.compact import make_compact
 from tui.widgets.marked import MarkedCheckbox
@@ -136,6 +137,13 @@ class AssetFormModal(ModalScreen[AssetInfo | None]):
             else:
                 saved, _ = svc.edit_asset(self.ctx, self.asset.name, add_nodes=svc.parse_nodes(value["nodes"]),
                                           **fields)  # type: ignore[arg-type]
+        except StepUpRequired as exc:
+            # A new address, port, platform, TLS mode or gateway decides where secrets go: a code, then save again.
+            from tui.modals.otp import OtpModal
+
+            self._error("form", str(exc))
+            self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa), lambda ok: self.action_save() if ok else None)
+            return
         except InputError as exc:
             key = exc.field if exc.field in FIELDS else "form"
             self._error(key, str(exc))

@@ -18,13 +18,6 @@ class EnrolModal(ModalScreen[bool]):
     """The otpauth QR code (light modules filled, so it reads dark-on-light) and an input for the first code."""
 
     BINDINGS = [Binding("escape", "cancel", "Later")]
-    DEFAULT_CSS = """
-    EnrolModal #enrol-box { width: 100%; height: 100%; background: $surface; padding: 0 1; }
-    EnrolModal #enrol-qr { width: auto; height: auto; color: white; background: black; }
-    EnrolModal #enrol-side { width: 1fr; height: 100%; padding: 0 0 0 2; }
-    EnrolModal #enrol-uri { color: $text-muted; margin-top: 1; }
-    EnrolModal #enrol-code { width: 20; }
-    """
 
     def __init__(self, ctx: Context, enrolment: Enrolment) -> None:
         super().__init__()

@@ -18,10 +18,6 @@ class OtpModal(ModalScreen[bool]):
     """One code unlocks the operator for this app session; wrong codes show the tries left, then the lockout."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = """
-    OtpModal #otp-code { width: 20; }
-    OtpModal #otp-status { color: $text-muted; }
-    """
 
     def __init__(self, ctx: Context, mfa: MfaSession, operator: str | None = None) -> None:
         super().__init__()

@@ -63,13 +63,6 @@ class RevealModal(ModalScreen[None]):
         Binding("c", "copy", "Copy"),
         Binding("escape,q", "close", "Close"),
     ]
-    DEFAULT_CSS = """
-    RevealModal SecretRow { height: auto; padding: 0 1; }
-    RevealModal .secret-label { color: $text-muted; }
-    RevealModal .secret-value { height: auto; }
-    RevealModal SecretRow.-shown .secret-value { text-style: bold; color: $warning; }
-    RevealModal ListView { height: auto; max-height: 20; }
-    """
 
     def __init__(self, title: str | Sequence[RevealItem], items: Sequence[RevealItem] | None = None, *,
                  hide_seconds: float | None = None) -> None:

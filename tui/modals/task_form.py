@@ -27,10 +27,11 @@ from core.context import Context
 from core.errors import InputError, KeyturnError
 from core.schedule import next_runs, validate_schedule
 from core.secretgen import KEY_ALGORITHMS, check_specific_password, validate_rules
-from core.targets import preview
+from core.targets import visible_preview
 from core.services.inventory import list_nodes
 from core.services.views import asset_choices, operator_names
-from core.types import HostParams, PasswordRules, TaskSpec
+from core.types import HostParams, NodeInfo, PasswordRules, TaskSpec
+from tui.reads import ThreadedReads
 from tui.widgets.compact import make_compact
 from tui.widgets.marked import MarkedCheckbox, MarkedSelectionList
 from tui.widgets.validators import CoreCheck
@@ -103,7 +104,7 @@ def _check_become(v: str) -> None:
         check_specific_password(v, field="become password")
 
 
-class TaskFormModal(ModalScreen[TaskSpec | None]):
+class TaskFormModal(ThreadedReads, ModalScreen[TaskSpec | None]):
     """Create or edit a task; ctrl+s saves, Esc cancels."""
 
     BINDINGS = [
@@ -126,7 +127,7 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         parts: list[Widget] = [Label(title, classes="field-title")]
         parts.extend(widgets)
         if note:
-            parts.append(Label(note, classes="field-note"))
+            parts.append(Label(note, markup=False, id=f"note-{key}", classes="field-note"))
         error = Label("", markup=False, id=f"err-{key}", classes="field-error")
         error.display = False
         parts.append(error)
@@ -136,8 +137,6 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         s = self.spec
         rules, params = s.rules, s.params
         periodic = "interval" if s.interval_hours else "cron" if s.cron else "none"
-        nodes = list_nodes(self.ctx)
-        operators = operator_names(self.ctx)
         with Vertical(classes="dialog form", id="task-form"):
             yield Label("Edit task " + self.original.name if self.original else "New task", classes="dialog-title", markup=False)
             with VerticalScroll(id="form-body"):
@@ -148,9 +147,9 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                 yield self._field(
                     "assets", "Assets", Input(placeholder="filter assets by name or address", id="asset-filter"),
                     MarkedSelectionList(id="assets"), Label("", markup=False, id="assets-chosen", classes="field-note"))
-                yield self._field("nodes", "Nodes (subnodes included)", MarkedSelectionList(
-                    *(("\u00a0\u00a0" * (n.path.count("/") - 1) + n.name, n.path, n.path in s.nodes)
-                      for n in nodes), id="nodes"), note="" if nodes else "no nodes yet")
+                # Nodes and operators arrive from a thread worker (_show_setup): the form opens at once.
+                yield self._field("nodes", "Nodes (subnodes included)", MarkedSelectionList(id="nodes"),
+                                  note="loading nodes…")
                 yield self._field("strategy", "Secret strategy", Select(
                     [("random (generated per account)", "random"), ("specific (the same for all)", "specific")],
                     value=s.secret_strategy, allow_blank=False, id="strategy"))
@@ -210,9 +209,8 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
                     MarkedCheckbox("check connection after change", s.check_after_change, id="check"),
                     MarkedCheckbox("active", s.active, id="active"), classes="inline"))
                 yield self._field("description", "Description", Input(s.description, id="description"))
-                yield self._field("recipients", "Recipients (operators mailed after each run)", MarkedSelectionList(
-                    *((o, o, o in s.recipients) for o in operators), id="recipients"),
-                    note="" if operators else "no operators yet (keyturn operator add)")
+                yield self._field("recipients", "Recipients (operators mailed after each run)",
+                                  MarkedSelectionList(id="recipients"), note="loading operators…")
             yield Label("", markup=False, id="err-form", classes="field-error")
             yield Label("", markup=False, id="form-preview", classes="preview-line")
             with Horizontal(classes="dialog-buttons"):
@@ -222,15 +220,41 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
     def on_mount(self) -> None:
         """Fill the asset picker, hide fields that do not apply, and compute the first preview."""
         make_compact(self)
-        for picker in self.query(SelectionList):
-            if picker.option_count:
-                picker.highlighted = 0
-        self._fill_assets()
+        self._setup_done = False
         self._apply_visibility()
         self._update_next_runs()
-        self._update_preview()
         self.query_one("#name", Input).focus()
         self._initial = self._snapshot()
+        ctx = self.ctx
+        self.read_in_thread("form-setup", lambda: (list_nodes(ctx), operator_names(ctx)), self._show_setup,
+                            name="Loading nodes and operators")
+        self._fill_assets()
+
+    def _show_setup(self, data: tuple[list[NodeInfo], list[str]]) -> None:
+        """Fill the node and recipient pickers (the task's own ones chosen), then compute the first preview."""
+        nodes, operators = data
+        untouched = self._snapshot() == self._initial
+        s = self.spec
+        with self.prevent(SelectionList.SelectedChanged):
+            self.query_one("#nodes", SelectionList).add_options(
+                [("\u00a0\u00a0" * (n.path.count("/") - 1) + n.name, n.path, n.path in s.nodes) for n in nodes])
+            self.query_one("#recipients", SelectionList).add_options([(o, o, o in s.recipients) for o in operators])
+        for picker in (self.query_one("#nodes", SelectionList), self.query_one("#recipients", SelectionList)):
+            if picker.option_count:
+                picker.highlighted = 0
+        for key, empty, items in (("nodes", "no nodes yet", nodes),
+                                  ("recipients", "no operators yet (keyturn operator add)", operators)):
+            note = self.query_one(f"#note-{key}", Label)
+            note.update("" if items else empty)
+            note.display = not items
+        self._setup_done = True
+        if untouched:  # what the task holds is not a change the user made
+            self._initial = self._snapshot()
+        self._update_preview()
+
+    def _picked(self, widget_id: str, saved: list[str]) -> list[str]:
+        """A node or recipient picker's choice; the task's own until the picker is filled."""
+        return list(self.query_one(f"#{widget_id}", SelectionList).selected) if self._setup_done else list(saved)
 
     # -- field helpers -----------------------------------------------------------------------------
     def _value(self, widget_id: str) -> str:
@@ -289,9 +313,12 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
 
     # -- assets picker -----------------------------------------------------------------------------
     def _fill_assets(self) -> None:
+        ctx, search = self.ctx, self._value("asset-filter").strip()
+        self.read_in_thread("form-assets", lambda: asset_choices(ctx, search=search, limit=ASSET_CHOICES),
+                            self._show_assets, name="Loading assets")
+
+    def _show_assets(self, choices: list[tuple[str, str]]) -> None:
         picker = self.query_one("#assets", SelectionList)
-        search = self._value("asset-filter").strip()
-        choices = asset_choices(self.ctx, search=search, limit=ASSET_CHOICES)
         chosen = set(self.chosen_assets)
         with self.prevent(SelectionList.SelectedChanged):
             picker.clear_options()
@@ -383,7 +410,7 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
         label.update("next runs: " + ", ".join(r.strftime("%Y-%m-%d %H:%M") for r in runs) + " UTC" if runs else "")
 
     def _schedule_preview(self) -> None:
-        # Debounced and synchronous: a preview is a few SQL queries, and a timer dies with the modal.
+        # Debounced, then read in a thread worker (at 100k accounts a preview takes a second).
         if self._preview_timer is not None:
             self._preview_timer.stop()
         self._preview_timer = self.set_timer(PREVIEW_DELAY, self._update_preview)
@@ -394,15 +421,21 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
             self._preview_timer = None
         line = self.query_one("#form-preview", Label)
         users = split_names(self._value("accounts"))
-        nodes = list(self.query_one("#nodes", SelectionList).selected)
+        nodes = self._picked("nodes", self.spec.nodes)
         if not users or not (self.chosen_assets or nodes):
+            self.drop_read("form-preview")  # a preview still on its way is out of date
             line.update("targets: choose accounts and assets or nodes")
             return
         spec = dataclasses.replace(_BASE, usernames=users, assets=list(self.chosen_assets), nodes=nodes)
-        try:
-            line.update("targets: " + preview(self.ctx, spec).summary())
-        except KeyturnError as exc:
-            line.update(f"targets: {exc}")
+        ctx = self.ctx
+
+        def summary() -> str:
+            try:
+                return "targets: " + visible_preview(ctx, spec).summary()
+            except KeyturnError as exc:
+                return f"targets: {exc}"
+
+        self.read_in_thread("form-preview", summary, line.update, name="Preview")
 
     # -- save --------------------------------------------------------------------------------------
     def _build(self) -> tuple[TaskSpec | None, dict[str, str]]:
@@ -414,7 +447,7 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
             result = field.validate(field.value)
             if result is not None and not result.is_valid:
                 errors.setdefault(self._error_key(field), "; ".join(result.failure_descriptions))
-        nodes = list(self.query_one("#nodes", SelectionList).selected)
+        nodes = self._picked("nodes", self.spec.nodes)
         if not self.chosen_assets and not nodes:
             errors.setdefault("assets", "targets: choose at least one asset or node")
         if not split_names(self._value("accounts")):
@@ -463,7 +496,7 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
             "host": {"sudo": self._checked("sudo"), "chpasswd_path": self._value("chpasswd").strip(),
                      "create_user": self._checked("create_user"), "verify": self._select("verify")},
             "description": self._value("description"),
-            "recipients": list(self.query_one("#recipients", SelectionList).selected),
+            "recipients": self._picked("recipients", self.spec.recipients),
             **{k: v for k, v in (("interval", interval), ("cron", cron or None), ("start", start)) if v is not None},
         }
         try:
@@ -546,7 +579,8 @@ class TaskFormModal(ModalScreen[TaskSpec | None]):
     def _snapshot(self) -> tuple:
         """Every value the user can change, to tell whether Esc would throw work away."""
         return (tuple(w.value for w in self.query(Input)), tuple(w.value for w in self.query(Select)),
-                tuple(w.value for w in self.query(Checkbox)), tuple(tuple(w.selected) for w in self.query(SelectionList)),
+                tuple(w.value for w in self.query(Checkbox)), tuple(tuple(w.selected) for w in self.query(SelectionList)
+                                                               if w.id != "assets"),
                 self.query_one("#private_key", TextArea).text, tuple(self.chosen_assets))
 
     def action_cancel(self) -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Label
 
-from core.audit import list_events, verify_chain
+from core.audit import AuditEventInfo, VerifyResult, list_events, verify_chain
 from core.errors import KeyturnError
 from core.services.views import count_events
 from tui.screens.base import ModeScreen, page_bindings
+from tui.widgets.table import PlainTable
 
 PAGE = 100
 
@@ -39,7 +41,7 @@ class AuditScreen(ModeScreen):
     def compose_body(self) -> ComposeResult:
         yield Label("", id="audit-count", classes="section-title")
         yield Label("press v to verify the hash chain", id="audit-verify", markup=False)
-        table: DataTable = DataTable(id="audit-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable = PlainTable(id="audit-table", cursor_type="row", zebra_stripes=True)
         for key in ("id", "time (UTC)", "actor", "action", "object", "source", "detail"):
             table.add_column(key, key=key)
         yield table
@@ -105,14 +107,20 @@ class AuditScreen(ModeScreen):
             ask_name()
 
     def on_mount(self) -> None:
-        """Load at mount; resume loads again."""
-        self.reload()
+        """The table has the focus; the first load comes with the screen's first resume (ModeScreen)."""
         self.query_one("#audit-table", DataTable).focus()
 
-    def reload(self) -> None:
-        """Load the current page."""
-        before = self._page_starts[-1]
-        events = list_events(self.ctx, limit=PAGE, before_id=before)
+    def reload(self, then: Callable[[], None] | None = None) -> None:
+        """Load the current page (in a thread worker; the table fills when it arrives, then `then` runs)."""
+        ctx, before = self.ctx, self._page_starts[-1]
+
+        def page() -> tuple[list[AuditEventInfo], int]:
+            return list_events(ctx, limit=PAGE, before_id=before), count_events(ctx)
+
+        self.read_in_thread("audit", page, lambda data: self._show_page(data, then), name="Loading audit events")
+
+    def _show_page(self, data: tuple[list[AuditEventInfo], int], then: Callable[[], None] | None) -> None:
+        events, total = data
         table = self.query_one("#audit-table", DataTable)
         table.clear()
         for e in events:
@@ -123,10 +131,11 @@ class AuditScreen(ModeScreen):
                           Text(detail[:80] + ("\u2026" if len(detail) > 80 else "")), key=str(e.id))
         self._events = {str(e.id): e for e in events}
         self._last_id = events[-1].id if events else None
-        total = count_events(self.ctx)
         page = len(self._page_starts)
         span = f"{events[-1].id}-{events[0].id}" if events else "none"
         self.query_one("#audit-count", Label).update(f"Audit events {span} of {total}, page {page}  ([ ] page, v verify)")
+        if then is not None:
+            then()
 
     def action_detail(self) -> None:
         """Show the highlighted event whole (the table cuts its detail at the column's width)."""
@@ -168,8 +177,12 @@ class AuditScreen(ModeScreen):
         self.reload()
 
     def action_verify(self) -> None:
-        """Check every event's hash and link; jump to the first broken one."""
-        result = verify_chain(self.ctx)
+        """Check every event's hash and link (in a thread worker); jump to the first broken one."""
+        ctx = self.ctx
+        self.query_one("#audit-verify", Label).update("verifying the hash chain…")
+        self.read_in_thread("verify", lambda: verify_chain(ctx), self._show_verified, name="Verifying the audit chain")
+
+    def _show_verified(self, result: VerifyResult) -> None:
         label = self.query_one("#audit-verify", Label)
         if result.ok:
             label.update(f"chain ok: {result.checked} events, head {result.head_hash[:16] or '(empty)'}")
@@ -183,7 +196,10 @@ class AuditScreen(ModeScreen):
         # Show the page holding the broken event, with the cursor on it.
         bad = result.first_bad_id or 0
         self._page_starts = [None, bad + 1] if bad else [None]
-        self.reload()
-        table = self.query_one("#audit-table", DataTable)
-        if table.row_count:
-            table.move_cursor(row=0)
+
+        def to_top() -> None:
+            table = self.query_one("#audit-table", DataTable)
+            if table.row_count:
+                table.move_cursor(row=0)
+
+        self.reload(then=to_top)

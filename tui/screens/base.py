@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
-from textual.worker import Worker
 
 from core.context import Context
+from tui.reads import ThreadedReads
 from tui.widgets.mode_bar import ModeBar
 
 if TYPE_CHECKING:
@@ -27,8 +26,9 @@ def page_bindings() -> list[Binding]:
             Binding("right_square_bracket", "page(1)", "Next page", group=PAGE_GROUP)]
 
 
-class ModeScreen(Screen[None]):
-    """A main area of the app (App.MODES); subclasses compose their body in compose_body and load in reload."""
+class ModeScreen(ThreadedReads):
+    """A main area of the app (App.MODES); subclasses compose their body in compose_body and load in reload
+    (through read_in_thread: the UI thread never waits on the database)."""
 
     MODE = ""
     BINDINGS = [Binding("escape", "leave_input", "Leave field", show=False)]
@@ -65,14 +65,11 @@ class ModeScreen(Screen[None]):
             else:
                 self.set_focus(None)
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """This screen's workers report through the App's one handler (StateChanged does not bubble)."""
-        event.stop()
-        self.kt.on_worker_state_changed(event)
-
     def on_screen_resume(self) -> None:
-        """Data may have changed while another mode was shown: load again."""
-        self.reload()
+        """Load when shown: the first time, and again after another mode was shown (data may have changed).
+        Textual resumes a new mode's screen twice; the second finds the first load under way and leaves it."""
+        if not self.reading():
+            self.reload()
 
     def reload(self) -> None:
-        """Load this mode's data from the database (one page)."""
+        """Load this mode's data from the database (one page) in a thread worker; the tables fill when it arrives."""

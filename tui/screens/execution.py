@@ -7,14 +7,14 @@ the database, or keyturn workers (`task run --workers`).
 from __future__ import annotations
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Label, RichLog, Static
 
 from core.listings import execution_detail
+from tui.reads import ThreadedReads
 from tui.widgets.format import STATUS_STYLES, clip, duration, status_text, when
 from tui.widgets.table import PlainTable
 
@@ -22,7 +22,7 @@ LOG_LINES = 5000
 LIVE_POLL_SECONDS = 1.0  # a running execution is read again this often (it may run in another process)
 
 
-class ExecutionScreen(Screen[None]):
+class ExecutionScreen(ThreadedReads):
     """Pushed over History; Esc goes back. v reveals the highlighted record's secrets (after TOTP)."""
 
     BINDINGS = [
@@ -47,27 +47,25 @@ class ExecutionScreen(Screen[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        """Load the execution; while it runs (in this app, another process, on another machine or on keyturn
-        workers) read it again every second off the UI thread, until it has finished."""
-        info, records = execution_detail(self.app.ctx, self.execution_id)  # type: ignore[attr-defined]
-        self._show(info, records)
-        if info.status == "running":
-            self._poll = self.set_interval(LIVE_POLL_SECONDS, self._reload)
+        """Load the execution off the UI thread; while it runs (in this app, another process, on another machine
+        or on keyturn workers) read it again every second, until it has finished."""
+        self._poll: Timer | None = None
+        self._started = False
+        self._reload()
 
     def _reload(self) -> None:
-        self._fetch()
-
-    @work(thread=True, exclusive=True, group="execution-poll")
-    def _fetch(self) -> None:
-        """Read the execution in a thread; show it on the UI thread."""
-        info, records = execution_detail(self.app.ctx, self.execution_id)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self._show, info, records)
+        ctx, execution_id = self.app.ctx, self.execution_id  # type: ignore[attr-defined]
+        self.read_in_thread("execution", lambda: execution_detail(ctx, execution_id),
+                            lambda data: self._show(*data), name=f"Loading execution {execution_id}")
 
     def _show(self, info, records) -> None:  # type: ignore[no-untyped-def]
         """Draw the head, mail line, records and log; stop polling once the execution has finished."""
-        if info.status != "running" and getattr(self, "_poll", None) is not None:
+        if info.status != "running" and self._poll is not None:
             self._poll.stop()
             self._poll = None
+        elif info.status == "running" and self._poll is None and not self._started:
+            self._poll = self.set_interval(LIVE_POLL_SECONDS, self._reload)
+        self._started = True
         if (info.status, info.succeeded, info.failed, info.unverified, len(records), len(info.log or "")) \
                 == getattr(self, "_shown", None):
             return

@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Label
 
 from core.listings import count_executions, list_executions
+from core.types import ExecutionInfo
 from tui.modals.confirm import ConfirmModal
 from tui.screens.base import ModeScreen, page_bindings
 from tui.screens.execution import ExecutionScreen
@@ -40,15 +41,20 @@ class HistoryScreen(ModeScreen):
         yield table
         yield RunPanel(id="run-panel")
 
-    def on_mount(self) -> None:
-        """Load at mount; resume loads again."""
-        self.reload()
-
     def reload(self) -> None:
-        """Load the current page of executions."""
-        total = count_executions(self.ctx)
-        self.page_offset = max(0, min(self.page_offset, (total - 1) // PAGE * PAGE if total else 0))
-        rows = list_executions(self.ctx, offset=self.page_offset, limit=PAGE)
+        """Load the current page of executions (in a thread worker; the table fills when it arrives)."""
+        ctx, offset = self.ctx, self.page_offset
+
+        def page() -> tuple[int, int, list[ExecutionInfo]]:
+            total = count_executions(ctx)
+            start = max(0, min(offset, (total - 1) // PAGE * PAGE if total else 0))
+            return total, start, list_executions(ctx, offset=start, limit=PAGE)
+
+        self.read_in_thread("history", page, self._show_page, name="Loading executions")
+        self.query_one(RunPanel).refresh_runs()
+
+    def _show_page(self, data: tuple[int, int, list[ExecutionInfo]]) -> None:
+        total, self.page_offset, rows = data
         now = self.now()
         table = self.query_one("#executions-table", DataTable)
         cursor = table.cursor_row
@@ -63,7 +69,6 @@ class HistoryScreen(ModeScreen):
         last = self.page_offset + len(rows)
         self.query_one("#history-count", Label).update(
             f"Executions {self.page_offset + 1 if rows else 0}-{last} of {total}  ([ ] page)")
-        self.query_one(RunPanel).refresh_runs()
 
     def action_reload(self) -> None:
         """Load again now."""

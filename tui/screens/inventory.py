@@ -1,6 +1,7 @@
 """Inventory mode: the node tree beside a paged asset table, the selected asset's accounts below.
 
-Keys add, edit and remove assets, import an inventory file, and pin a host key after showing its fingerprint.
+Keys add, edit and remove assets and their accounts, import an inventory file, and pin a host key after showing
+its fingerprint.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from textual.widgets import DataTable, Input, Label, Tree
 
 from core.importer import describe_summary
 from core.services import inventory as svc
-from core.types import AssetInfo
+from core.stepup import StepUpRequired
+from core.types import AccountInfo, AssetInfo, NodeInfo
+from tui.modals.account_form import AccountFormModal
 from tui.modals.asset_form import AssetFormModal
 from tui.modals.confirm import ConfirmModal
 from tui.modals.prompt import PromptModal
@@ -41,6 +44,9 @@ class InventoryScreen(ModeScreen):
         *page_bindings(),
         Binding("d", "remove", "Remove asset", show=False),
         Binding("v", "reveal", "Reveal secret", show=False),
+        Binding("a", "add_account", "Add account", show=False),
+        Binding("c", "edit_account", "Edit account", show=False),
+        Binding("x", "remove_account", "Remove account", show=False),
     ]
 
     def __init__(self) -> None:
@@ -70,14 +76,12 @@ class InventoryScreen(ModeScreen):
                 yield accounts
 
     def on_mount(self) -> None:
-        """Load at mount; resume loads again."""
-        self.reload()
+        """The table has the focus; the first load comes with the screen's first resume (ModeScreen)."""
         self.query_one("#assets-table", DataTable).focus()
 
     # -- loading -----------------------------------------------------------------------------------
-    def _fill_tree(self) -> None:
+    def _fill_tree(self, nodes: list[NodeInfo]) -> None:
         tree = self.query_one("#node-tree", Tree)
-        nodes = svc.list_nodes(self.ctx)
         if [n.path for n in nodes] == getattr(self, "_node_paths", None):
             return
         self._node_paths = [n.path for n in nodes]
@@ -93,13 +97,23 @@ class InventoryScreen(ModeScreen):
         tree.root.expand()
 
     def reload(self) -> None:
-        """Load the tree, the current page of assets and the highlighted asset's accounts."""
-        self._fill_tree()
+        """Load the tree, the current page of assets and the highlighted asset's accounts (in a thread worker;
+        the tables fill when the data arrives)."""
+        ctx, node, drift, offset = self.ctx, self.node, self.drift_only, self.page_offset
         search = self.query_one("#asset-search", Input).value.strip()
-        total = svc.count_assets(self.ctx, node=self.node, search=search, drift=self.drift_only)
-        self.page_offset = max(0, min(self.page_offset, (total - 1) // PAGE * PAGE if total else 0))
-        assets = svc.list_assets(self.ctx, node=self.node, search=search, offset=self.page_offset, limit=PAGE,
-                                 drift=self.drift_only)
+
+        def page() -> tuple[list[NodeInfo], int, int, list[AssetInfo]]:
+            nodes = svc.list_nodes(ctx)
+            total = svc.count_assets(ctx, node=node, search=search, drift=drift)
+            start = max(0, min(offset, (total - 1) // PAGE * PAGE if total else 0))
+            return nodes, total, start, svc.list_assets(ctx, node=node, search=search, offset=start, limit=PAGE,
+                                                        drift=drift)
+
+        self.read_in_thread("inventory", page, self._show_assets, name="Loading assets")
+
+    def _show_assets(self, data: tuple[list[NodeInfo], int, int, list[AssetInfo]]) -> None:
+        nodes, total, self.page_offset, assets = data
+        self._fill_tree(nodes)
         table = self.query_one("#assets-table", DataTable)
         cursor = table.cursor_row
         table.clear()
@@ -114,24 +128,38 @@ class InventoryScreen(ModeScreen):
         where = (f" in {self.node}" if self.node else "") + (" with drift (D: all)" if self.drift_only else "")
         self.query_one("#assets-count", Label).update(
             f"Assets{where} {self.page_offset + 1 if assets else 0}-{self.page_offset + len(assets)} of {total}")
-        self._show_accounts()
+        self._show_accounts(again=True)
 
-    def _show_accounts(self) -> None:
+    def _show_accounts(self, again: bool = False) -> None:
+        """Load the highlighted asset's accounts (again: even when they are shown or on their way already)."""
         name = self.selected_asset()
-        table = self.query_one("#accounts-table", DataTable)
-        table.clear()
-        title = self.query_one("#accounts-title", Label)
         if name is None:
-            title.update("Accounts")
+            self._accounts_asked = None
+            self.query_one("#accounts-table", DataTable).clear()
+            self.query_one("#accounts-title", Label).update("Accounts")
             return
+        if name == getattr(self, "_accounts_asked", None) and not again:
+            return  # the cursor restored after a reload highlights the same asset
+        self._accounts_asked = name
+        ctx = self.ctx
+        self.read_in_thread("accounts", lambda: (name, svc.list_accounts(ctx, asset=name)), self._fill_accounts,
+                            name=f"Loading accounts of {name}")
+
+    def _fill_accounts(self, data: tuple[str, list[AccountInfo]]) -> None:
+        name, accounts = data
+        table = self.query_one("#accounts-table", DataTable)
+        cursor = table.cursor_row
+        table.clear()
         now = self.now()
-        accounts = svc.list_accounts(self.ctx, asset=name)
-        title.update(f"Accounts on {name} ({len(accounts)})")
+        self.query_one("#accounts-title", Label).update(f"Accounts on {name} ({len(accounts)})")
         for acc in accounts:
             table.add_row(acc.username, status_text(acc.last_status) if acc.last_status else "-",
                           "ssh key" if acc.secret_type == "ssh_key" else "password", ago(acc.last_changed_at, now),
                           str(acc.version), "yes" if acc.privileged else "", "yes" if acc.can_change else "no",
                           key=str(acc.id))
+        if accounts and name == getattr(self, "_accounts_of", None):
+            table.move_cursor(row=min(max(cursor, 0), len(accounts) - 1))
+        self._accounts_of = name
 
     def selected_asset(self) -> str | None:
         """Name of the highlighted asset."""
@@ -239,7 +267,11 @@ class InventoryScreen(ModeScreen):
 
     @work(thread=True, group="inventory", exit_on_error=False, name="Import")
     def _import(self, path: str) -> None:
-        summary = svc.import_file(self.ctx, Path(path), source=path)
+        try:
+            summary = svc.import_file(self.ctx, Path(path), source=path)
+        except StepUpRequired as exc:  # the file was read and checked, nothing written: a code, then again
+            self.app.call_from_thread(self.kt.step_up, exc, lambda: self._import(path))
+            return
         self.app.call_from_thread(self._imported, path, describe_summary(summary))
 
     def _imported(self, path: str, text: str) -> None:
@@ -258,7 +290,12 @@ class InventoryScreen(ModeScreen):
 
     @work(thread=True, group="hostkey", exit_on_error=False, name="Fetching host keys")
     def _fetch_keys(self, name: str) -> None:
-        self.app.call_from_thread(self._confirm_keys, svc.fetch_offer(self.ctx, name))
+        try:
+            offer = svc.fetch_offer(self.ctx, name)
+        except StepUpRequired as exc:  # asked before the fingerprints are shown: a code, then fetch again
+            self.app.call_from_thread(self.kt.step_up, exc, lambda: self._fetch_keys(name))
+            return
+        self.app.call_from_thread(self._confirm_keys, offer)
 
     def _confirm_keys(self, offer: svc.HostKeyOffer) -> None:
         asset, check = offer.asset, offer.check
@@ -277,7 +314,11 @@ class InventoryScreen(ModeScreen):
             if not yes:
                 self.notify("Nothing pinned")
                 return
-            count = svc.pin_offer(self.ctx, offer)
+            try:
+                count = svc.pin_offer(self.ctx, offer)
+            except StepUpRequired as exc:  # the unlock ran out while the question was open
+                self.kt.step_up(exc, lambda: done(True))
+                return
             self.notify(f"Pinned {plural(count, 'host key')} on {asset.name}")
             self.reload()
 
@@ -293,3 +334,85 @@ class InventoryScreen(ModeScreen):
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         self.kt.reveal_account(int(key))
+
+    # -- accounts of the highlighted asset -------------------------------------------------------------
+    def _need_account(self) -> tuple[str, AccountInfo] | None:
+        """The highlighted asset and its highlighted account, or None after saying what is missing."""
+        asset = self._need_asset()
+        table = self.query_one("#accounts-table", DataTable)
+        if asset is None:
+            return None
+        if not table.row_count:
+            self.notify(f"No account on {asset} (a adds one)", severity="warning")
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        account = next((a for a in svc.list_accounts(self.ctx, asset=asset) if str(a.id) == key), None)
+        if account is None:  # removed elsewhere since the table was filled
+            self.reload()
+            self.notify("That account is gone", severity="warning")
+            return None
+        return asset, account
+
+    def action_add_account(self) -> None:
+        """Add an account to the highlighted asset (its secret typed into a masked field)."""
+        if not self.kt.permit("edit"):
+            return
+        asset = self._need_asset()
+        if asset is not None:
+            self.app.push_screen(AccountFormModal(self.ctx, asset, None),
+                                 lambda outcome: self._account_saved(asset, outcome))
+
+    def action_edit_account(self) -> None:
+        """Change the highlighted account: privileged, changeable, or a new secret."""
+        if not self.kt.permit("edit"):
+            return
+        chosen = self._need_account()
+        if chosen is not None:
+            asset, account = chosen
+            self.app.push_screen(AccountFormModal(self.ctx, asset, account),
+                                 lambda outcome: self._account_saved(asset, outcome))
+
+    def _account_saved(self, asset: str, saved: tuple[str, str] | None) -> None:
+        if saved:
+            username, outcome = saved
+            self.notify(f"Account {username}@{asset} {outcome}")
+            self.reload()
+
+    def action_remove_account(self) -> None:
+        """Remove the highlighted account with its secret and history (after a confirmation)."""
+        if not self.kt.permit("edit"):
+            return
+        chosen = self._need_account()
+        if chosen is None:
+            return
+        asset, account = chosen
+        gone = svc.account_to_remove(self.ctx, asset, account.username, account.secret_type)
+        kind = "SSH key" if gone.secret_type == "ssh_key" else "password"
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self._remove_account(gone)
+
+        self.app.push_screen(ConfirmModal(
+            f"Remove account {gone.username}@{asset}?",
+            f"Its {kind} (version {gone.version}) is deleted from the vault with its earlier secrets.",
+            yes="Remove", danger=True), done)
+
+    def _remove_account(self, gone: svc.AccountRemoval) -> None:
+        from core.errors import KeyturnError
+        from core.stepup import StepUpRequired
+
+        try:
+            svc.remove_account(self.ctx, gone.asset, gone.username, gone.secret_type)
+        except StepUpRequired:
+            # Should core ask for a code here (a privileged account), ask the acting person and remove again.
+            from tui.modals.otp import OtpModal
+
+            self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa),
+                                 lambda ok: self._remove_account(gone) if ok else None)
+            return
+        except KeyturnError as exc:
+            self.notify(str(exc), title="Not removed", severity="error", timeout=10)
+            return
+        self.notify(f"Account {gone.username}@{gone.asset} removed")
+        self.reload()

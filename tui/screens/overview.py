@@ -9,6 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Sparkline, Static
 
 from core.listings import attention_accounts, overview_stats
+from core.services.views import AttentionRow, OverviewStats
 from tui.screens.base import ModeScreen
 from tui.widgets.format import clip, status_text, when
 from tui.widgets.table import PlainTable
@@ -50,17 +51,21 @@ class OverviewScreen(ModeScreen):
         table.add_column("reason", key="reason")
         yield table
 
-    def on_mount(self) -> None:
-        """First load happens at mount; resume loads again."""
-        self.reload()
-
     def reload(self) -> None:
-        """Query the aggregates and the attention list."""
-        now = self.now()
-        stats = overview_stats(self.ctx, now, days=self.day_range)
-        from core.heartbeat import drifted
+        """Query the aggregates and the attention list, each in its own thread worker (they run side by side)."""
+        ctx, now, days = self.ctx, self.now(), self.day_range
 
-        drift = len(drifted(self.ctx))
+        def stats() -> tuple[OverviewStats, int]:
+            from core.heartbeat import drifted
+
+            return overview_stats(ctx, now, days=days), len(drifted(ctx))
+
+        self.read_in_thread("overview-stats", stats, self._show_stats, name="Loading the overview")
+        self.read_in_thread("overview-attention", lambda: attention_accounts(ctx, limit=ATTENTION_LIMIT),
+                            self._show_attention, name="Loading accounts that need attention")
+
+    def _show_stats(self, data: tuple[OverviewStats, int]) -> None:
+        stats, drift = data
         text = Text()
         text.append("Tasks        ", style="dim").append(f"{stats.tasks}", style="bold")
         text.append(f"  ({stats.periodic_tasks} periodic, {stats.active_tasks} active)\n")
@@ -81,12 +86,18 @@ class OverviewScreen(ModeScreen):
         total_bad = sum(d.failed for d in stats.days)
         self.query_one("#spark-range", Label).update(
             f"{stats.days[0].day} .. {stats.days[-1].day}: {total_ok} ok, {total_bad} failed/unverified")
-        self.query_one("#chart-title", Label).update(f"Changes per day, last {self.day_range} days")
+        self.query_one("#chart-title", Label).update(f"Changes per day, last {len(stats.days)} days")
+
+    def _show_attention(self, rows: list[AttentionRow]) -> None:
+        now = self.now()
         table = self.query_one("#attention-table", DataTable)
+        keep = table.cursor_row
         table.clear()
-        for row in attention_accounts(self.ctx, limit=ATTENTION_LIMIT):
+        for row in rows:
             table.add_row(row.asset_name, row.username, status_text(row.status), when(row.created_at, now),
                           row.task_name, clip(row.error, 60), key=str(row.record_id))
+        if rows:
+            table.move_cursor(row=min(max(keep, 0), len(rows) - 1))
 
     def action_day_range(self) -> None:
         """Switch the chart between the last 7, 30 and 90 days."""

@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Input, Label, Select
 
 from core.listings import count_records, list_records, retryable_records
 from core.services.views import RECORD_STATUSES, task_names
+from core.types import RecordInfo
 from tui.modals.confirm import ConfirmModal
 from tui.screens.base import ModeScreen, page_bindings
 from tui.widgets.format import plural, clip, status_text, when
@@ -54,8 +55,7 @@ class RecordsScreen(ModeScreen):
         yield table
 
     def on_mount(self) -> None:
-        """Load at mount; resume loads again."""
-        self.reload()
+        """The table has the focus; the first load comes with the screen's first resume (ModeScreen)."""
         self.query_one("#records-table", DataTable).focus()
 
     # -- filters -----------------------------------------------------------------------------------
@@ -90,8 +90,7 @@ class RecordsScreen(ModeScreen):
         self.page_offset = 0
         self.reload()
 
-    def _refresh_task_options(self) -> None:
-        names = task_names(self.ctx)
+    def _show_task_options(self, names: list[str]) -> None:
         if names != self._task_options:
             self._task_options = names
             select = self.query_one("#filter-task", Select)
@@ -103,12 +102,20 @@ class RecordsScreen(ModeScreen):
 
     # -- loading -----------------------------------------------------------------------------------
     def reload(self) -> None:
-        """Load the current page with the current filters."""
-        self._refresh_task_options()
-        f = self.filters
-        self.total = count_records(self.ctx, **f)  # type: ignore[arg-type]
-        self.page_offset = max(0, min(self.page_offset, (self.total - 1) // PAGE * PAGE if self.total else 0))
-        rows = list_records(self.ctx, **f, offset=self.page_offset, limit=PAGE)  # type: ignore[arg-type]
+        """Load the current page with the current filters (in a thread worker; the table fills when it arrives)."""
+        ctx, f, offset = self.ctx, self.filters, self.page_offset
+
+        def page() -> tuple[int, int, list[RecordInfo]]:
+            total = count_records(ctx, **f)  # type: ignore[arg-type]
+            start = max(0, min(offset, (total - 1) // PAGE * PAGE if total else 0))
+            return total, start, list_records(ctx, **f, offset=start, limit=PAGE)  # type: ignore[arg-type]
+
+        self.read_in_thread("records", page, self._show_page, name="Loading records")
+        self.read_in_thread("records-tasks", lambda: task_names(ctx), self._show_task_options,
+                            name="Loading task names")
+
+    def _show_page(self, data: tuple[int, int, list[RecordInfo]]) -> None:
+        self.total, self.page_offset, rows = data
         now = self.now()
         table = self.query_one("#records-table", DataTable)
         cursor = table.cursor_row
@@ -163,7 +170,11 @@ class RecordsScreen(ModeScreen):
 
     def action_retry_all(self) -> None:
         """Retry every failed and unverified record the filters match (one run per task), after a confirmation."""
-        by_task = retryable_records(self.ctx, **self.filters)  # type: ignore[arg-type]
+        ctx, f = self.ctx, self.filters
+        self.read_in_thread("retry-all", lambda: retryable_records(ctx, **f), self._ask_retry_all,  # type: ignore[arg-type]
+                            name="Finding records to retry")
+
+    def _ask_retry_all(self, by_task: dict[str, list[int]]) -> None:
         count = sum(len(ids) for ids in by_task.values())
         if not count:
             self.notify("No failed or unverified records (not yet retried) match the filters", severity="warning")

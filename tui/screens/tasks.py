@@ -9,8 +9,9 @@ from textual.widgets import DataTable, Label
 
 from core import tasks
 from core.errors import KeyturnError
-from core.targets import preview
+from core.targets import Preview, visible_preview
 from core.services.views import TaskRow, task_rows
+from core.stepup import StepUpRequired
 from tui.modals.confirm import ConfirmModal
 from tui.modals.preview import PreviewModal
 from tui.modals.prompt import PromptModal
@@ -46,16 +47,17 @@ class TasksScreen(ModeScreen):
             table.add_column(key, key=key)
         yield table
 
-    def on_mount(self) -> None:
-        """Load at mount; resume loads again."""
-        self.reload()
-
     def reload(self, select: str | None = None) -> None:
-        """Load the task list, keeping the cursor on the same task (or on `select`)."""
+        """Load the task list (in a thread worker), keeping the cursor on the same task (or on `select`)."""
+        ctx, keep = self.ctx, select or self.selected_name()
+        self.read_in_thread("tasks", lambda: (keep, task_rows(ctx, limit=TASK_LIMIT)), self._show_rows,
+                            name="Loading tasks")
+
+    def _show_rows(self, data: tuple[str | None, list[TaskRow]]) -> None:
+        keep, rows = data
+        keep = self.selected_name() if keep is None else keep
         table = self.query_one("#tasks-table", DataTable)
-        keep = select or self.selected_name()
         now = self.now()
-        rows = task_rows(self.ctx, limit=TASK_LIMIT)
         table.clear()
         for t in rows:
             targets = self._targets(t)
@@ -103,12 +105,10 @@ class TasksScreen(ModeScreen):
         row = self._selected()
         if row is None:
             return
-        try:
-            spec = tasks.get_task(self.ctx, row.name)
-        except KeyturnError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        self.app.push_screen(TaskFormModal(self.ctx, spec, now=self.now), self._saved)
+        ctx, name = self.ctx, row.name
+        self.read_in_thread("task", lambda: tasks.get_task(ctx, name),
+                            lambda spec: self.app.push_screen(TaskFormModal(self.ctx, spec, now=self.now), self._saved),
+                            name=f"Opening task {name}")
 
     def _saved(self, spec: object) -> None:
         if spec is not None:
@@ -129,6 +129,9 @@ class TasksScreen(ModeScreen):
                 return
             try:
                 tasks.copy_task(self.ctx, row.name, new_name)
+            except StepUpRequired as exc:
+                self.kt.step_up(exc, lambda: done(new_name))
+                return
             except (KeyturnError, ValueError) as exc:
                 self.notify(str(exc), severity="error", title="Copy failed")
                 return
@@ -199,6 +202,9 @@ class TasksScreen(ModeScreen):
             return
         try:
             tasks.set_active(self.ctx, row.name, not row.active)
+        except StepUpRequired as exc:
+            self.kt.step_up(exc, self.action_toggle_active)
+            return
         except KeyturnError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -210,11 +216,11 @@ class TasksScreen(ModeScreen):
         row = self._selected()
         if row is None:
             return
-        try:
-            result = preview(self.ctx, tasks.get_task(self.ctx, row.name))
-        except KeyturnError as exc:
-            self.notify(str(exc), severity="error", title="Preview failed")
-            return
+        ctx, name = self.ctx, row.name
+        self.read_in_thread("preview", lambda: visible_preview(ctx, tasks.get_task(ctx, name)),
+                            lambda result: self._show_preview(name, result), name="Preview")
+
+    def _show_preview(self, name: str, result: Preview) -> None:
         self.app.push_screen(PreviewModal(
-            row.name, result.summary(), [(t.asset_name, t.username, t.host_key_pinned, t.self_change) for t in result.targets],
+            name, result.summary(), [(t.asset_name, t.username, t.host_key_pinned, t.self_change) for t in result.targets],
             [(e.asset_name, e.username, e.reason) for e in result.excluded]))

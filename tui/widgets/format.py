@@ -6,6 +6,8 @@ from datetime import datetime, timezone
 
 from rich.text import Text
 
+from core.wording import plural as plural  # the screens and commands take it from here
+
 # Outcome colours used by every table and the live log: green success, red failure, yellow unverified.
 STATUS_STYLES: dict[str, str] = {
     "success": "green",
@@ -74,6 +76,3 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """'1 task', '2 tasks' ('1 key', '3 keys'); many for irregular words."""
-    return f"{count} {word if count == 1 else many or word + 's'}"

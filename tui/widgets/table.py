@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.widgets import DataTable
 
 
@@ -23,3 +24,16 @@ class PlainTable(DataTable):
     def update_cell(self, row_key: Any, column_key: Any, value: Any, **kwargs: Any) -> None:  # type: ignore[override]
         """Update a cell; a str value is wrapped in Text."""
         super().update_cell(row_key, column_key, _plain(value), **kwargs)
+
+    async def _on_idle(self, event: events.Idle) -> None:
+        """After DataTable sizes its columns for new rows, drop what it rendered before at the old widths.
+
+        Rows now arrive from thread workers after the table has been drawn once; DataTable's render caches
+        are not keyed on column widths, so without this the rows kept their first, too narrow, columns until
+        something else (a cursor move) changed the table.
+        """
+        sizing = self._require_update_dimensions
+        await super()._on_idle(event)
+        if sizing:
+            self._clear_caches()
+            self.refresh()

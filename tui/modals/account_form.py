@@ -1,0 +1,202 @@
+"""Add or edit one account of an asset: AccountFormModal(ctx, asset, account_or_None) saves through
+core.services.inventory and dismisses with (user name, core's outcome: 'created', 'updated' or 'unchanged').
+
+The secret is typed into masked fields only and never shown; a private key comes from a file, as on the command
+line (a pasted key would sit on the screen in clear).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Label, Select
+
+from core.context import Context
+from core.errors import InputError, KeyturnError
+from core.names import check_username
+from core.services import inventory as svc
+from core.types import AccountInfo
+from tui.widgets.compact import make_compact
+from tui.widgets.marked import MarkedCheckbox
+from tui.widgets.validators import CoreCheck
+
+SECRET_TYPES = [("password", "password"), ("SSH key", "ssh_key")]
+FIELDS = ("username", "secret_type", "password", "key_file", "passphrase")  # each has its own error line
+
+
+class AccountFormModal(ModalScreen[tuple[str, str] | None]):
+    """User name, secret type, the secret (password, or key file and passphrase), privileged and changeable."""
+
+    BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, ctx: Context, asset: str, account: AccountInfo | None) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.asset = asset
+        self.account = account
+
+    def compose(self) -> ComposeResult:
+        a = self.account
+        title = f"Edit account {a.username}@{self.asset}" if a else f"New account on {self.asset}"
+        keep = " (empty: keep the current one)" if a else ""
+        with Vertical(classes="dialog form", id="account-dialog"):
+            yield Label(title, markup=False, classes="dialog-title")
+            with VerticalScroll(id="form-body"):
+                for key, caption, widget in (
+                    ("username", "User name", Input(a.username if a else "", id="username", disabled=a is not None,
+                                                    validators=[CoreCheck(check_username)])),
+                    ("secret_type", "Secret type", Select(SECRET_TYPES, value=a.secret_type if a else "password",
+                                                          allow_blank=False, id="secret_type", disabled=a is not None)),
+                    ("password", f"Password{keep}", Input(password=True, id="password")),
+                    ("key_file", f"Private key file{keep}", Input(id="key_file", placeholder="~/.ssh/id_ed25519")),
+                    ("passphrase", "Key passphrase (empty when the key is not encrypted)",
+                     Input(password=True, id="passphrase")),
+                ):
+                    error = Label("", markup=False, id=f"err-{key}", classes="field-error")
+                    error.display = False
+                    yield Vertical(Label(caption, classes="field-title"), widget, error, classes="field", id=f"f-{key}")
+                yield MarkedCheckbox("privileged: keyturn logs in with it to change other accounts",
+                                     a.privileged if a else False, id="privileged")
+                yield MarkedCheckbox("keyturn may change its secret", a.can_change if a else True, id="can_change")
+            yield Label("", markup=False, id="err-form", classes="field-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save (ctrl+s)", id="save", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        """Compact fields, show the secret fields of the type, focus the first editable field."""
+        make_compact(self)
+        self._show_secret_fields(self._secret_type())
+        self.set_focus(self.query_one("#password" if self.account and self._secret_type() == "password"
+                                      else "#key_file" if self.account else "#username", Input))
+        self._initial = self._snapshot()
+
+    def _secret_type(self) -> str:
+        return str(self.query_one("#secret_type", Select).value)
+
+    def _show_secret_fields(self, secret_type: str) -> None:
+        """A password for a password account, a key file and its passphrase for a key account."""
+        self.query_one("#f-password").display = secret_type == "password"
+        self.query_one("#f-key_file").display = secret_type == "ssh_key"
+        self.query_one("#f-passphrase").display = secret_type == "ssh_key"
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """Another secret type shows its fields."""
+        if event.select.id == "secret_type" and self.is_mounted:
+            self._show_secret_fields(str(event.value))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Each field shows its own error as the user types."""
+        result = event.validation_result
+        self._error(event.input.id or "form", "" if result is None or result.is_valid
+                    else "; ".join(result.failure_descriptions))
+
+    def _error(self, key: str, message: str) -> None:
+        label = self.query_one(f"#err-{key}", Label)
+        label.update(message)
+        label.display = bool(message)
+
+    def _read_key(self, path: str) -> str:
+        """The private key file's text; InputError on the key file field when it cannot be read."""
+        try:
+            return Path(path).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not text"
+            raise InputError(f"key file {path}: cannot read it ({reason})", field="key_file") from None
+
+    def action_save(self) -> None:
+        """Check all fields, then save through core; on a step-up, ask for a TOTP code and save again."""
+        from core.stepup import StepUpRequired
+
+        for label in self.query(".field-error"):
+            label.display = False
+        username = self.query_one("#username", Input)
+        result = username.validate(username.value)
+        if result is not None and not result.is_valid:
+            self._error("username", "; ".join(result.failure_descriptions))
+            self._error("form", "fix the fields above; nothing saved")
+            self._focus_field(username)
+            return
+        secret_type = self._secret_type()
+        privileged = self.query_one("#privileged", Checkbox).value
+        can_change = self.query_one("#can_change", Checkbox).value
+        key_path = self.query_one("#key_file", Input).value.strip()
+        key_label = f"key file {key_path}"
+        try:
+            passphrase: str | None = None
+            if secret_type == "password":
+                secret = self.query_one("#password", Input).value
+            else:
+                passphrase = self.query_one("#passphrase", Input).value or None
+                if key_path:
+                    secret = self._read_key(key_path)
+                elif self.account is None:
+                    raise InputError("key file: is empty", field="key_file")
+                elif passphrase:  # a passphrase alone would be dropped without a word
+                    raise InputError("key file: give the key this passphrase opens", field="key_file")
+                else:
+                    secret = ""  # keep the current key
+            if self.account is None:
+                outcome = svc.add_account(self.ctx, self.asset, username.value, secret_type=secret_type, secret=secret,
+                                          passphrase=passphrase, privileged=privileged, can_change=can_change,
+                                          key_label=key_label)
+            else:
+                outcome = svc.edit_account(self.ctx, self.asset, self.account.username, self.account.secret_type,
+                                           privileged=privileged, can_change=can_change, secret=secret or None,
+                                           passphrase=passphrase, key_label=key_label)
+        except StepUpRequired as exc:
+            # A privileged account opens every other account of the asset: ask for a code, then save again.
+            from tui.modals.otp import OtpModal
+
+            self._error("form", str(exc))
+            self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa), lambda ok: self.action_save() if ok else None)
+            return
+        except InputError as exc:
+            key = self._field_of(exc, secret_type)
+            self._error(key, str(exc))
+            if key != "form":
+                self._error("form", "nothing saved")
+                self._focus_field(self.query_one(f"#{key}", Input))
+            return
+        except KeyturnError as exc:  # not allowed, no such asset, or the audit trail cannot be written
+            self._error("form", str(exc))
+            return
+        self.dismiss((username.value.strip(), outcome))
+
+    def _field_of(self, exc: InputError, secret_type: str) -> str:
+        """The field an error from core is about: core's 'secret' is the password or the key file here."""
+        if exc.field == "secret":
+            return "password" if secret_type == "password" else "key_file"
+        if exc.field in ("username", "key_file", "passphrase"):
+            return exc.field
+        return "form"
+
+    def _focus_field(self, field: Widget) -> None:
+        # At once (the next key typed belongs here), and scrolled once the error line has its height.
+        self.set_focus(field, scroll_visible=False)
+        body = self.query_one("#form-body", VerticalScroll)
+        self.call_after_refresh(body.scroll_to_widget, field.parent or field, animate=False, top=True)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        """Buttons do what their keys do."""
+        self.action_save() if event.button.id == "save" else self.action_cancel()
+
+    def _snapshot(self) -> tuple:
+        return (tuple(w.value for w in self.query(Input)), self._secret_type(),
+                tuple(w.value for w in self.query(Checkbox)))
+
+    def action_cancel(self) -> None:
+        """Close without saving; when something was typed, ask first (as delete does)."""
+        if self._snapshot() == getattr(self, "_initial", None):
+            self.dismiss(None)
+            return
+        from tui.modals.confirm import ConfirmModal
+
+        self.app.push_screen(ConfirmModal("Discard this form?", "What you typed is not saved.", yes="Discard",
+                                          no="Keep editing", danger=True),
+                             lambda yes: self.dismiss(None) if yes else None)
