@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,6 +52,9 @@ from storage.types import AssetInfo, ExecutionInfo, TaskSpec
 LOCK_RENEW_SECONDS = 60.0
 CANCELLED_BEFORE_PUSH = "cancelled before push"
 LOG_FLUSH_SECONDS = 2.0
+# How much of a change's time budget the `pushing` mark committed during the previous account's login may
+# have used up before the deadline is moved (one more commit) to what it would be at the push itself.
+MARK_SLACK_SECONDS = 1.0
 DB_WRITE_FAILED = ("the database cannot be written ({why}); no new account was started after that. "
                    "Records left open keep both secrets: once the database can be written again, "
                    "`keyturn reconcile` settles them")
@@ -134,6 +137,8 @@ class _Run:
         self._pause = _TestPause.from_env()
         self.db_error: str = ""  # set once a database write failed: the run stops starting accounts
         self.budget = change_budget(self.timeouts)
+        self.writer = _StepWriter(self)
+        self._local = threading.local()  # .settles: the settles of the asset this thread works, not yet waited
 
     def db_failed(self, exc: BaseException) -> None:
         """A write failed (full disk, read-only file): start no new account; records stay open for reconcile."""
@@ -173,11 +178,43 @@ class _Run:
 
     # -- per asset ---------------------------------------------------------------------------------
     def work_asset(self, jobs: list[Job]) -> None:
-        """Change every account of one asset over one privileged connection; never raises."""
+        """Change every account of one asset over one privileged connection; never raises.
+
+        Each account's settle is committed by the run's step writer while this thread goes on; all of them
+        are committed (or have failed) when this returns.
+        """
+        settles: list[tuple[Job, Future]] = []
+        self._local.settles = settles
+        try:
+            self._work_asset(jobs)
+        finally:
+            self._local.settles = None
+        try:
+            self._check_settles(settles, wait=True)
+        except _SQLDatabaseError as exc:
+            self.db_failed(exc)
+            self.emit(AssetFailed(self.execution_id, asset=jobs[0].asset_name,
+                                  error=f"stopped: the database cannot be written ({self.db_error})"))
+        except Exception as exc:  # noqa: BLE001 - the record stays `pushing`: reconcile settles it
+            self.emit(AssetFailed(self.execution_id, asset=jobs[0].asset_name, error=f"internal error: {type(exc).__name__}"))
+
+    def _check_settles(self, settles: list[tuple[Job, Future]], *, wait: bool = False) -> None:
+        """Forget the settles that are done (all of them, waiting, with wait); raise the first one's failure."""
+        failure: BaseException | None = None
+        for item in [x for x in settles if wait or x[1].done()]:
+            settles.remove(item)
+            exc = item[1].exception()
+            if exc is not None and failure is None:
+                failure = exc
+        if failure is not None:
+            raise failure
+
+    def _work_asset(self, jobs: list[Job]) -> None:
         jobs = sorted(jobs, key=lambda j: (j.privileged, j.username))
         remaining = list(jobs)
-        # Deadline of remaining[0] when it is already `pushing` (committed with the previous account's settle).
+        # Deadline of remaining[0] when it is already `pushing`; `pending_mark` is that step while it commits.
         marked: float | None = None
+        pending_mark: _Mark | None = None
         try:
             if self.db_error:
                 return  # nothing more can be written: the records stay pending, reconcile settles them
@@ -197,6 +234,9 @@ class _Run:
                 return
             try:
                 while remaining:
+                    if pending_mark is not None:
+                        marked, pending_mark = pending_mark.wait(), None  # committed before this host is touched
+                    self._check_settles(self._local.settles)
                     if self.db_error:
                         return  # no new account once the database cannot be written (records stay open)
                     if self.cancel.is_set() and marked is None:
@@ -210,7 +250,7 @@ class _Run:
                             return
                     job = remaining.pop(0)
                     nxt = remaining[0].record_id if remaining and not self.cancel.is_set() else None
-                    marked = self.change_one(driver, asset, job, pushing_deadline=marked, then_pushing=nxt)
+                    pending_mark, marked = self.change_one(driver, asset, job, pushing_deadline=marked, then_pushing=nxt), None
             finally:
                 if driver is not None:
                     driver.close()
@@ -269,11 +309,14 @@ class _Run:
 
     # -- per account -------------------------------------------------------------------------------
     def change_one(self, driver: HostDriver, asset: AssetInfo, job: Job, *, pushing_deadline: float | None = None,
-                   then_pushing: int | None = None) -> float | None:
+                   then_pushing: int | None = None) -> "_Mark | None":
         """Push one secret and settle its record.
 
-        pushing_deadline: the record is already `pushing` with this deadline (epoch seconds). Returns the
-        deadline then_pushing was marked `pushing` with in the settle's commit, or None when it was not.
+        pushing_deadline: the record is already `pushing` with this deadline (epoch seconds).
+        then_pushing: the record this host changes next. Once this push has ended, it is sent to be marked
+        `pushing` (committed by the step writer while this account's login runs); the returned _Mark's wait()
+        gives its deadline, or None when it was not marked. No host is touched for it before that commit.
+        The settle is sent to the step writer too: inside work_asset it is waited for there, else here.
         """
         deadline = pushing_deadline
         if deadline is None:
@@ -289,6 +332,10 @@ class _Run:
         except DriverError as exc:
             result = PushResult(NOT_APPLIED, str(exc))
         self._pause.at("pushed", job.record_id)
+        mark = None
+        if then_pushing is not None:
+            mark_deadline = time.time() + self.budget
+            mark = _Mark(self, then_pushing, mark_deadline)
         if result.state == NOT_APPLIED:
             status, error = rec.FAILED, result.error
         else:
@@ -305,12 +352,116 @@ class _Run:
                                       push_in_flight=result.in_flight)
             else:
                 status, error = rec.SUCCESS, ""
-        next_deadline = time.time() + self.budget if then_pushing is not None else None
-        _settled, marked, status, error = rec.settle_as(
-            self.db, job.record_id, status, error, log=self.drain(), then_pushing=then_pushing,
-            then_deadline=_utc(next_deadline) if next_deadline is not None else None, push_ended=not result.in_flight)
-        self.settled(job, status, error)
-        return next_deadline if marked else None
+        fut = self.writer.submit(rec.SettleStep(job.record_id, status, error, push_ended=not result.in_flight),
+                                 then=lambda outcome: self._settle_done(job, outcome))
+        settles = getattr(self._local, "settles", None)
+        if settles is None:
+            fut.result()  # outside work_asset: nobody would wait for it later
+        else:
+            settles.append((job, fut))
+        return mark
+
+    def _settle_done(self, job: Job, outcome: "rec.StepResult") -> None:
+        """In the step writer's thread, once a settle is committed (or failed): its event, or the run stops."""
+        if isinstance(outcome, tuple):
+            _settled, status, error = outcome
+            self.settled(job, status, error)
+        elif isinstance(outcome, _SQLDatabaseError):
+            self.db_failed(outcome)  # no new account starts; the record stays open for reconcile
+
+
+class _Mark:
+    """The `pushing` step of a host's next account, sent to the run's step writer when the previous push ended."""
+
+    def __init__(self, run: "_Run", record_id: int, deadline: float) -> None:
+        self.run, self.record_id, self.deadline = run, record_id, deadline
+        self.fut = run.writer.submit(rec.PushingStep(record_id, _utc(deadline)))
+
+    def wait(self) -> float | None:
+        """Once committed: the record's deadline, or None when it was not pending any more (never push it).
+
+        The deadline was set before the previous account's login; if that took more than MARK_SLACK_SECONDS,
+        a later one is committed first, so the host's time limit for this change stays what it would have been.
+        """
+        if not self.fut.result():
+            return None
+        fresh = time.time() + self.run.budget
+        if fresh - self.deadline <= MARK_SLACK_SECONDS:
+            return self.deadline
+        if not self.run.writer.submit(rec.PushingStep(self.record_id, _utc(fresh), renew=True)).result():
+            return None  # settled meanwhile by someone else: never push it
+        return fresh
+
+
+class _StepWriter:
+    """Commits a run's record steps (settles, `pushing` marks) from one thread, as many per transaction as
+    are waiting (group commit): the asset threads do not stop for a settle's commit, and the `pushing` mark
+    of a host's next account commits while the current account's login runs.
+
+    What this changes nothing about: a record is `pushing` (committed) before its host is touched, because
+    the asset thread waits for that step; a settle is written after the push's outcome is known. A settle
+    still queued when the process dies leaves its record `pushing` with its deadline, which reconcile
+    probes and settles like any other push whose end it did not see. The thread ends when idle.
+    """
+
+    IDLE_SECONDS = 0.5
+    LINGER_SECONDS = 0.02
+
+    def __init__(self, run: "_Run") -> None:
+        self._run = run
+        self._cv = threading.Condition()
+        self._queue: list[tuple[rec.Step, Future, Callable[[rec.StepResult], None] | None]] = []
+        self._running = False
+
+    def submit(self, step: rec.Step, then: Callable[[rec.StepResult], None] | None = None) -> Future:
+        """Queue a step; the future gives write_steps' result for it (or raises its exception).
+
+        then(result or exception) runs in the writer's thread before the future is resolved (so whoever waits
+        for the future finds its effects, such as an event, already done).
+        """
+        fut: Future = Future()
+        with self._cv:
+            self._queue.append((step, fut, then))
+            if self._running:
+                self._cv.notify()
+                return fut
+            self._running = True
+        threading.Thread(target=self._loop, daemon=True, name=f"keyturn-steps-{self._run.execution_id}").start()
+        return fut
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                if not self._queue:
+                    self._cv.wait(self.IDLE_SECONDS)
+                if not self._queue:
+                    self._running = False
+                    return
+                # Only settles waiting: no thread waits for them, and a host's next `pushing` mark follows its
+                # push within milliseconds: wait a little for it, to commit both in one transaction.
+                end = time.monotonic() + self.LINGER_SECONDS
+                while not any(isinstance(item[0], rec.PushingStep) for item in self._queue):
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
+                batch, self._queue = self._queue, []
+            results: list[rec.StepResult]
+            try:
+                results = rec.write_steps(self._run.db, self._run.execution_id, [item[0] for item in batch],
+                                          log=self._run.drain())
+            except BaseException as exc:  # noqa: BLE001 - each waiting thread gets the error of its step
+                results = [exc] * len(batch)
+            for (_step, fut, then), result in zip(batch, results):
+                if then is not None:
+                    try:
+                        then(result)
+                    except Exception:  # noqa: BLE001 - a broken follow-up must not keep the step's owner waiting
+                        pass
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
 
 
 def _utc(epoch: float) -> datetime:

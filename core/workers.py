@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.config import DEFAULT_LEASE_SECONDS, DEFAULT_POLL_SECONDS
 from core.context import Context
 from core.engine import (
-    LOG_FLUSH_SECONDS, Job, _audit, _load_task, _new_secret, _Planned, _public_line_of, _Run, task_snapshot,
+    LOG_FLUSH_SECONDS, Job, _audit, _load_task, _Mark, _new_secret, _Planned, _public_line_of, _Run, task_snapshot,
 )
 from core.errors import InputError, KeyturnError, UnsafeSetupError
 from core.events import AccountSettled, EventCallback, ExecutionFinished, ExecutionStarted
@@ -292,7 +292,7 @@ class _UnitRun(_Run):
         return lines
 
     def change_one(self, driver, asset, job: Job, *, pushing_deadline: float | None = None,  # type: ignore[no-untyped-def,override]
-                   then_pushing: int | None = None) -> float | None:
+                   then_pushing: int | None = None) -> _Mark | None:
         if self.held.lost.is_set():
             return None  # the unit is another worker's now: it settles this record
         self._window("start", job)

@@ -299,27 +299,100 @@ def settle_as(db: Database, record_id: int, status: str, error: str = "", *, log
     if status not in (SUCCESS, FAILED, UNVERIFIED):
         raise ValueError(f"cannot settle a record as {status!r}")
     with _write(db) as s:
-        row = _open_row(s, record_id)
-        settled = row is not None
-        if row is not None:
-            now = utcnow()
-            acc = s.get(Account, row.account_id) if row.account_id is not None else None
-            if (status == SUCCESS and acc is not None and row.start_version is not None
-                    and acc.version != row.start_version):
-                status, error = SUPERSEDED, superseded_error(row.start_version, acc.version)
-            row.status, row.error, row.finished_at = status, error, now
-            if push_ended:
-                row.deadline_at = None
-            acc = _set_account_status(s, row, status)
-            if status == SUCCESS and acc is not None:
-                set_account_secret(db, s, acc, db.unseal(row, "new_secret_enc"), db.unseal(row, "new_passphrase_enc"),
-                                   when=now, record_id=row.id)
-            if acc is not None and status in FINAL_STATUSES and acc.claimed_by == row.id:
-                acc.claimed_by = None
-            s.add(row)
-            _append_log(s, row.execution_id, log)
+        settled, status, error = _settle_in(db, s, record_id, status, error, log=log, push_ended=push_ended)
         marked = _mark_pushing_in(s, then_pushing, then_deadline) if then_pushing is not None else False
         return settled, marked, status, error
+
+
+def _settle_in(db: Database, s: Session, record_id: int, status: str, error: str, *, log: Sequence[str] = (),
+               push_ended: bool = False) -> tuple[bool, str, str]:
+    """settle_as's work inside an open write transaction: (settled, final status, error)."""
+    row = _open_row(s, record_id)
+    if row is None:
+        return False, status, error
+    now = utcnow()
+    acc = s.get(Account, row.account_id) if row.account_id is not None else None
+    if (status == SUCCESS and acc is not None and row.start_version is not None
+            and acc.version != row.start_version):
+        status, error = SUPERSEDED, superseded_error(row.start_version, acc.version)
+    row.status, row.error, row.finished_at = status, error, now
+    if push_ended:
+        row.deadline_at = None
+    acc = _set_account_status(s, row, status)
+    if status == SUCCESS and acc is not None:
+        set_account_secret(db, s, acc, db.unseal(row, "new_secret_enc"), db.unseal(row, "new_passphrase_enc"),
+                           when=now, record_id=row.id)
+    if acc is not None and status in FINAL_STATUSES and acc.claimed_by == row.id:
+        acc.claimed_by = None
+    s.add(row)
+    _append_log(s, row.execution_id, log)
+    return True, status, error
+
+
+@dataclass(frozen=True)
+class SettleStep:
+    """A settle for write_steps: the outcome of a push that has ended (see settle_as)."""
+
+    record_id: int
+    status: str
+    error: str = ""
+    push_ended: bool = False
+
+
+@dataclass(frozen=True)
+class PushingStep:
+    """pending -> pushing for write_steps (see mark_pushing); with renew, a later deadline for a record that is
+    `pushing` and whose host has not been touched yet (its marked value: False when it is not pushing)."""
+
+    record_id: int
+    deadline: datetime | None = None
+    renew: bool = False
+
+
+Step = SettleStep | PushingStep
+# What write_steps gives back per step: (settled, final status, error) for a settle, marked for a pushing step,
+# or the exception that step's own transaction raised.
+StepResult = tuple[bool, str, str] | bool | BaseException
+
+
+def write_steps(db: Database, execution_id: int, steps: Sequence[Step], *, log: Sequence[str] = ()) -> list[StepResult]:
+    """Write several record steps of one execution in ONE transaction (one commit, one write lock).
+
+    Each step means what its own settle_as / mark_pushing would; all of them are durable together when this
+    returns. If that transaction fails, each step is tried again in a transaction of its own, so one bad step
+    fails alone: its slot in the result holds the exception (the others still hold their results).
+    """
+    for step in steps:
+        if isinstance(step, SettleStep) and step.status not in (SUCCESS, FAILED, UNVERIFIED):
+            raise ValueError(f"cannot settle a record as {step.status!r}")
+    try:
+        with _write(db) as s:
+            results = [_step_in(db, s, step) for step in steps]
+            _append_log(s, execution_id, log)
+        return results
+    except Exception:  # noqa: BLE001 - which step failed is found out below, one transaction each
+        if len(steps) == 1 and not log:
+            raise
+    alone: list[StepResult] = []
+    for i, step in enumerate(steps):
+        try:
+            with _write(db) as s:
+                alone.append(_step_in(db, s, step))
+                if i == 0:
+                    _append_log(s, execution_id, log)
+        except Exception as exc:  # noqa: BLE001 - handed to the step's owner
+            alone.append(exc)
+    return alone
+
+
+def _step_in(db: Database, s: Session, step: Step) -> tuple[bool, str, str] | bool:
+    if isinstance(step, PushingStep):
+        if step.renew:
+            return s.connection().execute(
+                update(ChangeRecord).where(col(ChangeRecord.id) == step.record_id, col(ChangeRecord.status) == PUSHING)
+                .values(deadline_at=step.deadline)).rowcount == 1
+        return _mark_pushing_in(s, step.record_id, step.deadline)
+    return _settle_in(db, s, step.record_id, step.status, step.error, push_ended=step.push_ended)
 
 
 def settle_success(db: Database, record_id: int, *, log: Sequence[str] = ()) -> bool:

@@ -248,9 +248,13 @@ def test_secure_mode_leaves_well_known_admins(ctx: Context, pg_private: Any, mar
 
 @pytest.mark.parametrize("platform", ["postgresql", "mariadb", "redis"])
 def test_server_down_mid_run(ctx: Context, request: pytest.FixtureRequest, platform: str) -> None:
-    """The server dies after the first account's change: that one succeeds, the rest fail or stay unverified,
-    and once it is back a reconcile leaves every account with exactly the vault's secret."""
-    from core.events import AccountSettled
+    """The server dies right after the second account's push: the first succeeds, the rest fail or stay
+    unverified, and once it is back a reconcile leaves every account with exactly the vault's secret.
+
+    AccountPushed is sent from the asset's own thread before that account's login, so the stop lands at a
+    known point (AccountSettled comes from the run's step writer, while the asset thread goes on).
+    """
+    from core.events import AccountPushed
 
     server = request.getfixturevalue(SERVERS[platform])
     users = [fresh("down") for _ in range(3)]
@@ -258,20 +262,21 @@ def test_server_down_mid_run(ctx: Context, request: pytest.FixtureRequest, platf
         make_user(server, platform, u, f"pw-{u}")
     db_asset(ctx, f"down-{platform}", platform, server, accounts={u: f"pw-{u}" for u in users})
     spec = task(ctx, f"down-{platform}", users, [f"down-{platform}"])
-    stopped: list[str] = []
+    pushed: list[str] = []
 
     def on_event(event: object) -> None:
-        if isinstance(event, AccountSettled) and not stopped:
-            stopped.append(event.username)
-            server.stop()
+        if isinstance(event, AccountPushed):
+            pushed.append(event.username)
+            if len(pushed) == 2:
+                server.stop()
 
     try:
         info = run_task(ctx, spec.name, on_event=on_event)
     finally:
         server.start()
     st = statuses(ctx, info.id)
-    assert st[stopped[0]][0] == "success"
-    assert all(s in ("failed", "unverified") for u, (s, _) in st.items() if u != stopped[0]), st
+    assert st[pushed[0]][0] == "success"
+    assert all(s in ("failed", "unverified") for u, (s, _) in st.items() if u != pushed[0]), st
     reconcile(ctx)
     for u in users:
         assert server.can_login(u, vault_secret(ctx, f"down-{platform}", u)), u

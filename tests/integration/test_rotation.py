@@ -283,14 +283,15 @@ def test_cancelling_mid_run_settles_every_record_and_the_vault_matches_the_hosts
     cancel = threading.Event()
 
     def on_event(event: Event) -> None:
-        if isinstance(event, AccountSettled):
+        # Sent from the asset's thread once alice's push ended, when bob's `pushing` step is already on its way.
+        if isinstance(event, AccountPushed):
             cancel.set()
 
     info = run_task(ctx, "cancel-me", cancel=cancel, on_event=on_event)
     records = rec.list_records(ctx.db, execution_id=info.id)
     statuses = sorted(r.status for r in records)
     assert info.status == "cancelled"
-    # h1/alice settled, and h1/bob was already `pushing` (committed with alice's settle): both finish.
+    # h1/alice was pushed, and h1/bob was already `pushing` (committed while alice's login ran): both finish.
     assert statuses == ["failed"] * 4 + ["success"] * 2
     assert all(r.error == "cancelled before push" for r in records if r.status == "failed")
     assert_vault_matches_hosts(ctx, hosts)
