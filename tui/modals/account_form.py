@@ -12,8 +12,6 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from core.context import Context
@@ -21,6 +19,7 @@ from core.errors import InputError, KeyturnError
 from core.names import check_username
 from core.services import inventory as svc
 from core.types import AccountInfo
+from tui.modals.form import FormModal
 from tui.widgets.compact import make_compact
 from tui.widgets.marked import MarkedCheckbox
 from tui.widgets.validators import CoreCheck
@@ -29,7 +28,7 @@ SECRET_TYPES = [("password", "password"), ("SSH key", "ssh_key")]
 FIELDS = ("username", "secret_type", "password", "key_file", "passphrase")  # each has its own error line
 
 
-class AccountFormModal(ModalScreen[tuple[str, str] | None]):
+class AccountFormModal(FormModal[tuple[str, str] | None]):
     """User name, secret type, the secret (password, or key file and passphrase), privileged and changeable."""
 
     BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
@@ -176,27 +175,6 @@ class AccountFormModal(ModalScreen[tuple[str, str] | None]):
             return exc.field
         return "form"
 
-    def _focus_field(self, field: Widget) -> None:
-        # At once (the next key typed belongs here), and scrolled once the error line has its height.
-        self.set_focus(field, scroll_visible=False)
-        body = self.query_one("#form-body", VerticalScroll)
-        self.call_after_refresh(body.scroll_to_widget, field.parent or field, animate=False, top=True)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        """Buttons do what their keys do."""
-        self.action_save() if event.button.id == "save" else self.action_cancel()
-
     def _snapshot(self) -> tuple:
         return (tuple(w.value for w in self.query(Input)), self._secret_type(),
                 tuple(w.value for w in self.query(Checkbox)))
-
-    def action_cancel(self) -> None:
-        """Close without saving; when something was typed, ask first (as delete does)."""
-        if self._snapshot() == getattr(self, "_initial", None):
-            self.dismiss(None)
-            return
-        from tui.modals.confirm import ConfirmModal
-
-        self.app.push_screen(ConfirmModal("Discard this form?", "What you typed is not saved.", yes="Discard",
-                                          no="Keep editing", danger=True),
-                             lambda yes: self.dismiss(None) if yes else None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.validation import Function, Integer
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
@@ -18,6 +17,7 @@ from core.values import PLATFORMS
 from core.services import inventory as svc
 from core.stepup import StepUpRequired
 from core.types import AssetInfo
+from tui.modals.form import FormModal
 from tui.widgets.compact import make_compact
 from tui.widgets.marked import MarkedCheckbox
 from tui.widgets.validators import CoreCheck
@@ -26,7 +26,7 @@ from tui.widgets.validators import CoreCheck
 FIELDS = ("name", "address", "port", "nodes", "comment", "database", "tls", "ca_file", "gateway")  # each has its own error line
 
 
-class AssetFormModal(ModalScreen[AssetInfo | None]):
+class AssetFormModal(FormModal[AssetInfo | None]):
     """Name, address, port, platform, database options (database platforms only), nodes, active and comment."""
 
     BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
@@ -155,27 +155,6 @@ class AssetFormModal(ModalScreen[AssetInfo | None]):
             return
         self.dismiss(saved)
 
-    def _focus_field(self, field: Input) -> None:
-        # At once (the next key typed belongs here), and scrolled once the error line has its height.
-        self.set_focus(field, scroll_visible=False)
-        body = self.query_one("#form-body", VerticalScroll)
-        self.call_after_refresh(body.scroll_to_widget, field.parent or field, animate=False, top=True)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        """Buttons do what their keys do."""
-        self.action_save() if event.button.id == "save" else self.action_cancel()
-
     def _snapshot(self) -> tuple:
         return (tuple(w.value for w in self.query(Input)), self.query_one("#platform", Select).value,
                 self.query_one("#tls", Select).value, self.query_one("#active", Checkbox).value)
-
-    def action_cancel(self) -> None:
-        """Close without saving; when something was typed, ask first (as delete does)."""
-        if self._snapshot() == getattr(self, "_initial", None):
-            self.dismiss(None)
-            return
-        from tui.modals.confirm import ConfirmModal
-
-        self.app.push_screen(ConfirmModal("Discard this form?", "What you typed is not saved.", yes="Discard",
-                                          no="Keep editing", danger=True),
-                             lambda yes: self.dismiss(None) if yes else None)

@@ -16,7 +16,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.validation import Validator
 from textual.widget import Widget
@@ -31,6 +30,7 @@ from core.targets import visible_preview
 from core.services.inventory import list_nodes
 from core.services.views import asset_choices, operator_names
 from core.types import HostParams, NodeInfo, PasswordRules, TaskSpec
+from tui.modals.form import FormModal
 from tui.reads import ThreadedReads
 from tui.widgets.compact import make_compact
 from tui.widgets.marked import MarkedCheckbox, MarkedSelectionList
@@ -104,7 +104,7 @@ def _check_become(v: str) -> None:
         check_specific_password(v, field="become password")
 
 
-class TaskFormModal(ThreadedReads, ModalScreen[TaskSpec | None]):
+class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
     """Create or edit a task; ctrl+s saves, Esc cancels."""
 
     BINDINGS = [
@@ -562,19 +562,8 @@ class TaskFormModal(ThreadedReads, ModalScreen[TaskSpec | None]):
             typed = [w for w in widgets if isinstance(w, (Input, TextArea))]
             target = next(iter(invalid or typed or widgets), None)
             if target is not None:
-                # set_focus now, not focus() (which waits a turn): the next key typed must land here.
-                self.set_focus(target, scroll_visible=False)
-            # The error line was just shown: scroll once the layout knows its height.
-            body = self.query_one("#form-body", VerticalScroll)
-            self.call_after_refresh(body.scroll_to_widget, field, animate=False, top=True)
+                self._focus_field(target, around=field)
             return
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        """Save and Cancel buttons do what their keys do."""
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.action_cancel()
 
     def _snapshot(self) -> tuple:
         """Every value the user can change, to tell whether Esc would throw work away."""
@@ -582,14 +571,3 @@ class TaskFormModal(ThreadedReads, ModalScreen[TaskSpec | None]):
                 tuple(w.value for w in self.query(Checkbox)), tuple(tuple(w.selected) for w in self.query(SelectionList)
                                                                if w.id != "assets"),
                 self.query_one("#private_key", TextArea).text, tuple(self.chosen_assets))
-
-    def action_cancel(self) -> None:
-        """Close without saving; when something was typed, ask first (as delete does)."""
-        if self._snapshot() == getattr(self, "_initial", None):
-            self.dismiss(None)
-            return
-        from tui.modals.confirm import ConfirmModal
-
-        self.app.push_screen(ConfirmModal("Discard this form?", "What you typed is not saved.", yes="Discard",
-                                          no="Keep editing", danger=True),
-                             lambda yes: self.dismiss(None) if yes else None)
