@@ -435,9 +435,7 @@ def edit_account(ctx: Context, asset: str, username: str, secret_type: str | Non
     if (new_privileged, new_changeable) == (was_privileged, was_changeable):
         return "unchanged"
     if was_privileged or new_privileged:
-        from core.stepup import require_step_up  # imported when needed, as core.tasks does
-
-        require_step_up(ctx, ctx.mfa, "account.privileged")
+        _step_up(ctx, "account.privileged")
     with ctx.db.write() as s:
         row = store.get_asset_row(s, asset)
         _, outcome = store.upsert_account(ctx.db, s, row, username, secret_type=kind, privileged=new_privileged,
