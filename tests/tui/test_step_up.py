@@ -75,7 +75,7 @@ async def test_trusting_a_host_key_in_the_app_asks_for_a_code_then_pins(alice_ct
         await until(pilot, lambda: getattr(app.screen, "selected_asset", lambda: None)() == "web1", "the asset")
         await pilot.press("k")
         await until(pilot, lambda: isinstance(app.screen, OtpModal), "the OTP modal")
-        assert any("trusting a host key" in t for t in toasts(app))
+        await until(pilot, lambda: any("trusting a host key" in t for t in toasts(app)), "the step-up's reason")
         await _give_code(app, pilot, secret)
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the fingerprints to confirm")
         await pilot.press("y")
