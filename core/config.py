@@ -16,6 +16,12 @@ from core.errors import ConfigError
 DEFAULT_WORKERS = 4  # `keyturn scheduler`: tasks run at once at most
 DEFAULT_LEASE_SECONDS = 60.0  # `keyturn worker`: how long a unit stays a worker's without a renewal
 DEFAULT_POLL_SECONDS = 2.0  # `keyturn worker`: seconds between looks for queued units when idle
+# Slack on each side of a push's host-enforced deadline (core.drivers.base.change_budget): the host stops a change
+# a margin before the deadline its record stores, so a reconcile after that deadline never races a late push.
+# The margin covers the latency until the remote command starts; a whole second is the least that means anything
+# (the host's `timeout` counts whole seconds).
+DEFAULT_DEADLINE_MARGIN = 5.0
+MIN_DEADLINE_MARGIN = 1.0
 
 
 def default_home(env: Mapping[str, str]) -> Path:
@@ -45,6 +51,8 @@ class Settings:
     connect_timeout: float = 10.0
     auth_timeout: float = 15.0
     command_timeout: float = 60.0
+    deadline_margin: float = DEFAULT_DEADLINE_MARGIN  # seconds each side of a push's deadline (at least 1); the
+    # record's deadline is command_timeout + 2 margins after the push starts, and reconcile waits for it
     reconcile_on_start: bool = True
     smtp_host: str = ""
     smtp_port: int = 25
@@ -218,4 +226,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: Path | None
     settings = Settings(**values, config_path=path)
     if settings.concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, got {settings.concurrency}")
+    if not settings.deadline_margin >= MIN_DEADLINE_MARGIN:  # also refuses nan
+        raise ConfigError(f"deadline_margin must be at least {MIN_DEADLINE_MARGIN:g} second(s), "
+                          f"got {settings.deadline_margin:g}")
     return settings

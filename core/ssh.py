@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import paramiko
 
 from core import textsafe
-from core.config import Settings
+from core.config import DEFAULT_DEADLINE_MARGIN, Settings
 from storage.types import AssetInfo, fingerprint_sha256
 
 
@@ -71,16 +71,18 @@ LEGACY_ALGORITHMS: dict[str, list[str]] = {
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Connect, authentication and command timeouts in seconds."""
+    """Connect, authentication and command timeouts in seconds, and the margin around a change's deadline."""
 
     connect: float = 10.0
     auth: float = 15.0
     command: float = 60.0
+    margin: float = DEFAULT_DEADLINE_MARGIN  # the deadline_margin setting: see core.drivers.base.change_budget
+
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Timeouts":
         """The timeouts a configuration asks for."""
-        return cls(settings.connect_timeout, settings.auth_timeout, settings.command_timeout)
+        return cls(settings.connect_timeout, settings.auth_timeout, settings.command_timeout, settings.deadline_margin)
 
 
 def _known_names(asset: AssetInfo) -> list[str]:

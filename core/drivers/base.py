@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from core import ssh
+from core.config import DEFAULT_DEADLINE_MARGIN
 from core.names import USERNAME_RULE, is_username
 from core.ssh import Timeouts
 from storage.types import AssetInfo, HostParams
@@ -23,8 +24,9 @@ AMBIGUOUS = "ambiguous"
 KEY_STRATEGIES = ("replace-ours", "replace-all", "append")
 
 # Slack between the deadline a host enforces on a change and the deadline its record stores, for network
-# latency and the start of the remote command (DESIGN.md point 5).
-DEADLINE_MARGIN = 5.0
+# latency and the start of the remote command (DESIGN.md point 5): the default of the deadline_margin setting,
+# which the drivers read from Timeouts.margin.
+DEADLINE_MARGIN = DEFAULT_DEADLINE_MARGIN
 
 
 def change_budget(timeouts: Timeouts) -> float:
@@ -33,7 +35,7 @@ def change_budget(timeouts: Timeouts) -> float:
     The host kills the change after about command timeout + margin; the record's deadline adds one more
     margin, so when a reconcile sees the deadline passed, nothing of that push can still land.
     """
-    return timeouts.command + 2 * DEADLINE_MARGIN
+    return timeouts.command + 2 * timeouts.margin
 
 
 def seconds_left(deadline: float | None, timeouts: Timeouts) -> int:
@@ -45,8 +47,8 @@ def seconds_left(deadline: float | None, timeouts: Timeouts) -> int:
     import time
 
     if deadline is None:
-        return math.ceil(timeouts.command + DEADLINE_MARGIN)
-    return max(0, math.floor(deadline - time.time() - DEADLINE_MARGIN))
+        return math.ceil(timeouts.command + timeouts.margin)
+    return max(0, math.floor(deadline - time.time() - timeouts.margin))
 
 _PUBLIC_LINE = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+={0,3}( [^\r\n\x00]*)?$")
 

@@ -57,7 +57,7 @@ class CustomSSHDriver:
         """Type the sequence with {password} = new_password; the outcome follows interactive.run_sequence."""
         check_username(username)
         values = Values(username, new_password, self.login_password, self.become)
-        return run_sequence(self.client, self.sequence, values, deadline=deadline)
+        return run_sequence(self.client, self.sequence, values, deadline=deadline, margin=self.timeouts.margin)
 
     def install_key(self, username: str, public_line: str, strategy: str, *,
                     deadline: float | None = None) -> PushResult:

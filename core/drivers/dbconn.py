@@ -22,7 +22,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from core.drivers.base import UNKNOWN, DriverError, Verify
+from core.drivers.base import DEADLINE_MARGIN, UNKNOWN, DriverError, Verify
 from core.errors import InputError
 from core.ssh import Timeouts
 from core.textsafe import clean_line
@@ -127,6 +127,7 @@ class Conn:
     # The asset's own address: the name `verify-full` checks the server's certificate against. Through a gateway
     # `host` is the tunnel's 127.0.0.1, which the database's certificate does not (and should not) name.
     server_name: str = ""
+    margin: float = DEADLINE_MARGIN  # Timeouts.margin: the server stops a change this long before its deadline
 
     def release(self) -> None:
         """Give back the gateway tunnel this connection used, if any."""
@@ -144,16 +145,14 @@ class Conn:
         return cls(asset.platform, host, port or DEFAULT_PORTS[asset.platform], asset.database,
                    asset.tls or "disable", asset.ca_file, asset.connect_timeout or timeouts.connect,
                    asset.command_timeout or timeouts.command, asset if asset.gateway_id is not None else None,
-                   asset.address)
+                   asset.address, timeouts.margin)
 
 
-def seconds_until(deadline: float | None, default: float) -> float:
-    """Seconds the server may spend on a change that must end a margin before deadline (0: too late to start)."""
-    from core.drivers.base import DEADLINE_MARGIN
-
+def seconds_until(deadline: float | None, default: float, margin: float) -> float:
+    """Seconds the server may spend on a change that must end margin seconds before deadline (0: too late to start)."""
     if deadline is None:
         return default
-    return max(0.0, math.floor(deadline - time.time() - DEADLINE_MARGIN))
+    return max(0.0, math.floor(deadline - time.time() - margin))
 
 
 def wrong_password() -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import paramiko
 
-from core.drivers.base import AMBIGUOUS, APPLIED, NOT_APPLIED, DriverError, PushResult
+from core.drivers.base import AMBIGUOUS, APPLIED, DEADLINE_MARGIN, NOT_APPLIED, DriverError, PushResult
 from core.ssh import scrub
 
 PLACEHOLDERS = ("username", "password", "login_password", "privilege_password")
@@ -36,8 +36,7 @@ MAX_BUFFER = 64 * 1024
 REPORT_CHARS = 300
 # Wide enough that no device wraps a typed line (a wrapped echo could split a secret past the scrubber).
 PTY_COLUMNS = 1000
-# No line is typed later than this many seconds before the change's deadline.
-DEADLINE_MARGIN = 5.0
+# No line is typed later than a margin (Timeouts.margin, by default DEADLINE_MARGIN) before the change's deadline.
 ERROR_LINE_GRACE = 2.0  # seconds to wait for the rest of a device's error line once its start matched
 
 
@@ -235,13 +234,14 @@ def _report(text: str, secrets: list[str], typed_secret: bool) -> str:
 
 
 def run_sequence(client: paramiko.SSHClient, seq: Sequence, values: Values, *, changes_field: str = "password",
-                 log: list[str] | None = None, deadline: float | None = None) -> PushResult:
+                 log: list[str] | None = None, deadline: float | None = None,
+                 margin: float = DEADLINE_MARGIN) -> PushResult:
     """Run seq on a new PTY shell of client: applied, not applied (nothing changed yet) or ambiguous.
 
     changes_field names the placeholder whose line makes the change ({password}); until a line holding it was
     typed, a failure means the device is unchanged. log (optional) receives one scrubbed line per step.
-    deadline (epoch seconds): no line is typed after it, and no answer is awaited past it. A device cannot
-    enforce a deadline itself; its CLI session ends with the connection.
+    deadline (epoch seconds): no line is typed after deadline - margin (Timeouts.margin), and no answer is
+    awaited past it. A device cannot enforce a deadline itself; its CLI session ends with the connection.
     """
     check_sequence(seq)
     lines = render(seq, values)  # refuses CR/LF/NUL before anything is sent
@@ -267,7 +267,7 @@ def run_sequence(client: paramiko.SSHClient, seq: Sequence, values: Values, *, c
         for n, (step, line) in enumerate(zip(seq.steps, lines), 1):
             if seq.delay_time:
                 time.sleep(seq.delay_time)
-            if deadline is not None and time.time() > deadline - DEADLINE_MARGIN:
+            if deadline is not None and time.time() > deadline - margin:
                 raise StepFailed(f"step {n}: the change's deadline came before this line could be typed")
             typed_secret = bool(step.secret_fields)
             session.send_line(line)

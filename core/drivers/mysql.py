@@ -197,7 +197,7 @@ class MySQLDriver:
     def change_password(self, username: str, new_password: str, *, deadline: float | None = None) -> PushResult:
         """ALTER USER every chosen 'user'@'host' entry in one statement, under a server-side time limit."""
         check_db_username(username)
-        budget = seconds_until(deadline, self.conn.command_timeout)
+        budget = seconds_until(deadline, self.conn.command_timeout, self.conn.margin)
         if budget < 1:
             return PushResult(NOT_APPLIED, "too close to the record's deadline to start the change")
         try:

@@ -84,7 +84,7 @@ class PostgresDriver:
         A missing role is the server's own answer (undefined_object): no query more per account.
         """
         check_db_username(username)
-        budget = seconds_until(deadline, self.conn.command_timeout)
+        budget = seconds_until(deadline, self.conn.command_timeout, self.conn.margin)
         if budget < 1:
             return PushResult(NOT_APPLIED, "too close to the record's deadline to start the change")
         try:

@@ -120,7 +120,7 @@ class RedisDriver:
     def change_password(self, username: str, new_password: str, *, deadline: float | None = None) -> PushResult:
         """ACL SETUSER username resetpass #<sha256>, then save the ACL where the server keeps it."""
         check_db_username(username)
-        if seconds_until(deadline, self.conn.command_timeout) < 1:
+        if seconds_until(deadline, self.conn.command_timeout, self.conn.margin) < 1:
             return PushResult(NOT_APPLIED, "too close to the record's deadline to start the change")
         if not self.aclfile and not self.config_file:
             return PushResult(NOT_APPLIED, "the server has neither an ACL file nor a config file: a changed password "

@@ -29,7 +29,8 @@ def will_self_change(params: HostParams, platform: str, secret_type: str, has_se
     return bool(params.self_change) and platform in SELF_CHANGE_PLATFORMS and secret_type == "password" and has_secret
 
 
-def self_sequence(platform: str, params: HostParams, deadline: float | None = None) -> Sequence:
+def self_sequence(platform: str, params: HostParams, deadline: float | None = None,
+                  margin: float = DEADLINE_MARGIN) -> Sequence:
     """The sequence an account runs on itself: passwd on hosts, the task's sequence on custom-ssh.
 
     On linux/unix with a deadline, passwd runs under `timeout -s KILL`: the host itself ends it in time even
@@ -42,7 +43,7 @@ def self_sequence(platform: str, params: HostParams, deadline: float | None = No
     t = SELF_PASSWD
     commands = list(t.commands)
     if deadline is not None and platform in ("linux", "unix"):
-        seconds = max(1, math.floor(deadline - time.time() - DEADLINE_MARGIN))
+        seconds = max(1, math.floor(deadline - time.time() - margin))
         commands[0] = f"timeout -s KILL {seconds} passwd"
     # passwd waits for each answer itself, so no pause between lines is needed on a host.
     return build_sequence(commands, t.answers, t.prompt, error=t.error, recv_timeout=params.recv_timeout)
@@ -62,7 +63,7 @@ class SelfChangeDriver:
     def change_password(self, username: str, new_password: str, *, deadline: float | None = None) -> PushResult:
         """Log in as username with its current password and run the platform's interactive change."""
         check_username(username)
-        seq = self_sequence(self.asset.platform, self.params, deadline)
+        seq = self_sequence(self.asset.platform, self.params, deadline, self.timeouts.margin)
         values = Values(username, new_password, self.current, self.become)
         from core.drivers.interactive import render
 
@@ -74,7 +75,7 @@ class SelfChangeDriver:
         except ssh.SSHError as exc:
             return PushResult(NOT_APPLIED, f"self-change: {ssh.scrub(str(exc), [self.current, new_password])}")
         try:
-            return run_sequence(client, seq, values, deadline=deadline)
+            return run_sequence(client, seq, values, deadline=deadline, margin=self.timeouts.margin)
         finally:
             client.close()
 
