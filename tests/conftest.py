@@ -24,7 +24,8 @@ BACKENDS = ("sqlite", "postgresql")
 
 # -- storage backends --------------------------------------------------------------------------------
 # Tests marked both_backends run once on SQLite and once on a fresh PostgreSQL database of their own
-# (created from a migrated template on the local server and dropped afterwards); the rest use SQLite.
+# (created from a migrated template and dropped afterwards, on a private server each test process starts:
+# tests/pg.py); the rest use SQLite.
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--backends", default=",".join(BACKENDS),
                      help="storage backends for tests marked both_backends (comma-separated: sqlite,postgresql)")
@@ -49,17 +50,32 @@ def backend(request: pytest.FixtureRequest) -> str:
     return getattr(request, "param", "sqlite")
 
 
+def _no_postgresql(exc: Exception) -> None:
+    """Skip loudly without a PostgreSQL server (fail under CI, which must have one)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs the PostgreSQL server for the PostgreSQL tests: {exc}")
+    pytest.skip(f"SKIPPING a PostgreSQL test (and the PostgreSQL half of the both-backends tests): {exc}")
+
+
 @pytest.fixture(scope="session")
-def pg_server() -> str:
-    """The local PostgreSQL server's version; skips loudly without one (never under CI, which must have it)."""
+def pg_server() -> Iterator[str]:
+    """The tests' PostgreSQL server's version: a private cluster this test process starts (tests/pg.py), or the
+    server KEYTURN_TEST_PG names. Skips loudly without one (never under CI, which must have it)."""
     from tests import pg
 
+    private = None
     try:
-        return pg.check_server()
+        if not os.environ.get("KEYTURN_TEST_PG"):
+            private = pg.use_private_server()
+        version = pg.check_server()
     except pg.ServerUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs the PostgreSQL server for the PostgreSQL tests: {exc}")
-        pytest.skip(f"SKIPPING a PostgreSQL test (and the PostgreSQL half of the both-backends tests): {exc}")
+        _no_postgresql(exc)
+    try:
+        yield version
+    finally:
+        if private is not None:
+            pg.SERVER = pg.MACHINE_SERVER
+            private.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -114,6 +130,23 @@ def pg_empty(pg_server: str) -> Iterator[str]:
         yield pg.sqlalchemy_url(name)
     finally:
         pg.drop_database(name)
+
+
+@pytest.fixture
+def pg_machine_empty() -> Iterator[str]:
+    """The database_url of a fresh, empty database on the machine's own PostgreSQL server (pg.MACHINE_SERVER,
+    durable, as a deployment's would be); dropped afterwards."""
+    from tests import pg
+
+    try:
+        pg.check_server(pg.MACHINE_SERVER)
+    except pg.ServerUnavailable as exc:
+        _no_postgresql(exc)
+    name = pg.create_database(server=pg.MACHINE_SERVER)
+    try:
+        yield pg.sqlalchemy_url(name, pg.MACHINE_SERVER)
+    finally:
+        pg.drop_database(name, pg.MACHINE_SERVER)
 
 
 @pytest.fixture

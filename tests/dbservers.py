@@ -200,6 +200,25 @@ class PostgresServer:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+
+class StoragePostgresServer(PostgresServer):
+    """A private cluster for keyturn's own storage in the tests (tests/pg.py), not a rotation target.
+
+    Trust for the user postgres on 127.0.0.1, as on the machine's server. Durability is off (fsync,
+    synchronous_commit, full_page_writes): a test database lives for one test, and the DROP DATABASE after each
+    test then checkpoints to memory instead of to disk. No statement log: nothing here is read for leaks.
+    """
+
+    def _write_hba(self) -> None:
+        (self.data / "pg_hba.conf").write_text(f"host all {self.admin_user} 127.0.0.1/32 trust\n")
+
+    def start(self) -> None:
+        """Start (or restart after stop) the server and wait until it accepts connections."""
+        opts = (f"-p {self.port} -k {self.run_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60",
+                   "start"])
+
 def _self_signed(ca_path: Path, cert_path: Path, key_path: Path, owner: str, names: tuple[str, ...] = ()) -> None:
     """A CA and a server certificate signed by it (the key readable by owner only): for the DNS names given,
     else for the address 127.0.0.1."""

@@ -1,8 +1,11 @@
-"""Throw-away PostgreSQL databases on the local server for the tests that run on both storage backends.
+"""Throw-away PostgreSQL databases for the tests that run on both storage backends.
 
-The server is 127.0.0.1:5432 with trust authentication for the user postgres (override with
-KEYTURN_TEST_PG, a libpq URL of a role allowed to CREATE DATABASE). Every database made here is named
-keyturn_t_<pid>_<n> and dropped again, so parallel test runs and other users of the server are left alone.
+The tests' server (SERVER) is a private cluster each test process starts once (use_private_server: durability
+off, so the DROP DATABASE after each test does not checkpoint to disk, and no other suite's databases share
+it), unless KEYTURN_TEST_PG names one (a libpq URL of a role allowed to CREATE DATABASE). The machine's own server
+(MACHINE_SERVER: 127.0.0.1:5432, trust for the user postgres, or KEYTURN_TEST_PG) still serves the test that
+keyturn's storage works on a stock, durable server (tests/unit/test_postgres.py). Every database made here is
+named keyturn_t_<pid>_<n> and dropped again, so parallel test runs and other users of a server are left alone.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import psycopg
 import psycopg.types.json
 from psycopg import sql
 
-SERVER = os.environ.get("KEYTURN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+MACHINE_SERVER = os.environ.get("KEYTURN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+SERVER = MACHINE_SERVER  # the tests' server: use_private_server() points it at a private cluster
 _names = itertools.count(1)
 
 
@@ -23,43 +27,57 @@ class ServerUnavailable(Exception):
     """No PostgreSQL server answered (the reason is in the message)."""
 
 
-def _admin() -> psycopg.Connection:
+def _admin(server: str | None = None) -> psycopg.Connection:
+    server = server or SERVER
     try:
-        return psycopg.connect(SERVER, autocommit=True, connect_timeout=5)
+        return psycopg.connect(server, autocommit=True, connect_timeout=5)
     except psycopg.Error as exc:
-        raise ServerUnavailable(f"no PostgreSQL server at {SERVER}: {exc}") from None
+        raise ServerUnavailable(f"no PostgreSQL server at {server}: {exc}") from None
 
 
-def check_server() -> str:
-    """The server's version string, or ServerUnavailable."""
-    with _admin() as conn:
+def check_server(server: str | None = None) -> str:
+    """The server's (default: SERVER's) version string, or ServerUnavailable."""
+    with _admin(server) as conn:
         return str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
 
 
-def sqlalchemy_url(dbname: str) -> str:
-    """keyturn's database_url for one database on the test server (psycopg 3 driver)."""
-    info = psycopg.conninfo.conninfo_to_dict(SERVER)
+def sqlalchemy_url(dbname: str, server: str | None = None) -> str:
+    """keyturn's database_url for one database on the test server (or on server; psycopg 3 driver)."""
+    info = psycopg.conninfo.conninfo_to_dict(server or SERVER)
     user = info.get("user", "postgres")
     host = info.get("host", "127.0.0.1")
     port = info.get("port", "5432")
     return f"postgresql+psycopg://{user}@{host}:{port}/{dbname}"
 
 
-def create_database(template: str | None = None) -> str:
-    """CREATE a new empty database (or a copy of template); returns its name."""
+def create_database(template: str | None = None, server: str | None = None) -> str:
+    """CREATE a new empty database (or a copy of template) on SERVER (or server); returns its name."""
     name = f"keyturn_t_{os.getpid()}_{next(_names)}"
     stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
     if template:
         stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
-    with _admin() as conn:
+    with _admin(server) as conn:
         conn.execute(stmt)
     return name
 
 
-def drop_database(name: str) -> None:
+def drop_database(name: str, server: str | None = None) -> None:
     """DROP a database made by create_database, ending sessions a killed test process left behind."""
-    with _admin() as conn:
+    with _admin(server) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def use_private_server() -> object:
+    """Start a private cluster (tests.dbservers.StoragePostgresServer), make it SERVER; returns it (close() it)."""
+    from tests import dbservers
+
+    global SERVER
+    try:
+        server = dbservers.StoragePostgresServer()
+    except dbservers.ServerUnavailable as exc:
+        raise ServerUnavailable(f"cannot start a private PostgreSQL server: {exc}") from None
+    SERVER = f"postgresql://{server.admin_user}@127.0.0.1:{server.port}/postgres"
+    return server
 
 
 class Spares:

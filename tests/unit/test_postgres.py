@@ -15,13 +15,14 @@ from storage.db import HEAD_REVISION, Database
 from tests.conftest import ROOT
 
 
-def test_an_empty_database_upgrades_to_a_schema_equal_to_the_models(keyturn_cli, pg_empty: str) -> None:
-    env = {"KEYTURN_DATABASE_URL": pg_empty}
+def test_an_empty_database_upgrades_to_a_schema_equal_to_the_models(keyturn_cli, pg_machine_empty: str) -> None:
+    """On the machine's own server (durable, shared with others); the other PostgreSQL tests use a private one."""
+    env = {"KEYTURN_DATABASE_URL": pg_machine_empty}
     status = keyturn_cli("db", "status", env=env)
     assert status.returncode == 1 and "(postgresql)" in status.stdout and "schema: empty" in status.stdout
     up = keyturn_cli("db", "upgrade", env=env, check=True)
     assert f"schema empty -> {HEAD_REVISION}" in up.stdout
-    db = Database(pg_empty)
+    db = Database(pg_machine_empty)
     try:
         assert db.current_revision() == HEAD_REVISION
         with db.engine.connect() as conn:
