@@ -64,7 +64,7 @@ def test_a_full_disk_mid_run_stops_cleanly_and_reconcile_settles_later(small_dis
     require_sandbox()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     env.update(KEYTURN_HOME=str(small_disk / "home"), KEYTURN_CONFIG=str(tmp_path / "config.toml"),
-               KEYTURN_OPERATOR="tester", KEYTURN_COMMAND_TIMEOUT="3")
+               KEYTURN_OPERATOR="tester", KEYTURN_COMMAND_TIMEOUT="3", KEYTURN_DEADLINE_MARGIN="2")
     settings = load_settings(env=env)
     with SandboxFleet(1, users=USERS) as fleet:
         hosts = list(fleet)

@@ -28,7 +28,8 @@ from tests.sandbox import SandboxFleet
 pytestmark = [pytest.mark.sshd, pytest.mark.both_backends]
 
 USERS = ("alice", "bob")
-FAST = {"KEYTURN_COMMAND_TIMEOUT": "2"}
+# Deadlines 6 s after `pushing` (command timeout + 2 margins), so reconcile may judge soon after the kill.
+FAST = {"KEYTURN_COMMAND_TIMEOUT": "2", "KEYTURN_DEADLINE_MARGIN": "2"}
 
 
 fleet = module_fleet(1, USERS, doc="One sandbox host for the module.")

@@ -26,7 +26,8 @@ from tests.integration.test_rotation import wait_past_deadlines
 
 pytestmark = [pytest.mark.sshd]
 
-FAST = {"KEYTURN_COMMAND_TIMEOUT": "2"}
+# Deadlines 6 s after `pushing` (command timeout + 2 margins), so reconcile may judge soon after the kill.
+FAST = {"KEYTURN_COMMAND_TIMEOUT": "2", "KEYTURN_DEADLINE_MARGIN": "2"}
 
 
 def gateway_asset(ctx: Context, h: Any, name: str = "jump") -> None:

@@ -29,10 +29,10 @@ pytestmark = pytest.mark.sshd
 USERS = ("alice", "bob")
 
 
-# A push's deadline is command timeout + two 5 s margins after `pushing`; the test waits it out before reconcile.
-# 5 s (not the fixtures' 15) still leaves the typing 10 s before keyturn stops short of the deadline, and the kill
-# lands at step 2 to 4, a second or two in.
-SHORT = {"KEYTURN_COMMAND_TIMEOUT": "5"}
+# A push's deadline is command timeout + two margins after `pushing`; the test waits it out before reconcile.
+# 8 s and 2 s margins (12 s; the fixtures' 15 s and 5 s margins make 25 s) still leave the typing 10 s before keyturn
+# stops short of the deadline, and the kill lands at step 2 to 4, a second or two in.
+SHORT = {"KEYTURN_COMMAND_TIMEOUT": "8", "KEYTURN_DEADLINE_MARGIN": "2"}
 
 
 fleet = module_fleet(1, USERS, doc="One host with alice and bob, shared by the module.")

@@ -186,8 +186,10 @@ def test_scheduler_killed_mid_run_is_settled_at_the_next_start(ctx: Context, san
     create_task(ctx, TaskSpec(name="killed", usernames=["alice", "bob"], assets=[host.name], interval_hours=6))
     due_now(ctx, "killed")
     flag = tmp_path / "paused"
-    proc = _scheduler(keyturn_env, "--once",
-                      env={"KEYTURN_TEST_PAUSE_AFTER": f"pushed:{flag}", "KEYTURN_TEST_PAUSE_SECONDS": "60"})
+    # alice's deadline: the fixtures' 15 s command timeout + two 2 s margins after `pushing` (not 5 s: the test
+    # waits for it), long enough for the restarted scheduler to come before it.
+    proc = _scheduler(keyturn_env, "--once", env={"KEYTURN_TEST_PAUSE_AFTER": f"pushed:{flag}",
+                                                  "KEYTURN_TEST_PAUSE_SECONDS": "60", "KEYTURN_DEADLINE_MARGIN": "2"})
     try:
         deadline = time.monotonic() + 120
         while not flag.exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -173,7 +173,8 @@ def test_a_taken_over_push_is_judged_only_after_its_deadline(ctx: Context, sandb
     enroll(ctx, host, users)
     create_task(ctx, TaskSpec(name="pair", usernames=users, assets=[host.name]))
     flag = tmp_path / "paused"
-    fast = {"KEYTURN_COMMAND_TIMEOUT": "3"}  # the push deadline: 3 s + two 5 s margins after `pushing`
+    # The push deadline: 3 s + two 2 s margins after `pushing` (the taker waits for it).
+    fast = {"KEYTURN_COMMAND_TIMEOUT": "3", "KEYTURN_DEADLINE_MARGIN": "2"}
     # The victim dies with alice `pushing` but not pushed: nothing proves the push will not still land.
     victim = start({**keyturn_env, **fast, "KEYTURN_TEST_PAUSE_AFTER": f"pushing:{flag}"}, "worker", "--lease", "2",
                    "--poll", "0.2", log=tmp_path / "victim.log")

@@ -41,3 +41,29 @@ def test_bad_file_names_the_key(tmp_path: Path, content: str, needle: str) -> No
 def test_bad_environment_value_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="KEYTURN_SMTP_PORT"):
         load_settings(env={"KEYTURN_SMTP_PORT": "twenty-five", "KEYTURN_CONFIG": "/nonexistent.toml"})
+
+
+def test_the_deadline_margin_sets_the_push_budget_and_the_hosts_limit(tmp_path: Path) -> None:
+    """deadline_margin: 5 s unless set; a record's deadline is command timeout + 2 margins after `pushing`, and
+    the host is told to stop a margin before it."""
+    import time
+
+    from core.drivers.base import change_budget, seconds_left
+    from core.drivers.dbconn import seconds_until
+    from core.ssh import Timeouts
+
+    env = {"KEYTURN_CONFIG": str(tmp_path / "none.toml"), "KEYTURN_COMMAND_TIMEOUT": "20"}
+    default = Timeouts.from_settings(load_settings(env=env))
+    assert (default.margin, change_budget(default)) == (5.0, 30.0)
+    short = Timeouts.from_settings(load_settings(env={**env, "KEYTURN_DEADLINE_MARGIN": "2"}))
+    assert (short.margin, change_budget(short)) == (2.0, 24.0)
+    deadline = time.time() + change_budget(short)
+    assert seconds_left(deadline, short) in (21, 22)  # whole seconds, a margin before the deadline
+    assert seconds_until(deadline, 20.0, short.margin) in (21.0, 22.0)
+    assert seconds_left(None, short) == 22  # no deadline: command timeout + margin
+
+
+@pytest.mark.parametrize("value", ["0.5", "0", "-5", "nan"])
+def test_a_deadline_margin_under_a_second_is_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="deadline_margin must be at least 1 second"):
+        load_settings(env={"KEYTURN_CONFIG": str(tmp_path / "none.toml"), "KEYTURN_DEADLINE_MARGIN": value})
