@@ -173,8 +173,9 @@ def test_a_taken_over_push_is_judged_only_after_its_deadline(ctx: Context, sandb
     enroll(ctx, host, users)
     create_task(ctx, TaskSpec(name="pair", usernames=users, assets=[host.name]))
     flag = tmp_path / "paused"
-    # The push deadline: 3 s + two 2 s margins after `pushing` (the taker waits for it).
-    fast = {"KEYTURN_COMMAND_TIMEOUT": "3", "KEYTURN_DEADLINE_MARGIN": "2"}
+    # The push deadline: 3 s + two 5 s margins after `pushing`. Not shorter: the taker must start (a new process,
+    # the 2 s lease, its poll) before that deadline, or there is nothing left to wait for (2 s margins: it came late).
+    fast = {"KEYTURN_COMMAND_TIMEOUT": "3"}
     # The victim dies with alice `pushing` but not pushed: nothing proves the push will not still land.
     victim = start({**keyturn_env, **fast, "KEYTURN_TEST_PAUSE_AFTER": f"pushing:{flag}"}, "worker", "--lease", "2",
                    "--poll", "0.2", log=tmp_path / "victim.log")
