@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from core.mfa import code_at
-from tests.security.deployment import Deployment
+from tests.security.deployment import DATA, Deployment
 
 pytestmark = pytest.mark.sshd
 
@@ -70,6 +70,20 @@ def alice_secret(deployment: Deployment) -> str:
     p = d.keyturn("alice", "operator", "confirm", "alice", input=_code(secret, -1) + "\n")
     assert p.returncode == 0, p.stderr
     return secret
+
+
+@pytest.fixture(autouse=True)
+def _codes_from_this_step(deployment: Deployment, alice_secret: str) -> None:
+    """Each test starts with alice's codes of the current step unspent: keyturn refuses a step at or before the
+    last one accepted, so the module's codes (one or two per test) cost a 30 s step each once the window's three
+    were used. These tests prove who acts and how a code travels; replay refusal is proved in tests/unit/test_mfa.py
+    and tests/unit/test_concurrency.py. Set as the service user, like every other write to its database.
+    """
+    forget = deployment.host.run(["setpriv", "--reuid=keyturn", "--regid=keyturn", "--init-groups", "sqlite3",
+                                  "-cmd", ".timeout 10000", f"{DATA}/keyturn.db",
+                                  "UPDATE operator SET last_totp_step = NULL WHERE name = 'alice'"])
+    assert forget.returncode == 0, forget.stderr
+    _LAST_STEP[0] = 0
 
 
 def _events(d: Deployment, action: str) -> list[dict]:
