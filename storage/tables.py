@@ -304,8 +304,6 @@ def binding_columns(table: str, column: str) -> tuple[str, ...]:
     return BINDINGS.get(table, {}).get(column, ())
 
 
-
-
 # -- drift, windows, dependencies, hand-over (issue 16): new tables only, so the older ones stay as they are --
 class TaskOption(SQLModel, table=True):
     """A task's heartbeat schedule, change windows, retries, dependency steps and hand-over choice."""
