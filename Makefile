@@ -61,12 +61,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Four workers on two cores: the suite mostly waits (sshd logins, slowed PAM stacks, push deadlines).
-# Each worker has its own sandbox hosts (127.0.0.x on free ports), temp dirs and PostgreSQL databases.
-# `--dist worksteal` measured 7 min instead of 11 min 23 s (quiet machine), but both runs had one load-related
-# flake (a TOTP step boundary, a toast): not the default until the suite is steady under that load.
+# Each worker has its own sandbox hosts (127.0.0.x on free ports), temp dirs and PostgreSQL cluster.
+# `--dist worksteal`: an idle worker takes queued tests from a busy one, so the last minutes do not run a few long
+# tests alone (7 min instead of 11 min 23 s on a quiet machine). Its two first runs each met a load flake, both
+# fixed since; the next run (945 tests, -n 2, load 7-11) was green.
 TEST_WORKERS ?= 4
 test: $(STAMP) system-deps lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/rotation_fleet.py
