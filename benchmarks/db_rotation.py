@@ -5,7 +5,9 @@ passwords, check-after-change on. keyturn works one asset per thread, its accoun
 connection; the floor does the same with the bare drivers (psycopg, PyMySQL) in the same process, two threads:
 per server one admin connection, and per account the same statement keyturn sends (ALTER ROLE with a
 client-computed SCRAM verifier; ALTER USER ... IDENTIFIED BY PASSWORD '*hash') and one login with the new
-password. No database, vault, events or trust probe on the floor's side. Rounds alternate which goes first.
+password, without TLS, as keyturn logs in to an asset whose tls is `disable` (the drivers' own default,
+"prefer", would cost the floor a CA-bundle read per MariaDB login and a refused SSLRequest per PostgreSQL
+one). No database, vault, events or trust probe on the floor's side. Rounds alternate which goes first.
 
     sudo .venv/bin/python benchmarks/db_rotation.py [--accounts 200] [--rounds 3]
 
@@ -78,7 +80,8 @@ def floor_pg(pg: PostgresServer, users: list[str]) -> None:
             new = secrets.token_urlsafe(18)
             verifier = conn.pgconn.encrypt_password(new.encode(), u.encode(), b"scram-sha-256").decode()
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(u), sql.Literal(verifier)))
-            psycopg.connect(host="127.0.0.1", port=pg.port, user=u, password=new, dbname="postgres").close()
+            psycopg.connect(host="127.0.0.1", port=pg.port, user=u, password=new, dbname="postgres",
+                            sslmode="disable").close()
 
 
 def floor_my(my: MariaDBServer, users: list[str]) -> None:
@@ -88,7 +91,7 @@ def floor_my(my: MariaDBServer, users: list[str]) -> None:
         for u in users:
             new = secrets.token_urlsafe(18)
             cur.execute("ALTER USER %s@'%%' IDENTIFIED BY PASSWORD %s", (u, native_hash(new)))
-            pymysql.connect(host="127.0.0.1", port=my.port, user=u, password=new).close()
+            pymysql.connect(host="127.0.0.1", port=my.port, user=u, password=new, ssl_disabled=True).close()
     conn.close()
 
 
