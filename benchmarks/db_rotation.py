@@ -11,12 +11,15 @@ one). No database, vault, events or trust probe on the floor's side. Rounds alte
 
     sudo .venv/bin/python benchmarks/db_rotation.py [--accounts 200] [--rounds 3]
 
-Prints keyturn_s, floor_s and their ratio (target: <= 1.2). Needs root (the servers run as postgres/mysql).
+Prints keyturn_s, floor_s and their ratio (target: <= 1.2), the CPU seconds of this process on each side
+(the servers' own CPU is not in them; they move less with the machine's load than wall times do) and the
+1-minute load average at the start and the end. Needs root (the servers run as postgres/mysql).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import sys
@@ -95,20 +98,20 @@ def floor_my(my: MariaDBServer, users: list[str]) -> None:
     conn.close()
 
 
-def run_floor(pg: PostgresServer, my: MariaDBServer, users: list[str]) -> float:
-    """Seconds for the floor over both servers, one thread per server."""
-    start = time.perf_counter()
+def run_floor(pg: PostgresServer, my: MariaDBServer, users: list[str]) -> tuple[float, float]:
+    """(seconds, CPU seconds of this process) for the floor over both servers, one thread per server."""
+    start, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(max_workers=2) as pool:
         for f in [pool.submit(floor_pg, pg, users), pool.submit(floor_my, my, users)]:
             f.result()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def run_keyturn(ctx: Context, expected: int) -> float:
-    """Seconds for one keyturn run of the task (every account must succeed)."""
-    start = time.perf_counter()
+def run_keyturn(ctx: Context, expected: int) -> tuple[float, float]:
+    """(seconds, CPU seconds of this process) for one keyturn run of the task (every account must succeed)."""
+    start, cpu = time.perf_counter(), time.process_time()
     info = run_task(ctx, "bench")
-    took = time.perf_counter() - start
+    took = time.perf_counter() - start, time.process_time() - cpu
     if info.succeeded != expected:
         raise SystemExit(f"keyturn run: {info.succeeded} of {expected} succeeded ({info.failed} failed, "
                          f"{info.unverified} unverified)")
@@ -130,16 +133,21 @@ def main() -> int:
             pw = setup_servers(pg, my, users)
             build(ctx, pg, my, users, pw)
             run_keyturn(ctx, 2 * len(users))  # warm-up: caches, first connections
-            ks, fs = [], []
+            ks: list[tuple[float, float]] = []
+            fs: list[tuple[float, float]] = []
+            load = os.getloadavg()[0]
             for r in range(args.rounds):
                 order = [("k", lambda: run_keyturn(ctx, 2 * len(users))), ("f", lambda: run_floor(pg, my, users))]
                 if r % 2:
                     order.reverse()
                 for kind, fn in order:
                     (ks if kind == "k" else fs).append(fn())
-                print(f"round {r + 1}: keyturn {ks[-1]:.2f}s floor {fs[-1]:.2f}s", flush=True)
-            k, f = statistics.median(ks), statistics.median(fs)
-            print(f"accounts={2 * len(users)} keyturn_s={k:.2f} floor_s={f:.2f} ratio={k / f:.2f} (target <= 1.2)")
+                print(f"round {r + 1}: keyturn {ks[-1][0]:.2f}s ({ks[-1][1]:.2f}s CPU) floor {fs[-1][0]:.2f}s "
+                      f"({fs[-1][1]:.2f}s CPU)", flush=True)
+            k, f = statistics.median(x[0] for x in ks), statistics.median(x[0] for x in fs)
+            kc, fc = statistics.median(x[1] for x in ks), statistics.median(x[1] for x in fs)
+            print(f"accounts={2 * len(users)} keyturn_s={k:.2f} floor_s={f:.2f} ratio={k / f:.2f} (target <= 1.2) "
+                  f"keyturn_cpu_s={kc:.2f} floor_cpu_s={fc:.2f} load={load:.1f}->{os.getloadavg()[0]:.1f}")
             ctx.close()
     finally:
         pg.close()
