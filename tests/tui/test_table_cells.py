@@ -60,3 +60,21 @@ async def test_one_line_cells_match_datatable() -> None:
                         assert drawn(fast) == drawn(slow), (row, column, width, cursor, hover)
                         checked += 1
         assert checked == (len(CELLS) + 1) * 3 * 3 * 3  # rows with the header, columns, widths, cursor states
+
+
+@sync
+async def test_column_widths_match_datatable() -> None:
+    """The columns PlainTable sizes for new rows are as wide as DataTable's own measuring makes them."""
+    app = Cells()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        table = app.query_one(PlainTable)
+        ours = [column.content_width for column in table.ordered_columns]
+        fresh = PlainTable()
+        for column in table.ordered_columns:
+            fresh.add_column(column.label, key=column.key.value, width=None if column.auto_width else column.width)
+        for column, empty in zip(table.ordered_columns, fresh.ordered_columns):
+            column.content_width = empty.content_width
+        DataTable._update_dimensions(table, list(table.rows))
+        assert ours == [column.content_width for column in table.ordered_columns]
+        assert ours[0] == 70  # the longest cell of the first column ("x" * 70)
