@@ -51,6 +51,13 @@ class ModeScreen(ThreadedReads):
         if app._screen_stacks.get(app.current_mode):
             self._css_update_count = app._css_update_count
 
+    def on_mount(self) -> None:
+        """Mark the styles current once mounted (see __init__)."""
+        # The first mode's screen had the stylesheet refreshed for it before it was mounted, which Textual leaves
+        # marked stale: the first switch back to it re-parsed the stylesheet and restyled the app (70 ms of
+        # UI-thread CPU in one go, benchmarks/tui_scale.py). A theme change still pending refreshes it anyway.
+        self._css_update_count = self.app._css_update_count
+
     @property
     def kt(self) -> "KeyturnApp":
         """The app, typed."""
