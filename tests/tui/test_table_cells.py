@@ -13,11 +13,13 @@ from tui.widgets.format import status_text
 from tui.widgets.table import PlainTable
 
 # What the screens put in cells: plain names, markup-looking host errors, coloured statuses, styled words,
-# empty cells, wide characters, text longer than its column, trailing blanks, an ellipsis overflow.
+# empty cells, wide characters, text longer than its column, trailing blanks, an ellipsis overflow, a
+# combining accent (more characters than cells).
 CELLS: list[object] = [
     "host-00042", "[sudo] password for deploy:", status_text("failed"), status_text("success"),
     Text("NONE", "bold red"), Text("yes", "green"), "", None, "日本語のホスト名", "x" * 70, "trailing   ",
-    status_text("failed").append(" 3h ago", style=""), Text("cut here please", overflow="ellipsis"), 12345,
+    status_text("failed").append(" 3h ago", style=""), Text("cut here please", overflow="ellipsis"),
+    Text("cafe\u0301 ", "bold"), 12345,
 ]
 
 

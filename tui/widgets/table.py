@@ -140,19 +140,30 @@ class PlainTable(DataTable):
         if ((cell.justify or options.justify or "default") != "default" or cell.no_wrap is False
                 or cell.end not in ("", "\n") or "\n" in cell.plain or "\t" in cell.plain or inner < 1):
             return None
-        line = cell.copy()
-        line.rstrip_end(inner)
-        line.truncate(inner, overflow=cell.overflow or options.overflow or "fold")
-        fill = inner - cell_len(line.plain)
+        plain = cell.plain
+        width_of_text = cell_len(plain)
+        if width_of_text > inner or len(plain) > inner:
+            line = cell.copy()
+            line.rstrip_end(inner)
+            line.truncate(inner, overflow=cell.overflow or options.overflow or "fold")
+            plain = line.plain
+            width_of_text = cell_len(plain)
+        else:
+            line = cell  # rstrip_end and truncate leave a text that fits (in characters and cells) as it is
+        fill = inner - width_of_text
         if fill < 0:
             return None
-        # Text.__rich_console__ joins its lines (the line's own style becomes a span) and renders that.
-        segments = [Segment(" " * pad)] if pad else []
-        segments += [s for s in Text("\n").join([line]).render(console) if s.text]
-        if fill:
-            segments.append(Segment(" " * fill))
-        if pad:
-            segments.append(Segment(" " * pad))
+        if not cell.style and not cell.spans:
+            # Unstyled text: the padding, the text and the fill all take the cell's style, one segment.
+            segments = [Segment(f"{' ' * pad}{plain}{' ' * (fill + pad)}")]
+        else:
+            # Text.__rich_console__ joins its lines (the line's own style becomes a span) and renders that.
+            segments = [Segment(" " * pad)] if pad else []
+            segments += [s for s in Text("\n").join([line]).render(console) if s.text]
+            if fill:
+                segments.append(Segment(" " * fill))
+            if pad:
+                segments.append(Segment(" " * pad))
         fixed = not header and (row_index < fixed_rows or column_index < fixed_columns)
         component_style, post_style = self._get_styles_to_render_cell(
             header, False, fixed, hover, cursor, show_cursor, show_hover, fg_css, bg_css)
