@@ -10,6 +10,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
+from textual.color import Color
 from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
@@ -226,8 +227,9 @@ class PlainTable(DataTable):
         finally:
             self._pass_styles = None
 
-    # DataTable asks for its own style and its row's stripe style on every line it draws, cached or not, and each
-    # answer walks the widget's ancestors' styles (about 0.1 ms): within one render_lines they cannot change.
+    # DataTable asks for its own style, its row's stripe style and its background colours on every line it draws,
+    # and each answer walks the widget's ancestors' styles (about 0.1 ms): within one render_lines they cannot
+    # change.
     _pass_styles: dict[Any, Any] | None = None
 
     @property
@@ -240,6 +242,17 @@ class PlainTable(DataTable):
         if style is None:
             style = memo["table"] = super().rich_style
         return style
+
+    @property
+    def background_colors(self) -> tuple[Color, Color]:
+        """The background colours behind and of the table (computed once per render pass)."""
+        memo = self._pass_styles
+        if memo is None:
+            return super().background_colors
+        colors = memo.get("background")
+        if colors is None:
+            colors = memo["background"] = super().background_colors
+        return colors  # type: ignore[no-any-return]
 
     def _get_row_style(self, row_index: int, base_style: Style) -> Style:
         memo = self._pass_styles
