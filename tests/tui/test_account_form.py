@@ -18,7 +18,7 @@ from core.audit import list_events
 from core.mfa import code_at
 from core.services import inventory as svc
 from storage.inventory import account_secrets, upsert_account, upsert_asset
-from tests.tui.test_defects import toasts, until
+from tests.tui.helpers import toasts, until
 from tests.tui.test_reveal import screen_text, sync
 from tui.app import KeyturnApp
 from tui.modals.account_form import AccountFormModal

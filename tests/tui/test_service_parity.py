@@ -7,12 +7,9 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import Checkbox, DataTable, Input
 
 from core.audit import list_events
@@ -20,6 +17,7 @@ from core.config import load_settings
 from core.context import Context, open_context
 from core.services import inventory as svc
 from storage.inventory import account_secrets
+from tests.tui.helpers import until
 from tui.app import KeyturnApp
 from tui.cli import main
 
@@ -55,13 +53,6 @@ def _cli_rows(keyturn_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sett
         ctx.close()
 
 
-async def _until(pilot: Pilot, done: Callable[[], object], what: str, timeout: float = 10) -> None:
-    end = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
-
-
 def _app_rows(tmp_path: Path) -> list[tuple]:
     settings = load_settings(env={"KEYTURN_HOME": str(tmp_path / "app-home"),
                                   "KEYTURN_CONFIG": str(tmp_path / "app.toml")})
@@ -76,21 +67,21 @@ def _app_rows(tmp_path: Path) -> list[tuple]:
     async def flow() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("i", "n")
-            await _until(pilot, lambda: app.screen.query("#address"), "the asset form")
+            await until(pilot, lambda: app.screen.query("#address"), "the asset form")
             fill(name="web9", address="10.9.0.9", nodes="/prod/web", comment="db")
             await pilot.press("ctrl+s")
-            await _until(pilot, lambda: len(app.screen_stack) == 1 and app.screen.selected_asset() == "web9",
+            await until(pilot, lambda: len(app.screen_stack) == 1 and app.screen.selected_asset() == "web9",
                          "web9 in the table")
             await pilot.press("e")
-            await _until(pilot, lambda: app.screen.query("#address"), "the edit form")
+            await until(pilot, lambda: app.screen.query("#address"), "the edit form")
             fill(address="10.9.0.10")
             await pilot.click("#active")
             await pilot.press("ctrl+s")
-            await _until(pilot, lambda: len(app.screen_stack) == 1, "the form to close")
+            await until(pilot, lambda: len(app.screen_stack) == 1, "the form to close")
             await pilot.press("d")
-            await _until(pilot, lambda: len(app.screen_stack) == 2, "the confirmation")
+            await until(pilot, lambda: len(app.screen_stack) == 2, "the confirmation")
             await pilot.press("y")
-            await _until(pilot, lambda: app.screen.selected_asset() is None, "web9 gone")
+            await until(pilot, lambda: app.screen.selected_asset() is None, "web9 gone")
 
     try:
         asyncio.run(flow())
@@ -131,43 +122,43 @@ def _app_account_rows(tmp_path: Path) -> list[tuple]:
     async def flow() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("i")
-            await _until(pilot, lambda: app.screen.selected_asset() == "web9", "web9 in the table")
+            await until(pilot, lambda: app.screen.selected_asset() == "web9", "web9 in the table")
             await pilot.press("a")
-            await _until(pilot, lambda: app.screen.query("#username"), "the account form")
+            await until(pilot, lambda: app.screen.query("#username"), "the account form")
             app.screen.query_one("#username", Input).value = "app"
             app.screen.query_one("#password", Input).value = "Pw-one-17"
             await pilot.press("ctrl+s")
-            await _until(pilot, form_closed, "the form to close")
+            await until(pilot, form_closed, "the form to close")
             acc = account()
             assert acc is not None and (acc.username, acc.privileged, acc.version) == ("app", False, 1)
             assert account_secrets(ctx.db, acc.id).secret == "Pw-one-17"
-            await _until(pilot, lambda: shown(acc), "the new account in its table")
+            await until(pilot, lambda: shown(acc), "the new account in its table")
 
             await pilot.press("c")  # a new secret, and privileged
-            await _until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
+            await until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
             app.screen.query_one("#password", Input).value = "Pw-two-29"
             app.screen.query_one("#privileged", Checkbox).value = True
             await pilot.press("ctrl+s")
-            await _until(pilot, form_closed, "the form to close")
+            await until(pilot, form_closed, "the form to close")
             acc = account()
             assert acc is not None and (acc.privileged, acc.version) == (True, 2)
             assert account_secrets(ctx.db, acc.id).secret == "Pw-two-29"
-            await _until(pilot, lambda: shown(acc), "the account privileged in its table")
+            await until(pilot, lambda: shown(acc), "the account privileged in its table")
 
             await pilot.press("c")  # the flag only: the password field left empty keeps the secret
-            await _until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
+            await until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
             app.screen.query_one("#privileged", Checkbox).value = False
             await pilot.press("ctrl+s")
-            await _until(pilot, form_closed, "the form to close")
+            await until(pilot, form_closed, "the form to close")
             acc = account()
             assert acc is not None and (acc.privileged, acc.version) == (False, 2)
             assert account_secrets(ctx.db, acc.id).secret == "Pw-two-29"
-            await _until(pilot, lambda: shown(acc), "the account unprivileged in its table")
+            await until(pilot, lambda: shown(acc), "the account unprivileged in its table")
 
             await pilot.press("x")
-            await _until(pilot, lambda: len(app.screen_stack) == 2, "the confirmation")
+            await until(pilot, lambda: len(app.screen_stack) == 2, "the confirmation")
             await pilot.press("y")
-            await _until(pilot, lambda: account() is None, "the account gone")
+            await until(pilot, lambda: account() is None, "the account gone")
 
     try:
         asyncio.run(flow())

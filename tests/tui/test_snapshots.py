@@ -72,7 +72,7 @@ def test_task_form_empty(snap_compare, demo_app) -> None:
 async def _bad_task_form(pilot: Pilot) -> None:
     """Open the task form, type a bad name and a bad user name, save; wait for the error lines."""
     await settle(pilot)
-    from tests.tui.test_defects import until
+    from tests.tui.helpers import until
 
     await pilot.press("t", "n")
     await until(pilot, lambda: pilot.app.screen.focused is not None and pilot.app.screen.focused.id == "name",
@@ -96,7 +96,7 @@ def test_task_form_validation_errors(snap_compare, demo_app) -> None:
 
 async def _asset_form(pilot: Pilot) -> None:
     """Inventory, wait for the highlighted asset, e; wait for the form with Address focused."""
-    from tests.tui.test_defects import until
+    from tests.tui.helpers import until
 
     await settle(pilot)
     await pilot.press("i")
@@ -232,7 +232,7 @@ async def _account_form(pilot: Pilot) -> None:
     """Inventory, wait for the highlighted asset, a; type a name and a password in one burst; wait for both."""
     from textual.widgets import Input
 
-    from tests.tui.test_defects import until
+    from tests.tui.helpers import until
 
     await settle(pilot)
     await pilot.press("i")

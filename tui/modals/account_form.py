@@ -18,6 +18,7 @@ from core.context import Context
 from core.errors import InputError, KeyturnError
 from core.names import check_username
 from core.services import inventory as svc
+from core.stepup import StepUpRequired
 from core.types import AccountInfo
 from tui.modals.form import FormModal
 from tui.widgets.compact import make_compact
@@ -91,14 +92,7 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Each field shows its own error as the user types."""
-        result = event.validation_result
-        self._error(event.input.id or "form", "" if result is None or result.is_valid
-                    else "; ".join(result.failure_descriptions))
-
-    def _error(self, key: str, message: str) -> None:
-        label = self.query_one(f"#err-{key}", Label)
-        label.update(message)
-        label.display = bool(message)
+        self.show_typing_error(event)
 
     def _read_key(self, path: str) -> str:
         """The private key file's text; InputError on the key file field when it cannot be read."""
@@ -110,15 +104,11 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
 
     def action_save(self) -> None:
         """Check all fields, then save through core; on a step-up, ask for a TOTP code and save again."""
-        from core.stepup import StepUpRequired
-
         for label in self.query(".field-error"):
             label.display = False
         username = self.query_one("#username", Input)
-        result = username.validate(username.value)
-        if result is not None and not result.is_valid:
-            self._error("username", "; ".join(result.failure_descriptions))
-            self._error("form", "fix the fields above; nothing saved")
+        if not self.show_check("username", username.validate(username.value)):
+            self.show_error("form", "fix the fields above; nothing saved")
             self._focus_field(username)
             return
         secret_type = self._secret_type()
@@ -148,22 +138,18 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
                 outcome = svc.edit_account(self.ctx, self.asset, self.account.username, self.account.secret_type,
                                            privileged=privileged, can_change=can_change, secret=secret or None,
                                            passphrase=passphrase, key_label=key_label)
-        except StepUpRequired as exc:
-            # A privileged account opens every other account of the asset: ask for a code, then save again.
-            from tui.modals.otp import OtpModal
-
-            self._error("form", str(exc))
-            self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa), lambda ok: self.action_save() if ok else None)
+        except StepUpRequired as exc:  # a privileged account opens every other account of the asset
+            self.step_up_then_save(exc)
             return
         except InputError as exc:
             key = self._field_of(exc, secret_type)
-            self._error(key, str(exc))
+            self.show_error(key, str(exc))
             if key != "form":
-                self._error("form", "nothing saved")
+                self.show_error("form", "nothing saved")
                 self._focus_field(self.query_one(f"#{key}", Input))
             return
         except KeyturnError as exc:  # not allowed, no such asset, or the audit trail cannot be written
-            self._error("form", str(exc))
+            self.show_error("form", str(exc))
             return
         self.dismiss((username.value.strip(), outcome))
 

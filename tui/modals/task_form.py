@@ -29,6 +29,7 @@ from core.secretgen import KEY_ALGORITHMS, check_specific_password, validate_rul
 from core.targets import visible_preview
 from core.services.inventory import list_nodes
 from core.services.views import asset_choices, operator_names
+from core.stepup import StepUpRequired
 from core.types import HostParams, NodeInfo, PasswordRules, TaskSpec
 from tui.modals.form import FormModal
 from tui.reads import ThreadedReads
@@ -284,12 +285,6 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
             rules = dataclasses.replace(self.spec.rules, length=length)
         validate_rules(rules)
 
-    def show_error(self, key: str, message: str) -> None:
-        """Put message on the field's error line (an empty message hides the line)."""
-        label = self.query_one(f"#err-{key}", Label)
-        label.update(message)
-        label.display = bool(message)
-
     def _apply_visibility(self) -> None:
         specific = self._select("strategy") == "specific"
         password = self._select("type") == "password"
@@ -363,20 +358,12 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                 self._search_timer.stop()
             self._search_timer = self.set_timer(SEARCH_DELAY, self._fill_assets)
             return
-        key = self._error_key(event.input)
-        if event.validation_result is not None:
-            self.show_error(key, "" if event.validation_result.is_valid
-                            else "; ".join(event.validation_result.failure_descriptions))
+        if event.validation_result is not None:  # an input without validators keeps an error a save put there
+            self.show_typing_error(event)
         if widget_id in ("interval", "cron", "start"):
             self._update_next_runs()
         if widget_id in ("accounts",):
             self._schedule_preview()
-
-    def _error_key(self, widget: Widget) -> str:
-        for ancestor in widget.ancestors_with_self:
-            if ancestor.id and ancestor.id.startswith("f-"):
-                return ancestor.id[2:]
-        return "form"
 
     def on_select_changed(self, event: Select.Changed) -> None:
         """Strategy, type and schedule choices show and hide the fields that apply."""
@@ -387,8 +374,7 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         """Rule checkboxes change whether the length is possible."""
         if event.checkbox.id in ("lower", "upper", "digits", "symbols"):
-            result = self.query_one("#length", Input).validate(self._value("length"))
-            self.show_error("rules", "" if result is None or result.is_valid else "; ".join(result.failure_descriptions))
+            self.show_check("rules", self.query_one("#length", Input).validate(self._value("length")))
 
     def _update_next_runs(self) -> None:
         label = self.query_one("#next-runs", Label)
@@ -446,7 +432,7 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                 continue
             result = field.validate(field.value)
             if result is not None and not result.is_valid:
-                errors.setdefault(self._error_key(field), "; ".join(result.failure_descriptions))
+                errors.setdefault(self.field_key(field), "; ".join(result.failure_descriptions))
         nodes = self._picked("nodes", self.spec.nodes)
         if not self.chosen_assets and not nodes:
             errors.setdefault("assets", "targets: choose at least one asset or node")
@@ -512,8 +498,6 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
 
     def action_save(self) -> None:  # noqa: C901 - one path per outcome of the save
         """Check every field; save through core only when all pass, else show each field's error."""
-        from core.stepup import StepUpRequired
-
         for label in self.query(".field-error"):
             label.display = False
         self._update_preview()
@@ -531,12 +515,8 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                 changes = {f.name: getattr(spec, f.name) for f in dataclasses.fields(TaskSpec)
                            if f.name not in ("id", "next_run_at", "created_at", "updated_at")}
                 saved = tasks.edit_task(self.ctx, self.original.name, **changes)
-        except StepUpRequired as exc:
-            # A task decides where new secrets go: ask the acting person for a code, then save again.
-            from tui.modals.otp import OtpModal
-
-            self.show_error("form", str(exc))
-            self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa), lambda ok: self.action_save() if ok else None)
+        except StepUpRequired as exc:  # a task decides where new secrets go
+            self.step_up_then_save(exc)
             return
         except InputError as exc:
             self.show_error(error_field(exc), str(exc))
