@@ -79,7 +79,8 @@ def _name(value: str, field: str, what: str) -> str:
         raise InputError(f"{field}: {exc}", field=field) from None
 
 
-def _port(value: int | str) -> int:
+def parse_port(value: int | str) -> int:
+    """A port number 1-65535 (InputError on the port field otherwise); the app's asset form checks with it too."""
     text = str(value).strip()
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise InputError(f"port: {text!r} is not a number 1-65535", field="port")
@@ -187,7 +188,7 @@ def add_asset(ctx: Context, name: str, *, address: str, port: int | str | None =
     name = _name(name, "name", "name")
     address = _name(address, "address", "address")
     platform = _platform(platform)
-    port = _port(port) if port not in (None, "") else default_port(platform)
+    port = parse_port(port) if port not in (None, "") else default_port(platform)
     paths, comment = _nodes(nodes), _comment(comment)
     options = check_options(platform, database=database or "", tls=tls or "", ca_file=ca_file or "",
                             connect_timeout=connect_timeout, command_timeout=command_timeout, gateway=gateway)
@@ -219,7 +220,7 @@ def edit_asset(ctx: Context, name: str, *, address: str | None = None, port: int
     require(ctx, "edit")
     asset_in_scope(ctx, name)
     address = _name(address, "address", "address") if address is not None else None
-    port_n = _port(port) if port is not None else None
+    port_n = parse_port(port) if port is not None else None
     platform = _platform(platform) if platform is not None else None
     paths, comment = _nodes(add_nodes), _comment(comment)
     current = store.get_asset(ctx.db, name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.validation import Function, Integer
+from textual.validation import Function
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from core.context import Context
@@ -47,7 +47,7 @@ class AssetFormModal(FormModal[AssetInfo | None]):
                     ("address", "Address (host name or IP)", Input(a.address if a else "", id="address",
                                                                    validators=[CoreCheck(lambda v: check_name(v, "address"))])),
                     ("port", "SSH port", Input(str(a.port if a else 22), id="port", type="integer",
-                                               validators=[Integer(1, 65535, failure_description="port: must be 1-65535")])),
+                                               validators=[CoreCheck(svc.parse_port)])),
                     ("platform", "Platform", Select([(p, p) for p in PLATFORMS], value=a.platform if a else "linux",
                                                     allow_blank=False, id="platform")),
                     ("database", "Database (postgresql: default postgres; redis: a number)",
