@@ -417,8 +417,9 @@ def remove_account(ctx: Context, asset: str, username: str, secret_type: str | N
 
 def edit_account(ctx: Context, asset: str, username: str, secret_type: str | None = None, *,
                  privileged: bool | None = None, can_change: bool | None = None, secret: str | None = None,
-                 passphrase: str | None = None, key_label: str = "private key") -> str:
-    """Change an existing account's flags, and its secret when one is given (empty or None keeps the current one).
+                 passphrase: str | None = None, become: str | None = None, key_label: str = "private key") -> str:
+    """Change an existing account's flags, and its secret or become (sudo) password when one is given (empty or
+    None keeps the current one).
 
     'updated' or 'unchanged'; audited as account.update with the same detail as add_account, which does the
     change when there is a new secret. Flags left None stay as they are.
@@ -432,15 +433,16 @@ def edit_account(ctx: Context, asset: str, username: str, secret_type: str | Non
     new_changeable = was_changeable if can_change is None else can_change
     if secret:
         return add_account(ctx, asset, username, secret_type=kind, secret=secret, passphrase=passphrase,
-                           privileged=new_privileged, can_change=new_changeable, key_label=key_label)
-    if (new_privileged, new_changeable) == (was_privileged, was_changeable):
+                           become=become or None, privileged=new_privileged, can_change=new_changeable,
+                           key_label=key_label)
+    if (new_privileged, new_changeable) == (was_privileged, was_changeable) and not become:
         return "unchanged"
     if was_privileged or new_privileged:
         _step_up(ctx, "account.privileged")
     with ctx.db.write() as s:
         row = store.get_asset_row(s, asset)
-        _, outcome = store.upsert_account(ctx.db, s, row, username, secret_type=kind, privileged=new_privileged,
-                                          can_change=new_changeable)
+        _, outcome = store.upsert_account(ctx.db, s, row, username, secret_type=kind, become=become or None,
+                                          privileged=new_privileged, can_change=new_changeable)
         if outcome != "unchanged":
             record_event_in(s, ctx, "account.update", "account", f"{username}@{asset}",
                             {"secret_type": kind, "privileged": new_privileged, "can_change": new_changeable})

@@ -31,10 +31,13 @@ def _rows(ctx: Context) -> list[tuple[str, str, str, dict]]:
 ASSET_COMMANDS = [(["asset", "add", "web9", "--address", "10.9.0.9", "--node", "/prod/web", "--comment", "db"], ""),
                   (["asset", "edit", "web9", "--address", "10.9.0.10", "--inactive"], ""),
                   (["asset", "remove", "web9", "--yes"], "")]
-# Add an account, give it a new secret and make it privileged, make it unprivileged again (its secret kept), remove it.
+# Add an account, give it a new secret and make it privileged with a become password, give it another become
+# password alone, make it unprivileged again (its secret kept), remove it.
 ACCOUNT_COMMANDS = [(["asset", "add", "web9", "--address", "10.9.0.9"], ""),
                     (["account", "add", "web9", "app", "--password-stdin"], "Pw-one-17\n"),
-                    (["account", "add", "web9", "app", "--password-stdin", "--privileged"], "Pw-two-29\n"),
+                    (["account", "add", "web9", "app", "--password-stdin", "--privileged", "--become-password-stdin"],
+                     "Pw-two-29\nSudo-pw-41\n"),
+                    (["account", "edit", "web9", "app", "--become-password-stdin"], "Sudo-pw-53\n"),
                     (["account", "edit", "web9", "app", "--no-privileged"], ""),
                     (["account", "remove", "web9", "app", "--yes"], "")]
 
@@ -127,6 +130,7 @@ def _app_account_rows(tmp_path: Path) -> list[tuple]:
             await until(pilot, lambda: app.screen.query("#username"), "the account form")
             app.screen.query_one("#username", Input).value = "app"
             app.screen.query_one("#password", Input).value = "Pw-one-17"
+            assert not app.screen.query_one("#f-become").display  # only a privileged account's is used
             await pilot.press("ctrl+s")
             await until(pilot, form_closed, "the form to close")
             acc = account()
@@ -134,16 +138,30 @@ def _app_account_rows(tmp_path: Path) -> list[tuple]:
             assert account_secrets(ctx.db, acc.id).secret == "Pw-one-17"
             await until(pilot, lambda: shown(acc), "the new account in its table")
 
-            await pilot.press("c")  # a new secret, and privileged
+            await pilot.press("c")  # a new secret, and privileged with a become password
             await until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
             app.screen.query_one("#password", Input).value = "Pw-two-29"
             app.screen.query_one("#privileged", Checkbox).value = True
+            await until(pilot, lambda: app.screen.query_one("#f-become").display, "the become password field")
+            app.screen.query_one("#become", Input).value = "Sudo-pw-41"
             await pilot.press("ctrl+s")
             await until(pilot, form_closed, "the form to close")
             acc = account()
             assert acc is not None and (acc.privileged, acc.version) == (True, 2)
-            assert account_secrets(ctx.db, acc.id).secret == "Pw-two-29"
+            assert (account_secrets(ctx.db, acc.id).secret, account_secrets(ctx.db, acc.id).become) == (
+                "Pw-two-29", "Sudo-pw-41")
             await until(pilot, lambda: shown(acc), "the account privileged in its table")
+
+            await pilot.press("c")  # the become password alone: the secret and its version stay
+            await until(pilot, lambda: app.screen.query("#become"), "the edit form")
+            assert app.screen.query_one("#f-become").display and app.screen.query_one("#become", Input).value == ""
+            app.screen.query_one("#become", Input).value = "Sudo-pw-53"
+            await pilot.press("ctrl+s")
+            await until(pilot, form_closed, "the form to close")
+            acc = account()
+            assert acc is not None and (acc.privileged, acc.version) == (True, 2)
+            assert (account_secrets(ctx.db, acc.id).secret, account_secrets(ctx.db, acc.id).become) == (
+                "Pw-two-29", "Sudo-pw-53")
 
             await pilot.press("c")  # the flag only: the password field left empty keeps the secret
             await until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
@@ -171,8 +189,9 @@ def test_add_edit_remove_an_account_audits_alike_from_both_front_ends(keyturn_en
                                                                       tmp_path) -> None:
     cli = _cli_rows(keyturn_env, monkeypatch, settings, ACCOUNT_COMMANDS)
     app = _app_account_rows(tmp_path)
-    assert [r[0] for r in cli] == ["asset.add", "account.add", "account.update", "account.update", "account.remove"]
+    assert [r[0] for r in cli] == ["asset.add", "account.add", "account.update", "account.update", "account.update",
+                                   "account.remove"]
     assert app == cli
-    assert cli[2][3] == {"secret_type": "password", "privileged": True, "can_change": True}
-    assert cli[3][3] == {"secret_type": "password", "privileged": False, "can_change": True}
-    assert "Pw-" not in repr(cli)
+    assert cli[2][3] == cli[3][3] == {"secret_type": "password", "privileged": True, "can_change": True}
+    assert cli[4][3] == {"secret_type": "password", "privileged": False, "can_change": True}
+    assert "Pw-" not in repr(cli) and "Sudo-" not in repr(cli)

@@ -229,7 +229,8 @@ def test_running_execution_log(snap_compare, demo_app) -> None:
 
 
 async def _account_form(pilot: Pilot) -> None:
-    """Inventory, wait for the highlighted asset, a; type a name and a password in one burst; wait for both."""
+    """Inventory, wait for the highlighted asset, a; type a name and a password in one burst, tick privileged
+    and type its become password; wait for all."""
     from textual.widgets import Input
 
     from tests.tui.helpers import until
@@ -241,11 +242,15 @@ async def _account_form(pilot: Pilot) -> None:
     await pilot.press("a", *"deploy2", "tab", "tab", *"Typed-pw-1")
     await until(pilot, lambda: pilot.app.screen.query("#password")
                 and pilot.app.screen.query_one("#password", Input).value == "Typed-pw-1", "the typed password")
+    await pilot.press("tab", "space", "tab", *"Sudo-pw-2")
+    await until(pilot, lambda: pilot.app.screen.query_one("#become", Input).value == "Sudo-pw-2",
+                "the typed become password")
     await pilot.pause()
 
 
 def test_account_form(snap_compare, demo_app) -> None:
-    """a in Inventory: a new account on the highlighted asset, its password field masked."""
+    """a in Inventory: a new privileged account on the highlighted asset, its password and become password
+    masked."""
     assert snap_compare(demo_app(), run_before=_account_form, terminal_size=SMALL)
 
 

@@ -144,8 +144,9 @@ def _secrets_on_stdin(args: argparse.Namespace) -> bool:
 # the code is line one of stdin, so a command that reads other lines of stdin *before* its use case can raise
 # would hand the code's line to the secret (and the secret's to the code). Only those ask up front, and only
 # once operators are enforced: a task created or edited with --*-stdin secrets (core steps up for every task
-# create/edit), the SMTP password, and an inventory read from stdin. `account add` asks core first
-# (check_account_step_up: only a privileged account needs a code) before it reads a secret, so it needs no entry.
+# create/edit), the SMTP password, and an inventory read from stdin. `account add` and `account edit`
+# ask core first (check_account_step_up: only a privileged account needs a code) before they read a secret, so
+# they need no entry.
 STEP_UP_BEFORE_STDIN: dict[tuple[str, str], Callable[[argparse.Namespace], bool]] = {
     ("task", "create"): _secrets_on_stdin,
     ("task", "edit"): _secrets_on_stdin,

@@ -64,9 +64,7 @@ class AssetFormModal(FormModal[AssetInfo | None]):
                     ("comment", "Comment", Input(a.comment if a else "", id="comment",
                                                  validators=[Function(lambda v: "\n" not in v)])),
                 ):
-                    error = Label("", markup=False, id=f"err-{key}", classes="field-error")
-                    error.display = False
-                    yield Vertical(Label(title, classes="field-title"), widget, error, classes="field", id=f"f-{key}")
+                    yield self.field_group(key, title, widget)
                 yield MarkedCheckbox("active", a.active if a else True, id="active")
             yield Label("", markup=False, id="err-form", classes="field-error")
             with Horizontal(classes="dialog-buttons"):

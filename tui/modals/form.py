@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.validation import ValidationResult
 from textual.widget import Widget
@@ -41,6 +41,17 @@ class FormModal(ModalScreen[ResultType]):
         self.set_focus(field, scroll_visible=False)
         body = self.query_one("#form-body", VerticalScroll)
         self.call_after_refresh(body.scroll_to_widget, around or field.parent or field, animate=False, top=True)
+
+    @staticmethod
+    def field_group(key: str, title: str, *widgets: Widget, note: str = "") -> Vertical:
+        """Field key's group #f-KEY: its title, its widgets, an optional note and its error line #err-KEY."""
+        parts: list[Widget] = [Label(title, classes="field-title"), *widgets]
+        if note:
+            parts.append(Label(note, markup=False, id=f"note-{key}", classes="field-note"))
+        error = Label("", markup=False, id=f"err-{key}", classes="field-error")
+        error.display = False
+        parts.append(error)
+        return Vertical(*parts, id=f"f-{key}", classes="field")
 
     def show_error(self, key: str, message: str) -> None:
         """Put message on the error line of field key ('form': the form's own line); empty hides the line."""

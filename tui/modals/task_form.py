@@ -124,16 +124,6 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
         self._search_timer: Timer | None = None
 
     # -- layout ------------------------------------------------------------------------------------
-    def _field(self, key: str, title: str, *widgets: Widget, note: str = "") -> Vertical:
-        parts: list[Widget] = [Label(title, classes="field-title")]
-        parts.extend(widgets)
-        if note:
-            parts.append(Label(note, markup=False, id=f"note-{key}", classes="field-note"))
-        error = Label("", markup=False, id=f"err-{key}", classes="field-error")
-        error.display = False
-        parts.append(error)
-        return Vertical(*parts, id=f"f-{key}", classes="field")
-
     def compose(self) -> ComposeResult:
         s = self.spec
         rules, params = s.rules, s.params
@@ -141,39 +131,39 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
         with Vertical(classes="dialog form", id="task-form"):
             yield Label("Edit task " + self.original.name if self.original else "New task", classes="dialog-title", markup=False)
             with VerticalScroll(id="form-body"):
-                yield self._field("name", "Name", Input(s.name, id="name", validators=task_name_validators()))
-                yield self._field("accounts", "Accounts (user names, comma separated)", Input(
+                yield self.field_group("name", "Name", Input(s.name, id="name", validators=task_name_validators()))
+                yield self.field_group("accounts", "Accounts (user names, comma separated)", Input(
                     ", ".join(s.usernames), id="accounts", placeholder="root, deploy",
                     validators=[_spec_check(usernames=split_names)]))
-                yield self._field(
+                yield self.field_group(
                     "assets", "Assets", Input(placeholder="filter assets by name or address", id="asset-filter"),
                     MarkedSelectionList(id="assets"), Label("", markup=False, id="assets-chosen", classes="field-note"))
                 # Nodes and operators arrive from a thread worker (_show_setup): the form opens at once.
-                yield self._field("nodes", "Nodes (subnodes included)", MarkedSelectionList(id="nodes"),
+                yield self.field_group("nodes", "Nodes (subnodes included)", MarkedSelectionList(id="nodes"),
                                   note="loading nodes…")
-                yield self._field("strategy", "Secret strategy", Select(
+                yield self.field_group("strategy", "Secret strategy", Select(
                     [("random (generated per account)", "random"), ("specific (the same for all)", "specific")],
                     value=s.secret_strategy, allow_blank=False, id="strategy"))
-                yield self._field("type", "Secret type", Select(
+                yield self.field_group("type", "Secret type", Select(
                     [("password", "password"), ("SSH key", "ssh_key")], value=s.secret_type, allow_blank=False,
                     id="type"))
-                yield self._field("password", "Password", Input(
+                yield self.field_group("password", "Password", Input(
                     s.specific_secret or "" if s.secret_type == "password" else "", password=True, id="password",
                     validators=[CoreCheck(check_specific_password)]))
-                yield self._field("key_strategy", "SSH key strategy", Select(
+                yield self.field_group("key_strategy", "SSH key strategy", Select(
                     [("replace ours (remove keys keyturn pushed, then add)", "replace-ours"),
                      ("replace all (empty authorized_keys, then add)", "replace-all"),
                      ("append", "append")], value=s.ssh_key_strategy, allow_blank=False, id="key_strategy"))
-                yield self._field("key_algorithm", "Key algorithm", Select(
+                yield self.field_group("key_algorithm", "Key algorithm", Select(
                     [(a, a) for a in KEY_ALGORITHMS], value=s.key_algorithm, allow_blank=False, id="key_algorithm"))
-                yield self._field(
+                yield self.field_group(
                     "private_key", "Private key (paste, or give a file path below)",
                     TextArea(s.specific_secret or "" if s.secret_type == "ssh_key" else "", id="private_key",
                              soft_wrap=False, show_line_numbers=False),
                     Input(placeholder="or a path: ~/.ssh/new_key", id="private_key_path"))
-                yield self._field("passphrase", "Key passphrase (empty when the key is not encrypted)", Input(
+                yield self.field_group("passphrase", "Key passphrase (empty when the key is not encrypted)", Input(
                     s.specific_passphrase or "", password=True, id="passphrase"))
-                yield self._field(
+                yield self.field_group(
                     "rules", "Password rules",
                     Horizontal(Label("length ", classes="inline-label"),
                                Input(str(rules.length), id="length", type="integer", classes="short",
@@ -184,7 +174,7 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                     Horizontal(MarkedCheckbox("lower", rules.lower, id="lower"), MarkedCheckbox("upper", rules.upper, id="upper"),
                                MarkedCheckbox("digits", rules.digits, id="digits"),
                                MarkedCheckbox("symbols", rules.symbols, id="symbols"), classes="inline"))
-                yield self._field(
+                yield self.field_group(
                     "host", "Host parameters",
                     Horizontal(MarkedCheckbox("use sudo", params.use_sudo, id="sudo"),
                                MarkedCheckbox("create user if missing", params.create_user, id="create_user"),
@@ -195,7 +185,7 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                         _spec_check(params=lambda v: HostParams(chpasswd_path=v.strip()))]),
                     Select([("verify by logging in (ssh)", "ssh"), ("do not verify", "none")], value=params.verify,
                            allow_blank=False, id="verify"))
-                yield self._field(
+                yield self.field_group(
                     "schedule", "Periodic",
                     Select([("no schedule", "none"), ("every N hours", "interval"), ("cron line", "cron")],
                            value=periodic, allow_blank=False, id="periodic"),
@@ -206,11 +196,11 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                     Input(s.start_at.strftime("%Y-%m-%dT%H:%MZ") if s.start_at else "", id="start",
                           placeholder="start (UTC, optional): 2025-01-31T02:00Z", validators=[CoreCheck(_check_start)]),
                     Label("", markup=False, id="next-runs", classes="field-note"))
-                yield self._field("options", "Options", Horizontal(
+                yield self.field_group("options", "Options", Horizontal(
                     MarkedCheckbox("check connection after change", s.check_after_change, id="check"),
                     MarkedCheckbox("active", s.active, id="active"), classes="inline"))
-                yield self._field("description", "Description", Input(s.description, id="description"))
-                yield self._field("recipients", "Recipients (operators mailed after each run)",
+                yield self.field_group("description", "Description", Input(s.description, id="description"))
+                yield self.field_group("recipients", "Recipients (operators mailed after each run)",
                                   MarkedSelectionList(id="recipients"), note="loading operators…")
             yield Label("", markup=False, id="err-form", classes="field-error")
             yield Label("", markup=False, id="form-preview", classes="preview-line")
