@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Checkbox, DataTable, Input
 
 from core.audit import list_events
@@ -122,56 +123,44 @@ def _app_account_rows(tmp_path: Path) -> list[tuple]:
         cells = [str(c) for c in table.get_row_at(0)] if table.row_count == 1 else []
         return cells[4:6] == [str(acc.version), "yes" if acc.privileged else ""]
 
+    def held(acc) -> tuple[str | None, str | None]:  # type: ignore[no-untyped-def]
+        secrets = account_secrets(ctx.db, acc.id)
+        return secrets.secret, secrets.become
+
+    async def save(pilot: Pilot, key: str, become_shown: bool, **values: str | bool):  # type: ignore[no-untyped-def]
+        """Open the account form with key, fill it (a bool ticks a checkbox), check whether the become password
+        field shows, save; the account as saved, once its row shows it."""
+        await pilot.press(key)
+        await until(pilot, lambda: app.screen.query("#privileged"), "the account form")
+        for field, value in values.items():
+            if isinstance(value, bool):
+                app.screen.query_one(f"#{field}", Checkbox).value = value
+            else:
+                app.screen.query_one(f"#{field}", Input).value = value
+        await until(pilot, lambda: app.screen.query_one("#f-become").display == become_shown, "the become field")
+        await pilot.press("ctrl+s")
+        await until(pilot, form_closed, "the form to close")
+        acc = account()
+        assert acc is not None
+        await until(pilot, lambda: shown(acc), "the account as saved in its table")
+        return acc
+
     async def flow() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("i")
             await until(pilot, lambda: app.screen.selected_asset() == "web9", "web9 in the table")
-            await pilot.press("a")
-            await until(pilot, lambda: app.screen.query("#username"), "the account form")
-            app.screen.query_one("#username", Input).value = "app"
-            app.screen.query_one("#password", Input).value = "Pw-one-17"
-            assert not app.screen.query_one("#f-become").display  # only a privileged account's is used
-            await pilot.press("ctrl+s")
-            await until(pilot, form_closed, "the form to close")
-            acc = account()
-            assert acc is not None and (acc.username, acc.privileged, acc.version) == ("app", False, 1)
-            assert account_secrets(ctx.db, acc.id).secret == "Pw-one-17"
-            await until(pilot, lambda: shown(acc), "the new account in its table")
-
-            await pilot.press("c")  # a new secret, and privileged with a become password
-            await until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
-            app.screen.query_one("#password", Input).value = "Pw-two-29"
-            app.screen.query_one("#privileged", Checkbox).value = True
-            await until(pilot, lambda: app.screen.query_one("#f-become").display, "the become password field")
-            app.screen.query_one("#become", Input).value = "Sudo-pw-41"
-            await pilot.press("ctrl+s")
-            await until(pilot, form_closed, "the form to close")
-            acc = account()
-            assert acc is not None and (acc.privileged, acc.version) == (True, 2)
-            assert (account_secrets(ctx.db, acc.id).secret, account_secrets(ctx.db, acc.id).become) == (
-                "Pw-two-29", "Sudo-pw-41")
-            await until(pilot, lambda: shown(acc), "the account privileged in its table")
-
-            await pilot.press("c")  # the become password alone: the secret and its version stay
-            await until(pilot, lambda: app.screen.query("#become"), "the edit form")
-            assert app.screen.query_one("#f-become").display and app.screen.query_one("#become", Input).value == ""
-            app.screen.query_one("#become", Input).value = "Sudo-pw-53"
-            await pilot.press("ctrl+s")
-            await until(pilot, form_closed, "the form to close")
-            acc = account()
-            assert acc is not None and (acc.privileged, acc.version) == (True, 2)
-            assert (account_secrets(ctx.db, acc.id).secret, account_secrets(ctx.db, acc.id).become) == (
-                "Pw-two-29", "Sudo-pw-53")
-
-            await pilot.press("c")  # the flag only: the password field left empty keeps the secret
-            await until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
-            app.screen.query_one("#privileged", Checkbox).value = False
-            await pilot.press("ctrl+s")
-            await until(pilot, form_closed, "the form to close")
-            acc = account()
-            assert acc is not None and (acc.privileged, acc.version) == (False, 2)
-            assert account_secrets(ctx.db, acc.id).secret == "Pw-two-29"
-            await until(pilot, lambda: shown(acc), "the account unprivileged in its table")
+            # The become password field shows for a privileged account only: only its password is used.
+            acc = await save(pilot, "a", False, username="app", password="Pw-one-17")
+            assert (acc.username, acc.privileged, acc.version, held(acc)) == ("app", False, 1, ("Pw-one-17", None))
+            # A new secret, and privileged with a become password.
+            acc = await save(pilot, "c", True, password="Pw-two-29", privileged=True, become="Sudo-pw-41")
+            assert (acc.privileged, acc.version, held(acc)) == (True, 2, ("Pw-two-29", "Sudo-pw-41"))
+            # The become password alone: the secret and its version stay.
+            acc = await save(pilot, "c", True, become="Sudo-pw-53")
+            assert (acc.privileged, acc.version, held(acc)) == (True, 2, ("Pw-two-29", "Sudo-pw-53"))
+            # The flag only: the password field left empty keeps the secret.
+            acc = await save(pilot, "c", False, privileged=False)
+            assert (acc.privileged, acc.version, held(acc)[0]) == (False, 2, "Pw-two-29")
 
             await pilot.press("x")
             await until(pilot, lambda: len(app.screen_stack) == 2, "the confirmation")
