@@ -11,8 +11,8 @@ from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Checkbox, Input, Label, Select
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Checkbox, Input, Label, Select
 
 from core.context import Context
 from core.errors import InputError, KeyturnError
@@ -66,9 +66,7 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
                                        Input(password=True, id="become"))
                 yield MarkedCheckbox("keyturn may change its secret", a.can_change if a else True, id="can_change")
             yield Label("", markup=False, id="err-form", classes="field-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Save (ctrl+s)", id="save", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+            yield self.buttons()
 
     def on_mount(self) -> None:
         """Compact fields, show the secret fields of the type, focus the first editable field."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.validation import Function
-from textual.widgets import Button, Checkbox, Input, Label, Select
+from textual.widgets import Checkbox, Input, Label, Select
 
 from core.context import Context
 from core.drivers.dbconn import TLS_MODES, default_port, is_database
@@ -67,9 +67,7 @@ class AssetFormModal(FormModal[AssetInfo | None]):
                     yield self.field_group(key, title, widget)
                 yield MarkedCheckbox("active", a.active if a else True, id="active")
             yield Label("", markup=False, id="err-form", classes="field-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Save (ctrl+s)", id="save", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+            yield self.buttons()
 
     def on_mount(self) -> None:
         """Compact fields, focus the first editable one."""

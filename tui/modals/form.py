@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.validation import ValidationResult
 from textual.widget import Widget
@@ -52,6 +52,12 @@ class FormModal(ModalScreen[ResultType]):
         error.display = False
         parts.append(error)
         return Vertical(*parts, id=f"f-{key}", classes="field")
+
+    @staticmethod
+    def buttons() -> Horizontal:
+        """Save and Cancel, with their keys on them."""
+        return Horizontal(Button("Save (ctrl+s)", id="save", variant="primary"), Button("Cancel (esc)", id="cancel"),
+                          classes="dialog-buttons")
 
     def show_error(self, key: str, message: str) -> None:
         """Put message on the error line of field key ('form': the form's own line); empty hides the line."""

@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.timer import Timer
 from textual.validation import Validator
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, Input, Label, Select, SelectionList, TextArea
+from textual.widgets import Checkbox, Input, Label, Select, SelectionList, TextArea
 
 from core import tasks
 from core.context import Context
@@ -140,7 +140,7 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                     MarkedSelectionList(id="assets"), Label("", markup=False, id="assets-chosen", classes="field-note"))
                 # Nodes and operators arrive from a thread worker (_show_setup): the form opens at once.
                 yield self.field_group("nodes", "Nodes (subnodes included)", MarkedSelectionList(id="nodes"),
-                                  note="loading nodes…")
+                                       note="loading nodes…")
                 yield self.field_group("strategy", "Secret strategy", Select(
                     [("random (generated per account)", "random"), ("specific (the same for all)", "specific")],
                     value=s.secret_strategy, allow_blank=False, id="strategy"))
@@ -201,12 +201,10 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                     MarkedCheckbox("active", s.active, id="active"), classes="inline"))
                 yield self.field_group("description", "Description", Input(s.description, id="description"))
                 yield self.field_group("recipients", "Recipients (operators mailed after each run)",
-                                  MarkedSelectionList(id="recipients"), note="loading operators…")
+                                       MarkedSelectionList(id="recipients"), note="loading operators…")
             yield Label("", markup=False, id="err-form", classes="field-error")
             yield Label("", markup=False, id="form-preview", classes="preview-line")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Save (ctrl+s)", id="save", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+            yield self.buttons()
 
     def on_mount(self) -> None:
         """Fill the asset picker, hide fields that do not apply, and compute the first preview."""
