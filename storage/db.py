@@ -13,16 +13,13 @@ from sqlmodel import Session
 
 from collections.abc import Callable
 
+# The head revision, busy timeout and key check row live in storage.schema, shared with the ORM-free reader
+# (storage/lite.py); imported from here as they always were.
+from storage.schema import BUSY_TIMEOUT_MS, HEAD_REVISION, KEY_CHECK_NAME, KEY_CHECK_TEXT
 from storage.tables import ENCRYPTED_COLUMNS, VaultItem, binding_columns
 from storage.vault import Vault, VaultError, blob_key_id
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-KEY_CHECK_NAME = "vault.key-check"
-KEY_CHECK_TEXT = "keyturn master key check"
-BUSY_TIMEOUT_MS = 30_000
-# The newest migration; checked against Alembic's own view by a test. Lets a current database open
-# without importing Alembic, which costs a noticeable part of every command's start-up.
-HEAD_REVISION = "0008"
 
 
 def sqlite_url(path: Path) -> str:
@@ -229,4 +226,5 @@ class Database:
         return session.exec(stmt).first()
 
 
-__all__ = ["Database", "make_engine", "sqlite_url", "select"]
+__all__ = ["BUSY_TIMEOUT_MS", "HEAD_REVISION", "KEY_CHECK_NAME", "KEY_CHECK_TEXT", "Database", "make_engine", "select",
+           "sqlite_url"]

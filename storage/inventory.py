@@ -15,19 +15,12 @@ from sqlmodel import Session, SQLModel, col, select
 from storage import likes
 from storage.db import Database
 from storage.errors import AmbiguousAccount, NotFound  # NotFound re-exported for storage's other modules
+from storage.schema import normalize_node_path as normalize_node_path  # shared with storage/lite.py
 from storage.tables import Account, AccountSecretHistory, Asset, AssetNode, HostKey, Node, utcnow
 from storage.types import AccountInfo, AccountSecrets, AssetInfo, HostKeyInfo, NodeInfo, fingerprint_sha256
 
 
 _T = TypeVar("_T")
-
-
-def normalize_node_path(path: str) -> str:
-    """'/prod//db/' -> '/prod/db'; raises ValueError for an empty or root-only path."""
-    parts = [p.strip() for p in path.strip().split("/") if p.strip()]
-    if not parts:
-        raise ValueError(f"node path {path!r} is empty")
-    return "/" + "/".join(parts)
 
 
 # -- nodes -----------------------------------------------------------------------------------------

@@ -12,6 +12,9 @@ from typing import Any, Optional
 from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+# ENCRYPTED_COLUMNS ((table, primary-key column, encrypted columns)) lives in storage.schema for the ORM-free
+# reader; importers take it from here as before.
+from storage.schema import ENCRYPTED_COLUMNS as ENCRYPTED_COLUMNS
 from storage.types import utcnow as utcnow  # defined without the ORM, for readers that need no tables
 
 
@@ -299,17 +302,6 @@ BINDINGS: dict[str, dict[str, tuple[str, ...]]] = {
 def binding_columns(table: str, column: str) -> tuple[str, ...]:
     """The columns a value in table.column is bound to besides its row and field."""
     return BINDINGS.get(table, {}).get(column, ())
-
-
-# (table, primary-key column, encrypted columns): the associated data of each value uses that key.
-ENCRYPTED_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "account": ("id", ("secret_enc", "passphrase_enc", "become_secret_enc")),
-    "account_secret_history": ("id", ("secret_enc", "passphrase_enc")),
-    "change_secret_task": ("id", ("specific_secret_enc", "specific_passphrase_enc", "become_password_enc")),
-    "change_record": ("id", ("old_secret_enc", "old_passphrase_enc", "new_secret_enc", "new_passphrase_enc")),
-    "operator": ("id", ("totp_secret_enc",)),
-    "vault_item": ("name", ("value_enc",)),
-}
 
 
 # -- drift, windows, dependencies, hand-over (issue 16): new tables only, so the older ones stay as they are --

@@ -23,6 +23,9 @@ NOT_FOR_HELP = ("sqlalchemy", "sqlmodel", "pydantic", "paramiko", "cryptography"
                 "pymysql", "redis", "croniter", "yaml", "segno", "pyotp", "storage.db", "storage.tables")
 NOT_FOR_ASSET_LIST = ("paramiko", "textual", "rich", "pymysql", "redis", "croniter", "yaml", "segno", "aiosmtpd",
                       "core.ssh", "core.drivers", "core.engine", "core.importer", "tui.app", "tui.screens")
+# On a current SQLite vault `asset list` reads with sqlite3 (core/quicklist.py): not even the ORM.
+NOT_FOR_QUICK_ASSET_LIST = (*NOT_FOR_ASSET_LIST, "sqlalchemy", "sqlmodel", "pydantic", "alembic", "storage.db",
+                            "storage.tables", "core.context")
 
 
 def _run_main(args: list[str], env: dict[str, str] | None = None) -> dict:
@@ -54,9 +57,19 @@ def test_help_loads_no_orm_ssh_or_ui(args: list[str]) -> None:
     assert _loaded(result["modules"], NOT_FOR_HELP) == []
 
 
-def test_asset_list_loads_no_drivers_or_ui(ctx: Context, keyturn_env: dict[str, str]) -> None:
+def test_asset_list_loads_no_orm_drivers_or_ui(ctx: Context, keyturn_env: dict[str, str]) -> None:
     svc.add_asset(ctx, "web1", address="10.0.0.1", nodes=["/prod"])
-    result = _run_main(["asset", "list"], env=keyturn_env)
-    assert result["rc"] == 0
-    assert "web1" in result["out"]
+    for args in (["asset", "list"], ["asset", "list", "--node", "/prod", "--json"]):
+        result = _run_main(args, env=keyturn_env)
+        assert result["rc"] == 0
+        assert "web1" in result["out"]
+        assert _loaded(result["modules"], NOT_FOR_QUICK_ASSET_LIST) == []
+
+
+def test_asset_list_the_full_way_loads_no_drivers_or_ui(ctx: Context, keyturn_env: dict[str, str]) -> None:
+    """A node that does not exist is worded by the full path (the ORM), still without drivers or the UI."""
+    svc.add_asset(ctx, "web1", address="10.0.0.1", nodes=["/prod"])
+    result = _run_main(["asset", "list", "--node", "/nowhere"], env=keyturn_env)
+    assert result["rc"] == 1
+    assert "sqlalchemy" in result["modules"]
     assert _loaded(result["modules"], NOT_FOR_ASSET_LIST) == []

@@ -15,13 +15,16 @@ from core import textsafe
 
 # Only light modules at the top: `keyturn --help` must not load SQLAlchemy, paramiko or Textual. Each command's
 # handler imports what it needs (tests/unit/test_cli_imports.py; figures in benchmarks/README.md).
-from core.config import ProcessIdentity, load_settings
+from core.config import ProcessIdentity, Settings, load_settings
 from core.errors import ConfigError, KeyturnError
 
 if TYPE_CHECKING:
     from core.context import Context
 
 Handler = Callable[["Context", argparse.Namespace], int]
+# A read-only command's handler that needs no Context (settings, acting person, arguments): its exit code, or
+# None when it cannot answer exactly as the handler would (then main() opens the vault and runs the handler).
+QuickHandler = Callable[[Settings, str, argparse.Namespace], "int | None"]
 
 # Each module has register(subparsers); order is the order of `keyturn --help`.
 GROUPS = ("tui.cli.inventory", "tui.cli.tasks", "tui.cli.records", "tui.cli.operators", "tui.cli.scheduler", "tui.cli.vaultkeys",
@@ -198,8 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `keyturn` console script."""
+def main(argv: Sequence[str] | None = None, *, quick: bool = True) -> int:
+    """Entry point of the `keyturn` console script.
+
+    quick=False: never a command's quick handler, always the full path (tests compare the two)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is not None:
@@ -230,11 +235,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if handler is None:
             parser.parse_args([*(argv or sys.argv[1:]), "--help"])
             return 2
+        operator = resolve_operator(args.operator, os.environ)
+        permission = getattr(args, "permission", None)
+        quick_handler: QuickHandler | None = getattr(args, "quick_handler", None) if quick else None
+        # Only commands that need no permission (require lets anyone browse) skip the Context: the checks that
+        # matter for a read are the quick handler's own (core/quicklist.py).
+        if quick_handler is not None and permission in (None, "browse"):
+            code = quick_handler(settings, operator, args)
+            if code is not None:
+                return code
         from core.context import open_context
 
-        ctx = open_context(settings, operator=resolve_operator(args.operator, os.environ), source=terminal_source(os.environ))
+        ctx = open_context(settings, operator=operator, source=terminal_source(os.environ))
         try:
-            permission = getattr(args, "permission", None)
             if permission:
                 from core.operators import require
 

@@ -19,6 +19,7 @@ from core.types import AccountInfo, AssetInfo, ImportSummary, fingerprint_sha256
 from tui.cli.stdin import without_line_end
 
 if TYPE_CHECKING:
+    from core.config import Settings
     from core.context import Context
 
 
@@ -179,7 +180,20 @@ def cmd_asset_list(ctx: Context, args: argparse.Namespace) -> int:
     """keyturn asset list."""
     from core.services import inventory as svc
 
-    assets = svc.list_assets(ctx, node=args.node)
+    if args.node:
+        svc.parse_node_path(args.node)  # InputError (field nodes) for '/' or '', before anything is read
+    return _print_assets(svc.list_assets(ctx, node=args.node), args)
+
+
+def quick_asset_list(settings: Settings, operator: str, args: argparse.Namespace) -> int | None:
+    """keyturn asset list read without the ORM (core.quicklist); None when this vault needs the full path."""
+    from core import quicklist
+
+    assets = quicklist.list_assets(settings, operator, node=args.node)
+    return None if assets is None else _print_assets(assets, args)
+
+
+def _print_assets(assets: list[AssetInfo], args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([asset_to_dict(a) for a in assets], indent=2))
         return 0
@@ -408,9 +422,11 @@ def cmd_node_tree(ctx: Context, args: argparse.Namespace) -> int:
 
 # -- parser --------------------------------------------------------------------------------------------
 def _cmd(sub: argparse._SubParsersAction, name: str, help_: str, description: str, handler: Any,
-         permission: str | None = None) -> argparse.ArgumentParser:
+         permission: str | None = None, quick: Any = None) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_, description=description)
     p.set_defaults(handler=handler, permission=permission)
+    if quick is not None:  # tried first by main(); see tui.cli.QuickHandler
+        p.set_defaults(quick_handler=quick)
     return p
 
 
@@ -458,7 +474,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inactive", action="store_true", help="add it as inactive (tasks skip it)")
     p.add_argument("--comment", help="free text shown with the asset")
 
-    p = _cmd(assets, "list", "list assets", "List assets, optionally only those under a node.", cmd_asset_list)
+    p = _cmd(assets, "list", "list assets", "List assets, optionally only those under a node.", cmd_asset_list,
+             quick=quick_asset_list)
     p.add_argument("--node", metavar="PATH", help="only assets at or below this node")
     p.add_argument("--json", action="store_true", help="print JSON")
 
