@@ -51,7 +51,9 @@ def node_ids_below(session: Session, node_ids: Iterable[int]) -> set[int]:
     paths = session.exec(select(Node.path).where(col(Node.id).in_(wanted))).all()
     result = set(wanted)
     for p in paths:
-        result.update(session.exec(select(Node.id).where(col(Node.path).like(likes.below(p), escape=likes.ESCAPE))).all())
+        prefix = likes.below_prefix(p)
+        result.update(session.exec(select(Node.id).where(col(Node.path).like(likes.below(p), escape=likes.ESCAPE),
+                                                          func.substr(Node.path, 1, len(prefix)) == prefix)).all())
     return result
 
 

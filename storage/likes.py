@@ -16,6 +16,12 @@ def below(path: str) -> str:
     return escape_like(path) + "/%"
 
 
+def below_prefix(path: str) -> str:
+    """What every node path strictly below path starts with. LIKE ignores case on SQLite (`/Prod/x` is LIKE
+    `/prod/%`), so a subtree query also compares this prefix exactly (substr), on every backend."""
+    return path + "/"
+
+
 def contains(text: str) -> str:
     """The pattern matching any value containing text literally."""
     return "%" + escape_like(text) + "%"

@@ -99,8 +99,9 @@ def node_ids_below(conn: sqlite3.Connection, node_ids: Iterable[int]) -> set[int
     for p in paths:
         if not isinstance(p, str):
             raise LiteUnsupported("a node path is not text")
-        result.update(_ints(conn.execute("SELECT id FROM node WHERE path LIKE ? ESCAPE ?",
-                                         (likes.below(p), likes.ESCAPE))))
+        prefix = likes.below_prefix(p)
+        result.update(_ints(conn.execute("SELECT id FROM node WHERE path LIKE ? ESCAPE ? AND substr(path, 1, ?) = ?",
+                                         (likes.below(p), likes.ESCAPE, len(prefix), prefix))))
     return result
 
 

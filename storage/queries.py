@@ -428,7 +428,10 @@ def count_assets(db: Database, *, node_ids: set[int] | None = None, search: str 
 def node_subtree_ids(db: Database, path: str) -> set[int]:
     """Ids of the node at path and every node below it."""
     with db.read() as s:
-        rows = s.exec(select(Node.id).where(or_(Node.path == path, col(Node.path).like(likes.below(path), escape=likes.ESCAPE)))).all()
+        prefix = likes.below_prefix(path)
+        rows = s.exec(select(Node.id).where(or_(Node.path == path, and_(
+            col(Node.path).like(likes.below(path), escape=likes.ESCAPE),
+            func.substr(Node.path, 1, len(prefix)) == prefix)))).all()
         return set(rows)
 
 

@@ -538,3 +538,16 @@ def test_following_dependencies_and_overview_stay_inside_the_scope(ctx: Context)
 
     _same_answer(_raised(step_on("lab1")), _raised(step_on("nosuch")), "lab1", "nosuch")
     assert listings.overview_stats(ctx, utcnow()).tasks == 3
+
+
+def test_a_scope_is_a_case_exact_subtree(ctx: Context) -> None:
+    """/prod and /Prod are two nodes (paths compare exactly): an operator limited to /prod sees nothing filed under
+    /Prod. SQLite's LIKE ignores ASCII case, so a subtree found by LIKE alone leaked /Prod/x into /prod's scope."""
+    _carol_limited_to_prod(ctx)
+    with ctx.db.write() as s:
+        upsert_asset(s, "other1", address="10.0.0.3", nodes=["/Prod/x"])
+        upsert_asset(s, "upper1", address="10.0.0.4", nodes=["/PROD"])
+
+    assert [a.name for a in filter_in_scope(ctx, list_assets(ctx.db), lambda a: a.id)] == ["web1"]
+    assert [a.name for a in list_assets(ctx.db, node="/prod")] == ["web1"]
+    assert [a.name for a in list_assets(ctx.db, node="/Prod")] == ["other1"]
