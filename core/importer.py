@@ -204,9 +204,9 @@ def check_name(value: str, what: str) -> str:
     """The stripped name; ValueError when it is empty or holds spaces or control characters."""
     value = value.strip()
     if not value:
-        raise ValueError(f"{what} is empty")
+        raise ValueError(f"{what}: is empty")
     if _BAD_NAME.search(value):
-        raise ValueError(f"{what} {value!r} contains spaces or control characters")
+        raise ValueError(f"{what}: {value!r} contains spaces or control characters")
     return value
 
 
@@ -215,7 +215,7 @@ def _parse_port(value: str | int | None) -> int:
         return 22
     text = str(value).strip()
     if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f"port {text!r} is not a number 1-65535")
+        raise ValueError(f"port: {text!r} is not a number 1-65535")
     return int(text)
 
 
@@ -257,7 +257,7 @@ def _parse_bool(value: str | bool | None, what: str) -> bool | None:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(f"{what} {value!r} is not true or false")
+    raise ValueError(f"{what}: {value!r} is not true or false")
 
 
 def _parse_nodes(values: list[str]) -> list[str]:
@@ -392,7 +392,7 @@ def _csv_row(cells: dict[str, str], line: int, by_name: dict[str, AssetEntry], i
     if not username:
         given = [f for f in account_fields if cells.get(f, "").strip()]
         if given:
-            raise ValueError(f"{', '.join(given)} given but username is empty")
+            raise ValueError(f"username: is empty, but {', '.join(given)} given")
         return
     username = check_username(username, "username")
     secret_type = parse_secret_type(cells.get("secret_type"))

@@ -22,7 +22,7 @@ def is_username(value: object) -> bool:
 def check_username(value: str, what: str = "username") -> str:
     """value when it is a safe user name; ValueError naming what (the field or variable) otherwise."""
     if not value:
-        raise ValueError(f"{what} is empty")
+        raise ValueError(f"{what}: is empty")
     if not is_username(value):
-        raise ValueError(f"{what} {value!r} is not a valid user name ({USERNAME_RULE})")
+        raise ValueError(f"{what}: {value!r} is not a valid user name ({USERNAME_RULE})")
     return value

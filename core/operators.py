@@ -85,10 +85,10 @@ def require_admin(ctx: Context, mfa: MfaSession | None = None) -> None:
 def _check_name(name: str) -> str:
     name = (name or "").strip()
     if not _NAME.match(name):
-        raise InputError(f"operator name {name!r}: use 1-64 letters, digits, '.', '_', '-' or '@', starting with a "
-                         "letter or digit")
+        raise InputError(f"operator name: {name!r} is not 1-64 letters, digits, '.', '_', '-' or '@' starting with "
+                         "a letter or digit")
     if name == SYSTEM_ACTOR:
-        raise InputError(f"operator name {name!r} is reserved for keyturn's scheduler")
+        raise InputError(f"operator name: {name!r} is reserved for keyturn's scheduler")
     return name
 
 

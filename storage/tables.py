@@ -198,6 +198,7 @@ class ChangeRecord(SQLModel, table=True):
         Index("ix_record_task_created", "task_id", "created_at"),
         Index("ix_record_execution_finished", "execution_id", "finished_at"),  # following a run (0007)
         Index("ix_record_created", "created_at"),  # the Records mode's newest-first pages (0008)
+        Index("ix_record_task_name_created", "task_name", "created_at"),  # Records filtered by task (0009)
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     execution_id: int = Field(foreign_key="execution.id", index=True)

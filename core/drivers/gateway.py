@@ -62,7 +62,9 @@ class Tunnel:
                 if transport is None or not transport.is_active():
                     raise paramiko.SSHException("the gateway connection is closed")
                 chan = transport.open_channel("direct-tcpip", self.target, local.getpeername())
-            except (paramiko.SSHException, OSError):
+            except (paramiko.SSHException, OSError, EOFError):
+                # EOFError: the gateway's connection dropped while the channel opened (paramiko re-raises what
+                # ended its transport thread); that local connection is refused, the next one sees it closed.
                 local.close()
                 continue
             t = threading.Thread(target=_pipe, args=(local, chan, self.closed), daemon=True, name="keyturn-tunnel")
@@ -91,8 +93,8 @@ def _pipe(local: socket.socket, chan: paramiko.Channel, closed: threading.Event)
                 if not data:
                     break
                 local.sendall(data)
-    except (OSError, paramiko.SSHException):
-        pass
+    except (OSError, paramiko.SSHException, EOFError):
+        pass  # EOFError: paramiko's write to a gateway connection that has just dropped
     finally:
         chan.close()
         local.close()

@@ -79,7 +79,8 @@ def _name(value: str, field: str, what: str) -> str:
         raise InputError(f"{field}: {exc}", field=field) from None
 
 
-def _port(value: int | str) -> int:
+def parse_port(value: int | str) -> int:
+    """A port number 1-65535 (InputError on the port field otherwise); the app's asset form checks with it too."""
     text = str(value).strip()
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise InputError(f"port: {text!r} is not a number 1-65535", field="port")
@@ -187,7 +188,7 @@ def add_asset(ctx: Context, name: str, *, address: str, port: int | str | None =
     name = _name(name, "name", "name")
     address = _name(address, "address", "address")
     platform = _platform(platform)
-    port = _port(port) if port not in (None, "") else default_port(platform)
+    port = parse_port(port) if port not in (None, "") else default_port(platform)
     paths, comment = _nodes(nodes), _comment(comment)
     options = check_options(platform, database=database or "", tls=tls or "", ca_file=ca_file or "",
                             connect_timeout=connect_timeout, command_timeout=command_timeout, gateway=gateway)
@@ -219,7 +220,7 @@ def edit_asset(ctx: Context, name: str, *, address: str | None = None, port: int
     require(ctx, "edit")
     asset_in_scope(ctx, name)
     address = _name(address, "address", "address") if address is not None else None
-    port_n = _port(port) if port is not None else None
+    port_n = parse_port(port) if port is not None else None
     platform = _platform(platform) if platform is not None else None
     paths, comment = _nodes(add_nodes), _comment(comment)
     current = store.get_asset(ctx.db, name)
@@ -416,8 +417,9 @@ def remove_account(ctx: Context, asset: str, username: str, secret_type: str | N
 
 def edit_account(ctx: Context, asset: str, username: str, secret_type: str | None = None, *,
                  privileged: bool | None = None, can_change: bool | None = None, secret: str | None = None,
-                 passphrase: str | None = None, key_label: str = "private key") -> str:
-    """Change an existing account's flags, and its secret when one is given (empty or None keeps the current one).
+                 passphrase: str | None = None, become: str | None = None, key_label: str = "private key") -> str:
+    """Change an existing account's flags, and its secret or become (sudo) password when one is given (empty or
+    None keeps the current one).
 
     'updated' or 'unchanged'; audited as account.update with the same detail as add_account, which does the
     change when there is a new secret. Flags left None stay as they are.
@@ -431,15 +433,16 @@ def edit_account(ctx: Context, asset: str, username: str, secret_type: str | Non
     new_changeable = was_changeable if can_change is None else can_change
     if secret:
         return add_account(ctx, asset, username, secret_type=kind, secret=secret, passphrase=passphrase,
-                           privileged=new_privileged, can_change=new_changeable, key_label=key_label)
-    if (new_privileged, new_changeable) == (was_privileged, was_changeable):
+                           become=become or None, privileged=new_privileged, can_change=new_changeable,
+                           key_label=key_label)
+    if (new_privileged, new_changeable) == (was_privileged, was_changeable) and not become:
         return "unchanged"
     if was_privileged or new_privileged:
         _step_up(ctx, "account.privileged")
     with ctx.db.write() as s:
         row = store.get_asset_row(s, asset)
-        _, outcome = store.upsert_account(ctx.db, s, row, username, secret_type=kind, privileged=new_privileged,
-                                          can_change=new_changeable)
+        _, outcome = store.upsert_account(ctx.db, s, row, username, secret_type=kind, become=become or None,
+                                          privileged=new_privileged, can_change=new_changeable)
         if outcome != "unchanged":
             record_event_in(s, ctx, "account.update", "account", f"{username}@{asset}",
                             {"secret_type": kind, "privileged": new_privileged, "can_change": new_changeable})

@@ -282,6 +282,25 @@ def test_server_down_mid_run(ctx: Context, request: pytest.FixtureRequest, platf
         assert server.can_login(u, vault_secret(ctx, f"down-{platform}", u)), u
 
 
+def test_mariadb_tls_disable_stays_plaintext_where_tls_is_offered(mariadb_tls_localhost: Any) -> None:
+    """tls=disable means no TLS even when the server offers it (PyMySQL would otherwise "prefer" it); require
+    encrypts, also on a second connection sharing its TLS context. The server's own session status says which."""
+    from core.drivers.dbconn import Conn
+    from core.drivers.mysql import MySQLDriver
+
+    server = mariadb_tls_localhost
+    for tls, encrypted in (("disable", False), ("require", True), ("require", True)):
+        driver = MySQLDriver(Conn("mariadb", "127.0.0.1", server.port, "", tls, "", 10.0, 10.0),
+                             server.admin_user, server.admin_password)
+        try:
+            with driver.db.cursor() as cur:
+                cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+                cipher = str(cur.fetchone()[1] or "")
+        finally:
+            driver.close()
+        assert bool(cipher) is encrypted, (tls, cipher)
+
+
 def test_tls_required(ctx: Context, pg_tls_private: Any) -> None:
     """A server that only takes TLS: tls=disable cannot even log in; require and verify-full (with the CA) rotate."""
     server = pg_tls_private

@@ -18,7 +18,7 @@ from core.audit import list_events
 from core.mfa import code_at
 from core.services import inventory as svc
 from storage.inventory import account_secrets, upsert_account, upsert_asset
-from tests.tui.test_defects import toasts, until
+from tests.tui.helpers import toasts, until
 from tests.tui.test_reveal import screen_text, sync
 from tui.app import KeyturnApp
 from tui.modals.account_form import AccountFormModal
@@ -101,7 +101,7 @@ async def test_errors_name_their_field_as_the_cli_does_and_take_the_focus(ctx, t
         await _open_form(pilot, "a", "username")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: _error(app, "username"), "the user name's error")
-        assert _error(app, "username") == "username is empty"  # the CLI: "argument USERNAME: username is empty"
+        assert _error(app, "username") == "username: is empty"  # the CLI's words: "error: username: is empty"
         assert _focused(app) == "username"
 
         await pilot.press(*"app", "ctrl+s")

@@ -7,14 +7,10 @@ except where the assertion is that nothing happens while the app sits idle.
 from __future__ import annotations
 
 import asyncio
-import functools
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 from textual import events
-from textual.app import App
 from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Input, Select, SelectionList
@@ -23,40 +19,11 @@ from core.context import Context
 from core.events import AccountSettled, ExecutionFinished, ExecutionStarted
 from storage.inventory import upsert_asset
 from tests.tui.demo_data import NOW
+from tests.tui.helpers import settled, sync, toasts, until
 from tui.app import KeyturnApp
 from tui.widgets.run_panel import RunPanel
 
 SIZE = (80, 24)
-
-
-def sync(test):
-    """Run an async Pilot test with asyncio.run (no asyncio plugin is installed); fixtures pass through."""
-
-    @functools.wraps(test)
-    def run(*args, **kwargs):
-        return asyncio.run(test(*args, **kwargs))
-
-    return run
-
-
-async def until(pilot: Pilot, done: Callable[[], object], what: str, timeout: float = 30) -> None:
-    """Let the app work until done() holds (a screen, a worker result, a toast)."""
-    end = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await pilot.pause(0.02)
-
-
-async def settled(pilot: Pilot) -> None:
-    """Every screen read shown and the screen drawn with it (a mode switch's reload, a form's set-up)."""
-    app = pilot.app
-    await app.reads.settled()  # type: ignore[attr-defined]
-    await pilot.pause()
-
-
-def toasts(app: App) -> list[str]:
-    """Texts of the notifications the app is showing."""
-    return [str(n.message) for n in app._notifications]
 
 
 async def burst(pilot: Pilot, *keys: str) -> None:

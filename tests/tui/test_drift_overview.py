@@ -8,7 +8,7 @@ from core.record_actions import set_ignored
 from storage.drift import NewHeartbeat, add_heartbeats
 from storage.inventory import list_accounts
 from tests.tui.demo_data import NOW
-from tests.tui.test_defects import until
+from tests.tui.helpers import until
 from tests.tui.test_reveal import sync
 
 

@@ -8,7 +8,7 @@ from textual.widgets import DataTable, Static
 from storage import executions as rec
 from storage.tables import ChangeRecord
 from tests.tui.demo_data import NOW
-from tests.tui.test_defects import sync, until
+from tests.tui.helpers import sync, until
 from tui.app import KeyturnApp
 from tui.screens.execution import ExecutionScreen
 

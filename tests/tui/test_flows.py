@@ -4,8 +4,6 @@ and edit, copy, toggle and delete tasks. What is asserted is what the screen sho
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import pytest
 from textual.pilot import Pilot
@@ -16,6 +14,7 @@ from core.context import Context, open_context
 from storage import executions as rec
 from storage.inventory import account_secrets, get_account_row, pin_host_key, upsert_account, upsert_asset
 from storage.queries import task_names
+from tests.tui.helpers import until
 from tui.app import KeyturnApp
 from tui.widgets.run_panel import RunState
 
@@ -24,13 +23,6 @@ SIZE = (100, 32)
 
 async def _type(pilot: Pilot, text: str) -> None:
     await pilot.press(*["space" if c == " " else c for c in text])
-
-
-async def _wait(pilot: Pilot, done: Callable[[], bool], timeout: float = 90) -> None:
-    end = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < end, "timed out waiting for the app"
-        await pilot.pause(0.1)
 
 
 def _rows(table: DataTable) -> list[list[str]]:
@@ -69,8 +61,8 @@ def test_create_run_find_and_retry(settings, sandbox_fleet) -> None:
             await _type(pilot, "alice")
             await pilot.press("tab", "tab", "space", "down", "space")
             # The target preview is debounced: wait for its line, not a fixed time.
-            await _wait(pilot, lambda: "2 accounts on 2 assets" in str(app.screen.query_one("#form-preview").render()),
-                        timeout=10)
+            await until(pilot, lambda: "2 accounts on 2 assets" in str(app.screen.query_one("#form-preview").render()),
+                        "the preview", timeout=10)
             await pilot.press("ctrl+s")
             await pilot.pause()
             assert task_names(ctx.db) == ["rotate-alice"]
@@ -81,7 +73,7 @@ def test_create_run_find_and_retry(settings, sandbox_fleet) -> None:
             h2.stop()
             await pilot.press("r", "y")  # r asks before a run
             run: RunState = list(app.runs.values())[-1]
-            await _wait(pilot, lambda: run.finished)
+            await until(pilot, lambda: run.finished, "the run to finish", timeout=90)
             await pilot.press("h")
             await pilot.pause()
             log = app.screen.query_one("#run-log", RichLog)
@@ -104,7 +96,7 @@ def test_create_run_find_and_retry(settings, sandbox_fleet) -> None:
             await pilot.press("y")
             retry: RunState = list(app.runs.values())[-1]
             assert retry.kind == "retry"
-            await _wait(pilot, lambda: retry.finished)
+            await until(pilot, lambda: retry.finished, "the retry to finish", timeout=90)
             assert retry.status == "success", list(retry.lines)
             await pilot.press("f5")
             await pilot.pause()
@@ -320,18 +312,18 @@ def test_tasks_w_queues_a_run_for_workers_and_follows_it(settings, sandbox_fleet
         app = KeyturnApp(ctx)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("t")
-            await _wait(pilot, lambda: app.screen.query("#tasks-table") and
-                        app.screen.query_one("#tasks-table", DataTable).row_count == 1)
+            await until(pilot, lambda: app.screen.query("#tasks-table") and
+                        app.screen.query_one("#tasks-table", DataTable).row_count == 1, "the task in its table", timeout=90)
             await pilot.press("W", "y")
-            await _wait(pilot, lambda: bool(app.runs))
+            await until(pilot, lambda: bool(app.runs), "the run to start", timeout=90)
             run: RunState = list(app.runs.values())[-1]
-            await _wait(pilot, lambda: run.execution_id is not None or run.finished)
+            await until(pilot, lambda: run.execution_id is not None or run.finished, "the run queued", timeout=90)
             # queued: nothing changes the host until a worker takes it (a run that ended here says why)
             assert not run.finished and run.execution_id is not None, ([str(t) for t in run.lines], [n.message for n in app._notifications])
             worker.append(subprocess.Popen([sys.executable, "-m", "tui", "worker", "--once", "--poll", "0.2"],
                                            cwd=ROOT, env=keyturn_env, text=True,
                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-            await _wait(pilot, lambda: run.finished, timeout=120)
+            await until(pilot, lambda: run.finished, "the worker to finish the run", timeout=120)
             assert (run.succeeded, run.failed, run.unverified) == (1, 0, 0)
 
     try:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 import pytest
 from textual.widgets import DataTable, Label
 
-from tests.tui.test_defects import SIZE, sync, until
+from tests.tui.helpers import sync, until
+from tests.tui.test_defects import SIZE
 from tui.app import KeyturnApp
 
 

@@ -16,7 +16,7 @@ from core.audit import list_events
 from core.mfa import MfaSession, code_at
 from core.reveal import reveal_account
 from storage.inventory import upsert_account, upsert_asset
-from tests.tui.test_defects import until
+from tests.tui.helpers import until
 from tui.modals.enrol import EnrolModal
 from tui.modals.otp import OtpModal
 from tui.modals.reveal import MASK, RevealModal

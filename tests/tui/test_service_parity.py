@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from core.config import load_settings
 from core.context import Context, open_context
 from core.services import inventory as svc
 from storage.inventory import account_secrets
+from tests.tui.helpers import until
 from tui.app import KeyturnApp
 from tui.cli import main
 
@@ -33,10 +32,13 @@ def _rows(ctx: Context) -> list[tuple[str, str, str, dict]]:
 ASSET_COMMANDS = [(["asset", "add", "web9", "--address", "10.9.0.9", "--node", "/prod/web", "--comment", "db"], ""),
                   (["asset", "edit", "web9", "--address", "10.9.0.10", "--inactive"], ""),
                   (["asset", "remove", "web9", "--yes"], "")]
-# Add an account, give it a new secret and make it privileged, make it unprivileged again (its secret kept), remove it.
+# Add an account, give it a new secret and make it privileged with a become password, give it another become
+# password alone, make it unprivileged again (its secret kept), remove it.
 ACCOUNT_COMMANDS = [(["asset", "add", "web9", "--address", "10.9.0.9"], ""),
                     (["account", "add", "web9", "app", "--password-stdin"], "Pw-one-17\n"),
-                    (["account", "add", "web9", "app", "--password-stdin", "--privileged"], "Pw-two-29\n"),
+                    (["account", "add", "web9", "app", "--password-stdin", "--privileged", "--become-password-stdin"],
+                     "Pw-two-29\nSudo-pw-41\n"),
+                    (["account", "edit", "web9", "app", "--become-password-stdin"], "Sudo-pw-53\n"),
                     (["account", "edit", "web9", "app", "--no-privileged"], ""),
                     (["account", "remove", "web9", "app", "--yes"], "")]
 
@@ -55,13 +57,6 @@ def _cli_rows(keyturn_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sett
         ctx.close()
 
 
-async def _until(pilot: Pilot, done: Callable[[], object], what: str, timeout: float = 10) -> None:
-    end = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
-
-
 def _app_rows(tmp_path: Path) -> list[tuple]:
     settings = load_settings(env={"KEYTURN_HOME": str(tmp_path / "app-home"),
                                   "KEYTURN_CONFIG": str(tmp_path / "app.toml")})
@@ -76,21 +71,21 @@ def _app_rows(tmp_path: Path) -> list[tuple]:
     async def flow() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("i", "n")
-            await _until(pilot, lambda: app.screen.query("#address"), "the asset form")
+            await until(pilot, lambda: app.screen.query("#address"), "the asset form")
             fill(name="web9", address="10.9.0.9", nodes="/prod/web", comment="db")
             await pilot.press("ctrl+s")
-            await _until(pilot, lambda: len(app.screen_stack) == 1 and app.screen.selected_asset() == "web9",
+            await until(pilot, lambda: len(app.screen_stack) == 1 and app.screen.selected_asset() == "web9",
                          "web9 in the table")
             await pilot.press("e")
-            await _until(pilot, lambda: app.screen.query("#address"), "the edit form")
+            await until(pilot, lambda: app.screen.query("#address"), "the edit form")
             fill(address="10.9.0.10")
             await pilot.click("#active")
             await pilot.press("ctrl+s")
-            await _until(pilot, lambda: len(app.screen_stack) == 1, "the form to close")
+            await until(pilot, lambda: len(app.screen_stack) == 1, "the form to close")
             await pilot.press("d")
-            await _until(pilot, lambda: len(app.screen_stack) == 2, "the confirmation")
+            await until(pilot, lambda: len(app.screen_stack) == 2, "the confirmation")
             await pilot.press("y")
-            await _until(pilot, lambda: app.screen.selected_asset() is None, "web9 gone")
+            await until(pilot, lambda: app.screen.selected_asset() is None, "web9 gone")
 
     try:
         asyncio.run(flow())
@@ -128,46 +123,49 @@ def _app_account_rows(tmp_path: Path) -> list[tuple]:
         cells = [str(c) for c in table.get_row_at(0)] if table.row_count == 1 else []
         return cells[4:6] == [str(acc.version), "yes" if acc.privileged else ""]
 
+    def held(acc) -> tuple[str | None, str | None]:  # type: ignore[no-untyped-def]
+        secrets = account_secrets(ctx.db, acc.id)
+        return secrets.secret, secrets.become
+
+    async def save(pilot: Pilot, key: str, become_shown: bool, **values: str | bool):  # type: ignore[no-untyped-def]
+        """Open the account form with key, fill it (a bool ticks a checkbox), check whether the become password
+        field shows, save; the account as saved, once its row shows it."""
+        await pilot.press(key)
+        await until(pilot, lambda: app.screen.query("#privileged"), "the account form")
+        for field, value in values.items():
+            if isinstance(value, bool):
+                app.screen.query_one(f"#{field}", Checkbox).value = value
+            else:
+                app.screen.query_one(f"#{field}", Input).value = value
+        await until(pilot, lambda: app.screen.query_one("#f-become").display == become_shown, "the become field")
+        await pilot.press("ctrl+s")
+        await until(pilot, form_closed, "the form to close")
+        acc = account()
+        assert acc is not None
+        await until(pilot, lambda: shown(acc), "the account as saved in its table")
+        return acc
+
     async def flow() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("i")
-            await _until(pilot, lambda: app.screen.selected_asset() == "web9", "web9 in the table")
-            await pilot.press("a")
-            await _until(pilot, lambda: app.screen.query("#username"), "the account form")
-            app.screen.query_one("#username", Input).value = "app"
-            app.screen.query_one("#password", Input).value = "Pw-one-17"
-            await pilot.press("ctrl+s")
-            await _until(pilot, form_closed, "the form to close")
-            acc = account()
-            assert acc is not None and (acc.username, acc.privileged, acc.version) == ("app", False, 1)
-            assert account_secrets(ctx.db, acc.id).secret == "Pw-one-17"
-            await _until(pilot, lambda: shown(acc), "the new account in its table")
-
-            await pilot.press("c")  # a new secret, and privileged
-            await _until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
-            app.screen.query_one("#password", Input).value = "Pw-two-29"
-            app.screen.query_one("#privileged", Checkbox).value = True
-            await pilot.press("ctrl+s")
-            await _until(pilot, form_closed, "the form to close")
-            acc = account()
-            assert acc is not None and (acc.privileged, acc.version) == (True, 2)
-            assert account_secrets(ctx.db, acc.id).secret == "Pw-two-29"
-            await _until(pilot, lambda: shown(acc), "the account privileged in its table")
-
-            await pilot.press("c")  # the flag only: the password field left empty keeps the secret
-            await _until(pilot, lambda: app.screen.query("#privileged"), "the edit form")
-            app.screen.query_one("#privileged", Checkbox).value = False
-            await pilot.press("ctrl+s")
-            await _until(pilot, form_closed, "the form to close")
-            acc = account()
-            assert acc is not None and (acc.privileged, acc.version) == (False, 2)
-            assert account_secrets(ctx.db, acc.id).secret == "Pw-two-29"
-            await _until(pilot, lambda: shown(acc), "the account unprivileged in its table")
+            await until(pilot, lambda: app.screen.selected_asset() == "web9", "web9 in the table")
+            # The become password field shows for a privileged account only: only its password is used.
+            acc = await save(pilot, "a", False, username="app", password="Pw-one-17")
+            assert (acc.username, acc.privileged, acc.version, held(acc)) == ("app", False, 1, ("Pw-one-17", None))
+            # A new secret, and privileged with a become password.
+            acc = await save(pilot, "c", True, password="Pw-two-29", privileged=True, become="Sudo-pw-41")
+            assert (acc.privileged, acc.version, held(acc)) == (True, 2, ("Pw-two-29", "Sudo-pw-41"))
+            # The become password alone: the secret and its version stay.
+            acc = await save(pilot, "c", True, become="Sudo-pw-53")
+            assert (acc.privileged, acc.version, held(acc)) == (True, 2, ("Pw-two-29", "Sudo-pw-53"))
+            # The flag only: the password field left empty keeps the secret.
+            acc = await save(pilot, "c", False, privileged=False)
+            assert (acc.privileged, acc.version, held(acc)[0]) == (False, 2, "Pw-two-29")
 
             await pilot.press("x")
-            await _until(pilot, lambda: len(app.screen_stack) == 2, "the confirmation")
+            await until(pilot, lambda: len(app.screen_stack) == 2, "the confirmation")
             await pilot.press("y")
-            await _until(pilot, lambda: account() is None, "the account gone")
+            await until(pilot, lambda: account() is None, "the account gone")
 
     try:
         asyncio.run(flow())
@@ -180,8 +178,9 @@ def test_add_edit_remove_an_account_audits_alike_from_both_front_ends(keyturn_en
                                                                       tmp_path) -> None:
     cli = _cli_rows(keyturn_env, monkeypatch, settings, ACCOUNT_COMMANDS)
     app = _app_account_rows(tmp_path)
-    assert [r[0] for r in cli] == ["asset.add", "account.add", "account.update", "account.update", "account.remove"]
+    assert [r[0] for r in cli] == ["asset.add", "account.add", "account.update", "account.update", "account.update",
+                                   "account.remove"]
     assert app == cli
-    assert cli[2][3] == {"secret_type": "password", "privileged": True, "can_change": True}
-    assert cli[3][3] == {"secret_type": "password", "privileged": False, "can_change": True}
-    assert "Pw-" not in repr(cli)
+    assert cli[2][3] == cli[3][3] == {"secret_type": "password", "privileged": True, "can_change": True}
+    assert cli[4][3] == {"secret_type": "password", "privileged": False, "can_change": True}
+    assert "Pw-" not in repr(cli) and "Sudo-" not in repr(cli)

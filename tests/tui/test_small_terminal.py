@@ -9,7 +9,7 @@ from textual.widgets._footer import FooterKey
 from core.context import Context
 from storage.inventory import upsert_account, upsert_asset
 from tests.tui.demo_data import NOW
-from tests.tui.test_defects import sync, toasts, until
+from tests.tui.helpers import sync, toasts, until
 from tui.app import APP_COMMANDS, KeyturnApp
 from tui.modals.confirm import ConfirmModal
 from tui.modals.help import HelpModal

@@ -72,7 +72,7 @@ def test_task_form_empty(snap_compare, demo_app) -> None:
 async def _bad_task_form(pilot: Pilot) -> None:
     """Open the task form, type a bad name and a bad user name, save; wait for the error lines."""
     await settle(pilot)
-    from tests.tui.test_defects import until
+    from tests.tui.helpers import until
 
     await pilot.press("t", "n")
     await until(pilot, lambda: pilot.app.screen.focused is not None and pilot.app.screen.focused.id == "name",
@@ -96,7 +96,7 @@ def test_task_form_validation_errors(snap_compare, demo_app) -> None:
 
 async def _asset_form(pilot: Pilot) -> None:
     """Inventory, wait for the highlighted asset, e; wait for the form with Address focused."""
-    from tests.tui.test_defects import until
+    from tests.tui.helpers import until
 
     await settle(pilot)
     await pilot.press("i")
@@ -229,10 +229,11 @@ def test_running_execution_log(snap_compare, demo_app) -> None:
 
 
 async def _account_form(pilot: Pilot) -> None:
-    """Inventory, wait for the highlighted asset, a; type a name and a password in one burst; wait for both."""
+    """Inventory, wait for the highlighted asset, a; type a name and a password in one burst, tick privileged
+    and type its become password; wait for all."""
     from textual.widgets import Input
 
-    from tests.tui.test_defects import until
+    from tests.tui.helpers import until
 
     await settle(pilot)
     await pilot.press("i")
@@ -241,11 +242,15 @@ async def _account_form(pilot: Pilot) -> None:
     await pilot.press("a", *"deploy2", "tab", "tab", *"Typed-pw-1")
     await until(pilot, lambda: pilot.app.screen.query("#password")
                 and pilot.app.screen.query_one("#password", Input).value == "Typed-pw-1", "the typed password")
+    await pilot.press("tab", "space", "tab", *"Sudo-pw-2")
+    await until(pilot, lambda: pilot.app.screen.query_one("#become", Input).value == "Sudo-pw-2",
+                "the typed become password")
     await pilot.pause()
 
 
 def test_account_form(snap_compare, demo_app) -> None:
-    """a in Inventory: a new account on the highlighted asset, its password field masked."""
+    """a in Inventory: a new privileged account on the highlighted asset, its password and become password
+    masked."""
     assert snap_compare(demo_app(), run_before=_account_form, terminal_size=SMALL)
 
 

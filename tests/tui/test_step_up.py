@@ -18,7 +18,7 @@ from core.mfa import code_at
 from core.services import inventory as svc
 from storage.inventory import get_asset, upsert_asset
 from storage.tables import utcnow
-from tests.tui.test_defects import sync, toasts, until
+from tests.tui.helpers import sync, toasts, until
 from tests.unit.test_step_up_use_cases import KeyServer, enrol, key_server  # noqa: F401 - fixture used by name
 from tui.app import KeyturnApp
 from tui.modals.confirm import ConfirmModal

@@ -8,12 +8,9 @@ import asyncio
 import dataclasses
 import io
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
 from core import tasks
@@ -21,6 +18,7 @@ from core.audit import list_events
 from core.config import load_settings
 from core.context import Context, open_context
 from core.services import inventory
+from tests.tui.helpers import until
 from tui.app import KeyturnApp
 from tui.cli import main
 
@@ -63,13 +61,6 @@ def _cli_rows(keyturn_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sett
         ctx.close()
 
 
-async def _until(pilot: Pilot, done: Callable[[], object], what: str, timeout: float = 10) -> None:
-    end = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
-
-
 def _app_rows(tmp_path: Path) -> tuple[list[tuple], dict]:
     settings = load_settings(env={"KEYTURN_HOME": str(tmp_path / "app-home"),
                                   "KEYTURN_CONFIG": str(tmp_path / "app.toml")})
@@ -88,37 +79,37 @@ def _app_rows(tmp_path: Path) -> tuple[list[tuple], dict]:
     async def flow() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("t", "n")
-            await _until(pilot, lambda: app.screen.query("#accounts"), "the task form")
+            await until(pilot, lambda: app.screen.query("#accounts"), "the task form")
             app.screen.query_one("#name", Input).value = "nightly"
             app.screen.query_one("#accounts", Input).value = "root,deploy"
             app.screen.query_one("#accounts", Input).focus()
             await pilot.press("tab", "tab", "space")  # past the asset filter to the list: pick web9
-            await _until(pilot, lambda: "web9" in str(app.screen.query_one("#assets-chosen").render()), "web9 chosen")
+            await until(pilot, lambda: "web9" in str(app.screen.query_one("#assets-chosen").render()), "web9 chosen")
             await pilot.press("ctrl+s")
-            await _until(pilot, lambda: len(app.screen_stack) == 1 and "nightly" in names(), "nightly in the table")
+            await until(pilot, lambda: len(app.screen_stack) == 1 and "nightly" in names(), "nightly in the table")
 
             await pilot.press("e")
-            await _until(pilot, lambda: app.screen.query("#description"), "the edit form")
+            await until(pilot, lambda: app.screen.query("#description"), "the edit form")
             app.screen.query_one("#description", Input).value = "db hosts"
             await pilot.press("ctrl+s")
-            await _until(pilot, lambda: len(app.screen_stack) == 1, "the form to close")
+            await until(pilot, lambda: len(app.screen_stack) == 1, "the form to close")
 
             await pilot.press("a")
-            await _until(pilot, lambda: any(e.action == "task.deactivate" for e in list_events(ctx, limit=5)),
+            await until(pilot, lambda: any(e.action == "task.deactivate" for e in list_events(ctx, limit=5)),
                          "the task deactivated")
 
             await pilot.press("c")
-            await _until(pilot, lambda: app.screen.query("#prompt-input"), "the copy prompt")
+            await until(pilot, lambda: app.screen.query("#prompt-input"), "the copy prompt")
             app.screen.query_one("#prompt-input", Input).value = "nightly-copy"
             await pilot.press("enter")
-            await _until(pilot, lambda: len(app.screen_stack) == 1 and "nightly-copy" in names(), "the copy")
+            await until(pilot, lambda: len(app.screen_stack) == 1 and "nightly-copy" in names(), "the copy")
 
             while highlighted() != "nightly":
                 await pilot.press("up")
             await pilot.press("d")
-            await _until(pilot, lambda: len(app.screen_stack) == 2, "the confirmation")
+            await until(pilot, lambda: len(app.screen_stack) == 2, "the confirmation")
             await pilot.press("y")
-            await _until(pilot, lambda: names() == ["nightly-copy"], "nightly gone")
+            await until(pilot, lambda: names() == ["nightly-copy"], "nightly gone")
 
     try:
         asyncio.run(flow())

@@ -80,7 +80,7 @@ def test_account_add_refuses_an_unusable_name_naming_the_field(cli, ctx: Context
     cli("asset", "add", "web1", "--address", "10.9.0.1", check=True)
     proc = cli("account", "add", "--password-stdin", "web1", "--", name, input="Pw-never-stored-1\n")
     assert proc.returncode == 2, proc
-    assert "argument USERNAME: username" in proc.stderr and "is not a valid user name" in proc.stderr
+    assert f"keyturn account add: error: username: {name!r} is not a valid user name" in proc.stderr
     assert "Pw-never-stored-1" not in proc.stderr + proc.stdout
     assert json.loads(cli("account", "list", "--json", check=True).stdout) == []
 
@@ -88,16 +88,16 @@ def test_account_add_refuses_an_unusable_name_naming_the_field(cli, ctx: Context
 def test_import_names_the_line_and_variable_of_an_unusable_name(tmp_path: Path) -> None:
     csv = tmp_path / "inv.csv"
     csv.write_text("asset,address,username,secret\nweb1,10.0.0.5,root,Pw-1-x\nweb1,,u1:x,Pw-2-x\n")
-    with pytest.raises(InputError, match=r"inv\.csv:3: username 'u1:x' is not a valid user name"):
+    with pytest.raises(InputError, match=r"inv\.csv:3: username: 'u1:x' is not a valid user name"):
         parse_inventory(csv)
     ini = tmp_path / "hosts"
     ini.write_text("[web]\nweb1 ansible_user=root\nweb2 ansible_user='a;id' ansible_password=Pw-1-x\n")
-    with pytest.raises(InputError, match=r"hosts:3: .*ansible_user 'a;id' is not a valid user name"):
+    with pytest.raises(InputError, match=r"hosts:3: .*ansible_user: 'a;id' is not a valid user name"):
         parse_inventory(ini)
     yml = tmp_path / "fleet.yaml"
     yml.write_text("assets:\n  - name: web1\n    address: 10.0.0.5\n    accounts:\n      - username: ok\n"
                    "      - username: 'a b'\n")
-    with pytest.raises(InputError, match=r"fleet\.yaml:6: username 'a b' is not a valid user name"):
+    with pytest.raises(InputError, match=r"fleet\.yaml:6: username: 'a b' is not a valid user name"):
         parse_inventory(yml)
 
 

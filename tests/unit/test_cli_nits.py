@@ -12,7 +12,7 @@ def test_missing_config_file_is_an_error_naming_it(keyturn_cli, tmp_path) -> Non
 
 def test_negative_limit_is_refused(keyturn_cli) -> None:
     proc = keyturn_cli("records", "list", "--limit", "-3")
-    assert proc.returncode == 2 and "--limit: expected a positive number, got -3" in proc.stderr
+    assert proc.returncode == 2 and "error: limit: must be at least 1 (got -3)" in proc.stderr
 
 
 def test_counts_in_core_messages_use_the_singular_for_one() -> None:

@@ -171,7 +171,7 @@ def test_raw_prefix_keeps_a_secret_that_looks_like_a_reference(ctx: Context, tmp
 
 # -- bad files -------------------------------------------------------------------------------------------
 BAD = [
-    ("bad_port.csv", 3, "port 'ssh' is not a number"),
+    ("bad_port.csv", 3, "port: 'ssh' is not a number"),
     ("unknown_platform.csv", 4, "unknown platform 'beos'"),
     ("unknown_secret_type.csv", 3, "unknown secret type 'certificate'"),
     ("missing_address.csv", 3, "has no address"),
@@ -182,9 +182,9 @@ BAD = [
     ("unknown_column.csv", 1, "unknown column(s) 'colour'"),
     ("no_asset_column.csv", 1, "no 'asset' column"),
     ("malformed.yaml", 9, "malformed YAML"),
-    ("bad_port.yaml", 9, "port '70000' is not a number"),
+    ("bad_port.yaml", 9, "port: '70000' is not a number"),
     ("unknown_key.yaml", 4, "unknown asset key 'adress'"),
-    ("bad_port.ini", 3, "port 'twenty-two' is not a number"),
+    ("bad_port.ini", 3, "port: 'twenty-two' is not a number"),
     ("unreadable_keyfile.ini", 5, "file ../keys/missing_key does not exist"),
     ("bad_section.ini", 4, "unknown section type ':hostvars'"),
     ("template.yml", 8, "is a template"),

@@ -290,3 +290,38 @@ def test_cli_account_add_asks_core_before_it_reads_a_secret(ctx: Context, keytur
     mfa._until["alice"] = mfa.now() + timedelta(minutes=5)
     ctx.operator = "alice"
     assert [i.secret for i in reveal_pairs(ctx, mfa, [("web1", "root")], reason="T-1")] == ["Root-Pass-1"]
+
+
+def test_a_privileged_accounts_become_password_alone_needs_a_code(alice: Context) -> None:
+    from core.services import inventory as svc
+
+    unlock(alice)
+    svc.add_account(alice, "web1", "root", secret_type="password", secret="Root-1", privileged=True)
+    alice.mfa = MfaSession(alice.settings)
+    refused(alice, "account.privileged", lambda: svc.edit_account(alice, "web1", "root", become="Sudo-1"))
+    unlock(alice)
+    assert svc.edit_account(alice, "web1", "root", become="Sudo-1") == "updated"
+    assert svc.edit_account(alice, "web1", "root", become="Sudo-1") == "unchanged"
+
+
+def test_cli_account_edit_asks_for_the_code_before_the_become_password(ctx: Context, keyturn_cli) -> None:  # type: ignore[no-untyped-def]
+    """Without a terminal the code is stdin's line one, the become password line two."""
+    from core.services import inventory as svc
+    from storage.inventory import account_secrets, list_accounts
+
+    secret = enrol(ctx)
+    with ctx.db.write() as s:
+        upsert_asset(s, "web1", address="192.0.2.1")
+    ctx.operator, ctx.mfa = "alice", MfaSession(ctx.settings)
+    unlock(ctx)
+    svc.add_account(ctx, "web1", "root", secret_type="password", secret="Root-Pass-1", privileged=True)
+    root = list_accounts(ctx.db, asset="web1")[0].id
+    alice = {"KEYTURN_OPERATOR": "alice"}
+    p = keyturn_cli("account", "edit", "web1", "root", "--become-password-stdin", input="Sudo-Pass-1\n", env=alice)
+    # Line one is taken as the code (a wrong one), never as the password: nothing is stored.
+    assert p.returncode == 3 and "wrong code" in p.stderr and "Sudo-Pass-1" not in p.stderr
+    assert account_secrets(ctx.db, root).become is None
+    p = keyturn_cli("account", "edit", "web1", "root", "--become-password-stdin",
+                    input=f"{code_at(secret, utcnow())}\nSudo-Pass-1\n", env=alice)
+    assert p.returncode == 0 and p.stdout == "account root@web1 updated\n", p.stderr
+    assert account_secrets(ctx.db, root).become == "Sudo-Pass-1"

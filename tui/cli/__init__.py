@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import sys
 from pathlib import Path
 from collections.abc import Callable, Sequence
@@ -30,10 +31,54 @@ GROUPS = ("tui.cli.inventory", "tui.cli.tasks", "tui.cli.records", "tui.cli.oper
           "tui.cli.drift", "tui.cli.database", "tui.cli.workers")
 
 
+def field_name(argument: str) -> str:
+    """The field an argparse argument is about, in core's words: '-p/--port' -> 'port', 'EXECUTION_ID' ->
+    'execution id', '--key-file' -> 'key file'."""
+    return argument.split("/")[-1].lstrip("-").replace("-", " ").replace("_", " ").lower()
+
+
+_TYPE_WORDS = {"int": "must be a whole number", "float": "must be a number"}
+_HAS_FIELD = re.compile(r"[\w .]+: ")
+
+
+def _problem(field: str, problem: str) -> str:
+    """'field: problem' for one argument's problem as argparse (or our type function) words it."""
+    if m := re.fullmatch(r"invalid (\w+) value: (.*)", problem):
+        return f"{field}: {_TYPE_WORDS.get(m[1], 'is not valid')} (got {m[2]})"
+    if m := re.fullmatch(r"invalid choice: (.*?) \(choose from (.*)\)", problem):
+        return f"{field}: must be one of {m[2].replace(chr(39), '')} (got {m[1]})"
+    if m := re.fullmatch(r"expected (?:one|at least one|\d+) arguments?", problem):
+        return f"{field}: needs a value"
+    if m := re.fullmatch(r"not allowed with argument (.*)", problem):
+        return f"{field}: not allowed with {m[1]}"
+    if m := re.fullmatch(r"ignored explicit argument (.*)", problem):
+        return f"{field}: takes no value (got {m[1]})"
+    if _HAS_FIELD.match(problem):  # a type function that names its field already (core's check_name, ...)
+        return problem
+    if problem.startswith(f"{field} "):  # "port 'x' is not a number": the field, then what is wrong with it
+        return f"{field}: {problem[len(field) + 1:]}"
+    return f"{field}: {problem}"
+
+
+def argparse_message(message: str) -> str:
+    """argparse's error message in the form every keyturn error has, 'field: problem' (issue 12):
+    "argument --port: invalid int value: 'x'" -> "port: must be a whole number (got 'x')"."""
+    if m := re.fullmatch(r"argument (\S+): (.*)", message, re.DOTALL):
+        return _problem(field_name(m[1]), m[2])
+    if m := re.fullmatch(r"the following arguments are required: (.*)", message):
+        return "; ".join(f"{field_name(a)}: required" for a in m[1].split(", "))
+    if m := re.fullmatch(r"one of the arguments (.*) is required", message):
+        options = m[1].split()
+        return f"{' or '.join(field_name(o) for o in options)}: one is required ({' or '.join(options)})"
+    if m := re.fullmatch(r"ambiguous option: (\S+) could match (.*)", message):
+        return f"{field_name(m[1])}: could be {m[2].replace(', ', ' or ')}; type more of it"
+    return message  # "unrecognized arguments: --x" already says what and which
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {argparse_message(message)}\n")
 
 
 class _CommandParser(_Parser):
@@ -102,8 +147,9 @@ def _secrets_on_stdin(args: argparse.Namespace) -> bool:
 # the code is line one of stdin, so a command that reads other lines of stdin *before* its use case can raise
 # would hand the code's line to the secret (and the secret's to the code). Only those ask up front, and only
 # once operators are enforced: a task created or edited with --*-stdin secrets (core steps up for every task
-# create/edit), the SMTP password, and an inventory read from stdin. `account add` asks core first
-# (check_account_step_up: only a privileged account needs a code) before it reads a secret, so it needs no entry.
+# create/edit), the SMTP password, and an inventory read from stdin. `account add` and `account edit`
+# ask core first (check_account_step_up: only a privileged account needs a code) before they read a secret, so
+# they need no entry.
 STEP_UP_BEFORE_STDIN: dict[tuple[str, str], Callable[[argparse.Namespace], bool]] = {
     ("task", "create"): _secrets_on_stdin,
     ("task", "edit"): _secrets_on_stdin,

@@ -12,9 +12,10 @@ def number_arg(low: float, high: float, kind: type = float, unit: str = ""):  # 
             value = kind(text)
         except ValueError:
             what = f"{'whole ' if kind is int else ''}number" + (f" of {unit}" if unit else "")
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+            raise argparse.ArgumentTypeError(f"must be a {what} (got {text!r})") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be between {low:g} and {high:g}" + (f" {unit}" if unit else ""))
+            unit_words = f" {unit}" if unit else ""
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}{unit_words} (got {text!r})")
         return value
 
     return parse

@@ -362,12 +362,18 @@ def cmd_account_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_account_edit(ctx: Context, args: argparse.Namespace) -> int:
-    """keyturn account edit: flags only (a new secret is `account add`)."""
+    """keyturn account edit: flags and the become (sudo) password (a new secret is `account add`)."""
     from core.services import inventory as svc
 
     secret_type = args.type.replace("-", "_") if args.type else None
+    become = None
+    if args.become_password_stdin:
+        # Core asks for a TOTP code before the password is read: without a terminal the code is stdin's line one.
+        svc.check_account_step_up(ctx, args.asset, args.username, secret_type=secret_type,
+                                  privileged=bool(args.privileged))
+        become = _StdinSecrets().read("become (sudo) password")
     outcome = svc.edit_account(ctx, args.asset, args.username, secret_type, privileged=args.privileged,
-                               can_change=args.change)
+                               can_change=args.change, become=become)
     print(f"account {args.username}@{args.asset} {outcome}")
     return 0
 
@@ -526,9 +532,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--asset", metavar="ASSET", help="only this asset's accounts")
     p.add_argument("--json", action="store_true", help="print JSON (has_secret, never the secret)")
 
-    p = _cmd(accounts, "edit", "change an account's flags",
-             "Mark an account privileged or not, changeable or not; its secret stays (give a new one with "
-             "`account add`).", cmd_account_edit, "edit")
+    p = _cmd(accounts, "edit", "change an account's flags or become password",
+             "Mark an account privileged or not, changeable or not, or give it a new become (sudo) password; its "
+             "secret stays (give a new one with `account add`).", cmd_account_edit, "edit")
     p.add_argument("asset", metavar="ASSET", help="asset name")
     p.add_argument("username", metavar="USERNAME", help="account name")
     p.add_argument("--type", choices=("password", "ssh-key"), help="which one, when the user has both a password and a key")
@@ -536,6 +542,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keyturn logs in with this account to change others (--no-privileged: not any more)")
     p.add_argument("--change", action=argparse.BooleanOptionalAction, default=None,
                    help="keyturn may change this account's secret (--no-change: never)")
+    p.add_argument("--become-password-stdin", action="store_true",
+                   help="read a new sudo (become) password from stdin (one line)")
 
     p = _cmd(accounts, "remove", "remove an account",
              "Remove an account with its secret and secret history.", cmd_account_remove, "edit")

@@ -270,9 +270,9 @@ def _positive(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1 (got {value!r})") from None
     if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
     return number
 
 

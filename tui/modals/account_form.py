@@ -1,8 +1,8 @@
 """Add or edit one account of an asset: AccountFormModal(ctx, asset, account_or_None) saves through
 core.services.inventory and dismisses with (user name, core's outcome: 'created', 'updated' or 'unchanged').
 
-The secret is typed into masked fields only and never shown; a private key comes from a file, as on the command
-line (a pasted key would sit on the screen in clear).
+The secret and the become (sudo) password are typed into masked fields only and never shown; a private key comes
+from a file, as on the command line (a pasted key would sit on the screen in clear).
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Checkbox, Input, Label, Select
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Checkbox, Input, Label, Select
 
 from core.context import Context
 from core.errors import InputError, KeyturnError
 from core.names import check_username
 from core.services import inventory as svc
+from core.stepup import StepUpRequired
 from core.types import AccountInfo
 from tui.modals.form import FormModal
 from tui.widgets.compact import make_compact
@@ -25,11 +26,12 @@ from tui.widgets.marked import MarkedCheckbox
 from tui.widgets.validators import CoreCheck
 
 SECRET_TYPES = [("password", "password"), ("SSH key", "ssh_key")]
-FIELDS = ("username", "secret_type", "password", "key_file", "passphrase")  # each has its own error line
+FIELDS = ("username", "secret_type", "password", "key_file", "passphrase", "become")  # each has its own error line
 
 
 class AccountFormModal(FormModal[tuple[str, str] | None]):
-    """User name, secret type, the secret (password, or key file and passphrase), privileged and changeable."""
+    """User name, secret type, the secret (password, or key file and passphrase), privileged with its become
+    (sudo) password, and changeable."""
 
     BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
 
@@ -56,21 +58,21 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
                     ("passphrase", "Key passphrase (empty when the key is not encrypted)",
                      Input(password=True, id="passphrase")),
                 ):
-                    error = Label("", markup=False, id=f"err-{key}", classes="field-error")
-                    error.display = False
-                    yield Vertical(Label(caption, classes="field-title"), widget, error, classes="field", id=f"f-{key}")
+                    yield self.field_group(key, caption, widget)
                 yield MarkedCheckbox("privileged: keyturn logs in with it to change other accounts",
                                      a.privileged if a else False, id="privileged")
+                # Only a privileged account's become password is used (sudo on the accounts it changes).
+                yield self.field_group("become", f"Become (sudo) password{keep or ' (if sudo asks for one)'}",
+                                       Input(password=True, id="become"))
                 yield MarkedCheckbox("keyturn may change its secret", a.can_change if a else True, id="can_change")
             yield Label("", markup=False, id="err-form", classes="field-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Save (ctrl+s)", id="save", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+            yield self.buttons()
 
     def on_mount(self) -> None:
         """Compact fields, show the secret fields of the type, focus the first editable field."""
         make_compact(self)
         self._show_secret_fields(self._secret_type())
+        self.query_one("#f-become").display = self.query_one("#privileged", Checkbox).value
         self.set_focus(self.query_one("#password" if self.account and self._secret_type() == "password"
                                       else "#key_file" if self.account else "#username", Input))
         self._initial = self._snapshot()
@@ -89,16 +91,14 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
         if event.select.id == "secret_type" and self.is_mounted:
             self._show_secret_fields(str(event.value))
 
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        """A privileged account shows its become password field."""
+        if event.checkbox.id == "privileged":
+            self.query_one("#f-become").display = event.value
+
     def on_input_changed(self, event: Input.Changed) -> None:
         """Each field shows its own error as the user types."""
-        result = event.validation_result
-        self._error(event.input.id or "form", "" if result is None or result.is_valid
-                    else "; ".join(result.failure_descriptions))
-
-    def _error(self, key: str, message: str) -> None:
-        label = self.query_one(f"#err-{key}", Label)
-        label.update(message)
-        label.display = bool(message)
+        self.show_typing_error(event)
 
     def _read_key(self, path: str) -> str:
         """The private key file's text; InputError on the key file field when it cannot be read."""
@@ -110,15 +110,11 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
 
     def action_save(self) -> None:
         """Check all fields, then save through core; on a step-up, ask for a TOTP code and save again."""
-        from core.stepup import StepUpRequired
-
         for label in self.query(".field-error"):
             label.display = False
         username = self.query_one("#username", Input)
-        result = username.validate(username.value)
-        if result is not None and not result.is_valid:
-            self._error("username", "; ".join(result.failure_descriptions))
-            self._error("form", "fix the fields above; nothing saved")
+        if not self.show_check("username", username.validate(username.value)):
+            self.show_error("form", "fix the fields above; nothing saved")
             self._focus_field(username)
             return
         secret_type = self._secret_type()
@@ -126,6 +122,7 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
         can_change = self.query_one("#can_change", Checkbox).value
         key_path = self.query_one("#key_file", Input).value.strip()
         key_label = f"key file {key_path}"
+        become = self.query_one("#become", Input).value if privileged else ""
         try:
             passphrase: str | None = None
             if secret_type == "password":
@@ -142,28 +139,24 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
                     secret = ""  # keep the current key
             if self.account is None:
                 outcome = svc.add_account(self.ctx, self.asset, username.value, secret_type=secret_type, secret=secret,
-                                          passphrase=passphrase, privileged=privileged, can_change=can_change,
-                                          key_label=key_label)
+                                          passphrase=passphrase, become=become or None, privileged=privileged,
+                                          can_change=can_change, key_label=key_label)
             else:
                 outcome = svc.edit_account(self.ctx, self.asset, self.account.username, self.account.secret_type,
                                            privileged=privileged, can_change=can_change, secret=secret or None,
-                                           passphrase=passphrase, key_label=key_label)
-        except StepUpRequired as exc:
-            # A privileged account opens every other account of the asset: ask for a code, then save again.
-            from tui.modals.otp import OtpModal
-
-            self._error("form", str(exc))
-            self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa), lambda ok: self.action_save() if ok else None)
+                                           passphrase=passphrase, become=become or None, key_label=key_label)
+        except StepUpRequired as exc:  # a privileged account opens every other account of the asset
+            self.step_up_then_save(exc)
             return
         except InputError as exc:
             key = self._field_of(exc, secret_type)
-            self._error(key, str(exc))
+            self.show_error(key, str(exc))
             if key != "form":
-                self._error("form", "nothing saved")
+                self.show_error("form", "nothing saved")
                 self._focus_field(self.query_one(f"#{key}", Input))
             return
         except KeyturnError as exc:  # not allowed, no such asset, or the audit trail cannot be written
-            self._error("form", str(exc))
+            self.show_error("form", str(exc))
             return
         self.dismiss((username.value.strip(), outcome))
 
@@ -171,7 +164,7 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
         """The field an error from core is about: core's 'secret' is the password or the key file here."""
         if exc.field == "secret":
             return "password" if secret_type == "password" else "key_file"
-        if exc.field in ("username", "key_file", "passphrase"):
+        if exc.field in ("username", "key_file", "passphrase", "become"):
             return exc.field
         return "form"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.validation import Function, Integer
-from textual.widgets import Button, Checkbox, Input, Label, Select
+from textual.containers import Vertical, VerticalScroll
+from textual.validation import Function
+from textual.widgets import Checkbox, Input, Label, Select
 
 from core.context import Context
 from core.drivers.dbconn import TLS_MODES, default_port, is_database
@@ -47,7 +47,7 @@ class AssetFormModal(FormModal[AssetInfo | None]):
                     ("address", "Address (host name or IP)", Input(a.address if a else "", id="address",
                                                                    validators=[CoreCheck(lambda v: check_name(v, "address"))])),
                     ("port", "SSH port", Input(str(a.port if a else 22), id="port", type="integer",
-                                               validators=[Integer(1, 65535, failure_description="port: must be 1-65535")])),
+                                               validators=[CoreCheck(svc.parse_port)])),
                     ("platform", "Platform", Select([(p, p) for p in PLATFORMS], value=a.platform if a else "linux",
                                                     allow_blank=False, id="platform")),
                     ("database", "Database (postgresql: default postgres; redis: a number)",
@@ -64,14 +64,10 @@ class AssetFormModal(FormModal[AssetInfo | None]):
                     ("comment", "Comment", Input(a.comment if a else "", id="comment",
                                                  validators=[Function(lambda v: "\n" not in v)])),
                 ):
-                    error = Label("", markup=False, id=f"err-{key}", classes="field-error")
-                    error.display = False
-                    yield Vertical(Label(title, classes="field-title"), widget, error, classes="field", id=f"f-{key}")
+                    yield self.field_group(key, title, widget)
                 yield MarkedCheckbox("active", a.active if a else True, id="active")
             yield Label("", markup=False, id="err-form", classes="field-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Save (ctrl+s)", id="save", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+            yield self.buttons()
 
     def on_mount(self) -> None:
         """Compact fields, focus the first editable one."""
@@ -101,26 +97,16 @@ class AssetFormModal(FormModal[AssetInfo | None]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Each field shows its own error as the user types."""
-        result = event.validation_result
-        self._error(event.input.id or "form", "" if result is None or result.is_valid
-                    else "; ".join(result.failure_descriptions))
-
-    def _error(self, key: str, message: str) -> None:
-        label = self.query_one(f"#err-{key}", Label)
-        label.update(message)
-        label.display = bool(message)
+        self.show_typing_error(event)
 
     def action_save(self) -> None:
         """Check all fields, then write the asset in one transaction."""
         bad: list[Input] = []
         for field in self.query(Input):
-            result = field.validate(field.value)
-            ok = result is None or result.is_valid
-            self._error(field.id or "form", "" if ok else "; ".join(result.failure_descriptions))  # type: ignore[union-attr]
-            if not ok:
+            if not self.show_check(self.field_key(field), field.validate(field.value)):
                 bad.append(field)
         if bad:
-            self._error("form", "fix the fields above; nothing saved")
+            self.show_error("form", "fix the fields above; nothing saved")
             self._focus_field(bad[0])
             return
         value = {w.id: w.value.strip() for w in self.query(Input)}
@@ -137,21 +123,17 @@ class AssetFormModal(FormModal[AssetInfo | None]):
             else:
                 saved, _ = svc.edit_asset(self.ctx, self.asset.name, add_nodes=svc.parse_nodes(value["nodes"]),
                                           **fields)  # type: ignore[arg-type]
-        except StepUpRequired as exc:
-            # A new address, port, platform, TLS mode or gateway decides where secrets go: a code, then save again.
-            from tui.modals.otp import OtpModal
-
-            self._error("form", str(exc))
-            self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa), lambda ok: self.action_save() if ok else None)
+        except StepUpRequired as exc:  # a new address, port, platform, TLS mode or gateway decides where secrets go
+            self.step_up_then_save(exc)
             return
         except InputError as exc:
             key = exc.field if exc.field in FIELDS else "form"
-            self._error(key, str(exc))
+            self.show_error(key, str(exc))
             if key != "form" and self.query(f"#{key}").filter("Input"):
                 self._focus_field(self.query_one(f"#{key}", Input))
             return
         except KeyturnError as exc:  # not allowed, or the audit trail cannot be written: nothing was saved
-            self._error("form", str(exc))
+            self.show_error("form", str(exc))
             return
         self.dismiss(saved)
 

@@ -1,22 +1,33 @@
-"""What the app's forms (task, asset, account) share: Save and Cancel buttons that do what their keys do, and
-Esc that asks before throwing typed work away."""
+"""What the app's forms (task, asset, account) share: Save and Cancel buttons that do what their keys do, Esc
+that asks before throwing typed work away, one error line per field, and the TOTP step-up before a save."""
 
 from __future__ import annotations
 
 from typing import TypeVar
 
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.validation import ValidationResult
 from textual.widget import Widget
-from textual.widgets import Button
+from textual.widgets import Button, Input, Label
+
+from core.context import Context
+from core.stepup import StepUpRequired
 
 ResultType = TypeVar("ResultType")
 
 
 class FormModal(ModalScreen[ResultType]):
-    """A form: subclasses compose it (a #form-body VerticalScroll, #save and #cancel buttons), implement
-    action_save and _snapshot (every value the user can change), and set self._initial = self._snapshot() once
-    mounted."""
+    """A form: subclasses compose it (a #form-body VerticalScroll, #save and #cancel buttons, each field in a
+    group #f-KEY holding its error line #err-KEY, and #err-form), implement action_save and _snapshot (every
+    value the user can change), and set self._initial = self._snapshot() once mounted.
+
+    There is no on_input_changed here on purpose: Textual runs the on_* (and @on) handlers of every class up
+    the MRO, so a handler here would run for every form whether it wants it or not. A form's own handler calls
+    show_typing_error for the inputs whose error line follows the typing.
+    """
+
+    ctx: Context  # set by each form's __init__
 
     def action_save(self) -> None:  # pragma: no cover - every form defines it
         raise NotImplementedError
@@ -30,6 +41,56 @@ class FormModal(ModalScreen[ResultType]):
         self.set_focus(field, scroll_visible=False)
         body = self.query_one("#form-body", VerticalScroll)
         self.call_after_refresh(body.scroll_to_widget, around or field.parent or field, animate=False, top=True)
+
+    @staticmethod
+    def field_group(key: str, title: str, *widgets: Widget, note: str = "") -> Vertical:
+        """Field key's group #f-KEY: its title, its widgets, an optional note and its error line #err-KEY."""
+        parts: list[Widget] = [Label(title, classes="field-title"), *widgets]
+        if note:
+            parts.append(Label(note, markup=False, id=f"note-{key}", classes="field-note"))
+        error = Label("", markup=False, id=f"err-{key}", classes="field-error")
+        error.display = False
+        parts.append(error)
+        return Vertical(*parts, id=f"f-{key}", classes="field")
+
+    @staticmethod
+    def buttons() -> Horizontal:
+        """Save and Cancel, with their keys on them."""
+        return Horizontal(Button("Save (ctrl+s)", id="save", variant="primary"), Button("Cancel (esc)", id="cancel"),
+                          classes="dialog-buttons")
+
+    def show_error(self, key: str, message: str) -> None:
+        """Put message on the error line of field key ('form': the form's own line); empty hides the line."""
+        label = self.query_one(f"#err-{key}", Label)
+        label.update(message)
+        label.display = bool(message)
+
+    def show_check(self, key: str, result: ValidationResult | None) -> bool:
+        """Show a validator's verdict on field key's error line (hidden when it passed); whether it passed."""
+        if result is None or result.is_valid:
+            self.show_error(key, "")
+            return True
+        self.show_error(key, "; ".join(result.failure_descriptions))
+        return False
+
+    @staticmethod
+    def field_key(widget: Widget) -> str:
+        """The field a widget belongs to: the KEY of the #f-KEY group around it ('form' when none)."""
+        for ancestor in widget.ancestors_with_self:
+            if ancestor.id and ancestor.id.startswith("f-"):
+                return ancestor.id[2:]
+        return "form"
+
+    def show_typing_error(self, event: Input.Changed) -> None:
+        """The changed input's field shows its own error as the user types (and drops it once fixed)."""
+        self.show_check(self.field_key(event.input), event.validation_result)
+
+    def step_up_then_save(self, exc: StepUpRequired) -> None:
+        """Core wants a TOTP code before this save (nothing was written): ask for one, then save again."""
+        from tui.modals.otp import OtpModal
+
+        self.show_error("form", str(exc))
+        self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa), lambda ok: self.action_save() if ok else None)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         """Save and Cancel buttons do what their keys do."""

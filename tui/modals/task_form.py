@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.timer import Timer
 from textual.validation import Validator
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, Input, Label, Select, SelectionList, TextArea
+from textual.widgets import Checkbox, Input, Label, Select, SelectionList, TextArea
 
 from core import tasks
 from core.context import Context
@@ -29,6 +29,7 @@ from core.secretgen import KEY_ALGORITHMS, check_specific_password, validate_rul
 from core.targets import visible_preview
 from core.services.inventory import list_nodes
 from core.services.views import asset_choices, operator_names
+from core.stepup import StepUpRequired
 from core.types import HostParams, NodeInfo, PasswordRules, TaskSpec
 from tui.modals.form import FormModal
 from tui.reads import ThreadedReads
@@ -123,16 +124,6 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
         self._search_timer: Timer | None = None
 
     # -- layout ------------------------------------------------------------------------------------
-    def _field(self, key: str, title: str, *widgets: Widget, note: str = "") -> Vertical:
-        parts: list[Widget] = [Label(title, classes="field-title")]
-        parts.extend(widgets)
-        if note:
-            parts.append(Label(note, markup=False, id=f"note-{key}", classes="field-note"))
-        error = Label("", markup=False, id=f"err-{key}", classes="field-error")
-        error.display = False
-        parts.append(error)
-        return Vertical(*parts, id=f"f-{key}", classes="field")
-
     def compose(self) -> ComposeResult:
         s = self.spec
         rules, params = s.rules, s.params
@@ -140,39 +131,39 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
         with Vertical(classes="dialog form", id="task-form"):
             yield Label("Edit task " + self.original.name if self.original else "New task", classes="dialog-title", markup=False)
             with VerticalScroll(id="form-body"):
-                yield self._field("name", "Name", Input(s.name, id="name", validators=task_name_validators()))
-                yield self._field("accounts", "Accounts (user names, comma separated)", Input(
+                yield self.field_group("name", "Name", Input(s.name, id="name", validators=task_name_validators()))
+                yield self.field_group("accounts", "Accounts (user names, comma separated)", Input(
                     ", ".join(s.usernames), id="accounts", placeholder="root, deploy",
                     validators=[_spec_check(usernames=split_names)]))
-                yield self._field(
+                yield self.field_group(
                     "assets", "Assets", Input(placeholder="filter assets by name or address", id="asset-filter"),
                     MarkedSelectionList(id="assets"), Label("", markup=False, id="assets-chosen", classes="field-note"))
                 # Nodes and operators arrive from a thread worker (_show_setup): the form opens at once.
-                yield self._field("nodes", "Nodes (subnodes included)", MarkedSelectionList(id="nodes"),
-                                  note="loading nodes…")
-                yield self._field("strategy", "Secret strategy", Select(
+                yield self.field_group("nodes", "Nodes (subnodes included)", MarkedSelectionList(id="nodes"),
+                                       note="loading nodes…")
+                yield self.field_group("strategy", "Secret strategy", Select(
                     [("random (generated per account)", "random"), ("specific (the same for all)", "specific")],
                     value=s.secret_strategy, allow_blank=False, id="strategy"))
-                yield self._field("type", "Secret type", Select(
+                yield self.field_group("type", "Secret type", Select(
                     [("password", "password"), ("SSH key", "ssh_key")], value=s.secret_type, allow_blank=False,
                     id="type"))
-                yield self._field("password", "Password", Input(
+                yield self.field_group("password", "Password", Input(
                     s.specific_secret or "" if s.secret_type == "password" else "", password=True, id="password",
                     validators=[CoreCheck(check_specific_password)]))
-                yield self._field("key_strategy", "SSH key strategy", Select(
+                yield self.field_group("key_strategy", "SSH key strategy", Select(
                     [("replace ours (remove keys keyturn pushed, then add)", "replace-ours"),
                      ("replace all (empty authorized_keys, then add)", "replace-all"),
                      ("append", "append")], value=s.ssh_key_strategy, allow_blank=False, id="key_strategy"))
-                yield self._field("key_algorithm", "Key algorithm", Select(
+                yield self.field_group("key_algorithm", "Key algorithm", Select(
                     [(a, a) for a in KEY_ALGORITHMS], value=s.key_algorithm, allow_blank=False, id="key_algorithm"))
-                yield self._field(
+                yield self.field_group(
                     "private_key", "Private key (paste, or give a file path below)",
                     TextArea(s.specific_secret or "" if s.secret_type == "ssh_key" else "", id="private_key",
                              soft_wrap=False, show_line_numbers=False),
                     Input(placeholder="or a path: ~/.ssh/new_key", id="private_key_path"))
-                yield self._field("passphrase", "Key passphrase (empty when the key is not encrypted)", Input(
+                yield self.field_group("passphrase", "Key passphrase (empty when the key is not encrypted)", Input(
                     s.specific_passphrase or "", password=True, id="passphrase"))
-                yield self._field(
+                yield self.field_group(
                     "rules", "Password rules",
                     Horizontal(Label("length ", classes="inline-label"),
                                Input(str(rules.length), id="length", type="integer", classes="short",
@@ -183,7 +174,7 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                     Horizontal(MarkedCheckbox("lower", rules.lower, id="lower"), MarkedCheckbox("upper", rules.upper, id="upper"),
                                MarkedCheckbox("digits", rules.digits, id="digits"),
                                MarkedCheckbox("symbols", rules.symbols, id="symbols"), classes="inline"))
-                yield self._field(
+                yield self.field_group(
                     "host", "Host parameters",
                     Horizontal(MarkedCheckbox("use sudo", params.use_sudo, id="sudo"),
                                MarkedCheckbox("create user if missing", params.create_user, id="create_user"),
@@ -194,7 +185,7 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                         _spec_check(params=lambda v: HostParams(chpasswd_path=v.strip()))]),
                     Select([("verify by logging in (ssh)", "ssh"), ("do not verify", "none")], value=params.verify,
                            allow_blank=False, id="verify"))
-                yield self._field(
+                yield self.field_group(
                     "schedule", "Periodic",
                     Select([("no schedule", "none"), ("every N hours", "interval"), ("cron line", "cron")],
                            value=periodic, allow_blank=False, id="periodic"),
@@ -205,17 +196,15 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                     Input(s.start_at.strftime("%Y-%m-%dT%H:%MZ") if s.start_at else "", id="start",
                           placeholder="start (UTC, optional): 2025-01-31T02:00Z", validators=[CoreCheck(_check_start)]),
                     Label("", markup=False, id="next-runs", classes="field-note"))
-                yield self._field("options", "Options", Horizontal(
+                yield self.field_group("options", "Options", Horizontal(
                     MarkedCheckbox("check connection after change", s.check_after_change, id="check"),
                     MarkedCheckbox("active", s.active, id="active"), classes="inline"))
-                yield self._field("description", "Description", Input(s.description, id="description"))
-                yield self._field("recipients", "Recipients (operators mailed after each run)",
-                                  MarkedSelectionList(id="recipients"), note="loading operators…")
+                yield self.field_group("description", "Description", Input(s.description, id="description"))
+                yield self.field_group("recipients", "Recipients (operators mailed after each run)",
+                                       MarkedSelectionList(id="recipients"), note="loading operators…")
             yield Label("", markup=False, id="err-form", classes="field-error")
             yield Label("", markup=False, id="form-preview", classes="preview-line")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Save (ctrl+s)", id="save", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+            yield self.buttons()
 
     def on_mount(self) -> None:
         """Fill the asset picker, hide fields that do not apply, and compute the first preview."""
@@ -283,12 +272,6 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
         except NoMatches:  # the checkboxes are not mounted yet: check against the task's own rules
             rules = dataclasses.replace(self.spec.rules, length=length)
         validate_rules(rules)
-
-    def show_error(self, key: str, message: str) -> None:
-        """Put message on the field's error line (an empty message hides the line)."""
-        label = self.query_one(f"#err-{key}", Label)
-        label.update(message)
-        label.display = bool(message)
 
     def _apply_visibility(self) -> None:
         specific = self._select("strategy") == "specific"
@@ -363,20 +346,12 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                 self._search_timer.stop()
             self._search_timer = self.set_timer(SEARCH_DELAY, self._fill_assets)
             return
-        key = self._error_key(event.input)
-        if event.validation_result is not None:
-            self.show_error(key, "" if event.validation_result.is_valid
-                            else "; ".join(event.validation_result.failure_descriptions))
+        if event.validation_result is not None:  # an input without validators keeps an error a save put there
+            self.show_typing_error(event)
         if widget_id in ("interval", "cron", "start"):
             self._update_next_runs()
         if widget_id in ("accounts",):
             self._schedule_preview()
-
-    def _error_key(self, widget: Widget) -> str:
-        for ancestor in widget.ancestors_with_self:
-            if ancestor.id and ancestor.id.startswith("f-"):
-                return ancestor.id[2:]
-        return "form"
 
     def on_select_changed(self, event: Select.Changed) -> None:
         """Strategy, type and schedule choices show and hide the fields that apply."""
@@ -387,8 +362,7 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         """Rule checkboxes change whether the length is possible."""
         if event.checkbox.id in ("lower", "upper", "digits", "symbols"):
-            result = self.query_one("#length", Input).validate(self._value("length"))
-            self.show_error("rules", "" if result is None or result.is_valid else "; ".join(result.failure_descriptions))
+            self.show_check("rules", self.query_one("#length", Input).validate(self._value("length")))
 
     def _update_next_runs(self) -> None:
         label = self.query_one("#next-runs", Label)
@@ -446,7 +420,7 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                 continue
             result = field.validate(field.value)
             if result is not None and not result.is_valid:
-                errors.setdefault(self._error_key(field), "; ".join(result.failure_descriptions))
+                errors.setdefault(self.field_key(field), "; ".join(result.failure_descriptions))
         nodes = self._picked("nodes", self.spec.nodes)
         if not self.chosen_assets and not nodes:
             errors.setdefault("assets", "targets: choose at least one asset or node")
@@ -512,8 +486,6 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
 
     def action_save(self) -> None:  # noqa: C901 - one path per outcome of the save
         """Check every field; save through core only when all pass, else show each field's error."""
-        from core.stepup import StepUpRequired
-
         for label in self.query(".field-error"):
             label.display = False
         self._update_preview()
@@ -531,12 +503,8 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
                 changes = {f.name: getattr(spec, f.name) for f in dataclasses.fields(TaskSpec)
                            if f.name not in ("id", "next_run_at", "created_at", "updated_at")}
                 saved = tasks.edit_task(self.ctx, self.original.name, **changes)
-        except StepUpRequired as exc:
-            # A task decides where new secrets go: ask the acting person for a code, then save again.
-            from tui.modals.otp import OtpModal
-
-            self.show_error("form", str(exc))
-            self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa), lambda ok: self.action_save() if ok else None)
+        except StepUpRequired as exc:  # a task decides where new secrets go
+            self.step_up_then_save(exc)
             return
         except InputError as exc:
             self.show_error(error_field(exc), str(exc))

@@ -23,6 +23,7 @@ class AuditScreen(ModeScreen):
     """Who did what, when and from where, newest first; `v` checks that no event was edited, deleted or moved."""
 
     MODE = "audit"
+    AUTO_FOCUS = "#audit-table"  # the table has the focus from the start
     BINDINGS = [
         Binding("enter", "detail", "Detail"),
         Binding("v", "verify", "Verify chain"),
@@ -105,10 +106,6 @@ class AuditScreen(ModeScreen):
             self.app.push_screen(OtpModal(self.ctx, self.kt.mfa), ask_name)  # type: ignore[arg-type]
         else:
             ask_name()
-
-    def on_mount(self) -> None:
-        """The table has the focus; the first load comes with the screen's first resume (ModeScreen)."""
-        self.query_one("#audit-table", DataTable).focus()
 
     def reload(self, then: Callable[[], None] | None = None) -> None:
         """Load the current page (in a thread worker; the table fills when it arrives, then `then` runs)."""

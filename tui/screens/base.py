@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from core.context import Context
 from tui.reads import ThreadedReads
+from tui.widgets.footer import ModeFooter
 from tui.widgets.mode_bar import ModeBar
 from tui.widgets.table import PlainTable
 
@@ -36,6 +38,26 @@ class ModeScreen(ThreadedReads):
     _turning = 0  # a page turned by the cursor: 1 puts the cursor on its first row, -1 on its last
     BINDINGS = [Binding("escape", "leave_input", "Leave field", show=False)]
 
+    def __init__(self) -> None:
+        super().__init__()
+        # A new screen's widgets get the stylesheet as they mount. Textual's screen starts as "styles older than
+        # the app's" (-1), so the first switch_mode to it re-parsed the whole stylesheet (every widget's
+        # DEFAULT_CSS) and re-applied it to the app twice, once in _init_mode and once in switch_mode, and a
+        # third time on the next visit when the screen was not mounted yet at the second: 30-60 ms of UI-thread
+        # CPU per first visit for nothing (benchmarks/tui_scale.py). Screens built after a theme change are
+        # current too: the change bumps the app's count and Textual refreshes the CSS itself. Not the first
+        # screen: its refresh is what first applies the theme's variables to the stylesheet.
+        app = self.app
+        if app._screen_stacks.get(app.current_mode):
+            self._css_update_count = app._css_update_count
+
+    def on_mount(self) -> None:
+        """Mark the styles current once mounted (see __init__)."""
+        # The first mode's screen had the stylesheet refreshed for it before it was mounted, which Textual leaves
+        # marked stale: the first switch back to it re-parsed the stylesheet and restyled the app (70 ms of
+        # UI-thread CPU in one go, benchmarks/tui_scale.py). A theme change still pending refreshes it anyway.
+        self._css_update_count = self.app._css_update_count
+
     @property
     def kt(self) -> "KeyturnApp":
         """The app, typed."""
@@ -53,7 +75,7 @@ class ModeScreen(ThreadedReads):
     def compose(self) -> ComposeResult:
         yield ModeBar(self.MODE)
         yield from self.compose_body()
-        yield Footer(compact=True)
+        yield ModeFooter(compact=True)
 
     def compose_body(self) -> ComposeResult:
         """The mode's own widgets."""
@@ -86,9 +108,15 @@ class ModeScreen(ThreadedReads):
         if step and table.row_count:
             table.move_cursor(row=0 if step > 0 else table.row_count - 1)
 
-    def on_screen_resume(self) -> None:
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
         """Load when shown: the first time, and again after another mode was shown (data may have changed).
         Textual resumes a new mode's screen twice; the second finds the first load under way and leaves it."""
+        if self._css_update_count == self.app._css_update_count:
+            # Screen's own resume handler (it runs after this one) re-applies the stylesheet to every widget of the
+            # screen; with the styles current that is 5-20 ms of UI-thread CPU per switch, twice on a first visit
+            # (benchmarks/tui_scale.py). A theme change while the mode was away is applied by switch_mode itself
+            # (refresh_css), and Textual resumes a screen under a closed modal without it the same way.
+            event.refresh_styles = False
         if not self.reading():
             self.reload()
 

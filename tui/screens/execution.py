@@ -11,10 +11,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Label, RichLog, Static
+from textual.widgets import DataTable, Label, RichLog, Static
 
 from core.listings import execution_detail
 from tui.reads import ThreadedReads
+from tui.widgets.footer import ModeFooter
 from tui.widgets.format import STATUS_STYLES, clip, duration, status_text, when
 from tui.widgets.table import PlainTable
 
@@ -44,7 +45,7 @@ class ExecutionScreen(ThreadedReads):
                 table.add_column(key, key=key)
             yield table
             yield RichLog(id="execution-log", max_lines=LOG_LINES, wrap=True, markup=False, highlight=False)
-        yield Footer(compact=True)
+        yield ModeFooter(compact=True)
 
     def on_mount(self) -> None:
         """Load the execution off the UI thread; while it runs (in this app, another process, on another machine

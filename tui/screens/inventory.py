@@ -35,6 +35,8 @@ class InventoryScreen(ModeScreen):
     """Nodes, assets and accounts."""
 
     MODE = "inventory"
+    # The table has the focus from the start (focusing the first field, then the table, restyled both).
+    AUTO_FOCUS = "#assets-table"
     PAGED_TABLE = "assets-table"
     BINDINGS = [
         Binding("n", "new", "New"),
@@ -77,10 +79,6 @@ class InventoryScreen(ModeScreen):
                 for key in ("account", "status", "type", "changed", "ver", "privileged", "changeable"):
                     accounts.add_column(key, key=key)
                 yield accounts
-
-    def on_mount(self) -> None:
-        """The table has the focus; the first load comes with the screen's first resume (ModeScreen)."""
-        self.query_one("#assets-table", DataTable).focus()
 
     # -- loading -----------------------------------------------------------------------------------
     def _fill_tree(self, nodes: list[NodeInfo]) -> None:

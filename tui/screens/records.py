@@ -24,6 +24,8 @@ class RecordsScreen(ModeScreen):
     """Change records newest first; filters by status, task and text are applied by the database."""
 
     MODE = "records"
+    # The table has the focus from the start (focusing the first field, then the table, restyled both).
+    AUTO_FOCUS = "#records-table"
     PAGED_TABLE = "records-table"
     BINDINGS = [
         Binding("v", "reveal", "Reveal"),
@@ -54,10 +56,6 @@ class RecordsScreen(ModeScreen):
         for key in ("id", "when", "asset", "account", "task", "exec", "status", "error"):
             table.add_column(key, key=key)
         yield table
-
-    def on_mount(self) -> None:
-        """The table has the focus; the first load comes with the screen's first resume (ModeScreen)."""
-        self.query_one("#records-table", DataTable).focus()
 
     # -- filters -----------------------------------------------------------------------------------
     @property

@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events
+from textual.color import Color
 from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
@@ -85,6 +89,117 @@ class PlainTable(DataTable):
         self._shown = same
         return True
 
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False) -> list[list[Segment]]:
+        """A cell's lines: one-line text cells the short way, anything else as DataTable renders it."""
+        lines = self._one_line_cell(row_index, column_index, base_style, width, cursor, hover)
+        if lines is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        return lines
+
+    def _one_line_cell(self, row_index: int, column_index: int, base_style: Style, width: int, cursor: bool,
+                       hover: bool) -> list[list[Segment]] | None:
+        """The segments DataTable._render_cell makes of a one-line Text cell in a row of height 1, without Rich's
+        Styled(Padding(cell)) render pass; None for any other cell (DataTable renders those).
+
+        DataTable renders every cell through Rich's generic layout (measure, pad, wrap, split and crop lines):
+        about 0.1-0.25 ms per cell, and the first paint of a mode draws 250-330 cells at 120x40, 30-80 ms of
+        UI-thread CPU in one go (benchmarks/tui_scale.py). This builds the same segments, with the same cache
+        key, from the same Text methods Rich calls (rstrip_end, truncate, join, render); a test compares the
+        two for every kind of cell the screens show (tests/tui/test_table_cells.py).
+        """
+        if column_index < 0:
+            return None  # row labels: keyturn's tables have none
+        header = row_index == -1
+        if header:
+            row_key = self._header_row_key
+            if self.header_height != 1:
+                return None
+        else:
+            row_key = self._row_locations.get_key(row_index)
+            row = self.rows.get(row_key) if row_key is not None else None
+            if row is None or row.height != 1:
+                return None
+        column_key = self._column_locations.get_key(column_index)
+        cache_key = (row_key, column_key, base_style, cursor, hover, self._show_hover_cursor, self._update_count,
+                     self._pseudo_class_state)
+        cached = self._cell_render_cache.get(cache_key)
+        if cached is not None:
+            return cached
+        cell = self._get_row_renderables(row_index).cells[column_index]
+        if not isinstance(cell, Text):
+            return None
+        env = self._pass_styles.get("env") if self._pass_styles is not None else None
+        if env is None:
+            env = (self.app.console, self.app.console_options, self.cell_padding, self.show_cursor,
+                   self._show_hover_cursor, self.cursor_foreground_priority == "css",
+                   self.cursor_background_priority == "css", self.fixed_rows, self.fixed_columns)
+            if self._pass_styles is not None:
+                self._pass_styles["env"] = env
+        console, options, pad, show_cursor, show_hover, fg_css, bg_css, fixed_rows, fixed_columns = env
+        inner = width - 2 * pad
+        if ((cell.justify or options.justify or "default") != "default" or cell.no_wrap is False
+                or cell.end not in ("", "\n") or "\n" in cell.plain or "\t" in cell.plain or inner < 1):
+            return None
+        plain = cell.plain
+        width_of_text = cell_len(plain)
+        if width_of_text > inner or len(plain) > inner:
+            line = cell.copy()
+            line.rstrip_end(inner)
+            line.truncate(inner, overflow=cell.overflow or options.overflow or "fold")
+            plain = line.plain
+            width_of_text = cell_len(plain)
+        else:
+            line = cell  # rstrip_end and truncate leave a text that fits (in characters and cells) as it is
+        fill = inner - width_of_text
+        if fill < 0:
+            return None
+        if not cell.style and not cell.spans:
+            # Unstyled text: the padding, the text and the fill all take the cell's style, one segment.
+            segments = [Segment(f"{' ' * pad}{plain}{' ' * (fill + pad)}")]
+        else:
+            # Text.__rich_console__ joins its lines (the line's own style becomes a span) and renders that.
+            segments = [Segment(" " * pad)] if pad else []
+            segments += [s for s in Text("\n").join([line]).render(console) if s.text]
+            if fill:
+                segments.append(Segment(" " * fill))
+            if pad:
+                segments.append(Segment(" " * pad))
+        fixed = not header and (row_index < fixed_rows or column_index < fixed_columns)
+        component_style, post_style = self._get_styles_to_render_cell(
+            header, False, fixed, hover, cursor, show_cursor, show_hover, fg_css, bg_css)
+        style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
+        lines = [list(Segment.apply_style(segments, style, post_style))]
+        self._cell_render_cache[cache_key] = lines
+        return lines
+
+    def _update_dimensions(self, new_rows: Iterable[Any]) -> None:
+        """Widen the columns for new rows: one-line text cells measured by their text, the rest by DataTable.
+
+        DataTable measures each new cell through Rich (building console options per cell): 10-25 ms of UI-thread
+        CPU for a page of 100 rows of 8 columns. A Text's width is its longest line's cell length whatever the
+        options (rich.text.Text.__rich_measure__), which is what this computes for rows DataTable would size the
+        same way (no label, fixed height); the others, and the table's virtual size, go through DataTable.
+        """
+        rest = []
+        columns = self.ordered_columns
+        for row_key in new_rows:
+            row_index = self._row_locations.get(row_key)
+            row = self.rows.get(row_key)
+            if row_index is None or row is None or row.label is not None or row.auto_height:
+                rest.append(row_key)
+                continue
+            cells = self._get_row_renderables(row_index).cells
+            if not all(isinstance(cell, Text) for cell in cells):
+                rest.append(row_key)
+                continue
+            for column, cell in zip(columns, cells):
+                plain = cell.plain
+                width = max(map(cell_len, plain.splitlines())) if plain else 0
+                if width > column.content_width:
+                    column.content_width = width
+        super()._update_dimensions(rest)
+
     def notify_style_update(self) -> None:
         """Styles were applied again; the rendered cells are dropped at the next render only if they changed.
 
@@ -102,11 +217,53 @@ class PlainTable(DataTable):
 
     def render_lines(self, crop: Region) -> list[Strip]:
         """Render, first dropping rendered cells when the styles they were rendered with changed."""
-        signature = self._style_signature()
-        if signature != self._drawn_with:
-            self._drawn_with = signature
-            DataTable.notify_style_update(self)  # what DataTable does on every style update: drop rendered rows
-        return super().render_lines(crop)
+        self._pass_styles = {}
+        try:
+            signature = self._style_signature()
+            if signature != self._drawn_with:
+                self._drawn_with = signature
+                DataTable.notify_style_update(self)  # what DataTable does on every style update: drop rendered rows
+            return super().render_lines(crop)
+        finally:
+            self._pass_styles = None
+
+    # DataTable asks for its own style, its row's stripe style and its background colours on every line it draws,
+    # and each answer walks the widget's ancestors' styles (about 0.1 ms): within one render_lines they cannot
+    # change.
+    _pass_styles: dict[Any, Any] | None = None
+
+    @property
+    def rich_style(self) -> Style:
+        """The table's Rich style (computed once per render pass)."""
+        memo = self._pass_styles
+        if memo is None:
+            return super().rich_style
+        style = memo.get("table")
+        if style is None:
+            style = memo["table"] = super().rich_style
+        return style
+
+    @property
+    def background_colors(self) -> tuple[Color, Color]:
+        """The background colours behind and of the table (computed once per render pass)."""
+        memo = self._pass_styles
+        if memo is None:
+            return super().background_colors
+        colors = memo.get("background")
+        if colors is None:
+            colors = memo["background"] = super().background_colors
+        return colors  # type: ignore[no-any-return]
+
+    def _get_row_style(self, row_index: int, base_style: Style) -> Style:
+        memo = self._pass_styles
+        if memo is None:
+            return super()._get_row_style(row_index, base_style)
+        # What DataTable's choice depends on: header, fixed row, odd or even stripe, or the table's own style.
+        key = (row_index == -1, row_index < self.fixed_rows, row_index % 2, base_style)
+        style = memo.get(key)
+        if style is None:
+            style = memo[key] = super()._get_row_style(row_index, base_style)
+        return style
 
     async def _on_idle(self, event: events.Idle) -> None:
         """After DataTable sizes its columns for new rows, drop what it rendered before at the old widths.
