@@ -147,18 +147,20 @@ def test_a_timeout_after_the_change_is_settled_by_logging_in(ctx: Context, host:
 def test_an_echoing_device_never_puts_the_secret_in_the_error(ctx: Context, host: SandboxHost) -> None:
     old = host.passwords["alice"]
     _device_inventory(ctx, host)
-    # The last step waits out its recv_timeout on purpose: keep the change's deadline far from that wait (the
-    # tests' 15 s default made a loaded machine hit the deadline, which rightly says `unverified`).
+    # The last step ends when the shell's prompt comes back before 'never' does (a definite mismatch: `failed`).
+    # If its recv_timeout ran out first, the push's end was never seen and the record rightly stays `unverified`;
+    # a loaded CI machine once took longer than 5 s, so the wait and the change's deadline are far from that.
     ctx.settings.command_timeout = 60.0
     # `read` types back what it reads (a terminal in echo mode), then the shell prints it once more.
     make_task(ctx, "echo", [host], ["alice"], params=HostParams(
         commands="read -r kt_line\n{password}\nprintf 'got-%s\\n' \"$kt_line\"", answers="kt_line\n\nnever", delay_time=0,
-        recv_timeout=5))
+        recv_timeout=20))
     events = Collect()
     info = run_task(ctx, "echo", on_event=events)
     [r] = rec.list_records(ctx.db, execution_id=info.id)
     new = rec.record_secrets(ctx.db, r.id)[1]
-    assert new and r.status == "failed"  # the sequence never changed anything: the old password still logs in
+    assert new is not None  # (never compared by value: pytest would print the secret)
+    assert r.status == "failed", r.error  # the sequence never changed anything: the old password still logs in
     assert "step 3: expected 'never', received: " in r.error and "got-<secret>" in r.error, r.error
     _no_secret_anywhere(ctx, info.id, [new, old, host.admin_password], events)
     assert host.password_works("alice", old)
