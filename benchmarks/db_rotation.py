@@ -38,6 +38,7 @@ from psycopg import sql  # noqa: E402
 from core.config import load_settings  # noqa: E402
 from core.context import Context, open_context  # noqa: E402
 from core.drivers.mysql import native_hash  # noqa: E402
+from core.drivers.postgresql import scram_verifier  # noqa: E402
 from core.engine import run_task  # noqa: E402
 from core.tasks import create_task  # noqa: E402
 from storage.inventory import upsert_account, upsert_asset  # noqa: E402
@@ -77,11 +78,11 @@ def build(ctx: Context, pg: PostgresServer, my: MariaDBServer, users: list[str],
 
 
 def floor_pg(pg: PostgresServer, users: list[str]) -> None:
-    """One admin connection; per role: ALTER ROLE with a client-computed verifier, then one login."""
+    """One admin connection; per role: ALTER ROLE with a client-computed verifier (as keyturn computes it), then one login."""
     with pg.admin() as conn:
         for u in users:
             new = secrets.token_urlsafe(18)
-            verifier = conn.pgconn.encrypt_password(new.encode(), u.encode(), b"scram-sha-256").decode()
+            verifier = scram_verifier(conn, u, new)  # keyturn's own computation: the floor pays what keyturn does
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(u), sql.Literal(verifier)))
             psycopg.connect(host="127.0.0.1", port=pg.port, user=u, password=new, dbname="postgres",
                             sslmode="disable").close()

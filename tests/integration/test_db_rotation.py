@@ -6,6 +6,7 @@ keyturn database, runs the real engine, and then asks the server itself which pa
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 from typing import Any
@@ -518,3 +519,20 @@ def test_rotation_through_an_ssh_gateway(ctx: Context, pg_private: Any, mariadb_
     status, error = statuses(ctx, info.id)[pg_user]
     assert status == "failed" and "key" in error.lower(), error
     assert pg_private.can_login(pg_user, vault_secret(ctx, "gw-pg", pg_user))
+
+
+def test_keyturn_scram_verifier_is_libpqs(pg_private: Any) -> None:
+    """keyturn computes PostgreSQL's SCRAM-SHA-256 verifier itself for printable ASCII (hashlib lets go of the GIL;
+    libpq does not): for the salt and iteration count libpq chose, it must be exactly libpq's verifier. Anything
+    else (non-ASCII, where SASLprep may change the text) is libpq's own. The logins in the other tests prove the
+    server accepts what keyturn sends."""
+    from core.drivers.postgresql import scram_sha256, scram_verifier
+
+    with pg_private.admin() as conn:
+        for password in [NASTY, "plain", " leading and trailing ", "~!@#$%^&*()_+-=[]{}|:<>?,./", "x" * 200]:
+            theirs = conn.pgconn.encrypt_password(password.encode(), b"someone", b"scram-sha-256").decode()
+            head, salt_b64 = theirs.split("$")[1].split(":")
+            assert scram_sha256(password, base64.b64decode(salt_b64), int(head)) == theirs
+            mine = scram_verifier(conn, "someone", password)
+            assert mine.startswith("SCRAM-SHA-256$4096:") and mine != theirs  # a fresh salt each time
+        assert scram_verifier(conn, "someone", "pässwörd").startswith("SCRAM-SHA-256$4096:")
