@@ -47,8 +47,8 @@ def class_pools(rules: PasswordRules) -> dict[str, str]:
             for name, chars in CLASSES.items() if getattr(rules, name)}
 
 
-def validate_rules(rules: PasswordRules) -> None:
-    """Raise InputError naming the field when no password can satisfy the rules."""
+def validate_rules(rules: PasswordRules) -> dict[str, str]:
+    """The rules' class pools (class_pools); InputError naming the field when no password can satisfy them."""
     length = rules.length
     if isinstance(length, bool) or not isinstance(length, int):
         raise InputError(f"length: must be a whole number, got {length!r}", field="length")
@@ -65,12 +65,12 @@ def validate_rules(rules: PasswordRules) -> None:
                              f"disable {name} or exclude fewer characters", field="exclude")
     if length < len(pools):
         raise InputError(f"length: {length} is shorter than the {len(pools)} required character classes", field="length")
+    return pools
 
 
 def generate_password(rules: PasswordRules) -> str:
     """A random password with every enabled class at least once and no excluded character."""
-    validate_rules(rules)
-    pools = class_pools(rules)
+    pools = validate_rules(rules)
     # One from each class guarantees presence; the rest is uniform over the union (secrets.choice has
     # no modulo bias), and a SystemRandom shuffle hides where the guaranteed characters sit.
     chars = [secrets.choice(pool) for pool in pools.values()]
