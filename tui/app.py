@@ -41,7 +41,6 @@ from tui.widgets.run_panel import RunState, RunUpdated
 Clock = Callable[[], datetime]
 # Full collections at most every 100 middle ones instead of every 10 (Python's default is 700, 10, 10).
 GC_THRESHOLDS = (700, 10, 100)
-UI_SWITCH_INTERVAL = 0.001  # seconds a thread may keep the GIL while another waits (Python: 0.005)
 
 # mode -> (key, title); the order is the order of the mode bar and of the footer.
 MODE_KEYS: dict[str, tuple[str, str]] = {
@@ -133,10 +132,6 @@ class KeyturnApp(OrderedKeys, App[int]):
         self._gc_thresholds = gc.get_threshold()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        # A screen read in a thread worker holds the GIL for up to the switch interval (5 ms) each time the UI
-        # thread asks for it: a mode switch's 20 ms of UI work waited 40 ms more behind Inventory's read.
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(UI_SWITCH_INTERVAL)
         if self.ctx.settings.reconcile_on_start:
             from core.services.views import anything_unsettled
 
@@ -148,7 +143,6 @@ class KeyturnApp(OrderedKeys, App[int]):
         """Give the collector back what on_mount kept from it (tests run many apps in one process)."""
         gc.unfreeze()
         gc.set_threshold(*getattr(self, "_gc_thresholds", gc.get_threshold()))
-        sys.setswitchinterval(getattr(self, "_switch_interval", sys.getswitchinterval()))
 
     def now(self) -> datetime:
         """The app's clock: dates on screen are relative to it (frozen in tests and screenshots)."""
