@@ -64,7 +64,7 @@ from sqlmodel import Session
 
 from core.errors import InputError
 from core.names import check_username
-from core.values import FORMATS as FORMATS, check_private_key, parse_platform, parse_secret_type
+from core.values import FORMATS as FORMATS, check_private_key, parse_platform, parse_port, parse_secret_type
 from core.wording import plural
 from storage.db import Database
 from storage.inventory import (
@@ -213,10 +213,7 @@ def check_name(value: str, what: str) -> str:
 def _parse_port(value: str | int | None) -> int:
     if value is None or (isinstance(value, str) and not value.strip()):
         return 22
-    text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f"port: {text!r} is not a number 1-65535")
-    return int(text)
+    return parse_port(value)  # BadValue is a ValueError: the file line is added where it is caught
 
 
 def _parse_db_options(platform: str, get: Callable[[str], str | None]) -> dict[str, object] | None:

@@ -1,5 +1,5 @@
 """The one parser of each value that reaches keyturn from several doors (inventory files, the CLI, the forms,
-task files): platforms, secret types and private keys. Everyone else imports these; nobody re-parses."""
+task files): platforms, ports, secret types and private keys. Everyone else imports these; nobody re-parses."""
 
 from __future__ import annotations
 
@@ -40,6 +40,14 @@ def parse_platform(value: str | None, *, default: str = "linux") -> str:
     if text not in PLATFORMS:
         raise BadValue(f"unknown platform {text!r} (known: {', '.join(PLATFORMS)})", field="platform")
     return text
+
+
+def parse_port(value: int | str) -> int:
+    """A port number 1-65535; BadValue (field 'port') naming what was given otherwise."""
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise BadValue(f"port: {text!r} is not a number 1-65535", field="port")
+    return int(text)
 
 
 def parse_secret_type(value: str | None, *, default: str | None = "password") -> str:

@@ -21,7 +21,7 @@ from core.context import Context
 from core.errors import InputError, NotFound
 from core.hostkeys import TrustCheck, check_trust, fetch_host_keys, import_known_hosts
 from core.names import check_username
-from core.values import check_private_key, parse_platform
+from core.values import check_private_key, parse_platform, parse_port
 from core.operators import require
 from core.scopes import asset_in_scope
 from storage import inventory as store
@@ -77,14 +77,6 @@ def _name(value: str, field: str, what: str) -> str:
         return check_name(value or "", what)
     except ValueError as exc:
         raise InputError(f"{field}: {exc}", field=field) from None
-
-
-def parse_port(value: int | str) -> int:
-    """A port number 1-65535 (InputError on the port field otherwise); the app's asset form checks with it too."""
-    text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise InputError(f"port: {text!r} is not a number 1-65535", field="port")
-    return int(text)
 
 
 def _platform(value: str) -> str:

@@ -67,9 +67,12 @@ class _StdinSecrets:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"port {text!r} is not a number 1-65535")
-    return int(text)
+    from core.values import BadValue, parse_port
+
+    try:
+        return parse_port(text)
+    except BadValue as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _node_path(text: str) -> str:
