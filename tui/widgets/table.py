@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rich.cells import cell_len
@@ -232,37 +232,31 @@ class PlainTable(DataTable):
     # change.
     _pass_styles: dict[Any, Any] | None = None
 
+    def _per_pass(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """compute() once per render pass under key (every time outside a pass)."""
+        memo = self._pass_styles
+        if memo is None:
+            return compute()
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+
     @property
     def rich_style(self) -> Style:
         """The table's Rich style (computed once per render pass)."""
-        memo = self._pass_styles
-        if memo is None:
-            return super().rich_style
-        style = memo.get("table")
-        if style is None:
-            style = memo["table"] = super().rich_style
+        style: Style = self._per_pass("table", lambda: super(PlainTable, self).rich_style)
         return style
 
     @property
     def background_colors(self) -> tuple[Color, Color]:
         """The background colours behind and of the table (computed once per render pass)."""
-        memo = self._pass_styles
-        if memo is None:
-            return super().background_colors
-        colors = memo.get("background")
-        if colors is None:
-            colors = memo["background"] = super().background_colors
-        return colors  # type: ignore[no-any-return]
+        colors: tuple[Color, Color] = self._per_pass("background", lambda: super(PlainTable, self).background_colors)
+        return colors
 
     def _get_row_style(self, row_index: int, base_style: Style) -> Style:
-        memo = self._pass_styles
-        if memo is None:
-            return super()._get_row_style(row_index, base_style)
         # What DataTable's choice depends on: header, fixed row, odd or even stripe, or the table's own style.
         key = (row_index == -1, row_index < self.fixed_rows, row_index % 2, base_style)
-        style = memo.get(key)
-        if style is None:
-            style = memo[key] = super()._get_row_style(row_index, base_style)
+        style: Style = self._per_pass(key, lambda: super(PlainTable, self)._get_row_style(row_index, base_style))
         return style
 
     async def _on_idle(self, event: events.Idle) -> None:
