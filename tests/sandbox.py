@@ -111,6 +111,17 @@ def others():
             except OSError:
                 pass
     return out
+def parent_gone():
+    # EOF on stdin comes as a killed parent's files close, before the kernel reparents its children: the
+    # parent may still be our parent then, but it is exiting (PF_EXITING) or a zombie.
+    if os.getppid() != ppid:
+        return True
+    try:
+        with open("/proc/%d/stat" % ppid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True
+    return fields[0] in ("Z", "X") or bool(int(fields[6]) & 0x4)
 def cleanup(*_):
     for _ in range(500):
         pids = others()
@@ -123,7 +134,7 @@ def cleanup(*_):
                 pass
         time.sleep(0.01)
         reap()
-    if os.getppid() != ppid:  # orphaned: the test process died, clean up after it
+    if parent_gone():  # orphaned: the test process died, clean up after it
         for target, _u, _w in reversed(specs):
             libc.umount2(target.encode(), 2)
         shutil.rmtree(host_dir, ignore_errors=True)
