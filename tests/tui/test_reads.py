@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 from textual.widgets import DataTable, Label
 
-from tests.tui.helpers import sync, until
+from tests.tui.helpers import settled, sync, until
 from tests.tui.test_defects import SIZE
 from tui.app import KeyturnApp
 
@@ -56,8 +56,7 @@ async def test_reload_reads_in_a_worker_thread(demo_app: Callable[[], KeyturnApp
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press(key)
-        await app.reads.settled()
-        await pilot.pause()
+        await settled(pilot)
         assert app.screen.query_one(f"#{table_id}", DataTable).row_count > 0
         # Away and back: the resume reloads, again off the UI thread.
         await pilot.press("t" if key != "t" else "h")
@@ -88,8 +87,7 @@ async def test_stale_result_is_dropped(demo_app: Callable[[], KeyturnApp], monke
         await until(pilot, lambda: "of 0" in str(screen.query_one("#records-count", Label).render()),
                     "the search result")
         release.set()  # now the stale first page arrives
-        await app.reads.settled()
-        await pilot.pause()
+        await settled(pilot)
         assert screen.query_one("#records-table", DataTable).row_count == 0
         assert "of 0" in str(screen.query_one("#records-count", Label).render())
 
@@ -108,8 +106,7 @@ async def test_task_form_setup_and_preview_off_the_ui_thread(demo_app: Callable[
         await app.reads.settled()
         await pilot.press("e")  # the highlighted demo task: its nodes and assets give a preview
         await until(pilot, lambda: app.screen.query("#form-preview"), "the task form")
-        await app.reads.settled()
-        await pilot.pause()
+        await settled(pilot)
         line = str(app.screen.query_one("#form-preview", Label).render())
         assert line.startswith("targets: ") and "choose" not in line, line
         assert len(calls) >= 4, calls
@@ -155,21 +152,18 @@ async def test_tasks_page_through_a_long_list(demo_app: Callable[[], KeyturnApp]
         assert "left_square_bracket" not in app.screen.active_bindings  # the demo's 4 tasks fit one page
         monkeypatch.setattr(tasks_screen, "PAGE", 3)
         app.screen.reload()  # type: ignore[attr-defined]
-        await app.reads.settled()
-        await pilot.pause()
+        await settled(pilot)
         table = app.screen.query_one("#tasks-table", DataTable)
         count = app.screen.query_one("#tasks-count", Label)
         first = [str(k.value) for k in table.rows]
         assert len(first) == 3 and "Tasks 1-3 of 4" in str(count.render())
         assert "left_square_bracket" in app.screen.active_bindings
         await pilot.press("right_square_bracket")
-        await app.reads.settled()
-        await pilot.pause()
+        await settled(pilot)
         second = [str(k.value) for k in table.rows]
         assert len(second) == 1 and second[0] not in first and "Tasks 4-4 of 4" in str(count.render())
         await pilot.press("left_square_bracket")
-        await app.reads.settled()
-        await pilot.pause()
+        await settled(pilot)
         assert [str(k.value) for k in table.rows] == first
 
 
@@ -180,13 +174,11 @@ async def test_a_shown_table_is_drawn_again_when_its_styles_change(demo_app: Cal
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("s")
-        await app.reads.settled()
-        await pilot.pause()
+        await settled(pilot)
         table = app.screen.query_one("#records-table", DataTable)
         before = [s.style for s in table.render_line(2)]
         await pilot.press("t", "s")  # away and back: same rows, same styles
-        await app.reads.settled()
-        await pilot.pause()
+        await settled(pilot)
         assert [s.style for s in table.render_line(2)] == before
         app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
         await pilot.pause()
@@ -205,8 +197,7 @@ async def test_the_cursor_turns_the_page_at_either_end(demo_app: Callable[[], Ke
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("t")
-        await app.reads.settled()
-        await pilot.pause()
+        await settled(pilot)
         table = app.screen.query_one("#tasks-table", DataTable)
         first = [str(k.value) for k in table.rows]
         assert len(first) == 3 and table.cursor_row == 0
@@ -214,13 +205,11 @@ async def test_the_cursor_turns_the_page_at_either_end(demo_app: Callable[[], Ke
         await app.reads.settled()
         assert [str(k.value) for k in table.rows] == first and app.screen.page_offset == 0  # type: ignore[attr-defined]
         await pilot.press("down", "down", "down")
-        await app.reads.settled()
-        await pilot.pause()
+        await settled(pilot)
         assert len(table.rows) == 1 and table.cursor_row == 0 and app.screen.page_offset == 3  # type: ignore[attr-defined]
         await pilot.press("down")  # the last task: nothing after it
         await app.reads.settled()
         assert app.screen.page_offset == 3  # type: ignore[attr-defined]
         await pilot.press("up")
-        await app.reads.settled()
-        await pilot.pause()
+        await settled(pilot)
         assert [str(k.value) for k in table.rows] == first and table.cursor_row == 2
