@@ -165,3 +165,28 @@ def test_specific_password_rejections_name_the_field(pw: str, problem: str) -> N
         check_specific_password(pw)
     assert str(err.value).startswith("password: ") and problem in str(err.value)
     assert pw not in str(err.value) or pw == ""
+
+
+def test_draws_throw_away_the_biased_top_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below 100 from single bytes: 200-255 would make 0-55 likelier than 56-99, so they are read past."""
+    from core import secretgen
+
+    feed = iter([bytes([255, 200, 250, 7] + [0] * 252), bytes([199] + [0] * 255)])
+    monkeypatch.setattr(secretgen.os, "urandom", lambda n: next(feed))
+    draws = secretgen._Draws()
+    assert draws.below(100) == 7  # 255, 200 and 250 rejected
+    for _ in range(252):
+        assert draws.below(100) == 0
+    assert draws.below(100) == 99  # a new read once the first is used up: 199 % 100
+
+
+def test_draws_are_uniform_over_a_range_that_does_not_divide_256() -> None:
+    """Without the rejection, values below 56 of 100 would come 3/256 of the time and the rest 2/256 (1.5x)."""
+    from core.secretgen import _Draws
+
+    draws = _Draws()
+    counts = [0] * 100
+    for _ in range(60_000):
+        counts[draws.below(100)] += 1
+    low, high = sum(counts[:56]) / 56, sum(counts[56:]) / 44
+    assert 0.93 < low / high < 1.07, (low, high)  # expected 600 each; 1.5 for the modulo-biased version
