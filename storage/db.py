@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, inspect, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from collections.abc import Callable
@@ -20,6 +20,8 @@ from storage.tables import ENCRYPTED_COLUMNS, VaultItem, binding_columns
 from storage.vault import Vault, VaultError, blob_key_id
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Built once: every write transaction runs it (building a text() statement costs more than executing it).
+_KEY_GENERATION = text("SELECT value_enc FROM vault_item WHERE name = :n")
 
 
 def sqlite_url(path: Path) -> str:
@@ -117,12 +119,21 @@ class Database:
         """A session that commits on success and rolls back on any error: nothing half-written."""
         with Session(self._write_engine, expire_on_commit=False) as session:
             try:
-                self._check_key_generation(session)
+                self._check_key_generation(session.connection())
                 yield session
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def write_conn(self) -> Iterator[Connection]:
+        """write() without the ORM: a Core connection in one write transaction, committed on success and
+        rolled back on any error. For the engine's hot path (a run's record steps), where a Session's set-up
+        and unit of work cost more CPU than the statements themselves."""
+        with self._write_engine.begin() as conn:
+            self._check_key_generation(conn)
+            yield conn
 
     # -- vault ------------------------------------------------------------------------------------
     @property
@@ -167,7 +178,7 @@ class Database:
         self._vault = vault
         self._keyring_loader = keyring_loader
 
-    def _check_key_generation(self, session: Session) -> None:
+    def _check_key_generation(self, conn: Connection) -> None:
         """In a write transaction: if another process rotated the master key, load the new keyring first.
 
         Reading the key check value takes the write lock (BEGIN IMMEDIATE), so no rotation can commit
@@ -175,8 +186,7 @@ class Database:
         """
         if self._vault is None or self._keyring_loader is None:
             return
-        blob = session.connection().execute(
-            text("SELECT value_enc FROM vault_item WHERE name = :n"), {"n": KEY_CHECK_NAME}).scalar()
+        blob = conn.execute(_KEY_GENERATION, {"n": KEY_CHECK_NAME}).scalar()
         current = blob_key_id(blob)
         if current is None or current == self._vault.key_id:
             return

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from storage.db import Database
 from storage.errors import NotFound
-from storage.tables import Account, AccountSecretHistory, ChangeRecord, Execution, utcnow
+from storage.tables import Account, AccountSecretHistory, Asset, ChangeRecord, Execution, utcnow
 from storage.types import (  # the status names live with the plain types; re-exported here
     FAILED, PENDING, PUSHING, RECORD_STATUSES as RECORD_STATUSES, SUCCESS, SUPERSEDED, UNVERIFIED, AccountInfo,
     ExecutionInfo, RecordInfo,
@@ -98,11 +98,24 @@ def _write(db: Database) -> Iterator[Session]:
         yield session
 
 
-def _append_log(session: Session, execution_id: int, lines: Sequence[str]) -> None:
+@contextmanager
+def _write_conn(db: Database) -> Iterator[Connection]:
+    """_write without the ORM (db.write_conn): the step writer's transactions, taken in the same queue."""
+    with _LOCKS_GUARD:
+        lock = _WRITE_LOCKS.setdefault(db, threading.Lock())
+    with lock, db.write_conn() as conn:
+        yield conn
+
+
+_APPEND_LOG = text("UPDATE execution SET log = log || :t WHERE id = :i")
+
+
+def _append_log(conn: Connection | Session, execution_id: int, lines: Sequence[str]) -> None:
     if not lines:
         return
-    session.connection().execute(text("UPDATE execution SET log = log || :t WHERE id = :i"),
-                                 {"t": "".join(line.rstrip("\n") + "\n" for line in lines), "i": execution_id})
+    if isinstance(conn, Session):
+        conn = conn.connection()
+    conn.execute(_APPEND_LOG, {"t": "".join(line.rstrip("\n") + "\n" for line in lines), "i": execution_id})
 
 
 def execution_info(row: Execution, with_log: bool = False) -> ExecutionInfo:
@@ -147,18 +160,6 @@ def add_pending_records(db: Database, execution_id: int, items: Sequence[Pending
     return add_claimed_records(db, execution_id, items, log=log)[0]
 
 
-def _live_claim(s: Session, acc: Account, now: datetime) -> ChangeRecord | None:
-    """The record whose change of acc may still be under way: pending, pushing, or unverified before its deadline."""
-    if acc.claimed_by is None:
-        return None
-    row = s.get(ChangeRecord, acc.claimed_by)
-    if row is None or row.status in FINAL_STATUSES:
-        return None
-    if row.status == UNVERIFIED and (row.deadline_at is None or _aware(row.deadline_at) <= now):
-        return None
-    return row
-
-
 def _aware(when: datetime) -> datetime:
     from datetime import timezone
 
@@ -174,60 +175,98 @@ def add_claimed_records(db: Database, execution_id: int, items: Sequence[Pending
                         log: Sequence[str] = ()) -> tuple[list[int], dict[int, str]]:
     """add_pending_records, also returning {record id: why} of the records that did not get their account.
 
-    The claim is taken in the very transaction that commits `pending` (writers are serialized), so two runs
-    can never both hold one account; a retry may take over the claim of the record it retries.
+    The claim is taken in the very transaction that commits `pending`, so two runs can never both hold one
+    account (SQLite: one writer at a time; PostgreSQL: the accounts are read FOR UPDATE, so a second run
+    waits for the first's commit and then sees its claim); a retry may take over the claim of the record it
+    retries. Written with Core statements, a few per run and not per record: a run over hundreds of accounts
+    starts its first change that much sooner.
     """
     if not items:
         _log_only(db, execution_id, log)
         return [], {}
-    skipped: dict[int, str] = {}
-    with _write(db) as s:
-        ex = s.get(Execution, execution_id)
+    record, account, asset, execution = (_table(m) for m in (ChangeRecord, Account, Asset, Execution))
+    with _write_conn(db) as conn:
+        ex = conn.execute(sa_select(execution.c.task_id, execution.c.task_name)
+                          .where(execution.c.id == execution_id).with_for_update()).first()
         if ex is None:
             raise NotFound(f"no execution with id {execution_id}")
-        accounts = {a.id: a for a in s.exec(select(Account).where(col(Account.id).in_([i.account_id for i in items]))).all()}
-        from storage.tables import Asset
-
-        asset_names = dict(s.exec(select(Asset.id, Asset.name).where(
-            col(Asset.id).in_({a.asset_id for a in accounts.values()}))).all())
-        rows: list[ChangeRecord] = []
+        wanted = sorted({i.account_id for i in items})
+        accounts = {a["id"]: a for a in conn.execute(
+            sa_select(*(account.c[c] for c in _ACCOUNT_READ)).where(account.c.id.in_(wanted))
+            .order_by(account.c.id).with_for_update()).mappings()}
+        for item in items:
+            if item.account_id not in accounts:
+                raise NotFound(f"no account with id {item.account_id}")
+        asset_names = dict(conn.execute(sa_select(asset.c.id, asset.c.name).where(
+            asset.c.id.in_({a["asset_id"] for a in accounts.values()}))).all())
         now = utcnow()
+        live = _live_claims(conn, [a["claimed_by"] for a in accounts.values() if a["claimed_by"] is not None], now)
+        rows: list[dict[str, Any]] = []
         busy: dict[int, str] = {}  # position in items -> why it cannot be claimed
         taken: set[int] = set()
         for pos, item in enumerate(items):
-            acc = accounts.get(item.account_id)
-            if acc is None:
-                raise NotFound(f"no account with id {item.account_id}")
-            holder = _live_claim(s, acc, now)
-            if holder is not None and holder.id != item.retry_of:
-                busy[pos] = claim_error(holder.execution_id)
-            elif acc.id in taken:
-                busy[pos] = claim_error(execution_id)
-            taken.add(acc.id)
-            rows.append(ChangeRecord(
-                execution_id=execution_id, task_id=ex.task_id, account_id=acc.id, asset_id=acc.asset_id,
-                task_name=ex.task_name, asset_name=asset_names.get(acc.asset_id, ""), username=acc.username,
-                secret_type=acc.secret_type, status=FAILED if pos in busy else PENDING, attempt=item.attempt,
-                retry_of=item.retry_of, created_at=now, start_version=acc.version, error=busy.get(pos, ""),
-                finished_at=now if pos in busy else None,
-            ))
-        s.add_all(rows)
-        s.flush()  # ids first: each ciphertext is bound to its row id
-        for pos, (row, item) in enumerate(zip(rows, items)):
             acc = accounts[item.account_id]
-            db.seal(row, "old_secret_enc", db.unseal(acc, "secret_enc"))
-            db.seal(row, "old_passphrase_enc", db.unseal(acc, "passphrase_enc"))
-            db.seal(row, "new_secret_enc", item.new_secret)
-            db.seal(row, "new_passphrase_enc", item.new_passphrase)
+            holder = live.get(acc["claimed_by"]) if acc["claimed_by"] is not None else None
+            if holder is not None and acc["claimed_by"] != item.retry_of:
+                busy[pos] = claim_error(holder)
+            elif acc["id"] in taken:
+                busy[pos] = claim_error(execution_id)
+            taken.add(acc["id"])
+            rows.append({
+                "execution_id": execution_id, "task_id": ex.task_id, "account_id": acc["id"],
+                "asset_id": acc["asset_id"], "task_name": ex.task_name, "asset_name": asset_names.get(acc["asset_id"], ""),
+                "username": acc["username"], "secret_type": acc["secret_type"],
+                "status": FAILED if pos in busy else PENDING, "attempt": item.attempt, "retry_of": item.retry_of,
+                "created_at": now, "start_version": acc["version"], "error": busy.get(pos, ""),
+                "finished_at": now if pos in busy else None,
+            })
+        # Ids first, in the order of items: each ciphertext is bound to its row id.
+        ids = [r[0] for r in conn.execute(insert(record).returning(record.c.id, sort_by_parameter_order=True), rows)]
+        seals: list[dict[str, Any]] = []
+        claims: list[dict[str, Any]] = []
+        skipped: dict[int, str] = {}
+        for pos, (rid, row, item) in enumerate(zip(ids, rows, items)):
+            acc, row["id"] = accounts[item.account_id], rid
+            seals.append({
+                "b_id": rid,
+                "b_old": db.seal_value("change_record", row, "old_secret_enc", db.unseal_value("account", acc, "secret_enc")),
+                "b_old_phrase": db.seal_value("change_record", row, "old_passphrase_enc",
+                                              db.unseal_value("account", acc, "passphrase_enc")),
+                "b_new": db.seal_value("change_record", row, "new_secret_enc", item.new_secret),
+                "b_new_phrase": db.seal_value("change_record", row, "new_passphrase_enc", item.new_passphrase),
+            })
             if pos in busy:
-                skipped[row.id] = busy[pos]
+                skipped[rid] = busy[pos]
             else:
-                acc.claimed_by = row.id
-                s.add(acc)
-        ex.total = (ex.total or 0) + len(rows)
-        s.add(ex)
-        _append_log(s, execution_id, log)
-        return [r.id for r in rows], skipped
+                claims.append({"b_id": acc["id"], "b_claimed": rid})
+        b = bindparam
+        conn.execute(update(record).where(record.c.id == b("b_id")).values(
+            old_secret_enc=b("b_old"), old_passphrase_enc=b("b_old_phrase"), new_secret_enc=b("b_new"),
+            new_passphrase_enc=b("b_new_phrase")), seals)
+        if claims:
+            conn.execute(update(account).where(account.c.id == b("b_id")).values(claimed_by=b("b_claimed")), claims)
+        conn.execute(update(execution).where(execution.c.id == execution_id)
+                     .values(total=func.coalesce(execution.c.total, 0) + len(rows)))
+        _append_log(conn, execution_id, log)
+        return ids, skipped
+
+
+def _live_claims(conn: Connection, record_ids: Sequence[int], now: datetime) -> dict[int, int]:
+    """{record id: its execution id} of the records among record_ids whose change may still be under way:
+    pending, pushing, or unverified before its deadline (an account claimed by one of them is busy)."""
+    if not record_ids:
+        return {}
+    record = _table(ChangeRecord)
+    live: dict[int, int] = {}
+    for rid, ex_id, status, deadline in conn.execute(
+            sa_select(record.c.id, record.c.execution_id, record.c.status, record.c.deadline_at)
+            .where(record.c.id.in_(sorted(set(record_ids))))):
+        if status in FINAL_STATUSES:
+            continue
+        if status == UNVERIFIED and (deadline is None or _aware(deadline) <= now):
+            continue
+        live[rid] = ex_id
+    return live
 
 
 def _log_only(db: Database, execution_id: int, log: Sequence[str]) -> None:
@@ -236,9 +275,9 @@ def _log_only(db: Database, execution_id: int, log: Sequence[str]) -> None:
             _append_log(s, execution_id, log)
 
 
-def _mark_pushing_in(s: Session, record_id: int, deadline: datetime | None = None) -> bool:
+def _mark_pushing_in(conn: Connection, record_id: int, deadline: datetime | None = None) -> bool:
     # One UPDATE, no ORM load: this runs once per account on the hot path.
-    return s.connection().execute(_hot().mark, {"b_id": record_id, "b_from": PENDING, "b_status": PUSHING,
+    return conn.execute(_hot().mark, {"b_id": record_id, "b_from": PENDING, "b_status": PUSHING,
                                                 "b_started": utcnow(), "b_deadline": deadline}).rowcount == 1
 
 
@@ -249,7 +288,7 @@ def mark_pushing(db: Database, record_id: int, *, log: Sequence[str] = (), deadl
     so that a reconcile never judges the record while the change may still land.
     """
     with _write(db) as s:
-        done = _mark_pushing_in(s, record_id, deadline)
+        done = _mark_pushing_in(s.connection(), record_id, deadline)
         if done and log:
             ex_id = s.connection().execute(text("SELECT execution_id FROM change_record WHERE id = :id"),
                                            {"id": record_id}).scalar_one()
@@ -295,12 +334,12 @@ def settle_as(db: Database, record_id: int, status: str, error: str = "", *, log
     if status not in (SUCCESS, FAILED, UNVERIFIED):
         raise ValueError(f"cannot settle a record as {status!r}")
     with _write(db) as s:
-        settled, status, error = _settle_in(db, s, record_id, status, error, log=log, push_ended=push_ended)
-        marked = _mark_pushing_in(s, then_pushing, then_deadline) if then_pushing is not None else False
+        settled, status, error = _settle_in(db, s.connection(), record_id, status, error, log=log, push_ended=push_ended)
+        marked = _mark_pushing_in(s.connection(), then_pushing, then_deadline) if then_pushing is not None else False
         return settled, marked, status, error
 
 
-def _settle_in(db: Database, s: Session, record_id: int, status: str, error: str, *, log: Sequence[str] = (),
+def _settle_in(db: Database, conn: Connection, record_id: int, status: str, error: str, *, log: Sequence[str] = (),
                push_ended: bool = False) -> tuple[bool, str, str]:
     """settle_as's work inside an open write transaction: (settled, final status, error).
 
@@ -310,7 +349,7 @@ def _settle_in(db: Database, s: Session, record_id: int, status: str, error: str
     history, the version bumped, the new secret sealed to it. The rows are read FOR UPDATE (PostgreSQL;
     SQLite's writer lock is already held) and the record is only moved from the status it was read in.
     """
-    conn, hot = s.connection(), _hot()
+    hot = _hot()
     row = conn.execute(hot.read_record, {"b_id": record_id}).mappings().first()
     if row is None or row["status"] not in OPEN_STATUSES:
         return False, status, error
@@ -331,7 +370,7 @@ def _settle_in(db: Database, s: Session, record_id: int, status: str, error: str
         if status == SUCCESS:
             changes.update(_new_secret_columns(db, conn, row, acc, now))
         conn.execute(hot.account_secret if status == SUCCESS else hot.account_status, changes)
-    _append_log(s, row["execution_id"], log)
+    _append_log(conn, row["execution_id"], log)
     return True, status, error
 
 
@@ -445,9 +484,9 @@ def write_steps(db: Database, execution_id: int, steps: Sequence[Step], *, log: 
         if isinstance(step, SettleStep) and step.status not in (SUCCESS, FAILED, UNVERIFIED):
             raise ValueError(f"cannot settle a record as {step.status!r}")
     try:
-        with _write(db) as s:
-            results = [_step_in(db, s, step) for step in steps]
-            _append_log(s, execution_id, log)
+        with _write_conn(db) as conn:
+            results = [_step_in(db, conn, step) for step in steps]
+            _append_log(conn, execution_id, log)
         return results
     except Exception:  # noqa: BLE001 - which step failed is found out below, one transaction each
         if len(steps) == 1 and not log:
@@ -455,22 +494,22 @@ def write_steps(db: Database, execution_id: int, steps: Sequence[Step], *, log: 
     alone: list[StepResult] = []
     for i, step in enumerate(steps):
         try:
-            with _write(db) as s:
-                alone.append(_step_in(db, s, step))
+            with _write_conn(db) as conn:
+                alone.append(_step_in(db, conn, step))
                 if i == 0:
-                    _append_log(s, execution_id, log)
+                    _append_log(conn, execution_id, log)
         except Exception as exc:  # noqa: BLE001 - handed to the step's owner
             alone.append(exc)
     return alone
 
 
-def _step_in(db: Database, s: Session, step: Step) -> tuple[bool, str, str] | bool:
+def _step_in(db: Database, conn: Connection, step: Step) -> tuple[bool, str, str] | bool:
     if isinstance(step, PushingStep):
         if step.renew:
-            return s.connection().execute(_hot().renew, {"b_id": step.record_id, "b_from": PUSHING,
-                                                         "b_deadline": step.deadline}).rowcount == 1
-        return _mark_pushing_in(s, step.record_id, step.deadline)
-    return _settle_in(db, s, step.record_id, step.status, step.error, push_ended=step.push_ended)
+            return conn.execute(_hot().renew, {"b_id": step.record_id, "b_from": PUSHING,
+                                               "b_deadline": step.deadline}).rowcount == 1
+        return _mark_pushing_in(conn, step.record_id, step.deadline)
+    return _settle_in(db, conn, step.record_id, step.status, step.error, push_ended=step.push_ended)
 
 
 def settle_success(db: Database, record_id: int, *, log: Sequence[str] = ()) -> bool:
