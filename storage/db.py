@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy import LargeBinary, create_engine, event, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
@@ -16,12 +16,13 @@ from collections.abc import Callable
 # The head revision, busy timeout and key check row live in storage.schema, shared with the ORM-free reader
 # (storage/lite.py); imported from here as they always were.
 from storage.schema import BUSY_TIMEOUT_MS, HEAD_REVISION, KEY_CHECK_NAME, KEY_CHECK_TEXT
+from storage.hotsql import HotStatement
 from storage.tables import ENCRYPTED_COLUMNS, VaultItem, binding_columns
 from storage.vault import Vault, VaultError, blob_key_id
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Built once: every write transaction runs it (building a text() statement costs more than executing it).
-_KEY_GENERATION = text("SELECT value_enc FROM vault_item WHERE name = :n")
+_KEY_GENERATION = HotStatement(text("SELECT value_enc FROM vault_item WHERE name = :n").columns(value_enc=LargeBinary))
 
 
 def sqlite_url(path: Path) -> str:
@@ -186,7 +187,7 @@ class Database:
         """
         if self._vault is None or self._keyring_loader is None:
             return
-        blob = conn.execute(_KEY_GENERATION, {"n": KEY_CHECK_NAME}).scalar()
+        blob = _KEY_GENERATION.execute(conn, {"n": KEY_CHECK_NAME}).scalar()
         current = blob_key_id(blob)
         if current is None or current == self._vault.key_id:
             return

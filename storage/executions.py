@@ -10,18 +10,19 @@ from __future__ import annotations
 import functools
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Executable, RowMapping, Table, bindparam, exists, func, insert, text, update
+from sqlalchemy import Connection, Table, bindparam, exists, func, insert, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from storage.db import Database
+from storage.hotsql import HotStatement
 from storage.errors import NotFound
 from storage.tables import Account, AccountSecretHistory, Asset, ChangeRecord, Execution, utcnow
 from storage.types import (  # the status names live with the plain types; re-exported here
@@ -107,7 +108,7 @@ def _write_conn(db: Database) -> Iterator[Connection]:
         yield conn
 
 
-_APPEND_LOG = text("UPDATE execution SET log = log || :t WHERE id = :i")
+_APPEND_LOG = HotStatement(text("UPDATE execution SET log = log || :t WHERE id = :i"))
 
 
 def _append_log(conn: Connection | Session, execution_id: int, lines: Sequence[str]) -> None:
@@ -115,7 +116,7 @@ def _append_log(conn: Connection | Session, execution_id: int, lines: Sequence[s
         return
     if isinstance(conn, Session):
         conn = conn.connection()
-    conn.execute(_APPEND_LOG, {"t": "".join(line.rstrip("\n") + "\n" for line in lines), "i": execution_id})
+    _APPEND_LOG.execute(conn, {"t": "".join(line.rstrip("\n") + "\n" for line in lines), "i": execution_id})
 
 
 def execution_info(row: Execution, with_log: bool = False) -> ExecutionInfo:
@@ -277,7 +278,7 @@ def _log_only(db: Database, execution_id: int, log: Sequence[str]) -> None:
 
 def _mark_pushing_in(conn: Connection, record_id: int, deadline: datetime | None = None) -> bool:
     # One UPDATE, no ORM load: this runs once per account on the hot path.
-    return conn.execute(_hot().mark, {"b_id": record_id, "b_from": PENDING, "b_status": PUSHING,
+    return _hot().mark.execute(conn, {"b_id": record_id, "b_from": PENDING, "b_status": PUSHING,
                                                 "b_started": utcnow(), "b_deadline": deadline}).rowcount == 1
 
 
@@ -350,18 +351,18 @@ def _settle_in(db: Database, conn: Connection, record_id: int, status: str, erro
     SQLite's writer lock is already held) and the record is only moved from the status it was read in.
     """
     hot = _hot()
-    row = conn.execute(hot.read_record, {"b_id": record_id}).mappings().first()
+    row = hot.read_record.execute(conn, {"b_id": record_id}).first()
     if row is None or row["status"] not in OPEN_STATUSES:
         return False, status, error
     now = utcnow()
     acc = None
     if row["account_id"] is not None:
-        acc = conn.execute(hot.read_account, {"b_id": row["account_id"]}).mappings().first()
+        acc = hot.read_account.execute(conn, {"b_id": row["account_id"]}).first()
     if (status == SUCCESS and acc is not None and row["start_version"] is not None
             and acc["version"] != row["start_version"]):
         status, error = SUPERSEDED, superseded_error(row["start_version"], acc["version"])
     done = hot.settle_ended if push_ended else hot.settle
-    if conn.execute(done, {"b_id": record_id, "b_from": row["status"], "b_status": status, "b_error": error,
+    if done.execute(conn, {"b_id": record_id, "b_from": row["status"], "b_status": status, "b_error": error,
                            "b_finished": now}).rowcount != 1:
         return False, status, error
     if acc is not None:
@@ -369,12 +370,12 @@ def _settle_in(db: Database, conn: Connection, record_id: int, status: str, erro
         changes = {"b_id": acc["id"], "b_status": status, "b_claimed": claimed_by}
         if status == SUCCESS:
             changes.update(_new_secret_columns(db, conn, row, acc, now))
-        conn.execute(hot.account_secret if status == SUCCESS else hot.account_status, changes)
+        (hot.account_secret if status == SUCCESS else hot.account_status).execute(conn, changes)
     _append_log(conn, row["execution_id"], log)
     return True, status, error
 
 
-def _new_secret_columns(db: Database, conn: Connection, row: RowMapping, acc: RowMapping, now: datetime) -> dict[str, object]:
+def _new_secret_columns(db: Database, conn: Connection, row: Mapping[str, Any], acc: Mapping[str, Any], now: datetime) -> dict[str, object]:
     """set_account_secret inside a settle: the current secret to history, the record's new one sealed to the
     next version. Returns the parameters of _hot().account_secret's new secret."""
     hot = _hot()
@@ -383,8 +384,10 @@ def _new_secret_columns(db: Database, conn: Connection, row: RowMapping, acc: Ro
     if acc["secret_enc"] is not None:
         old: dict[str, object] = {"account_id": acc["id"], "version": acc["version"], "valid_from": acc["last_changed_at"],
                                   "replaced_at": now, "record_id": row["id"]}
-        old["id"] = conn.execute(hot.history_insert, old).inserted_primary_key[0]
-        conn.execute(hot.history_seal, {
+        old["id"] = hot.history_insert.execute(conn, {
+            "h_account": old["account_id"], "h_version": old["version"], "h_from": old["valid_from"],
+            "h_replaced": now, "h_record": old["record_id"]}).scalar()
+        hot.history_seal.execute(conn, {
             "b_id": old["id"],
             "b_secret": db.seal_value("account_secret_history", old, "secret_enc", db.unseal_value("account", acc, "secret_enc")),
             "b_phrase": db.seal_value("account_secret_history", old, "passphrase_enc",
@@ -397,19 +400,20 @@ def _new_secret_columns(db: Database, conn: Connection, row: RowMapping, acc: Ro
 
 @dataclass(frozen=True)
 class _HotStatements:
-    """The statements a run sends per account, built once: building one costs about 0.35 ms of CPU (its
-    construction and cache key), ten times what executing a built one with new parameters costs."""
+    """The statements a run sends per account, built once (building one costs about 0.35 ms of CPU: its
+    construction and cache key) and run as HotStatements (storage/hotsql.py: compiled once per database,
+    executed on the DBAPI connection of the transaction)."""
 
-    mark: Executable
-    renew: Executable
-    read_record: Executable
-    read_account: Executable
-    settle: Executable
-    settle_ended: Executable
-    account_status: Executable
-    account_secret: Executable
-    history_insert: Executable
-    history_seal: Executable
+    mark: HotStatement
+    renew: HotStatement
+    read_record: HotStatement
+    read_account: HotStatement
+    settle: HotStatement
+    settle_ended: HotStatement
+    account_status: HotStatement
+    account_secret: HotStatement
+    history_insert: HotStatement
+    history_seal: HotStatement
 
 
 @functools.cache
@@ -419,7 +423,7 @@ def _hot() -> _HotStatements:
     this_record = (record.c.id == b("b_id"), record.c.status == b("b_from"))
     closed: dict[str, Any] = {"status": b("b_status"), "error": b("b_error"), "finished_at": b("b_finished")}
     account_status: dict[str, Any] = {"last_status": b("b_status"), "claimed_by": b("b_claimed")}
-    return _HotStatements(
+    statements = dict(
         mark=update(record).where(*this_record).values(status=b("b_status"), started_at=b("b_started"),
                                                        deadline_at=b("b_deadline")),
         renew=update(record).where(*this_record).values(deadline_at=b("b_deadline")),
@@ -431,10 +435,13 @@ def _hot() -> _HotStatements:
         account_secret=update(account).where(account.c.id == b("b_id")).values(
             **account_status, version=b("b_version"), secret_enc=b("b_secret"), passphrase_enc=b("b_phrase"),
             last_changed_at=b("b_changed")),
-        history_insert=insert(history),
+        history_insert=insert(history).values(account_id=b("h_account"), version=b("h_version"),
+                                              valid_from=b("h_from"), replaced_at=b("h_replaced"),
+                                              record_id=b("h_record")).returning(history.c.id),
         history_seal=update(history).where(history.c.id == b("b_id")).values(secret_enc=b("b_secret"),
                                                                              passphrase_enc=b("b_phrase")),
     )
+    return _HotStatements(**{name: HotStatement(stmt) for name, stmt in statements.items()})
 
 
 _RECORD_READ = ("id", "execution_id", "status", "account_id", "start_version", "asset_name", "username", "secret_type",
@@ -506,7 +513,7 @@ def write_steps(db: Database, execution_id: int, steps: Sequence[Step], *, log: 
 def _step_in(db: Database, conn: Connection, step: Step) -> tuple[bool, str, str] | bool:
     if isinstance(step, PushingStep):
         if step.renew:
-            return conn.execute(_hot().renew, {"b_id": step.record_id, "b_from": PUSHING,
+            return _hot().renew.execute(conn, {"b_id": step.record_id, "b_from": PUSHING,
                                                "b_deadline": step.deadline}).rowcount == 1
         return _mark_pushing_in(conn, step.record_id, step.deadline)
     return _settle_in(db, conn, step.record_id, step.status, step.error, push_ended=step.push_ended)
