@@ -9,6 +9,7 @@ strip it; a specific password supplied by a person may contain spaces.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import string
@@ -108,7 +109,10 @@ def validate_rules(rules: PasswordRules) -> dict[str, str]:
 
 def generate_password(rules: PasswordRules) -> str:
     """A random password with every enabled class at least once and no excluded character."""
-    pools = validate_rules(rules)
+    try:
+        pools = _checked_pools(rules)
+    except TypeError:  # rules with an unhashable field: checked (and refused) without the cache
+        pools = validate_rules(rules)
     # One from each class guarantees presence; the rest is uniform over the union (no modulo bias, see
     # _Draws), and a uniform shuffle hides where the guaranteed characters sit.
     draws = _Draws()
@@ -117,6 +121,12 @@ def generate_password(rules: PasswordRules) -> str:
     chars += [draws.choice(everything) for _ in range(rules.length - len(chars))]
     draws.shuffle(chars)
     return "".join(chars)
+
+
+@functools.lru_cache(maxsize=32)
+def _checked_pools(rules: PasswordRules) -> dict[str, str]:
+    """validate_rules, once per rules: a run generates hundreds of passwords under the same ones."""
+    return validate_rules(rules)
 
 
 def check_specific_password(pw: str, field: str = "password") -> None:

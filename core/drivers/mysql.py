@@ -159,6 +159,11 @@ def login(conn: Conn, username: str, password: str) -> Verify:
     return OK
 
 
+def _text(value: object) -> str:
+    """A mysql.user column as text (some servers return its binary-collated columns as bytes)."""
+    return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
+
+
 def native_hash(password: str) -> str:
     """mysql_native_password's stored form: '*' + upper hex SHA1(SHA1(password))."""
     return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
@@ -185,6 +190,7 @@ class MySQLDriver:
         if not self.params.all_hosts:
             check_account_host(self.params.account_host)
         self._here: str | None = None  # keyturn's address as the server sees it
+        self._users: dict[str, list[tuple[str, str, bool]]] | None = None  # mysql.user: name -> (host, plugin, matches here)
         self._lock_wait = 2**31 - 1  # lock_wait_timeout in force on this session (MySQL), only ever lowered
         try:
             self.db = _connect(conn, login_user, password)
@@ -201,16 +207,24 @@ class MySQLDriver:
     def _entries(self, username: str) -> tuple[dict[str, str], str | None]:
         """(host -> auth plugin of the entries to change, Host of the entry a login from here would match).
 
-        One query reads every entry of the user name. The server picks the most specific matching entry for a
-        login: literal hosts before patterns, longer patterns before shorter ones, '%' last (close to the
-        server's own sort, which is enough to refuse a change that no verification from here could see).
+        mysql.user is read once per driver (one asset's run), not once per account: a run over hundreds of
+        users sent as many queries before their changes. An entry created after that read is not changed
+        (as if it had been created just after the change); one dropped makes its ALTER USER fail, and the
+        record says so. The server picks the most specific matching entry for a login: literal hosts before
+        patterns, longer patterns before shorter ones, '%' last (close to the server's own sort, which is
+        enough to refuse a change that no verification from here could see).
         """
-        with self.db.cursor() as cur:
-            if self._here is None:
-                cur.execute("SELECT SUBSTRING_INDEX(USER(), '@', -1)")
-                self._here = str(cur.fetchone()[0])
-            cur.execute("SELECT Host, plugin, %s LIKE Host FROM mysql.user WHERE User = %s", (self._here, username))
-            rows = [(str(h), str(p or ""), bool(m)) for h, p, m in cur.fetchall()]
+        if self._users is None:
+            with self.db.cursor() as cur:
+                if self._here is None:
+                    cur.execute("SELECT SUBSTRING_INDEX(USER(), '@', -1)")
+                    self._here = str(cur.fetchone()[0])
+                cur.execute("SELECT User, Host, plugin, %s LIKE Host FROM mysql.user", (self._here,))
+                users: dict[str, list[tuple[str, str, bool]]] = {}
+                for u, h, p, m in cur.fetchall():
+                    users.setdefault(_text(u), []).append((_text(h), _text(p or ""), bool(m)))
+            self._users = users
+        rows = self._users.get(username, [])
         wanted = {h: p for h, p, _ in rows if self.params.all_hosts or h == self.params.account_host}
         matching = [h for h, _, m in rows if m]
         seen = sorted(matching, key=lambda h: ("%" in h or "_" in h, -len(h.replace("%", ""))))[0] if matching else None
