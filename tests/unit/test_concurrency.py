@@ -8,6 +8,7 @@ hit the same row at once, and then checks what the database holds.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -21,6 +22,8 @@ from core.config import Settings
 from core.context import Context, open_context
 from core.mfa import MfaFailed, MfaLocked, code_at, verify_code
 from core.scheduler import claim, due_tasks
+from storage import executions as rec
+from storage.inventory import upsert_account, upsert_asset
 from storage.locks import acquire_task_lock
 from storage.scheduling import ScheduledTask
 from storage.tables import TaskLock
@@ -155,3 +158,26 @@ def test_a_due_slot_claimed_by_many_processes_at_once_goes_to_one(ctx: Context, 
     seen = due_tasks(ctx, now)[0]  # every scheduler saw the slot due before any claimed it
     results = race(settings, _claim, seen, now)
     assert [got for _, got in results].count(True) == 1, results
+
+
+def _claim_account(ctx: Context, i: int, account_id: int) -> bool:
+    execution_id = rec.create_execution(ctx.db, task_id=None, task_name=f"task{i}", trigger="manual", operator="",
+                                        snapshot={}, pid=os.getpid(), hostname="race")
+    ids, skipped = rec.add_claimed_records(ctx.db, execution_id, [rec.PendingItem(account_id, f"new-{i}")])
+    return ids[0] not in skipped
+
+
+def test_one_account_claimed_by_many_runs_at_once_goes_to_one(ctx: Context, settings: Settings) -> None:
+    """Two tasks over one account (DESIGN.md point 6): six runs write their `pending` records at once and only
+    one holds the account; the others' records are failed as skipped. On PostgreSQL the accounts are read
+    FOR UPDATE, so a run waits for another's commit and sees its claim (a plain read saw none, and more than
+    one run pushed)."""
+    with ctx.db.write() as s:
+        asset, _ = upsert_asset(s, "db1", address="127.0.0.1", port=5432, platform="postgresql")
+        account, _ = upsert_account(ctx.db, s, asset, "app", secret="old")
+    results = race(settings, _claim_account, account.id)
+    assert [got for _, got in results].count(True) == 1, results
+    records = rec.list_records(ctx.db)
+    assert sorted(r.status for r in records) == ["failed"] * (PROCESSES - 1) + ["pending"]
+    assert all(r.error.startswith("skipped: the account is being changed by execution") for r in records
+               if r.status == "failed")
