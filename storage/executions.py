@@ -24,7 +24,8 @@ from sqlmodel import Session, col, select
 from storage.db import Database
 from storage.hotsql import HotStatement
 from storage.errors import NotFound
-from storage.tables import Account, AccountSecretHistory, Asset, ChangeRecord, Execution, utcnow
+from storage.inventory import replace_secret
+from storage.tables import Account, Asset, ChangeRecord, Execution, utcnow
 from storage.types import (  # the status names live with the plain types; re-exported here
     FAILED, PENDING, PUSHING, RECORD_STATUSES as RECORD_STATUSES, SUCCESS, SUPERSEDED, UNVERIFIED, AccountInfo,
     ExecutionInfo, RecordInfo,
@@ -346,7 +347,7 @@ def _settle_in(db: Database, conn: Connection, record_id: int, status: str, erro
 
     Statements built once (see _hot), not ORM loads and flushes: the engine settles every account through
     here, and building statements and the ORM's unit of work cost 3-4 ms of CPU per settle, taken from the
-    GIL the drivers' threads need. What it writes is what set_account_secret writes: the old secret to
+    GIL the drivers' threads need. What it writes is what an account edit writes (replace_secret): the old secret to
     history, the version bumped, the new secret sealed to it. The rows are read FOR UPDATE (PostgreSQL;
     SQLite's writer lock is already held) and the record is only moved from the status it was read in.
     """
@@ -376,26 +377,12 @@ def _settle_in(db: Database, conn: Connection, record_id: int, status: str, erro
 
 
 def _new_secret_columns(db: Database, conn: Connection, row: Mapping[str, Any], acc: Mapping[str, Any], now: datetime) -> dict[str, object]:
-    """set_account_secret inside a settle: the current secret to history, the record's new one sealed to the
-    next version. Returns the parameters of _hot().account_secret's new secret."""
-    hot = _hot()
-    new_secret = db.unseal_value("change_record", row, "new_secret_enc")
-    new_phrase = db.unseal_value("change_record", row, "new_passphrase_enc")
-    if acc["secret_enc"] is not None:
-        old: dict[str, object] = {"account_id": acc["id"], "version": acc["version"], "valid_from": acc["last_changed_at"],
-                                  "replaced_at": now, "record_id": row["id"]}
-        old["id"] = hot.history_insert.execute(conn, {
-            "h_account": old["account_id"], "h_version": old["version"], "h_from": old["valid_from"],
-            "h_replaced": now, "h_record": old["record_id"]}).scalar()
-        hot.history_seal.execute(conn, {
-            "b_id": old["id"],
-            "b_secret": db.seal_value("account_secret_history", old, "secret_enc", db.unseal_value("account", acc, "secret_enc")),
-            "b_phrase": db.seal_value("account_secret_history", old, "passphrase_enc",
-                                      db.unseal_value("account", acc, "passphrase_enc"))})
-    # The version is part of what the secret is sealed to: bumped first, so the old ciphertext cannot return.
-    after = dict(acc, version=acc["version"] + 1)
-    return {"b_version": after["version"], "b_secret": db.seal_value("account", after, "secret_enc", new_secret),
-            "b_phrase": db.seal_value("account", after, "passphrase_enc", new_phrase), "b_changed": now}
+    """replace_secret inside a settle (the record's new secret becomes the account's); returns the parameters
+    of _hot().account_secret's new secret."""
+    new = replace_secret(db, conn, acc, db.unseal_value("change_record", row, "new_secret_enc"),
+                         db.unseal_value("change_record", row, "new_passphrase_enc"), when=now, record_id=row["id"])
+    return {"b_version": new["version"], "b_secret": new["secret_enc"], "b_phrase": new["passphrase_enc"],
+            "b_changed": new["last_changed_at"]}
 
 
 @dataclass(frozen=True)
@@ -412,13 +399,11 @@ class _HotStatements:
     settle_ended: HotStatement
     account_status: HotStatement
     account_secret: HotStatement
-    history_insert: HotStatement
-    history_seal: HotStatement
 
 
 @functools.cache
 def _hot() -> _HotStatements:
-    record, account, history = (_table(m) for m in (ChangeRecord, Account, AccountSecretHistory))
+    record, account = (_table(m) for m in (ChangeRecord, Account))
     b = bindparam
     this_record = (record.c.id == b("b_id"), record.c.status == b("b_from"))
     closed: dict[str, Any] = {"status": b("b_status"), "error": b("b_error"), "finished_at": b("b_finished")}
@@ -435,11 +420,6 @@ def _hot() -> _HotStatements:
         account_secret=update(account).where(account.c.id == b("b_id")).values(
             **account_status, version=b("b_version"), secret_enc=b("b_secret"), passphrase_enc=b("b_phrase"),
             last_changed_at=b("b_changed")),
-        history_insert=insert(history).values(account_id=b("h_account"), version=b("h_version"),
-                                              valid_from=b("h_from"), replaced_at=b("h_replaced"),
-                                              record_id=b("h_record")).returning(history.c.id),
-        history_seal=update(history).where(history.c.id == b("b_id")).values(secret_enc=b("b_secret"),
-                                                                             passphrase_enc=b("b_phrase")),
     )
     return _HotStatements(**{name: HotStatement(stmt) for name, stmt in statements.items()})
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Table, any_, bindparam, delete, func, text
+from sqlalchemy import ColumnElement, Connection, Table, any_, bindparam, delete, func, text, update
+from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, col, select
 
 from storage import likes
 from storage.db import Database
+from storage.hotsql import HotStatement
 from storage.errors import AmbiguousAccount, NotFound  # NotFound re-exported for storage's other modules
 from storage.schema import normalize_node_path as normalize_node_path  # shared with storage/lite.py
 from storage.tables import Account, AccountSecretHistory, Asset, AssetNode, HostKey, Node, utcnow
@@ -332,21 +335,54 @@ def set_account_secret(
     db: Database, session: Session, acc: Account, secret: str | None, passphrase: str | None = None,
     *, when: datetime | None = None, record_id: int | None = None,
 ) -> None:
-    """Make secret the account's current one; the previous secret goes to its history first."""
-    when = when or utcnow()
-    if acc.secret_enc is not None:
-        hist = AccountSecretHistory(account_id=acc.id, version=acc.version, valid_from=acc.last_changed_at,
-                                    replaced_at=when, record_id=record_id)
-        session.add(hist)
-        session.flush()
-        db.seal(hist, "secret_enc", db.unseal(acc, "secret_enc"))
-        db.seal(hist, "passphrase_enc", db.unseal(acc, "passphrase_enc"))
-    # The version is part of what the secret is sealed to: bump it first, so the old ciphertext cannot return.
-    acc.version += 1
-    db.seal(acc, "secret_enc", secret)
-    db.seal(acc, "passphrase_enc", passphrase)
-    acc.last_changed_at = when
+    """Make secret the account's current one; the previous secret goes to its history first (replace_secret)."""
+    current = {c: getattr(acc, c) for c in ("id", "asset_id", "username", "secret_type", "version", "secret_enc",
+                                            "passphrase_enc", "last_changed_at")}
+    for column, value in replace_secret(db, session.connection(), current, secret, passphrase,
+                                        when=when or utcnow(), record_id=record_id).items():
+        setattr(acc, column, value)
     session.add(acc)
+
+
+def replace_secret(db: Database, conn: Connection, acc: Mapping[str, Any], secret: str | None,
+                   passphrase: str | None, *, when: datetime, record_id: int | None) -> dict[str, Any]:
+    """The one rule for a new current secret, for account edits, imports, drift and a rotation's settle alike:
+    the current secret (acc: the account's column values) goes to a history row, and the returned column
+    values make secret the current one. The version is bumped first, since the secret is sealed to it: the
+    old ciphertext cannot come back as current. The caller writes the returned values to the account row."""
+    history = _history_statements()
+    if acc["secret_enc"] is not None:
+        hid = history.insert.execute(conn, {"h_account": acc["id"], "h_version": acc["version"],
+                                            "h_from": acc["last_changed_at"], "h_replaced": when,
+                                            "h_record": record_id}).scalar()
+        row = {"id": hid, "account_id": acc["id"], "version": acc["version"]}
+        history.seal.execute(conn, {
+            "b_id": hid,
+            "b_secret": db.seal_value("account_secret_history", row, "secret_enc",
+                                      db.unseal_value("account", acc, "secret_enc")),
+            "b_phrase": db.seal_value("account_secret_history", row, "passphrase_enc",
+                                      db.unseal_value("account", acc, "passphrase_enc"))})
+    after = dict(acc, version=acc["version"] + 1)
+    return {"version": after["version"], "secret_enc": db.seal_value("account", after, "secret_enc", secret),
+            "passphrase_enc": db.seal_value("account", after, "passphrase_enc", passphrase), "last_changed_at": when}
+
+
+@dataclass(frozen=True)
+class _HistoryStatements:
+    insert: HotStatement
+    seal: HotStatement
+
+
+@functools.cache
+def _history_statements() -> _HistoryStatements:
+    history, b = _table(AccountSecretHistory), bindparam
+    return _HistoryStatements(
+        insert=HotStatement(sa_insert(history).values(
+            account_id=b("h_account"), version=b("h_version"), valid_from=b("h_from"), replaced_at=b("h_replaced"),
+            record_id=b("h_record")).returning(history.c.id)),
+        seal=HotStatement(update(history).where(history.c.id == b("b_id")).values(
+            secret_enc=b("b_secret"), passphrase_enc=b("b_phrase"))),
+    )
 
 
 def secret_history(db: Database, account_id: int) -> list[tuple[int, datetime, str | None]]:
