@@ -29,6 +29,7 @@ from core.types import ExecutionInfo
 from tui.keys import OrderedKeys
 from tui.modals.confirm import ConfirmModal
 from tui.reads import ReadCounter
+from tui.writes import WriteCounter
 from tui.screens.audit import AuditScreen
 from tui.screens.history import HistoryScreen
 from tui.screens.inventory import InventoryScreen
@@ -119,6 +120,7 @@ class KeyturnApp(OrderedKeys, App[int]):
         self._next_run_key = 1
         self.run_signal: Signal[RunUpdated] = Signal(self, "run")
         self.reads = ReadCounter()  # screen reads in flight (tests wait on it instead of sleeping)
+        self.writes = WriteCounter()  # writes in flight, with what to do once each has committed (or failed)
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: object) -> None:  # type: ignore[override]
         """Show a toast. Messages carry host errors and user names, so they are never read as markup."""
@@ -338,6 +340,8 @@ class KeyturnApp(OrderedKeys, App[int]):
         """The one place worker outcomes reach the user: errors as notifications, never a traceback."""
         from core.stepup import StepUpRequired
 
+        if self.writes.finished(event):
+            return  # a write's outcome, applied by the node that asked for it
         worker = event.worker
         run = None
         if worker.group == "rotation":

@@ -30,8 +30,12 @@ async def until(pilot: Pilot, done: Callable[[], object], what: str, timeout: fl
 
 
 async def settled(pilot: Pilot) -> None:
-    """Every screen read shown and the screen drawn with it (a mode switch's reload, a form's set-up)."""
-    await pilot.app.reads.settled()  # type: ignore[attr-defined]
+    """Every write applied and every screen read shown, and the screen drawn with them (a save's reload, a mode
+    switch's reload, a form's set-up)."""
+    app = pilot.app
+    while app.writes.pending or app.reads.pending:  # type: ignore[attr-defined]
+        await app.writes.settled()  # type: ignore[attr-defined]
+        await app.reads.settled()  # type: ignore[attr-defined]  # a write's outcome may start a reload
     await pilot.pause()
 
 
