@@ -30,7 +30,7 @@ FIELDS = ("username", "secret_type", "password", "key_file", "passphrase", "beco
 
 class AccountFormModal(FormModal[tuple[str, str] | None]):
     """User name, secret type, the secret (password, or key file and passphrase), privileged with its become
-    (sudo) password, and changeable."""
+    (sudo) password (on an edit, a box clears a stored one), and changeable."""
 
     BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
 
@@ -63,6 +63,8 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
                 # Only a privileged account's become password is used (sudo on the accounts it changes).
                 yield self.field_group("become", f"Become (sudo) password{keep or ' (if sudo asks for one)'}",
                                        Input(password=True, id="become"))
+                if a is not None and a.has_become:  # never shows the password: only that one is stored
+                    yield MarkedCheckbox("clear the stored sudo password", False, id="clear_become")
                 yield MarkedCheckbox("keyturn may change its secret", a.can_change if a else True, id="can_change")
             yield Label("", markup=False, id="err-form", classes="field-error")
             yield self.buttons()
@@ -125,6 +127,7 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
         key_path = self.query_one("#key_file", Input).value.strip()
         key_label = f"key file {key_path}"
         become = self.query_one("#become", Input).value if privileged else ""
+        clear_become = any(box.value for box in self.query("#clear_become").results(Checkbox))
         try:
             passphrase: str | None = None
             if secret_type == "password":
@@ -152,7 +155,7 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
                                        key_label=key_label)
             return svc.edit_account(ctx, asset, account.username, account.secret_type, privileged=privileged,
                                     can_change=can_change, secret=secret or None, passphrase=passphrase,
-                                    become=become or None, key_label=key_label)
+                                    become=become or None, key_label=key_label, clear_become=clear_become)
 
         self.save_in_thread(f"Saving account {name.strip()}@{asset}", write,
                             lambda outcome: self.dismiss((name.strip(), outcome)))
