@@ -5,9 +5,9 @@ worker of the App, and their outcome comes back to the UI thread once the write 
                     failed=self._not_removed)
 
 done(result) runs on the UI thread after the use case returned (so after its transaction committed), and only
-while the node that asked is still mounted. A failure goes first to failed(exc) on the UI thread (a form puts a
-field's error on its line, a step-up asks for a code); when that is not given or returns False, the App's one
-worker handler shows it in the words the CLI prints. The worker belongs to the App, not to the modal or screen
+while the node that asked is still mounted. A failure goes first to failed(exc) on the UI thread while that node
+is mounted (a form puts a field's error on its line, a step-up asks for a code); when that is not given, the node
+is gone or failed returns False, the App's one worker handler shows it in the words the CLI prints. The worker belongs to the App, not to the modal or screen
 that asked: a write is never cut short because the node that started it closed.
 
 The app counts writes in flight (WriteCounter); tests wait on that instead of sleeping.
@@ -60,8 +60,9 @@ class WriteCounter:
                     write.done(event.worker.result)
                 return True
             error = event.worker.error
-            if event.state == WorkerState.ERROR and isinstance(error, Exception) and write.failed is not None:
-                return write.failed(error)
+            if (event.state == WorkerState.ERROR and isinstance(error, Exception) and write.failed is not None
+                    and write.node.is_attached):
+                return write.failed(error)  # else the App shows it: a closed form cannot
             return event.state == WorkerState.CANCELLED
         finally:
             # Counted until its outcome is applied: a reload that done() started is counted by the reads by then.
