@@ -1,88 +1,104 @@
 """Database writes off the UI thread: a form save, a removal after a confirmation, a pin, an import run in a thread
 worker of the App, and their outcome comes back to the UI thread once the write has committed (issue 12).
 
-    write_in_thread(self, "Removing asset web1", lambda: svc.remove_asset(ctx, "web1"), self._removed,
-                    failed=self._not_removed)
+    write_in_thread(self, "Removing asset web1", lambda: svc.remove_asset(ctx, "web1"), self._removed)
 
 done(result) runs on the UI thread after the use case returned (so after its transaction committed), and only
-while the node that asked is still mounted. A failure goes first to failed(exc) on the UI thread while that node
-is mounted (a form puts a field's error on its line, a step-up asks for a code); when that is not given, the node
-is gone or failed returns False, the App's one worker handler shows it in the words the CLI prints. The worker belongs to the App, not to the modal or screen
-that asked: a write is never cut short because the node that started it closed.
+while the node that asked is still mounted. failed(exc) runs there for any failure, so a node can end its "in
+flight" state; the failures of a type in `shows` are the node's to show (a form puts core's error on its field's
+line, a step-up asks for a code), any other reaches the App's one worker handler, in the words the CLI prints.
+The worker belongs to the App, not to the modal or screen that asked: a write is never cut short because the
+node that started it closed, and one whose node is gone is shown by the App.
 
-The app counts writes in flight (WriteCounter); tests wait on that instead of sleeping.
+The app counts writes in flight (WriteCounter at app.writes); tests wait on that instead of sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
+from textual.app import App
 from textual.dom import DOMNode
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker
+
+from core.errors import KeyturnError
 
 T = TypeVar("T")
 WRITE_GROUP = "write"
 
 
-@dataclass
-class _Write:
-    node: DOMNode
-    done: Callable[[Any], None]
-    failed: Callable[[Exception], bool] | None
-
-
 class WriteCounter:
-    """The writes in flight, each with what to do on the UI thread once it ends."""
+    """How many writes are in flight: started, their outcome not applied (or their worker not ended) yet."""
 
-    def __init__(self) -> None:
-        self._writes: dict[Worker[Any], _Write] = {}  # touched on the UI thread only
+    def __init__(self, app: App[Any]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self._pending = 0
 
     @property
     def pending(self) -> int:
-        """Writes in flight (their outcome not handled yet)."""
-        return len(self._writes)
+        """Writes whose outcome is not applied yet, or whose worker has not ended (a failure for the App's
+        handler is shown once it has)."""
+        workers = sum(1 for w in self._app.workers if w.group == WRITE_GROUP and not w.is_finished)
+        return max(self._pending, workers)
 
-    def begin(self, worker: Worker[Any], write: _Write) -> None:
-        self._writes[worker] = write
+    def begin(self) -> None:
+        with self._lock:
+            self._pending += 1
 
-    def finished(self, event: Worker.StateChanged) -> bool:
-        """Hand a write worker's outcome to its node on the UI thread: True when handled here, False when it is
-        not a write or its failure is for the App's handler to show."""
-        write = self._writes.get(event.worker)
-        if write is None or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
-            return False
-        try:
-            if event.state == WorkerState.SUCCESS:
-                if write.node.is_attached:
-                    write.done(event.worker.result)
-                return True
-            error = event.worker.error
-            if (event.state == WorkerState.ERROR and isinstance(error, Exception) and write.failed is not None
-                    and write.node.is_attached):
-                return write.failed(error)  # else the App shows it: a closed form cannot
-            return event.state == WorkerState.CANCELLED
-        finally:
-            # Counted until its outcome is applied: a reload that done() started is counted by the reads by then.
-            self._writes.pop(event.worker, None)
+    def end(self) -> None:
+        with self._lock:
+            self._pending -= 1
 
     async def settled(self, poll: float = 0.005) -> None:
         """Return once no write is in flight."""
-        while self._writes:
+        while self.pending:
             await asyncio.sleep(poll)
 
 
+def _mounted(node: DOMNode) -> bool:
+    """Whether node can still show an outcome (the App itself counts: it is the DOM's root)."""
+    return node.is_dom_root or node.is_attached
+
+
 def write_in_thread(node: DOMNode, name: str, write: Callable[[], T], done: Callable[[T], None], *,
-                    failed: Callable[[Exception], bool] | None = None) -> Worker[T]:
+                    failed: Callable[[Exception], object] | None = None,
+                    shows: tuple[type[Exception], ...] = (KeyturnError,)) -> Worker[None]:
     """Run write() in a thread worker of the App; done(result) on the UI thread once it returned, failed(exc) on
-    the UI thread when it raised (True: handled; else the App shows it, titled "<name> failed")."""
+    the UI thread when it raised. A failure not of a type in `shows` (or with no failed, or whose node is gone)
+    also reaches the App's worker handler, titled "<name> failed"."""
     app = node.app
     counter = getattr(app, "writes", None)
-    if not isinstance(counter, WriteCounter):
-        raise TypeError(f"{type(app).__name__} has no WriteCounter at .writes")
-    worker: Worker[T] = app.run_worker(write, thread=True, group=WRITE_GROUP, name=name, exit_on_error=False)
-    # Its outcome arrives as a message the UI thread handles only after this returns: registered in time.
-    counter.begin(worker, _Write(node, done, failed))
-    return worker
+    counter = counter if isinstance(counter, WriteCounter) else None
+
+    def apply(outcome: Callable[[], None]) -> None:
+        # On the App's message loop (the UI thread), which outlives any screen: the count always comes down.
+        try:
+            if _mounted(node):
+                outcome()
+        finally:
+            if counter is not None:
+                counter.end()
+
+    def job() -> None:
+        try:
+            result = write()
+        except Exception as exc:
+            handled = failed is not None and isinstance(exc, shows) and _mounted(node)
+            if failed is None or not app.call_later(apply, partial(failed, exc)):
+                if counter is not None:
+                    counter.end()
+                raise
+            if not handled:
+                raise
+            return
+        if not app.call_later(apply, partial(done, result)) and counter is not None:
+            counter.end()  # the app is closing: nothing is left to show it
+
+    if counter is not None:
+        counter.begin()
+    return app.run_worker(job, thread=True, group=WRITE_GROUP, name=name, exit_on_error=False)

@@ -29,6 +29,15 @@ async def until(pilot: Pilot, done: Callable[[], object], what: str, timeout: fl
         await pilot.pause(0.02)
 
 
+async def written(pilot: Pilot) -> None:
+    """Every write's worker ended and its outcome shown: for any App (a test's host of one modal has no counters)."""
+    from tui.writes import WRITE_GROUP
+
+    while any(w.group == WRITE_GROUP and not w.is_finished for w in pilot.app.workers):
+        await pilot.pause(0.005)
+    await pilot.pause()
+
+
 async def settled(pilot: Pilot) -> None:
     """Every write applied and every screen read shown, and the screen drawn with them (a save's reload, a mode
     switch's reload, a form's set-up)."""

@@ -45,15 +45,15 @@ class FormModal(ModalScreen[ResultType]):
             self.saving = False
             saved(result)
 
-        def failed(exc: Exception) -> bool:
+        def failed(exc: Exception) -> None:
             self.saving = False
-            return self.save_failed(exc)
+            self.save_failed(exc)
 
-        write_in_thread(self, name, write, done, failed=failed)
+        write_in_thread(self, name, write, done, failed=failed, shows=(KeyturnError,))
 
-    def save_failed(self, exc: Exception) -> bool:
-        """Show why a save failed (nothing was written); whether it was shown here (else the App shows it).
-        A step-up asks for a code, then saves again; forms put an InputError on its field's line (field_failed)."""
+    def save_failed(self, exc: Exception) -> None:
+        """Show why a save failed (nothing was written): a step-up asks for a code, then saves again; forms put an
+        InputError on its field's line (field_failed). Anything but a KeyturnError the App shows."""
         from core.errors import InputError
 
         if isinstance(exc, StepUpRequired):
@@ -62,9 +62,6 @@ class FormModal(ModalScreen[ResultType]):
             self.field_failed(exc)
         elif isinstance(exc, KeyturnError):  # not allowed, or the audit trail cannot be written
             self.show_error("form", str(exc))
-        else:
-            return False
-        return True
 
     def field_failed(self, exc: Exception) -> None:
         """Put a core InputError on the line of the field it names, and the focus on that field."""

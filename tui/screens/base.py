@@ -82,13 +82,15 @@ class ModeScreen(ThreadedReads):
         failure the App shows, titled "<name> failed", in the words the CLI prints."""
         from core.stepup import StepUpRequired
 
-        def failed(exc: Exception) -> bool:
-            if again is not None and isinstance(exc, StepUpRequired):
-                self.kt.step_up(exc, again)
-                return True
-            return False
+        if again is None:
+            write_in_thread(self, name, write, done, shows=())
+            return
 
-        write_in_thread(self, name, write, done, failed=failed)
+        def failed(exc: Exception) -> None:
+            if isinstance(exc, StepUpRequired):
+                self.kt.step_up(exc, again)
+
+        write_in_thread(self, name, write, done, failed=failed, shows=(StepUpRequired,))
 
     def compose(self) -> ComposeResult:
         yield ModeBar(self.MODE)
