@@ -18,7 +18,7 @@ from textual.widgets import Input, Label
 from core.audit import list_events
 from core.errors import PermissionDenied
 from core.services import inventory as svc
-from tests.tui.helpers import settled, sync, toasts, until
+from tests.tui.helpers import settled, sync, toasts, until, written
 from tui.app import KeyturnApp
 from tui.modals.asset_form import AssetFormModal
 from tui.modals.confirm import ConfirmModal
@@ -191,3 +191,55 @@ async def test_a_removal_runs_off_the_ui_thread_and_its_refusal_is_shown(app: Ke
         assert "Asset web1 removed" in toasts(app)
         assert app.screen.query_one("#assets-table").row_count == 0  # type: ignore[attr-defined]
     assert svc.list_assets(ctx) == []
+
+
+@sync
+async def test_a_totp_check_runs_off_the_ui_thread_and_a_second_enter_checks_once(ctx,  # type: ignore[no-untyped-def]
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OTP modal's check writes the try (and the code's time step): a thread worker, one at a time."""
+    from datetime import datetime, timedelta, timezone
+    from urllib.parse import parse_qs, urlparse
+
+    import core.mfa
+    from core import operators as ops
+    from core.mfa import MfaSession, code_at
+    from tui.modals.otp import OtpModal
+
+    t0 = datetime(2025, 3, 1, 12, 0, 10, tzinfo=timezone.utc)
+    ctx.operator = "alice"
+    ops.add_operator(ctx, "alice", "alice@example.org")
+    secret = parse_qs(urlparse(ops.start_enrolment(ctx, "alice").uri).query)["secret"][0]
+    before = t0 - timedelta(seconds=60)
+    ops.confirm_enrolment(ctx, "alice", code_at(secret, before), now=before)
+    threads: list[threading.Thread] = []
+    entered, release = threading.Event(), threading.Event()
+    real = core.mfa.verify_code
+
+    def held(*args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread())
+        entered.set()
+        assert release.wait(30), "the test never released the check"
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core.mfa, "verify_code", held)
+    results: list[bool | None] = []
+    mfa = MfaSession(ctx.settings, clock=lambda: t0)
+
+    class Host(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(OtpModal(ctx, mfa), results.append)
+
+    async with Host().run_test(size=SIZE) as pilot:
+        try:
+            pilot.app.screen.query_one("#otp-code", Input).value = code_at(secret, t0)
+            await pilot.press("enter")
+            await until(pilot, entered.is_set, "the check to reach core")
+            await pilot.press("enter", "escape")  # while it is checked: no second check, and Esc does not cancel
+            await pilot.pause()
+            assert isinstance(pilot.app.screen, OtpModal)
+        finally:
+            release.set()
+        await written(pilot)
+        await until(pilot, lambda: results == [True], "the modal to close unlocked")
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()
+    assert mfa.unlocked("alice", now=t0)
