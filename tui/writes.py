@@ -8,7 +8,7 @@ while the node that asked is still mounted. failed(exc) runs there for any failu
 flight" state; the failures of a type in `shows` are the node's to show (a form puts core's error on its field's
 line, a step-up asks for a code), any other reaches the App's one worker handler, in the words the CLI prints.
 The worker belongs to the App, not to the modal or screen that asked: a write is never cut short because the
-node that started it closed, and one whose node is gone is shown by the App.
+node that started it closed, and a failure whose node is gone is shown by the App.
 
 The app counts writes in flight (WriteCounter at app.writes); tests wait on that instead of sleeping.
 """
