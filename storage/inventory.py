@@ -291,6 +291,7 @@ def _account_info(acc: Account, asset_name: str) -> AccountInfo:
         id=acc.id, asset_id=acc.asset_id, asset_name=asset_name, username=acc.username, secret_type=acc.secret_type,
         privileged=acc.privileged, can_change=acc.can_change, version=acc.version, last_changed_at=acc.last_changed_at,
         last_status=acc.last_status, has_secret=acc.secret_enc is not None,
+        has_become=acc.become_secret_enc is not None,
     )
 
 
@@ -396,9 +397,10 @@ def secret_history(db: Database, account_id: int) -> list[tuple[int, datetime, s
 def upsert_account(
     db: Database, session: Session, asset: Asset, username: str, *, secret_type: str = "password",
     secret: str | None = None, passphrase: str | None = None, become: str | None = None,
-    privileged: bool | None = None, can_change: bool | None = None,
+    privileged: bool | None = None, can_change: bool | None = None, clear_become: bool = False,
 ) -> tuple[Account, str]:
-    """Create or update an account; a changed secret keeps the old one in history. Returns row and outcome."""
+    """Create or update an account; a changed secret keeps the old one in history; clear_become drops the become
+    (sudo) password. Returns row and outcome."""
     acc = session.exec(
         select(Account).where(Account.asset_id == asset.id, Account.username == username, Account.secret_type == secret_type)
     ).first()
@@ -423,6 +425,10 @@ def upsert_account(
             outcome = "updated"
     if become is not None and db.unseal(acc, "become_secret_enc") != become:
         db.seal(acc, "become_secret_enc", become)
+        if outcome == "unchanged":
+            outcome = "updated"
+    elif clear_become and acc.become_secret_enc is not None:
+        acc.become_secret_enc = None
         if outcome == "unchanged":
             outcome = "updated"
     session.add(acc)

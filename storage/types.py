@@ -129,6 +129,7 @@ class AccountInfo:
     last_changed_at: datetime | None
     last_status: str
     has_secret: bool
+    has_become: bool = False  # a become (sudo) password is stored (never the password itself)
 
 
 @dataclass(frozen=True)

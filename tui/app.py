@@ -29,6 +29,7 @@ from core.types import ExecutionInfo
 from tui.keys import OrderedKeys
 from tui.modals.confirm import ConfirmModal
 from tui.reads import ReadCounter
+from tui.writes import WriteCounter, write_in_thread
 from tui.screens.audit import AuditScreen
 from tui.screens.history import HistoryScreen
 from tui.screens.inventory import InventoryScreen
@@ -119,6 +120,7 @@ class KeyturnApp(OrderedKeys, App[int]):
         self._next_run_key = 1
         self.run_signal: Signal[RunUpdated] = Signal(self, "run")
         self.reads = ReadCounter()  # screen reads in flight (tests wait on it instead of sleeping)
+        self.writes = WriteCounter(self)  # writes in flight (tests wait on it instead of sleeping)
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: object) -> None:  # type: ignore[override]
         """Show a toast. Messages carry host errors and user names, so they are never read as markup."""
@@ -441,13 +443,15 @@ class KeyturnApp(OrderedKeys, App[int]):
         from tui.modals.prompt import PromptModal
         from tui.modals.reveal import RevealModal
 
-        def show(reason: str) -> None:
-            try:
-                items = fetch(reason)
-            except KeyturnError as exc:
+        def refused(exc: Exception) -> None:
+            if isinstance(exc, KeyturnError):  # anything else the App's worker handler shows
                 self.notify(str(exc), title="Reveal refused", severity="error", markup=False)
-                return
-            self.push_screen(RevealModal(f"Secrets of {what}", items))
+
+        def show(reason: str) -> None:
+            # Decrypting writes the reveal's audit event first: in a thread worker, the secrets once it committed.
+            write_in_thread(self, f"Reveal of {what}", lambda: fetch(reason),
+                            lambda items: self.push_screen(RevealModal(f"Secrets of {what}", items)), failed=refused,
+                            shows=(KeyturnError,))
 
         def got_reason(reason: str | None) -> None:
             if not reason:

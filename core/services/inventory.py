@@ -334,11 +334,13 @@ def import_known_hosts_file(ctx: Context, path: Path, source: str | None = None)
 # -- accounts --------------------------------------------------------------------------------------
 def add_account(ctx: Context, asset: str, username: str, *, secret_type: str, secret: str,
                 passphrase: str | None = None, become: str | None = None, privileged: bool = False,
-                can_change: bool = True, key_label: str = "private key") -> str:
+                can_change: bool = True, key_label: str = "private key", clear_become: bool = False) -> str:
     """Add an account or give it a new secret (the old one stays in history); 'created', 'updated' or
-    'unchanged'. Audited as account.add or account.update. key_label names the key's source in errors."""
+    'unchanged'. Audited as account.add or account.update. key_label names the key's source in errors;
+    clear_become drops a stored become (sudo) password (edit_account's --clear-become-password)."""
     require(ctx, "edit")
     asset_in_scope(ctx, asset)
+    _check_become(become, clear_become)
     try:
         username = check_username(username or "")  # the rule the CLI, import and drivers apply: it reaches shells
     except ValueError as exc:
@@ -354,14 +356,33 @@ def add_account(ctx: Context, asset: str, username: str, *, secret_type: str, se
         row = store.get_asset_row(s, asset)
         if not privileged and _is_privileged(s, asset, username, secret_type):
             _step_up(ctx, "account.privileged")  # made privileged since the check above: still nothing written
+        had_become = _has_become(s, asset, username, secret_type)
         _, outcome = store.upsert_account(ctx.db, s, row, username, secret_type=secret_type, secret=secret,
                                           passphrase=passphrase, become=become, privileged=privileged,
-                                          can_change=can_change)
+                                          can_change=can_change, clear_become=clear_become)
         if outcome != "unchanged":
             record_event_in(s, ctx, f"account.{'add' if outcome == 'created' else 'update'}", "account",
                             f"{username}@{asset}", {"secret_type": secret_type, "privileged": privileged,
-                                                    "can_change": can_change})
+                                                    "can_change": can_change,
+                                                    **_become_cleared(clear_become and had_become)})
     return outcome
+
+
+def _check_become(become: str | None, clear_become: bool) -> None:
+    if become and clear_become:
+        raise InputError("become password: give a new one or clear it, not both", field="become")
+
+
+def _has_become(s: Session, asset: str, username: str, secret_type: str | None) -> bool:
+    try:
+        return store.get_account_row(s, asset, username, secret_type).become_secret_enc is not None
+    except NotFound:
+        return False
+
+
+def _become_cleared(cleared: bool) -> dict[str, object]:
+    """The audit detail of a cleared become password (the event says so; a set one is never named)."""
+    return {"become": "cleared"} if cleared else {}
 
 
 def _is_privileged(s: Session, asset: str, username: str, secret_type: str | None) -> bool:
@@ -409,33 +430,39 @@ def remove_account(ctx: Context, asset: str, username: str, secret_type: str | N
 
 def edit_account(ctx: Context, asset: str, username: str, secret_type: str | None = None, *,
                  privileged: bool | None = None, can_change: bool | None = None, secret: str | None = None,
-                 passphrase: str | None = None, become: str | None = None, key_label: str = "private key") -> str:
+                 passphrase: str | None = None, become: str | None = None, key_label: str = "private key",
+                 clear_become: bool = False) -> str:
     """Change an existing account's flags, and its secret or become (sudo) password when one is given (empty or
-    None keeps the current one).
+    None keeps the current one); clear_become drops the stored become password (not with a new one).
 
     'updated' or 'unchanged'; audited as account.update with the same detail as add_account, which does the
     change when there is a new secret. Flags left None stay as they are.
     """
     require(ctx, "edit")
     asset_in_scope(ctx, asset)
+    _check_become(become, clear_become)
     with ctx.db.read() as s:
         acc = store.get_account_row(s, asset, username, secret_type)
         kind, was_privileged, was_changeable = acc.secret_type, acc.privileged, acc.can_change
+        had_become = acc.become_secret_enc is not None
     new_privileged = was_privileged if privileged is None else privileged
     new_changeable = was_changeable if can_change is None else can_change
     if secret:
         return add_account(ctx, asset, username, secret_type=kind, secret=secret, passphrase=passphrase,
                            become=become or None, privileged=new_privileged, can_change=new_changeable,
-                           key_label=key_label)
-    if (new_privileged, new_changeable) == (was_privileged, was_changeable) and not become:
+                           key_label=key_label, clear_become=clear_become)
+    clearing = clear_become and had_become
+    if (new_privileged, new_changeable) == (was_privileged, was_changeable) and not become and not clearing:
         return "unchanged"
     if was_privileged or new_privileged:
         _step_up(ctx, "account.privileged")
     with ctx.db.write() as s:
         row = store.get_asset_row(s, asset)
         _, outcome = store.upsert_account(ctx.db, s, row, username, secret_type=kind, become=become or None,
-                                          privileged=new_privileged, can_change=new_changeable)
+                                          privileged=new_privileged, can_change=new_changeable,
+                                          clear_become=clear_become)
         if outcome != "unchanged":
             record_event_in(s, ctx, "account.update", "account", f"{username}@{asset}",
-                            {"secret_type": kind, "privileged": new_privileged, "can_change": new_changeable})
+                            {"secret_type": kind, "privileged": new_privileged, "can_change": new_changeable,
+                             **_become_cleared(clearing)})
     return outcome

@@ -29,9 +29,22 @@ async def until(pilot: Pilot, done: Callable[[], object], what: str, timeout: fl
         await pilot.pause(0.02)
 
 
+async def written(pilot: Pilot) -> None:
+    """Every write's worker ended and its outcome shown: for any App (a test's host of one modal has no counters)."""
+    from tui.writes import WRITE_GROUP
+
+    while any(w.group == WRITE_GROUP and not w.is_finished for w in pilot.app.workers):
+        await pilot.pause(0.005)
+    await pilot.pause()
+
+
 async def settled(pilot: Pilot) -> None:
-    """Every screen read shown and the screen drawn with it (a mode switch's reload, a form's set-up)."""
-    await pilot.app.reads.settled()  # type: ignore[attr-defined]
+    """Every write applied and every screen read shown, and the screen drawn with them (a save's reload, a mode
+    switch's reload, a form's set-up)."""
+    app = pilot.app
+    while app.writes.pending or app.reads.pending:  # type: ignore[attr-defined]
+        await app.writes.settled()  # type: ignore[attr-defined]
+        await app.reads.settled()  # type: ignore[attr-defined]  # a write's outcome may start a reload
     await pilot.pause()
 
 

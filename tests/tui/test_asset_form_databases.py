@@ -8,6 +8,7 @@ from collections.abc import Callable
 from textual.widgets import Input, Label, Select
 
 from storage.inventory import get_asset
+from tests.tui.helpers import settled
 from tui.app import KeyturnApp
 from tui.modals.asset_form import AssetFormModal
 
@@ -33,17 +34,17 @@ def test_database_fields_follow_the_platform_and_are_saved(demo_app: Callable[[]
             form.query_one("#database", Input).value = "app"
             form.query_one("#ca_file", Input).value = "relative.pem"
             await pilot.press("ctrl+s")
-            await pilot.pause()
+            await settled(pilot)  # the save runs in a thread worker
             assert "ca_file" in str(form.query_one("#err-ca_file", Label).render())  # nothing saved yet
             form.query_one("#tls", Select).value = "verify-full"
             form.query_one("#ca_file", Input).value = "/etc/ssl/db-ca.pem"
             form.query_one("#gateway", Input).value = "no-such-host"
             await pilot.press("ctrl+s")
-            await pilot.pause()
+            await settled(pilot)  # the save runs in a thread worker
             assert "gateway: no asset named 'no-such-host'" in str(form.query_one("#err-form", Label).render())
             form.query_one("#gateway", Input).value = "web-01"
             await pilot.press("ctrl+s")
-            await pilot.pause()
+            await settled(pilot)  # the save runs in a thread worker
             assert not isinstance(app.screen, AssetFormModal)
         saved = get_asset(demo_ctx.db, "pg-new")
         assert (saved.platform, saved.port, saved.database, saved.tls, saved.ca_file, saved.gateway) == (

@@ -14,7 +14,7 @@ from core.context import Context, open_context
 from storage import executions as rec
 from storage.inventory import account_secrets, get_account_row, pin_host_key, upsert_account, upsert_asset
 from storage.queries import task_names
-from tests.tui.helpers import until
+from tests.tui.helpers import settled, until
 from tui.app import KeyturnApp
 from tui.widgets.run_panel import RunState
 
@@ -64,7 +64,7 @@ def test_create_run_find_and_retry(settings, sandbox_fleet) -> None:
             await until(pilot, lambda: "2 accounts on 2 assets" in str(app.screen.query_one("#form-preview").render()),
                         "the preview", timeout=10)
             await pilot.press("ctrl+s")
-            await pilot.pause()
+            await settled(pilot)
             assert task_names(ctx.db) == ["rotate-alice"]
             table = app.screen.query_one("#tasks-table", DataTable)
             assert _rows(table)[0][0] == "rotate-alice"
@@ -125,20 +125,20 @@ def test_edit_copy_toggle_delete(demo_ctx: Context) -> None:
             await pilot.press("e", "end")
             await _type(pilot, "-2")
             await pilot.press("ctrl+s")
-            await pilot.pause()
+            await settled(pilot)
             assert "break-glass-2" in task_names(demo_ctx.db) and "break-glass" not in task_names(demo_ctx.db)
             assert tasks.get_task(demo_ctx, "break-glass-2").specific_secret == "Break-Glass-2025!"
             # Copy: the prompt proposes NAME-copy; Enter accepts.
             await pilot.press("c")
             await pilot.pause()
             await pilot.press("enter")
-            await pilot.pause()
+            await settled(pilot)
             assert "break-glass-2-copy" in task_names(demo_ctx.db)
             assert app.screen.query_one("#tasks-table", DataTable).get_row_at(
                 app.screen.query_one("#tasks-table", DataTable).cursor_row)[0].plain == "break-glass-2-copy"
             # Toggle active on the copy.
             await pilot.press("a")
-            await pilot.pause()
+            await settled(pilot)
             assert tasks.get_task(demo_ctx, "break-glass-2-copy").active is False
             # Delete asks first; n keeps it, d then y deletes it.
             await pilot.press("d", "n")
@@ -268,7 +268,7 @@ def test_trust_shows_the_fingerprint_before_pinning_and_warns_on_a_changed_key(s
             assert served in dialog.body and "WARNING" not in dialog.body
             assert get_asset(ctx.db, host.name).host_keys == ()  # shown, not pinned yet
             await pilot.press("y")
-            await pilot.pause()
+            await settled(pilot)
             assert [k.fingerprint for k in get_asset(ctx.db, host.name).host_keys
                     if k.key_type == "ssh-ed25519"] == [served]
 

@@ -16,7 +16,7 @@ from core.audit import list_events
 from core.mfa import MfaSession, code_at
 from core.reveal import reveal_account
 from storage.inventory import upsert_account, upsert_asset
-from tests.tui.helpers import until
+from tests.tui.helpers import until, written
 from tui.modals.enrol import EnrolModal
 from tui.modals.otp import OtpModal
 from tui.modals.reveal import MASK, RevealModal
@@ -92,11 +92,12 @@ async def test_reveal_flow_masks_shows_hides_and_copies(setup):
         assert "5 tries before a lockout" in str(app.screen.query_one("#otp-status", Label).render())
         wrong = "000000" if code_at(totp, T0) != "000000" else "111111"
         await pilot.press(*wrong, "enter")
+        await written(pilot)  # the code is checked in a thread worker (it writes the try)
         assert "4 tries left" in str(app.screen.query_one("#otp-error", Label).render())
         assert isinstance(app.screen, OtpModal) and app.screen.query_one("#otp-code", Input).value == ""
 
         await pilot.press(*code_at(totp, T0), "enter")
-        await pilot.pause()
+        await written(pilot)
         assert isinstance(app.screen, RevealModal)
         masked = screen_text(app)
         assert "web1 root" in masked and MASK in masked
@@ -138,6 +139,7 @@ async def test_otp_modal_skips_when_unlocked_and_shows_the_lockout(setup):
     async with Host().run_test(size=(100, 32)) as pilot:
         for _ in range(5):
             await pilot.press(*"123456" if code_at(totp, T0) != "123456" else "654321", "enter")
+            await written(pilot)
         error = str(pilot.app.screen.query_one("#otp-error", Label).render())
         assert "locked out" in error and pilot.app.screen.query_one("#otp-code", Input).disabled
         await pilot.press("escape")
@@ -167,9 +169,10 @@ async def test_enrol_modal_confirms_with_a_code(ctx):
         shot = screen_text(pilot.app)
         assert "\u2584" in shot and "\u2580" in shot  # the half-block QR is on screen
         await pilot.press(*"000000", "enter")
+        await written(pilot)
         assert "wrong code" in str(pilot.app.screen.query_one("#enrol-error", Label).render())
         await pilot.press(*code_at(secret, datetime.now(timezone.utc)), "enter")
-        await pilot.pause()
+        await written(pilot)
     assert results == [True] and ops.get_operator(ctx, "bob").confirmed
 
 

@@ -33,12 +33,13 @@ ASSET_COMMANDS = [(["asset", "add", "web9", "--address", "10.9.0.9", "--node", "
                   (["asset", "edit", "web9", "--address", "10.9.0.10", "--inactive"], ""),
                   (["asset", "remove", "web9", "--yes"], "")]
 # Add an account, give it a new secret and make it privileged with a become password, give it another become
-# password alone, make it unprivileged again (its secret kept), remove it.
+# password alone, clear the become password, make it unprivileged again (its secret kept), remove it.
 ACCOUNT_COMMANDS = [(["asset", "add", "web9", "--address", "10.9.0.9"], ""),
                     (["account", "add", "web9", "app", "--password-stdin"], "Pw-one-17\n"),
                     (["account", "add", "web9", "app", "--password-stdin", "--privileged", "--become-password-stdin"],
                      "Pw-two-29\nSudo-pw-41\n"),
                     (["account", "edit", "web9", "app", "--become-password-stdin"], "Sudo-pw-53\n"),
+                    (["account", "edit", "web9", "app", "--clear-become-password"], ""),
                     (["account", "edit", "web9", "app", "--no-privileged"], ""),
                     (["account", "remove", "web9", "app", "--yes"], "")]
 
@@ -158,6 +159,10 @@ def _app_account_rows(tmp_path: Path) -> list[tuple]:
             # The become password alone: the secret and its version stay.
             acc = await save(pilot, "c", True, become="Sudo-pw-53")
             assert (acc.privileged, acc.version, held(acc)) == (True, 2, ("Pw-two-29", "Sudo-pw-53"))
+            assert acc.has_become
+            # Clearing the become password: the vault no longer holds one; the secret and its version stay.
+            acc = await save(pilot, "c", True, clear_become=True)
+            assert (acc.privileged, acc.version, held(acc), acc.has_become) == (True, 2, ("Pw-two-29", None), False)
             # The flag only: the password field left empty keeps the secret.
             acc = await save(pilot, "c", False, privileged=False)
             assert (acc.privileged, acc.version, held(acc)[0]) == (False, 2, "Pw-two-29")
@@ -179,8 +184,9 @@ def test_add_edit_remove_an_account_audits_alike_from_both_front_ends(keyturn_en
     cli = _cli_rows(keyturn_env, monkeypatch, settings, ACCOUNT_COMMANDS)
     app = _app_account_rows(tmp_path)
     assert [r[0] for r in cli] == ["asset.add", "account.add", "account.update", "account.update", "account.update",
-                                   "account.remove"]
+                                   "account.update", "account.remove"]
     assert app == cli
     assert cli[2][3] == cli[3][3] == {"secret_type": "password", "privileged": True, "can_change": True}
-    assert cli[4][3] == {"secret_type": "password", "privileged": False, "can_change": True}
+    assert cli[4][3] == {"secret_type": "password", "privileged": True, "can_change": True, "become": "cleared"}
+    assert cli[5][3] == {"secret_type": "password", "privileged": False, "can_change": True}
     assert "Pw-" not in repr(cli) and "Sudo-" not in repr(cli)

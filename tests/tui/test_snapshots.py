@@ -25,7 +25,7 @@ MODES = ["o", "t", "h", "s", "i", "u"]  # overview, tasks, history, records, inv
 
 async def settle(pilot: Pilot) -> None:
     """Wait until every screen read started so far has reached its screen (reads run in thread workers), and
-    any read a shown result set off (a highlighted row loading its details) too."""
+    any read a shown result set off (a highlighted row loading its details) too, and every write has landed."""
     app = pilot.app
     while True:
         while isinstance(app.screen, ModeScreen) and not app.screen.read_started:
@@ -34,7 +34,7 @@ async def settle(pilot: Pilot) -> None:
         await pilot.pause()
         # A table filled from a read sizes its columns on its next idle turn: the picture waits for that too.
         # The task form's live preview is debounced (a timer, then a read): wait for the timer to have fired.
-        if not app.reads.pending and not any(  # type: ignore[attr-defined]
+        if not app.reads.pending and not app.writes.pending and not any(  # type: ignore[attr-defined]
                 table._require_update_dimensions for screen in app.screen_stack for table in screen.query(DataTable)) \
                 and not any(getattr(screen, "_preview_timer", None) is not None for screen in app.screen_stack):
             return

@@ -146,7 +146,7 @@ def test_account_add_password_from_stdin_is_never_shown_nor_stored_in_plaintext(
     assert json.loads(listed) == [{
         "asset": "web1", "username": "root", "secret_type": "password", "privileged": True, "can_change": True,
         "version": 1, "last_changed_at": json.loads(listed)[0]["last_changed_at"], "last_status": "",
-        "has_secret": True,
+        "has_secret": True, "has_become": True,
     }]
     shown = cli("asset", "show", "web1", "--json", check=True).stdout
     dumped = sqlite_dump(keyturn_env)
@@ -187,6 +187,29 @@ def test_account_edit_changes_flags_and_keeps_the_secret(cli, keyturn_env) -> No
     assert "INSERT INTO account_secret_history" not in sqlite_dump(keyturn_env)
     missing = cli("account", "edit", "web1", "nobody", "--privileged")
     assert missing.returncode == 1 and "no account 'nobody' on asset 'web1'" in missing.stderr
+
+
+def test_account_edit_clears_the_become_password(cli, keyturn_env) -> None:
+    cli("asset", "add", "web1", "--address", "10.9.0.1", check=True)
+    become = "Kt-clear-become-77"
+    cli("account", "add", "web1", "root", "--password-stdin", "--privileged", "--become-password-stdin",
+        input=f"Kt-clear-pw-1\n{become}\n", check=True)
+    [acc] = json.loads(cli("account", "list", "--json", check=True).stdout)
+    assert acc["has_become"] and "has sudo password" in cli("asset", "show", "web1", check=True).stdout
+    both = cli("account", "edit", "web1", "root", "--clear-become-password", "--become-password-stdin", input="x\n")
+    assert both.returncode == 2 and "not allowed with --clear-become-password" in both.stderr
+    assert "--clear-become-password" in cli("account", "edit", "--help").stdout
+
+    assert cli("account", "edit", "web1", "root", "--clear-become-password", check=True).stdout == \
+        "account root@web1 updated\n"
+    [acc] = json.loads(cli("account", "list", "--json", check=True).stdout)
+    assert (acc["has_become"], acc["has_secret"], acc["version"], acc["privileged"]) == (False, True, 1, True)
+    assert "sudo password" not in cli("asset", "show", "web1", check=True).stdout
+    # Clearing again changes nothing and says so; the audit trail names the clearing, never the password.
+    assert cli("account", "edit", "web1", "root", "--clear-become-password", check=True).stdout == \
+        "account root@web1 unchanged\n"
+    dumped = sqlite_dump(keyturn_env)
+    assert dumped.count('"become": "cleared"') == 1 and become not in dumped
 
 
 def test_password_stdin_needs_a_line(cli) -> None:

@@ -124,7 +124,7 @@ def account_to_dict(a: AccountInfo) -> dict[str, Any]:
     return {
         "asset": a.asset_name, "username": a.username, "secret_type": a.secret_type, "privileged": a.privileged,
         "can_change": a.can_change, "version": a.version, "last_changed_at": _time(a.last_changed_at),
-        "last_status": a.last_status, "has_secret": a.has_secret,
+        "last_status": a.last_status, "has_secret": a.has_secret, "has_become": a.has_become,
     }
 
 
@@ -238,7 +238,8 @@ def cmd_asset_show(ctx: Context, args: argparse.Namespace) -> int:
     print("accounts:" + ("" if accounts else " none"))
     for a in accounts:
         flags = [a.secret_type, "privileged" if a.privileged else "", "no-change" if not a.can_change else "",
-                 f"v{a.version}", "has secret" if a.has_secret else "no secret", a.last_status]
+                 f"v{a.version}", "has secret" if a.has_secret else "no secret",
+                 "has sudo password" if a.has_become else "", a.last_status]
         print(f"  {a.username:<16} " + "  ".join(f for f in flags if f))
     return 0
 
@@ -376,7 +377,7 @@ def cmd_account_edit(ctx: Context, args: argparse.Namespace) -> int:
                                   privileged=bool(args.privileged))
         become = _StdinSecrets().read("become (sudo) password")
     outcome = svc.edit_account(ctx, args.asset, args.username, secret_type, privileged=args.privileged,
-                               can_change=args.change, become=become)
+                               can_change=args.change, become=become, clear_become=args.clear_become_password)
     print(f"account {args.username}@{args.asset} {outcome}")
     return 0
 
@@ -536,8 +537,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (has_secret, never the secret)")
 
     p = _cmd(accounts, "edit", "change an account's flags or become password",
-             "Mark an account privileged or not, changeable or not, or give it a new become (sudo) password; its "
-             "secret stays (give a new one with `account add`).", cmd_account_edit, "edit")
+             "Mark an account privileged or not, changeable or not, or give it a new become (sudo) password or "
+             "clear the stored one; its secret stays (give a new one with `account add`).", cmd_account_edit, "edit")
     p.add_argument("asset", metavar="ASSET", help="asset name")
     p.add_argument("username", metavar="USERNAME", help="account name")
     p.add_argument("--type", choices=("password", "ssh-key"), help="which one, when the user has both a password and a key")
@@ -545,8 +546,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keyturn logs in with this account to change others (--no-privileged: not any more)")
     p.add_argument("--change", action=argparse.BooleanOptionalAction, default=None,
                    help="keyturn may change this account's secret (--no-change: never)")
-    p.add_argument("--become-password-stdin", action="store_true",
-                   help="read a new sudo (become) password from stdin (one line)")
+    become = p.add_mutually_exclusive_group()
+    become.add_argument("--become-password-stdin", action="store_true",
+                        help="read a new sudo (become) password from stdin (one line)")
+    become.add_argument("--clear-become-password", action="store_true",
+                        help="forget the stored sudo (become) password (for a sudo that asks for none)")
 
     p = _cmd(accounts, "remove", "remove an account",
              "Remove an account with its secret and secret history.", cmd_account_remove, "edit")

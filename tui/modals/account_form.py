@@ -15,10 +15,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Checkbox, Input, Label, Select
 
 from core.context import Context
-from core.errors import InputError, KeyturnError
+from core.errors import InputError
 from core.names import check_username
 from core.services import inventory as svc
-from core.stepup import StepUpRequired
 from core.types import AccountInfo
 from tui.modals.form import FormModal
 from tui.widgets.compact import make_compact
@@ -31,7 +30,7 @@ FIELDS = ("username", "secret_type", "password", "key_file", "passphrase", "beco
 
 class AccountFormModal(FormModal[tuple[str, str] | None]):
     """User name, secret type, the secret (password, or key file and passphrase), privileged with its become
-    (sudo) password, and changeable."""
+    (sudo) password (on an edit, a box clears a stored one), and changeable."""
 
     BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
 
@@ -64,6 +63,8 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
                 # Only a privileged account's become password is used (sudo on the accounts it changes).
                 yield self.field_group("become", f"Become (sudo) password{keep or ' (if sudo asks for one)'}",
                                        Input(password=True, id="become"))
+                if a is not None and a.has_become:  # never shows the password: only that one is stored
+                    yield MarkedCheckbox("clear the stored sudo password", False, id="clear_become")
                 yield MarkedCheckbox("keyturn may change its secret", a.can_change if a else True, id="can_change")
             yield Label("", markup=False, id="err-form", classes="field-error")
             yield self.buttons()
@@ -109,7 +110,10 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
             raise InputError(f"key file {path}: cannot read it ({reason})", field="key_file") from None
 
     def action_save(self) -> None:
-        """Check all fields, then save through core; on a step-up, ask for a TOTP code and save again."""
+        """Check all fields, then save through core in a thread worker; on a step-up, ask for a TOTP code and save
+        again."""
+        if self.saving:
+            return
         for label in self.query(".field-error"):
             label.display = False
         username = self.query_one("#username", Input)
@@ -123,6 +127,7 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
         key_path = self.query_one("#key_file", Input).value.strip()
         key_label = f"key file {key_path}"
         become = self.query_one("#become", Input).value if privileged else ""
+        clear_become = any(box.value for box in self.query("#clear_become").results(Checkbox))
         try:
             passphrase: str | None = None
             if secret_type == "password":
@@ -137,35 +142,39 @@ class AccountFormModal(FormModal[tuple[str, str] | None]):
                     raise InputError("key file: give the key this passphrase opens", field="key_file")
                 else:
                     secret = ""  # keep the current key
-            if self.account is None:
-                outcome = svc.add_account(self.ctx, self.asset, username.value, secret_type=secret_type, secret=secret,
-                                          passphrase=passphrase, become=become or None, privileged=privileged,
-                                          can_change=can_change, key_label=key_label)
-            else:
-                outcome = svc.edit_account(self.ctx, self.asset, self.account.username, self.account.secret_type,
-                                           privileged=privileged, can_change=can_change, secret=secret or None,
-                                           passphrase=passphrase, become=become or None, key_label=key_label)
-        except StepUpRequired as exc:  # a privileged account opens every other account of the asset
-            self.step_up_then_save(exc)
-            return
         except InputError as exc:
-            key = self._field_of(exc, secret_type)
-            self.show_error(key, str(exc))
-            if key != "form":
-                self.show_error("form", "nothing saved")
-                self._focus_field(self.query_one(f"#{key}", Input))
+            self.field_failed(exc)
             return
-        except KeyturnError as exc:  # not allowed, no such asset, or the audit trail cannot be written
-            self.show_error("form", str(exc))
-            return
-        self.dismiss((username.value.strip(), outcome))
+        ctx, asset, account, name = self.ctx, self.asset, self.account, username.value
 
-    def _field_of(self, exc: InputError, secret_type: str) -> str:
+        # A step-up (StepUpRequired) comes for a privileged account: it opens every other account of the asset.
+        def write() -> str:
+            if account is None:
+                return svc.add_account(ctx, asset, name, secret_type=secret_type, secret=secret, passphrase=passphrase,
+                                       become=become or None, privileged=privileged, can_change=can_change,
+                                       key_label=key_label)
+            return svc.edit_account(ctx, asset, account.username, account.secret_type, privileged=privileged,
+                                    can_change=can_change, secret=secret or None, passphrase=passphrase,
+                                    become=become or None, key_label=key_label, clear_become=clear_become)
+
+        self.save_in_thread(f"Saving account {name.strip()}@{asset}", write,
+                            lambda outcome: self.dismiss((name.strip(), outcome)))
+
+    def field_failed(self, exc: Exception) -> None:
+        """Core's error on its field's line (and "nothing saved" on the form's), with the focus on that field."""
+        key = self._field_of(exc, self._secret_type())
+        self.show_error(key, str(exc))
+        if key != "form":
+            self.show_error("form", "nothing saved")
+            self._focus_field(self.query_one(f"#{key}", Input))
+
+    def _field_of(self, exc: Exception, secret_type: str) -> str:
         """The field an error from core is about: core's 'secret' is the password or the key file here."""
-        if exc.field == "secret":
+        field = getattr(exc, "field", None)
+        if field == "secret":
             return "password" if secret_type == "password" else "key_file"
-        if exc.field in ("username", "key_file", "passphrase", "become"):
-            return exc.field
+        if field in ("username", "key_file", "passphrase", "become"):
+            return str(field)
         return "form"
 
     def _snapshot(self) -> tuple:

@@ -11,11 +11,9 @@ from textual.widgets import Checkbox, Input, Label, Select
 
 from core.context import Context
 from core.drivers.dbconn import TLS_MODES, default_port, is_database
-from core.errors import InputError, KeyturnError
 from core.importer import check_name
 from core.values import PLATFORMS
 from core.services import inventory as svc
-from core.stepup import StepUpRequired
 from core.types import AssetInfo
 from tui.modals.form import FormModal
 from tui.widgets.compact import make_compact
@@ -100,7 +98,9 @@ class AssetFormModal(FormModal[AssetInfo | None]):
         self.show_typing_error(event)
 
     def action_save(self) -> None:
-        """Check all fields, then write the asset in one transaction."""
+        """Check all fields, then write the asset in one transaction (in a thread worker)."""
+        if self.saving:
+            return
         bad: list[Input] = []
         for field in self.query(Input):
             if not self.show_check(self.field_key(field), field.validate(field.value)):
@@ -117,25 +117,24 @@ class AssetFormModal(FormModal[AssetInfo | None]):
                       gateway=value["gateway"])  # empty: no gateway (an edit removes one)
         fields = dict(address=value["address"], port=value["port"], platform=platform,
                       active=self.query_one("#active", Checkbox).value, comment=value["comment"], **db)
-        try:
-            if self.asset is None:
-                saved = svc.add_asset(self.ctx, value["name"], nodes=svc.parse_nodes(value["nodes"]), **fields)  # type: ignore[arg-type]
-            else:
-                saved, _ = svc.edit_asset(self.ctx, self.asset.name, add_nodes=svc.parse_nodes(value["nodes"]),
-                                          **fields)  # type: ignore[arg-type]
-        except StepUpRequired as exc:  # a new address, port, platform, TLS mode or gateway decides where secrets go
-            self.step_up_then_save(exc)
-            return
-        except InputError as exc:
-            key = exc.field if exc.field in FIELDS else "form"
-            self.show_error(key, str(exc))
-            if key != "form" and self.query(f"#{key}").filter("Input"):
-                self._focus_field(self.query_one(f"#{key}", Input))
-            return
-        except KeyturnError as exc:  # not allowed, or the audit trail cannot be written: nothing was saved
-            self.show_error("form", str(exc))
-            return
-        self.dismiss(saved)
+        ctx, asset = self.ctx, self.asset
+
+        # A step-up (StepUpRequired) comes from a new address, port, platform, TLS mode or gateway: they decide
+        # where secrets go. save_failed asks for the code and saves again.
+        def write() -> AssetInfo:
+            if asset is None:
+                return svc.add_asset(ctx, value["name"], nodes=svc.parse_nodes(value["nodes"]), **fields)  # type: ignore[arg-type]
+            return svc.edit_asset(ctx, asset.name, add_nodes=svc.parse_nodes(value["nodes"]), **fields)[0]  # type: ignore[arg-type]
+
+        self.save_in_thread(f"Saving asset {asset.name if asset else value['name']}", write, self.dismiss)
+
+    def field_failed(self, exc: Exception) -> None:
+        """Core's error on its field's line, with the focus on that field."""
+        key = getattr(exc, "field", None)
+        key = key if key in FIELDS else "form"
+        self.show_error(key, str(exc))
+        if key != "form" and self.query(f"#{key}").filter("Input"):
+            self._focus_field(self.query_one(f"#{key}", Input))
 
     def _snapshot(self) -> tuple:
         return (tuple(w.value for w in self.query(Input)), self.query_one("#platform", Select).value,

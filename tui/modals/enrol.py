@@ -12,12 +12,14 @@ from core.context import Context
 from core.errors import KeyturnError
 from core.operators import Enrolment, confirm_enrolment
 from core.errors import NotFound
+from tui.writes import write_in_thread
 
 
 class EnrolModal(ModalScreen[bool]):
     """The otpauth QR code (light modules filled, so it reads dark-on-light) and an input for the first code."""
 
     BINDINGS = [Binding("escape", "cancel", "Later")]
+    confirming = False  # a code is being checked
 
     def __init__(self, ctx: Context, enrolment: Enrolment) -> None:
         super().__init__()
@@ -46,16 +48,26 @@ class EnrolModal(ModalScreen[bool]):
         self.query_one("#enrol-code", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Confirm the enrolment with the code."""
+        """Confirm the enrolment with the code (in a thread worker; a second Enter meanwhile is ignored)."""
         event.stop()
-        try:
-            confirm_enrolment(self.ctx, self.enrolment.operator, event.value)
-        except (KeyturnError, NotFound) as exc:
-            self.query_one("#enrol-error", Label).update(str(exc))
-            self.query_one("#enrol-code", Input).value = ""
+        if self.confirming:
             return
+        self.confirming = True
+        ctx, operator, code = self.ctx, self.enrolment.operator, event.value
+        write_in_thread(self, f"Confirming the enrolment of {operator}", lambda: confirm_enrolment(ctx, operator, code),
+                        self._confirmed, failed=self._refused, shows=(KeyturnError, NotFound))
+
+    def _confirmed(self, _: object) -> None:
+        self.confirming = False
         self.dismiss(True)
 
+    def _refused(self, exc: Exception) -> None:
+        self.confirming = False
+        if isinstance(exc, (KeyturnError, NotFound)):
+            self.query_one("#enrol-error", Label).update(str(exc))
+            self.query_one("#enrol-code", Input).value = ""
+
     def action_cancel(self) -> None:
-        """Close unconfirmed; the operator cannot reveal until confirmed."""
-        self.dismiss(False)
+        """Close unconfirmed; the operator cannot reveal until confirmed (not while a code is being checked)."""
+        if not self.confirming:
+            self.dismiss(False)

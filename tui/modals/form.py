@@ -1,9 +1,11 @@
 """What the app's forms (task, asset, account) share: Save and Cancel buttons that do what their keys do, Esc
-that asks before throwing typed work away, one error line per field, and the TOTP step-up before a save."""
+that asks before throwing typed work away, one error line per field, the TOTP step-up before a save, and the save
+itself in a thread worker (one at a time; the form closes once it has committed)."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -12,7 +14,9 @@ from textual.widget import Widget
 from textual.widgets import Button, Input, Label
 
 from core.context import Context
+from core.errors import KeyturnError
 from core.stepup import StepUpRequired
+from tui.writes import write_in_thread
 
 ResultType = TypeVar("ResultType")
 
@@ -28,6 +32,40 @@ class FormModal(ModalScreen[ResultType]):
     """
 
     ctx: Context  # set by each form's __init__
+    saving = False  # a save is in flight: a second one is not started, and Esc waits for it
+
+    def save_in_thread(self, name: str, write: Callable[[], Any], saved: Callable[[Any], None]) -> None:
+        """Run the save write() in a thread worker (not on the UI thread), then saved(result) once it committed.
+        Its errors go to save_failed, on the UI thread, as if the save had raised them here."""
+        if self.saving:
+            return
+        self.saving = True
+
+        def done(result: Any) -> None:
+            self.saving = False
+            saved(result)
+
+        def failed(exc: Exception) -> None:
+            self.saving = False
+            self.save_failed(exc)
+
+        write_in_thread(self, name, write, done, failed=failed, shows=(KeyturnError,))
+
+    def save_failed(self, exc: Exception) -> None:
+        """Show why a save failed (nothing was written): a step-up asks for a code, then saves again; forms put an
+        InputError on its field's line (field_failed). Anything but a KeyturnError the App shows."""
+        from core.errors import InputError
+
+        if isinstance(exc, StepUpRequired):
+            self.step_up_then_save(exc)
+        elif isinstance(exc, InputError):
+            self.field_failed(exc)
+        elif isinstance(exc, KeyturnError):  # not allowed, or the audit trail cannot be written
+            self.show_error("form", str(exc))
+
+    def field_failed(self, exc: Exception) -> None:
+        """Put a core InputError on the line of the field it names, and the focus on that field."""
+        self.show_error("form", str(exc))
 
     def action_save(self) -> None:  # pragma: no cover - every form defines it
         raise NotImplementedError
@@ -100,7 +138,10 @@ class FormModal(ModalScreen[ResultType]):
             self.action_cancel()
 
     def action_cancel(self) -> None:
-        """Close without saving; when something was typed, ask first (as delete does)."""
+        """Close without saving; when something was typed, ask first (as delete does). While a save is in flight,
+        nothing: it may commit still, and the form closes then (or shows why it did not)."""
+        if self.saving:
+            return
         if self._snapshot() == getattr(self, "_initial", None):
             self.dismiss(None)
             return

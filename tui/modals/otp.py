@@ -12,12 +12,14 @@ from core.context import Context
 from core.errors import KeyturnError
 from core.mfa import MfaFailed, MfaLocked, MfaSession, mfa_status
 from core.errors import NotFound
+from tui.writes import write_in_thread
 
 
 class OtpModal(ModalScreen[bool]):
     """One code unlocks the operator for this app session; wrong codes show the tries left, then the lockout."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    checking = False  # a code is being checked
 
     def __init__(self, ctx: Context, mfa: MfaSession, operator: str | None = None) -> None:
         super().__init__()
@@ -67,28 +69,38 @@ class OtpModal(ModalScreen[bool]):
         self.query_one("#otp-code", Input).disabled = True
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Check the code; the input is cleared after a wrong one."""
+        """Check the code (in a thread worker: a check writes the tries and the code's time step); the input is
+        cleared after a wrong one. A second Enter while a check is in flight is ignored."""
         event.stop()
+        if self.checking:
+            return
+        self.checking = True
+        ctx, mfa, code, operator = self.ctx, self.mfa, event.value, self.operator
+        write_in_thread(self, "Checking the TOTP code", lambda: mfa.unlock(ctx, code, operator), self._checked,
+                        failed=self._refused, shows=(KeyturnError,))
+
+    def _checked(self, _: object) -> None:
+        self.checking = False
+        self.dismiss(True)
+
+    def _refused(self, exc: Exception) -> None:
+        """A wrong code, a lockout, or an audit trail that cannot be written: say why here."""
+        self.checking = False
         code_input = self.query_one("#otp-code", Input)
         error = self.query_one("#otp-error", Label)
-        try:
-            self.mfa.unlock(self.ctx, event.value, self.operator)
-        except MfaLocked as exc:
+        if isinstance(exc, MfaLocked):
             error.update(str(exc))
             self._show_status()
             self._disable()
-            return
-        except MfaFailed as exc:
+        elif isinstance(exc, MfaFailed):
             error.update(str(exc))
             code_input.value = ""
             self._show_status()
-            return
-        except KeyturnError as exc:  # the audit trail could not be written: refused, say why
+        elif isinstance(exc, KeyturnError):  # the audit trail could not be written: refused, say why
             error.update(str(exc))
             code_input.value = ""
-            return
-        self.dismiss(True)
 
     def action_cancel(self) -> None:
-        """Close without unlocking."""
-        self.dismiss(False)
+        """Close without unlocking (not while a code is being checked: it may unlock still)."""
+        if not self.checking:
+            self.dismiss(False)

@@ -1,8 +1,13 @@
-"""One line of input in a modal (a new task name, a file path): PromptModal dismisses with the text or None."""
+"""One line of input in a modal (a new task name, a file path): PromptModal dismisses with the text or None.
+
+With save, the text goes through that write (in a thread worker, tui/writes.py) before the prompt closes; a
+refusal stays on the prompt's error line, so the person can correct what they typed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,15 +16,21 @@ from textual.screen import ModalScreen
 from textual.validation import Validator
 from textual.widgets import Input, Label
 
+from core.errors import KeyturnError
+from tui.writes import write_in_thread
+
 
 class PromptModal(ModalScreen[str | None]):
     """Ask for one value; Enter accepts when the validators pass, Escape cancels."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    saving = False  # the text is going through save
 
     def __init__(self, title: str, *, placeholder: str = "", value: str = "",
-                 validators: Sequence[Validator] = (), check: Callable[[str], str | None] | None = None) -> None:
+                 validators: Sequence[Validator] = (), check: Callable[[str], str | None] | None = None,
+                 save: Callable[[str], Any] | None = None) -> None:
         super().__init__()
+        self.save = save  # a write the accepted text goes through (a thread worker) before the prompt closes
         self.title_text = title
         self.placeholder = placeholder
         self.value = value
@@ -49,8 +60,25 @@ class PromptModal(ModalScreen[str | None]):
         if error:
             self.query_one("#prompt-error", Label).update(error)
             return
-        self.dismiss(event.value.strip())
+        text, save = event.value.strip(), self.save
+        if save is None:
+            self.dismiss(text)
+        elif not self.saving:
+            self.saving = True
+            write_in_thread(self, self.title_text, lambda: save(text), lambda _: self._saved(text), failed=self._refused,
+                            shows=(KeyturnError, ValueError))
+
+    def _saved(self, text: str) -> None:
+        self.saving = False
+        self.dismiss(text)
+
+    def _refused(self, exc: Exception) -> None:
+        """Core's refusal on the error line (the text can be corrected); anything else the App shows."""
+        self.saving = False
+        if isinstance(exc, (KeyturnError, ValueError)):
+            self.query_one("#prompt-error", Label).update(str(exc))
 
     def action_cancel(self) -> None:
-        """Close without a value."""
-        self.dismiss(None)
+        """Close without a value (not while the text is being saved: it may commit still)."""
+        if not self.saving:
+            self.dismiss(None)

@@ -29,7 +29,6 @@ from core.secretgen import KEY_ALGORITHMS, check_specific_password, validate_rul
 from core.targets import visible_preview
 from core.services.inventory import list_nodes
 from core.services.views import asset_choices, operator_names
-from core.stepup import StepUpRequired
 from core.types import HostParams, NodeInfo, PasswordRules, TaskSpec
 from tui.modals.form import FormModal
 from tui.reads import ThreadedReads
@@ -484,8 +483,11 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
     def _visible(self, widget: Widget) -> bool:
         return all(a.display for a in widget.ancestors_with_self if isinstance(a, Widget))
 
-    def action_save(self) -> None:  # noqa: C901 - one path per outcome of the save
-        """Check every field; save through core only when all pass, else show each field's error."""
+    def action_save(self) -> None:
+        """Check every field; save through core (in a thread worker) only when all pass, else show each field's
+        error."""
+        if self.saving:
+            return
         for label in self.query(".field-error"):
             label.display = False
         self._update_preview()
@@ -496,26 +498,25 @@ class TaskFormModal(ThreadedReads, FormModal[TaskSpec | None]):
             self.show_error("form", f"{len(errors)} field{'s' if len(errors) != 1 else ''} to fix; nothing saved")
             self._focus_first_error()
             return
-        try:
-            if self.original is None:
-                saved = tasks.create_task(self.ctx, spec)
-            else:
-                changes = {f.name: getattr(spec, f.name) for f in dataclasses.fields(TaskSpec)
-                           if f.name not in ("id", "next_run_at", "created_at", "updated_at")}
-                saved = tasks.edit_task(self.ctx, self.original.name, **changes)
-        except StepUpRequired as exc:  # a task decides where new secrets go
-            self.step_up_then_save(exc)
-            return
-        except InputError as exc:
-            self.show_error(error_field(exc), str(exc))
-            if error_field(exc) != "form":
-                self.show_error("form", "nothing saved")
-            self._focus_first_error()
-            return
-        except KeyturnError as exc:
-            self.show_error("form", str(exc))
-            return
-        self.dismiss(saved)
+        ctx, original = self.ctx, self.original
+
+        # A step-up (StepUpRequired) comes first: a task decides where new secrets go.
+        def write() -> TaskSpec:
+            if original is None:
+                return tasks.create_task(ctx, spec)
+            changes = {f.name: getattr(spec, f.name) for f in dataclasses.fields(TaskSpec)
+                       if f.name not in ("id", "next_run_at", "created_at", "updated_at")}
+            return tasks.edit_task(ctx, original.name, **changes)
+
+        self.save_in_thread(f"Saving task {spec.name}", write, self.dismiss)
+
+    def field_failed(self, exc: Exception) -> None:
+        """Core's error on its field's line (and "nothing saved" on the form's), with the focus on that field."""
+        key = error_field(exc) if isinstance(exc, InputError) else "form"
+        self.show_error(key, str(exc))
+        if key != "form":
+            self.show_error("form", "nothing saved")
+        self._focus_first_error()
 
     def _focus_first_error(self) -> None:
         """Focus the widget the first error is about (the bad cron line, not the schedule's Select) and show it."""

@@ -12,9 +12,11 @@ from textual.widgets import DataTable, Label
 
 from core.audit import AuditEventInfo, VerifyResult, list_events, verify_chain
 from core.errors import KeyturnError
+from core.operators import Enrolment
 from core.services.views import count_events
 from tui.screens.base import ModeScreen, page_bindings
 from tui.widgets.table import PlainTable
+from tui.writes import write_in_thread
 
 PAGE = 100
 
@@ -50,20 +52,26 @@ class AuditScreen(ModeScreen):
     def action_enrol_me(self) -> None:
         """Enrol the acting operator's own phone (after `keyturn operator add` or a reset): QR code, first code."""
         from core.operators import start_enrolment
+
+        ctx = self.ctx
+
+        def refused(exc: Exception) -> None:
+            if isinstance(exc, (KeyturnError, LookupError)):  # anything else the App shows
+                self.notify(str(exc), title="Enrolment", severity="warning", markup=False)
+
+        # A new TOTP secret is stored (a write): in a thread worker, the QR code once it has committed.
+        write_in_thread(self, "Enrolment", lambda: start_enrolment(ctx), self._enrol, failed=refused,
+                        shows=(KeyturnError, LookupError))
+
+    def _enrol(self, enrolment: Enrolment) -> None:
         from tui.modals.enrol import EnrolModal
 
-        try:
-            enrolment = start_enrolment(self.ctx)
-        except (KeyturnError, LookupError) as exc:
-            self.notify(str(exc), title="Enrolment", severity="warning", markup=False)
-            return
         self.app.push_screen(EnrolModal(self.ctx, enrolment), lambda ok: self.reload())
 
     def action_new_operator(self) -> None:
         """Add an operator: name and email. The QR code is shown only to the person themselves (or while no
         operator is enrolled yet, to whoever sets keyturn up); anyone else enrols at their own terminal."""
         from core.operators import ENROL_HINT, add_operator, is_enforcing, may_enrol, require_admin, start_enrolment
-        from tui.modals.enrol import EnrolModal
         from tui.modals.otp import OtpModal
         from tui.modals.prompt import PromptModal
 
@@ -71,15 +79,12 @@ class AuditScreen(ModeScreen):
             return
 
         added: list[str] = []
+        ctx, mfa = self.ctx, self.kt.mfa
 
-        def add(name: str, email: str) -> str | None:
-            # The prompt stays open with the error until the use case accepts the name and email.
-            try:
-                require_admin(self.ctx, self.kt.mfa)  # type: ignore[arg-type]
-                added.append(add_operator(self.ctx, name, email).name)
-            except (KeyturnError, ValueError) as exc:
-                return str(exc)
-            return None
+        def add(name: str, email: str) -> None:
+            # In the prompt's thread worker; it stays open with core's refusal until the name and email pass.
+            require_admin(ctx, mfa)  # type: ignore[arg-type]
+            added.append(add_operator(ctx, name, email).name)
 
         def got_email(email: str | None) -> None:
             if not email or not added:
@@ -90,12 +95,12 @@ class AuditScreen(ModeScreen):
                 self.notify(f"{name} enrols their phone at their own terminal: {ENROL_HINT} "
                             "(or Audit, e, in the app)", title=f"Operator {name} added", timeout=15, markup=False)
                 return
-            self.app.push_screen(EnrolModal(self.ctx, start_enrolment(self.ctx, name)), lambda ok: self.reload())
+            write_in_thread(self, f"Enrolment of {name}", lambda: start_enrolment(ctx, name), self._enrol, shows=())
 
         def got_name(name: str | None) -> None:
             if name:
                 self.app.push_screen(PromptModal(f"Email of {name}", placeholder="name@example.org",
-                                                 check=lambda email: add(name, email)), got_email)
+                                                 save=lambda email: add(name, email)), got_email)
 
         def ask_name(unlocked: bool | None = True) -> None:
             if unlocked:

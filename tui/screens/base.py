@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from textual import events
 from textual.app import ComposeResult
@@ -12,6 +13,7 @@ from textual.widgets import DataTable, Input
 
 from core.context import Context
 from tui.reads import ThreadedReads
+from tui.writes import write_in_thread
 from tui.widgets.footer import ModeFooter
 from tui.widgets.mode_bar import ModeBar
 from tui.widgets.table import PlainTable
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
 
 PAGE_GROUP = Binding.Group("Page", compact=True)
+T = TypeVar("T")
 
 
 def page_bindings() -> list[Binding]:
@@ -71,6 +74,23 @@ class ModeScreen(ThreadedReads):
     def now(self) -> datetime:
         """The app's clock (frozen in tests and screenshots)."""
         return self.kt.now()
+
+    def write_in_thread(self, name: str, write: Callable[[], T], done: Callable[[T], None], *,
+                        again: Callable[[], object] | None = None) -> None:
+        """Run a write (a removal, a pin, an import) in a thread worker; done(result) on the UI thread once it
+        committed. When core asks for a TOTP code first (it wrote nothing), ask for one, then again(); any other
+        failure the App shows, titled "<name> failed", in the words the CLI prints."""
+        from core.stepup import StepUpRequired
+
+        if again is None:
+            write_in_thread(self, name, write, done, shows=())
+            return
+
+        def failed(exc: Exception) -> None:
+            if isinstance(exc, StepUpRequired):
+                self.kt.step_up(exc, again)
+
+        write_in_thread(self, name, write, done, failed=failed, shows=(StepUpRequired,))
 
     def compose(self) -> ComposeResult:
         yield ModeBar(self.MODE)

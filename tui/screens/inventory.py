@@ -247,11 +247,15 @@ class InventoryScreen(ModeScreen):
                             lambda count: self._ask_remove(name, count), name=f"Opening asset {name}")
 
     def _ask_remove(self, name: str, count: int) -> None:
+        ctx = self.ctx
+
+        def removed(_: object) -> None:
+            self.notify(f"Asset {name} removed")
+            self.reload()
+
         def done(yes: bool | None) -> None:
             if yes:
-                svc.remove_asset(self.ctx, name)
-                self.notify(f"Asset {name} removed")
-                self.reload()
+                self.write_in_thread(f"Removing asset {name}", lambda: svc.remove_asset(ctx, name), removed)
 
         self.app.push_screen(ConfirmModal(
             f"Remove asset {name}?",
@@ -273,14 +277,11 @@ class InventoryScreen(ModeScreen):
 
         self.app.push_screen(PromptModal("Import inventory file", placeholder="~/inventory.yaml", check=check), done)
 
-    @work(thread=True, group="inventory", exit_on_error=False, name="Import")
     def _import(self, path: str) -> None:
-        try:
-            summary = svc.import_file(self.ctx, Path(path), source=path)
-        except StepUpRequired as exc:  # the file was read and checked, nothing written: a code, then again
-            self.app.call_from_thread(self.kt.step_up, exc, lambda: self._import(path))
-            return
-        self.app.call_from_thread(self._imported, path, describe_summary(summary))
+        ctx = self.ctx
+        # On a step-up the file was read and checked, nothing written: a code, then the import again.
+        self.write_in_thread("Import", lambda: describe_summary(svc.import_file(ctx, Path(path), source=path)),
+                             lambda text: self._imported(path, text), again=lambda: self._import(path))
 
     def _imported(self, path: str, text: str) -> None:
         self.notify(f"{path}: {text}", title="Imported")
@@ -318,17 +319,19 @@ class InventoryScreen(ModeScreen):
                     + "\n".join(f"{k.key_type:<20} {k.fingerprint}" for k in asset.host_keys
                                  if (k.key_type, k.key_base64) in check.changed) + "\n" + body)
 
+        ctx = self.ctx
+
+        def pinned(count: int) -> None:
+            self.notify(f"Pinned {plural(count, 'host key')} on {asset.name}")
+            self.reload()
+
         def done(yes: bool | None) -> None:
             if not yes:
                 self.notify("Nothing pinned")
                 return
-            try:
-                count = svc.pin_offer(self.ctx, offer)
-            except StepUpRequired as exc:  # the unlock ran out while the question was open
-                self.kt.step_up(exc, lambda: done(True))
-                return
-            self.notify(f"Pinned {plural(count, 'host key')} on {asset.name}")
-            self.reload()
+            # A step-up when the unlock ran out while the question was open: a code, then pin again.
+            self.write_in_thread(f"Pinning host keys of {asset.name}", lambda: svc.pin_offer(ctx, offer), pinned,
+                                 again=lambda: done(True))
 
         self.app.push_screen(ConfirmModal(
             f"{'Replace' if check.changed else 'Pin'} host key of {asset.name}?", body,
@@ -417,20 +420,13 @@ class InventoryScreen(ModeScreen):
             yes="Remove", danger=True), done)
 
     def _remove_account(self, gone: svc.AccountRemoval) -> None:
-        from core.errors import KeyturnError
-        from core.stepup import StepUpRequired
+        ctx = self.ctx
 
-        try:
-            svc.remove_account(self.ctx, gone.asset, gone.username, gone.secret_type)
-        except StepUpRequired:
-            # Should core ask for a code here (a privileged account), ask the acting person and remove again.
-            from tui.modals.otp import OtpModal
+        def removed(_: object) -> None:
+            self.notify(f"Account {gone.username}@{gone.asset} removed")
+            self.reload()
 
-            self.app.push_screen(OtpModal(self.ctx, self.ctx.mfa),
-                                 lambda ok: self._remove_account(gone) if ok else None)
-            return
-        except KeyturnError as exc:
-            self.notify(str(exc), title="Not removed", severity="error", timeout=10)
-            return
-        self.notify(f"Account {gone.username}@{gone.asset} removed")
-        self.reload()
+        # Should core ask for a code here (a privileged account), ask the acting person and remove again.
+        self.write_in_thread(f"Removing account {gone.username}@{gone.asset}",
+                             lambda: svc.remove_account(ctx, gone.asset, gone.username, gone.secret_type), removed,
+                             again=lambda: self._remove_account(gone))

@@ -8,10 +8,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Label
 
 from core import tasks
-from core.errors import KeyturnError
 from core.targets import Preview, visible_preview
 from core.services.views import TaskRow, task_names, task_rows
-from core.stepup import StepUpRequired
 from tui.modals.confirm import ConfirmModal
 from tui.modals.preview import PreviewModal
 from tui.modals.prompt import PromptModal
@@ -153,19 +151,16 @@ class TasksScreen(ModeScreen):
         if row is None:
             return
 
-        def done(new_name: str | None) -> None:
-            if not new_name:
-                return
-            try:
-                tasks.copy_task(self.ctx, row.name, new_name)
-            except StepUpRequired as exc:
-                self.kt.step_up(exc, lambda: done(new_name))
-                return
-            except (KeyturnError, ValueError) as exc:
-                self.notify(str(exc), severity="error", title="Copy failed")
-                return
+        ctx = self.ctx
+
+        def copied(new_name: str) -> None:
             self.notify(f"Copied {row.name} to {new_name}")
             self.reload(select=new_name)
+
+        def done(new_name: str | None) -> None:
+            if new_name:
+                self.write_in_thread(f"Copying task {row.name}", lambda: tasks.copy_task(ctx, row.name, new_name),
+                                     lambda _: copied(new_name), again=lambda: done(new_name))
 
         taken = set(getattr(self, "_rows", {}))
         self.app.push_screen(PromptModal(
@@ -180,16 +175,15 @@ class TasksScreen(ModeScreen):
         if row is None:
             return
 
-        def done(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                tasks.delete_task(self.ctx, row.name)
-            except KeyturnError as exc:
-                self.notify(str(exc), severity="error", title="Delete failed")
-                return
+        ctx = self.ctx
+
+        def deleted(_: object) -> None:
             self.notify(f"Deleted task {row.name}")
             self.reload()
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.write_in_thread(f"Deleting task {row.name}", lambda: tasks.delete_task(ctx, row.name), deleted)
 
         self.app.push_screen(ConfirmModal(
             f"Delete task {row.name}?", "Its executions and change records are kept.", yes="Delete", danger=True), done)
@@ -229,16 +223,14 @@ class TasksScreen(ModeScreen):
         row = self._selected()
         if row is None:
             return
-        try:
-            tasks.set_active(self.ctx, row.name, not row.active)
-        except StepUpRequired as exc:
-            self.kt.step_up(exc, self.action_toggle_active)
-            return
-        except KeyturnError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        self.notify(f"Task {row.name} is now {'inactive' if row.active else 'active'}")
-        self.reload()
+        ctx, name, active = self.ctx, row.name, not row.active
+
+        def switched(_: object) -> None:
+            self.notify(f"Task {name} is now {'active' if active else 'inactive'}")
+            self.reload()
+
+        self.write_in_thread(f"Switching task {name} {'on' if active else 'off'}",
+                             lambda: tasks.set_active(ctx, name, active), switched, again=self.action_toggle_active)
 
     def action_preview(self) -> None:
         """Show which accounts the highlighted task would change and which it skips."""
