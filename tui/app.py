@@ -42,6 +42,11 @@ from tui.widgets.run_panel import RunState, RunUpdated
 Clock = Callable[[], datetime]
 # Full collections at most every 100 middle ones instead of every 10 (Python's default is 700, 10, 10).
 GC_THRESHOLDS = (700, 10, 100)
+# The other modes' screens are composed while the app is idle, one per step, starting this long after start
+# (the first screen's own read and paint come first) and this long apart (a key pressed meanwhile waits for at
+# most one screen's composition, 15-30 ms, instead of a first visit's 45-55 ms: benchmarks/tui_scale.py).
+PREBUILD_AFTER = 0.5
+PREBUILD_GAP = 0.05
 
 # mode -> (key, title); the order is the order of the mode bar and of the footer.
 MODE_KEYS: dict[str, tuple[str, str]] = {
@@ -121,6 +126,7 @@ class KeyturnApp(OrderedKeys, App[int]):
         self.run_signal: Signal[RunUpdated] = Signal(self, "run")
         self.reads = ReadCounter()  # screen reads in flight (tests wait on it instead of sleeping)
         self.writes = WriteCounter(self)  # writes in flight (tests wait on it instead of sleeping)
+        self.prebuilt = False  # every mode's screen is composed (see _prebuild_next)
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: object) -> None:  # type: ignore[override]
         """Show a toast. Messages carry host errors and user names, so they are never read as markup."""
@@ -134,12 +140,33 @@ class KeyturnApp(OrderedKeys, App[int]):
         self._gc_thresholds = gc.get_threshold()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        self.set_timer(PREBUILD_AFTER, self._prebuild_next)
         if self.ctx.settings.reconcile_on_start:
             from core.services.views import anything_unsettled
 
             if anything_unsettled(self.ctx):
                 # Only probes logins and settles records, never changes a host: not gated on who is acting.
                 self.start_reconcile(automatic=True)
+
+    def _prebuild_next(self) -> None:
+        """Compose one mode screen not built yet, then come back for the next (see PREBUILD_AFTER).
+
+        A first visit used to compose and mount the mode's whole screen between the key and the next paint;
+        built ahead, the visit only lays out, loads and paints. Done as Textual's own first switch_mode does it
+        (the screen registered on the mode's stack), without showing or resuming it: its first resume, at the
+        visit, starts its reads. Waits while the shown screen's reads or writes are in flight or a modal is open."""
+        pending = [mode for mode in self.MODES if mode not in self._screen_stacks]
+        if not pending:
+            self.prebuilt = True
+            return
+        if self.reads.pending or self.writes.pending or len(self.screen_stack) > 1:
+            self.set_timer(PREBUILD_AFTER, self._prebuild_next)
+            return
+        mode = pending[0]
+        screen, _mounted = self._get_screen(self.MODES[mode]())  # type: ignore[operator]
+        self._screen_stacks[mode] = [screen]
+        self._load_screen_css(screen)
+        self.set_timer(PREBUILD_GAP, self._prebuild_next)
 
     def on_unmount(self) -> None:
         """Give the collector back what on_mount kept from it (tests run many apps in one process)."""
