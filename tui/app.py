@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
@@ -18,6 +19,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.signal import Signal
+from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
 from core.config import Settings
@@ -31,6 +33,7 @@ from tui.modals.confirm import ConfirmModal
 from tui.reads import ReadCounter
 from tui.writes import WriteCounter, write_in_thread
 from tui.screens.audit import AuditScreen
+from tui.screens.base import ModeScreen
 from tui.screens.history import HistoryScreen
 from tui.screens.inventory import InventoryScreen
 from tui.screens.overview import OverviewScreen
@@ -47,6 +50,7 @@ GC_THRESHOLDS = (700, 10, 100)
 # most one screen's composition, 15-30 ms, instead of a first visit's 45-55 ms: benchmarks/tui_scale.py).
 PREBUILD_AFTER = 0.5
 PREBUILD_GAP = 0.05
+PREBUILD_DRAW = 0.010
 
 # mode -> (key, title); the order is the order of the mode bar and of the footer.
 MODE_KEYS: dict[str, tuple[str, str]] = {
@@ -149,24 +153,59 @@ class KeyturnApp(OrderedKeys, App[int]):
                 self.start_reconcile(automatic=True)
 
     def _prebuild_next(self) -> None:
-        """Compose one mode screen not built yet, then come back for the next (see PREBUILD_AFTER).
+        """Take one step of getting a mode's screen ready ahead of its first visit, then come back for the next.
 
-        A first visit used to compose and mount the mode's whole screen between the key and the next paint;
-        built ahead, the visit only lays out, loads and paints. Done as Textual's own first switch_mode does it
-        (the screen registered on the mode's stack), without showing or resuming it: its first resume, at the
-        visit, starts its reads. Waits while the shown screen's reads or writes are in flight or a modal is open."""
-        pending = [mode for mode in self.MODES if mode not in self._screen_stacks]
-        if not pending:
-            self.prebuilt = True
-            return
+        A first visit used to compose and mount the mode's whole screen, lay it out, load its page and draw all of
+        it between the key and the next paint (45-55 ms of UI-thread CPU in one go, benchmarks/tui_scale.py).
+        While the app is idle each mode's screen is, one step at a time (PREBUILD_GAP apart, so a key pressed
+        meanwhile waits for one step at most): composed as Textual's own first switch_mode does it (registered
+        on the mode's stack, not shown), laid out at the app's size, loaded (its reads, as a visit starts them)
+        and drawn once off screen, which fills the widgets' line caches. The visit then resumes it: its reload
+        finds the same rows (PlainTable.show_rows keeps them) and the paint reuses what was drawn. A screen
+        the person visits first is left to its visit. Waits while reads or writes are in flight or a modal is
+        open."""
         if self.reads.pending or self.writes.pending or len(self.screen_stack) > 1:
             self.set_timer(PREBUILD_AFTER, self._prebuild_next)
             return
-        mode = pending[0]
-        screen, _mounted = self._get_screen(self.MODES[mode]())  # type: ignore[operator]
-        self._screen_stacks[mode] = [screen]
-        self._load_screen_css(screen)
-        self.set_timer(PREBUILD_GAP, self._prebuild_next)
+        stages: dict[str, int] = self.__dict__.setdefault("_prebuild_stages", {})
+        for mode in self.MODES:
+            if mode == self.current_mode or stages.get(mode, 0) >= 4:
+                continue
+            stack = self._screen_stacks.get(mode)
+            if not stack:
+                screen, _mounted = self._get_screen(self.MODES[mode]())  # type: ignore[operator]
+                self._screen_stacks[mode] = [screen]
+                self._load_screen_css(screen)
+                stages[mode] = 1
+            else:
+                screen = stack[0]
+                stage = stages.get(mode, 0)
+                if stage == 0 or not isinstance(screen, ModeScreen):
+                    stages[mode] = 4  # built by a visit: nothing to do ahead
+                    continue
+                if stage == 1:
+                    screen._refresh_layout(self.size)
+                elif stage == 2:
+                    if not screen.read_started:
+                        screen.reload()
+                elif stage == 3 and not self._draw_ahead(screen):
+                    stage -= 1  # more widgets to draw in the next step
+                stages[mode] = stage + 1
+            self.set_timer(PREBUILD_GAP, self._prebuild_next)
+            return
+        self.prebuilt = True
+
+    def _draw_ahead(self, screen: Screen) -> bool:
+        """Draw the next few widgets of a laid-out screen off screen (about PREBUILD_DRAW seconds of UI-thread
+        CPU), filling their line caches; True once every widget has been drawn."""
+        pending: list[Widget] | None = screen.__dict__.get("_draw_ahead")
+        if pending is None:
+            pending = screen.__dict__["_draw_ahead"] = [w for w in screen._compositor.widgets if w.size.area]
+        start = time.thread_time()
+        while pending and time.thread_time() - start < PREBUILD_DRAW:
+            widget = pending.pop()
+            widget.render_lines(widget.size.region)
+        return not pending
 
     def on_unmount(self) -> None:
         """Give the collector back what on_mount kept from it (tests run many apps in one process)."""

@@ -83,6 +83,9 @@ async def test_idle_app_after_two_runs_renders_nothing(demo_ctx: Context, monkey
         await settled(pilot)
         await pilot.press("o")
         await settled(pilot)
+        # The app draws the other modes' screens ahead once, while idle after start (tui/app.py
+        # _prebuild_next): bounded work that ends. What must not happen is work that never does.
+        await until(pilot, lambda: app.prebuilt, "the screens built ahead")
         for name in ("history", "overview"):
             calls["show"] = calls["render"] = 0
             # A fixed wait on purpose: the test asserts that nothing happens while idle (no key, no run, nothing

@@ -14,6 +14,7 @@ from core.audit import AuditEventInfo, VerifyResult, list_events, verify_chain
 from core.errors import KeyturnError
 from core.operators import Enrolment
 from core.services.views import count_events
+from tui.widgets.format import show_text
 from tui.screens.base import ModeScreen, page_bindings
 from tui.widgets.table import PlainTable
 from tui.writes import write_in_thread
@@ -137,7 +138,7 @@ class AuditScreen(ModeScreen):
         self._last_id = events[-1].id if events else None
         page = len(self._page_starts)
         span = f"{events[-1].id}-{events[0].id}" if events else "none"
-        self.query_one("#audit-count", Label).update(f"Audit events {span} of {total}, page {page}  ([ ] page, v verify)")
+        show_text(self.query_one("#audit-count", Label), f"Audit events {span} of {total}, page {page}  ([ ] page, v verify)")
         if then is not None:
             then()
 
@@ -183,7 +184,7 @@ class AuditScreen(ModeScreen):
     def action_verify(self) -> None:
         """Check every event's hash and link (in a thread worker); jump to the first broken one."""
         ctx = self.ctx
-        self.query_one("#audit-verify", Label).update("verifying the hash chain…")
+        show_text(self.query_one("#audit-verify", Label), "verifying the hash chain…")
         self.read_in_thread("verify", lambda: verify_chain(ctx), self._show_verified, name="Verifying the audit chain")
 
     def _show_verified(self, result: VerifyResult) -> None:

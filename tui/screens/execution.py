@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Label, RichLog, Static
 from core.listings import execution_detail
 from tui.reads import ThreadedReads
 from tui.widgets.footer import ModeFooter
-from tui.widgets.format import STATUS_STYLES, clip, duration, status_text, when
+from tui.widgets.format import STATUS_STYLES, clip, duration, status_text, when, show_text
 from tui.widgets.table import PlainTable
 
 LOG_LINES = 5000
@@ -81,7 +81,7 @@ class ExecutionScreen(ThreadedReads):
         head.append(f"{info.succeeded} ok", style="green").append(", ")
         head.append(f"{info.failed} failed", style="red").append(", ")
         head.append(f"{info.unverified} unverified", style="yellow").append(f" of {info.total}")
-        self.query_one("#execution-head", Static).update(head)
+        show_text(self.query_one("#execution-head", Static), head)
         mail = self.query_one("#execution-mail", Label)
         mail.update(f"mail not delivered: {info.mail_error}" if info.mail_error else "")
         mail.display = bool(info.mail_error)

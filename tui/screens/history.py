@@ -11,7 +11,7 @@ from core.types import ExecutionInfo
 from tui.modals.confirm import ConfirmModal
 from tui.screens.base import ModeScreen, page_bindings
 from tui.screens.execution import ExecutionScreen
-from tui.widgets.format import duration, status_text, when
+from tui.widgets.format import duration, status_text, when, show_text
 from tui.widgets.run_panel import RunPanel
 from tui.widgets.table import PlainTable
 
@@ -71,7 +71,7 @@ class HistoryScreen(ModeScreen):
             table.move_cursor(row=min(cursor, len(rows) - 1))
         self.place_cursor(table)
         last = self.page_offset + len(rows)
-        self.query_one("#history-count", Label).update(
+        show_text(self.query_one("#history-count", Label),
             f"Executions {self.page_offset + 1 if rows else 0}-{last} of {total}  ([ ] page)")
 
     def action_reload(self) -> None:

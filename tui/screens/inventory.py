@@ -25,7 +25,7 @@ from tui.modals.asset_form import AssetFormModal
 from tui.modals.confirm import ConfirmModal
 from tui.modals.prompt import PromptModal
 from tui.screens.base import ModeScreen, page_bindings
-from tui.widgets.format import plural, ago, status_text
+from tui.widgets.format import plural, ago, status_text, show_text
 from tui.widgets.table import PlainTable
 
 PAGE = 100  # about three screens at 120x40: the UI thread measures and draws every row a table holds
@@ -130,7 +130,7 @@ class InventoryScreen(ModeScreen):
             table.move_cursor(row=min(max(cursor, 0), len(assets) - 1))
         self.place_cursor(table)
         where = (f" in {self.node}" if self.node else "") + (" with drift (D: all)" if self.drift_only else "")
-        self.query_one("#assets-count", Label).update(
+        show_text(self.query_one("#assets-count", Label),
             f"Assets{where} {self.page_offset + 1 if assets else 0}-{self.page_offset + len(assets)} of {total}")
         self._show_accounts(again=True)
 
@@ -140,7 +140,7 @@ class InventoryScreen(ModeScreen):
         if name is None:
             self._accounts_asked = None
             self.query_one("#accounts-table", DataTable).clear()
-            self.query_one("#accounts-title", Label).update("Accounts")
+            show_text(self.query_one("#accounts-title", Label), "Accounts")
             return
         if name == getattr(self, "_accounts_asked", None) and not again:
             return  # the cursor restored after a reload highlights the same asset
@@ -154,7 +154,7 @@ class InventoryScreen(ModeScreen):
         table = self.query_one("#accounts-table", PlainTable)
         cursor = table.cursor_row
         now = self.now()
-        self.query_one("#accounts-title", Label).update(f"Accounts on {name} ({len(accounts)})")
+        show_text(self.query_one("#accounts-title", Label), f"Accounts on {name} ({len(accounts)})")
         table.show_rows((str(acc.id), (acc.username, status_text(acc.last_status) if acc.last_status else "-",
                                        "ssh key" if acc.secret_type == "ssh_key" else "password",
                                        ago(acc.last_changed_at, now), str(acc.version), "yes" if acc.privileged else "",

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Label, Sparkline, Static
 from core.listings import attention_accounts, overview_stats
 from core.services.views import AttentionRow, OverviewStats
 from tui.screens.base import ModeScreen
-from tui.widgets.format import clip, status_text, when
+from tui.widgets.format import clip, status_text, when, show_text
 from tui.widgets.table import PlainTable
 
 ATTENTION_LIMIT = 200
@@ -79,14 +79,14 @@ class OverviewScreen(ModeScreen):
         text.append("Drift        ", style="dim").append(f"{drift}", style="bold red" if drift else "bold")
         text.append(" heartbeat not ok\n")
         text.append("Running now  ", style="dim").append(f"{stats.running}", style="bold cyan" if stats.running else "bold")
-        self.query_one("#overview-stats", Static).update(text)
+        show_text(self.query_one("#overview-stats", Static), text)
         self.query_one("#spark-success", Sparkline).data = [d.success for d in stats.days]
         self.query_one("#spark-failed", Sparkline).data = [d.failed for d in stats.days]
         total_ok = sum(d.success for d in stats.days)
         total_bad = sum(d.failed for d in stats.days)
-        self.query_one("#spark-range", Label).update(
+        show_text(self.query_one("#spark-range", Label),
             f"{stats.days[0].day} .. {stats.days[-1].day}: {total_ok} ok, {total_bad} failed/unverified")
-        self.query_one("#chart-title", Label).update(f"Changes per day, last {len(stats.days)} days")
+        show_text(self.query_one("#chart-title", Label), f"Changes per day, last {len(stats.days)} days")
 
     def _show_attention(self, rows: list[AttentionRow]) -> None:
         now = self.now()

@@ -13,7 +13,7 @@ from core.services.views import RECORD_STATUSES, task_names
 from core.types import RecordInfo
 from tui.modals.confirm import ConfirmModal
 from tui.screens.base import ModeScreen, page_bindings
-from tui.widgets.format import plural, clip, status_text, when
+from tui.widgets.format import plural, clip, status_text, when, show_text
 from tui.widgets.table import PlainTable
 
 PAGE = 100
@@ -123,7 +123,7 @@ class RecordsScreen(ModeScreen):
         if rows:
             table.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
         self.place_cursor(table)
-        self.query_one("#records-count", Label).update(
+        show_text(self.query_one("#records-count", Label),
             f"Records {self.page_offset + 1 if rows else 0}-{self.page_offset + len(rows)} of {self.total}  ([ ] page, / search)")
 
     def action_reload(self) -> None:

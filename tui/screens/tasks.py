@@ -15,7 +15,7 @@ from tui.modals.preview import PreviewModal
 from tui.modals.prompt import PromptModal
 from tui.modals.task_form import TaskFormModal, task_name_validators
 from tui.screens.base import ModeScreen, page_bindings
-from tui.widgets.format import plural, ago, clip, status_text
+from tui.widgets.format import plural, ago, clip, status_text, show_text
 from tui.widgets.table import PlainTable
 
 # A page, not the whole list: a DataTable measures and renders every row it holds on the UI thread, and 1,000
@@ -84,7 +84,7 @@ class TasksScreen(ModeScreen):
         table.show_rows(cells)
         shown = plural(total, "task") if total <= PAGE else (
             f"Tasks {self.page_offset + 1 if rows else 0}-{self.page_offset + len(rows)} of {total}  ([ ] page)")
-        self.query_one("#tasks-count", Label).update(shown)
+        show_text(self.query_one("#tasks-count", Label), shown)
         if keep and keep in table.rows:
             table.move_cursor(row=table.get_row_index(keep))
         self.place_cursor(table)

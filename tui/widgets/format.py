@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 
 from core.wording import plural as plural  # the screens and commands take it from here
+
+if TYPE_CHECKING:
+    from textual.widgets import Static
 
 # Outcome colours used by every table and the live log: green success, red failure, yellow unverified.
 STATUS_STYLES: dict[str, str] = {
@@ -76,3 +81,16 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+
+
+def show_text(widget: "Static", content: "str | Text") -> None:
+    """Set a Label's (or Static's) text unless it shows that text already.
+
+    Textual's update() always asks for a new layout of the whole screen, and a screen reloads each time it is
+    shown: the same count line set again cost a full reflow on every mode switch (benchmarks/tui_scale.py)."""
+    current = widget.content
+    if type(current) is type(content) and (
+            current == content if isinstance(content, str)
+            else (current.plain, current.spans, str(current.style)) == (content.plain, content.spans, str(content.style))):
+        return
+    widget.update(content)

@@ -1,0 +1,55 @@
+"""The app builds the other modes' screens while idle (tui/app.py _prebuild_next): composed, laid out, loaded and
+drawn ahead, so a first visit only resumes them. What a person sees must not change for it."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from core.context import Context
+from core.services.inventory import add_asset
+from tests.tui.demo_data import NOW
+from tests.tui.helpers import settled, sync, until
+from tui.app import KeyturnApp
+
+SIZE = (80, 24)
+
+
+def _names(app: KeyturnApp) -> list[str]:
+    table = app.screen.query_one("#assets-table", DataTable)
+    return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+
+
+@sync
+async def test_every_mode_is_built_ahead_and_a_visit_shows_what_changed_since(demo_ctx: Context) -> None:
+    """Built ahead with the data of that moment; an asset added afterwards is in Inventory at its first visit."""
+    app = KeyturnApp(demo_ctx, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.prebuilt, "the screens built ahead")
+        assert set(app._screen_stacks) == set(app.MODES)  # every mode's screen exists before its first visit
+        inventory = app._screen_stacks["inventory"][0]
+        built = [str(r[0]) for r in (inventory.query_one("#assets-table", DataTable).get_row_at(i)
+                                     for i in range(inventory.query_one("#assets-table", DataTable).row_count))]
+        assert built, "the Inventory screen was loaded ahead"
+        add_asset(demo_ctx, "aaa-added-later", address="10.9.9.9")
+        await pilot.press("i")
+        await settled(pilot)
+        assert app.current_mode == "inventory"
+        assert "aaa-added-later" in _names(app)
+        assert "aaa-added-later" not in built
+
+
+@sync
+async def test_a_mode_visited_before_it_was_built_ahead_is_left_to_its_visit(demo_ctx: Context) -> None:
+    """A key pressed right after start: the visit builds the screen as before, and the idle building skips it."""
+    app = KeyturnApp(demo_ctx, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("i")
+        await settled(pilot)
+        first = app.screen
+        assert _names(app)
+        await until(pilot, lambda: app.prebuilt, "the screens built ahead")
+        await pilot.press("o")
+        await settled(pilot)
+        await pilot.press("i")
+        await settled(pilot)
+        assert app.screen is first and _names(app)
