@@ -72,6 +72,35 @@ def require(ctx: Context, action: str) -> None:
                                f"{who} runs `{ENROL_HINT}` at their own terminal")
 
 
+@dataclass(frozen=True)
+class Standing:
+    """What the acting person may do, read once: for a front end that must not wait on the database when a key
+    is pressed (the app's UI thread). Only a hint for asking early: every use case still calls require() itself.
+
+    enforcing: some operator has confirmed enrolment (then a name alone acts only through a confirmed operator).
+    refusals: per action, the refusal require() raises (None: allowed).
+    """
+
+    enforcing: bool
+    refusals: dict[str, str | None] = field(default_factory=dict)
+
+    def refusal(self, action: str) -> str | None:
+        """Why the acting person may not do action, or None."""
+        return self.refusals.get(action)
+
+
+def standing(ctx: Context) -> Standing:
+    """The acting person's Standing now (reads the operators table)."""
+    refusals: dict[str, str | None] = {}
+    for action in ACTIONS:
+        try:
+            require(ctx, action)
+            refusals[action] = None
+        except PermissionDenied as exc:
+            refusals[action] = str(exc)
+    return Standing(is_enforcing(ctx), refusals)
+
+
 def require_admin(ctx: Context, mfa: MfaSession | None = None) -> None:
     """Managing operators: once any operator is confirmed, only a confirmed operator who gave a code (within the
     unlock window of mfa, by default ctx.mfa) may; core.stepup.StepUpRequired ('operator.admin') otherwise.

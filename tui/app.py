@@ -10,6 +10,7 @@ import gc
 import sys
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 from datetime import datetime
 from functools import partial
 
@@ -41,6 +42,9 @@ from tui.screens.records import RecordsScreen
 from tui.screens.tasks import TasksScreen
 from tui.widgets.format import plural
 from tui.widgets.run_panel import RunState, RunUpdated
+
+if TYPE_CHECKING:
+    from core.operators import Standing
 
 Clock = Callable[[], datetime]
 # Full collections at most every 100 middle ones instead of every 10 (Python's default is 700, 10, 10).
@@ -131,6 +135,7 @@ class KeyturnApp(OrderedKeys, App[int]):
         self.reads = ReadCounter()  # screen reads in flight (tests wait on it instead of sleeping)
         self.writes = WriteCounter(self)  # writes in flight (tests wait on it instead of sleeping)
         self.prebuilt = False  # every mode's screen is composed (see _prebuild_next)
+        self.standing: Standing | None = None  # what the acting person may do, as last read (refresh_standing)
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: object) -> None:  # type: ignore[override]
         """Show a toast. Messages carry host errors and user names, so they are never read as markup."""
@@ -145,12 +150,26 @@ class KeyturnApp(OrderedKeys, App[int]):
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
         self.set_timer(PREBUILD_AFTER, self._prebuild_next)
+        self.refresh_standing()
         if self.ctx.settings.reconcile_on_start:
-            from core.services.views import anything_unsettled
+            self._reconcile_if_unsettled()
 
-            if anything_unsettled(self.ctx):
-                # Only probes logins and settles records, never changes a host: not gated on who is acting.
-                self.start_reconcile(automatic=True)
+    def _reconcile_if_unsettled(self) -> None:
+        """Start the automatic reconcile when records are left open (the check reads in a thread worker)."""
+        from core.services.views import anything_unsettled
+
+        ctx, key = self.ctx, (id(self), "unsettled")
+        self.reads.begin(key)
+
+        def read() -> None:
+            try:
+                if anything_unsettled(ctx):
+                    # Only probes logins and settles records, never changes a host: not gated on who is acting.
+                    self.call_from_thread(self.start_reconcile, automatic=True)
+            finally:
+                self.call_from_thread(self.reads.end, key)
+
+        self.run_worker(read, thread=True, group="unsettled", exit_on_error=False, name="Checking for open records")
 
     def _prebuild_next(self) -> None:
         """Take one step of getting a mode's screen ready ahead of its first visit, then come back for the next.
@@ -290,15 +309,43 @@ class KeyturnApp(OrderedKeys, App[int]):
         self.run_signal.publish(RunUpdated(run, line))  # type: ignore[arg-type]
 
     def permit(self, action: str) -> bool:
-        """Whether the acting person may do action (run, edit); says why not in a notification."""
-        from core.operators import require
+        """Whether the acting person may do action (run, edit); says why not in a notification.
 
-        try:
-            require(self.ctx, action)
-        except KeyturnError as exc:
-            self.notify(str(exc), title="Not allowed", severity="error", timeout=10)
+        Answered from the person's standing as last read (refresh_standing, in a thread worker) and read again
+        after every answer; a key pressed before the first read arrived (the app's first milliseconds) has it read
+        here. Only an early "no": each use case checks again in core, and a refusal there says the same."""
+        from core.operators import standing as read_standing
+
+        standing = self.standing
+        if standing is None:
+            standing = self.standing = read_standing(self.ctx)
+        self.refresh_standing()
+        why = standing.refusal(action) if standing is not None else None
+        if why:
+            self.notify(why, title="Not allowed", severity="error", timeout=10)
             return False
         return True
+
+    @property
+    def enforcing(self) -> bool:
+        """Whether some operator has confirmed enrolment, as last read (True until known: the careful answer)."""
+        return self.standing is None or self.standing.enforcing
+
+    def refresh_standing(self) -> None:
+        """Read the acting person's standing (core.operators.standing) in a thread worker; tests wait on app.reads."""
+        from core.operators import standing
+
+        ctx, key = self.ctx, (id(self), "standing")
+        self.reads.begin(key)
+
+        def read() -> None:
+            try:
+                self.call_from_thread(setattr, self, "standing", standing(ctx))
+            finally:
+                self.call_from_thread(self.reads.end, key)
+
+        self.run_worker(read, thread=True, group="standing", exclusive=True, exit_on_error=False,
+                        name="Reading what you may do")
 
     def step_up(self, exc: Exception, retry: Callable[[], object]) -> None:
         """Core asked for a fresh TOTP code (core.stepup.StepUpRequired; it wrote nothing): ask for one in the OTP
@@ -495,9 +542,7 @@ class KeyturnApp(OrderedKeys, App[int]):
     def _reveal(self, fetch: Callable[[str], list], what: str) -> None:
         """Ask why (a ticket id or text, kept with the audit event, as `keyturn reveal --reason`), then a code
         unless the unlock window holds, then show the secrets."""
-        from core.operators import is_enforcing
-
-        if not is_enforcing(self.ctx):
+        if not self.enforcing:
             # Reveal needs a code from an enrolled phone; before the first one exists no code could ever work.
             self.notify("No operator is enrolled yet, so no code can unlock a secret. Enrol one in Audit "
                         "(u, then n) or with `keyturn operator add NAME --email ADDR` and `keyturn operator enrol`, "

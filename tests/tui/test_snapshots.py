@@ -143,7 +143,7 @@ async def _otp(pilot: Pilot) -> None:
 
     app = pilot.app
     await app.push_screen(OtpModal(app.ctx, app.mfa))  # type: ignore[attr-defined]
-    await pilot.pause()
+    await settle(pilot)  # the tries left are read in a thread worker
 
 
 def test_otp(snap_compare, demo_app) -> None:

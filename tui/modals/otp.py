@@ -10,7 +10,7 @@ from textual.widgets import Input, Label
 
 from core.context import Context
 from core.errors import KeyturnError
-from core.mfa import MfaFailed, MfaLocked, MfaSession, mfa_status
+from core.mfa import MfaFailed, MfaLocked, MfaSession, MfaStatus, mfa_status
 from core.errors import NotFound
 from tui.writes import write_in_thread
 
@@ -48,14 +48,37 @@ class OtpModal(ModalScreen[bool]):
         self.dismiss(True)
 
     def _show_status(self) -> None:
+        """Read the operator's tries and lockout (in a thread worker: the UI thread never waits on the database)."""
+        ctx, operator, now = self.ctx, self.operator, self.mfa.now()
+
+        def fetch() -> MfaStatus | None:
+            try:
+                return mfa_status(ctx, operator, now=now)
+            except NotFound:
+                return None
+
+        counter, key = getattr(self.app, "reads", None), (id(self), "otp-status")
+        if counter is not None:
+            counter.begin(key)  # tests wait on the app's read counter
+
+        def read() -> None:
+            try:
+                self.app.call_from_thread(self._apply_status, fetch())
+            finally:  # after the status is shown: a test waiting on the counter finds it there
+                if counter is not None:
+                    self.app.call_from_thread(counter.end, key)
+
+        self.run_worker(read, thread=True, group="otp-status", exclusive=True, exit_on_error=False,
+                        name="Reading the TOTP status")
+
+    def _apply_status(self, st: "MfaStatus | None") -> None:
+        if not self.is_attached:
+            return  # closed meanwhile
         status = self.query_one("#otp-status", Label)
-        try:
-            st = mfa_status(self.ctx, self.operator, now=self.mfa.now())
-        except NotFound:
+        if st is None:
             status.update(f"{self.operator!r} is not a keyturn operator")
             self._disable()
-            return
-        if not st.confirmed:
+        elif not st.confirmed:
             status.update(f"{self.operator} has not confirmed the TOTP enrolment yet")
             self._disable()
         elif st.locked_until is not None:

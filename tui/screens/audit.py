@@ -72,27 +72,27 @@ class AuditScreen(ModeScreen):
     def action_new_operator(self) -> None:
         """Add an operator: name and email. The QR code is shown only to the person themselves (or while no
         operator is enrolled yet, to whoever sets keyturn up); anyone else enrols at their own terminal."""
-        from core.operators import ENROL_HINT, add_operator, is_enforcing, may_enrol, require_admin, start_enrolment
+        from core.operators import ENROL_HINT, add_operator, may_enrol, require_admin, start_enrolment
         from tui.modals.otp import OtpModal
         from tui.modals.prompt import PromptModal
 
         if not self.kt.permit("edit"):
             return
 
-        added: list[str] = []
+        added: list[tuple[str, bool]] = []  # (name, whether the acting person may see its enrolment)
         ctx, mfa = self.ctx, self.kt.mfa
 
         def add(name: str, email: str) -> None:
             # In the prompt's thread worker; it stays open with core's refusal until the name and email pass.
             require_admin(ctx, mfa)  # type: ignore[arg-type]
-            added.append(add_operator(ctx, name, email).name)
+            added.append((add_operator(ctx, name, email).name, may_enrol(ctx, name)))
 
         def got_email(email: str | None) -> None:
             if not email or not added:
                 return
             self.reload()
-            name = added[-1]
-            if not may_enrol(self.ctx, name):
+            name, may = added[-1]
+            if not may:
                 self.notify(f"{name} enrols their phone at their own terminal: {ENROL_HINT} "
                             "(or Audit, e, in the app)", title=f"Operator {name} added", timeout=15, markup=False)
                 return
@@ -108,7 +108,7 @@ class AuditScreen(ModeScreen):
                 self.app.push_screen(PromptModal("New operator's login name", placeholder="alice"), got_name)
 
         # Once operators exist, managing them needs the acting operator's own code (a name alone is a claim).
-        if is_enforcing(self.ctx):
+        if self.kt.enforcing:
             self.app.push_screen(OtpModal(self.ctx, self.kt.mfa), ask_name)  # type: ignore[arg-type]
         else:
             ask_name()
