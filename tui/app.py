@@ -223,7 +223,12 @@ class KeyturnApp(OrderedKeys, App[int]):
         start = time.thread_time()
         while pending and time.thread_time() - start < PREBUILD_DRAW:
             widget = pending.pop()
-            widget.render_lines(widget.size.region)
+            if not widget.is_attached:
+                continue  # removed since the layout (a run's panel, a refilled tree)
+            try:
+                widget.render_lines(widget.size.region)
+            except Exception:  # noqa: BLE001 - only a warm-up of caches: the visit draws it anyway
+                pass
         return not pending
 
     def on_unmount(self) -> None:
