@@ -81,6 +81,10 @@ def write_in_thread(node: DOMNode, name: str, write: Callable[[], T], done: Call
             if _mounted(node):
                 outcome()
         finally:
+            # A write may change who may do what (an operator added or enrolled): the app reads it again.
+            refresh = getattr(app, "refresh_standing", None)
+            if callable(refresh):
+                refresh()
             if counter is not None:
                 counter.end()
 

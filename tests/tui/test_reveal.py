@@ -16,7 +16,7 @@ from core.audit import list_events
 from core.mfa import MfaSession, code_at
 from core.reveal import reveal_account
 from storage.inventory import upsert_account, upsert_asset
-from tests.tui.helpers import until, written
+from tests.tui.helpers import settled, until, written
 from tui.modals.enrol import EnrolModal
 from tui.modals.otp import OtpModal
 from tui.modals.reveal import MASK, RevealModal
@@ -215,7 +215,10 @@ async def test_first_operator_enrols_from_audit_mode_by_keys(ctx):
         assert "\u2584" in screen_text(app)  # the QR code is drawn
         secret = parse_qs(urlparse(app.screen.enrolment.uri).query)["secret"][0]
         await pilot.press(*code_at(secret, datetime.now(timezone.utc)), "enter")
-        await pilot.pause()
+        await settled(pilot)
+        # The app's idea of who may do what follows the write: operators are enforced from now on, so a reveal
+        # asks for a code instead of saying no operator is enrolled.
+        assert app.standing is not None and app.enforcing
     op = ops.get_operator(ctx, "carol")
     assert op.confirmed and op.email == "carol@example.org"
 
