@@ -136,6 +136,8 @@ class KeyturnApp(OrderedKeys, App[int]):
         self.writes = WriteCounter(self)  # writes in flight (tests wait on it instead of sleeping)
         self.prebuilt = False  # every mode's screen is composed (see _prebuild_next)
         self.standing: Standing | None = None  # what the acting person may do, as last read (refresh_standing)
+        self._standing_reading = self._standing_again = False
+        self._standing_reads = 0  # reads started (each counted in app.reads under its own key)
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: object) -> None:  # type: ignore[override]
         """Show a toast. Messages carry host errors and user names, so they are never read as markup."""
@@ -325,7 +327,7 @@ class KeyturnApp(OrderedKeys, App[int]):
         if standing is None:
             standing = self.standing = read_standing(self.ctx)
         self.refresh_standing()
-        why = standing.refusal(action) if standing is not None else None
+        why = standing.refusal(action)
         if why:
             self.notify(why, title="Not allowed", severity="error", timeout=10)
             return False
@@ -337,20 +339,35 @@ class KeyturnApp(OrderedKeys, App[int]):
         return self.standing is None or self.standing.enforcing
 
     def refresh_standing(self) -> None:
-        """Read the acting person's standing (core.operators.standing) in a thread worker; tests wait on app.reads."""
+        """Read the acting person's standing (core.operators.standing) in a thread worker; one read at a time, and
+        one more after it when asked meanwhile (a write may have committed after it started). Tests wait on
+        app.reads."""
         from core.operators import standing
 
-        ctx, key = self.ctx, (id(self), "standing")
+        if self._standing_reading:
+            self._standing_again = True
+            return
+        self._standing_reading, self._standing_again = True, False
+        self._standing_reads += 1
+        ctx, key = self.ctx, (id(self), f"standing {self._standing_reads}")
         self.reads.begin(key)
 
         def read() -> None:
+            result = None
             try:
-                self.call_from_thread(setattr, self, "standing", standing(ctx))
+                result = standing(ctx)
             finally:
-                self.call_from_thread(self.reads.end, key)
+                self.call_from_thread(self._standing_read, result, key)
 
-        self.run_worker(read, thread=True, group="standing", exclusive=True, exit_on_error=False,
-                        name="Reading what you may do")
+        self.run_worker(read, thread=True, group="standing", exit_on_error=False, name="Reading what you may do")
+
+    def _standing_read(self, result: "Standing | None", key: tuple[int, str]) -> None:
+        if result is not None:
+            self.standing = result
+        self._standing_reading = False
+        if self._standing_again:
+            self.refresh_standing()
+        self.reads.end(key)  # after the next read is counted: a test waiting on app.reads sees no gap
 
     def step_up(self, exc: Exception, retry: Callable[[], object]) -> None:
         """Core asked for a fresh TOTP code (core.stepup.StepUpRequired; it wrote nothing): ask for one in the OTP
