@@ -31,7 +31,7 @@ from core.types import utcnow
 from core.types import ExecutionInfo
 from tui.keys import OrderedKeys
 from tui.modals.confirm import ConfirmModal
-from tui.reads import ReadCounter
+from tui.reads import ReadCounter, read_off_ui
 from tui.writes import WriteCounter, write_in_thread
 from tui.screens.audit import AuditScreen
 from tui.screens.base import ModeScreen
@@ -137,7 +137,6 @@ class KeyturnApp(OrderedKeys, App[int]):
         self.prebuilt = False  # every mode's screen is composed (see _prebuild_next)
         self.standing: Standing | None = None  # what the acting person may do, as last read (refresh_standing)
         self._standing_reading = self._standing_again = False
-        self._standing_reads = 0  # reads started (each counted in app.reads under its own key)
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: object) -> None:  # type: ignore[override]
         """Show a toast. Messages carry host errors and user names, so they are never read as markup."""
@@ -160,18 +159,14 @@ class KeyturnApp(OrderedKeys, App[int]):
         """Start the automatic reconcile when records are left open (the check reads in a thread worker)."""
         from core.services.views import anything_unsettled
 
-        ctx, key = self.ctx, (id(self), "unsettled")
-        self.reads.begin(key)
+        ctx = self.ctx
 
-        def read() -> None:
-            try:
-                if anything_unsettled(ctx):
-                    # Only probes logins and settles records, never changes a host: not gated on who is acting.
-                    self.call_from_thread(self.start_reconcile, automatic=True)
-            finally:
-                self.call_from_thread(self.reads.end, key)
+        def started(unsettled: bool) -> None:
+            if unsettled:
+                # Only probes logins and settles records, never changes a host: not gated on who is acting.
+                self.start_reconcile(automatic=True)
 
-        self.run_worker(read, thread=True, group="unsettled", exit_on_error=False, name="Checking for open records")
+        read_off_ui(self, "Checking for open records", lambda: anything_unsettled(ctx), started)
 
     def _prebuild_next(self) -> None:
         """Take one step of getting a mode's screen ready ahead of its first visit, then come back for the next.
@@ -348,26 +343,14 @@ class KeyturnApp(OrderedKeys, App[int]):
             self._standing_again = True
             return
         self._standing_reading, self._standing_again = True, False
-        self._standing_reads += 1
-        ctx, key = self.ctx, (id(self), f"standing {self._standing_reads}")
-        self.reads.begin(key)
+        ctx = self.ctx
+        read_off_ui(self, "Reading what you may do", lambda: standing(ctx), partial(setattr, self, "standing"),
+                    finished=self._standing_read)
 
-        def read() -> None:
-            result = None
-            try:
-                result = standing(ctx)
-            finally:
-                self.call_from_thread(self._standing_read, result, key)
-
-        self.run_worker(read, thread=True, group="standing", exit_on_error=False, name="Reading what you may do")
-
-    def _standing_read(self, result: "Standing | None", key: tuple[int, str]) -> None:
-        if result is not None:
-            self.standing = result
+    def _standing_read(self) -> None:
         self._standing_reading = False
         if self._standing_again:
             self.refresh_standing()
-        self.reads.end(key)  # after the next read is counted: a test waiting on app.reads sees no gap
 
     def step_up(self, exc: Exception, retry: Callable[[], object]) -> None:
         """Core asked for a fresh TOTP code (core.stepup.StepUpRequired; it wrote nothing): ask for one in the OTP

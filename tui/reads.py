@@ -13,10 +13,12 @@ The app counts reads in flight (ReadCounter); tests wait on that instead of slee
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from textual.dom import DOMNode
 from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, get_current_worker
@@ -62,6 +64,40 @@ class ReadCounter:
             await asyncio.sleep(0)  # let a message posted by the last read start its follow-up read
             if not self._pending:
                 return
+
+
+_READ_KEYS = itertools.count(1)
+
+
+def read_off_ui(node: DOMNode, name: str, fetch: Callable[[], T], show: Callable[[T], None], *,
+                finished: Callable[[], None] | None = None) -> Worker[None]:
+    """Run fetch() in a thread worker of node; show(result) on the UI thread, then finished() (also after a
+    failure, which reaches the App's worker handler). Counted in app.reads until both ran, so a test waiting on
+    it finds the result shown; a read finished() starts is counted before this one ends.
+
+    For the App and modals; a mode screen uses ThreadedReads.read_in_thread, which also drops stale results."""
+    app = node.app
+    counter = getattr(app, "reads", None)
+    counter = counter if isinstance(counter, ReadCounter) else None
+    key = (id(node), f"{name} {next(_READ_KEYS)}")
+    if counter is not None:
+        counter.begin(key)
+
+    def done() -> None:
+        try:
+            if finished is not None:
+                finished()
+        finally:
+            if counter is not None:
+                counter.end(key)
+
+    def job() -> None:
+        try:
+            app.call_from_thread(show, fetch())
+        finally:
+            app.call_from_thread(done)
+
+    return node.run_worker(job, thread=True, exit_on_error=False, name=name)
 
 
 class ReadDone(Message, bubble=False):

@@ -12,6 +12,7 @@ from core.context import Context
 from core.errors import KeyturnError
 from core.mfa import MfaFailed, MfaLocked, MfaSession, MfaStatus, mfa_status
 from core.errors import NotFound
+from tui.reads import read_off_ui
 from tui.writes import write_in_thread
 
 
@@ -57,19 +58,7 @@ class OtpModal(ModalScreen[bool]):
             except NotFound:
                 return None
 
-        counter, key = getattr(self.app, "reads", None), (id(self), "otp-status")
-        if counter is not None:
-            counter.begin(key)  # tests wait on the app's read counter
-
-        def read() -> None:
-            try:
-                self.app.call_from_thread(self._apply_status, fetch())
-            finally:  # after the status is shown: a test waiting on the counter finds it there
-                if counter is not None:
-                    self.app.call_from_thread(counter.end, key)
-
-        self.run_worker(read, thread=True, group="otp-status", exclusive=True, exit_on_error=False,
-                        name="Reading the TOTP status")
+        read_off_ui(self, "Reading the TOTP status", fetch, self._apply_status)
 
     def _apply_status(self, st: "MfaStatus | None") -> None:
         if not self.is_attached:
