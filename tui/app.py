@@ -179,7 +179,10 @@ class KeyturnApp(OrderedKeys, App[int]):
         and drawn once off screen, which fills the widgets' line caches. The visit then resumes it: its reload
         finds the same rows (PlainTable.show_rows keeps them) and the paint reuses what was drawn. A screen
         the person visits first is left to its visit. Waits while reads or writes are in flight or a modal is
-        open."""
+        open. Stops once the app is shutting down: Textual closes the screens on every mode's stack then, and a
+        screen registered meanwhile would change the stacks under it."""
+        if self._exit or not self.is_running:
+            return
         if self.reads.pending or self.writes.pending or len(self.screen_stack) > 1:
             self.set_timer(PREBUILD_AFTER, self._prebuild_next)
             return

@@ -3,7 +3,10 @@ drawn ahead, so a first visit only resumes them. What a person sees must not cha
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import DataTable
+
+import tui.app
 
 from core.context import Context
 from core.services.inventory import add_asset
@@ -53,3 +56,19 @@ async def test_a_mode_visited_before_it_was_built_ahead_is_left_to_its_visit(dem
         await pilot.press("i")
         await settled(pilot)
         assert app.screen is first and _names(app)
+
+
+@sync
+async def test_building_ahead_stops_once_the_app_shuts_down(demo_ctx: Context,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A building step due while Textual closes the screens of every mode must not register another screen: the
+    close walks the mode stacks and failed with 'dictionary changed size during iteration' (seen once in CI)."""
+    monkeypatch.setattr(tui.app, "PREBUILD_AFTER", 600.0)  # nothing built ahead while the test runs
+    app = KeyturnApp(demo_ctx, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        assert set(app._screen_stacks) == {app.current_mode}
+    stacks = {mode: list(stack) for mode, stack in app._screen_stacks.items()}
+    app._prebuild_next()  # what a timer firing during the shutdown runs
+    assert {mode: list(stack) for mode, stack in app._screen_stacks.items()} == stacks
+    assert not app.prebuilt
