@@ -89,7 +89,9 @@ async def test_reveal_flow_masks_shows_hides_and_copies(setup):
     app = RevealFlowApp(ctx, mfa, account_id)
     async with app.run_test(size=(100, 32)) as pilot:
         assert isinstance(app.screen, OtpModal)
-        assert "5 tries before a lockout" in str(app.screen.query_one("#otp-status", Label).render())
+        # The status is read in a thread worker (tui/reads.read_off_ui): this host app has no read counter.
+        await until(pilot, lambda: "5 tries before a lockout" in str(app.screen.query_one("#otp-status", Label).render()),
+                    "the TOTP status")
         wrong = "000000" if code_at(totp, T0) != "000000" else "111111"
         await pilot.press(*wrong, "enter")
         await written(pilot)  # the code is checked in a thread worker (it writes the try)
