@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from datetime import datetime
 from functools import partial
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
@@ -213,6 +213,27 @@ class KeyturnApp(OrderedKeys, App[int]):
             self.set_timer(PREBUILD_GAP, self._prebuild_next)
             return
         self.prebuilt = True
+
+    def on_resize(self, event: events.Resize) -> None:
+        """The terminal changed size: the other modes' screens were laid out and drawn at the old one, so each next
+        visit would lay out and draw the whole screen again in the gap after the key (45-55 ms of UI-thread CPU,
+        as before the building ahead). Lay them out and draw them again while idle, with the same steps; their
+        rows are not read again. Textual itself resizes the screen on display."""
+        stages: dict[str, int] | None = self.__dict__.get("_prebuild_stages")
+        if not stages:
+            return  # the building has not started: it lays out at the size of its own time
+        again = False
+        for mode, stack in self._screen_stacks.items():
+            if mode == self.current_mode or not stack or not isinstance(stack[0], ModeScreen):
+                continue
+            if stack[0].outer_size == event.size:
+                continue
+            stages[mode] = 1  # composed: lay out next
+            stack[0].__dict__.pop("_draw_ahead", None)
+            again = True
+        if again and self.prebuilt:
+            self.prebuilt = False
+            self.set_timer(PREBUILD_AFTER, self._prebuild_next)
 
     def _draw_ahead(self, screen: Screen) -> bool:
         """Draw the next few widgets of a laid-out screen off screen (about PREBUILD_DRAW seconds of UI-thread

@@ -72,3 +72,30 @@ async def test_building_ahead_stops_once_the_app_shuts_down(demo_ctx: Context,
     app._prebuild_next()  # what a timer firing during the shutdown runs
     assert {mode: list(stack) for mode, stack in app._screen_stacks.items()} == stacks
     assert not app.prebuilt
+
+
+@sync
+async def test_after_a_resize_the_other_screens_are_laid_out_again_ahead(demo_ctx: Context) -> None:
+    """Built ahead at 80x24, then the terminal grows to 120x40: every other mode's screen (built ahead or visited)
+    is laid out at the new size while idle, so its next visit only shows it; and it shows what it should."""
+    app = KeyturnApp(demo_ctx, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("i")
+        await settled(pilot)
+        await pilot.press("o")
+        await settled(pilot)
+        await until(pilot, lambda: app.prebuilt, "the screens built ahead")
+        others = {mode: stack[0] for mode, stack in app._screen_stacks.items() if mode != "overview"}
+        assert set(others) == set(app.MODES) - {"overview"}
+        assert {tuple(s.outer_size) for s in others.values()} == {SIZE}
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        await until(pilot, lambda: app.prebuilt, "the screens built again at the new size")
+        assert {mode: tuple(s.outer_size) for mode, s in others.items()} == {mode: (120, 40) for mode in others}
+        inventory = others["inventory"]
+        await pilot.press("i")
+        await settled(pilot)
+        assert app.screen is inventory and inventory.outer_size == (120, 40)
+        table = inventory.query_one("#assets-table", DataTable)
+        assert table.size.width > SIZE[0]  # the table took the new width
+        assert _names(app)
