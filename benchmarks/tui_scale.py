@@ -177,6 +177,22 @@ async def measure(ctx: Context, rounds: int) -> dict[str, object]:
         tables = app.screen.query(f"#{table_id}")
         return bool(tables) and tables.first(DataTable).row_count > 0
 
+    async def built_ahead() -> float:
+        """Seconds until the app has built the other modes' screens while idle (tui/app.py _prebuild_next)."""
+        t0 = time.perf_counter()
+        while not getattr(app, "prebuilt", True):
+            await asyncio.sleep(0.01)
+        return time.perf_counter() - t0
+
+    async def visit(mode: str) -> tuple[float, tuple[float, float]]:
+        """Switch to a mode and wait for its page: seconds taken, and the probe's worst gap meanwhile."""
+        probe.take()
+        t0 = time.perf_counter()
+        await app.switch_mode(mode)
+        await app.reads.settled()
+        await pilot.pause()
+        return time.perf_counter() - t0, probe.take()
+
     start = time.perf_counter()
     app = KeyturnApp(ctx, clock=lambda: NOW)
     out: dict[str, object] = {}
@@ -191,10 +207,7 @@ async def measure(ctx: Context, rounds: int) -> dict[str, object]:
         out["stall_start"] = probe.take()
         # The app composes the other modes' screens while idle (tui/app.py _prebuild_next): a person reading the
         # Overview gives it that time. Its stalls count like any other.
-        t0 = time.perf_counter()
-        while not getattr(app, "prebuilt", True):
-            await asyncio.sleep(0.01)
-        out["prebuild"] = time.perf_counter() - t0
+        out["prebuild"] = await built_ahead()
         out["stall_prebuild"] = probe.take()
         t0 = time.perf_counter()
         await app.switch_mode("records")
@@ -207,12 +220,7 @@ async def measure(ctx: Context, rounds: int) -> dict[str, object]:
         switches: list[tuple[int, str, float, tuple[float, float]]] = []
         for r in range(rounds):
             for mode in MODES:
-                probe.take()
-                t0 = time.perf_counter()
-                await app.switch_mode(mode)
-                await app.reads.settled()
-                await pilot.pause()
-                switches.append((r, mode, time.perf_counter() - t0, probe.take()))
+                switches.append((r, mode, *await visit(mode)))
         out["switches"] = switches
         # The terminal shrinks to 80x24 (the person moved to a smaller window). The shown screen is laid out again
         # at once (Textual's own resize); the others again while idle (tui/app.py on_resize); then every mode is
@@ -221,20 +229,9 @@ async def measure(ctx: Context, rounds: int) -> dict[str, object]:
         await pilot.resize_terminal(80, 24)
         await pilot.pause()
         out["stall_resize"] = probe.take()
-        t0 = time.perf_counter()
-        while not getattr(app, "prebuilt", True):
-            await asyncio.sleep(0.01)
-        out["rebuild"] = time.perf_counter() - t0
+        out["rebuild"] = await built_ahead()
         out["stall_rebuild"] = probe.take()
-        resized: list[tuple[str, float, tuple[float, float]]] = []
-        for mode in MODES:
-            probe.take()
-            t0 = time.perf_counter()
-            await app.switch_mode(mode)
-            await app.reads.settled()
-            await pilot.pause()
-            resized.append((mode, time.perf_counter() - t0, probe.take()))
-        out["resized"] = resized
+        out["resized"] = [(mode, *await visit(mode)) for mode in MODES]
         probe.stop()
         await pilot.pause()
     return out
